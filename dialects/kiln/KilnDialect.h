@@ -1,0 +1,31 @@
+//===- KilnDialect.h - the kiln dialect, its attributes and ops -----------===//
+
+#ifndef KILN_DIALECT_H
+#define KILN_DIALECT_H
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/Dialect.h"
+#include "mlir/IR/ImplicitLocOpBuilder.h"
+#include "mlir/IR/OpDefinition.h"
+#include "mlir/IR/OpImplementation.h"
+#include "mlir/Interfaces/InferTypeOpInterface.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+
+#include "dialects/kiln/KilnDialect.h.inc"
+
+namespace kiln {
+/// Parses an f64 attribute parameter written as a float literal.
+mlir::FailureOr<llvm::APFloat> parseF64Parameter(mlir::AsmParser &parser);
+} // namespace kiln
+
+#define GET_ATTRDEF_CLASSES
+#include "dialects/kiln/KilnAttrs.h.inc"
+
+#define GET_OP_CLASSES
+#include "dialects/kiln/KilnOps.h.inc"
+
+#endif // KILN_DIALECT_H

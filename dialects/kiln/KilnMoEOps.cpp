@@ -1,0 +1,92 @@
+//===- KilnMoEOps.cpp - verifiers of router, dispatch, combine, grouped GEMM ===//
+
+#include "dialects/kiln/KilnDialect.h"
+#include "dialects/kiln/ShapeCheck.h"
+
+using namespace mlir;
+
+namespace kiln {
+
+LogicalResult RouterOp::verify() {
+  ArrayRef<int64_t> logits = shapeOf(getLogits());
+  if (failed(expectRank(*this, "logits ([tokens, experts])", logits, 2)))
+    return failure();
+  int64_t tokens = logits[0], experts = logits[1];
+  if (failed(expectShape(*this, "bias", shapeOf(getBias()), {experts})))
+    return failure();
+  if (getScoring() != "sigmoid" && getScoring() != "softmax")
+    return emitOpError() << "expects scoring \"sigmoid\" or \"softmax\", got \""
+                         << getScoring() << "\"";
+  if (getGroupScore() != "top2_sum" && getGroupScore() != "max")
+    return emitOpError() << "expects group_score \"top2_sum\" or \"max\", got \""
+                         << getGroupScore() << "\"";
+  int64_t groups = getNGroup(), keepGroups = getTopkGroup(), topK = getTopK();
+  if (groups <= 0 || experts % groups != 0)
+    return emitOpError() << "expects n_group to divide the " << experts
+                         << " experts, got n_group = " << groups;
+  if (keepGroups <= 0 || keepGroups > groups)
+    return emitOpError() << "expects 1 <= topk_group <= n_group = " << groups
+                         << ", got topk_group = " << keepGroups;
+  int64_t perGroup = experts / groups;
+  if (groups > 1 && getGroupScore() == "top2_sum" && perGroup < 2)
+    return emitOpError() << "expects at least 2 experts per group for "
+                            "group_score \"top2_sum\", got "
+                         << perGroup;
+  if (topK <= 0 || topK > keepGroups * perGroup)
+    return emitOpError() << "expects 1 <= top_k <= " << keepGroups * perGroup
+                         << " (experts in the kept groups), got top_k = " << topK;
+  if (failed(expectShape(*this, "indices", shapeOf(getIndices()), {tokens, topK})) ||
+      failed(expectShape(*this, "weights", shapeOf(getWeights()), {tokens, topK})))
+    return failure();
+  return expectSameElementType(*this, "logits", getLogits(), "weights", getWeights());
+}
+
+LogicalResult DispatchOp::verify() {
+  ArrayRef<int64_t> x = shapeOf(getX()), idx = shapeOf(getIndices());
+  if (failed(expectRank(*this, "x ([tokens, hidden])", x, 2)) ||
+      failed(expectRank(*this, "indices ([tokens, top_k])", idx, 2)))
+    return failure();
+  if (idx[0] != x[0])
+    return emitOpError() << "expects indices of shape [" << x[0]
+                         << ", top_k] (one row per token of x), got "
+                         << formatShape(idx);
+  int64_t rows = idx[0] * idx[1];
+  if (getNumExperts() <= 0)
+    return emitOpError() << "expects num_experts > 0, got " << getNumExperts();
+  if (failed(expectShape(*this, "rows", shapeOf(getRows()), {rows, x[1]})) ||
+      failed(expectShape(*this, "offsets", shapeOf(getOffsets()), {getNumExperts() + 1})) ||
+      failed(expectShape(*this, "source", shapeOf(getSource()), {rows})))
+    return failure();
+  return expectSameElementType(*this, "x", getX(), "rows", getRows());
+}
+
+LogicalResult GroupedMatmulOp::verify() {
+  ArrayRef<int64_t> x = shapeOf(getX()), w = shapeOf(getWeight());
+  if (failed(expectRank(*this, "x ([rows, K])", x, 2)) ||
+      failed(expectRank(*this, "weight ([experts, N, K])", w, 3)))
+    return failure();
+  if (w[2] != x[1])
+    return emitOpError() << "expects weight of shape [experts, N, " << x[1]
+                         << "] to match x's last dimension, got " << formatShape(w);
+  if (failed(expectShape(*this, "offsets", shapeOf(getOffsets()), {w[0] + 1})))
+    return failure();
+  if (failed(expectSameElementType(*this, "x", getX(), "result", getResult())))
+    return failure();
+  return expectShape(*this, "result", shapeOf(getResult()), {x[0], w[1]});
+}
+
+LogicalResult CombineOp::verify() {
+  ArrayRef<int64_t> rows = shapeOf(getRows()), w = shapeOf(getWeights());
+  if (failed(expectRank(*this, "rows ([tokens*top_k, hidden])", rows, 2)) ||
+      failed(expectRank(*this, "weights ([tokens, top_k])", w, 2)))
+    return failure();
+  if (rows[0] != w[0] * w[1])
+    return emitOpError() << "expects rows to have tokens*top_k = " << w[0] * w[1]
+                         << " rows for weights of shape " << formatShape(w)
+                         << ", got " << formatShape(rows);
+  if (failed(expectShape(*this, "source", shapeOf(getSource()), {rows[0]})))
+    return failure();
+  return expectShape(*this, "result", shapeOf(getResult()), {w[0], rows[1]});
+}
+
+} // namespace kiln

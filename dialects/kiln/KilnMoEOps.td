@@ -1,0 +1,126 @@
+//===- KilnMoEOps.td - routing, token dispatch/combine, grouped GEMM -----===//
+//
+// Dropless MoE with static shapes, in the contiguous layout that Megatron's
+// grouped GEMM and DeepGEMM use: the tokens*top_k routed rows are permuted
+// into one buffer sorted by expert, `offsets[e]..offsets[e+1]` are expert e's
+// rows, and `source` says which (token, slot) each row came from.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_MOE_OPS_TD
+#define KILN_MOE_OPS_TD
+
+include "dialects/kiln/KilnDialect.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+
+def Kiln_RouterOp : Kiln_Op<"router", [Pure]> {
+  let summary = "DeepSeekMoE top-k routing: scores, grouped selection, weights";
+  let description = [{
+    `logits` is [tokens, experts] (the `mlp.gate` linear's output) and `bias`
+    is [experts] (HF `e_score_correction_bias`, the aux-loss-free balancing
+    bias). Per token:
+
+    1. `s = sigmoid(logits)` (`scoring = "sigmoid"`) or `softmax(logits)`
+       over experts (`scoring = "softmax"`).
+    2. `c = s + bias`: the bias is used for selection only.
+    3. Experts are split into `n_group` equal contiguous groups. A group's
+       score is the sum of its two largest `c` (`group_score = "top2_sum"`,
+       DeepSeek-V3's noaux_tc) or its largest `c` (`group_score = "max"`).
+       The `topk_group` best groups are kept; the others' experts are
+       excluded. With `n_group = 1` every expert is eligible.
+    4. `indices` = the `top_k` eligible experts with the largest `c`, in
+       decreasing order of `c` (ties: lower expert index first).
+    5. `weights[t, j] = s[t, indices[t, j]]` (unbiased); if `norm_topk_prob`,
+       divided by their sum + 1e-20; then multiplied by
+       `routed_scaling_factor`.
+
+    Gradients flow to `logits` through the weights; the indices and the bias
+    get none.
+
+    ```mlir
+    %idx, %w = kiln.router %logits, %bias {scoring = "sigmoid", group_score = "top2_sum",
+                   n_group = 4 : i64, topk_group = 2 : i64, top_k = 2 : i64,
+                   norm_topk_prob = true, routed_scaling_factor = 2.5 : f64}
+        : (tensor<128x8xf32>, tensor<8xf32>) -> (tensor<128x2xi32>, tensor<128x2xf32>)
+    ```
+  }];
+  let arguments = (ins Kiln_FloatTensor:$logits, Kiln_FloatTensor:$bias,
+                       StrAttr:$scoring, StrAttr:$group_score,
+                       I64Attr:$n_group, I64Attr:$topk_group, I64Attr:$top_k,
+                       BoolAttr:$norm_topk_prob, F64Attr:$routed_scaling_factor);
+  let results = (outs Kiln_IntTensor:$indices, Kiln_FloatTensor:$weights);
+  let assemblyFormat = "$logits `,` $bias attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Kiln_DispatchOp : Kiln_Op<"dispatch", [Pure]> {
+  let summary = "Permutes routed token copies into one buffer sorted by expert";
+  let description = [{
+    `x` is [tokens, hidden] and `indices` is [tokens, top_k] (from
+    `kiln.router`). The tokens*top_k (token, slot) pairs are stably sorted by
+    expert (ties keep token-major order `t * top_k + j`):
+
+    ```
+    rows[r]    = x[source[r] / top_k]           rows:    [tokens*top_k, hidden]
+    offsets[e] = number of pairs routed to experts < e   offsets: [num_experts + 1]
+    source[r]  = t * top_k + j of the r-th pair          source:  [tokens*top_k]
+    ```
+
+    Every index must be in [0, num_experts). No token is dropped.
+
+    ```mlir
+    %rows, %offsets, %source = kiln.dispatch %x, %idx {num_experts = 8 : i64}
+        : (tensor<128x64xf32>, tensor<128x2xi32>)
+        -> (tensor<256x64xf32>, tensor<9xi32>, tensor<256xi32>)
+    ```
+  }];
+  let arguments = (ins Kiln_FloatTensor:$x, Kiln_IntTensor:$indices, I64Attr:$num_experts);
+  let results = (outs Kiln_FloatTensor:$rows, Kiln_IntTensor:$offsets, Kiln_IntTensor:$source);
+  let assemblyFormat = "$x `,` $indices attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Kiln_GroupedMatmulOp : Kiln_Op<"grouped_matmul", [Pure]> {
+  let summary = "Per-expert linear layers over expert-sorted rows";
+  let description = [{
+    `x` is [rows, K] sorted by expert, `weight` is the stacked expert
+    weights [experts, N, K] (HF `mlp.experts.e.*_proj.weight` for every e),
+    `offsets` is [experts + 1] from `kiln.dispatch`:
+
+    `result[r, n] = sum_k x[r, k] * weight[e, n, k]` for offsets[e] <= r < offsets[e+1].
+
+    `offsets` must be non-decreasing, start at 0 and end at `rows`.
+
+    ```mlir
+    %h = kiln.grouped_matmul %rows, %w_gate, %offsets
+        : (tensor<256x64xf32>, tensor<8x32x64xf32>, tensor<9xi32>) -> tensor<256x32xf32>
+    ```
+  }];
+  let arguments = (ins Kiln_FloatTensor:$x, Kiln_FloatTensor:$weight, Kiln_IntTensor:$offsets);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = "$x `,` $weight `,` $offsets attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Kiln_CombineOp : Kiln_Op<"combine", [Pure]> {
+  let summary = "Weighted sum of expert outputs back into token order";
+  let description = [{
+    The inverse of `kiln.dispatch`: `rows` is [tokens*top_k, hidden] in
+    expert order, `weights` is [tokens, top_k] (from `kiln.router`) and
+    `source` is dispatch's permutation.
+
+    `result[t, h] = sum over r with source[r] / top_k == t of
+                    weights[t, source[r] % top_k] * rows[r, h]`
+
+    ```mlir
+    %y = kiln.combine %rows, %w, %source
+        : (tensor<256x64xf32>, tensor<128x2xf32>, tensor<256xi32>) -> tensor<128x64xf32>
+    ```
+  }];
+  let arguments = (ins Kiln_FloatTensor:$rows, Kiln_FloatTensor:$weights, Kiln_IntTensor:$source);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = "$rows `,` $weights `,` $source attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+#endif // KILN_MOE_OPS_TD

@@ -1,0 +1,11 @@
+//===- KilnOps.td - all kiln ops, one file per op family ------------------===//
+
+#ifndef KILN_OPS_TD
+#define KILN_OPS_TD
+
+include "dialects/kiln/KilnDenseOps.td"
+include "dialects/kiln/KilnAttentionOps.td"
+include "dialects/kiln/KilnMoEOps.td"
+include "dialects/kiln/KilnLossOps.td"
+
+#endif // KILN_OPS_TD

@@ -1,0 +1,85 @@
+// RUN: kiln-opt %s | FileCheck %s
+// RUN: kiln-opt %s | kiln-opt | FileCheck %s
+// RUN: kiln-opt -mlir-print-op-generic %s | kiln-opt | FileCheck %s
+
+// Every kiln op prints and parses back to itself.
+
+// CHECK-LABEL: func.func @dense
+func.func @dense(%table: tensor<256x64xf32>, %ids: tensor<4x32xi32>, %w: tensor<128x64xf32>,
+                 %gamma: tensor<64xf32>) -> tensor<4x32x128xf32> {
+  // CHECK: %[[H:.*]] = kiln.embedding %{{.*}}, %{{.*}} : (tensor<256x64xf32>, tensor<4x32xi32>) -> tensor<4x32x64xf32>
+  %h = kiln.embedding %table, %ids : (tensor<256x64xf32>, tensor<4x32xi32>) -> tensor<4x32x64xf32>
+  // CHECK: %[[N:.*]] = kiln.rms_norm %[[H]], %{{.*}} {epsilon = 9.9999999999999995E-7 : f64}
+  %n = kiln.rms_norm %h, %gamma {epsilon = 1.0e-06 : f64} : (tensor<4x32x64xf32>, tensor<64xf32>) -> tensor<4x32x64xf32>
+  // CHECK: %[[G:.*]] = kiln.linear %[[N]], %{{.*}} : (tensor<4x32x64xf32>, tensor<128x64xf32>) -> tensor<4x32x128xf32>
+  %g = kiln.linear %n, %w : (tensor<4x32x64xf32>, tensor<128x64xf32>) -> tensor<4x32x128xf32>
+  // CHECK: %[[S:.*]] = kiln.silu %[[G]] : tensor<4x32x128xf32>
+  %s = kiln.silu %g : tensor<4x32x128xf32>
+  // CHECK: kiln.swiglu %[[G]], %[[S]] : tensor<4x32x128xf32>
+  %a = kiln.swiglu %g, %s : tensor<4x32x128xf32>
+  return %a : tensor<4x32x128xf32>
+}
+
+// CHECK-LABEL: func.func @matmul
+func.func @matmul(%a: tensor<8x16x32xf32>, %b: tensor<8x24x32xf32>, %c: tensor<32x16xbf16>,
+                  %d: tensor<32x24xbf16>) -> (tensor<8x16x24xf32>, tensor<16x24xbf16>) {
+  // CHECK: kiln.matmul %{{.*}}, %{{.*}} {transpose_rhs = true} : (tensor<8x16x32xf32>, tensor<8x24x32xf32>) -> tensor<8x16x24xf32>
+  %0 = kiln.matmul %a, %b {transpose_rhs = true} : (tensor<8x16x32xf32>, tensor<8x24x32xf32>) -> tensor<8x16x24xf32>
+  // CHECK: kiln.matmul %{{.*}}, %{{.*}} {transpose_lhs = true} : (tensor<32x16xbf16>, tensor<32x24xbf16>) -> tensor<16x24xbf16>
+  %1 = kiln.matmul %c, %d {transpose_lhs = true} : (tensor<32x16xbf16>, tensor<32x24xbf16>) -> tensor<16x24xbf16>
+  return %0, %1 : tensor<8x16x24xf32>, tensor<16x24xbf16>
+}
+
+// CHECK-LABEL: func.func @mla_attention
+func.func @mla_attention(%q: tensor<4x32x4x24xf32>, %k_nope: tensor<4x32x4x16xf32>,
+                         %k_pe: tensor<4x32x1x8xf32>, %v: tensor<4x32x4x16xf32>) -> tensor<4x32x4x16xf32> {
+  // CHECK: %[[R:.*]] = kiln.rope %{{.*}} {interleaved = true, theta = 1.000000e+04 : f64, yarn = #kiln.yarn<factor = 4.000000e+00, original_max_position_embeddings = 32, beta_fast = 3.200000e+01, beta_slow = 1.000000e+00, mscale = 1.000000e+00, mscale_all_dim = 1.000000e+00>} : tensor<4x32x1x8xf32>
+  %r = kiln.rope %k_pe {theta = 10000.0 : f64, interleaved = true,
+                        yarn = #kiln.yarn<factor = 4.0, original_max_position_embeddings = 32,
+                               beta_fast = 32.0, beta_slow = 1.0, mscale = 1.0, mscale_all_dim = 1.0>}
+      : tensor<4x32x1x8xf32>
+  // CHECK: %[[B:.*]] = kiln.broadcast %[[R]] : (tensor<4x32x1x8xf32>) -> tensor<4x32x4x8xf32>
+  %b = kiln.broadcast %r : (tensor<4x32x1x8xf32>) -> tensor<4x32x4x8xf32>
+  // CHECK: %[[K:.*]] = tensor.concat dim(3) %{{.*}}, %[[B]]
+  %k = tensor.concat dim(3) %k_nope, %b : (tensor<4x32x4x16xf32>, tensor<4x32x4x8xf32>) -> tensor<4x32x4x24xf32>
+  // CHECK: kiln.attention %{{.*}}, %[[K]], %{{.*}} {scale = 2.041000e-01 : f64}
+  %o = kiln.attention %q, %k, %v {scale = 0.2041 : f64, causal = true}
+      : (tensor<4x32x4x24xf32>, tensor<4x32x4x24xf32>, tensor<4x32x4x16xf32>) -> tensor<4x32x4x16xf32>
+  return %o : tensor<4x32x4x16xf32>
+}
+
+// CHECK-LABEL: func.func @gqa_attention
+func.func @gqa_attention(%q: tensor<2x8x4x16xf32>, %k: tensor<2x8x2x16xf32>, %v: tensor<2x8x2x16xf32>) -> tensor<2x8x4x16xf32> {
+  // CHECK: kiln.rope %{{.*}} {interleaved = false, theta = 5.000000e+05 : f64} : tensor<2x8x4x16xf32>
+  %qr = kiln.rope %q {theta = 500000.0 : f64, interleaved = false} : tensor<2x8x4x16xf32>
+  // CHECK: kiln.attention {{.*}} : (tensor<2x8x4x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x2x16xf32>) -> tensor<2x8x4x16xf32>
+  %o = kiln.attention %qr, %k, %v {scale = 0.25 : f64} : (tensor<2x8x4x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x2x16xf32>) -> tensor<2x8x4x16xf32>
+  return %o : tensor<2x8x4x16xf32>
+}
+
+// CHECK-LABEL: func.func @moe
+func.func @moe(%x: tensor<128x64xf32>, %logits: tensor<128x8xf32>, %bias: tensor<8xf32>,
+               %w_gate: tensor<8x32x64xf32>, %w_down: tensor<8x64x32xf32>) -> tensor<128x64xf32> {
+  // CHECK: %[[IDX:.*]], %[[W:.*]] = kiln.router %{{.*}}, %{{.*}} {group_score = "top2_sum", n_group = 4 : i64, norm_topk_prob = true, routed_scaling_factor = 2.500000e+00 : f64, scoring = "sigmoid", top_k = 2 : i64, topk_group = 2 : i64}
+  %idx, %w = kiln.router %logits, %bias {scoring = "sigmoid", group_score = "top2_sum",
+                 n_group = 4 : i64, topk_group = 2 : i64, top_k = 2 : i64,
+                 norm_topk_prob = true, routed_scaling_factor = 2.5 : f64}
+      : (tensor<128x8xf32>, tensor<8xf32>) -> (tensor<128x2xi32>, tensor<128x2xf32>)
+  // CHECK: %[[ROWS:.*]], %[[OFF:.*]], %[[SRC:.*]] = kiln.dispatch %{{.*}}, %[[IDX]] {num_experts = 8 : i64}
+  %rows, %offsets, %source = kiln.dispatch %x, %idx {num_experts = 8 : i64}
+      : (tensor<128x64xf32>, tensor<128x2xi32>) -> (tensor<256x64xf32>, tensor<9xi32>, tensor<256xi32>)
+  // CHECK: kiln.grouped_matmul %[[ROWS]], %{{.*}}, %[[OFF]] : (tensor<256x64xf32>, tensor<8x32x64xf32>, tensor<9xi32>) -> tensor<256x32xf32>
+  %h = kiln.grouped_matmul %rows, %w_gate, %offsets : (tensor<256x64xf32>, tensor<8x32x64xf32>, tensor<9xi32>) -> tensor<256x32xf32>
+  %o = kiln.grouped_matmul %h, %w_down, %offsets : (tensor<256x32xf32>, tensor<8x64x32xf32>, tensor<9xi32>) -> tensor<256x64xf32>
+  // CHECK: kiln.combine %{{.*}}, %[[W]], %[[SRC]] : (tensor<256x64xf32>, tensor<128x2xf32>, tensor<256xi32>) -> tensor<128x64xf32>
+  %y = kiln.combine %o, %w, %source : (tensor<256x64xf32>, tensor<128x2xf32>, tensor<256xi32>) -> tensor<128x64xf32>
+  return %y : tensor<128x64xf32>
+}
+
+// CHECK-LABEL: func.func @loss
+func.func @loss(%logits: tensor<4x32x256xf32>, %targets: tensor<4x32xi32>, %mask: tensor<4x32xf32>) -> tensor<f32> {
+  // CHECK: kiln.cross_entropy %{{.*}}, %{{.*}}, %{{.*}} {label_smoothing = 1.000000e-01 : f64} : (tensor<4x32x256xf32>, tensor<4x32xi32>, tensor<4x32xf32>) -> tensor<f32>
+  %l = kiln.cross_entropy %logits, %targets, %mask {label_smoothing = 0.1 : f64}
+      : (tensor<4x32x256xf32>, tensor<4x32xi32>, tensor<4x32xf32>) -> tensor<f32>
+  return %l : tensor<f32>
+}
