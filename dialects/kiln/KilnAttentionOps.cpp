@@ -29,7 +29,10 @@ LogicalResult AttentionOp::verify() {
   if (failed(expectShape(*this, "k", k, {q[0], q[1], kvHeads, q[3]})) ||
       failed(expectShape(*this, "v", v, {q[0], q[1], kvHeads, v[3]})))
     return failure();
-  if (kvHeads <= 0 || q[2] % kvHeads != 0)
+  if (kvHeads <= 0)
+    return emitOpError() << "expects k ([batch, seq, kv_heads, d_qk]) with kv_heads > 0, got "
+                         << formatShape(k);
+  if (q[2] % kvHeads != 0)
     return emitOpError() << "expects the " << q[2]
                          << " query heads to be a multiple of the " << kvHeads
                          << " kv heads";

@@ -1,0 +1,130 @@
+//===- AttentionRules.cpp - evaluation of rope and attention --------------===//
+
+#include "dialects/kiln/KilnDialect.h"
+#include "dialects/kiln/reference/Evaluator.h"
+#include "dialects/kiln/reference/Rope.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+using namespace mlir;
+
+namespace kiln::reference {
+
+std::vector<double> ropeInverseFrequencies(int64_t dim, double theta,
+                                           const std::optional<YarnParams> &yarn) {
+  int64_t half = dim / 2;
+  std::vector<double> inv(half);
+  for (int64_t i = 0; i < half; ++i)
+    inv[i] = std::pow(theta, -2.0 * i / dim);
+  if (!yarn)
+    return inv;
+  auto correctionDim = [&](double rotations) {
+    return dim * std::log(yarn->originalMaxPositions / (rotations * 2 * M_PI)) /
+           (2 * std::log(theta));
+  };
+  double low = std::max(std::floor(correctionDim(yarn->betaFast)), 0.0);
+  double high = std::min(std::ceil(correctionDim(yarn->betaSlow)), double(dim - 1));
+  if (low == high)
+    high += 0.001; // as DeepSeek's yarn_linear_ramp_mask: avoid 0/0
+  for (int64_t i = 0; i < half; ++i) {
+    double ramp = std::clamp((i - low) / (high - low), 0.0, 1.0);
+    double extrapolation = inv[i], interpolation = inv[i] / yarn->factor;
+    inv[i] = interpolation * ramp + extrapolation * (1 - ramp);
+  }
+  return inv;
+}
+
+double yarnMagnitude(double factor, double mscale) {
+  return factor <= 1 ? 1.0 : 0.1 * mscale * std::log(factor) + 1.0;
+}
+
+std::optional<YarnParams> yarnParamsOf(RopeOp op) {
+  if (!op.getYarn())
+    return std::nullopt;
+  YarnAttr y = *op.getYarn();
+  return YarnParams{y.getFactor().convertToDouble(),
+                    double(y.getOriginalMaxPositionEmbeddings()),
+                    y.getBetaFast().convertToDouble(),
+                    y.getBetaSlow().convertToDouble(),
+                    y.getMscale().convertToDouble(),
+                    y.getMscaleAllDim().convertToDouble()};
+}
+
+void addAttentionRules(RuleTable &table) {
+  table.add("kiln.rope", [](Operation *op, ArrayRef<const RefTensor *> in,
+                            SmallVectorImpl<RefTensor> &out) -> LogicalResult {
+    auto rope = cast<RopeOp>(op);
+    const RefTensor &x = *in[0];
+    int64_t batch = x.shape[0], seq = x.shape[1], heads = x.shape[2], dim = x.shape[3];
+    std::optional<YarnParams> yarn = yarnParamsOf(rope);
+    std::vector<double> inv =
+        ropeInverseFrequencies(dim, rope.getTheta().convertToDouble(), yarn);
+    double magnitude = yarn ? yarnMagnitude(yarn->factor, yarn->mscale) /
+                                  yarnMagnitude(yarn->factor, yarn->mscaleAllDim)
+                            : 1.0;
+    bool interleaved = rope.getInterleaved();
+    RefTensor r = x;
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t s = 0; s < seq; ++s)
+        for (int64_t h = 0; h < heads; ++h) {
+          int64_t base = ((b * seq + s) * heads + h) * dim;
+          for (int64_t i = 0; i < dim / 2; ++i) {
+            int64_t i0 = interleaved ? 2 * i : i;
+            int64_t i1 = interleaved ? 2 * i + 1 : i + dim / 2;
+            double angle = s * inv[i];
+            double c = std::cos(angle) * magnitude, sn = std::sin(angle) * magnitude;
+            double x0 = x.data[base + i0], x1 = x.data[base + i1];
+            r.data[base + i0] = x0 * c - x1 * sn;
+            r.data[base + i1] = x1 * c + x0 * sn;
+          }
+        }
+    out.push_back(std::move(r));
+    return success();
+  });
+
+  table.add("kiln.attention", [](Operation *op, ArrayRef<const RefTensor *> in,
+                                 SmallVectorImpl<RefTensor> &out) -> LogicalResult {
+    auto attn = cast<AttentionOp>(op);
+    const RefTensor &q = *in[0], &k = *in[1], &v = *in[2];
+    int64_t batch = q.shape[0], seq = q.shape[1], heads = q.shape[2], dqk = q.shape[3];
+    int64_t kvHeads = k.shape[2], dv = v.shape[3], group = heads / kvHeads;
+    double scale = attn.getScale().convertToDouble();
+    bool causal = attn.getCausal();
+    auto type = cast<ShapedType>(op->getResult(0).getType());
+    RefTensor r(type.getElementType(), type.getShape());
+    std::vector<double> p(seq);
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t h = 0; h < heads; ++h) {
+        int64_t g = h / group;
+        for (int64_t i = 0; i < seq; ++i) {
+          const double *qi = &q.data[((b * seq + i) * heads + h) * dqk];
+          int64_t last = causal ? i : seq - 1;
+          double maxScore = -std::numeric_limits<double>::infinity();
+          for (int64_t j = 0; j <= last; ++j) {
+            const double *kj = &k.data[((b * seq + j) * kvHeads + g) * dqk];
+            double s = 0;
+            for (int64_t d = 0; d < dqk; ++d)
+              s += qi[d] * kj[d];
+            p[j] = s * scale;
+            maxScore = std::max(maxScore, p[j]);
+          }
+          double sum = 0;
+          for (int64_t j = 0; j <= last; ++j)
+            sum += (p[j] = std::exp(p[j] - maxScore));
+          double *oi = &r.data[((b * seq + i) * heads + h) * dv];
+          for (int64_t j = 0; j <= last; ++j) {
+            const double *vj = &v.data[((b * seq + j) * kvHeads + g) * dv];
+            double w = p[j] / sum;
+            for (int64_t e = 0; e < dv; ++e)
+              oi[e] += w * vj[e];
+          }
+        }
+      }
+    out.push_back(std::move(r));
+    return success();
+  });
+}
+
+} // namespace kiln::reference

@@ -1,0 +1,71 @@
+//===- Evaluator.h - the reference evaluator of kiln IR -------------------===//
+//
+// Executes a function of kiln + func/arith/tensor ops in f64 on the CPU, one
+// op at a time, in program order. It is the numerical ground truth every pass
+// and every generated kernel is checked against, so it favours the plainest
+// loops over speed. Each op family's execution rule lives in its own file
+// (DenseRules.cpp, AttentionRules.cpp, MoERules.cpp, LossRules.cpp,
+// UpstreamRules.cpp); an op without a rule is an error naming the op.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_REFERENCE_EVALUATOR_H
+#define KILN_REFERENCE_EVALUATOR_H
+
+#include "dialects/kiln/reference/RefTensor.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/Operation.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/StringRef.h"
+
+#include <functional>
+
+namespace kiln::reference {
+
+/// An execution rule: computes `op`'s results from its operand values. On bad
+/// values (an out-of-range index, ...) it emits an error at the op and fails.
+using Rule = std::function<mlir::LogicalResult(
+    mlir::Operation *op, llvm::ArrayRef<const RefTensor *> operands,
+    llvm::SmallVectorImpl<RefTensor> &results)>;
+
+/// Rules by op name ("kiln.linear", "arith.addf", ...).
+class RuleTable {
+public:
+  void add(llvm::StringRef opName, Rule rule) { rules[opName] = std::move(rule); }
+  const Rule *lookup(llvm::StringRef opName) const {
+    auto it = rules.find(opName);
+    return it == rules.end() ? nullptr : &it->second;
+  }
+
+private:
+  llvm::StringMap<Rule> rules;
+};
+
+void addDenseRules(RuleTable &table);
+void addAttentionRules(RuleTable &table);
+void addMoERules(RuleTable &table);
+void addLossRules(RuleTable &table);
+void addUpstreamRules(RuleTable &table);
+
+class Evaluator {
+public:
+  explicit Evaluator(mlir::ModuleOp module);
+
+  /// Runs function `name` on `args` (one per function argument, with the
+  /// argument's shape). Errors are emitted as diagnostics at the failing op;
+  /// calls through func.call are followed.
+  mlir::FailureOr<llvm::SmallVector<RefTensor>> call(llvm::StringRef name,
+                                                     llvm::ArrayRef<RefTensor> args);
+
+private:
+  mlir::FailureOr<llvm::SmallVector<RefTensor>>
+  run(mlir::Operation *func, llvm::ArrayRef<RefTensor> args, int depth);
+
+  mlir::ModuleOp module;
+  RuleTable rules;
+};
+
+} // namespace kiln::reference
+
+#endif // KILN_REFERENCE_EVALUATOR_H

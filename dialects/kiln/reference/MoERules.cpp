@@ -1,0 +1,179 @@
+//===- MoERules.cpp - evaluation of router, dispatch, grouped GEMM, combine ===//
+
+#include "dialects/kiln/KilnDialect.h"
+#include "dialects/kiln/reference/Evaluator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+using namespace mlir;
+
+namespace kiln::reference {
+
+static RefTensor resultLike(Operation *op, unsigned i) {
+  auto type = cast<ShapedType>(op->getResult(i).getType());
+  return RefTensor(type.getElementType(), type.getShape());
+}
+
+/// Indices of the `k` largest values, largest first; ties go to the lower
+/// index (a stable sort), so selection never depends on the sort library.
+static std::vector<int64_t> topK(const std::vector<double> &values, int64_t k) {
+  std::vector<int64_t> order(values.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return values[a] > values[b]; });
+  order.resize(k);
+  return order;
+}
+
+/// Checks an expert-offsets tensor: starts at 0, non-decreasing, ends at rows.
+static LogicalResult checkOffsets(Operation *op, const RefTensor &offsets,
+                                  int64_t rows) {
+  const std::vector<double> &o = offsets.data;
+  bool ok = o.front() == 0 && o.back() == rows;
+  for (size_t e = 1; ok && e < o.size(); ++e)
+    ok = o[e] >= o[e - 1];
+  if (ok)
+    return success();
+  return op->emitError() << "reference evaluator: expert offsets must start at 0, "
+                            "never decrease and end at the row count "
+                         << rows << "; got first " << o.front() << ", last "
+                         << o.back();
+}
+
+void addMoERules(RuleTable &table) {
+  table.add("kiln.router", [](Operation *op, ArrayRef<const RefTensor *> in,
+                              SmallVectorImpl<RefTensor> &out) -> LogicalResult {
+    auto router = cast<RouterOp>(op);
+    const RefTensor &logits = *in[0], &bias = *in[1];
+    int64_t tokens = logits.shape[0], experts = logits.shape[1];
+    int64_t groups = router.getNGroup(), keepGroups = router.getTopkGroup();
+    int64_t topk = router.getTopK(), perGroup = experts / groups;
+    bool softmax = router.getScoring() == "softmax";
+    bool top2Sum = router.getGroupScore() == "top2_sum";
+    double scaling = router.getRoutedScalingFactor().convertToDouble();
+    RefTensor indices = resultLike(op, 0), weights = resultLike(op, 1);
+    std::vector<double> scores(experts), choice(experts), groupScore(groups);
+    for (int64_t t = 0; t < tokens; ++t) {
+      const double *l = &logits.data[t * experts];
+      if (softmax) {
+        double m = *std::max_element(l, l + experts), sum = 0;
+        for (int64_t e = 0; e < experts; ++e)
+          sum += (scores[e] = std::exp(l[e] - m));
+        for (double &s : scores)
+          s /= sum;
+      } else {
+        for (int64_t e = 0; e < experts; ++e)
+          scores[e] = 1.0 / (1.0 + std::exp(-l[e]));
+      }
+      for (int64_t e = 0; e < experts; ++e)
+        choice[e] = scores[e] + bias.data[e];
+      if (groups > 1) {
+        for (int64_t g = 0; g < groups; ++g) {
+          std::vector<double> members(choice.begin() + g * perGroup,
+                                      choice.begin() + (g + 1) * perGroup);
+          std::vector<int64_t> best = topK(members, top2Sum ? 2 : 1);
+          groupScore[g] = 0;
+          for (int64_t i : best)
+            groupScore[g] += members[i];
+        }
+        std::vector<int64_t> kept = topK(groupScore, keepGroups);
+        std::vector<bool> keep(groups, false);
+        for (int64_t g : kept)
+          keep[g] = true;
+        for (int64_t e = 0; e < experts; ++e)
+          if (!keep[e / perGroup])
+            choice[e] = -std::numeric_limits<double>::infinity();
+      }
+      std::vector<int64_t> selected = topK(choice, topk);
+      double sum = 0;
+      for (int64_t j = 0; j < topk; ++j)
+        sum += scores[selected[j]];
+      for (int64_t j = 0; j < topk; ++j) {
+        double w = scores[selected[j]];
+        if (router.getNormTopkProb())
+          w /= sum + 1e-20;
+        indices.data[t * topk + j] = double(selected[j]);
+        weights.data[t * topk + j] = w * scaling;
+      }
+    }
+    out.push_back(std::move(indices));
+    out.push_back(std::move(weights));
+    return success();
+  });
+
+  table.add("kiln.dispatch", [](Operation *op, ArrayRef<const RefTensor *> in,
+                                SmallVectorImpl<RefTensor> &out) -> LogicalResult {
+    int64_t experts = cast<DispatchOp>(op).getNumExperts();
+    const RefTensor &x = *in[0], &idx = *in[1];
+    int64_t hidden = x.shape[1], topk = idx.shape[1], pairs = idx.numElements();
+    RefTensor rows = resultLike(op, 0), offsets = resultLike(op, 1),
+              source = resultLike(op, 2);
+    std::vector<int64_t> count(experts, 0);
+    for (int64_t p = 0; p < pairs; ++p) {
+      double e = idx.data[p];
+      if (!(e >= 0 && e < experts))
+        return op->emitError() << "reference evaluator: expert index " << e
+                               << " of token " << p / topk
+                               << " is outside [0, " << experts << ")";
+      ++count[int64_t(e)];
+    }
+    for (int64_t e = 0; e < experts; ++e)
+      offsets.data[e + 1] = offsets.data[e] + count[e];
+    std::vector<int64_t> next(offsets.data.begin(), offsets.data.end() - 1);
+    for (int64_t p = 0; p < pairs; ++p) { // token-major: a stable sort by expert
+      int64_t r = next[int64_t(idx.data[p])]++;
+      source.data[r] = double(p);
+      std::copy_n(&x.data[(p / topk) * hidden], hidden, &rows.data[r * hidden]);
+    }
+    out.push_back(std::move(rows));
+    out.push_back(std::move(offsets));
+    out.push_back(std::move(source));
+    return success();
+  });
+
+  table.add("kiln.grouped_matmul", [](Operation *op, ArrayRef<const RefTensor *> in,
+                                      SmallVectorImpl<RefTensor> &out) -> LogicalResult {
+    const RefTensor &x = *in[0], &w = *in[1], &offsets = *in[2];
+    int64_t rows = x.shape[0], k = x.shape[1], experts = w.shape[0], n = w.shape[1];
+    if (failed(checkOffsets(op, offsets, rows)))
+      return failure();
+    RefTensor r = resultLike(op, 0);
+    for (int64_t e = 0; e < experts; ++e) {
+      const double *we = &w.data[e * n * k];
+      for (int64_t i = int64_t(offsets.data[e]); i < int64_t(offsets.data[e + 1]); ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          double acc = 0;
+          for (int64_t l = 0; l < k; ++l)
+            acc += x.data[i * k + l] * we[j * k + l];
+          r.data[i * n + j] = acc;
+        }
+    }
+    out.push_back(std::move(r));
+    return success();
+  });
+
+  table.add("kiln.combine", [](Operation *op, ArrayRef<const RefTensor *> in,
+                               SmallVectorImpl<RefTensor> &out) -> LogicalResult {
+    const RefTensor &rows = *in[0], &weights = *in[1], &source = *in[2];
+    int64_t hidden = rows.shape[1], pairs = rows.shape[0];
+    RefTensor r = resultLike(op, 0);
+    for (int64_t row = 0; row < pairs; ++row) {
+      double p = source.data[row];
+      if (!(p >= 0 && p < pairs))
+        return op->emitError() << "reference evaluator: source entry " << p
+                               << " of row " << row << " is outside [0, "
+                               << pairs << ")";
+      int64_t token = int64_t(p) / weights.shape[1];
+      double w = weights.data[int64_t(p)];
+      for (int64_t h = 0; h < hidden; ++h)
+        r.data[token * hidden + h] += w * rows.data[row * hidden + h];
+    }
+    out.push_back(std::move(r));
+    return success();
+  });
+}
+
+} // namespace kiln::reference

@@ -1,0 +1,152 @@
+//===- Spec.h - Kiln spec: validated model + recipe configuration ---------===//
+//
+// A Kiln spec is one JSON file with four sections: `model` (Hugging Face
+// config.json keys verbatim, or {"hf_config": "path"}), `train`, `parallel`
+// and `target`. loadSpec() reads and validates it and returns plain structs;
+// every later stage (MLIRGen, summary, codegen) reads only these structs.
+//
+// This header is plain C++ (no LLVM, no JSON library) so that translation
+// units compiled with -fno-exceptions (MLIR libraries) can include it.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_FRONTEND_SPEC_H
+#define KILN_FRONTEND_SPEC_H
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kiln::frontend {
+
+enum class ModelFamily { DeepSeekV3, Llama };
+
+/// YaRN rope scaling as DeepSeek-V3's config.json spells it
+/// (`rope_scaling: {"type": "yarn", "factor": 40, ...}`).
+struct YarnScaling {
+  double factor = 1.0;
+  int64_t originalMaxPositionEmbeddings = 0;
+  double betaFast = 32.0;
+  double betaSlow = 1.0;
+  double mscale = 1.0;
+  double mscaleAllDim = 0.0;
+};
+
+/// The architecture. Field names follow the HF keys they come from.
+struct ModelConfig {
+  ModelFamily family = ModelFamily::Llama;
+  std::string modelType; // "deepseek_v3" or "llama", verbatim.
+
+  // Shared by both families.
+  int64_t vocabSize = 0;
+  int64_t hiddenSize = 0;
+  int64_t intermediateSize = 0; // dense FFN width
+  int64_t numHiddenLayers = 0;
+  int64_t numAttentionHeads = 0;
+  int64_t numKeyValueHeads = 0; // llama GQA; deepseek: == heads
+  int64_t headDim = 0;          // llama: head_dim or hidden/heads
+  int64_t maxPositionEmbeddings = 0;
+  double rmsNormEps = 1e-6;
+  double ropeTheta = 10000.0;
+  bool ropeInterleave = false; // deepseek_v3: true (pairs), llama: false (halves)
+  std::optional<YarnScaling> yarn; // deepseek_v3 only
+  bool tieWordEmbeddings = false;
+  double initializerRange = 0.02;
+
+  // deepseek_v3: MLA.
+  int64_t qLoraRank = 0; // 0 (or null in JSON) = plain q_proj
+  int64_t kvLoraRank = 0;
+  int64_t qkNopeHeadDim = 0;
+  int64_t qkRopeHeadDim = 0;
+  int64_t vHeadDim = 0;
+
+  // deepseek_v3: DeepSeekMoE.
+  int64_t nRoutedExperts = 0;
+  int64_t nSharedExperts = 0;
+  int64_t moeIntermediateSize = 0;
+  int64_t numExpertsPerTok = 0;
+  int64_t nGroup = 1;
+  int64_t topkGroup = 1;
+  int64_t firstKDenseReplace = 0;
+  int64_t moeLayerFreq = 1;
+  std::string scoringFunc = "sigmoid"; // "sigmoid" | "softmax"
+  std::string topkMethod = "noaux_tc"; // "noaux_tc" | "greedy" | "group_limited_greedy"
+  bool normTopkProb = true;
+  double routedScalingFactor = 1.0;
+  int64_t numNextnPredictLayers = 0; // MTP depth
+
+  int64_t qHeadDim() const { return qkNopeHeadDim + qkRopeHeadDim; }
+  /// True if decoder layer `layer` (0-based) has a MoE FFN.
+  bool isMoELayer(int64_t layer) const {
+    return family == ModelFamily::DeepSeekV3 && nRoutedExperts > 0 &&
+           layer >= firstKDenseReplace && layer % moeLayerFreq == 0;
+  }
+};
+
+struct TrainConfig {
+  std::string stage = "pretrain"; // pretrain | sft | grpo
+  int64_t microBatch = 1;
+  int64_t seqLen = 0;
+  int64_t steps = 0;
+  uint64_t seed = 0;
+  double lr = 3e-4;
+  double beta1 = 0.9, beta2 = 0.95;
+  double eps = 1e-8;
+  double weightDecay = 0.1;
+  int64_t warmupSteps = 0;
+  double minLr = 0.0;
+  double gradClip = 1.0;
+  double labelSmoothing = 0.0;
+  std::string precision = "fp32"; // fp32 | bf16 | fp16 | fp8
+  std::string checkpointing = "none"; // none | full | selective | budget
+  /// checkpointing "budget": activation memory allowed per rank, in GB
+  /// (10^9 bytes); written {"policy": "budget", "budget_gb": 40}. 0 otherwise.
+  double checkpointBudgetGb = 0.0;
+  std::string sparsity = "none";      // none | 2:4
+  double biasUpdateSpeed = 0.001;
+  double auxLossAlpha = 0.0;
+  double mtpLossWeight = 0.3;
+};
+
+struct ParallelConfig {
+  int64_t dp = 1, ep = 1, pp = 1;
+  std::string schedule = "1f1b"; // gpipe | 1f1b | interleaved | zero-bubble | dualpipev
+  int64_t microbatches = 1;
+  int64_t virtualStages = 1;
+};
+
+struct TargetConfig {
+  std::string kind = "host"; // host | cuda | cluster
+  int64_t sm = 0;            // cuda
+  std::string path;          // cluster description under targets/
+};
+
+struct Spec {
+  std::string path; // the file it was read from, for messages
+  ModelConfig model;
+  TrainConfig train;
+  ParallelConfig parallel;
+  TargetConfig target;
+  /// HF keys in `model` accepted but irrelevant to training (architectures,
+  /// torch_dtype, token ids, ...), reported in one warning line.
+  std::vector<std::string> ignoredModelKeys;
+};
+
+/// Reads and validates the spec at `path`. On failure returns nullopt and
+/// sets `error` to one line: "<file>: <field>: <what is wrong>; <what would be
+/// right>". Never throws, never writes anything.
+std::optional<Spec> loadSpec(const std::string &path, std::string &error);
+
+/// Same, from JSON text; `path` is used only in messages and to resolve a
+/// relative `hf_config` path.
+std::optional<Spec> parseSpec(const std::string &jsonText,
+                              const std::string &path, std::string &error);
+
+/// The one warning line listing spec.ignoredModelKeys ("<file>: warning:
+/// model: ignoring keys that do not affect training: a, b"), or "" if none.
+std::string formatIgnoredKeysWarning(const Spec &spec);
+
+} // namespace kiln::frontend
+
+#endif // KILN_FRONTEND_SPEC_H

@@ -1,0 +1,315 @@
+//===- SpecRecipe.cpp - the spec's `train`, `parallel` and `target` ------===//
+//
+// The recipe half of a spec. Every key at every nesting level is known here;
+// anything else is an error naming the closest known key. Defaults are the
+// ones in Spec.h. checkRecipe() holds the checks that need the model too
+// (sequence length vs positions and MTP depth, expert and pipeline splits,
+// fp8 vs the GPU generation).
+//
+// checkpointing is either a policy name ("none" | "full" | "selective") or an
+// object {"policy": "budget", "budget_gb": 40} (an activation-memory budget
+// per rank in GB = 1e9 bytes); the object form also accepts the other
+// policies without a budget.
+//
+//===----------------------------------------------------------------------===//
+
+#include "frontend/SpecJson.h"
+
+#include <algorithm>
+
+namespace kiln::frontend::detail {
+namespace {
+
+const std::vector<std::string> kTrainKeys = {
+    "stage",           "micro_batch",     "seq_len",
+    "steps",           "seed",            "optimizer",
+    "schedule",        "grad_clip",       "label_smoothing",
+    "precision",       "checkpointing",   "sparsity",
+    "bias_update_speed", "aux_loss_alpha", "mtp_loss_weight"};
+const std::vector<std::string> kOptimizerKeys = {"lr", "betas", "eps",
+                                                 "weight_decay"};
+const std::vector<std::string> kScheduleKeys = {"warmup_steps", "min_lr"};
+const std::vector<std::string> kCheckpointPolicies = {"none", "full",
+                                                      "selective", "budget"};
+const std::vector<std::string> kParallelKeys = {
+    "dp", "ep", "pp", "schedule", "microbatches", "virtual_stages"};
+const std::vector<std::string> kPipelineSchedules = {
+    "gpipe", "1f1b", "interleaved", "zero-bubble", "dualpipev"};
+const std::vector<std::string> kTargetKeys = {"kind", "sm", "path"};
+const std::vector<int64_t> kCudaArchs = {80, 89, 90, 100};
+
+void parseOptimizer(const Fields &t, TrainConfig &c) {
+  if (!t.has("optimizer"))
+    return;
+  Fields o(*t.at("optimizer").value, t.file(), "train.optimizer");
+  o.rejectUnknown(kOptimizerKeys);
+  c.lr = o.doubleAtLeast("lr", c.lr, 0.0, /*strict=*/true);
+  if (o.has("betas")) {
+    const Json &b = *o.at("betas").value;
+    if (!b.is_array() || b.size() != 2 || !b[0].is_number() ||
+        !b[1].is_number())
+      o.failAt("betas", "found " + describe(b) +
+                            (b.is_array() ? " with " + std::to_string(b.size()) +
+                                                " element(s)"
+                                          : "") +
+                            "; expected [beta1, beta2], e.g. [0.9, 0.95]");
+    c.beta1 = b[0].get<double>();
+    c.beta2 = b[1].get<double>();
+    for (double beta : {c.beta1, c.beta2})
+      if (!(beta >= 0.0 && beta < 1.0))
+        o.failAt("betas", formatNumber(beta) +
+                              " is out of range; expected each beta in [0, 1)");
+  }
+  c.eps = o.doubleAtLeast("eps", c.eps, 0.0, /*strict=*/true);
+  c.weightDecay = o.doubleAtLeast("weight_decay", c.weightDecay, 0.0, false);
+}
+
+void parseLrSchedule(const Fields &t, TrainConfig &c) {
+  if (!t.has("schedule"))
+    return;
+  Fields s(*t.at("schedule").value, t.file(), "train.schedule");
+  s.rejectUnknown(kScheduleKeys);
+  c.warmupSteps = s.intAtLeast("warmup_steps", c.warmupSteps, 0);
+  if (c.steps > 0 && c.warmupSteps > c.steps)
+    s.failAt("warmup_steps", std::to_string(c.warmupSteps) +
+                                 " is more than train.steps " +
+                                 std::to_string(c.steps) +
+                                 "; expected at most " +
+                                 std::to_string(c.steps));
+  c.minLr = s.doubleAtLeast("min_lr", c.minLr, 0.0, false);
+  if (c.minLr > c.lr)
+    s.failAt("min_lr", formatNumber(c.minLr) +
+                           " is more than train.optimizer.lr " +
+                           formatNumber(c.lr) + "; expected at most the peak lr");
+}
+
+void parseCheckpointing(const Fields &t, TrainConfig &c) {
+  if (!t.has("checkpointing"))
+    return;
+  const Json &v = *t.at("checkpointing").value;
+  if (v.is_string()) {
+    c.checkpointing = t.getChoice("checkpointing", "none", kCheckpointPolicies);
+    if (c.checkpointing == "budget")
+      t.failAt("checkpointing",
+               "'budget' needs a memory budget; write {\"policy\": "
+               "\"budget\", \"budget_gb\": 40}");
+    return;
+  }
+  if (!v.is_object())
+    t.failAt("checkpointing",
+             "found " + describe(v) +
+                 "; expected 'none', 'full', 'selective' or {\"policy\": "
+                 "\"budget\", \"budget_gb\": 40}");
+  Fields p(v, t.file(), "train.checkpointing");
+  p.rejectUnknown({"policy", "budget_gb"});
+  if (!p.has("policy"))
+    p.failAt("policy", "missing; expected " + quotedList(kCheckpointPolicies));
+  c.checkpointing = p.getChoice("policy", "none", kCheckpointPolicies);
+  if (c.checkpointing == "budget") {
+    if (!p.has("budget_gb"))
+      p.failAt("budget_gb", "missing; policy 'budget' needs the activation "
+                            "memory allowed per rank in GB (a number > 0)");
+    c.checkpointBudgetGb = p.doubleAtLeast("budget_gb", 0.0, 0.0, true);
+  } else if (p.has("budget_gb")) {
+    p.failAt("budget_gb", "is only meaningful with policy 'budget'; remove it "
+                          "or set \"policy\": \"budget\"");
+  }
+}
+
+} // namespace
+
+TrainConfig parseTrain(const Json &train, const std::string &file) {
+  Fields t(train, file, "train");
+  t.rejectUnknown(kTrainKeys);
+  TrainConfig c;
+  c.stage = t.getChoice("stage", c.stage, {"pretrain", "sft", "grpo"});
+  c.microBatch = t.intAtLeast("micro_batch", c.microBatch, 1);
+  c.seqLen = t.requireInt("seq_len", "a spec needs the training sequence "
+                                     "length in tokens (an integer >= 2)");
+  if (c.seqLen < 2)
+    t.failAt("seq_len", std::to_string(c.seqLen) +
+                            " is too short; expected at least 2 (one input "
+                            "and one target token)");
+  c.steps = t.intAtLeast("steps", c.steps, 1);
+  if (t.has("seed")) {
+    const Json &s = *t.at("seed").value;
+    if (s.is_number_unsigned())
+      c.seed = s.get<uint64_t>();
+    else if (s.is_number_integer())
+      t.failAt("seed", describe(s) + " is negative; expected an integer in "
+                                     "[0, 2^64)");
+    else
+      t.failAt("seed", "found " + describe(s) +
+                           "; expected an integer in [0, 2^64)");
+  }
+  parseOptimizer(t, c);
+  parseLrSchedule(t, c);
+  c.gradClip = t.doubleAtLeast("grad_clip", c.gradClip, 0.0, false);
+  c.labelSmoothing = t.doubleAtLeast("label_smoothing", c.labelSmoothing, 0.0,
+                                     false);
+  if (c.labelSmoothing >= 1.0)
+    t.failAt("label_smoothing", formatNumber(c.labelSmoothing) +
+                                    " is out of range; expected a number in "
+                                    "[0, 1)");
+  c.precision =
+      t.getChoice("precision", c.precision, {"fp32", "bf16", "fp16", "fp8"});
+  parseCheckpointing(t, c);
+  c.sparsity = t.getChoice("sparsity", c.sparsity, {"none", "2:4"});
+  c.biasUpdateSpeed =
+      t.doubleAtLeast("bias_update_speed", c.biasUpdateSpeed, 0.0, false);
+  c.auxLossAlpha = t.doubleAtLeast("aux_loss_alpha", c.auxLossAlpha, 0.0, false);
+  c.mtpLossWeight =
+      t.doubleAtLeast("mtp_loss_weight", c.mtpLossWeight, 0.0, false);
+  return c;
+}
+
+ParallelConfig parseParallel(const Json &parallel, const std::string &file) {
+  Fields p(parallel, file, "parallel");
+  p.rejectUnknown(kParallelKeys);
+  ParallelConfig c;
+  c.dp = p.intAtLeast("dp", c.dp, 1);
+  c.ep = p.intAtLeast("ep", c.ep, 1);
+  c.pp = p.intAtLeast("pp", c.pp, 1);
+  c.schedule = p.getChoice("schedule", c.schedule, kPipelineSchedules);
+  c.microbatches = p.intAtLeast("microbatches", c.microbatches, 1);
+  c.virtualStages = p.intAtLeast("virtual_stages", c.virtualStages, 1);
+  if (c.schedule == "interleaved") {
+    if (c.virtualStages < 2)
+      p.failAt("virtual_stages",
+               std::to_string(c.virtualStages) +
+                   " with schedule 'interleaved' is plain 1F1B; expected >= 2 "
+                   "model chunks per rank (or schedule '1f1b')");
+    if (c.microbatches % c.pp != 0)
+      p.failAt("microbatches",
+               std::to_string(c.microbatches) +
+                   " is not divisible by pp " + std::to_string(c.pp) +
+                   "; the interleaved schedule needs a multiple of pp");
+  } else if (c.virtualStages != 1) {
+    p.failAt("virtual_stages",
+             std::to_string(c.virtualStages) + " needs schedule 'interleaved' "
+                                               "(schedule is '" +
+                 c.schedule + "'); expected 1");
+  }
+  if (c.schedule == "dualpipev" && c.pp > 1 && c.microbatches < 2 * c.pp)
+    p.failAt("microbatches",
+             std::to_string(c.microbatches) + " is too few for 'dualpipev' "
+                                              "with pp " +
+                 std::to_string(c.pp) + "; expected at least 2 x pp = " +
+                 std::to_string(2 * c.pp));
+  return c;
+}
+
+TargetConfig parseTarget(const Json &target, const std::string &file) {
+  TargetConfig c;
+  auto resolveCluster = [&](const std::string &path, const std::string &field) {
+    // Relative paths: against the spec's directory first (as hf_config),
+    // then against the current directory ("targets/h800.json" from the root).
+    std::string nextToSpec = joinPath(directoryOf(file), path);
+    if (isRegularFile(nextToSpec))
+      return nextToSpec;
+    if (isRegularFile(path))
+      return path;
+    fail(file, field,
+         "'" + path + "' is not a file (looked for " + nextToSpec +
+             (nextToSpec != path ? " and " + path : std::string()) +
+             "); expected \"host\", {\"kind\": \"cuda\", \"sm\": 90} or the "
+             "path of a cluster description under targets/");
+  };
+  if (target.is_string()) {
+    std::string s = target.get<std::string>();
+    if (s == "host")
+      return c;
+    if (s == "cuda")
+      fail(file, "target", "'cuda' needs a GPU generation; write {\"kind\": "
+                           "\"cuda\", \"sm\": 90}");
+    c.kind = "cluster";
+    c.path = resolveCluster(s, "target");
+    return c;
+  }
+  if (!target.is_object())
+    fail(file, "target",
+         "found " + describe(target) +
+             "; expected \"host\", {\"kind\": \"cuda\", \"sm\": 90} or the "
+             "path of a cluster description under targets/");
+  Fields t(target, file, "target");
+  t.rejectUnknown(kTargetKeys);
+  if (!t.has("kind"))
+    t.failAt("kind", "missing; expected 'host', 'cuda' or 'cluster'");
+  c.kind = t.getChoice("kind", "host", {"host", "cuda", "cluster"});
+  if (c.kind != "cuda" && t.has("sm"))
+    t.failAt("sm", "is only meaningful with kind 'cuda'; remove it");
+  if (c.kind != "cluster" && t.has("path"))
+    t.failAt("path", "is only meaningful with kind 'cluster'; remove it");
+  if (c.kind == "cuda") {
+    c.sm = t.requireInt("sm", "kind 'cuda' needs the GPU generation: 80 "
+                              "(A100), 89 (L40/4090), 90 (H100/H800) or 100 "
+                              "(B200)");
+    if (std::find(kCudaArchs.begin(), kCudaArchs.end(), c.sm) ==
+        kCudaArchs.end())
+      t.failAt("sm", std::to_string(c.sm) +
+                         " is not supported; expected 80, 89, 90 or 100");
+  } else if (c.kind == "cluster") {
+    std::string path = t.getString("path", "");
+    if (path.empty())
+      t.failAt("path", "missing; kind 'cluster' needs the path of a cluster "
+                       "description under targets/");
+    c.path = resolveCluster(path, "target.path");
+  }
+  return c;
+}
+
+void checkRecipe(const Spec &spec, const Fields &model) {
+  const ModelConfig &m = spec.model;
+  const TrainConfig &t = spec.train;
+  const ParallelConfig &p = spec.parallel;
+  const std::string &file = spec.path;
+
+  int64_t minSeq = 2 + m.numNextnPredictLayers;
+  if (t.seqLen < minSeq)
+    fail(file, "train.seq_len",
+         std::to_string(t.seqLen) + " is too short for " +
+             std::to_string(m.numNextnPredictLayers) +
+             " MTP module(s); expected at least 2 + num_nextn_predict_layers "
+             "= " + std::to_string(minSeq) +
+             " (each MTP depth predicts one token further)");
+  if (m.maxPositionEmbeddings > 0 && t.seqLen > m.maxPositionEmbeddings) {
+    // Name the hf_config file when the limit comes from there.
+    std::string where = model.fileOf("max_position_embeddings");
+    where = where == file ? "" : " (in " + where + ")";
+    fail(file, "train.seq_len",
+         std::to_string(t.seqLen) + " is more than max_position_embeddings " +
+             std::to_string(m.maxPositionEmbeddings) + where +
+             "; expected at most " + std::to_string(m.maxPositionEmbeddings));
+  }
+
+  if (m.nRoutedExperts > 0) {
+    if (m.nRoutedExperts % p.ep != 0)
+      fail(file, "parallel.ep",
+           std::to_string(p.ep) + " does not divide n_routed_experts " +
+               std::to_string(m.nRoutedExperts) +
+               "; expected a divisor of " + std::to_string(m.nRoutedExperts) +
+               " so that each rank holds whole experts");
+  } else if (p.ep != 1) {
+    fail(file, "parallel.ep",
+         std::to_string(p.ep) + " needs routed experts, and this model has "
+                                "none; expected 1");
+  }
+  int64_t chunksPerRank = p.schedule == "dualpipev" ? 2 : p.virtualStages;
+  if (p.pp * chunksPerRank > m.numHiddenLayers)
+    fail(file, "parallel.pp",
+         std::to_string(p.pp) + " stages" +
+             (chunksPerRank > 1 ? " x " + std::to_string(chunksPerRank) +
+                                      " chunks each"
+                                : std::string()) +
+             " is more than num_hidden_layers " +
+             std::to_string(m.numHiddenLayers) +
+             "; expected every pipeline chunk to hold at least one layer");
+
+  if (t.precision == "fp8" && spec.target.kind == "cuda" && spec.target.sm < 89)
+    fail(file, "train.precision",
+         "'fp8' needs FP8 tensor cores, which sm " +
+             std::to_string(spec.target.sm) +
+             " lacks; expected 'bf16' on this target (or sm 89, 90, 100)");
+}
+
+} // namespace kiln::frontend::detail

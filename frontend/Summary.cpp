@@ -1,0 +1,326 @@
+//===- Summary.cpp - parameter counts, FLOPs and memory of a spec --------===//
+//
+// Lists every weight tensor of a block (Summary.h says which) with its shape
+// and role, then sums: parameters, the active subset, matmul FLOPs, and
+// bytes per precision. One inventory feeds every number, so they cannot
+// disagree about what the model contains.
+//
+//===----------------------------------------------------------------------===//
+
+#include "frontend/Summary.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <vector>
+
+namespace kiln::frontend {
+namespace {
+
+enum class Role {
+  Matmul,     // projection / FFN / expert weight; fp8 under precision fp8
+  HighMatmul, // a matmul kept in bf16 under fp8: router gate, lm_head
+  Embedding,  // lookup table: no matmul FLOPs
+  Norm,       // RMSNorm gain
+  Bias        // router bias buffer: fp32, not trained by the optimizer
+};
+
+/// `copies` tensors of shape [rows, cols] (cols = 1 for vectors), of which
+/// `activeCopies` are used by one token.
+struct Tensor {
+  const char *name;
+  int64_t rows, cols;
+  Role role;
+  int64_t copies = 1;
+  int64_t activeCopies = 1;
+};
+
+int64_t numel(const Tensor &t) { return t.rows * t.cols; }
+
+std::vector<Tensor> attention(const ModelConfig &m) {
+  const int64_t H = m.hiddenSize, n = m.numAttentionHeads;
+  if (m.family == ModelFamily::Llama) {
+    const int64_t hd = m.headDim, kv = m.numKeyValueHeads;
+    return {{"q_proj", n * hd, H, Role::Matmul},
+            {"k_proj", kv * hd, H, Role::Matmul},
+            {"v_proj", kv * hd, H, Role::Matmul},
+            {"o_proj", H, n * hd, Role::Matmul}};
+  }
+  std::vector<Tensor> t;
+  if (m.qLoraRank > 0) {
+    t.push_back({"q_a_proj", m.qLoraRank, H, Role::Matmul});
+    t.push_back({"q_a_layernorm", m.qLoraRank, 1, Role::Norm});
+    t.push_back({"q_b_proj", n * m.qHeadDim(), m.qLoraRank, Role::Matmul});
+  } else {
+    t.push_back({"q_proj", n * m.qHeadDim(), H, Role::Matmul});
+  }
+  t.push_back({"kv_a_proj_with_mqa", m.kvLoraRank + m.qkRopeHeadDim, H,
+               Role::Matmul});
+  t.push_back({"kv_a_layernorm", m.kvLoraRank, 1, Role::Norm});
+  t.push_back({"kv_b_proj", n * (m.qkNopeHeadDim + m.vHeadDim), m.kvLoraRank,
+               Role::Matmul});
+  t.push_back({"o_proj", H, n * m.vHeadDim, Role::Matmul});
+  return t;
+}
+
+/// One decoder layer at index `layer` (indices past num_hidden_layers are
+/// MTP layers; isMoELayer applies the same rule to them).
+std::vector<Tensor> decoderLayer(const ModelConfig &m, int64_t layer) {
+  const int64_t H = m.hiddenSize;
+  std::vector<Tensor> t = {{"input_layernorm", H, 1, Role::Norm},
+                           {"post_attention_layernorm", H, 1, Role::Norm}};
+  for (const Tensor &a : attention(m))
+    t.push_back(a);
+  if (!m.isMoELayer(layer)) {
+    const int64_t I = m.intermediateSize;
+    t.push_back({"mlp.gate_proj", I, H, Role::Matmul});
+    t.push_back({"mlp.up_proj", I, H, Role::Matmul});
+    t.push_back({"mlp.down_proj", H, I, Role::Matmul});
+    return t;
+  }
+  const int64_t E = m.nRoutedExperts, k = m.numExpertsPerTok,
+                mI = m.moeIntermediateSize;
+  t.push_back({"mlp.gate.weight", E, H, Role::HighMatmul});
+  if (m.topkMethod == "noaux_tc")
+    t.push_back({"mlp.gate.e_score_correction_bias", E, 1, Role::Bias});
+  t.push_back({"mlp.experts.gate_proj", mI, H, Role::Matmul, E, k});
+  t.push_back({"mlp.experts.up_proj", mI, H, Role::Matmul, E, k});
+  t.push_back({"mlp.experts.down_proj", H, mI, Role::Matmul, E, k});
+  if (m.nSharedExperts > 0) {
+    const int64_t sI = mI * m.nSharedExperts;
+    t.push_back({"mlp.shared_experts.gate_proj", sI, H, Role::Matmul});
+    t.push_back({"mlp.shared_experts.up_proj", sI, H, Role::Matmul});
+    t.push_back({"mlp.shared_experts.down_proj", H, sI, Role::Matmul});
+  }
+  return t;
+}
+
+/// MTP module k (1-based): its own tensors, without the shared embedding
+/// and head.
+std::vector<Tensor> mtpModule(const ModelConfig &m, int64_t k) {
+  const int64_t H = m.hiddenSize;
+  std::vector<Tensor> t = {{"enorm", H, 1, Role::Norm},
+                           {"hnorm", H, 1, Role::Norm},
+                           {"eh_proj", H, 2 * H, Role::Matmul},
+                           {"shared_head.norm", H, 1, Role::Norm}};
+  for (const Tensor &x : decoderLayer(m, m.numHiddenLayers + k - 1))
+    t.push_back(x);
+  return t;
+}
+
+/// Sums over a list of tensors.
+struct Totals {
+  int64_t params = 0, active = 0;
+  int64_t activeMatmul = 0; // MACs per token
+  int64_t weightBytes = 0, gradBytes = 0, optimizerBytes = 0, masterBytes = 0;
+
+  void add(const Tensor &t, const std::string &precision) {
+    const int64_t all = numel(t) * t.copies;
+    params += all;
+    active += numel(t) * t.activeCopies;
+    if (t.role == Role::Matmul || t.role == Role::HighMatmul)
+      activeMatmul += numel(t) * t.activeCopies;
+    if (t.role == Role::Bias) {
+      weightBytes += 4 * all;
+      return;
+    }
+    if (precision == "fp32") {
+      weightBytes += 4 * all;
+      gradBytes += 4 * all;
+    } else if (precision == "fp8" && t.role == Role::Matmul) {
+      const int64_t blocks = ((t.rows + 127) / 128) * ((t.cols + 127) / 128);
+      weightBytes += all + 4 * blocks * t.copies;
+      gradBytes += 2 * all;
+      masterBytes += 4 * all;
+    } else { // bf16, fp16, and fp8's high-precision tensors
+      weightBytes += 2 * all;
+      gradBytes += 2 * all;
+      masterBytes += 4 * all;
+    }
+    optimizerBytes += 8 * all;
+  }
+  void add(const std::vector<Tensor> &ts, const std::string &precision) {
+    for (const Tensor &t : ts)
+      add(t, precision);
+  }
+};
+
+/// Causal attention FLOPs of one layer for one token (see Summary.h).
+double attentionFlops(const ModelConfig &m, int64_t seqLen) {
+  const double sAvg = (seqLen + 1) / 2.0;
+  const int64_t dqk = m.family == ModelFamily::Llama ? m.headDim : m.qHeadDim();
+  const int64_t dv = m.family == ModelFamily::Llama ? m.headDim : m.vHeadDim;
+  return 2.0 * sAvg * m.numAttentionHeads * double(dqk + dv);
+}
+
+int64_t countMoELayers(const ModelConfig &m) {
+  int64_t n = 0;
+  for (int64_t l = 0; l < m.numHiddenLayers; ++l)
+    n += m.isMoELayer(l);
+  return n;
+}
+
+/// 671026419200 -> "671.03B"; with `bytes`, decimal units ("1.23 TB").
+std::string human(double v, bool bytes = false) {
+  const char *suffix[] = {"", "K", "M", "B", "T"};
+  const char *byteSuffix[] = {" B", " KB", " MB", " GB", " TB"};
+  int i = 0;
+  while (i < 4 && v >= 1000.0) {
+    v /= 1000.0;
+    ++i;
+  }
+  char buf[64];
+  std::snprintf(buf, sizeof buf, i == 0 ? "%.0f%s" : "%.2f%s", v,
+                bytes ? byteSuffix[i] : suffix[i]);
+  return buf;
+}
+
+std::string humanFlops(double v) {
+  std::string s = human(v);
+  if (!s.empty() && s.back() == 'B')
+    s.back() = 'G'; // giga, not billion, for FLOPs
+  return s;
+}
+
+} // namespace
+
+ModelSummary summarize(const Spec &spec) {
+  const ModelConfig &m = spec.model;
+  const std::string &precision = spec.train.precision;
+  const int64_t V = m.vocabSize, H = m.hiddenSize;
+
+  Totals main;
+  main.add(Tensor{"embed_tokens", V, H, Role::Embedding}, precision);
+  if (!m.tieWordEmbeddings)
+    main.add(Tensor{"lm_head", V, H, Role::HighMatmul}, precision);
+  main.add(Tensor{"norm", H, 1, Role::Norm}, precision);
+  for (int64_t l = 0; l < m.numHiddenLayers; ++l)
+    main.add(decoderLayer(m, l), precision);
+  Totals mtp;
+  for (int64_t k = 1; k <= m.numNextnPredictLayers; ++k)
+    mtp.add(mtpModule(m, k), precision);
+
+  ModelSummary s;
+  s.paramsTotal = main.params;
+  s.paramsActive = main.active;
+  s.paramsEmbedding = m.tieWordEmbeddings ? V * H : 2 * V * H;
+  s.paramsMtp = mtp.params;
+  s.paramsMtpActive = mtp.active;
+
+  const int64_t headMacs = V * H; // lm_head, tied or not
+  const int64_t mainMacs =
+      main.activeMatmul + (m.tieWordEmbeddings ? headMacs : 0);
+  const double attn = attentionFlops(m, spec.train.seqLen);
+  s.flopsPerToken = 2.0 * double(mainMacs) + attn * double(m.numHiddenLayers);
+  s.flopsPerTokenMtp =
+      m.numNextnPredictLayers == 0
+          ? 0.0
+          : 2.0 * double(mtp.activeMatmul +
+                         headMacs * m.numNextnPredictLayers) +
+                attn * double(m.numNextnPredictLayers);
+
+  s.weightBytes = main.weightBytes + mtp.weightBytes;
+  s.gradBytes = main.gradBytes + mtp.gradBytes;
+  s.optimizerBytes = main.optimizerBytes + mtp.optimizerBytes;
+  s.masterWeightBytes = main.masterBytes + mtp.masterBytes;
+  return s;
+}
+
+std::string formatSummaryText(const Spec &spec, const ModelSummary &s) {
+  const ModelConfig &m = spec.model;
+  const TrainConfig &t = spec.train;
+  const int64_t moe = countMoELayers(m);
+  std::string out;
+  char line[256];
+  auto row = [&](const char *label, const std::string &value) {
+    std::snprintf(line, sizeof line, "%-17s%s\n", label, value.c_str());
+    out += line;
+  };
+
+  row("spec", spec.path);
+  std::string model = m.modelType + ", " + std::to_string(m.numHiddenLayers) +
+                      " layers (" + std::to_string(m.numHiddenLayers - moe) +
+                      " dense, " + std::to_string(moe) + " MoE)";
+  if (m.numNextnPredictLayers)
+    model += " + " + std::to_string(m.numNextnPredictLayers) + " MTP";
+  model += ", hidden " + std::to_string(m.hiddenSize) + ", vocab " +
+           std::to_string(m.vocabSize);
+  row("model", model);
+  if (m.family == ModelFamily::DeepSeekV3) {
+    row("attention", "MLA, " + std::to_string(m.numAttentionHeads) +
+                         " heads, q_lora " + std::to_string(m.qLoraRank) +
+                         ", kv_lora " + std::to_string(m.kvLoraRank) +
+                         ", qk " + std::to_string(m.qkNopeHeadDim) + "+" +
+                         std::to_string(m.qkRopeHeadDim) + ", v " +
+                         std::to_string(m.vHeadDim));
+    if (m.nRoutedExperts)
+      row("experts", std::to_string(m.nRoutedExperts) + " routed + " +
+                         std::to_string(m.nSharedExperts) + " shared, top " +
+                         std::to_string(m.numExpertsPerTok) + " (" +
+                         std::to_string(m.topkGroup) + " of " +
+                         std::to_string(m.nGroup) + " groups), " +
+                         m.scoringFunc + ", " + m.topkMethod);
+  } else {
+    row("attention", "GQA, " + std::to_string(m.numAttentionHeads) +
+                         " heads, " + std::to_string(m.numKeyValueHeads) +
+                         " kv heads, head_dim " + std::to_string(m.headDim));
+  }
+  auto pad = [](const std::string &v) {
+    return std::string(v.size() < 8 ? 8 - v.size() : 0, ' ') + v;
+  };
+  row("params (total)", pad(human(double(s.paramsTotal))));
+  row("params (active)", pad(human(double(s.paramsActive))) + " per token");
+  row("params (embed)",
+      pad(human(double(s.paramsEmbedding))) +
+          (m.tieWordEmbeddings ? " (tied)" : " (embed_tokens + lm_head)"));
+  if (m.numNextnPredictLayers)
+    row("params (mtp)", pad(human(double(s.paramsMtp))) + ", " +
+                            human(double(s.paramsMtpActive)) +
+                            " active (without the shared embedding/head)");
+  std::string flops = pad(humanFlops(s.flopsPerToken)) +
+                      " forward per token at seq_len " +
+                      std::to_string(t.seqLen);
+  if (m.numNextnPredictLayers)
+    flops += ", + " + humanFlops(s.flopsPerTokenMtp) + " MTP";
+  row("flops", flops);
+  row("", "training ~3x forward: " +
+              humanFlops(3.0 * (s.flopsPerToken + s.flopsPerTokenMtp)) +
+              " per token");
+  const int64_t total =
+      s.weightBytes + s.gradBytes + s.optimizerBytes + s.masterWeightBytes;
+  row(("memory (" + t.precision + ")").c_str(),
+      pad(human(double(total), true)) + ": weights " +
+          human(double(s.weightBytes), true) + ", grads " +
+          human(double(s.gradBytes), true) + ", master " +
+          human(double(s.masterWeightBytes), true) + ", adam " +
+          human(double(s.optimizerBytes), true));
+  const ParallelConfig &p = spec.parallel;
+  row("", "all ranks together (dp " + std::to_string(p.dp) + ", ep " +
+              std::to_string(p.ep) + ", pp " + std::to_string(p.pp) +
+              "); --plan splits it per rank");
+  return out;
+}
+
+std::string formatSummaryJson(const Spec &spec, const ModelSummary &s) {
+  const ModelConfig &m = spec.model;
+  nlohmann::ordered_json j;
+  j["params_total"] = s.paramsTotal;
+  j["params_active"] = s.paramsActive;
+  j["params_embedding"] = s.paramsEmbedding;
+  j["params_mtp"] = s.paramsMtp;
+  j["params_mtp_active"] = s.paramsMtpActive;
+  j["flops_per_token"] = s.flopsPerToken;
+  j["flops_per_token_mtp"] = s.flopsPerTokenMtp;
+  j["weight_bytes"] = s.weightBytes;
+  j["grad_bytes"] = s.gradBytes;
+  j["optimizer_bytes"] = s.optimizerBytes;
+  j["master_weight_bytes"] = s.masterWeightBytes;
+  j["model_type"] = m.modelType;
+  j["layers"] = m.numHiddenLayers;
+  j["moe_layers"] = countMoELayers(m);
+  j["seq_len"] = spec.train.seqLen;
+  j["precision"] = spec.train.precision;
+  return j.dump();
+}
+
+} // namespace kiln::frontend

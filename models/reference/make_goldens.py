@@ -1,0 +1,123 @@
+#!/usr/bin/python3
+"""Write a forward golden (loss, MTP losses, logits summaries) for a Kiln spec.
+
+Usage:
+  /usr/bin/python3 models/reference/make_goldens.py --spec SPEC.json \
+      --params P.safetensors --tokens T.json --out GOLDEN.json
+
+All math is float64. See README.md in this directory for the semantics.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import torch  # noqa: E402
+
+import deepseek_v3  # noqa: E402
+import llama  # noqa: E402
+import safetensors_io  # noqa: E402
+from common import DTYPE, Params, load_spec, next_token_loss  # noqa: E402
+
+N_FIRST = 64
+MODELS = {"deepseek_v3": deepseek_v3, "llama": llama}
+
+
+def load_tokens(path):
+    with open(path) as f:
+        rows = json.load(f)
+    if isinstance(rows, dict):
+        rows = rows["tokens"]
+    if not rows or not all(isinstance(r, list) for r in rows):
+        raise ValueError(f"{path}: expected a non-empty JSON array of token-id rows")
+    S = len(rows[0])
+    if any(len(r) != S for r in rows):
+        raise ValueError(f"{path}: rows have different lengths")
+    return torch.tensor(rows, dtype=torch.int64)
+
+
+def compute(model_cfg, train, P, tokens):
+    """Forward + losses. Returns dict with tensors: logits, mtp_logits (list), loss,
+    mtp_losses (list), total_loss. Differentiable w.r.t. P's tensors if they require grad.
+
+    total_loss = loss + mtp_loss_weight / D * sum_k mtp_losses[k] (DeepSeek-V3 paper eq. 25);
+    it is not written to the golden (only "loss" and the per-depth "mtp_losses" are).
+    """
+    mt = model_cfg.get("model_type")
+    if mt not in MODELS:
+        raise ValueError(f"unsupported model_type {mt!r}")
+    eps = float(train.get("label_smoothing", 0.0) or 0.0)
+    w_mtp = train.get("mtp_loss_weight")
+    w_mtp = 0.3 if w_mtp is None else float(w_mtp)
+    out = MODELS[mt].forward(model_cfg, P, tokens)
+    loss = next_token_loss(out["logits"], tokens, 1, eps)
+    mtp_losses = [next_token_loss(lg, tokens, k + 1, eps)
+                  for k, lg in enumerate(out["mtp_logits"], start=1)]
+    total = loss
+    if mtp_losses:
+        total = loss + (w_mtp / len(mtp_losses)) * sum(mtp_losses)
+    out.update(loss=loss, mtp_losses=mtp_losses, total_loss=total)
+    return out
+
+
+def _f(x):
+    x = float(x)
+    if not math.isfinite(x):
+        raise ValueError(f"non-finite value {x} in golden")
+    return x
+
+
+def golden_dict(model_cfg, tokens, res):
+    logits = res["logits"].detach()
+    B, S, V = logits.shape
+    return {
+        "model_type": model_cfg["model_type"],
+        "batch": B,
+        "seq_len": S,
+        "vocab": V,
+        "loss": _f(res["loss"]),
+        "mtp_losses": [_f(l) for l in res["mtp_losses"]],
+        "logits_first": [_f(v) for v in logits.reshape(-1)[:N_FIRST].tolist()],
+        "logits_sum": _f(logits.sum()),
+        "logits_abs_sum": _f(logits.abs().sum()),
+        "mtp_logits_first": [[_f(v) for v in lg.detach().reshape(-1)[:N_FIRST].tolist()]
+                             for lg in res["mtp_logits"]],
+    }
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spec", required=True)
+    ap.add_argument("--params", required=True)
+    ap.add_argument("--tokens", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--strict", action="store_true",
+                    help="fail if the parameter file has tensors the forward did not use")
+    a = ap.parse_args(argv)
+
+    torch.set_default_dtype(DTYPE)
+    model_cfg, train = load_spec(a.spec)
+    tensors, _ = safetensors_io.load(a.params)
+    P = Params(tensors)
+    tokens = load_tokens(a.tokens)
+    with torch.no_grad():
+        res = compute(model_cfg, train, P, tokens)
+    unused = P.unused()
+    if unused:
+        msg = f"{len(unused)} parameter(s) not used by the forward: {unused[:10]}"
+        if a.strict:
+            raise SystemExit("error: " + msg)
+        print("warning: " + msg, file=sys.stderr)
+    g = golden_dict(model_cfg, tokens, res)
+    with open(a.out, "w") as f:
+        json.dump(g, f, indent=1)
+        f.write("\n")
+    print(f"wrote {a.out}: loss={g['loss']!r} mtp_losses={g['mtp_losses']!r}")
+
+
+if __name__ == "__main__":
+    main()

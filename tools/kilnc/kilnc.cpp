@@ -1,0 +1,117 @@
+//===- kilnc.cpp - the Kiln compiler driver -------------------------------===//
+//
+//   kilnc SPEC                      validate the spec, print the model summary
+//   kilnc SPEC --summary=json       the same as one JSON object
+//   kilnc SPEC --emit=kiln          print the forward module (kiln IR)
+//   kilnc SPEC --eval [--params P.safetensors] [--tokens T.json]
+//                                   forward loss on a batch (reference evaluator)
+//   kilnc SPEC --save-params P      write the seeded initial parameters (HF names)
+//
+// MLIR's pass-manager flags (--mlir-print-ir-after-all, --mlir-timing, ...)
+// apply to the pipeline kilnc runs on the module.
+//
+//===----------------------------------------------------------------------===//
+
+#include "frontend/MLIRGen.h"
+#include "frontend/Spec.h"
+#include "frontend/Summary.h"
+#include "tools/kilnc/Evaluate.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/AsmState.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/Verifier.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Transforms/Passes.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/raw_ostream.h"
+
+using namespace mlir;
+namespace cl = llvm::cl;
+
+static cl::opt<std::string> specPath(cl::Positional, cl::desc("<spec.json>"), cl::Required);
+
+enum class Emit { None, Kiln };
+static cl::opt<Emit> emit("emit", cl::desc("Print a stage of the compilation"),
+                          cl::init(Emit::None),
+                          cl::values(clEnumValN(Emit::Kiln, "kiln",
+                                                "the forward module in the kiln dialect")));
+static cl::opt<std::string> summaryFormat("summary", cl::desc("Summary format: text or json"),
+                                          cl::init("text"));
+static cl::opt<bool> evaluate("eval", cl::desc("Print the forward loss on a batch"));
+static cl::opt<std::string> paramsPath("params",
+                                       cl::desc("Parameters (safetensors, HF names) for --eval"));
+static cl::opt<std::string> tokensPath("tokens",
+                                       cl::desc("Token batch (JSON array of rows) for --eval"));
+static cl::opt<std::string> saveParams("save-params",
+                                       cl::desc("Write the initial parameters (safetensors)"));
+static cl::opt<std::string> saveBatch("save-batch", cl::desc("Write the token batch as JSON"));
+static cl::opt<std::string> evalJson("eval-json",
+                                     cl::desc("Write losses and logits statistics as JSON"));
+static cl::opt<int64_t> seedOverride("seed", cl::desc("Seed (default: the spec's train.seed)"),
+                                     cl::init(-1));
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM init(argc, argv);
+  registerAsmPrinterCLOptions();
+  registerMLIRContextCLOptions();
+  registerPassManagerCLOptions();
+  cl::ParseCommandLineOptions(argc, argv, "Kiln: model spec -> training executable\n");
+
+  if (summaryFormat != "text" && summaryFormat != "json") {
+    llvm::errs() << "kilnc: error: --summary must be text or json, got '" << summaryFormat
+                 << "'\n";
+    return 1;
+  }
+  std::string error;
+  std::optional<kiln::frontend::Spec> spec = kiln::frontend::loadSpec(specPath, error);
+  if (!spec) {
+    llvm::errs() << "kilnc: error: " << error << "\n";
+    return 1;
+  }
+  std::string warning = kiln::frontend::formatIgnoredKeysWarning(*spec);
+  if (!warning.empty())
+    llvm::errs() << "kilnc: " << warning << "\n";
+
+  bool wantsModule = emit != Emit::None || evaluate || !saveParams.empty() ||
+                     !saveBatch.empty();
+  if (!wantsModule) {
+    kiln::frontend::ModelSummary summary = kiln::frontend::summarize(*spec);
+    llvm::outs() << (summaryFormat == "json"
+                         ? kiln::frontend::formatSummaryJson(*spec, summary)
+                         : kiln::frontend::formatSummaryText(*spec, summary));
+    return 0;
+  }
+
+  MLIRContext context;
+  OwningOpRef<ModuleOp> module = kiln::frontend::buildForwardModule(context, *spec);
+  if (failed(verify(*module))) {
+    llvm::errs() << "kilnc: internal error: the generated module does not verify\n";
+    return 1;
+  }
+  PassManager pm(&context);
+  if (failed(applyPassManagerCLOptions(pm)))
+    return 1;
+  // Common-subexpression elimination merges the slices and reshapes that the
+  // builder emits once per use; nothing else changes before autodiff.
+  pm.addNestedPass<func::FuncOp>(createCSEPass());
+  if (failed(pm.run(*module)))
+    return 1;
+
+  if (emit == Emit::Kiln)
+    module->print(llvm::outs());
+  if (evaluate || !saveParams.empty() || !saveBatch.empty()) {
+    kiln::EvalOptions opts;
+    opts.seed = seedOverride >= 0 ? uint64_t(seedOverride) : spec->train.seed;
+    opts.paramsPath = paramsPath;
+    opts.tokensPath = tokensPath;
+    opts.saveParams = saveParams;
+    opts.saveBatch = saveBatch;
+    opts.evalJson = evalJson;
+    opts.evaluate = evaluate;
+    if (!kiln::runEvaluation(*module, *spec, opts, llvm::outs()))
+      return 1;
+  }
+  return 0;
+}
