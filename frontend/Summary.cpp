@@ -297,7 +297,7 @@ std::string formatSummaryText(const Spec &spec, const ModelSummary &s) {
   const ParallelConfig &p = spec.parallel;
   row("", "all ranks together (dp " + std::to_string(p.dp) + ", ep " +
               std::to_string(p.ep) + ", pp " + std::to_string(p.pp) +
-              "); --plan splits it per rank");
+              ")");
   return out;
 }
 

@@ -11,8 +11,13 @@ out=$root/test/Reference/goldens
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$out"
-for model in r1-tiny dense-tiny; do
-  spec=$root/models/$model.json
+# The shipped tiny models, and variants that take the other paths (q_lora 0,
+# softmax routing, group-limited greedy, MTP depth 2, untied Llama with GQA 6:1,
+# label smoothing).
+for spec in models/r1-tiny.json models/dense-tiny.json \
+            test/Reference/specs/r1-variant.json test/Reference/specs/dense-variant.json; do
+  model=$(basename "$spec" .json)
+  spec=$root/$spec
   "$build/bin/kilnc" "$spec" --save-params "$tmp/$model.safetensors" \
     --save-batch "$out/$model.tokens.json"
   /usr/bin/python3 "$root/models/reference/make_goldens.py" --spec "$spec" \

@@ -43,10 +43,13 @@ struct Comparison {
   void check(double got, double want) { maxError = std::max(maxError, relativeError(got, want)); }
 };
 
-void compareModel(const std::string &model) {
+/// `specPath` is relative to the repository root; goldens are named after it.
+void compareModel(const std::string &specPath) {
   std::string root = KILN_SOURCE_DIR;
+  std::string model = specPath.substr(specPath.rfind('/') + 1);
+  model = model.substr(0, model.size() - 5);
   std::string error;
-  std::optional<frontend::Spec> spec = frontend::loadSpec(root + "/models/" + model + ".json", error);
+  std::optional<frontend::Spec> spec = frontend::loadSpec(root + "/" + specPath, error);
   ASSERT_TRUE(spec) << error;
 
   mlir::MLIRContext context;
@@ -111,7 +114,12 @@ void compareModel(const std::string &model) {
   }
 }
 
-TEST(ReferenceGolden, R1Tiny) { compareModel("r1-tiny"); }
-TEST(ReferenceGolden, DenseTiny) { compareModel("dense-tiny"); }
+TEST(ReferenceGolden, R1Tiny) { compareModel("models/r1-tiny.json"); }
+TEST(ReferenceGolden, DenseTiny) { compareModel("models/dense-tiny.json"); }
+// q_lora 0, softmax scores, group-limited greedy, no YaRN, MTP depth 2,
+// moe_layer_freq 2, 2 shared experts, label smoothing.
+TEST(ReferenceGolden, R1Variant) { compareModel("test/Reference/specs/r1-variant.json"); }
+// Untied head, explicit head_dim, 6 query heads on 1 kv head, label smoothing.
+TEST(ReferenceGolden, DenseVariant) { compareModel("test/Reference/specs/dense-variant.json"); }
 
 } // namespace
