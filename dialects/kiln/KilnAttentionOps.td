@@ -21,7 +21,10 @@ def Kiln_RopeOp : Kiln_Op<"rope", [Pure, SameOperandsAndResultType]> {
     interleaved = false: x0 = x[i],   x1 = x[i + d/2]   (Llama, rotate_half)
     ```
 
-    Results are written back to the same positions.
+    Results are written back to the same positions. With `transpose = true`
+    the op applies the transpose of that linear map, the rotation by `-a`
+    (same magnitude `m`): the input gradient of a rope is the transposed rope
+    of the output gradient.
 
     ```mlir
     %q = kiln.rope %q_pe {theta = 10000.0 : f64, interleaved = true,
@@ -31,7 +34,8 @@ def Kiln_RopeOp : Kiln_Op<"rope", [Pure, SameOperandsAndResultType]> {
     ```
   }];
   let arguments = (ins Kiln_FloatTensor:$x, F64Attr:$theta, BoolAttr:$interleaved,
-                       OptionalAttr<Kiln_YarnAttr>:$yarn);
+                       OptionalAttr<Kiln_YarnAttr>:$yarn,
+                       DefaultValuedAttr<BoolAttr, "false">:$transpose);
   let results = (outs Kiln_FloatTensor:$result);
   let assemblyFormat = "$x attr-dict `:` type($x)";
   let hasVerifier = 1;

@@ -7,5 +7,7 @@ include "dialects/kiln/KilnDenseOps.td"
 include "dialects/kiln/KilnAttentionOps.td"
 include "dialects/kiln/KilnMoEOps.td"
 include "dialects/kiln/KilnLossOps.td"
+include "dialects/kiln/KilnGradOps.td"
+include "dialects/kiln/KilnTrainOps.td"
 
 #endif // KILN_OPS_TD

@@ -144,6 +144,32 @@ def next_token_loss(logits, tokens, shift, label_smoothing):
     return cross_entropy(lg, tg, label_smoothing)
 
 
+def balance_loss(scores, idx, num_sequences):
+    """DeepSeek-V3's sequence-wise balance loss of one MoE layer (paper eq. 17-20), without
+    its alpha.
+
+    scores: [B*T, E] unbiased router scores (sigmoid or softmax of the gate logits), rows
+    grouped by sequence (row b*T + t is token t of sequence b); idx: [B*T, K] the selected
+    experts. Per sequence, with N = E, K = top_k:
+      f_i = N / (K T) * #{t : i selected for t}      (a constant: no gradient)
+      s'_{i,t} = s_{i,t} / sum_j s_{j,t}
+      P_i = 1/T sum_t s'_{i,t}
+    and the result is the mean over sequences of sum_i f_i P_i.
+    """
+    BT, E = scores.shape
+    K = idx.shape[1]
+    B = int(num_sequences)
+    if BT % B != 0:
+        raise ValueError("balance_loss: token count not divisible by the number of sequences")
+    T = BT // B
+    onehot = torch.zeros(BT, E, dtype=DTYPE)
+    onehot[torch.arange(BT)[:, None], idx] = 1.0          # top-k experts are distinct
+    f = onehot.view(B, T, E).sum(dim=1) * (E / (K * T))   # [B, E], no gradient
+    sp = scores / scores.sum(dim=-1, keepdim=True)
+    Pm = sp.view(B, T, E).mean(dim=1)                     # [B, E]
+    return (f * Pm).sum(dim=-1).mean()
+
+
 def rope_inv_freq(dim, theta):
     """inv_freq[i] = theta^(-2i/dim), i < dim/2, float64."""
     return 1.0 / (float(theta) ** (torch.arange(0, dim, 2, dtype=DTYPE) / dim))

@@ -191,8 +191,12 @@ def _topk_idx(vals, k):
     return torch.sort(vals, dim=-1, descending=True, stable=True).indices[..., :k]
 
 
-def route(d, P, pre, x2):
-    """x2: [T, H]. Returns (topk_idx [T, K] int64, topk_weight [T, K] float64)."""
+def route(d, P, pre, x2, rec=None):
+    """x2: [T, H]. Returns (topk_idx [T, K] int64, topk_weight [T, K] float64).
+
+    If rec is a list, appends {"prefix": pre, "idx": topk_idx, "scores": unbiased scores
+    [T, E] (differentiable), "bias_name": the e_score_correction_bias name} to it: the
+    training goldens read the routing for the balance loss and the bias update."""
     T = x2.shape[0]
     E = d.n_routed
     logits = linear(x2, P.shaped(pre + "gate.weight", [E, d.hidden]))
@@ -227,13 +231,15 @@ def route(d, P, pre, x2):
     if d.norm_topk and d.top_k > 1:
         w = w / (w.sum(dim=-1, keepdim=True) + 1e-20)
     w = w * d.rsf
+    if rec is not None:
+        rec.append({"prefix": pre, "idx": idx, "scores": scores, "bias_name": bname})
     return idx, w
 
 
-def moe(d, P, pre, x):
+def moe(d, P, pre, x, rec=None):
     B, S, Hd = x.shape
     x2 = x.reshape(B * S, Hd)
-    idx, w = route(d, P, pre, x2)
+    idx, w = route(d, P, pre, x2, rec)
     I = d.moe_inter
     out = torch.zeros_like(x2)
     for e in range(d.n_routed):
@@ -266,18 +272,21 @@ def dense_mlp(d, P, pre, x):
 # ----------------------------------------------------------------------------- layers
 
 
-def decoder_layer(d, P, L, x, cos, sin):
+def decoder_layer(d, P, L, x, cos, sin, rec=None):
     pre = f"model.layers.{L}."
     h = x + mla(d, P, pre + "self_attn.",
                 rms_norm(x, P.shaped(pre + "input_layernorm.weight", [d.hidden]), d.eps), cos, sin)
     y = rms_norm(h, P.shaped(pre + "post_attention_layernorm.weight", [d.hidden]), d.eps)
-    y = moe(d, P, pre + "mlp.", y) if d.is_moe(L) else dense_mlp(d, P, pre + "mlp.", y)
+    y = moe(d, P, pre + "mlp.", y, rec) if d.is_moe(L) else dense_mlp(d, P, pre + "mlp.", y)
     return h + y
 
 
-def forward(cfg_dict, P, tokens):
+def forward(cfg_dict, P, tokens, routing=None):
     """tokens: int64 [B, S]. Returns {"logits": [B,S,V], "hidden": [B,S,H] (last hidden state
-    before model.norm), "mtp_logits": [per depth [B,S,V]]}."""
+    before model.norm), "mtp_logits": [per depth [B,S,V]]}.
+
+    routing: optional list; every MoE layer (main layers in order, then the MTP modules')
+    appends its routing record to it (see route())."""
     d = DSDims(cfg_dict)
     check_tokens(tokens, d.vocab)
     B, S = tokens.shape
@@ -287,7 +296,7 @@ def forward(cfg_dict, P, tokens):
 
     x = emb[tokens]
     for L in range(d.layers):
-        x = decoder_layer(d, P, L, x, cos, sin)
+        x = decoder_layer(d, P, L, x, cos, sin, routing)
     logits = linear(rms_norm(x, P.shaped("model.norm.weight", [d.hidden]), d.eps), head)
 
     mtp_logits = []
@@ -299,7 +308,7 @@ def forward(cfg_dict, P, tokens):
         z = torch.cat((rms_norm(e, P.shaped(pre + "enorm.weight", [d.hidden]), d.eps),
                        rms_norm(h, P.shaped(pre + "hnorm.weight", [d.hidden]), d.eps)), dim=-1)
         z = linear(z, P.shaped(pre + "eh_proj.weight", [d.hidden, 2 * d.hidden]))
-        h = decoder_layer(d, P, n, z, cos, sin)
+        h = decoder_layer(d, P, n, z, cos, sin, routing)
         mtp_logits.append(linear(
             rms_norm(h, P.shaped(pre + "shared_head.norm.weight", [d.hidden]), d.eps), head))
     return {"logits": logits, "hidden": x, "mtp_logits": mtp_logits}

@@ -21,7 +21,7 @@ import torch  # noqa: E402
 import deepseek_v3  # noqa: E402
 import llama  # noqa: E402
 import safetensors_io  # noqa: E402
-from common import DTYPE, Params, load_spec, next_token_loss  # noqa: E402
+from common import DTYPE, Params, balance_loss, load_spec, next_token_loss  # noqa: E402
 
 N_FIRST = 64
 MODELS = {"deepseek_v3": deepseek_v3, "llama": llama}
@@ -42,10 +42,16 @@ def load_tokens(path):
 
 def compute(model_cfg, train, P, tokens):
     """Forward + losses. Returns dict with tensors: logits, mtp_logits (list), loss,
-    mtp_losses (list), total_loss. Differentiable w.r.t. P's tensors if they require grad.
+    mtp_losses (list), balance_loss, total_loss, and routing (the list of per-MoE-layer
+    routing records, see deepseek_v3.route; [] for Llama). Differentiable w.r.t. P's
+    tensors if they require grad.
 
-    total_loss = loss + mtp_loss_weight / D * sum_k mtp_losses[k] (DeepSeek-V3 paper eq. 25);
-    it is not written to the golden (only "loss" and the per-depth "mtp_losses" are).
+    total_loss = loss + mtp_loss_weight / D * sum_k mtp_losses[k] (DeepSeek-V3 paper eq. 25)
+                 + aux_loss_alpha * balance_loss,
+    balance_loss = sum over all MoE layers (main and MTP) of common.balance_loss (eq. 17-20),
+    over all S positions of each sequence. The alpha term is only added when
+    train.aux_loss_alpha (default 0) is nonzero. total_loss is not written to the forward
+    golden (only "loss" and the per-depth "mtp_losses" are).
     """
     mt = model_cfg.get("model_type")
     if mt not in MODELS:
@@ -53,14 +59,26 @@ def compute(model_cfg, train, P, tokens):
     eps = float(train.get("label_smoothing", 0.0) or 0.0)
     w_mtp = train.get("mtp_loss_weight")
     w_mtp = 0.3 if w_mtp is None else float(w_mtp)
-    out = MODELS[mt].forward(model_cfg, P, tokens)
+    alpha = float(train.get("aux_loss_alpha", 0.0) or 0.0)
+    routing = []
+    if mt == "deepseek_v3":
+        out = MODELS[mt].forward(model_cfg, P, tokens, routing=routing)
+    else:
+        out = MODELS[mt].forward(model_cfg, P, tokens)
     loss = next_token_loss(out["logits"], tokens, 1, eps)
     mtp_losses = [next_token_loss(lg, tokens, k + 1, eps)
                   for k, lg in enumerate(out["mtp_logits"], start=1)]
+    B = tokens.shape[0]
+    bal = torch.zeros((), dtype=DTYPE)
+    for r in routing:
+        bal = bal + balance_loss(r["scores"], r["idx"], B)
     total = loss
     if mtp_losses:
         total = loss + (w_mtp / len(mtp_losses)) * sum(mtp_losses)
-    out.update(loss=loss, mtp_losses=mtp_losses, total_loss=total)
+    if alpha != 0.0:
+        total = total + alpha * bal
+    out.update(loss=loss, mtp_losses=mtp_losses, balance_loss=bal, total_loss=total,
+               routing=routing)
     return out
 
 

@@ -5,7 +5,9 @@ Checks: safetensors round trip; loss ~ ln(V) for small random weights; causality
 MTP logits); attention vs a naive loop; DeepSeek interleaved RoPE vs the HF
 de-interleave + rotate_half form; MoE vs a naive per-token router/expert loop (group
 limits, top-k, bias only used for selection); YaRN frequency limits; label-smoothed CE vs
-torch; backward runs in float64; the CLI end to end.
+torch; backward runs in float64; the CLI end to end. Training: FNV hash / projection,
+balance loss and bias update by hand, LR schedule, hand AdamW vs torch.optim.AdamW, finite
+differences of the training loss, the training loop, the gradient/training CLIs.
 """
 
 import copy
@@ -24,7 +26,10 @@ import common  # noqa: E402
 import deepseek_v3 as ds  # noqa: E402
 import llama  # noqa: E402
 import make_goldens  # noqa: E402
+import make_grad_goldens  # noqa: E402
+import make_train_goldens  # noqa: E402
 import safetensors_io  # noqa: E402
+import training  # noqa: E402
 from common import DTYPE, Params  # noqa: E402
 
 torch.set_default_dtype(DTYPE)
@@ -366,6 +371,210 @@ def test_cli():
     check("CLI writes golden with expected keys", ok)
 
 
+# ----------------------------------------------------------------------------- training
+
+
+def test_hash():
+    ok = training.fnv1a32("") == 0x811C9DC5 and training.fnv1a32("a") == 0xE40C292C and \
+        training.fnv1a32("foobar") == 0xBF9CF968
+    name = "model.layers.1.mlp.experts.3.gate_proj.weight"
+    h = training.fnv1a32(name)
+    want = [1 if (((i * 2654435761 + h) % 2 ** 32) >> 31) == 0 else -1 for i in range(1000)]
+    r = training.rsign(name, 1000)
+    ok &= r.tolist() == [float(x) for x in want] and 300 < int((r > 0).sum()) < 700
+    check("FNV-1a 32 test vectors and the +-1 projection vector", ok)
+
+
+def test_balance_hand():
+    # B=2 sequences, T=2 tokens, E=3 experts, K=1. Row b*T+t.
+    scores = torch.tensor([[1., 2., 1.], [3., 1., 0.], [1., 1., 2.], [2., 1., 1.]],
+                          requires_grad=True)
+    idx = torch.tensor([[1], [0], [2], [2]])
+    # seq 0: s' = [.25 .5 .25], [.75 .25 0]; f = 3/2 [1 1 0]; P = [.5 .375 .125] -> 1.3125
+    # seq 1: s' = [.25 .25 .5], [.5 .25 .25]; f = 3/2 [0 0 2]; P = [.375 .25 .375] -> 1.125
+    loss = common.balance_loss(scores, idx, 2)
+    ok = float(loss) == 1.21875
+    loss.backward()
+    # d/ds[i,t] = 1/(B T) (f_i - sum_j f_j s'_{j,t}) / Z_t
+    f = torch.tensor([[1.5, 1.5, 0.], [0., 0., 3.]])
+    s = scores.detach()
+    Z = s.sum(-1, keepdim=True)
+    fr = f.repeat_interleave(2, 0)
+    want = ((fr - (fr * s / Z).sum(-1, keepdim=True)) / Z) / 4
+    ok &= rel(scores.grad, want) < 1e-15
+    check("balance loss on a hand example (value 1.21875 and gradient)", ok,
+          f"loss={float(loss)!r}")
+    # Bias update: loads [3, 1, 2, 2], mean 2 -> sign [-1, +1, 0, 0].
+    load = training.expert_load(torch.tensor([[0, 1], [0, 2], [0, 3], [2, 3]]), 4)
+    b = training.bias_update(torch.tensor([0.1, 0.0, 0.0, -0.1]), load, 0.01)
+    ok = load.tolist() == [3, 1, 2, 2] and b.tolist() == [0.1 - 0.01, 0.01, 0.0, -0.1]
+    # Non-integer mean: loads [1, 0, 2, 0] mean 0.75 -> sign [-1, +1, -1, +1].
+    load = training.expert_load(torch.tensor([[0], [2], [2]]), 4)
+    b = training.bias_update(torch.zeros(4), load, 0.5)
+    ok &= load.tolist() == [1, 0, 2, 0] and b.tolist() == [-0.5, 0.5, -0.5, 0.5]
+    check("bias update on hand examples (sign(mean - load), sign(0) = 0)", ok)
+
+
+def test_lr_schedule():
+    hp = {"lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 2, "total_steps": 50}
+    got = [training.lr_at(hp, t) for t in (1, 2, 3, 26, 50, 60)]
+    want = [1.5e-3, 3e-3, 3e-4 + 0.5 * 2.7e-3 * (1 + math.cos(math.pi / 48)), 3e-4 + 1.35e-3,
+            3e-4, 3e-4]
+    ok = all(abs(a - b) <= 1e-18 for a, b in zip(got, want))
+    hp0 = {"lr": 3e-4, "min_lr": 0.0, "warmup_steps": 0, "total_steps": 3}
+    ok &= [training.lr_at(hp0, t) for t in (1, 3)] == [0.5 * 3e-4 * 1.5, 0.0]
+    check("lr schedule: warmup, cosine, floor", ok, str(got))
+
+
+def test_adamw_vs_torch():
+    g = torch.Generator().manual_seed(20)
+    shapes = {"w": [5, 4], "e": [7, 3], "n": [4], "z": [3, 2]}   # z: always zero gradient
+    p0 = {k: torch.randn(v, generator=g) for k, v in shapes.items()}
+    grads = [{k: (torch.zeros(v) if k == "z" else torch.randn(v, generator=g))
+              for k, v in shapes.items()} for _ in range(3)]
+    lrs, wd, b1, b2, eps = [1e-2, 3e-2, 2e-2], 0.1, 0.9, 0.95, 1e-8
+    tp = {k: v.clone().requires_grad_(True) for k, v in p0.items()}
+    opt = torch.optim.AdamW([{"params": [tp["w"], tp["e"], tp["z"]], "weight_decay": wd},
+                             {"params": [tp["n"]], "weight_decay": 0.0}],
+                            lr=1.0, betas=(b1, b2), eps=eps, foreach=False)
+    hp = {k: v.clone() for k, v in p0.items()}
+    st = {k: (torch.zeros(v), torch.zeros(v)) for k, v in shapes.items()}
+    for t in range(1, 4):
+        for k in shapes:
+            tp[k].grad = grads[t - 1][k].clone()
+        for grp in opt.param_groups:
+            grp["lr"] = lrs[t - 1]
+        opt.step()
+        for k in shapes:
+            hp[k], m, v = training.adamw_hand_step(hp[k], grads[t - 1][k], *st[k], lrs[t - 1],
+                                                   t, b1, b2, eps, 0.0 if k == "n" else wd)
+            st[k] = (m, v)
+    err = max(max(rel(hp[k], tp[k].detach()) for k in shapes),
+              max(rel(st[k][0], opt.state[tp[k]]["exp_avg"]) for k in shapes),
+              max(rel(st[k][1], opt.state[tp[k]]["exp_avg_sq"]) for k in shapes))
+    check("hand AdamW == torch.optim.AdamW (two groups, 3 steps, zero-grad param)",
+          err < 1e-14, f"rel={err:.1e}")
+
+
+def _small_ds(over=None):
+    cfg = copy.deepcopy(DS_CFG)
+    cfg.update(over or {})
+    return cfg
+
+
+def test_grad_fd():
+    """Central differences of the training loss on a few coordinates (the largest
+    gradient entry of each chosen tensor)."""
+    cases = [
+        ("deepseek sigmoid/noaux_tc, alpha 0.05", _small_ds(),
+         {"aux_loss_alpha": 0.05, "label_smoothing": 0.1, "mtp_loss_weight": 0.3}, "total",
+         ["model.layers.1.mlp.gate.weight", "model.layers.4.mlp.gate.weight",
+          "model.layers.2.mlp.shared_experts.up_proj.weight", "model.layers.3.eh_proj.weight",
+          "model.layers.0.self_attn.q_a_layernorm.weight", "model.embed_tokens.weight",
+          "lm_head.weight", "model.layers.1.mlp.experts.*.down_proj.weight"]),
+        ("deepseek softmax/group_limited_greedy, alpha 0.5",
+         _small_ds({"topk_method": "group_limited_greedy", "scoring_func": "softmax",
+                    "norm_topk_prob": False}),
+         {"aux_loss_alpha": 0.5}, "total",
+         ["model.layers.2.mlp.gate.weight", "model.layers.3.mlp.gate.weight",
+          "model.layers.4.hnorm.weight"]),
+        ("deepseek", _small_ds(), {"aux_loss_alpha": 0.05}, "main",
+         ["model.layers.2.mlp.gate.weight", "model.layers.0.self_attn.kv_b_proj.weight"]),
+        ("llama", LLAMA_CFG, {"label_smoothing": 0.1}, "total",
+         ["model.layers.1.self_attn.k_proj.weight", "model.layers.0.input_layernorm.weight"]),
+    ]
+    h = 1e-5
+    for label, cfg, train, which, names in cases:
+        mod = ds if cfg["model_type"] == "deepseek_v3" else llama
+        g = torch.Generator().manual_seed(21)
+        tensors = training.prepare_params(cfg, random_params(mod.param_shapes(cfg), None, g))
+        tokens = torch.randint(0, cfg["vocab_size"], (2, 7), generator=g)
+        _, grads = training.gradients(cfg, train, tensors, tokens, which)
+        worst, n_checked = 0.0, 0
+        for name in names:
+            if "*" in name:  # the routed expert with the largest gradient
+                cands = [n for n in grads if n.startswith(name.split("*")[0]) and
+                         n.endswith(name.split("*")[1])]
+                name = max(cands, key=lambda n: float(grads[n].abs().max()))
+            gt = grads[name]
+            i = int(gt.abs().reshape(-1).argmax())
+            vals = []
+            for sgn in (1, -1):
+                t2 = dict(tensors)
+                t2[name] = tensors[name].clone()
+                t2[name].view(-1)[i] += sgn * h
+                with torch.no_grad():
+                    vals.append(float(training.loss_of(cfg, train, t2, tokens, which)[0]))
+            fd = (vals[0] - vals[1]) / (2 * h)
+            an = float(gt.reshape(-1)[i])
+            worst = max(worst, abs(fd - an) / abs(an))
+            n_checked += 1
+        check(f"finite differences vs autograd: {label}, {which} loss, {n_checked} coords",
+              worst < 1e-6, f"max rel={worst:.1e}")
+
+
+def test_train_loop():
+    cfg = _small_ds()
+    g = torch.Generator().manual_seed(22)
+    tensors = training.prepare_params(cfg, random_params(ds.param_shapes(cfg), None, g))
+    tokens = torch.randint(0, cfg["vocab_size"], (2, 7), generator=g)
+    train = {"aux_loss_alpha": 0.01, "bias_update_speed": 0.01, "grad_clip": 0.5,
+             "steps": 10, "schedule": {"warmup_steps": 1}, "optimizer": {"lr": 1e-2}}
+    ht, pt, mt, vt, _ = training.run_training(cfg, train, tensors, tokens, 2, "torch")
+    hh, ph, mh, vh, _ = training.run_training(cfg, train, tensors, tokens, 2, "hand")
+    err = max(max(rel(ph[n], pt[n]) for n in pt), max(rel(mh[n], mt[n]) for n in mt),
+              max(rel(vh[n], vt[n]) for n in vt))
+    ok = err < 1e-12 and all(abs(a["loss"] - b["loss"]) < 1e-13 for a, b in zip(ht, hh))
+    check("training loop: torch.optim.AdamW == hand AdamW (2 steps, clipping, bias update)",
+          ok, f"rel={err:.1e}")
+    # Step 1 by hand: routing of the first forward gives the bias update.
+    res = make_goldens.compute(cfg, dict(train, label_smoothing=0.0), Params(tensors), tokens)
+    ok = True
+    _, p1, _, _, _ = training.run_training(cfg, train, tensors, tokens, 1, "torch")
+    for r in res["routing"]:
+        load = torch.bincount(r["idx"].reshape(-1), minlength=cfg["n_routed_experts"])
+        mean = float(load.sum()) / cfg["n_routed_experts"]
+        want = tensors[r["bias_name"]] + 0.01 * torch.sign(mean - load.to(DTYPE))
+        ok &= torch.equal(p1[r["bias_name"]], want)
+    ok &= len(res["routing"]) == 4 and ht[0]["clip_scale"] < 1.0
+    check("training loop: bias update from step 1's routing, all 4 MoE layers (incl. MTP)", ok)
+
+
+def test_training_clis():
+    with tempfile.TemporaryDirectory() as td:
+        cfg = _small_ds()
+        spec = {"model": cfg, "train": {"aux_loss_alpha": 0.01, "steps": 5}}
+        sp = os.path.join(td, "spec.json")
+        with open(sp, "w") as f:
+            json.dump(spec, f)
+        g = torch.Generator().manual_seed(23)
+        params = {k: v.float() for k, v in random_params(ds.param_shapes(cfg), None, g).items()}
+        safetensors_io.save(os.path.join(td, "p.safetensors"), params)
+        with open(os.path.join(td, "t.json"), "w") as f:
+            json.dump(torch.randint(0, cfg["vocab_size"], (2, 6), generator=g).tolist(), f)
+        args = ["--spec", sp, "--params", os.path.join(td, "p.safetensors"),
+                "--tokens", os.path.join(td, "t.json")]
+        make_grad_goldens.main(args + ["--out", os.path.join(td, "g.json")])
+        make_train_goldens.main(args + ["--steps", "3", "--out", os.path.join(td, "tr.json")])
+        with open(os.path.join(td, "g.json")) as f:
+            gd = json.load(f)
+        with open(os.path.join(td, "tr.json")) as f:
+            tr = json.load(f)
+    names = set(training.param_shapes(cfg))
+    st = {"shape", "sum", "abs_sum", "sq_sum", "first", "proj"}
+    ok = set(gd["loss"]) == {"main", "total"} and set(gd["grads"]) == {"main", "total"}
+    ok &= all(set(gd["grads"][w]) == names and all(set(v) == st for v in gd["grads"][w].values())
+              for w in ("main", "total"))
+    ok &= all(gd["grads"]["total"][n]["abs_sum"] == 0.0 for n in names
+              if n.endswith("e_score_correction_bias"))
+    ok &= all(gd["grads"]["main"][n]["abs_sum"] == 0.0 for n in names
+              if n.startswith("model.layers.3.") or n.startswith("model.layers.4."))
+    ok &= [s["step"] for s in tr["steps"]] == [1, 2, 3] and set(tr["params"]) == names
+    ok &= set(tr["biases"]) == {n for n in names if n.endswith("bias")}
+    ok &= set(tr["adam_m"]) == set(tr["adam_v"]) == {n for n in names if not n.endswith("bias")}
+    check("grad and train CLIs write the expected keys", ok)
+
+
 def main():
     test_safetensors()
     test_ce()
@@ -379,6 +588,13 @@ def main():
     test_llama_gqa()
     test_llama_variant()
     test_cli()
+    test_hash()
+    test_balance_hand()
+    test_lr_schedule()
+    test_adamw_vs_torch()
+    test_grad_fd()
+    test_train_loop()
+    test_training_clis()
     print("FAILED: " + ", ".join(FAILS) if FAILS else "all passed")
     sys.exit(1 if FAILS else 0)
 

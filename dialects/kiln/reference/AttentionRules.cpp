@@ -65,6 +65,7 @@ void addAttentionRules(RuleTable &table) {
                                   yarnMagnitude(yarn->factor, yarn->mscaleAllDim)
                             : 1.0;
     bool interleaved = rope.getInterleaved();
+    double direction = rope.getTranspose() ? -1.0 : 1.0;
     RefTensor r = x;
     for (int64_t b = 0; b < batch; ++b)
       for (int64_t s = 0; s < seq; ++s)
@@ -74,7 +75,8 @@ void addAttentionRules(RuleTable &table) {
             int64_t i0 = interleaved ? 2 * i : i;
             int64_t i1 = interleaved ? 2 * i + 1 : i + dim / 2;
             double angle = s * inv[i];
-            double c = std::cos(angle) * magnitude, sn = std::sin(angle) * magnitude;
+            double c = std::cos(angle) * magnitude,
+                   sn = direction * std::sin(angle) * magnitude;
             double x0 = x.data[base + i0], x1 = x.data[base + i1];
             r.data[base + i0] = x0 * c - x1 * sn;
             r.data[base + i1] = x1 * c + x0 * sn;

@@ -25,7 +25,7 @@ void addDenseRules(RuleTable &table) {
     for (int64_t i = 0; i < ids.numElements(); ++i) {
       double id = ids.data[i];
       if (!(id >= 0 && id < vocab) || id != std::floor(id))
-        return op->emitError() << "reference evaluator: token id " << id
+        return op->emitError() << "reference evaluator: token id " << formatNumber(id)
                                << " at flat position " << i
                                << " is outside the embedding table [0, "
                                << vocab << ")";

@@ -8,9 +8,17 @@
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/SymbolTable.h"
 
+#include <cstdio>
+
 using namespace mlir;
 
 namespace kiln::reference {
+
+std::string formatNumber(double value) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof(buffer), "%.17g", value);
+  return buffer;
+}
 
 // Deep enough for any model (forward -> block -> sub-block), shallow enough
 // that a recursive function fails with a message instead of a stack overflow.

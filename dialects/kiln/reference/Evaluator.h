@@ -42,6 +42,10 @@ private:
   llvm::StringMap<Rule> rules;
 };
 
+/// A value for a message: integers (ids, indices, offsets, all stored as
+/// exact doubles) print as integers, other values with 17 digits.
+std::string formatNumber(double value);
+
 void addDenseRules(RuleTable &table);
 void addAttentionRules(RuleTable &table);
 void addMoERules(RuleTable &table);

@@ -22,7 +22,7 @@ void addLossRules(RuleTable &table) {
         continue; // a masked position's target may be anything, even out of range
       double t = targets.data[i];
       if (!(t >= 0 && t < vocab))
-        return op->emitError() << "reference evaluator: target " << t
+        return op->emitError() << "reference evaluator: target " << formatNumber(t)
                                << " at flat position " << i
                                << " is outside [0, " << vocab << ")";
       const double *l = &logits.data[i * vocab];
@@ -31,9 +31,10 @@ void addLossRules(RuleTable &table) {
         sum += std::exp(l[c] - m);
         mean += l[c];
       }
-      double logZ = m + std::log(sum);
-      double nll = logZ - l[int64_t(t)];
-      double smooth = logZ - mean / vocab; // mean over classes of -log p[c]
+      // -log p[c] = (m - l[c]) + log(sum): no cancellation of large logits.
+      double logSum = std::log(sum);
+      double nll = (m - l[int64_t(t)]) + logSum;
+      double smooth = (m - mean / vocab) + logSum; // mean over classes of -log p[c]
       total += mask.data[i] * ((1 - eps) * nll + eps * smooth);
       weight += mask.data[i];
     }

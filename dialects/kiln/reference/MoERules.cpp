@@ -39,8 +39,8 @@ static LogicalResult checkOffsets(Operation *op, const RefTensor &offsets,
     return success();
   return op->emitError() << "reference evaluator: expert offsets must start at 0, "
                             "never decrease and end at the row count "
-                         << rows << "; got first " << o.front() << ", last "
-                         << o.back();
+                         << rows << "; got first " << int64_t(o.front()) << ", last "
+                         << int64_t(o.back());
 }
 
 void addMoERules(RuleTable &table) {
@@ -115,7 +115,7 @@ void addMoERules(RuleTable &table) {
     for (int64_t p = 0; p < pairs; ++p) {
       double e = idx.data[p];
       if (!(e >= 0 && e < experts))
-        return op->emitError() << "reference evaluator: expert index " << e
+        return op->emitError() << "reference evaluator: expert index " << formatNumber(e)
                                << " of token " << p / topk
                                << " is outside [0, " << experts << ")";
       ++count[int64_t(e)];
@@ -163,7 +163,7 @@ void addMoERules(RuleTable &table) {
     for (int64_t row = 0; row < pairs; ++row) {
       double p = source.data[row];
       if (!(p >= 0 && p < pairs))
-        return op->emitError() << "reference evaluator: source entry " << p
+        return op->emitError() << "reference evaluator: source entry " << formatNumber(p)
                                << " of row " << row << " is outside [0, "
                                << pairs << ")";
       int64_t token = int64_t(p) / weights.shape[1];

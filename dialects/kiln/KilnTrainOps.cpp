@@ -1,0 +1,91 @@
+//===- KilnTrainOps.cpp - verifiers of losses, optimizer and balancing ops ===//
+
+#include "dialects/kiln/KilnDialect.h"
+#include "dialects/kiln/ShapeCheck.h"
+
+using namespace mlir;
+
+namespace kiln {
+
+LogicalResult ExpertLoadOp::verify() {
+  if (getNumExperts() <= 0)
+    return emitOpError() << "expects num_experts > 0, got " << getNumExperts();
+  return expectShape(*this, "load", shapeOf(getLoad()), {getNumExperts()});
+}
+
+static LogicalResult verifyBalance(Operation *op, Value logits, Value indices,
+                                   StringRef scoring, int64_t sequences) {
+  ArrayRef<int64_t> l = shapeOf(logits), idx = shapeOf(indices);
+  if (failed(expectRank(op, "logits ([tokens, experts])", l, 2)) ||
+      failed(expectRank(op, "indices ([tokens, top_k])", idx, 2)))
+    return failure();
+  if (idx[0] != l[0])
+    return op->emitOpError() << "expects one indices row per token (" << l[0]
+                             << "), got " << formatShape(idx);
+  if (sequences <= 0 || l[0] % sequences != 0)
+    return op->emitOpError() << "expects num_sequences to divide the " << l[0]
+                             << " tokens, got " << sequences;
+  if (scoring != "sigmoid" && scoring != "softmax")
+    return op->emitOpError() << "expects scoring \"sigmoid\" or \"softmax\", got \""
+                             << scoring << "\"";
+  return success();
+}
+
+LogicalResult BalanceLossOp::verify() {
+  return verifyBalance(*this, getLogits(), getIndices(), getScoring(), getNumSequences());
+}
+
+LogicalResult BalanceLossGradOp::verify() {
+  if (failed(verifyBalance(*this, getLogits(), getIndices(), getScoring(),
+                           getNumSequences())))
+    return failure();
+  return expectShape(*this, "dlogits", shapeOf(getDlogits()), shapeOf(getLogits()));
+}
+
+LogicalResult LrScheduleOp::verify() {
+  double lr = getLr().convertToDouble(), minLr = getMinLr().convertToDouble();
+  if (!(lr >= 0) || !(minLr >= 0) || minLr > lr)
+    return emitOpError() << "expects 0 <= min_lr <= lr, got lr = " << lr
+                         << ", min_lr = " << minLr;
+  if (getWarmupSteps() < 0 || getTotalSteps() < 0)
+    return emitOpError() << "expects warmup_steps and total_steps >= 0, got "
+                         << getWarmupSteps() << " and " << getTotalSteps();
+  return success();
+}
+
+LogicalResult GlobalNormOp::verify() {
+  if (getTensors().empty())
+    return emitOpError("expects at least one tensor");
+  return success();
+}
+
+LogicalResult ClipScaleOp::verify() {
+  if (!(getMaxNorm().convertToDouble() >= 0))
+    return emitOpError() << "expects max_norm >= 0, got " << getMaxNorm().convertToDouble();
+  return success();
+}
+
+LogicalResult AdamWOp::verify() {
+  ArrayRef<int64_t> p = shapeOf(getParam());
+  for (auto [name, v] : {std::pair<StringRef, Value>{"grad", getGrad()}, {"m", getM()},
+                         {"v", getV()}, {"new_param", getNewParam()},
+                         {"new_m", getNewM()}, {"new_v", getNewV()}})
+    if (failed(expectShape(*this, name, shapeOf(v), p)))
+      return failure();
+  double b1 = getBeta1().convertToDouble(), b2 = getBeta2().convertToDouble();
+  if (!(b1 >= 0 && b1 < 1) || !(b2 >= 0 && b2 < 1))
+    return emitOpError() << "expects betas in [0, 1), got " << b1 << " and " << b2;
+  if (!(getEps().convertToDouble() > 0) || !(getWeightDecay().convertToDouble() >= 0))
+    return emitOpError("expects eps > 0 and weight_decay >= 0");
+  return success();
+}
+
+LogicalResult BiasUpdateOp::verify() {
+  ArrayRef<int64_t> b = shapeOf(getBias());
+  if (failed(expectRank(*this, "bias", b, 1)) ||
+      failed(expectShape(*this, "load", shapeOf(getLoad()), b)))
+    return failure();
+  return expectShape(*this, "new_bias", shapeOf(getNewBias()), b);
+}
+
+} // namespace kiln

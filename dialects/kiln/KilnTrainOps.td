@@ -1,0 +1,182 @@
+//===- KilnTrainOps.td - losses, optimizer and balancing of a train step --===//
+
+#ifndef KILN_TRAIN_OPS_TD
+#define KILN_TRAIN_OPS_TD
+
+include "dialects/kiln/KilnDialect.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+
+def Kiln_ExpertLoadOp : Kiln_Op<"expert_load", [Pure]> {
+  let summary = "How many routed (token, slot) pairs each expert received";
+  let description = [{
+    `load[e] = number of entries of indices equal to e`, as floats
+    ([num_experts]). The aux-loss-free balancing update reads it.
+
+    ```mlir
+    %load = kiln.expert_load %idx {num_experts = 8 : i64} : (tensor<128x2xi32>) -> tensor<8xf32>
+    ```
+  }];
+  let arguments = (ins Kiln_IntTensor:$indices, I64Attr:$num_experts);
+  let results = (outs Kiln_FloatTensor:$load);
+  let assemblyFormat = "$indices attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Kiln_BalanceLossOp : Kiln_Op<"balance_loss", [Pure]> {
+  let summary = "DeepSeek-V3's sequence-wise balance loss (without alpha)";
+  let description = [{
+    `logits` is [tokens, experts] with tokens = num_sequences * T, grouped by
+    sequence; `indices` is [tokens, top_k] (the router's selection). For each
+    sequence, with `s` the unbiased scores (sigmoid or softmax of logits),
+    `s' = s / sum_experts(s)`, N = experts, K = top_k:
+
+    ```
+    f[i] = N / (K T) * #{t : i selected for t}     (a constant: no gradient)
+    P[i] = 1/T sum_t s'[i, t]
+    loss = mean over sequences of sum_i f[i] P[i]
+    ```
+
+    The training step multiplies it by `aux_loss_alpha`.
+
+    ```mlir
+    %l = kiln.balance_loss %logits, %idx {scoring = "sigmoid", num_sequences = 4 : i64}
+        : (tensor<128x8xf32>, tensor<128x2xi32>) -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins Kiln_FloatTensor:$logits, Kiln_IntTensor:$indices,
+                       StrAttr:$scoring, I64Attr:$num_sequences);
+  let results = (outs Kiln_Scalar:$loss);
+  let assemblyFormat = "$logits `,` $indices attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Kiln_BalanceLossGradOp : Kiln_Op<"balance_loss_grad", [Pure]> {
+  let summary = "Gradient of kiln.balance_loss with respect to the logits";
+  let description = [{
+    With the forward's `f`, `s`, `Z = sum_j s[j, t]`, `dloss` the scalar
+    gradient and `q = dloss / (num_sequences * T)`:
+    `ds[i, t] = q * (f[i] - sum_j f[j] s[j, t] / Z) / Z`, then through the
+    scoring function as in `kiln.router_grad`.
+
+    ```mlir
+    %dl = kiln.balance_loss_grad %logits, %idx, %dloss {scoring = "sigmoid", num_sequences = 4 : i64}
+        : (tensor<128x8xf32>, tensor<128x2xi32>, tensor<f32>) -> tensor<128x8xf32>
+    ```
+  }];
+  let arguments = (ins Kiln_FloatTensor:$logits, Kiln_IntTensor:$indices,
+                       Kiln_Scalar:$dloss, StrAttr:$scoring, I64Attr:$num_sequences);
+  let results = (outs Kiln_FloatTensor:$dlogits);
+  let assemblyFormat = "$logits `,` $indices `,` $dloss attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Kiln_LrScheduleOp : Kiln_Op<"lr_schedule", [Pure]> {
+  let summary = "Learning rate at a step: linear warmup, then cosine decay to a floor";
+  let description = [{
+    For step `t` (1-based), `W = warmup_steps`, `N = total_steps`:
+
+    ```
+    t <= W:  lr * t / W
+    else:    min_lr + (lr - min_lr) / 2 * (1 + cos(pi * clamp((t - W) / max(1, N - W), 0, 1)))
+    ```
+
+    ```mlir
+    %lr = kiln.lr_schedule %step {lr = 3.0e-03 : f64, min_lr = 3.0e-04 : f64,
+                                  warmup_steps = 20 : i64, total_steps = 300 : i64}
+        : (tensor<i64>) -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins 0DTensorOf<[I64]>:$step, F64Attr:$lr, F64Attr:$min_lr,
+                       I64Attr:$warmup_steps, I64Attr:$total_steps);
+  let results = (outs Kiln_Scalar:$result);
+  let assemblyFormat = "$step attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Kiln_GlobalNormOp : Kiln_Op<"global_norm", [Pure]> {
+  let summary = "L2 norm of all given tensors together";
+  let description = [{
+    `sqrt(sum over tensors, elements of x^2)`: the gradient norm that
+    clipping and the training log report.
+
+    ```mlir
+    %n = kiln.global_norm %g0, %g1 : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins Variadic<Kiln_FloatTensor>:$tensors);
+  let results = (outs Kiln_Scalar:$norm);
+  let assemblyFormat = "$tensors attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Kiln_ClipScaleOp : Kiln_Op<"clip_scale", [Pure]> {
+  let summary = "Gradient scale of global-norm clipping";
+  let description = [{
+    `min(1, max_norm / (norm + 1e-6))` (torch.nn.utils.clip_grad_norm_'s
+    rule); `max_norm = 0` disables clipping (scale 1).
+
+    ```mlir
+    %s = kiln.clip_scale %norm {max_norm = 1.0 : f64} : (tensor<f32>) -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins Kiln_Scalar:$norm, F64Attr:$max_norm);
+  let results = (outs Kiln_Scalar:$scale);
+  let assemblyFormat = "$norm attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Kiln_AdamWOp : Kiln_Op<"adamw", [Pure]> {
+  let summary = "One AdamW update of one parameter (decoupled weight decay)";
+  let description = [{
+    With `g = grad * grad_scale` (clipping), step `t` (1-based), learning rate
+    `lr`, all in f32 state (torch.optim.AdamW):
+
+    ```
+    p' = p * (1 - lr * weight_decay)
+    m' = beta1 * m + (1 - beta1) * g
+    v' = beta2 * v + (1 - beta2) * g^2
+    p' = p' - lr * (m' / (1 - beta1^t)) / (sqrt(v' / (1 - beta2^t)) + eps)
+    ```
+
+    kiln-autodiff sets `weight_decay = 0` for 1-D parameters (RMSNorm
+    weights), as Megatron-LM and TorchTitan do; every matrix, the embedding
+    and the router gate are decayed.
+
+    ```mlir
+    %p2, %m2, %v2 = kiln.adamw %p, %g, %m, %v, %lr, %step, %scale
+        {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.1 : f64}
+        : (tensor<64x64xf32>, tensor<64x64xf32>, tensor<64x64xf32>, tensor<64x64xf32>,
+           tensor<f32>, tensor<i64>, tensor<f32>) -> (tensor<64x64xf32>, tensor<64x64xf32>, tensor<64x64xf32>)
+    ```
+  }];
+  let arguments = (ins Kiln_FloatTensor:$param, Kiln_FloatTensor:$grad,
+                       Kiln_FloatTensor:$m, Kiln_FloatTensor:$v, Kiln_Scalar:$lr,
+                       0DTensorOf<[I64]>:$step, Kiln_Scalar:$grad_scale,
+                       F64Attr:$beta1, F64Attr:$beta2, F64Attr:$eps, F64Attr:$weight_decay);
+  let results = (outs Kiln_FloatTensor:$new_param, Kiln_FloatTensor:$new_m,
+                      Kiln_FloatTensor:$new_v);
+  let assemblyFormat = [{
+    $param `,` $grad `,` $m `,` $v `,` $lr `,` $step `,` $grad_scale attr-dict `:`
+    functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Kiln_BiasUpdateOp : Kiln_Op<"bias_update", [Pure]> {
+  let summary = "Aux-loss-free balancing: move each expert's bias toward balance";
+  let description = [{
+    `bias'[e] = bias[e] + speed * sign(mean(load) - load[e])` (sign(0) = 0),
+    after each step, from the step's `kiln.expert_load`: under-loaded experts
+    become more likely to be selected. The bias never gets a gradient.
+
+    ```mlir
+    %b2 = kiln.bias_update %b, %load {speed = 1.0e-03 : f64} : (tensor<8xf32>, tensor<8xf32>) -> tensor<8xf32>
+    ```
+  }];
+  let arguments = (ins Kiln_FloatTensor:$bias, Kiln_FloatTensor:$load, F64Attr:$speed);
+  let results = (outs Kiln_FloatTensor:$new_bias);
+  let assemblyFormat = "$bias `,` $load attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+#endif // KILN_TRAIN_OPS_TD
