@@ -2,6 +2,7 @@
 
 #include "frontend/MLIRGen.h"
 #include "frontend/ModelGen.h"
+#include "dialects/kiln/UpstreamGrads.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -12,6 +13,9 @@ using namespace mlir;
 namespace kiln::frontend {
 
 void loadKilnDialects(MLIRContext &context) {
+  DialectRegistry registry;
+  registerUpstreamGradientModels(registry);
+  context.appendDialectRegistry(registry);
   context.loadDialect<KilnDialect, func::FuncDialect, arith::ArithDialect,
                       tensor::TensorDialect>();
 }

@@ -6,7 +6,7 @@
 include "dialects/kiln/KilnAttrs.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 
-def Kiln_RopeOp : Kiln_Op<"rope", [Pure, SameOperandsAndResultType]> {
+def Kiln_RopeOp : Kiln_Op<"rope", [Pure, DeclareOpInterfaceMethods<Kiln_DifferentiableOpInterface>, SameOperandsAndResultType]> {
   let summary = "Rotary position embedding (RoPE), optionally YaRN-scaled";
   let description = [{
     `x` is [batch, seq, heads, d] with `d` even; position `p` is the sequence
@@ -41,7 +41,7 @@ def Kiln_RopeOp : Kiln_Op<"rope", [Pure, SameOperandsAndResultType]> {
   let hasVerifier = 1;
 }
 
-def Kiln_AttentionOp : Kiln_Op<"attention", [Pure]> {
+def Kiln_AttentionOp : Kiln_Op<"attention", [Pure, DeclareOpInterfaceMethods<Kiln_DifferentiableOpInterface>]> {
   let summary = "Scaled dot-product softmax attention (causal), GQA and MLA shapes";
   let description = [{
     `q` is [batch, seq, heads, d_qk], `k` is [batch, seq, kv_heads, d_qk] and

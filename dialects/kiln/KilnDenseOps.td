@@ -6,7 +6,7 @@
 include "dialects/kiln/KilnDialect.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 
-def Kiln_EmbeddingOp : Kiln_Op<"embedding", [Pure]> {
+def Kiln_EmbeddingOp : Kiln_Op<"embedding", [Pure, DeclareOpInterfaceMethods<Kiln_DifferentiableOpInterface>]> {
   let summary = "Row lookup of token ids in an embedding table";
   let description = [{
     `result[i..., h] = table[ids[i...], h]`. The table is [vocab, hidden]
@@ -25,7 +25,7 @@ def Kiln_EmbeddingOp : Kiln_Op<"embedding", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Kiln_LinearOp : Kiln_Op<"linear", [Pure]> {
+def Kiln_LinearOp : Kiln_Op<"linear", [Pure, DeclareOpInterfaceMethods<Kiln_DifferentiableOpInterface>]> {
   let summary = "x @ weight^T with a Hugging Face [out, in] weight";
   let description = [{
     `result[i..., n] = sum_k x[i..., k] * weight[n, k]`: an `nn.Linear` with
@@ -44,7 +44,7 @@ def Kiln_LinearOp : Kiln_Op<"linear", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Kiln_MatmulOp : Kiln_Op<"matmul", [Pure]> {
+def Kiln_MatmulOp : Kiln_Op<"matmul", [Pure, DeclareOpInterfaceMethods<Kiln_DifferentiableOpInterface>]> {
   let summary = "Batched matrix product with optional transposes";
   let description = [{
     `lhs` is [batch..., M, K] ([batch..., K, M] with `transpose_lhs`), `rhs`
@@ -65,7 +65,7 @@ def Kiln_MatmulOp : Kiln_Op<"matmul", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Kiln_RMSNormOp : Kiln_Op<"rms_norm", [Pure]> {
+def Kiln_RMSNormOp : Kiln_Op<"rms_norm", [Pure, DeclareOpInterfaceMethods<Kiln_DifferentiableOpInterface>]> {
   let summary = "Root-mean-square normalisation over the last dimension";
   let description = [{
     `result[i..., h] = x[i..., h] / sqrt(mean_h(x[i..., :]^2) + epsilon) * gamma[h]`
@@ -83,7 +83,7 @@ def Kiln_RMSNormOp : Kiln_Op<"rms_norm", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Kiln_SiluOp : Kiln_Op<"silu", [Pure, SameOperandsAndResultType]> {
+def Kiln_SiluOp : Kiln_Op<"silu", [Pure, DeclareOpInterfaceMethods<Kiln_DifferentiableOpInterface>, SameOperandsAndResultType]> {
   let summary = "x * sigmoid(x), elementwise";
   let description = [{
     ```mlir
@@ -95,7 +95,7 @@ def Kiln_SiluOp : Kiln_Op<"silu", [Pure, SameOperandsAndResultType]> {
   let assemblyFormat = "$x attr-dict `:` type($x)";
 }
 
-def Kiln_SwigluOp : Kiln_Op<"swiglu", [Pure, SameOperandsAndResultType]> {
+def Kiln_SwigluOp : Kiln_Op<"swiglu", [Pure, DeclareOpInterfaceMethods<Kiln_DifferentiableOpInterface>, SameOperandsAndResultType]> {
   let summary = "silu(gate) * up, elementwise (the SwiGLU gate of an MLP)";
   let description = [{
     `result = gate * sigmoid(gate) * up`; `gate` and `up` have the same type.
@@ -110,7 +110,7 @@ def Kiln_SwigluOp : Kiln_Op<"swiglu", [Pure, SameOperandsAndResultType]> {
   let assemblyFormat = "$gate `,` $up attr-dict `:` type($result)";
 }
 
-def Kiln_BroadcastOp : Kiln_Op<"broadcast", [Pure]> {
+def Kiln_BroadcastOp : Kiln_Op<"broadcast", [Pure, DeclareOpInterfaceMethods<Kiln_DifferentiableOpInterface>]> {
   let summary = "Repeats size-1 dimensions to a larger shape of the same rank";
   let description = [{
     Each dimension of `x` is either equal to the result's or 1, in which case

@@ -9,6 +9,7 @@ using namespace mlir;
 using namespace kiln;
 
 #include "dialects/kiln/KilnDialect.cpp.inc"
+#include "dialects/kiln/KilnInterfaces.cpp.inc"
 
 #define GET_ATTRDEF_CLASSES
 #include "dialects/kiln/KilnAttrs.cpp.inc"
@@ -25,4 +26,16 @@ void KilnDialect::initialize() {
 #define GET_OP_LIST
 #include "dialects/kiln/KilnOps.cpp.inc"
       >();
+}
+
+Value kiln::buildZeros(OpBuilder &b, Location loc, Type type) {
+  auto shaped = cast<RankedTensorType>(type);
+  return arith::ConstantOp::create(
+      b, loc, shaped, DenseElementsAttr::get(shaped, b.getZeroAttr(shaped.getElementType())));
+}
+
+Value GradientContext::resultGradOrZeros(OpBuilder &b, unsigned i) {
+  if (resultGrads[i])
+    return resultGrads[i];
+  return buildZeros(b, loc(), op->getResult(i).getType());
 }

@@ -15,6 +15,9 @@
 #include "mlir/Interfaces/InferTypeOpInterface.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 
+#include "dialects/kiln/GradientContext.h"
+#include "dialects/kiln/KilnInterfaces.h.inc"
+
 #include "dialects/kiln/KilnDialect.h.inc"
 
 namespace kiln {

@@ -14,6 +14,7 @@
 include "mlir/IR/OpBase.td"
 include "mlir/IR/AttrTypeBase.td"
 include "mlir/Interfaces/InferTypeOpInterface.td"
+include "dialects/kiln/KilnInterfaces.td"
 
 def Kiln_Dialect : Dialect {
   let name = "kiln";

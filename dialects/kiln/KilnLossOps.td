@@ -6,7 +6,7 @@
 include "dialects/kiln/KilnDialect.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 
-def Kiln_CrossEntropyOp : Kiln_Op<"cross_entropy", [Pure]> {
+def Kiln_CrossEntropyOp : Kiln_Op<"cross_entropy", [Pure, DeclareOpInterfaceMethods<Kiln_DifferentiableOpInterface>]> {
   let summary = "Masked mean softmax cross-entropy with label smoothing";
   let description = [{
     `logits` is [i..., vocab], `targets` is [i...] (class ids in [0, vocab))

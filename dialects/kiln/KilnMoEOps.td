@@ -13,7 +13,7 @@
 include "dialects/kiln/KilnDialect.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 
-def Kiln_RouterOp : Kiln_Op<"router", [Pure]> {
+def Kiln_RouterOp : Kiln_Op<"router", [Pure, DeclareOpInterfaceMethods<Kiln_DifferentiableOpInterface>]> {
   let summary = "DeepSeekMoE top-k routing: scores, grouped selection, weights";
   let description = [{
     `logits` is [tokens, experts] (the `mlp.gate` linear's output) and `bias`
@@ -53,7 +53,7 @@ def Kiln_RouterOp : Kiln_Op<"router", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Kiln_DispatchOp : Kiln_Op<"dispatch", [Pure]> {
+def Kiln_DispatchOp : Kiln_Op<"dispatch", [Pure, DeclareOpInterfaceMethods<Kiln_DifferentiableOpInterface>]> {
   let summary = "Permutes routed token copies into one buffer sorted by expert";
   let description = [{
     `x` is [tokens, hidden] and `indices` is [tokens, top_k] (from
@@ -80,7 +80,7 @@ def Kiln_DispatchOp : Kiln_Op<"dispatch", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Kiln_GroupedMatmulOp : Kiln_Op<"grouped_matmul", [Pure]> {
+def Kiln_GroupedMatmulOp : Kiln_Op<"grouped_matmul", [Pure, DeclareOpInterfaceMethods<Kiln_DifferentiableOpInterface>]> {
   let summary = "Per-expert linear layers over expert-sorted rows";
   let description = [{
     `x` is [rows, K] sorted by expert, `weight` is the stacked expert
@@ -102,7 +102,7 @@ def Kiln_GroupedMatmulOp : Kiln_Op<"grouped_matmul", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Kiln_CombineOp : Kiln_Op<"combine", [Pure]> {
+def Kiln_CombineOp : Kiln_Op<"combine", [Pure, DeclareOpInterfaceMethods<Kiln_DifferentiableOpInterface>]> {
   let summary = "Weighted sum of expert outputs back into token order";
   let description = [{
     The inverse of `kiln.dispatch`: `rows` is [tokens*top_k, hidden] in

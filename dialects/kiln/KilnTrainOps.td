@@ -22,7 +22,7 @@ def Kiln_ExpertLoadOp : Kiln_Op<"expert_load", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Kiln_BalanceLossOp : Kiln_Op<"balance_loss", [Pure]> {
+def Kiln_BalanceLossOp : Kiln_Op<"balance_loss", [Pure, DeclareOpInterfaceMethods<Kiln_DifferentiableOpInterface>]> {
   let summary = "DeepSeek-V3's sequence-wise balance loss (without alpha)";
   let description = [{
     `logits` is [tokens, experts] with tokens = num_sequences * T, grouped by

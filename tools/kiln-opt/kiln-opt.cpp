@@ -6,6 +6,8 @@
 //===----------------------------------------------------------------------===//
 
 #include "dialects/kiln/KilnDialect.h"
+#include "dialects/kiln/UpstreamGrads.h"
+#include "passes/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/Extensions/InlinerExtension.h"
@@ -20,6 +22,8 @@ int main(int argc, char **argv) {
   registry.insert<kiln::KilnDialect, mlir::func::FuncDialect,
                   mlir::arith::ArithDialect, mlir::tensor::TensorDialect>();
   mlir::func::registerInlinerExtension(registry);
+  kiln::registerUpstreamGradientModels(registry);
+  kiln::registerKilnPasses();
   // Upstream cleanups users combine with Kiln's passes (canonicalize, cse,
   // inline, symbol-dce, ...).
   mlir::registerTransformsPasses();

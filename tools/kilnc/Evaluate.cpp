@@ -78,6 +78,25 @@ static std::string evalJson(func::FuncOp forward, ArrayRef<RefTensor> results) {
   return s + "}\n";
 }
 
+/// Writes the gradients @forward_grad returned under their parameters' HF
+/// names (stacked experts split), as f32.
+static bool saveGradients(const std::string &path, ModuleOp gradModule,
+                          ArrayRef<RefTensor> results, std::string &error) {
+  auto gradFunc = gradModule.lookupSymbol<func::FuncOp>("forward_grad");
+  Signature sig;
+  for (unsigned i = 1; i < gradFunc.getNumResults(); ++i) {
+    auto name = gradFunc.getResultAttrOfType<StringAttr>(i, "kiln.param");
+    ParamSlot slot;
+    slot.argIndex = i;
+    slot.name = name.str();
+    slot.stacked = name.getValue().count('*') == 1;
+    slot.shape.assign(results[i].shape.begin(), results[i].shape.end());
+    slot.elementType = results[i].elementType;
+    sig.params.push_back(slot);
+  }
+  return saveParameters(path, sig, results, /*asF64=*/false, error);
+}
+
 bool runEvaluation(ModuleOp module, const frontend::Spec &spec, const EvalOptions &opts,
                    llvm::raw_ostream &os) {
   auto forward = module.lookupSymbol<func::FuncOp>("forward");
@@ -129,10 +148,26 @@ bool runEvaluation(ModuleOp module, const frontend::Spec &spec, const EvalOption
   FailureOr<SmallVector<RefTensor>> results = evaluator.call("forward", args);
   if (failed(results))
     return false;
+  std::optional<double> gradLoss;
+  if (opts.gradModule) {
+    Evaluator gradEvaluator(opts.gradModule);
+    FailureOr<SmallVector<RefTensor>> grads = gradEvaluator.call("forward_grad", args);
+    if (failed(grads))
+      return false;
+    gradLoss = (*grads)[0].data[0];
+    if (!opts.saveGrads.empty() &&
+        !saveGradients(opts.saveGrads, opts.gradModule, *grads, error)) {
+      llvm::errs() << "kilnc: error: " << error << "\n";
+      return false;
+    }
+  }
   for (auto [i, r] : llvm::enumerate(*results)) {
     auto role = forward.getResultAttrOfType<StringAttr>(i, "kiln.result");
-    if (r.numElements() == 1 && role)
-      os << role.getValue() << " = " << llvm::format("%.10f", r.data[0]) << "\n";
+    if (r.numElements() != 1 || !role)
+      continue;
+    // The printed loss is the one whose gradient --save-grads writes.
+    double value = role.getValue() == "loss" && gradLoss ? *gradLoss : r.data[0];
+    os << role.getValue() << " = " << llvm::format("%.10f", value) << "\n";
   }
   if (!opts.evalJson.empty() && !writeFileAtomically(opts.evalJson, evalJson(forward, *results)))
     return false;

@@ -19,7 +19,11 @@ struct EvalOptions {
   std::string saveParams;   ///< write the (initial) parameters here
   std::string saveBatch;    ///< write the token batch here as JSON
   std::string evalJson;     ///< write losses and logits statistics here
+  std::string saveGrads;    ///< write the loss gradients here (HF names)
   bool evaluate = false;
+  /// A module holding @forward_grad (kiln-autodiff mode=gradient) when the
+  /// printed loss is the total loss or gradients are saved; null otherwise.
+  mlir::ModuleOp gradModule;
 };
 
 /// Runs what `opts` asks for on @forward of `module`. Prints "loss = X" (and

@@ -6,6 +6,9 @@
 //   kilnc SPEC --eval [--params P.safetensors] [--tokens T.json]
 //                                   forward loss on a batch (reference evaluator)
 //   kilnc SPEC --save-params P      write the seeded initial parameters (HF names)
+//   kilnc SPEC --emit=train         print the training step (kiln-autodiff)
+//   kilnc SPEC --eval --save-grads G [--eval-loss=main|total]
+//                                   also write the gradient of the printed loss
 //
 // MLIR's pass-manager flags (--mlir-print-ir-after-all, --mlir-timing, ...)
 // apply to the pipeline kilnc runs on the module.
@@ -16,6 +19,7 @@
 #include "frontend/Spec.h"
 #include "frontend/Summary.h"
 #include "tools/kilnc/Evaluate.h"
+#include "tools/kilnc/Pipeline.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/AsmState.h"
@@ -32,11 +36,13 @@ namespace cl = llvm::cl;
 
 static cl::opt<std::string> specPath(cl::Positional, cl::desc("<spec.json>"), cl::Required);
 
-enum class Emit { None, Kiln };
+enum class Emit { None, Kiln, Train };
 static cl::opt<Emit> emit("emit", cl::desc("Print a stage of the compilation"),
                           cl::init(Emit::None),
                           cl::values(clEnumValN(Emit::Kiln, "kiln",
-                                                "the forward module in the kiln dialect")));
+                                                "the forward module in the kiln dialect"),
+                                     clEnumValN(Emit::Train, "train",
+                                                "the training step (after kiln-autodiff)")));
 static cl::opt<std::string> summaryFormat("summary", cl::desc("Summary format: text or json"),
                                           cl::init("text"));
 static cl::opt<bool> evaluate("eval", cl::desc("Print the forward loss on a batch"));
@@ -49,6 +55,12 @@ static cl::opt<std::string> saveParams("save-params",
 static cl::opt<std::string> saveBatch("save-batch", cl::desc("Write the token batch as JSON"));
 static cl::opt<std::string> evalJson("eval-json",
                                      cl::desc("Write losses and logits statistics as JSON"));
+static cl::opt<std::string> saveGrads(
+    "save-grads", cl::desc("With --eval: write the loss gradients (safetensors, HF names)"));
+static cl::opt<std::string> evalLoss(
+    "eval-loss", cl::desc("Loss --eval prints and --save-grads differentiates: main (default) "
+                          "or total (with the MTP and balance terms)"),
+    cl::init("main"));
 static cl::opt<int64_t> seedOverride("seed", cl::desc("Seed (default: the spec's train.seed)"),
                                      cl::init(-1));
 
@@ -62,6 +74,16 @@ int main(int argc, char **argv) {
   if (summaryFormat != "text" && summaryFormat != "json") {
     llvm::errs() << "kilnc: error: --summary must be text or json, got '" << summaryFormat
                  << "'\n";
+    return 1;
+  }
+  if (evalLoss != "main" && evalLoss != "total") {
+    llvm::errs() << "kilnc: error: --eval-loss must be main or total, got '" << evalLoss
+                 << "'\n";
+    return 1;
+  }
+  if (!saveGrads.empty() && !evaluate) {
+    llvm::errs() << "kilnc: error: --save-grads needs --eval (it writes the gradient of "
+                    "the loss --eval prints)\n";
     return 1;
   }
   std::string error;
@@ -101,6 +123,27 @@ int main(int argc, char **argv) {
 
   if (emit == Emit::Kiln)
     module->print(llvm::outs());
+  if (emit == Emit::Train) {
+    OwningOpRef<ModuleOp> train = module->clone();
+    PassManager trainPm(&context);
+    if (failed(applyPassManagerCLOptions(trainPm)))
+      return 1;
+    trainPm.addPass(kiln::createKilnAutodiff(kiln::autodiffOptionsFor(*spec)));
+    if (failed(trainPm.run(*train)))
+      return 1;
+    train->print(llvm::outs());
+  }
+  OwningOpRef<ModuleOp> gradModule;
+  if (evaluate && (!saveGrads.empty() || evalLoss == "total")) {
+    gradModule = module->clone();
+    kiln::KilnAutodiffOptions options = kiln::autodiffOptionsFor(*spec);
+    options.mode = "gradient";
+    options.lossKind = evalLoss;
+    PassManager gradPm(&context);
+    gradPm.addPass(kiln::createKilnAutodiff(options));
+    if (failed(gradPm.run(*gradModule)))
+      return 1;
+  }
   if (evaluate || !saveParams.empty() || !saveBatch.empty()) {
     kiln::EvalOptions opts;
     opts.seed = seedOverride >= 0 ? uint64_t(seedOverride) : spec->train.seed;
@@ -110,6 +153,8 @@ int main(int argc, char **argv) {
     opts.saveBatch = saveBatch;
     opts.evalJson = evalJson;
     opts.evaluate = evaluate;
+    opts.saveGrads = saveGrads;
+    opts.gradModule = gradModule ? *gradModule : ModuleOp();
     if (!kiln::runEvaluation(*module, *spec, opts, llvm::outs()))
       return 1;
   }

@@ -1,0 +1,61 @@
+//===- KilnDenseGrads.cpp - gradient rules of embedding, linear, norms ----===//
+
+#include "dialects/kiln/KilnDialect.h"
+
+using namespace mlir;
+
+namespace kiln {
+
+LogicalResult EmbeddingOp::buildGradients(OpBuilder &b, GradientContext &ctx) {
+  ctx.setOperandGrad(0, EmbeddingGradOp::create(b, ctx.loc(), getTable().getType(),
+                                                ctx.resultGradOrZeros(b, 0), ctx.operand(1)));
+  return success();
+}
+
+LogicalResult LinearOp::buildGradients(OpBuilder &b, GradientContext &ctx) {
+  Value dy = ctx.resultGradOrZeros(b, 0);
+  ctx.setOperandGrad(0, LinearDgradOp::create(b, ctx.loc(), getX().getType(), dy, ctx.operand(1)));
+  ctx.setOperandGrad(1, LinearWgradOp::create(b, ctx.loc(), getWeight().getType(), dy,
+                                              ctx.operand(0)));
+  return success();
+}
+
+LogicalResult MatmulOp::buildGradients(OpBuilder &b, GradientContext &ctx) {
+  auto grad = MatmulGradOp::create(b, ctx.loc(), getLhs().getType(), getRhs().getType(),
+                                   ctx.operand(0), ctx.operand(1), ctx.resultGradOrZeros(b, 0),
+                                   getTransposeLhsAttr(), getTransposeRhsAttr());
+  ctx.setOperandGrad(0, grad.getDlhs());
+  ctx.setOperandGrad(1, grad.getDrhs());
+  return success();
+}
+
+LogicalResult RMSNormOp::buildGradients(OpBuilder &b, GradientContext &ctx) {
+  auto grad = RMSNormGradOp::create(b, ctx.loc(), getX().getType(), getGamma().getType(),
+                                    ctx.resultGradOrZeros(b, 0), ctx.operand(0),
+                                    ctx.operand(1), getEpsilonAttr());
+  ctx.setOperandGrad(0, grad.getDx());
+  ctx.setOperandGrad(1, grad.getDgamma());
+  return success();
+}
+
+LogicalResult SiluOp::buildGradients(OpBuilder &b, GradientContext &ctx) {
+  ctx.setOperandGrad(0, SiluGradOp::create(b, ctx.loc(), getX().getType(),
+                                           ctx.resultGradOrZeros(b, 0), ctx.operand(0)));
+  return success();
+}
+
+LogicalResult SwigluOp::buildGradients(OpBuilder &b, GradientContext &ctx) {
+  auto grad = SwigluGradOp::create(b, ctx.loc(), getGate().getType(), getUp().getType(),
+                                   ctx.resultGradOrZeros(b, 0), ctx.operand(0), ctx.operand(1));
+  ctx.setOperandGrad(0, grad.getDgate());
+  ctx.setOperandGrad(1, grad.getDup());
+  return success();
+}
+
+LogicalResult BroadcastOp::buildGradients(OpBuilder &b, GradientContext &ctx) {
+  ctx.setOperandGrad(0, UnbroadcastOp::create(b, ctx.loc(), getX().getType(),
+                                              ctx.resultGradOrZeros(b, 0)));
+  return success();
+}
+
+} // namespace kiln

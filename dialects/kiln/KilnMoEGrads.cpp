@@ -1,0 +1,60 @@
+//===- KilnMoEGrads.cpp - gradient rules of routing and expert ops --------===//
+//
+// Gradients flow through the routing weights, never the indices; the
+// balancing bias only selects experts and gets none.
+//
+//===----------------------------------------------------------------------===//
+
+#include "dialects/kiln/KilnDialect.h"
+
+using namespace mlir;
+
+namespace kiln {
+
+LogicalResult RouterOp::buildGradients(OpBuilder &b, GradientContext &ctx) {
+  if (!ctx.resultGrad(1))
+    return success();
+  ctx.setOperandGrad(0, RouterGradOp::create(
+                            b, ctx.loc(), getLogits().getType(), ctx.operand(0),
+                            ctx.result(0), ctx.resultGrad(1), getScoringAttr(),
+                            getNormTopkProbAttr(), getRoutedScalingFactorAttr()));
+  return success();
+}
+
+LogicalResult DispatchOp::buildGradients(OpBuilder &b, GradientContext &ctx) {
+  int64_t topK = cast<ShapedType>(getIndices().getType()).getShape()[1];
+  ctx.setOperandGrad(0, DispatchGradOp::create(b, ctx.loc(), getX().getType(),
+                                               ctx.resultGradOrZeros(b, 0), ctx.result(2),
+                                               b.getI64IntegerAttr(topK)));
+  return success();
+}
+
+LogicalResult GroupedMatmulOp::buildGradients(OpBuilder &b, GradientContext &ctx) {
+  Value dy = ctx.resultGradOrZeros(b, 0);
+  ctx.setOperandGrad(0, GroupedMatmulDgradOp::create(b, ctx.loc(), getX().getType(), dy,
+                                                     ctx.operand(1), ctx.operand(2)));
+  ctx.setOperandGrad(1, GroupedMatmulWgradOp::create(b, ctx.loc(), getWeight().getType(), dy,
+                                                     ctx.operand(0), ctx.operand(2)));
+  return success();
+}
+
+LogicalResult CombineOp::buildGradients(OpBuilder &b, GradientContext &ctx) {
+  auto grad = CombineGradOp::create(b, ctx.loc(), getRows().getType(),
+                                    getWeights().getType(), ctx.operand(0), ctx.operand(1),
+                                    ctx.operand(2), ctx.resultGradOrZeros(b, 0));
+  ctx.setOperandGrad(0, grad.getDrows());
+  ctx.setOperandGrad(1, grad.getDweights());
+  return success();
+}
+
+LogicalResult BalanceLossOp::buildGradients(OpBuilder &b, GradientContext &ctx) {
+  if (!ctx.resultGrad(0))
+    return success();
+  ctx.setOperandGrad(0, BalanceLossGradOp::create(
+                            b, ctx.loc(), getLogits().getType(), ctx.operand(0),
+                            ctx.operand(1), ctx.resultGrad(0), getScoringAttr(),
+                            getNumSequencesAttr()));
+  return success();
+}
+
+} // namespace kiln
