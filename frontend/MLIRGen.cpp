@@ -222,12 +222,14 @@ OwningOpRef<ModuleOp> ForwardBuilder::build() {
   SmallVector<Value> results{crossEntropy(logits, targets, mask, "loss"), logits};
 
   // MTP depth k predicts token i + k + 1 at position i from h^{k-1} and the
-  // embedding of token i + k (= targets rolled by k - 1); the last k
-  // positions have no target and are masked out.
+  // embedding of token i + k (tokens rolled left by k, wrapping around); the
+  // last k positions have no target and are masked out. Causal attention keeps
+  // the wrapped positions from affecting the others; only the balance loss,
+  // which averages over every position, sees them.
   for (int64_t k = 1; k <= depth; ++k) {
     int64_t l = L + k - 1;
     std::string where = "model.layers." + std::to_string(l);
-    Value inTokens = k == 1 ? targets : g.rollLeft(targets, k - 1, where);
+    Value inTokens = g.rollLeft(tokens, k, where);
     SmallVector<Value> callArgs{h, inTokens, embed, head};
     size_t begin = layerArgStart[l];
     size_t count = deepseekMtpParams(m).size() + layerParams(l).size();

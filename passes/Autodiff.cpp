@@ -495,19 +495,20 @@ LogicalResult AutodiffPass::buildEntry(func::FuncOp entryFunc) {
   sweep.addGrad(mainLoss, scalarConstant(b, loc, scalar, 1.0));
   if (total) {
     double mtpWeight = mtpIndices.empty() ? 0.0 : mtpLossWeight / mtpIndices.size();
-    for (unsigned r : mtpIndices) {
-      Value l = mapping.lookup(ret.getOperand(r));
-      Value w = scalarConstant(b, loc, scalar, mtpWeight);
-      totalLoss = arith::AddFOp::create(b, loc, totalLoss, arith::MulFOp::create(b, loc, w, l));
-      sweep.addGrad(l, w);
-    }
-    for (auto [a, v] : llvm::zip(aux, auxValues)) {
-      if (a.kind != AuxOutput::Balance)
-        continue;
-      Value w = scalarConstant(b, loc, scalar, auxLossAlpha);
-      totalLoss = arith::AddFOp::create(b, loc, totalLoss, arith::MulFOp::create(b, loc, w, v));
-      sweep.addGrad(v, w);
-    }
+    // Weights go through kiln.scale (an f64 attribute) so that 0.3 stays 0.3.
+    Value one = scalarConstant(b, loc, scalar, 1.0);
+    auto addWeighted = [&](Value term, double weight) {
+      auto scaled = [&](Value v) {
+        return ScaleOp::create(b, loc, scalar, v, b.getF64FloatAttr(weight));
+      };
+      totalLoss = arith::AddFOp::create(b, loc, totalLoss, scaled(term));
+      sweep.addGrad(term, scaled(one));
+    };
+    for (unsigned r : mtpIndices)
+      addWeighted(mapping.lookup(ret.getOperand(r)), mtpWeight);
+    for (auto [a, v] : llvm::zip(aux, auxValues))
+      if (a.kind == AuxOutput::Balance)
+        addWeighted(v, auxLossAlpha);
   }
   if (failed(sweep.run(forwardOps)))
     return failure();

@@ -52,6 +52,12 @@ LogicalResult SwigluOp::buildGradients(OpBuilder &b, GradientContext &ctx) {
   return success();
 }
 
+LogicalResult ScaleOp::buildGradients(OpBuilder &b, GradientContext &ctx) {
+  ctx.setOperandGrad(0, ScaleOp::create(b, ctx.loc(), getX().getType(),
+                                        ctx.resultGradOrZeros(b, 0), getFactorAttr()));
+  return success();
+}
+
 LogicalResult BroadcastOp::buildGradients(OpBuilder &b, GradientContext &ctx) {
   ctx.setOperandGrad(0, UnbroadcastOp::create(b, ctx.loc(), getX().getType(),
                                               ctx.resultGradOrZeros(b, 0)));

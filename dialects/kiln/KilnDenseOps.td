@@ -110,6 +110,24 @@ def Kiln_SwigluOp : Kiln_Op<"swiglu", [Pure, DeclareOpInterfaceMethods<Kiln_Diff
   let assemblyFormat = "$gate `,` $up attr-dict `:` type($result)";
 }
 
+def Kiln_ScaleOp : Kiln_Op<"scale", [Pure, SameOperandsAndResultType,
+                                      DeclareOpInterfaceMethods<Kiln_DifferentiableOpInterface>]> {
+  let summary = "x * factor, with the factor an f64 attribute";
+  let description = [{
+    Multiplies every element by `factor`. The factor is an f64 attribute
+    rather than an `arith.constant` of the element type, so that a loss
+    weight such as 0.3 is exact in the reference evaluator (an f32 constant
+    would be 0.30000001); kernels round it to the element type.
+
+    ```mlir
+    %w = kiln.scale %mtp_loss {factor = 3.0e-01 : f64} : tensor<f32>
+    ```
+  }];
+  let arguments = (ins Kiln_FloatTensor:$x, F64Attr:$factor);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = "$x attr-dict `:` type($x)";
+}
+
 def Kiln_BroadcastOp : Kiln_Op<"broadcast", [Pure, DeclareOpInterfaceMethods<Kiln_DifferentiableOpInterface>]> {
   let summary = "Repeats size-1 dimensions to a larger shape of the same rank";
   let description = [{

@@ -36,6 +36,15 @@ LogicalResult MatmulGradOp::verify() {
     return emitOpError() << "expects lhs and rhs of equal rank >= 2, got "
                          << formatShape(a) << " and " << formatShape(b);
   size_t r = a.size();
+  if (a.drop_back(2) != b.drop_back(2))
+    return emitOpError() << "expects equal batch dimensions, got lhs " << formatShape(a)
+                         << " and rhs " << formatShape(b);
+  int64_t ka = getTransposeLhs() ? a[r - 2] : a[r - 1];
+  int64_t kb = getTransposeRhs() ? b[r - 1] : b[r - 2];
+  if (ka != kb)
+    return emitOpError() << "expects the contracted dimensions to match, got lhs "
+                         << formatShape(a) << " (K = " << ka << ") and rhs "
+                         << formatShape(b) << " (K = " << kb << ")";
   SmallVector<int64_t> expected(a.drop_back(2));
   expected.push_back(getTransposeLhs() ? a[r - 1] : a[r - 2]);
   expected.push_back(getTransposeRhs() ? b[r - 2] : b[r - 1]);
@@ -59,6 +68,8 @@ LogicalResult RMSNormGradOp::verify() {
       failed(expectShape(*this, "gamma", shapeOf(getGamma()), {x.back()})) ||
       failed(expectShape(*this, "dx", shapeOf(getDx()), x)))
     return failure();
+  if (!(getEpsilon().convertToDouble() > 0))
+    return emitOpError() << "expects epsilon > 0, got " << getEpsilon().convertToDouble();
   return expectShape(*this, "dgamma", shapeOf(getDgamma()), {x.back()});
 }
 
@@ -88,9 +99,14 @@ LogicalResult AttentionGradOp::verify() {
   ArrayRef<int64_t> q = shapeOf(getQ()), k = shapeOf(getK()), v = shapeOf(getV());
   if (q.size() != 4 || k.size() != 4 || v.size() != 4)
     return emitOpError("expects q, k, v of rank 4");
+  if (failed(expectShape(*this, "k", k, {q[0], q[1], k[2], q[3]})) ||
+      failed(expectShape(*this, "v", v, {q[0], q[1], k[2], v[3]})))
+    return failure();
   if (k[2] <= 0 || q[2] % k[2] != 0)
     return emitOpError() << "expects the " << q[2] << " query heads to be a multiple of the "
                          << k[2] << " kv heads";
+  if (!(getScale().convertToDouble() > 0))
+    return emitOpError() << "expects scale > 0, got " << getScale().convertToDouble();
   if (failed(expectShape(*this, "dout", shapeOf(getDout()), {q[0], q[1], q[2], v[3]})) ||
       failed(expectShape(*this, "dq", shapeOf(getDq()), q)) ||
       failed(expectShape(*this, "dk", shapeOf(getDk()), k)))
@@ -113,13 +129,15 @@ LogicalResult RouterGradOp::verify() {
 
 LogicalResult DispatchGradOp::verify() {
   ArrayRef<int64_t> drows = shapeOf(getDrows()), dx = shapeOf(getDx());
-  if (failed(expectRank(*this, "drows", drows, 2)) || getTopK() <= 0 ||
-      drows[0] % getTopK() != 0)
+  if (failed(expectRank(*this, "drows", drows, 2)))
+    return failure();
+  int64_t topK = getTopK(); // the getter is uint64_t: a negative top_k reads as negative
+  if (topK <= 0 || drows[0] % topK != 0)
     return emitOpError() << "expects [tokens*top_k, hidden] rows with top_k > 0, got "
-                         << formatShape(drows) << " and top_k = " << getTopK();
+                         << formatShape(drows) << " and top_k = " << topK;
   if (failed(expectShape(*this, "source", shapeOf(getSource()), {drows[0]})))
     return failure();
-  return expectShape(*this, "dx", dx, {drows[0] / getTopK(), drows[1]});
+  return expectShape(*this, "dx", dx, {drows[0] / topK, drows[1]});
 }
 
 LogicalResult CombineGradOp::verify() {
@@ -156,6 +174,8 @@ LogicalResult GroupedMatmulWgradOp::verify() {
   ArrayRef<int64_t> offsets = shapeOf(getOffsets());
   if (failed(expectRank(*this, "offsets", offsets, 1)))
     return failure();
+  if (offsets[0] < 1)
+    return emitOpError("expects offsets of shape [experts + 1], got [0]");
   return expectShape(*this, "dweight", shapeOf(getDweight()),
                      {offsets[0] - 1, dy[1], x[1]});
 }

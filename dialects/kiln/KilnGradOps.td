@@ -70,7 +70,8 @@ def Kiln_EmbeddingGradOp : Kiln_Op<"embedding_grad", [Pure]> {
   let summary = "Gradient of kiln.embedding: scatter-add of rows into the table";
   let description = [{
     `dtable[v, h] = sum over positions i with ids[i] == v of dy[i, h]`; the
-    result has the table's shape [vocab, hidden].
+    result has the table's shape [vocab, hidden]. As for `kiln.embedding`,
+    every id must lie in [0, vocab): the evaluator rejects others.
 
     ```mlir
     %dt = kiln.embedding_grad %dy, %ids : (tensor<4x32x64xf32>, tensor<4x32xi32>) -> tensor<256x64xf32>
@@ -155,13 +156,13 @@ def Kiln_UnbroadcastOp : Kiln_Op<"unbroadcast", [Pure]> {
 def Kiln_AttentionGradOp : Kiln_Op<"attention_grad", [Pure]> {
   let summary = "Gradients of kiln.attention with respect to q, k and v";
   let description = [{
-    Recomputes the probabilities `p` of the forward (same `scale`, `causal`)
-    and, with `do` the output gradient:
+    Recomputes the probabilities `p` of the forward (same `scale`, `causal`;
+    p = 0 for j > i when causal) and, with `dout` the output gradient:
 
     ```
-    dv[b,j,g,e] = sum over heads h of group g, i: p[b,h,i,j] do[b,i,h,e]
-    dp[b,h,i,j] = sum_e do[b,i,h,e] v[b,j,g(h),e]
-    ds = p * (dp - sum_j p * dp)
+    dv[b,j,g,e] = sum over heads h of group g, i: p[b,h,i,j] dout[b,i,h,e]
+    dp[b,h,i,j] = sum_e dout[b,i,h,e] v[b,j,g(h),e]
+    ds[b,h,i,j] = p[b,h,i,j] * (dp[b,h,i,j] - sum_j' p[b,h,i,j'] dp[b,h,i,j'])
     dq[b,i,h,d] = scale * sum_j ds[b,h,i,j] k[b,j,g(h),d]
     dk[b,j,g,d] = scale * sum over heads h of group g, i: ds[b,h,i,j] q[b,i,h,d]
     ```
@@ -192,12 +193,13 @@ def Kiln_RouterGradOp : Kiln_Op<"router_grad", [Pure]> {
     norm_topk_prob: S = sum_j s[i_j] + 1e-20
                     ds[i_l] = c * (dw[l] / S - sum_j dw[j] s[i_j] / S^2)
     otherwise:      ds[i_l] = c * dw[l]
-    (ds = 0 for experts not selected)
+    (ds = 0 for experts not selected; an expert listed twice gets the sum)
     sigmoid: dlogits[e] = ds[e] * s[e] * (1 - s[e])
     softmax: dlogits[e] = s[e] * (ds[e] - sum_f ds[f] s[f])
     ```
 
-    The bias receives no gradient: it only selects.
+    The bias receives no gradient: it only selects. Every index must be in
+    [0, experts).
 
     ```mlir
     %dl = kiln.router_grad %logits, %idx, %dw {scoring = "sigmoid", norm_topk_prob = true,
@@ -217,7 +219,8 @@ def Kiln_DispatchGradOp : Kiln_Op<"dispatch_grad", [Pure]> {
   let summary = "Gradient of kiln.dispatch's rows with respect to x";
   let description = [{
     `dx[t, h] = sum over rows r with source[r] / top_k == t of drows[r, h]`:
-    each token's gradient is the sum over its routed copies.
+    each token's gradient is the sum over its routed copies. Every source
+    entry must be in [0, tokens*top_k).
 
     ```mlir
     %dx = kiln.dispatch_grad %drows, %source {top_k = 2 : i64}
@@ -233,9 +236,13 @@ def Kiln_DispatchGradOp : Kiln_Op<"dispatch_grad", [Pure]> {
 def Kiln_CombineGradOp : Kiln_Op<"combine_grad", [Pure]> {
   let summary = "Gradients of kiln.combine with respect to rows and weights";
   let description = [{
-    With `t = source[r] / top_k`, `j = source[r] % top_k`:
+    With `top_k` the second dimension of `weights`, `t = source[r] / top_k`
+    and `j = source[r] % top_k`:
     `drows[r, h] = weights[t, j] * dy[t, h]` and
-    `dweights[t, j] = sum_h rows[r, h] * dy[t, h]`.
+    `dweights[t, j] = sum over rows r with source[r] == t * top_k + j of
+                      sum_h rows[r, h] * dy[t, h]`
+    (exactly one such row when `source` is a permutation, as `kiln.dispatch`
+    makes it). Every source entry must be in [0, tokens*top_k).
 
     ```mlir
     %drows, %dw = kiln.combine_grad %rows, %w, %source, %dy
@@ -254,6 +261,8 @@ def Kiln_GroupedMatmulDgradOp : Kiln_Op<"grouped_matmul_dgrad", [Pure]> {
   let summary = "Input gradient of kiln.grouped_matmul";
   let description = [{
     `dx[r, k] = sum_n dy[r, n] * weight[e, n, k]` for offsets[e] <= r < offsets[e+1].
+    `offsets` must be non-decreasing, start at 0 and end at `rows`, as for
+    `kiln.grouped_matmul`.
 
     ```mlir
     %dx = kiln.grouped_matmul_dgrad %dy, %w, %offsets
@@ -271,7 +280,8 @@ def Kiln_GroupedMatmulWgradOp : Kiln_Op<"grouped_matmul_wgrad", [Pure]> {
   let description = [{
     `dweight[e, n, k] = sum over offsets[e] <= r < offsets[e+1] of dy[r, n] * x[r, k]`;
     an expert with no rows gets a zero gradient. The result is
-    [experts, N, K] with experts = offsets size - 1.
+    [experts, N, K] with experts = offsets size - 1. `offsets` must be
+    non-decreasing, start at 0 and end at `rows`, as for `kiln.grouped_matmul`.
 
     ```mlir
     %dw = kiln.grouped_matmul_wgrad %dy, %x, %offsets
@@ -290,7 +300,9 @@ def Kiln_CrossEntropyGradOp : Kiln_Op<"cross_entropy_grad", [Pure]> {
     With `p = softmax(logits[i])`, `W = sum_i mask[i]` and the scalar loss
     gradient `dloss`:
     `dlogits[i, c] = dloss * mask[i] / W * (p[c] - (1 - eps) * [c == targets[i]] - eps / vocab)`
-    (all zero when W = 0).
+    (all zero when W = 0). As in the forward, a masked position's target is
+    never read (it may be out of range, e.g. -100); an unmasked one must be in
+    [0, vocab).
 
     ```mlir
     %dl = kiln.cross_entropy_grad %logits, %targets, %mask, %dloss {label_smoothing = 0.0 : f64}

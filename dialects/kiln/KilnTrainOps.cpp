@@ -7,10 +7,14 @@ using namespace mlir;
 
 namespace kiln {
 
+// I64Attr getters return uint64_t: read them as int64_t so that a negative
+// value is seen as negative.
+
 LogicalResult ExpertLoadOp::verify() {
-  if (getNumExperts() <= 0)
-    return emitOpError() << "expects num_experts > 0, got " << getNumExperts();
-  return expectShape(*this, "load", shapeOf(getLoad()), {getNumExperts()});
+  int64_t experts = getNumExperts();
+  if (experts <= 0)
+    return emitOpError() << "expects num_experts > 0, got " << experts;
+  return expectShape(*this, "load", shapeOf(getLoad()), {experts});
 }
 
 static LogicalResult verifyBalance(Operation *op, Value logits, Value indices,
@@ -22,6 +26,9 @@ static LogicalResult verifyBalance(Operation *op, Value logits, Value indices,
   if (idx[0] != l[0])
     return op->emitOpError() << "expects one indices row per token (" << l[0]
                              << "), got " << formatShape(idx);
+  if (idx[1] < 1)
+    return op->emitOpError() << "expects indices ([tokens, top_k]) with top_k >= 1, got "
+                             << formatShape(idx);
   if (sequences <= 0 || l[0] % sequences != 0)
     return op->emitOpError() << "expects num_sequences to divide the " << l[0]
                              << " tokens, got " << sequences;
@@ -47,9 +54,10 @@ LogicalResult LrScheduleOp::verify() {
   if (!(lr >= 0) || !(minLr >= 0) || minLr > lr)
     return emitOpError() << "expects 0 <= min_lr <= lr, got lr = " << lr
                          << ", min_lr = " << minLr;
-  if (getWarmupSteps() < 0 || getTotalSteps() < 0)
-    return emitOpError() << "expects warmup_steps and total_steps >= 0, got "
-                         << getWarmupSteps() << " and " << getTotalSteps();
+  int64_t warmup = getWarmupSteps(), total = getTotalSteps();
+  if (warmup < 0 || total < 0)
+    return emitOpError() << "expects warmup_steps and total_steps >= 0, got " << warmup
+                         << " and " << total;
   return success();
 }
 

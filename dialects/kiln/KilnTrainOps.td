@@ -10,7 +10,8 @@ def Kiln_ExpertLoadOp : Kiln_Op<"expert_load", [Pure]> {
   let summary = "How many routed (token, slot) pairs each expert received";
   let description = [{
     `load[e] = number of entries of indices equal to e`, as floats
-    ([num_experts]). The aux-loss-free balancing update reads it.
+    ([num_experts]). The aux-loss-free balancing update reads it. Every index
+    must be in [0, num_experts).
 
     ```mlir
     %load = kiln.expert_load %idx {num_experts = 8 : i64} : (tensor<128x2xi32>) -> tensor<8xf32>
@@ -35,6 +36,9 @@ def Kiln_BalanceLossOp : Kiln_Op<"balance_loss", [Pure, DeclareOpInterfaceMethod
     P[i] = 1/T sum_t s'[i, t]
     loss = mean over sequences of sum_i f[i] P[i]
     ```
+
+    `t` ranges over the sequence's T tokens; every index must be in
+    [0, experts) and K >= 1.
 
     The training step multiplies it by `aux_loss_alpha`.
 
@@ -73,7 +77,8 @@ def Kiln_BalanceLossGradOp : Kiln_Op<"balance_loss_grad", [Pure]> {
 def Kiln_LrScheduleOp : Kiln_Op<"lr_schedule", [Pure]> {
   let summary = "Learning rate at a step: linear warmup, then cosine decay to a floor";
   let description = [{
-    For step `t` (1-based), `W = warmup_steps`, `N = total_steps`:
+    For step `t` (1-based: t >= 1, the evaluator rejects smaller steps),
+    `W = warmup_steps`, `N = total_steps`:
 
     ```
     t <= W:  lr * t / W
@@ -128,8 +133,9 @@ def Kiln_ClipScaleOp : Kiln_Op<"clip_scale", [Pure]> {
 def Kiln_AdamWOp : Kiln_Op<"adamw", [Pure]> {
   let summary = "One AdamW update of one parameter (decoupled weight decay)";
   let description = [{
-    With `g = grad * grad_scale` (clipping), step `t` (1-based), learning rate
-    `lr`, all in f32 state (torch.optim.AdamW):
+    With `g = grad * grad_scale` (clipping), step `t` (1-based: t >= 1, the
+    evaluator rejects smaller steps), learning rate `lr`, all in f32 state
+    (torch.optim.AdamW):
 
     ```
     p' = p * (1 - lr * weight_decay)

@@ -1,12 +1,12 @@
 //===- AttentionRules.cpp - evaluation of rope and attention --------------===//
 
 #include "dialects/kiln/KilnDialect.h"
+#include "dialects/kiln/reference/AttentionMath.h"
 #include "dialects/kiln/reference/Evaluator.h"
 #include "dialects/kiln/reference/Rope.h"
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 
 using namespace mlir;
 
@@ -90,40 +90,24 @@ void addAttentionRules(RuleTable &table) {
                                  SmallVectorImpl<RefTensor> &out) -> LogicalResult {
     auto attn = cast<AttentionOp>(op);
     const RefTensor &q = *in[0], &k = *in[1], &v = *in[2];
-    int64_t batch = q.shape[0], seq = q.shape[1], heads = q.shape[2], dqk = q.shape[3];
-    int64_t kvHeads = k.shape[2], dv = v.shape[3], group = heads / kvHeads;
+    AttentionDims dims(q, k, v);
     double scale = attn.getScale().convertToDouble();
     bool causal = attn.getCausal();
     auto type = cast<ShapedType>(op->getResult(0).getType());
     RefTensor r(type.getElementType(), type.getShape());
-    std::vector<double> p(seq);
-    for (int64_t b = 0; b < batch; ++b)
-      for (int64_t h = 0; h < heads; ++h) {
-        int64_t g = h / group;
-        for (int64_t i = 0; i < seq; ++i) {
-          const double *qi = &q.data[((b * seq + i) * heads + h) * dqk];
-          int64_t last = causal ? i : seq - 1;
-          double maxScore = -std::numeric_limits<double>::infinity();
-          for (int64_t j = 0; j <= last; ++j) {
-            const double *kj = &k.data[((b * seq + j) * kvHeads + g) * dqk];
-            double s = 0;
-            for (int64_t d = 0; d < dqk; ++d)
-              s += qi[d] * kj[d];
-            p[j] = s * scale;
-            maxScore = std::max(maxScore, p[j]);
-          }
-          double sum = 0;
-          for (int64_t j = 0; j <= last; ++j)
-            sum += (p[j] = std::exp(p[j] - maxScore));
-          double *oi = &r.data[((b * seq + i) * heads + h) * dv];
-          for (int64_t j = 0; j <= last; ++j) {
-            const double *vj = &v.data[((b * seq + j) * kvHeads + g) * dv];
-            double w = p[j] / sum;
-            for (int64_t e = 0; e < dv; ++e)
-              oi[e] += w * vj[e];
+    std::vector<double> p(dims.seq);
+    for (int64_t b = 0; b < dims.batch; ++b)
+      for (int64_t h = 0; h < dims.heads; ++h)
+        for (int64_t i = 0; i < dims.seq; ++i) {
+          int64_t keys =
+              attentionProbabilities(dims, q, k, scale, causal, b, h, i, p.data());
+          double *oi = &r.data[dims.outOffset(b, i, h)];
+          for (int64_t j = 0; j < keys; ++j) {
+            const double *vj = &v.data[dims.vOffset(b, j, dims.kvHeadOf(h))];
+            for (int64_t e = 0; e < dims.dv; ++e)
+              oi[e] += p[j] * vj[e];
           }
         }
-      }
     out.push_back(std::move(r));
     return success();
   });

@@ -1,6 +1,7 @@
 //===- DenseRules.cpp - evaluation of embedding, linear, matmul, norms ----===//
 
 #include "dialects/kiln/KilnDialect.h"
+#include "dialects/kiln/reference/DenseMath.h"
 #include "dialects/kiln/reference/Evaluator.h"
 
 #include <cmath>
@@ -13,8 +14,6 @@ static RefTensor resultLike(Operation *op, unsigned i = 0) {
   auto type = cast<ShapedType>(op->getResult(i).getType());
   return RefTensor(type.getElementType(), type.getShape());
 }
-
-static double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
 void addDenseRules(RuleTable &table) {
   table.add("kiln.embedding", [](Operation *op, ArrayRef<const RefTensor *> in,
@@ -85,10 +84,7 @@ void addDenseRules(RuleTable &table) {
     RefTensor r = resultLike(op);
     for (int64_t i = 0; i < rows; ++i) {
       const double *px = &x.data[i * h];
-      double ss = 0;
-      for (int64_t j = 0; j < h; ++j)
-        ss += px[j] * px[j];
-      double inv = 1.0 / std::sqrt(ss / h + eps);
+      double inv = rmsInverse(px, h, eps);
       for (int64_t j = 0; j < h; ++j)
         r.data[i * h + j] = px[j] * inv * gamma.data[j];
     }
@@ -112,6 +108,16 @@ void addDenseRules(RuleTable &table) {
       double g = in[0]->data[i];
       r.data[i] = g * sigmoid(g) * in[1]->data[i];
     }
+    out.push_back(std::move(r));
+    return success();
+  });
+
+  table.add("kiln.scale", [](Operation *op, ArrayRef<const RefTensor *> in,
+                            SmallVectorImpl<RefTensor> &out) -> LogicalResult {
+    double factor = cast<ScaleOp>(op).getFactor().convertToDouble();
+    RefTensor r = *in[0];
+    for (double &v : r.data)
+      v *= factor;
     out.push_back(std::move(r));
     return success();
   });

@@ -30,6 +30,8 @@ Evaluator::Evaluator(ModuleOp module) : module(module) {
   addMoERules(rules);
   addLossRules(rules);
   addUpstreamRules(rules);
+  addGradRules(rules);
+  addTrainRules(rules);
 }
 
 FailureOr<SmallVector<RefTensor>> Evaluator::call(StringRef name,

@@ -51,6 +51,8 @@ void addAttentionRules(RuleTable &table);
 void addMoERules(RuleTable &table);
 void addLossRules(RuleTable &table);
 void addUpstreamRules(RuleTable &table);
+void addGradRules(RuleTable &table);
+void addTrainRules(RuleTable &table);
 
 class Evaluator {
 public:

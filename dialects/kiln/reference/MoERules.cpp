@@ -2,11 +2,9 @@
 
 #include "dialects/kiln/KilnDialect.h"
 #include "dialects/kiln/reference/Evaluator.h"
+#include "dialects/kiln/reference/RoutingMath.h"
 
-#include <algorithm>
-#include <cmath>
 #include <limits>
-#include <numeric>
 
 using namespace mlir;
 
@@ -15,32 +13,6 @@ namespace kiln::reference {
 static RefTensor resultLike(Operation *op, unsigned i) {
   auto type = cast<ShapedType>(op->getResult(i).getType());
   return RefTensor(type.getElementType(), type.getShape());
-}
-
-/// Indices of the `k` largest values, largest first; ties go to the lower
-/// index (a stable sort), so selection never depends on the sort library.
-static std::vector<int64_t> topK(const std::vector<double> &values, int64_t k) {
-  std::vector<int64_t> order(values.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int64_t a, int64_t b) { return values[a] > values[b]; });
-  order.resize(k);
-  return order;
-}
-
-/// Checks an expert-offsets tensor: starts at 0, non-decreasing, ends at rows.
-static LogicalResult checkOffsets(Operation *op, const RefTensor &offsets,
-                                  int64_t rows) {
-  const std::vector<double> &o = offsets.data;
-  bool ok = o.front() == 0 && o.back() == rows;
-  for (size_t e = 1; ok && e < o.size(); ++e)
-    ok = o[e] >= o[e - 1];
-  if (ok)
-    return success();
-  return op->emitError() << "reference evaluator: expert offsets must start at 0, "
-                            "never decrease and end at the row count "
-                         << rows << "; got first " << int64_t(o.front()) << ", last "
-                         << int64_t(o.back());
 }
 
 void addMoERules(RuleTable &table) {
@@ -57,17 +29,7 @@ void addMoERules(RuleTable &table) {
     RefTensor indices = resultLike(op, 0), weights = resultLike(op, 1);
     std::vector<double> scores(experts), choice(experts), groupScore(groups);
     for (int64_t t = 0; t < tokens; ++t) {
-      const double *l = &logits.data[t * experts];
-      if (softmax) {
-        double m = *std::max_element(l, l + experts), sum = 0;
-        for (int64_t e = 0; e < experts; ++e)
-          sum += (scores[e] = std::exp(l[e] - m));
-        for (double &s : scores)
-          s /= sum;
-      } else {
-        for (int64_t e = 0; e < experts; ++e)
-          scores[e] = 1.0 / (1.0 + std::exp(-l[e]));
-      }
+      routerScores(&logits.data[t * experts], experts, softmax, scores.data());
       for (int64_t e = 0; e < experts; ++e)
         choice[e] = scores[e] + bias.data[e];
       if (groups > 1) {
