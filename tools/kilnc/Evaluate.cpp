@@ -11,6 +11,8 @@
 #include "llvm/Support/Path.h"
 #include "llvm/Support/ToolOutputFile.h"
 
+#include <functional>
+
 using namespace mlir;
 
 namespace kiln {
@@ -36,15 +38,28 @@ static bool writeFileAtomically(const std::string &path, const std::string &text
   return true;
 }
 
-static std::string batchJson(const TokenBatch &batch) {
+static std::string rowsJson(int64_t rows, int64_t seq,
+                            const std::function<std::string(int64_t)> &value) {
   std::string s = "[";
-  for (int64_t r = 0; r < batch.rows; ++r) {
+  for (int64_t r = 0; r < rows; ++r) {
     s += r ? ",\n [" : "[";
-    for (int64_t i = 0; i < batch.seqLen; ++i)
-      s += (i ? ", " : "") + std::to_string(batch.ids[r * batch.seqLen + i]);
+    for (int64_t i = 0; i < seq; ++i)
+      s += (i ? ", " : "") + value(r * seq + i);
     s += "]";
   }
-  return s + "]\n";
+  return s + "]";
+}
+
+/// The batch as kilnc --tokens reads it back: plain rows, or with the mask.
+static std::string batchJson(const TokenBatch &batch) {
+  std::string tokens = rowsJson(batch.rows, batch.seqLen,
+                                [&](int64_t i) { return std::to_string(batch.ids[i]); });
+  if (batch.learn.empty())
+    return tokens + "\n";
+  std::string mask = rowsJson(batch.rows, batch.seqLen, [&](int64_t i) {
+    return std::to_string(int(batch.learn[i]));
+  });
+  return "{\"tokens\": " + tokens + ",\n \"loss_mask\": " + mask + "}\n";
 }
 
 static std::string number(double v) {
@@ -122,12 +137,19 @@ bool runEvaluation(ModuleOp module, const frontend::Spec &spec, const EvalOption
   TokenBatch batch;
   int64_t rows = spec.train.microBatch, seq = spec.train.seqLen;
   if (!opts.tokensPath.empty()) {
-    if (!readBatchJson(opts.tokensPath, rows, seq, spec.model.vocabSize, batch, error)) {
+    if (!readBatchJson(opts.tokensPath, rows, seq, spec.model.vocabSize, batch, error,
+                       /*requireMask=*/spec.train.stage == "sft")) {
       llvm::errs() << "kilnc: error: " << error << "\n";
       return false;
     }
   } else {
     batch = seededBatch(rows, seq, spec.model.vocabSize, opts.seed);
+    if (spec.train.stage == "sft") {
+      // A seeded SFT batch: the first half of each row is the prompt.
+      batch.learn.assign(rows * seq, 1.0);
+      for (int64_t r = 0; r < rows; ++r)
+        std::fill_n(batch.learn.begin() + r * seq, seq / 2, 0.0);
+    }
   }
   if (!bindNextTokenInputs(batch, *sig, args, error)) {
     llvm::errs() << "kilnc: error: " << error << "\n";

@@ -12,15 +12,48 @@
 namespace kiln::reference {
 
 TokenBatch seededBatch(int64_t rows, int64_t seqLen, int64_t vocab, uint64_t seed) {
-  TokenBatch batch{rows, seqLen, std::vector<int64_t>(rows * seqLen)};
+  TokenBatch batch{rows, seqLen, std::vector<int64_t>(rows * seqLen), {}};
   SeededRng rng(seed, "batch");
   for (int64_t &id : batch.ids)
     id = int64_t(rng.next() % uint64_t(vocab));
   return batch;
 }
 
+/// Reads `rows` rows of `seqLen` integers into `out`, each checked by `valid`.
+template <typename T, typename Valid>
+static bool readRows(const nlohmann::json &doc, const std::string &where, int64_t rows,
+                     int64_t seqLen, const char *what, Valid valid, std::vector<T> &out,
+                     std::string &error) {
+  if (!doc.is_array() || (int64_t)doc.size() != rows) {
+    error = where + ": expected " + std::to_string(rows) +
+            " rows (the model's micro_batch), got " +
+            (doc.is_array() ? std::to_string(doc.size()) + " rows" : doc.type_name());
+    return false;
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    const nlohmann::json &row = doc[r];
+    if (!row.is_array() || (int64_t)row.size() != seqLen) {
+      error = where + ": row " + std::to_string(r) + " must be an array of seq_len = " +
+              std::to_string(seqLen) + " " + what + ", got " +
+              (row.is_array() ? std::to_string(row.size()) + " " + what : row.type_name());
+      return false;
+    }
+    for (int64_t i = 0; i < seqLen; ++i) {
+      const nlohmann::json &v = row[i];
+      std::string why;
+      if (!v.is_number_integer() || !valid(v.get<int64_t>(), why)) {
+        error = where + ": row " + std::to_string(r) + ", position " + std::to_string(i) +
+                ": " + v.dump() + " " + (why.empty() ? "is not an integer" : why);
+        return false;
+      }
+      out.push_back(T(v.get<int64_t>()));
+    }
+  }
+  return true;
+}
+
 bool readBatchJson(const std::string &path, int64_t rows, int64_t seqLen,
-                   int64_t vocab, TokenBatch &batch, std::string &error) {
+                   int64_t vocab, TokenBatch &batch, std::string &error, bool requireMask) {
   auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/true);
   if (!buffer) {
     error = path + ": cannot read token file: " + buffer.getError().message();
@@ -29,36 +62,49 @@ bool readBatchJson(const std::string &path, int64_t rows, int64_t seqLen,
   nlohmann::json doc = nlohmann::json::parse((*buffer)->getBuffer().begin(),
                                              (*buffer)->getBuffer().end(), nullptr,
                                              /*allow_exceptions=*/false);
-  if (doc.is_discarded() || !doc.is_array()) {
-    error = path + ": expected a JSON array of token rows, e.g. [[1, 2, 3], [4, 5, 6]]";
+  if (doc.is_discarded() || !(doc.is_array() || doc.is_object())) {
+    error = path + ": expected a JSON array of token rows, e.g. [[1, 2, 3], [4, 5, 6]], or "
+                   "{\"tokens\": [...], \"loss_mask\": [...]}";
     return false;
   }
-  if ((int64_t)doc.size() != rows) {
-    error = path + ": has " + std::to_string(doc.size()) + " rows; this model's " +
-            "batch has micro_batch = " + std::to_string(rows) + " rows";
-    return false;
-  }
-  batch = TokenBatch{rows, seqLen, {}};
-  for (int64_t r = 0; r < rows; ++r) {
-    const nlohmann::json &row = doc[r];
-    if (!row.is_array() || (int64_t)row.size() != seqLen) {
-      error = path + ": row " + std::to_string(r) + " must be an array of seq_len = " +
-              std::to_string(seqLen) + " token ids, got " +
-              (row.is_array() ? std::to_string(row.size()) + " ids" : row.type_name());
-      return false;
-    }
-    for (int64_t i = 0; i < seqLen; ++i) {
-      const nlohmann::json &id = row[i];
-      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= vocab) {
-        error = path + ": row " + std::to_string(r) + ", position " + std::to_string(i) +
-                ": token " + id.dump() + " is not an integer in [0, " +
-                std::to_string(vocab) + ")";
+  const nlohmann::json *tokens = &doc, *mask = nullptr;
+  if (doc.is_object()) {
+    for (auto it = doc.begin(); it != doc.end(); ++it)
+      if (it.key() != "tokens" && it.key() != "loss_mask") {
+        error = path + ": unknown key '" + it.key() + "'; expected tokens and loss_mask";
         return false;
       }
-      batch.ids.push_back(id.get<int64_t>());
+    if (!doc.contains("tokens")) {
+      error = path + ": missing key 'tokens'";
+      return false;
     }
+    tokens = &doc["tokens"];
+    if (doc.contains("loss_mask"))
+      mask = &doc["loss_mask"];
   }
-  return true;
+  if (requireMask && !mask) {
+    error = path + ": train.stage is \"sft\", so the batch needs a loss_mask: write "
+                   "{\"tokens\": [...], \"loss_mask\": [...]} with 1 for tokens to learn";
+    return false;
+  }
+  batch = TokenBatch{rows, seqLen, {}, {}};
+  auto inVocab = [&](int64_t id, std::string &why) {
+    if (id >= 0 && id < vocab)
+      return true;
+    why = "is not a token id in [0, " + std::to_string(vocab) + ")";
+    return false;
+  };
+  if (!readRows(*tokens, path + (mask ? ": tokens" : ""), rows, seqLen, "token ids", inVocab,
+                batch.ids, error))
+    return false;
+  auto zeroOrOne = [](int64_t v, std::string &why) {
+    if (v == 0 || v == 1)
+      return true;
+    why = "must be 0 or 1";
+    return false;
+  };
+  return !mask || readRows(*mask, path + ": loss_mask", rows, seqLen, "mask values",
+                           zeroOrOne, batch.learn, error);
 }
 
 bool bindNextTokenInputs(const TokenBatch &batch, const Signature &sig,
@@ -80,7 +126,7 @@ bool bindNextTokenInputs(const TokenBatch &batch, const Signature &sig,
         else if (in.role == "targets")
           t.data[at] = last ? 0.0 : double(batch.ids[at + 1]);
         else if (in.role == "loss_mask")
-          t.data[at] = last ? 0.0 : 1.0;
+          t.data[at] = last ? 0.0 : batch.learn.empty() ? 1.0 : batch.learn[at + 1];
         else {
           error = "unknown input role '" + in.role + "'";
           return false;

@@ -1,10 +1,13 @@
 //===- Batch.h - token batches for evaluating a language model ------------===//
 //
-// A batch is `rows` token rows of `seqLen` ids each, from a JSON file (an
-// array of arrays of ints) or drawn from a seeded generator. Next-token
-// training reads it as tokens[b, i], targets[b, i] = tokens[b, i + 1] and a
-// loss mask that is 1 for positions 0..S-2 and 0 for the last position (whose
-// target is unknown; it is set to 0).
+// A batch is `rows` token rows of `seqLen` ids each, from a JSON file or
+// drawn from a seeded generator. The file is an array of rows of ids, or
+// {"tokens": [rows], "loss_mask": [rows of 0/1]} where loss_mask[b][j] = 1
+// marks token j as one to learn (SFT: the completion, not the prompt).
+// Next-token training reads it as tokens[b, i], targets[b, i] =
+// tokens[b, i + 1] and a loss mask over positions: position i counts when
+// token i + 1 is to be learned; the last position (whose target is unknown,
+// set to 0) never counts.
 //
 //===----------------------------------------------------------------------===//
 
@@ -20,15 +23,18 @@ namespace kiln::reference {
 
 struct TokenBatch {
   int64_t rows = 0, seqLen = 0;
-  std::vector<int64_t> ids; ///< rows * seqLen, row-major
+  std::vector<int64_t> ids;  ///< rows * seqLen, row-major
+  std::vector<double> learn; ///< per token, 1 = learn it; empty = learn all
 };
 
 /// Uniform ids in [0, vocab) from the seeded stream "batch".
 TokenBatch seededBatch(int64_t rows, int64_t seqLen, int64_t vocab, uint64_t seed);
 
-/// Reads a JSON array of `rows` rows of `seqLen` ids in [0, vocab).
+/// Reads `rows` rows of `seqLen` ids in [0, vocab), with an optional
+/// loss_mask; `requireMask` (SFT) makes a missing mask an error.
 bool readBatchJson(const std::string &path, int64_t rows, int64_t seqLen,
-                   int64_t vocab, TokenBatch &batch, std::string &error);
+                   int64_t vocab, TokenBatch &batch, std::string &error,
+                   bool requireMask = false);
 
 /// Fills the "tokens", "targets" and "loss_mask" inputs of `sig` in `args`.
 bool bindNextTokenInputs(const TokenBatch &batch, const Signature &sig,
