@@ -51,10 +51,12 @@ LogicalResult DispatchOp::verify() {
                          << ", top_k] (one row per token of x), got "
                          << formatShape(idx);
   int64_t rows = idx[0] * idx[1];
-  if (getNumExperts() <= 0)
-    return emitOpError() << "expects num_experts > 0, got " << getNumExperts();
+  // The generated I64Attr getter is unsigned: read it signed so -1 is caught.
+  int64_t experts = static_cast<int64_t>(getNumExperts());
+  if (experts <= 0)
+    return emitOpError() << "expects num_experts > 0, got " << experts;
   if (failed(expectShape(*this, "rows", shapeOf(getRows()), {rows, x[1]})) ||
-      failed(expectShape(*this, "offsets", shapeOf(getOffsets()), {getNumExperts() + 1})) ||
+      failed(expectShape(*this, "offsets", shapeOf(getOffsets()), {experts + 1})) ||
       failed(expectShape(*this, "source", shapeOf(getSource()), {rows})))
     return failure();
   return expectSameElementType(*this, "x", getX(), "rows", getRows());

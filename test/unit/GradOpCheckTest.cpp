@@ -10,8 +10,11 @@
 // (summing c * (f+ - f-) rather than L+ - L- is the same number in exact
 // arithmetic and keeps the outputs that do not move out of the rounding).
 // The error of a gradient value g is |fd - g| / max(|g|, 1e-3 max|g|); each
-// case prints its largest error and the first values compared, and must stay
-// below 1e-6. Integer outputs (routing indices, offsets) must not change
+// case prints its largest error and the first nonzero values compared, and
+// must stay below 1e-6. That is within ~3x of the f64 rounding floor of
+// h = 1e-6 for the softmax-based losses, so their inputs are shifted by a
+// constant, which softmax ignores, to make h larger (checked over 60 seeds:
+// all cases <= 4e-7). Integer outputs (routing indices, offsets) must not change
 // under the perturbation; router cases also check that a 1000x larger random
 // perturbation keeps the selection, i.e. that the top-k margin is large.
 //
@@ -81,6 +84,15 @@ RefTensor normal(SeededRng &rng, llvm::ArrayRef<int64_t> shape, double scale = 1
   return t;
 }
 
+/// `t + offset`. Softmax-based ops are shift-invariant in each row; moving
+/// the inputs away from 0 makes h = 1e-6 (|x| + 1) larger against f64
+/// rounding without changing the function.
+RefTensor shifted(RefTensor t, double offset) {
+  for (double &v : t.data)
+    v += offset;
+  return t;
+}
+
 double maxAbs(const RefTensor &t) {
   double m = 0;
   for (double v : t.data)
@@ -146,6 +158,7 @@ double runGradCheck(const GradCheck &gc) {
 
   double worst = 0;
   size_t compared = 0;
+  int shown = 0;
   std::string firstValues;
   for (auto [n, a] : llvm::enumerate(gc.wrt)) {
     const RefTensor &g = (*grads)[n];
@@ -175,14 +188,15 @@ double runGradCheck(const GradCheck &gc) {
       double err = std::fabs(fd - g.data[e]) / std::max(std::fabs(g.data[e]), floor);
       worst = std::max(worst, err);
       ++compared;
-      if (n == 0 && e < 3) {
+      if (n == 0 && shown < 3 && std::fabs(g.data[e]) >= floor) { // skip exact zeros
         char buf[96];
-        std::snprintf(buf, sizeof(buf), "%s fd %.12g g %.12g", e ? ";" : "", fd, g.data[e]);
+        std::snprintf(buf, sizeof(buf), "%s fd %.12g g %.12g", shown++ ? ";" : "", fd,
+                      g.data[e]);
         firstValues += buf;
       }
     }
   }
-  std::printf("[%-34s] max relative error %.2e over %zu values; first d(input %u):%s\n",
+  std::printf("[%-34s] max relative error %.2e over %zu values; first nonzero d(input %u):%s\n",
               gc.name.c_str(), worst, compared, gc.wrt.empty() ? 0 : gc.wrt[0],
               firstValues.c_str());
   EXPECT_LE(worst, kTolerance) << gc.name;
@@ -254,7 +268,7 @@ TEST(GradOpCheck, Embedding) {
 }
 
 TEST(GradOpCheck, RMSNorm) {
-  SeededRng rng(4 + (getenv("SEEDOFF") ? atoi(getenv("SEEDOFF")) : 0), "rms_norm");
+  SeededRng rng(4, "rms_norm");
   runGradCheck({"rms_norm -> rms_norm_grad", R"mlir(
     func.func @f(%x: tensor<2x3x6xf32>, %gamma: tensor<6xf32>) -> tensor<2x3x6xf32> {
       %y = kiln.rms_norm %x, %gamma {epsilon = 1.0e-05 : f64} : (tensor<2x3x6xf32>, tensor<6xf32>) -> tensor<2x3x6xf32>
@@ -354,7 +368,7 @@ void checkAttention(const std::string &name, int heads, int kvHeads, int dqk, in
       "  %dq, %dk, %dv = kiln.attention_grad %q, %k, %v, %do " + attrs + " : (" + q + ", " + k +
       ", " + v + ", " + o + ") -> (" + q + ", " + k + ", " + v + ")\n"
       "  return %dq, %dk, %dv : " + q + ", " + k + ", " + v + "\n}\n";
-  SeededRng rng(seed + (getenv("SEEDOFF") ? atoi(getenv("SEEDOFF")) : 0), "attention");
+  SeededRng rng(seed, "attention");
   runGradCheck({name, source,
                 {normal(rng, {2, 4, heads, dqk}), normal(rng, {2, 4, kvHeads, dqk}),
                  normal(rng, {2, 4, kvHeads, dv})},
@@ -398,8 +412,11 @@ void checkRouter(const std::string &name, const std::string &attrs, const std::s
       "  %dl = kiln.router_grad %l, %i, %dw {" + gradAttrs + "}\n"
       "      : (tensor<5x8xf32>, tensor<5x2xi32>, tensor<5x2xf32>) -> tensor<5x8xf32>\n"
       "  return %dl : tensor<5x8xf32>\n}\n";
-  SeededRng rng(seed + (getenv("SEEDOFF") ? atoi(getenv("SEEDOFF")) : 0), "router");
-  GradCheck gc{name, source, {routerLogits(rng, 5, 8), tensor({8}, bias)}, {0}};
+  SeededRng rng(seed, "router");
+  RefTensor logits = routerLogits(rng, 5, 8);
+  if (attrs.find("softmax") != std::string::npos)
+    logits = shifted(logits, 20.0);
+  GradCheck gc{name, source, {logits, tensor({8}, bias)}, {0}};
   gc.checkMargin = true;
   runGradCheck(gc);
 }
@@ -544,10 +561,10 @@ void checkCrossEntropy(const std::string &name, double eps, uint64_t seed) {
       "  %dl = kiln.cross_entropy_grad %l, %t, %m, %d " + attrs +
       " : (tensor<2x3x5xf32>, tensor<2x3xi32>, tensor<2x3xf32>, tensor<f32>) -> tensor<2x3x5xf32>\n"
       "  return %dl : tensor<2x3x5xf32>\n}\n";
-  SeededRng rng(seed + (getenv("SEEDOFF") ? atoi(getenv("SEEDOFF")) : 0), "cross_entropy");
+  SeededRng rng(seed, "cross_entropy");
   // Position (0, 2) is masked with target -100 (never read); its gradient is 0.
   runGradCheck({name, source,
-                {normal(rng, {2, 3, 5}, 2.0), tensor({2, 3}, {1, 4, -100, 0, 2, 2}),
+                {shifted(normal(rng, {2, 3, 5}, 2.0), 20.0), tensor({2, 3}, {1, 4, -100, 0, 2, 2}),
                  tensor({2, 3}, {1, 1, 0, 1, 1, 1})},
                 {0}});
 }
@@ -568,7 +585,7 @@ void checkBalanceLoss(const std::string &scoring, uint64_t seed) {
       "  %dl = kiln.balance_loss_grad %l, %i, %d " + attrs +
       " : (tensor<6x4xf32>, tensor<6x2xi32>, tensor<f32>) -> tensor<6x4xf32>\n"
       "  return %dl : tensor<6x4xf32>\n}\n";
-  SeededRng rng(seed + (getenv("SEEDOFF") ? atoi(getenv("SEEDOFF")) : 0), "balance_loss");
+  SeededRng rng(seed, "balance_loss");
   runGradCheck({"balance_loss " + scoring + " -> _grad", source,
                 {normal(rng, {6, 4}), tensor({6, 2}, {0, 1, 0, 2, 3, 0, 1, 2, 1, 3, 2, 1})},
                 {0}});

@@ -5,7 +5,8 @@
 // and every generated kernel is checked against, so it favours the plainest
 // loops over speed. Each op family's execution rule lives in its own file
 // (DenseRules.cpp, AttentionRules.cpp, MoERules.cpp, LossRules.cpp,
-// UpstreamRules.cpp); an op without a rule is an error naming the op.
+// GradRules.cpp, TrainRules.cpp, UpstreamRules.cpp); an op without a rule
+// is an error naming the op.
 //
 //===----------------------------------------------------------------------===//
 

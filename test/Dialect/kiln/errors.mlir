@@ -780,3 +780,11 @@ func.func @cross_entropy_label_smoothing_negative(%logits: tensor<4x32x256xf32>,
   %0 = "kiln.cross_entropy"(%logits, %t, %m) {label_smoothing = -0.1 : f64} : (tensor<4x32x256xf32>, tensor<4x32xi32>, tensor<4x32xf32>) -> tensor<f32>
   return
 }
+
+// -----
+
+func.func @dispatch_negative_experts(%x: tensor<4x8xf32>, %idx: tensor<4x2xi32>) {
+  // expected-error @+1 {{expects num_experts > 0, got -1}}
+  %0:3 = "kiln.dispatch"(%x, %idx) {num_experts = -1 : i64} : (tensor<4x8xf32>, tensor<4x2xi32>) -> (tensor<8x8xf32>, tensor<0xi32>, tensor<8xi32>)
+  return
+}
