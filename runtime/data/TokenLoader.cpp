@@ -1,0 +1,125 @@
+//===- TokenLoader.cpp - Deterministic, resumable next-token batches ------===//
+//
+// The format choice and the wrapping window walk described in TokenLoader.h.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/data/TokenLoader.h"
+
+#include <algorithm>
+#include <limits>
+
+namespace kiln::data {
+
+namespace {
+
+bool endsWith(const std::string &s, const char *suffix) {
+  const std::string tail(suffix);
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+} // namespace
+
+const char *tokenFileFormatName(TokenFileFormat format) {
+  return format == TokenFileFormat::LlmcShard ? "llm.c shard" : "Megatron indexed dataset";
+}
+
+TokenFileFormat detectTokenFileFormat(const std::string &path) {
+  if (endsWith(path, ".idx"))
+    return TokenFileFormat::MegatronIndexed;
+  if (endsWith(path, ".bin") && isRegularFile(megatronIndexPath(path.substr(0, path.size() - 4))))
+    return TokenFileFormat::MegatronIndexed;
+  return TokenFileFormat::LlmcShard;
+}
+
+std::optional<TokenLoader> TokenLoader::open(const std::string &path, uint64_t rows,
+                                             uint64_t seqLen, std::string &error,
+                                             std::optional<uint64_t> vocabSize) {
+  try {
+    if (rows == 0 || seqLen == 0) {
+      error = path + ": batch of " + std::to_string(rows) + " rows x " + std::to_string(seqLen) +
+              " positions; both must be at least 1";
+      return std::nullopt;
+    }
+    uint64_t rowTokens, batchTokens;
+    if (__builtin_add_overflow(seqLen, uint64_t(1), &rowTokens) ||
+        __builtin_mul_overflow(rows, rowTokens, &batchTokens) ||
+        batchTokens > std::numeric_limits<size_t>::max() / sizeof(int64_t)) {
+      error = path + ": a batch of " + std::to_string(rows) + " rows x " + std::to_string(seqLen) +
+              " + 1 tokens does not fit in memory";
+      return std::nullopt;
+    }
+    const TokenFileFormat format = detectTokenFileFormat(path);
+    std::optional<Source> source;
+    uint64_t numTokens = 0;
+    if (format == TokenFileFormat::MegatronIndexed) {
+      std::optional<MegatronIndexed> dataset =
+          MegatronIndexed::open(path.substr(0, path.size() - 4), error, vocabSize);
+      if (!dataset)
+        return std::nullopt;
+      numTokens = dataset->numTokens();
+      source.emplace(std::in_place_type<MegatronIndexed>, std::move(*dataset));
+    } else {
+      std::optional<LlmcShard> shard = LlmcShard::open(path, error, vocabSize);
+      if (!shard)
+        return std::nullopt;
+      numTokens = shard->numTokens();
+      source.emplace(std::in_place_type<LlmcShard>, std::move(*shard));
+    }
+    if (numTokens < rowTokens) {
+      error = path + ": the " + tokenFileFormatName(format) + " has " + std::to_string(numTokens) +
+              " tokens, fewer than one row of seq_len + 1 = " + std::to_string(rowTokens) +
+              "; use a bigger file or a shorter sequence";
+      return std::nullopt;
+    }
+    TokenLoader loader(std::move(*source));
+    loader.name_ = path;
+    loader.format_ = format;
+    loader.rows_ = rows;
+    loader.seqLen_ = seqLen;
+    loader.numTokens_ = numTokens;
+    return std::optional<TokenLoader>(std::move(loader));
+  } catch (...) {
+    error = path + ": out of memory while opening the token loader";
+    return std::nullopt;
+  }
+}
+
+void TokenLoader::readWrapped(uint64_t begin, uint64_t count, int64_t *out) const {
+  while (count > 0) {
+    const uint64_t run = std::min(count, numTokens_ - begin);
+    std::visit([&](const auto &s) { s.readTokens(begin, run, out); }, source_);
+    out += run;
+    count -= run;
+    begin = 0;
+  }
+}
+
+bool TokenLoader::next(int64_t *out, std::string &error) {
+  const uint64_t advance = rows_ * seqLen_; // Cannot wrap: checked in open().
+  if (position_ > std::numeric_limits<uint64_t>::max() - advance) {
+    error = name_ + ": position " + std::to_string(position_) +
+            " cannot advance by another batch without passing 2^64";
+    return false;
+  }
+  const uint64_t rowTokens = seqLen_ + 1;
+  uint64_t start = position_ % numTokens_;
+  for (uint64_t b = 0; b < rows_; ++b) {
+    readWrapped(start, rowTokens, out + b * rowTokens);
+    start = (start + seqLen_ % numTokens_) % numTokens_;
+  }
+  position_ += advance;
+  return true;
+}
+
+bool TokenLoader::next(std::vector<int64_t> &batch, std::string &error) {
+  try {
+    batch.resize(batchTokens());
+  } catch (...) {
+    error = name_ + ": out of memory for a batch of " + std::to_string(batchTokens()) + " tokens";
+    return false;
+  }
+  return next(batch.data(), error);
+}
+
+} // namespace kiln::data
