@@ -1,0 +1,52 @@
+//===- Attention.h - host kernels of kiln.rope and kiln.attention ---------===//
+//
+// f32, row-major, sizes explicit; layouts as in KilnAttentionOps.td:
+// x / q [batch, seq, heads, dim], k [batch, seq, kvHeads, dqk],
+// v [batch, seq, kvHeads, dv], out [batch, seq, heads, dv].
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_RUNTIME_ATTENTION_H
+#define KILN_RUNTIME_ATTENTION_H
+
+#include <cstdint>
+#include <vector>
+
+namespace kiln::kernels {
+
+/// The parameters of #kiln.yarn (KilnAttrs.td).
+struct YarnConfig {
+  double factor, originalMaxPositions, betaFast, betaSlow, mscale, mscaleAllDim;
+};
+
+/// inv_freq[i], i in [0, dim / 2): theta^(-2i / dim), blended toward
+/// inv_freq / factor over YaRN's correction range when `yarn` is given
+/// (in f64, like the reference).
+std::vector<double> ropeInverseFrequencies(int64_t dim, double theta, const YarnConfig *yarn);
+
+/// YaRN's attention magnitude m(factor, mscale) / m(factor, mscale_all_dim)
+/// (1 without YaRN), which scales cos and sin.
+double ropeMagnitude(const YarnConfig *yarn);
+
+/// kiln.rope (transpose = false) or its transpose (the backward), on
+/// x [batch, seq, heads, dim]: pairs (2i, 2i+1) when interleaved, else
+/// (i, i + dim/2), rotated by position * inv_freq[i]. y may alias x.
+void ropeForward(float *y, const float *x, int64_t batch, int64_t seq, int64_t heads,
+                 int64_t dim, double theta, bool interleaved, const YarnConfig *yarn,
+                 bool transpose = false);
+
+/// kiln.attention: out = softmax(scale q k^T [+ causal mask]) v per (batch,
+/// head), query head h reading kv head h / (heads / kvHeads).
+void attentionForward(float *out, const float *q, const float *k, const float *v,
+                      int64_t batch, int64_t seq, int64_t heads, int64_t kvHeads, int64_t dqk,
+                      int64_t dv, float scale, bool causal);
+
+/// kiln.attention_grad: dq, dk, dv from dout, recomputing the softmax.
+void attentionBackward(float *dq, float *dk, float *dv, const float *q, const float *k,
+                       const float *v, const float *dout, int64_t batch, int64_t seq,
+                       int64_t heads, int64_t kvHeads, int64_t dqk, int64_t dvDim, float scale,
+                       bool causal);
+
+} // namespace kiln::kernels
+
+#endif // KILN_RUNTIME_ATTENTION_H

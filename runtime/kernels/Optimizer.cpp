@@ -1,0 +1,97 @@
+//===- Optimizer.cpp - host kernels of the training step's optimizer ops --===//
+//
+// lr_schedule, global_norm, clip_scale, adamw and bias_update in f32, with
+// the per-element math in MoEMath.h. AdamW's bias corrections 1 - beta^t are
+// computed once per call in f64 (as torch does in Python floats).
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/kernels/Optimizer.h"
+#include "runtime/kernels/MoEMath.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace kiln::kernels {
+
+static bool fail(std::string *error, const std::string &message) {
+  if (error)
+    *error = message;
+  return false;
+}
+
+// ---------------------------------------------------------------------------
+// kernel launchers
+
+bool lrSchedule(int64_t step, float lr, float minLr, int64_t warmupSteps,
+                int64_t totalSteps, float *result, std::string *error) {
+  if (step < 1)
+    return fail(error, "lr_schedule: step " + std::to_string(step) +
+                           " is not a 1-based step (expected >= 1)");
+  if (warmupSteps < 0 || totalSteps < 0)
+    return fail(error, "lr_schedule: warmup_steps and total_steps must be >= 0");
+  *result = lrAtStep(step, lr, minLr, warmupSteps, totalSteps);
+  return true;
+}
+
+bool globalNorm(const float *const *tensors, const int64_t *sizes, int64_t count,
+                float *norm, std::string *error) {
+  constexpr int64_t kChunk = 4096;
+  double total = 0.0;
+  for (int64_t i = 0; i < count; ++i) {
+    if (sizes[i] < 0 || (sizes[i] > 0 && !tensors[i]))
+      return fail(error, "global_norm: tensor " + std::to_string(i) +
+                             " has a negative size or no data");
+    const float *x = tensors[i];
+    int64_t chunks = (sizes[i] + kChunk - 1) / kChunk;
+    std::vector<double> partial(chunks);
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < chunks; ++c) {
+      int64_t end = std::min(sizes[i], (c + 1) * kChunk);
+      double acc = 0.0;
+      for (int64_t j = c * kChunk; j < end; ++j)
+        acc += double(x[j]) * double(x[j]);
+      partial[c] = acc;
+    }
+    for (double p : partial) // chunk order: independent of the thread count
+      total += p;
+  }
+  *norm = float(std::sqrt(total));
+  return true;
+}
+
+float clipScale(float norm, float maxNorm) { return clipScaleOf(norm, maxNorm); }
+
+bool adamw(float *param, const float *grad, float *m, float *v, int64_t size, float lr,
+           int64_t step, float gradScale, float beta1, float beta2, float eps,
+           float weightDecay, std::string *error) {
+  if (step < 1)
+    return fail(error, "adamw: step " + std::to_string(step) +
+                           " is not a 1-based step (expected >= 1)");
+  if (size < 0)
+    return fail(error, "adamw: negative size " + std::to_string(size));
+  float correction1 = float(1.0 - std::pow(double(beta1), double(step)));
+  float correction2 = float(1.0 - std::pow(double(beta2), double(step)));
+  float decay = 1.0f - lr * weightDecay;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < size; ++i)
+    adamwElement(param[i], m[i], v[i], grad[i], gradScale, lr, beta1, beta2, eps, decay,
+                 correction1, correction2);
+  return true;
+}
+
+bool biasUpdate(const float *bias, const float *load, int64_t experts, float speed,
+                float *newBias, std::string *error) {
+  if (experts < 1)
+    return fail(error, "bias_update: experts must be >= 1, got " + std::to_string(experts));
+  double sum = 0.0;
+  for (int64_t e = 0; e < experts; ++e)
+    sum += load[e];
+  float mean = float(sum / double(experts));
+  for (int64_t e = 0; e < experts; ++e)
+    newBias[e] = biasStep(bias[e], load[e], mean, speed);
+  return true;
+}
+
+} // namespace kiln::kernels

@@ -1,0 +1,42 @@
+//===- Optimizer.h - host kernels of the training step's optimizer ops ----===//
+//
+// f32 host launchers for kiln.lr_schedule, kiln.global_norm, kiln.clip_scale,
+// kiln.adamw (one parameter tensor, updated in place) and kiln.bias_update
+// (KilnTrainOps.td). Bad arguments (a step below 1, mismatched sizes) return
+// false with a message in `*error` (when non-null). global_norm sums squares
+// in fixed 4096-element chunks combined in chunk order, so its result does
+// not depend on the thread count.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_RUNTIME_OPTIMIZER_H
+#define KILN_RUNTIME_OPTIMIZER_H
+
+#include <cstdint>
+#include <string>
+
+namespace kiln::kernels {
+
+/// Learning rate at 1-based `step`.
+bool lrSchedule(int64_t step, float lr, float minLr, int64_t warmupSteps,
+                int64_t totalSteps, float *result, std::string *error = nullptr);
+
+/// sqrt(sum of squares) over `count` tensors tensors[i] of sizes[i] elements.
+bool globalNorm(const float *const *tensors, const int64_t *sizes, int64_t count,
+                float *norm, std::string *error = nullptr);
+
+/// min(1, maxNorm / (norm + 1e-6)), 1 when maxNorm is 0.
+float clipScale(float norm, float maxNorm);
+
+/// One AdamW step of param/m/v [size] in place, gradient grad * gradScale.
+bool adamw(float *param, const float *grad, float *m, float *v, int64_t size, float lr,
+           int64_t step, float gradScale, float beta1, float beta2, float eps,
+           float weightDecay, std::string *error = nullptr);
+
+/// newBias[e] = bias[e] + speed * sign(mean(load) - load[e]) over `experts`.
+bool biasUpdate(const float *bias, const float *load, int64_t experts, float speed,
+                float *newBias, std::string *error = nullptr);
+
+} // namespace kiln::kernels
+
+#endif // KILN_RUNTIME_OPTIMIZER_H
