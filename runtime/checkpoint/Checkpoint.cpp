@@ -1,6 +1,7 @@
 //===- Checkpoint.cpp - training checkpoints: atomic, strict, resumable ---===//
 
 #include "runtime/checkpoint/Checkpoint.h"
+#include "runtime/io/AtomicFile.h"
 #include "runtime/safetensors/Safetensors.h"
 
 #include <cerrno>
@@ -21,30 +22,6 @@ std::string fileName(uint64_t step) {
   std::snprintf(buffer, sizeof(buffer), "step-%08llu.safetensors",
                 static_cast<unsigned long long>(step));
   return buffer;
-}
-
-/// Replaces `path` with `text` atomically: temp file, fsync, rename, fsync dir.
-bool writeTextAtomically(const std::string &dir, const std::string &path,
-                         const std::string &text, std::string &error) {
-  std::string tmp = path + ".tmp." + std::to_string(getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) {
-    error = path + ": cannot write: " + std::strerror(errno);
-    return false;
-  }
-  bool ok = ::write(fd, text.data(), text.size()) == ssize_t(text.size()) && ::fsync(fd) == 0;
-  ok = ::close(fd) == 0 && ok;
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    error = path + ": cannot write: " + std::strerror(errno);
-    ::unlink(tmp.c_str());
-    return false;
-  }
-  int dirFd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (dirFd >= 0) {
-    ::fsync(dirFd);
-    ::close(dirFd);
-  }
-  return true;
 }
 
 bool parseUnsigned(const std::map<std::string, std::string> &meta, const std::string &key,
@@ -86,7 +63,8 @@ bool save(const std::string &dir, const Checkpoint &ckpt, std::string &error) {
   std::string name = fileName(ckpt.step);
   if (!writer.writeAtomic(dir + "/" + name, error))
     return false;
-  return writeTextAtomically(dir, dir + "/latest", name + "\n", error);
+  std::string pointer = name + "\n";
+  return io::writeFileAtomic(dir + "/latest", {{pointer.data(), pointer.size()}}, error);
 }
 
 bool hasLatest(const std::string &dir) {

@@ -17,6 +17,8 @@
 #ifndef KILN_RUNTIME_DATA_DATAFILE_H
 #define KILN_RUNTIME_DATA_DATAFILE_H
 
+#include "runtime/io/AtomicFile.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -50,18 +52,9 @@ private:
   uint64_t size_ = 0;
 };
 
-/// One contiguous piece of a file being written.
-struct ByteRange {
-  const void *data;
-  size_t size;
-};
-
-/// Writes the concatenation of `pieces` to "<path>.tmp.<pid>", fsyncs it,
-/// renames it over `path` and fsyncs the directory. On failure the temp file
-/// is removed and an existing file at `path` is left untouched (except when
-/// only the final directory fsync fails, which is still reported).
-bool writeFileAtomic(const std::string &path, const std::vector<ByteRange> &pieces,
-                     std::string &error);
+// Token files are written through the runtime's one atomic writer.
+using io::ByteRange;
+using io::writeFileAtomic;
 
 /// True if `path` names an existing regular file (following symlinks).
 bool isRegularFile(const std::string &path);

@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/safetensors/Safetensors.h"
+#include "runtime/io/AtomicFile.h"
 
 #include <cerrno>
 #include <cstdio>
@@ -92,29 +93,6 @@ void appendJsonString(std::string &out, std::string_view s) {
     }
   }
   out += '"';
-}
-
-bool writeAll(int fd, const uint8_t *p, size_t n) {
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      return false;
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return true;
-}
-
-std::string directoryOf(const std::string &path) {
-  size_t slash = path.find_last_of('/');
-  if (slash == std::string::npos)
-    return ".";
-  if (slash == 0)
-    return "/";
-  return path.substr(0, slash);
 }
 
 } // namespace
@@ -315,32 +293,6 @@ std::vector<uint8_t> Writer::serialize() const {
 }
 
 bool Writer::writeAtomic(const std::string &path, std::string &error) const {
-  std::string tmp;
-  int fd = -1;
-  // Cleans up before building the message, so that even an allocation
-  // failure while formatting it leaves no temp file behind.
-  auto fail = [&](std::string_view what, int err) {
-    if (fd >= 0)
-      ::close(fd);
-    fd = -1;
-    if (!tmp.empty())
-      ::unlink(tmp.c_str());
-    tmp.clear();
-    try {
-      error = path + ": ";
-      error.append(what.data(), what.size());
-      if (err)
-        error += std::string(": ") + std::strerror(err);
-      error += " (any existing file was left unchanged)";
-    } catch (...) {
-    }
-    return false;
-  };
-  // Takes the pieces separately so errno is saved before any allocation.
-  auto failErrno = [&](const char *what, const std::string &file, const char *tail = "") {
-    int err = errno;
-    return fail(what + file + tail, err);
-  };
   try {
     std::string header;
     if (!buildHeader(header, error)) {
@@ -350,50 +302,13 @@ bool Writer::writeAtomic(const std::string &path, std::string &error) const {
     uint8_t prefix[8];
     for (int i = 0; i < 8; ++i)
       prefix[i] = static_cast<uint8_t>(static_cast<uint64_t>(header.size()) >> (8 * i));
-
-    const std::string candidate = path + ".tmp." + std::to_string(::getpid());
-    // O_NOFOLLOW: a planted symlink must not redirect our truncating write.
-    fd = ::open(candidate.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd < 0)
-      return failErrno("cannot create temporary file ", candidate);
-    tmp = candidate;
-    if (!writeAll(fd, prefix, 8) ||
-        !writeAll(fd, reinterpret_cast<const uint8_t *>(header.data()), header.size()))
-      return failErrno("cannot write ", tmp);
+    std::vector<io::ByteRange> pieces{{prefix, 8}, {header.data(), header.size()}};
     for (const Entry &e : entries_)
-      if (!writeAll(fd, e.bytes.data(), e.bytes.size()))
-        return failErrno("cannot write ", tmp);
-    // Without fsync before rename, a crash can leave the new name pointing at
-    // an empty or partial file on some filesystems (ext4 delayed allocation).
-    if (::fsync(fd) != 0)
-      return failErrno("cannot fsync ", tmp);
-    int closeResult = ::close(fd);
-    fd = -1;
-    if (closeResult != 0)
-      return failErrno("cannot close ", tmp);
-    if (::rename(tmp.c_str(), path.c_str()) != 0)
-      return failErrno("cannot rename ", tmp, " over it");
-    tmp.clear(); // Renamed: nothing left to clean up.
-
-    // Makes the rename itself durable.
-    const std::string dir = directoryOf(path);
-    int dirFd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dirFd < 0) {
-      error = path + ": written, but cannot open directory " + dir +
-              " to fsync it: " + std::strerror(errno) + " (the new file may not survive a crash)";
-      return false;
-    }
-    int syncResult = ::fsync(dirFd);
-    int syncErrno = errno;
-    ::close(dirFd);
-    if (syncResult != 0) {
-      error = path + ": written, but fsync of directory " + dir +
-              " failed: " + std::strerror(syncErrno) + " (the new file may not survive a crash)";
-      return false;
-    }
-    return true;
+      pieces.push_back({e.bytes.data(), e.bytes.size()});
+    return io::writeFileAtomic(path, pieces, error);
   } catch (...) {
-    return fail("out of memory while writing", 0);
+    error = path + ": out of memory while writing (any existing file was left unchanged)";
+    return false;
   }
 }
 
