@@ -1,0 +1,73 @@
+//===- CommandLine.h - The training executable's flags -*- C++ -*-===//
+//
+// A generated training executable is run as
+//
+//   train [--data FILE] [--steps N] [--checkpoint-dir D]
+//         [--checkpoint-every N] [--resume] [--log FILE.jsonl]
+//         [--threads N] [--seed N] [--help]
+//
+// Flags take their value as the next argument or after '=' (`--steps 300`,
+// `--steps=300`). Parsing is strict: an unknown flag (the closest known one
+// is suggested), a missing or empty value, a number that is not plain
+// decimal digits or is out of range, a repeated flag, a stray positional
+// argument, and --resume or --checkpoint-every without --checkpoint-dir are
+// each a one-line error naming the flag and what would be right. --help (or
+// -h) anywhere wins: parsing stops and `help` is set.
+//
+// Like the rest of runtime/, nothing here throws.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_RUNTIME_DRIVER_COMMANDLINE_H
+#define KILN_RUNTIME_DRIVER_COMMANDLINE_H
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace kiln::driver {
+
+/// Defaults that come from the spec the executable was generated from.
+struct SpecDefaults {
+  uint64_t steps = 1;
+  uint64_t seed = 0;
+};
+
+/// Upper bounds of the numeric flags (steps and checkpoint-every must fit an
+/// int64 step counter; threads is a sanity bound).
+constexpr uint64_t kMaxSteps = 9223372036854775807ULL;
+constexpr uint64_t kMaxThreads = 4096;
+
+struct TrainOptions {
+  std::string dataPath;        ///< --data; empty: the spec's data source.
+  uint64_t steps = 1;          ///< --steps; default from the spec.
+  std::string checkpointDir;   ///< --checkpoint-dir; empty: no checkpoints.
+  uint64_t checkpointEvery = 0;///< --checkpoint-every; 0: only at the end.
+  bool resume = false;         ///< --resume from <checkpointDir>/latest.
+  std::string logPath;         ///< --log; empty: no metrics file.
+  uint64_t threads = 0;        ///< --threads; 0: all hardware threads.
+  uint64_t seed = 0;           ///< --seed; default from the spec.
+  bool help = false;           ///< --help or -h was given; print helpText().
+};
+
+/// Parses `args` (the arguments after the program name). On success fills
+/// `options` (unset flags take `defaults` or the TrainOptions defaults); on
+/// failure returns false with a one-line `error` and leaves `options` as the
+/// defaults.
+bool parseCommandLine(const std::vector<std::string> &args, const SpecDefaults &defaults,
+                      TrainOptions &options, std::string &error);
+
+/// Same, from main()'s argc/argv (argv[0] is skipped).
+bool parseCommandLine(int argc, const char *const *argv, const SpecDefaults &defaults,
+                      TrainOptions &options, std::string &error);
+
+/// The --help text (several lines, ending in '\n'), showing the defaults.
+std::string helpText(const std::string &program, const SpecDefaults &defaults);
+
+/// The known flag closest to `flag` by edit distance (used in the
+/// unknown-flag message), e.g. "--step" -> "--steps".
+std::string closestFlag(const std::string &flag);
+
+} // namespace kiln::driver
+
+#endif // KILN_RUNTIME_DRIVER_COMMANDLINE_H

@@ -1,0 +1,316 @@
+//===- DriverTest.cpp - runtime/driver: flags, metrics log, progress line -===//
+
+#include "runtime/driver/CommandLine.h"
+#include "runtime/driver/Metrics.h"
+#include "runtime/driver/Timer.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <unistd.h>
+
+using namespace kiln::driver;
+
+namespace {
+
+const SpecDefaults kDefaults{300, 1234};
+
+std::string parseError(const std::vector<std::string> &args) {
+  TrainOptions options;
+  std::string error;
+  EXPECT_FALSE(parseCommandLine(args, kDefaults, options, error)) << "accepted";
+  // A failed parse leaves the defaults.
+  EXPECT_EQ(options.steps, 300u);
+  EXPECT_EQ(error.find('\n'), std::string::npos) << "error is not one line: " << error;
+  return error;
+}
+
+TrainOptions parseOk(const std::vector<std::string> &args) {
+  TrainOptions options;
+  std::string error;
+  EXPECT_TRUE(parseCommandLine(args, kDefaults, options, error)) << error;
+  return options;
+}
+
+std::string tempPath(const std::string &name) {
+  return ::testing::TempDir() + "kiln-driver-" + std::to_string(getpid()) + "-" + name;
+}
+
+} // namespace
+
+//===--- command line -----------------------------------------------------===//
+
+TEST(CommandLine, Defaults) {
+  TrainOptions o = parseOk({});
+  EXPECT_EQ(o.steps, 300u);
+  EXPECT_EQ(o.seed, 1234u);
+  EXPECT_EQ(o.dataPath, "");
+  EXPECT_EQ(o.checkpointDir, "");
+  EXPECT_EQ(o.checkpointEvery, 0u);
+  EXPECT_FALSE(o.resume);
+  EXPECT_EQ(o.logPath, "");
+  EXPECT_EQ(o.threads, 0u);
+  EXPECT_FALSE(o.help);
+}
+
+TEST(CommandLine, AllFlags) {
+  TrainOptions o = parseOk({"--data", "shard.bin", "--steps", "10", "--checkpoint-dir", "ck",
+                            "--checkpoint-every=5", "--resume", "--log", "m.jsonl",
+                            "--threads=8", "--seed", "18446744073709551615"});
+  EXPECT_EQ(o.dataPath, "shard.bin");
+  EXPECT_EQ(o.steps, 10u);
+  EXPECT_EQ(o.checkpointDir, "ck");
+  EXPECT_EQ(o.checkpointEvery, 5u);
+  EXPECT_TRUE(o.resume);
+  EXPECT_EQ(o.logPath, "m.jsonl");
+  EXPECT_EQ(o.threads, 8u);
+  EXPECT_EQ(o.seed, 18446744073709551615ull);
+}
+
+TEST(CommandLine, ArgcArgvSkipsProgramName) {
+  const char *argv[] = {"train", "--steps", "7"};
+  TrainOptions o;
+  std::string error;
+  ASSERT_TRUE(parseCommandLine(3, argv, kDefaults, o, error)) << error;
+  EXPECT_EQ(o.steps, 7u);
+}
+
+TEST(CommandLine, HelpWins) {
+  TrainOptions o = parseOk({"--bogus", "--help"});
+  EXPECT_TRUE(o.help);
+  EXPECT_TRUE(parseOk({"-h"}).help);
+  std::string text = helpText("train", kDefaults);
+  EXPECT_NE(text.find("usage: train"), std::string::npos);
+  for (const char *flag : {"--data FILE", "--steps N", "--checkpoint-dir D", "--checkpoint-every N",
+                           "--resume", "--log FILE.jsonl", "--threads N", "--seed N", "--help"})
+    EXPECT_NE(text.find(flag), std::string::npos) << flag;
+  EXPECT_NE(text.find("default 300"), std::string::npos);
+  EXPECT_NE(text.find("default 1234"), std::string::npos);
+}
+
+TEST(CommandLine, UnknownFlagSuggestsClosest) {
+  EXPECT_EQ(parseError({"--step", "3"}), "unknown flag '--step'; did you mean '--steps'? (see --help)");
+  EXPECT_EQ(parseError({"--checkpoint-evry", "3"}),
+            "unknown flag '--checkpoint-evry'; did you mean '--checkpoint-every'? (see --help)");
+  EXPECT_EQ(parseError({"--threds=2"}), "unknown flag '--threds'; did you mean '--threads'? (see --help)");
+  EXPECT_EQ(closestFlag("--resum"), "--resume");
+  EXPECT_EQ(closestFlag("--logs"), "--log");
+}
+
+TEST(CommandLine, PositionalArgument) {
+  EXPECT_EQ(parseError({"data.bin"}), "unexpected argument 'data.bin'; flags start with '--' (see --help)");
+  EXPECT_EQ(parseError({"-s"}), "unexpected argument '-s'; flags start with '--' (see --help)");
+}
+
+TEST(CommandLine, MissingValue) {
+  EXPECT_EQ(parseError({"--steps"}), "--steps needs a value: --steps N");
+  EXPECT_EQ(parseError({"--data", "--steps", "3"}), "--data needs a value: --data FILE");
+  EXPECT_EQ(parseError({"--log"}), "--log needs a value: --log FILE.jsonl");
+  EXPECT_EQ(parseError({"--checkpoint-dir="}), "--checkpoint-dir needs a non-empty value: --checkpoint-dir D");
+}
+
+TEST(CommandLine, BadNumbers) {
+  EXPECT_EQ(parseError({"--steps", "abc"}), "--steps expects an integer from 1 to 9223372036854775807, got 'abc'");
+  EXPECT_EQ(parseError({"--steps", "0"}), "--steps expects an integer from 1 to 9223372036854775807, got '0'");
+  EXPECT_EQ(parseError({"--steps=-1"}), "--steps expects an integer from 1 to 9223372036854775807, got '-1'");
+  EXPECT_EQ(parseError({"--steps", "1e3"}), "--steps expects an integer from 1 to 9223372036854775807, got '1e3'");
+  EXPECT_EQ(parseError({"--steps", "9223372036854775808"}),
+            "--steps expects an integer from 1 to 9223372036854775807, got '9223372036854775808'");
+  EXPECT_EQ(parseError({"--checkpoint-dir", "d", "--checkpoint-every", "0"}),
+            "--checkpoint-every expects an integer from 1 to 9223372036854775807, got '0'");
+  EXPECT_EQ(parseError({"--threads", "0"}), "--threads expects an integer from 1 to 4096, got '0'");
+  EXPECT_EQ(parseError({"--threads", "4097"}), "--threads expects an integer from 1 to 4096, got '4097'");
+  EXPECT_EQ(parseError({"--threads", " 4"}), "--threads expects an integer from 1 to 4096, got ' 4'");
+  EXPECT_EQ(parseError({"--seed", "18446744073709551616"}),
+            "--seed expects an integer from 0 to 18446744073709551615, got '18446744073709551616'");
+  EXPECT_EQ(parseError({"--seed", "0x10"}),
+            "--seed expects an integer from 0 to 18446744073709551615, got '0x10'");
+  EXPECT_EQ(parseError({"--seed="}), "--seed expects an integer from 0 to 18446744073709551615, got ''");
+  EXPECT_EQ(parseOk({"--seed", "0"}).seed, 0u);
+}
+
+TEST(CommandLine, Duplicates) {
+  EXPECT_EQ(parseError({"--steps", "3", "--steps=4"}), "--steps given more than once; give it once");
+  EXPECT_EQ(parseError({"--checkpoint-dir", "d", "--resume", "--resume"}),
+            "--resume given more than once; give it once");
+}
+
+TEST(CommandLine, SwitchTakesNoValue) {
+  EXPECT_EQ(parseError({"--checkpoint-dir", "d", "--resume=yes"}),
+            "--resume takes no value, got '--resume=yes'; write just --resume");
+}
+
+TEST(CommandLine, NeedsCheckpointDir) {
+  EXPECT_EQ(parseError({"--resume"}), "--resume needs --checkpoint-dir D to say where to resume from");
+  EXPECT_EQ(parseError({"--checkpoint-every", "10"}),
+            "--checkpoint-every needs --checkpoint-dir D to say where to save");
+}
+
+//===--- metrics log ------------------------------------------------------===//
+
+TEST(Metrics, JsonNumbers) {
+  EXPECT_EQ(formatJsonNumber(0.003), "0.003");
+  EXPECT_EQ(formatJsonNumber(5.0), "5");
+  EXPECT_EQ(formatJsonNumber(std::nan("")), "null");
+  EXPECT_EQ(formatJsonNumber(std::numeric_limits<double>::infinity()), "null");
+  EXPECT_EQ(formatJsonNumber(-std::numeric_limits<double>::infinity()), "null");
+  double third = 1.0 / 3.0;
+  EXPECT_EQ(std::stod(formatJsonNumber(third)), third);
+}
+
+TEST(Metrics, JsonlRoundTrip) {
+  std::string path = tempPath("roundtrip.jsonl");
+  std::vector<StepMetrics> steps = {
+      {1, 10.987654321012345, 3e-3, 1.2345678901234567, 12345.678, 0.25},
+      {2, 1.0 / 3.0, 2.9999999999999997e-3, 1e-300, 1e6, 0.5},
+      {3, std::nan(""), std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity(), 0, 0.75},
+  };
+  std::string error;
+  {
+    auto log = MetricsLog::open(path, /*append=*/false, error);
+    ASSERT_TRUE(log) << error;
+    for (const StepMetrics &m : steps)
+      ASSERT_TRUE(log->write(m, error)) << error;
+    // Flushed after each line: readable before the log is closed.
+    std::ifstream in(path);
+    std::string line;
+    int lines = 0;
+    while (std::getline(in, line))
+      ++lines;
+    EXPECT_EQ(lines, 3);
+  }
+  {
+    auto log = MetricsLog::open(path, /*append=*/true, error);
+    ASSERT_TRUE(log) << error;
+    ASSERT_TRUE(log->write({4, 2.5, 1e-4, 0.5, 100, 1.0}, error)) << error;
+  }
+  steps.push_back({4, 2.5, 1e-4, 0.5, 100, 1.0});
+
+  std::ifstream in(path);
+  std::string line;
+  size_t i = 0;
+  while (std::getline(in, line)) {
+    ASSERT_LT(i, steps.size());
+    nlohmann::json j = nlohmann::json::parse(line); // throws (fails) if invalid
+    const StepMetrics &m = steps[i];
+    EXPECT_EQ(j.at("step").get<uint64_t>(), m.step);
+    auto same = [&](const char *key, double want) {
+      if (std::isfinite(want))
+        EXPECT_EQ(j.at(key).get<double>(), want) << key << " line " << i;
+      else
+        EXPECT_TRUE(j.at(key).is_null()) << key << " line " << i << ": " << line;
+    };
+    same("loss", m.loss);
+    same("lr", m.lr);
+    same("grad_norm", m.gradNorm);
+    same("tokens_per_s", m.tokensPerSec);
+    same("elapsed_s", m.elapsedSec);
+    ++i;
+  }
+  EXPECT_EQ(i, steps.size());
+  std::printf("first line: %s\n", formatMetricsLine(steps[0]).c_str());
+  unlink(path.c_str());
+}
+
+TEST(Metrics, UnwritablePathIsAnError) {
+  std::string error;
+  auto log = MetricsLog::open("/nonexistent-kiln-dir/m.jsonl", false, error);
+  EXPECT_FALSE(log);
+  EXPECT_EQ(error, "/nonexistent-kiln-dir/m.jsonl: cannot open metrics log for writing: "
+                   "No such file or directory");
+}
+
+TEST(Metrics, FullDeviceWriteIsAnError) {
+  if (access("/dev/full", W_OK) != 0)
+    GTEST_SKIP() << "no /dev/full";
+  std::string error;
+  auto log = MetricsLog::open("/dev/full", false, error);
+  ASSERT_TRUE(log) << error;
+  EXPECT_FALSE(log->write({1, 1, 1, 1, 1, 1}, error));
+  EXPECT_EQ(error, "/dev/full: cannot write metrics log: No space left on device");
+}
+
+//===--- progress line ----------------------------------------------------===//
+
+TEST(Progress, Eta) {
+  EXPECT_EQ(formatEta(0), "0s");
+  EXPECT_EQ(formatEta(42.4), "42s");
+  EXPECT_EQ(formatEta(59.4), "59s");
+  EXPECT_EQ(formatEta(59.6), "1m00s");
+  EXPECT_EQ(formatEta(62), "1m02s");
+  EXPECT_EQ(formatEta(3599), "59m59s");
+  EXPECT_EQ(formatEta(3600), "1h00m");
+  EXPECT_EQ(formatEta(2 * 3600 + 5 * 60 + 59), "2h05m");
+  EXPECT_EQ(formatEta(100 * 3600.0), "100h00m");
+  EXPECT_EQ(formatEta(-1), "--");
+  EXPECT_EQ(formatEta(std::nan("")), "--");
+  EXPECT_EQ(formatEta(std::numeric_limits<double>::infinity()), "--");
+}
+
+TEST(Progress, Rate) {
+  EXPECT_EQ(formatRate(0), "0");
+  EXPECT_EQ(formatRate(950), "950");
+  EXPECT_EQ(formatRate(999.7), "1.0k");
+  EXPECT_EQ(formatRate(12345), "12.3k");
+  EXPECT_EQ(formatRate(999960), "1.0M");
+  EXPECT_EQ(formatRate(1.5e6), "1.5M");
+  EXPECT_EQ(formatRate(2e9), "2.0G");
+  EXPECT_EQ(formatRate(std::nan("")), "--");
+}
+
+TEST(Progress, Line) {
+  Progress p{12, 300, 5.4321, 3e-3, 1.23, 12345, 62};
+  EXPECT_EQ(formatProgressLine(p),
+            "step 12/300 | loss 5.4321 | lr 3.00e-03 | grad 1.23 | 12.3k tok/s | ETA 1m02s");
+  Progress q{300, 300, std::nan(""), 0, 0, 0, 0};
+  EXPECT_EQ(formatProgressLine(q), "step 300/300 | loss nan | lr 0.00e+00 | grad 0.00 | 0 tok/s | ETA 0s");
+}
+
+TEST(Progress, EstimateEta) {
+  EXPECT_TRUE(std::isnan(estimateEta(0, 300, 0)));
+  EXPECT_DOUBLE_EQ(estimateEta(10, 300, 5.0), 145.0);
+  EXPECT_EQ(estimateEta(300, 300, 5.0), 0.0);
+}
+
+TEST(Progress, PrinterRedrawsAndEndsLine) {
+  std::string path = tempPath("progress.txt");
+  std::FILE *f = std::fopen(path.c_str(), "w+");
+  ASSERT_NE(f, nullptr);
+  {
+    ProgressPrinter printer(f);
+    printer.update({1, 300, 10, 3e-3, 123.45, 1e5, 3725});
+    printer.update({2, 300, 9, 3e-3, 1.5, 1e5, 60});
+    printer.finish();
+    printer.finish(); // idempotent
+  }
+  std::rewind(f);
+  std::string out;
+  char buffer[512];
+  size_t n;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), f)) > 0)
+    out.append(buffer, n);
+  std::fclose(f);
+  unlink(path.c_str());
+  std::string first = "step 1/300 | loss 10.0000 | lr 3.00e-03 | grad 123.45 | 100.0k tok/s | ETA 1h02m";
+  std::string second = "step 2/300 | loss 9.0000 | lr 3.00e-03 | grad 1.50 | 100.0k tok/s | ETA 1m00s";
+  ASSERT_LT(second.size(), first.size());
+  EXPECT_EQ(out, "\r" + first + "\r" + second + std::string(first.size() - second.size(), ' ') + "\n");
+}
+
+//===--- timer ------------------------------------------------------------===//
+
+TEST(Timer, MonotonicAndLaps) {
+  Timer t;
+  usleep(2000);
+  double lap1 = t.lap();
+  EXPECT_GE(lap1, 0.001);
+  double lap2 = t.lap();
+  EXPECT_GE(lap2, 0.0);
+  EXPECT_LT(lap2, lap1 + 1.0);
+  EXPECT_GE(t.seconds(), lap1);
+  t.reset();
+  EXPECT_LT(t.seconds(), lap1 + 1.0);
+}
