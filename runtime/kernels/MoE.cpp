@@ -180,38 +180,16 @@ bool dispatch(const float *x, const int32_t *indices, int64_t tokens, int64_t hi
   return true;
 }
 
-bool dispatchGrad(const float *drows, const int32_t *source, int64_t tokens, int64_t topK,
-                  int64_t hidden, float *dx, std::string *error) {
-  if (!checkPositive(error, "dispatch_grad",
-                     {{"tokens", tokens}, {"top_k", topK}, {"hidden", hidden}}))
+/// out[t] = sum over rows r routed from token t of w(r) * rows[r], with
+/// w(r) = weights[source[r]] (combine) or 1 (dispatch_grad). Rows are bucketed
+/// by token first, so each output is summed by one thread in row order.
+static bool sumRowsIntoTokens(const char *kernel, const float *rows, const float *weights,
+                              const int32_t *source, int64_t tokens, int64_t topK,
+                              int64_t hidden, float *out, std::string *error) {
+  if (!checkPositive(error, kernel, {{"tokens", tokens}, {"top_k", topK}, {"hidden", hidden}}))
     return false;
   int64_t pairs = tokens * topK;
-  if (!checkSource(error, "dispatch_grad", source, pairs))
-    return false;
-  std::vector<int64_t> start, order;
-  bucketSort(pairs, tokens, [&](int64_t r) { return int64_t(source[r]) / topK; }, start,
-             order);
-#pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < tokens; ++t) {
-    float *out = dx + t * hidden;
-    std::fill(out, out + hidden, 0.0f);
-    for (int64_t i = start[t]; i < start[t + 1]; ++i) {
-      const float *row = drows + order[i] * hidden;
-      for (int64_t h = 0; h < hidden; ++h)
-        out[h] += row[h];
-    }
-  }
-  return true;
-}
-
-bool combine(const float *rows, const float *weights, const int32_t *source,
-             int64_t tokens, int64_t topK, int64_t hidden, float *out,
-             std::string *error) {
-  if (!checkPositive(error, "combine",
-                     {{"tokens", tokens}, {"top_k", topK}, {"hidden", hidden}}))
-    return false;
-  int64_t pairs = tokens * topK;
-  if (!checkSource(error, "combine", source, pairs))
+  if (!checkSource(error, kernel, source, pairs))
     return false;
   std::vector<int64_t> start, order;
   bucketSort(pairs, tokens, [&](int64_t r) { return int64_t(source[r]) / topK; }, start,
@@ -222,13 +200,25 @@ bool combine(const float *rows, const float *weights, const int32_t *source,
     std::fill(y, y + hidden, 0.0f);
     for (int64_t i = start[t]; i < start[t + 1]; ++i) {
       int64_t r = order[i];
-      float w = weights[source[r]];
+      float w = weights ? weights[source[r]] : 1.0f;
       const float *row = rows + r * hidden;
       for (int64_t h = 0; h < hidden; ++h)
         y[h] += w * row[h];
     }
   }
   return true;
+}
+
+bool dispatchGrad(const float *drows, const int32_t *source, int64_t tokens, int64_t topK,
+                  int64_t hidden, float *dx, std::string *error) {
+  return sumRowsIntoTokens("dispatch_grad", drows, nullptr, source, tokens, topK, hidden, dx,
+                           error);
+}
+
+bool combine(const float *rows, const float *weights, const int32_t *source,
+             int64_t tokens, int64_t topK, int64_t hidden, float *out,
+             std::string *error) {
+  return sumRowsIntoTokens("combine", rows, weights, source, tokens, topK, hidden, out, error);
 }
 
 bool combineGrad(const float *rows, const float *weights, const int32_t *source,
