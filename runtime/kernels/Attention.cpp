@@ -18,37 +18,6 @@
 
 namespace kiln::kernels {
 
-std::vector<double> ropeInverseFrequencies(int64_t dim, double theta, const YarnConfig *yarn) {
-  int64_t half = dim / 2;
-  std::vector<double> inv(half);
-  for (int64_t i = 0; i < half; ++i)
-    inv[i] = std::pow(theta, -2.0 * double(i) / double(dim));
-  if (!yarn)
-    return inv;
-  auto correctionDim = [&](double rotations) {
-    return dim * std::log(yarn->originalMaxPositions / (rotations * 2 * M_PI)) /
-           (2 * std::log(theta));
-  };
-  double low = std::max(std::floor(correctionDim(yarn->betaFast)), 0.0);
-  double high = std::min(std::ceil(correctionDim(yarn->betaSlow)), double(dim - 1));
-  if (low == high)
-    high += 0.001; // as DeepSeek's yarn_linear_ramp_mask: avoid 0/0
-  for (int64_t i = 0; i < half; ++i) {
-    double ramp = std::clamp((double(i) - low) / (high - low), 0.0, 1.0);
-    inv[i] = inv[i] / yarn->factor * ramp + inv[i] * (1 - ramp);
-  }
-  return inv;
-}
-
-static double yarnM(double factor, double mscale) {
-  return factor <= 1 ? 1.0 : 0.1 * mscale * std::log(factor) + 1.0;
-}
-
-double ropeMagnitude(const YarnConfig *yarn) {
-  return yarn ? yarnM(yarn->factor, yarn->mscale) / yarnM(yarn->factor, yarn->mscaleAllDim)
-              : 1.0;
-}
-
 //===----------------------------------------------------------------------===//
 // kernel launchers
 //===----------------------------------------------------------------------===//

@@ -9,24 +9,12 @@
 #ifndef KILN_RUNTIME_ATTENTION_H
 #define KILN_RUNTIME_ATTENTION_H
 
+#include "runtime/kernels/RopeMath.h"
+
 #include <cstdint>
 #include <vector>
 
 namespace kiln::kernels {
-
-/// The parameters of #kiln.yarn (KilnAttrs.td).
-struct YarnConfig {
-  double factor, originalMaxPositions, betaFast, betaSlow, mscale, mscaleAllDim;
-};
-
-/// inv_freq[i], i in [0, dim / 2): theta^(-2i / dim), blended toward
-/// inv_freq / factor over YaRN's correction range when `yarn` is given
-/// (in f64, like the reference).
-std::vector<double> ropeInverseFrequencies(int64_t dim, double theta, const YarnConfig *yarn);
-
-/// YaRN's attention magnitude m(factor, mscale) / m(factor, mscale_all_dim)
-/// (1 without YaRN), which scales cos and sin.
-double ropeMagnitude(const YarnConfig *yarn);
 
 /// kiln.rope (transpose = false) or its transpose (the backward), on
 /// x [batch, seq, heads, dim]: pairs (2i, 2i+1) when interleaved, else

@@ -12,34 +12,6 @@ using namespace mlir;
 
 namespace kiln::reference {
 
-std::vector<double> ropeInverseFrequencies(int64_t dim, double theta,
-                                           const std::optional<YarnParams> &yarn) {
-  int64_t half = dim / 2;
-  std::vector<double> inv(half);
-  for (int64_t i = 0; i < half; ++i)
-    inv[i] = std::pow(theta, -2.0 * i / dim);
-  if (!yarn)
-    return inv;
-  auto correctionDim = [&](double rotations) {
-    return dim * std::log(yarn->originalMaxPositions / (rotations * 2 * M_PI)) /
-           (2 * std::log(theta));
-  };
-  double low = std::max(std::floor(correctionDim(yarn->betaFast)), 0.0);
-  double high = std::min(std::ceil(correctionDim(yarn->betaSlow)), double(dim - 1));
-  if (low == high)
-    high += 0.001; // as DeepSeek's yarn_linear_ramp_mask: avoid 0/0
-  for (int64_t i = 0; i < half; ++i) {
-    double ramp = std::clamp((i - low) / (high - low), 0.0, 1.0);
-    double extrapolation = inv[i], interpolation = inv[i] / yarn->factor;
-    inv[i] = interpolation * ramp + extrapolation * (1 - ramp);
-  }
-  return inv;
-}
-
-double yarnMagnitude(double factor, double mscale) {
-  return factor <= 1 ? 1.0 : 0.1 * mscale * std::log(factor) + 1.0;
-}
-
 std::optional<YarnParams> yarnParamsOf(RopeOp op) {
   if (!op.getYarn())
     return std::nullopt;
@@ -59,11 +31,10 @@ void addAttentionRules(RuleTable &table) {
     const RefTensor &x = *in[0];
     int64_t batch = x.shape[0], seq = x.shape[1], heads = x.shape[2], dim = x.shape[3];
     std::optional<YarnParams> yarn = yarnParamsOf(rope);
+    const YarnParams *config = yarn ? &*yarn : nullptr;
     std::vector<double> inv =
-        ropeInverseFrequencies(dim, rope.getTheta().convertToDouble(), yarn);
-    double magnitude = yarn ? yarnMagnitude(yarn->factor, yarn->mscale) /
-                                  yarnMagnitude(yarn->factor, yarn->mscaleAllDim)
-                            : 1.0;
+        ropeInverseFrequencies(dim, rope.getTheta().convertToDouble(), config);
+    double magnitude = ropeMagnitude(config);
     bool interleaved = rope.getInterleaved();
     double direction = rope.getTranspose() ? -1.0 : 1.0;
     RefTensor r = x;

@@ -8,6 +8,8 @@
 #ifndef KILN_REFERENCE_ROPE_H
 #define KILN_REFERENCE_ROPE_H
 
+#include "runtime/kernels/RopeMath.h"
+
 #include <cstdint>
 #include <optional>
 #include <vector>
@@ -18,16 +20,12 @@ class RopeOp;
 
 namespace kiln::reference {
 
-struct YarnParams {
-  double factor, originalMaxPositions, betaFast, betaSlow, mscale, mscaleAllDim;
-};
-
-/// inv_freq[i], i in [0, dim/2), as #kiln.yarn's description defines it.
-std::vector<double> ropeInverseFrequencies(int64_t dim, double theta,
-                                           const std::optional<YarnParams> &yarn);
-
-/// YaRN's m(scale, mscale) = 0.1 * mscale * ln(scale) + 1 (1 when scale <= 1).
-double yarnMagnitude(double factor, double mscale);
+// The frequency math is the runtime's (runtime/kernels/RopeMath.h), so the
+// reference and the kernels cannot drift apart.
+using YarnParams = kernels::YarnConfig;
+using kernels::ropeInverseFrequencies;
+using kernels::ropeMagnitude;
+using kernels::yarnMagnitude;
 
 std::optional<YarnParams> yarnParamsOf(RopeOp op);
 
