@@ -59,9 +59,6 @@ struct BlockGrad {
   SmallVector<AuxOutput> aux;       ///< then these
   unsigned numSaved = 0;            ///< then the saved values
   SmallVector<unsigned> floatArgs;  ///< F arguments F_bwd returns gradients for
-  unsigned numBalance() const {
-    return llvm::count_if(aux, [](const AuxOutput &a) { return a.kind == AuxOutput::Balance; });
-  }
 };
 
 /// One reverse sweep: accumulates gradients of forward values while it
@@ -492,11 +489,11 @@ LogicalResult AutodiffPass::buildEntry(func::FuncOp entryFunc) {
   Value totalLoss = mainLoss;
   OpBuilder sweepBuilder = OpBuilder::atBlockEnd(entry);
   ReverseSweep sweep(sweepBuilder, [](Value v) { return v; }, blocks);
-  sweep.addGrad(mainLoss, scalarConstant(b, loc, scalar, 1.0));
+  Value one = scalarConstant(b, loc, scalar, 1.0);
+  sweep.addGrad(mainLoss, one);
   if (total) {
     double mtpWeight = mtpIndices.empty() ? 0.0 : mtpLossWeight / mtpIndices.size();
     // Weights go through kiln.scale (an f64 attribute) so that 0.3 stays 0.3.
-    Value one = scalarConstant(b, loc, scalar, 1.0);
     auto addWeighted = [&](Value term, double weight) {
       auto scaled = [&](Value v) {
         return ScaleOp::create(b, loc, scalar, v, b.getF64FloatAttr(weight));

@@ -109,7 +109,7 @@ static bool saveGradients(const std::string &path, ModuleOp gradModule,
     slot.elementType = results[i].elementType;
     sig.params.push_back(slot);
   }
-  return saveParameters(path, sig, results, /*asF64=*/false, error);
+  return saveParameters(path, sig, results, error);
 }
 
 bool runEvaluation(ModuleOp module, const frontend::Spec &spec, const EvalOptions &opts,
@@ -157,7 +157,7 @@ bool runEvaluation(ModuleOp module, const frontend::Spec &spec, const EvalOption
   }
 
   if (!opts.saveParams.empty() &&
-      !saveParameters(opts.saveParams, *sig, args, /*asF64=*/false, error)) {
+      !saveParameters(opts.saveParams, *sig, args, error)) {
     llvm::errs() << "kilnc: error: " << error << "\n";
     return false;
   }

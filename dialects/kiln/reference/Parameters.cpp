@@ -153,17 +153,16 @@ RefTensor initParameter(const ParamSlot &param, uint64_t seed) {
 //===----------------------------------------------------------------------===//
 
 bool saveParameters(const std::string &path, const Signature &sig,
-                    ArrayRef<RefTensor> args, bool asF64, std::string &error) {
+                    ArrayRef<RefTensor> args, std::string &error) {
   safetensors::Writer writer;
   writer.setMetadata("format", "pt", error);
-  safetensors::DType dtype = asF64 ? safetensors::DType::F64 : safetensors::DType::F32;
   for (const ParamSlot &p : sig.params) {
     const RefTensor &t = args[p.argIndex];
     int64_t perTensor = t.numElements() / p.numStored();
     for (int64_t e = 0; e < p.numStored(); ++e) {
       std::vector<double> values(t.data.begin() + e * perTensor,
                                  t.data.begin() + (e + 1) * perTensor);
-      if (!writer.add(p.hfName(e), dtype, p.hfShape(), values, error))
+      if (!writer.add(p.hfName(e), safetensors::DType::F32, p.hfShape(), values, error))
         return false;
     }
   }

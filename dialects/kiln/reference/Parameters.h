@@ -66,9 +66,9 @@ mlir::FailureOr<Signature> readSignature(mlir::func::FuncOp func);
 /// The seeded initial value of a parameter (all experts when stacked).
 RefTensor initParameter(const ParamSlot &param, uint64_t seed);
 
-/// Writes every parameter under its HF name(s), as f32 (or f64), atomically.
+/// Writes every parameter under its HF name(s), as f32, atomically.
 bool saveParameters(const std::string &path, const Signature &sig,
-                    llvm::ArrayRef<RefTensor> args, bool asF64, std::string &error);
+                    llvm::ArrayRef<RefTensor> args, std::string &error);
 
 /// Reads every parameter from a safetensors file into `args` (sized to the
 /// function's arity). Missing tensors, wrong shapes and tensors the model does
