@@ -3,6 +3,7 @@
 #ifndef KILN_PASSES_PASSES_H
 #define KILN_PASSES_PASSES_H
 
+#include "dialects/kernel/KernelDialect.h"
 #include "dialects/kiln/KilnDialect.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"

@@ -71,4 +71,92 @@ def KilnAutodiff : Pass<"kiln-autodiff", "mlir::ModuleOp"> {
                            "::mlir::arith::ArithDialect", "::mlir::tensor::TensorDialect"];
 }
 
+def ConvertKilnToKernel : Pass<"convert-kiln-to-kernel", "mlir::ModuleOp"> {
+  let summary = "Lowers a kiln training step to kernel launches over buffers";
+  let description = [{
+    Bufferizes the entry function (default `@train_step`, after `inline`)
+    into the kernel level: every tensor becomes a static memref, every value
+    that is not an argument gets a `kiln_kernel.alloc`, and each op becomes
+
+    * a `kiln_kernel.launch` of the kernel named like the op (catalog in
+      dialects/kernel/KernelCatalog.cpp; ins = operands, outs = results,
+      params = the op's attributes);
+    * a one-op `kiln_kernel.elementwise` loop for elementwise ops
+      (`arith.addf/subf/mulf/divf/negf` on tensors, `kiln.scale`, `silu`,
+      `swiglu`, `silu_grad`, `swiglu_grad`);
+    * a `kiln_kernel.reshape` alias for `tensor.expand_shape` and
+      `tensor.collapse_shape`;
+    * `fill`, `extract_slice`, `insert_slice` and `concat` launches for splat
+      constants and the other tensor ops.
+
+    State is updated in place: `kiln.adamw` writes its parameter and moments
+    into their argument buffers and `kiln.bias_update` its bias, which is
+    only legal when nothing reads the old value afterwards (checked; an
+    error otherwise). Results marked `kiln.result = "param"`, `"exp_avg"` or
+    `"exp_avg_sq"` must come out of such an update of the matching argument.
+    Every other result (loss, main_loss, grad_norm, lr, expert_load)
+    becomes an output argument marked `kiln.output = "<role>"`, written
+    directly by the kernel that computes it. The function then returns
+    nothing. Other functions are erased: the kernel-level module holds one
+    step.
+
+    Fails, naming the op, on calls (run `inline` first), ops with no kernel,
+    dynamic shapes or slices, and non-splat constants.
+  }];
+  let options = [
+    Option<"entry", "entry", "std::string", "\"train_step\"", "Function to lower">
+  ];
+  let dependentDialects = ["::kiln::kernel::KernelDialect", "::mlir::memref::MemRefDialect",
+                           "::mlir::arith::ArithDialect", "::mlir::math::MathDialect",
+                           "::mlir::func::FuncDialect"];
+}
+
+def KilnFuseElementwise : Pass<"kiln-fuse-elementwise", "mlir::func::FuncOp"> {
+  let summary = "Merges chains of elementwise loops into one loop each";
+  let description = [{
+    A `kiln_kernel.elementwise` loop whose out buffer is read by exactly one
+    later elementwise loop (directly or through `kiln_kernel.reshape`s with
+    no other users), and by nothing else, is merged into that reader: the
+    producer's body is inlined into the consumer's, the intermediate buffer
+    disappears, and the producer's ins become the consumer's. A `fill` launch
+    read only by elementwise loops becomes a scalar constant inside them.
+    Merging is legal only if no op between the two writes a buffer the
+    producer reads (checked conservatively: any write to an in, including
+    in-place state updates and aliases through reshape).
+
+    Launches (GEMMs, norms, attention, ...) are left alone. With
+    `report=true`, a remark on the function gives the kernel count before
+    and after and the buffers removed.
+  }];
+  let options = [
+    Option<"report", "report", "bool", "false",
+           "Emit a remark: kernels before/after fusion, intermediate buffers removed">
+  ];
+  let dependentDialects = ["::kiln::kernel::KernelDialect", "::mlir::arith::ArithDialect"];
+}
+
+def KilnPlanArena : Pass<"kiln-plan-arena", "mlir::func::FuncOp"> {
+  let summary = "Places every temporary buffer in one arena, reusing memory by liveness";
+  let description = [{
+    Replaces each `kiln_kernel.alloc` with a `kiln_kernel.buffer` at a byte
+    offset of one arena and sets the function's `kiln_kernel.arena_bytes`.
+    A buffer is live from the op that first writes it to the last op that
+    reads it (through any reshape alias); the step is straight-line, so
+    liveness is an interval of op positions. Buffers are placed largest
+    first, each at the lowest 64-byte-aligned offset that does not overlap a
+    placed buffer whose interval intersects its own (greedy by size, as
+    TFLite's and XLA's heap simulators do). Arguments (state, batch,
+    outputs) are not in the arena.
+
+    With `report=true`, a remark gives the arena size, the sum of all
+    buffer sizes (the size without reuse) and the peak of live bytes (the
+    lower bound any placement needs).
+  }];
+  let options = [
+    Option<"report", "report", "bool", "false",
+           "Emit a remark: arena bytes, bytes without reuse, peak live bytes">
+  ];
+  let dependentDialects = ["::kiln::kernel::KernelDialect"];
+}
+
 #endif // KILN_PASSES_TD

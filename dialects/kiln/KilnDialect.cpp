@@ -3,6 +3,7 @@
 #include "dialects/kiln/KilnDialect.h"
 
 #include "mlir/IR/DialectImplementation.h"
+#include "mlir/Transforms/InliningUtils.h"
 #include "llvm/ADT/TypeSwitch.h"
 
 using namespace mlir;
@@ -17,7 +18,17 @@ using namespace kiln;
 #define GET_OP_CLASSES
 #include "dialects/kiln/KilnOps.cpp.inc"
 
+namespace {
+/// Every kiln op is a pure function of its operands, so block functions can
+/// be inlined into the step before it is lowered to kernels.
+struct KilnInlinerInterface : DialectInlinerInterface {
+  using DialectInlinerInterface::DialectInlinerInterface;
+  bool isLegalToInline(Operation *, Region *, bool, IRMapping &) const final { return true; }
+};
+} // namespace
+
 void KilnDialect::initialize() {
+  addInterfaces<KilnInlinerInterface>();
   addAttributes<
 #define GET_ATTRDEF_LIST
 #include "dialects/kiln/KilnAttrs.cpp.inc"

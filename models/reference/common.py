@@ -14,6 +14,25 @@ import torch.nn.functional as F
 
 DTYPE = torch.float64
 
+# The dtype the forward computes in (parameters, activations, losses). float64 unless a
+# caller opts into float32 with set_compute_dtype (make_trajectory_goldens.py --dtype);
+# all other goldens are float64. RoPE tables are always computed in float64 and then
+# rounded to this dtype.
+_COMPUTE_DTYPE = [DTYPE]
+
+
+def compute_dtype():
+    return _COMPUTE_DTYPE[0]
+
+
+def set_compute_dtype(dtype):
+    """Selects the compute dtype (torch.float64 or torch.float32) and makes it torch's
+    default dtype."""
+    if dtype not in (torch.float64, torch.float32):
+        raise ValueError(f"unsupported compute dtype {dtype}")
+    _COMPUTE_DTYPE[0] = dtype
+    torch.set_default_dtype(dtype)
+
 
 # ----------------------------------------------------------------------------- config
 
@@ -65,10 +84,11 @@ def load_spec(spec_path):
 
 
 class Params:
-    """Name -> float64 tensor, recording which names the forward used."""
+    """Name -> tensor in the compute dtype (float64 by default), recording which names the
+    forward used."""
 
     def __init__(self, tensors):
-        self.t = {k: v.to(DTYPE) for k, v in tensors.items()}
+        self.t = {k: v.to(compute_dtype()) for k, v in tensors.items()}
         self.used = set()
 
     def __contains__(self, name):
@@ -162,12 +182,28 @@ def balance_loss(scores, idx, num_sequences):
     if BT % B != 0:
         raise ValueError("balance_loss: token count not divisible by the number of sequences")
     T = BT // B
-    onehot = torch.zeros(BT, E, dtype=DTYPE)
+    onehot = torch.zeros(BT, E, dtype=scores.dtype)
     onehot[torch.arange(BT)[:, None], idx] = 1.0          # top-k experts are distinct
     f = onehot.view(B, T, E).sum(dim=1) * (E / (K * T))   # [B, E], no gradient
     sp = scores / scores.sum(dim=-1, keepdim=True)
     Pm = sp.view(B, T, E).mean(dim=1)                     # [B, E]
     return (f * Pm).sum(dim=-1).mean()
+
+
+def masked_cross_entropy(logits, targets, mask, label_smoothing):
+    """Kiln's masked CE: sum_i mask[i] * ce[i] / sum_i mask[i] over all positions, with ce
+    as in cross_entropy. logits: [B, S, V]; targets: [B, S] int64; mask: [B, S] (1 = counted,
+    0 = ignored). Raises if the mask is all zero."""
+    B, S, V = logits.shape
+    logp = torch.log_softmax(logits.reshape(B * S, V), dim=-1)
+    ce = -logp.gather(1, targets.reshape(B * S)[:, None]).squeeze(1)
+    if label_smoothing != 0.0:
+        ce = (1.0 - label_smoothing) * ce + label_smoothing * (-logp.mean(dim=-1))
+    m = mask.reshape(B * S).to(logits.dtype)
+    den = m.sum()
+    if float(den) == 0.0:
+        raise ValueError("masked_cross_entropy: the loss mask is all zero")
+    return (ce * m).sum() / den
 
 
 def rope_inv_freq(dim, theta):

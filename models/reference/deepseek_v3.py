@@ -10,8 +10,8 @@ import math
 
 import torch
 
-from common import (DTYPE, Config, causal_attention, check_tokens, linear, rms_norm,
-                    rope_inv_freq, silu_mlp)
+from common import (DTYPE, Config, causal_attention, check_tokens, compute_dtype, linear,
+                    rms_norm, rope_inv_freq, silu_mlp)
 
 
 def _bool(v):
@@ -136,7 +136,8 @@ def rope_tables(d, S):
         inv = freq_inter * (1.0 - mask) + freq_extra * mask
         m = yarn_get_mscale(y["factor"], y["mscale"]) / yarn_get_mscale(y["factor"], y["mscale_all_dim"])
     ang = torch.arange(S, dtype=DTYPE)[:, None] * inv[None, :]
-    return ang.cos() * m, ang.sin() * m
+    dt = compute_dtype()  # computed in float64, then rounded (a no-op in float64)
+    return (ang.cos() * m).to(dt), (ang.sin() * m).to(dt)
 
 
 def apply_rope_interleaved(x, cos, sin):
@@ -210,7 +211,7 @@ def route(d, P, pre, x2, rec=None):
     elif d.topk_method == "noaux_tc":
         raise KeyError(f"parameter '{bname}' required for topk_method noaux_tc")
     else:
-        bias = torch.zeros(E, dtype=DTYPE)
+        bias = torch.zeros(E, dtype=scores.dtype)
     # Selection is not differentiable; only the gathered scores carry gradient.
     choice = (scores + bias[None, :]).detach()
     if d.n_group > 1 or d.topk_method != "greedy":

@@ -5,8 +5,8 @@ Functional: forward(cfg, params, tokens) with params a common.Params of HF-named
 
 import torch
 
-from common import (DTYPE, Config, causal_attention, check_tokens, linear, rms_norm,
-                    rope_inv_freq, silu_mlp)
+from common import (DTYPE, Config, causal_attention, check_tokens, compute_dtype, linear,
+                    rms_norm, rope_inv_freq, silu_mlp)
 
 
 class LlamaDims:
@@ -45,7 +45,8 @@ def rope_cos_sin(S, head_dim, theta):
     inv = rope_inv_freq(head_dim, theta)                      # [hd/2]
     ang = torch.arange(S, dtype=DTYPE)[:, None] * inv[None]   # [S, hd/2]
     emb = torch.cat((ang, ang), dim=-1)                       # [S, hd]
-    return emb.cos(), emb.sin()
+    dt = compute_dtype()  # computed in float64, then rounded (a no-op in float64)
+    return emb.cos().to(dt), emb.sin().to(dt)
 
 
 def apply_rope(x, cos, sin):

@@ -21,7 +21,8 @@ import torch  # noqa: E402
 import deepseek_v3  # noqa: E402
 import llama  # noqa: E402
 import safetensors_io  # noqa: E402
-from common import DTYPE, Params, balance_loss, load_spec, next_token_loss  # noqa: E402
+from common import (DTYPE, Params, balance_loss, compute_dtype, load_spec,  # noqa: E402
+                    masked_cross_entropy, next_token_loss)
 
 N_FIRST = 64
 MODELS = {"deepseek_v3": deepseek_v3, "llama": llama}
@@ -40,7 +41,7 @@ def load_tokens(path):
     return torch.tensor(rows, dtype=torch.int64)
 
 
-def compute(model_cfg, train, P, tokens):
+def compute(model_cfg, train, P, tokens, targets=None, loss_mask=None):
     """Forward + losses. Returns dict with tensors: logits, mtp_logits (list), loss,
     mtp_losses (list), balance_loss, total_loss, and routing (the list of per-MoE-layer
     routing records, see deepseek_v3.route; [] for Llama). Differentiable w.r.t. P's
@@ -52,6 +53,13 @@ def compute(model_cfg, train, P, tokens):
     over all S positions of each sequence. The alpha term is only added when
     train.aux_loss_alpha (default 0) is nonzero. total_loss is not written to the forward
     golden (only "loss" and the per-depth "mtp_losses" are).
+
+    Without targets, the losses are next_token_loss over the row (target tokens[i+1], the
+    last position has none). With targets ([B, S] int64) and loss_mask ([B, S], default all
+    ones), they are Kiln's @forward losses: the main loss is masked_cross_entropy(logits,
+    targets, mask) over all S positions; MTP depth k uses roll(targets, -k) and the mask
+    shifted left by k with zero fill (position i predicts targets[i+k]; the last k
+    positions are not counted).
     """
     mt = model_cfg.get("model_type")
     if mt not in MODELS:
@@ -65,11 +73,23 @@ def compute(model_cfg, train, P, tokens):
         out = MODELS[mt].forward(model_cfg, P, tokens, routing=routing)
     else:
         out = MODELS[mt].forward(model_cfg, P, tokens)
-    loss = next_token_loss(out["logits"], tokens, 1, eps)
-    mtp_losses = [next_token_loss(lg, tokens, k + 1, eps)
-                  for k, lg in enumerate(out["mtp_logits"], start=1)]
+    if targets is None:
+        loss = next_token_loss(out["logits"], tokens, 1, eps)
+        mtp_losses = [next_token_loss(lg, tokens, k + 1, eps)
+                      for k, lg in enumerate(out["mtp_logits"], start=1)]
+    else:
+        if list(targets.shape) != list(tokens.shape):
+            raise ValueError("targets must have the shape of tokens")
+        mask = torch.ones(tokens.shape) if loss_mask is None else loss_mask
+        mask = mask.to(out["logits"].dtype)
+        loss = masked_cross_entropy(out["logits"], targets, mask, eps)
+        mtp_losses = []
+        for k, lg in enumerate(out["mtp_logits"], start=1):
+            shifted = torch.cat((mask[:, k:], torch.zeros_like(mask[:, :k])), dim=1)
+            mtp_losses.append(masked_cross_entropy(
+                lg, torch.roll(targets, shifts=-k, dims=1), shifted, eps))
     B = tokens.shape[0]
-    bal = torch.zeros((), dtype=DTYPE)
+    bal = torch.zeros((), dtype=compute_dtype())
     for r in routing:
         bal = bal + balance_loss(r["scores"], r["idx"], B)
     total = loss

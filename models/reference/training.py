@@ -1,6 +1,8 @@
 """Gradients and a short AdamW training run on top of the float64 reference forward.
 
-Shared by make_grad_goldens.py, make_train_goldens.py and selftest.py. All math float64.
+Shared by make_grad_goldens.py, make_train_goldens.py, make_trajectory_goldens.py and
+selftest.py. All math float64 (the compute dtype, common.compute_dtype(); only
+make_trajectory_goldens.py --dtype float32 changes it).
 See README.md ("Gradient and training goldens") for the exact semantics.
 """
 
@@ -13,7 +15,7 @@ import torch
 import deepseek_v3
 import llama
 import safetensors_io
-from common import DTYPE, Params, load_spec
+from common import DTYPE, Params, compute_dtype, load_spec
 from make_goldens import compute, load_tokens
 
 MODELS = {"deepseek_v3": deepseek_v3, "llama": llama}
@@ -90,7 +92,8 @@ def is_trainable(name):
 
 
 def prepare_params(model_cfg, tensors, warn=True):
-    """float64 copies of the listed parameters (shape-checked); missing biases are zeros."""
+    """Copies of the listed parameters in the compute dtype (float64 unless changed; shape-
+    checked); missing biases are zeros."""
     shapes = param_shapes(model_cfg)
     out = {}
     for n, shp in shapes.items():
@@ -98,9 +101,9 @@ def prepare_params(model_cfg, tensors, warn=True):
             t = tensors[n]
             if list(t.shape) != list(shp):
                 raise ValueError(f"parameter '{n}': shape {list(t.shape)}, expected {shp}")
-            out[n] = t.detach().to(DTYPE).clone()
+            out[n] = t.detach().to(compute_dtype()).clone()
         elif n.endswith(BIAS_SUFFIX):
-            out[n] = torch.zeros(shp, dtype=DTYPE)
+            out[n] = torch.zeros(shp, dtype=compute_dtype())
         else:
             raise KeyError(f"parameter '{n}' not found in the parameter file")
     extra = sorted(set(tensors) - set(shapes))
@@ -245,7 +248,7 @@ def bias_update(bias, load, speed):
     """bias[e] + speed * sign(mean(load) - load[e]), sign(0) = 0 (exact integer compare:
     sign(sum(load) - E * load[e]))."""
     E = load.numel()
-    sgn = torch.sign((int(load.sum()) - E * load).to(DTYPE))
+    sgn = torch.sign((int(load.sum()) - E * load).to(bias.dtype))
     return bias + speed * sgn
 
 
@@ -258,9 +261,15 @@ def adamw_hand_step(p, g, m, v, lr, t, beta1, beta2, eps, wd):
     return p, m, v
 
 
-def run_training(model_cfg, train, tensors, tokens, steps, optimizer="torch"):
+def run_training(model_cfg, train, tensors, tokens, steps, optimizer="torch", batch_of=None,
+                 on_grads=None):
     """Runs `steps` steps on the same batch. optimizer: "torch" (torch.optim.AdamW, two
-    param groups) or "hand" (adamw_hand_step). Returns (history, params, adam_m, adam_v)."""
+    param groups) or "hand" (adamw_hand_step). Returns (history, params, adam_m, adam_v).
+
+    batch_of: optional function t -> (tokens, targets, loss_mask) giving step t's batch
+    (compute()'s explicit-targets path); then `tokens` is ignored. on_grads: optional
+    function (t, {name: gradient}) called after the backward, before clipping, with every
+    parameter's gradient (zeros for the biases and parameters without a gradient)."""
     hp = train_hparams(train, steps)
     # compute() reads these from train; pass the resolved values.
     tr = dict(train, label_smoothing=hp["label_smoothing"], mtp_loss_weight=hp["mtp_loss_weight"],
@@ -286,11 +295,18 @@ def run_training(model_cfg, train, tensors, tokens, steps, optimizer="torch"):
     for t in range(1, steps + 1):
         for n in trainable:
             params[n].grad = None
-        res = compute(model_cfg, tr, Params(params), tokens)
+        if batch_of is None:
+            res = compute(model_cfg, tr, Params(params), tokens)
+        else:
+            tok, tgt, msk = batch_of(t)
+            res = compute(model_cfg, tr, Params(params), tok, tgt, msk)
         res["total_loss"].backward()
         for n in trainable:  # an unselected expert has a zero gradient (not a skipped one)
             if params[n].grad is None:
                 params[n].grad = torch.zeros_like(params[n])
+        if on_grads is not None:
+            on_grads(t, {n: (params[n].grad.detach().clone() if is_trainable(n)
+                             else torch.zeros_like(params[n])) for n in names})
         margin = routing_margin(model_cfg, res["routing"], params)
         norm = global_norm([params[n].grad for n in trainable])
         scale = clip_scale(norm, hp["grad_clip"])

@@ -22,6 +22,11 @@
 // a run resumed with seek(savedPosition) reads exactly the batches the
 // interrupted run would have read, even with another batch shape.
 //
+// fromMemory() serves a token vector the same way (the built-in synthetic
+// corpus, which is generated rather than read), optionally with a 0/1 mask
+// per token that next() hands out alongside the batch: the SFT answer mask.
+// Files carry no mask.
+//
 // The order is deterministic and there is no shuffling for now: the batches
 // are the file in order. Shuffling (of documents or windows, seeded) is a
 // later addition and would become part of the saved state.
@@ -44,9 +49,10 @@
 
 namespace kiln::data {
 
-enum class TokenFileFormat { LlmcShard, MegatronIndexed };
+/// InMemory is a fromMemory() loader; detectTokenFileFormat() never picks it.
+enum class TokenFileFormat { LlmcShard, MegatronIndexed, InMemory };
 
-/// "llm.c shard" or "Megatron indexed dataset".
+/// "llm.c shard", "Megatron indexed dataset" or "in-memory token stream".
 const char *tokenFileFormatName(TokenFileFormat format);
 
 /// The format open() would choose for `path` (by extension and the sibling
@@ -64,7 +70,20 @@ public:
                                          std::string &error,
                                          std::optional<uint64_t> vocabSize = std::nullopt);
 
+  /// A loader over `tokens` held in memory, named `name` in messages, with
+  /// the batching, wrapping and position semantics of open(). `mask` is
+  /// empty or one 0/1 byte per token (e.g. SyntheticCorpus's answer mask).
+  /// Fails like open() on a bad shape or too short a stream, if the mask's
+  /// length differs from the tokens', or (with `vocabSize`) on a token id
+  /// outside the vocabulary.
+  static std::optional<TokenLoader> fromMemory(std::string name, std::vector<uint16_t> tokens,
+                                               std::vector<uint8_t> mask, uint64_t rows,
+                                               uint64_t seqLen, std::string &error,
+                                               std::optional<uint64_t> vocabSize = std::nullopt);
+
   TokenFileFormat format() const { return format_; }
+  /// True for a fromMemory() loader given a mask.
+  bool hasMask() const;
   uint64_t rows() const { return rows_; }
   uint64_t seqLen() const { return seqLen_; }
   /// seqLen() + 1.
@@ -85,17 +104,36 @@ public:
   /// advances position() by rows() x seqLen(). Fails only if the position
   /// would pass 2^64.
   bool next(int64_t *out, std::string &error);
-  /// Same, resizing `batch` to batchTokens().
+  /// Same, and writes the mask of those tokens (batchTokens() bytes, laid
+  /// out like `out`) to `maskOut` when it is not null: all 0 when the
+  /// loader has no mask.
+  bool next(int64_t *out, uint8_t *maskOut, std::string &error);
+  /// Same as next(out, error), resizing `batch` to batchTokens().
   bool next(std::vector<int64_t> &batch, std::string &error);
 
-  /// The path given to open().
+  /// The path given to open() or the name given to fromMemory().
   const std::string &name() const { return name_; }
 
 private:
-  using Source = std::variant<LlmcShard, MegatronIndexed>;
+  /// The fromMemory() source: the stream itself and its optional mask.
+  struct MemoryTokens {
+    std::vector<uint16_t> tokens;
+    std::vector<uint8_t> mask;
+    void readTokens(uint64_t begin, uint64_t count, int64_t *out) const {
+      for (uint64_t i = 0; i < count; ++i)
+        out[i] = tokens[begin + i];
+    }
+  };
+  using Source = std::variant<LlmcShard, MegatronIndexed, MemoryTokens>;
   explicit TokenLoader(Source source) : source_(std::move(source)) {}
+  /// Fails, naming `name`, unless a rows x (seqLen + 1) batch is valid and
+  /// fits in memory.
+  static bool checkShape(const std::string &name, uint64_t rows, uint64_t seqLen,
+                         std::string &error);
   /// Copies stream tokens [begin, begin + count) with begin < N, wrapping.
   void readWrapped(uint64_t begin, uint64_t count, int64_t *out) const;
+  /// Same for the mask; zeros when there is none.
+  void readWrappedMask(uint64_t begin, uint64_t count, uint8_t *out) const;
 
   Source source_;
   std::string name_;

@@ -27,6 +27,8 @@ const FlagInfo kFlags[] = {
     {"--log", "FILE.jsonl", Kind::Path, "append one JSON object of metrics per step to FILE"},
     {"--threads", "N", Kind::Threads, "CPU threads to use"},
     {"--seed", "N", Kind::Seed, "random seed"},
+    {"--save-grads", "FILE", Kind::Path,
+     "write the first step's gradients to FILE (f32 safetensors, Hugging Face names)"},
     {"--help", "", Kind::Switch, "print this help and exit"},
 };
 
@@ -142,6 +144,8 @@ bool parseInto(const std::vector<std::string> &args, TrainOptions &options, std:
         options.dataPath = value;
       else if (name == "--checkpoint-dir")
         options.checkpointDir = value;
+      else if (name == "--save-grads")
+        options.saveGradsPath = value;
       else
         options.logPath = value;
       continue;

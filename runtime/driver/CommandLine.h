@@ -4,7 +4,7 @@
 //
 //   train [--data FILE] [--steps N] [--checkpoint-dir D]
 //         [--checkpoint-every N] [--resume] [--log FILE.jsonl]
-//         [--threads N] [--seed N] [--help]
+//         [--threads N] [--seed N] [--save-grads FILE] [--help]
 //
 // Flags take their value as the next argument or after '=' (`--steps 300`,
 // `--steps=300`). Parsing is strict: an unknown flag (the closest known one
@@ -47,6 +47,8 @@ struct TrainOptions {
   std::string logPath;         ///< --log; empty: no metrics file.
   uint64_t threads = 0;        ///< --threads; 0: all hardware threads.
   uint64_t seed = 0;           ///< --seed; default from the spec.
+  std::string saveGradsPath;   ///< --save-grads; empty: none. The first step's
+                               ///< gradients, f32 safetensors under HF names.
   bool help = false;           ///< --help or -h was given; print helpText().
 };
 

@@ -20,6 +20,7 @@ std::string formatJsonNumber(double value) {
 std::string formatMetricsLine(const StepMetrics &m) {
   std::string line = "{\"step\":" + std::to_string(m.step);
   line += ",\"loss\":" + formatJsonNumber(m.loss);
+  line += ",\"main_loss\":" + formatJsonNumber(m.mainLoss);
   line += ",\"lr\":" + formatJsonNumber(m.lr);
   line += ",\"grad_norm\":" + formatJsonNumber(m.gradNorm);
   line += ",\"tokens_per_s\":" + formatJsonNumber(m.tokensPerSec);

@@ -4,8 +4,10 @@
 //
 //  * MetricsLog writes one JSON object per line (jsonl) and flushes it, so a
 //    run killed at any point leaves a file whose every complete line parses:
-//      {"step":12,"loss":5.4321,"lr":0.003,"grad_norm":1.23,
+//      {"step":12,"loss":5.4321,"main_loss":5.1,"lr":0.003,"grad_norm":1.23,
 //       "tokens_per_s":12345.6,"elapsed_s":7.5}
+//    ("loss" is what the step minimised, "main_loss" the next-token part
+//    alone, without the MTP and load-balance terms).
 //    Numbers are written in the shortest form that reads back to the same
 //    double (std::to_chars, locale-independent); NaN and ±inf, which JSON
 //    cannot express, are written as null.
@@ -33,6 +35,7 @@ namespace kiln::driver {
 struct StepMetrics {
   uint64_t step = 0;
   double loss = 0;
+  double mainLoss = 0;
   double lr = 0;
   double gradNorm = 0;
   double tokensPerSec = 0;
@@ -44,7 +47,7 @@ struct StepMetrics {
 std::string formatJsonNumber(double value);
 
 /// One jsonl record for `m` (no trailing newline). Keys, in order: step,
-/// loss, lr, grad_norm, tokens_per_s, elapsed_s.
+/// loss, main_loss, lr, grad_norm, tokens_per_s, elapsed_s.
 std::string formatMetricsLine(const StepMetrics &m);
 
 /// An open jsonl metrics file. Move-only; closes on destruction.

@@ -53,13 +53,15 @@ TEST(CommandLine, Defaults) {
   EXPECT_FALSE(o.resume);
   EXPECT_EQ(o.logPath, "");
   EXPECT_EQ(o.threads, 0u);
+  EXPECT_EQ(o.saveGradsPath, "");
   EXPECT_FALSE(o.help);
 }
 
 TEST(CommandLine, AllFlags) {
   TrainOptions o = parseOk({"--data", "shard.bin", "--steps", "10", "--checkpoint-dir", "ck",
                             "--checkpoint-every=5", "--resume", "--log", "m.jsonl",
-                            "--threads=8", "--seed", "18446744073709551615"});
+                            "--threads=8", "--seed", "18446744073709551615",
+                            "--save-grads", "g.safetensors"});
   EXPECT_EQ(o.dataPath, "shard.bin");
   EXPECT_EQ(o.steps, 10u);
   EXPECT_EQ(o.checkpointDir, "ck");
@@ -68,6 +70,7 @@ TEST(CommandLine, AllFlags) {
   EXPECT_EQ(o.logPath, "m.jsonl");
   EXPECT_EQ(o.threads, 8u);
   EXPECT_EQ(o.seed, 18446744073709551615ull);
+  EXPECT_EQ(o.saveGradsPath, "g.safetensors");
 }
 
 TEST(CommandLine, ArgcArgvSkipsProgramName) {
@@ -85,7 +88,8 @@ TEST(CommandLine, HelpWins) {
   std::string text = helpText("train", kDefaults);
   EXPECT_NE(text.find("usage: train"), std::string::npos);
   for (const char *flag : {"--data FILE", "--steps N", "--checkpoint-dir D", "--checkpoint-every N",
-                           "--resume", "--log FILE.jsonl", "--threads N", "--seed N", "--help"})
+                           "--resume", "--log FILE.jsonl", "--threads N", "--seed N",
+                           "--save-grads FILE", "--help"})
     EXPECT_NE(text.find(flag), std::string::npos) << flag;
   EXPECT_NE(text.find("default 300"), std::string::npos);
   EXPECT_NE(text.find("default 1234"), std::string::npos);
@@ -98,6 +102,9 @@ TEST(CommandLine, UnknownFlagSuggestsClosest) {
   EXPECT_EQ(parseError({"--threds=2"}), "unknown flag '--threds'; did you mean '--threads'? (see --help)");
   EXPECT_EQ(closestFlag("--resum"), "--resume");
   EXPECT_EQ(closestFlag("--logs"), "--log");
+  EXPECT_EQ(closestFlag("--save-grad"), "--save-grads");
+  EXPECT_EQ(parseError({"--savegrads", "g"}),
+            "unknown flag '--savegrads'; did you mean '--save-grads'? (see --help)");
 }
 
 TEST(CommandLine, PositionalArgument) {
@@ -110,6 +117,8 @@ TEST(CommandLine, MissingValue) {
   EXPECT_EQ(parseError({"--data", "--steps", "3"}), "--data needs a value: --data FILE");
   EXPECT_EQ(parseError({"--log"}), "--log needs a value: --log FILE.jsonl");
   EXPECT_EQ(parseError({"--checkpoint-dir="}), "--checkpoint-dir needs a non-empty value: --checkpoint-dir D");
+  EXPECT_EQ(parseError({"--save-grads"}), "--save-grads needs a value: --save-grads FILE");
+  EXPECT_EQ(parseError({"--save-grads="}), "--save-grads needs a non-empty value: --save-grads FILE");
 }
 
 TEST(CommandLine, BadNumbers) {
@@ -164,9 +173,9 @@ TEST(Metrics, JsonNumbers) {
 TEST(Metrics, JsonlRoundTrip) {
   std::string path = tempPath("roundtrip.jsonl");
   std::vector<StepMetrics> steps = {
-      {1, 10.987654321012345, 3e-3, 1.2345678901234567, 12345.678, 0.25},
-      {2, 1.0 / 3.0, 2.9999999999999997e-3, 1e-300, 1e6, 0.5},
-      {3, std::nan(""), std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity(), 0, 0.75},
+      {1, 10.987654321012345, 10.5, 3e-3, 1.2345678901234567, 12345.678, 0.25},
+      {2, 1.0 / 3.0, 0.25, 2.9999999999999997e-3, 1e-300, 1e6, 0.5},
+      {3, std::nan(""), std::nan(""), std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity(), 0, 0.75},
   };
   std::string error;
   {
@@ -185,9 +194,9 @@ TEST(Metrics, JsonlRoundTrip) {
   {
     auto log = MetricsLog::open(path, /*append=*/true, error);
     ASSERT_TRUE(log) << error;
-    ASSERT_TRUE(log->write({4, 2.5, 1e-4, 0.5, 100, 1.0}, error)) << error;
+    ASSERT_TRUE(log->write({4, 2.5, 2.0, 1e-4, 0.5, 100, 1.0}, error)) << error;
   }
-  steps.push_back({4, 2.5, 1e-4, 0.5, 100, 1.0});
+  steps.push_back({4, 2.5, 2.0, 1e-4, 0.5, 100, 1.0});
 
   std::ifstream in(path);
   std::string line;
@@ -204,6 +213,7 @@ TEST(Metrics, JsonlRoundTrip) {
         EXPECT_TRUE(j.at(key).is_null()) << key << " line " << i << ": " << line;
     };
     same("loss", m.loss);
+    same("main_loss", m.mainLoss);
     same("lr", m.lr);
     same("grad_norm", m.gradNorm);
     same("tokens_per_s", m.tokensPerSec);
@@ -213,6 +223,12 @@ TEST(Metrics, JsonlRoundTrip) {
   EXPECT_EQ(i, steps.size());
   std::printf("first line: %s\n", formatMetricsLine(steps[0]).c_str());
   unlink(path.c_str());
+}
+
+TEST(Metrics, LineKeysInOrder) {
+  EXPECT_EQ(formatMetricsLine({12, 5.5, 5.25, 0.003, 1.5, 1000, 7.5}),
+            "{\"step\":12,\"loss\":5.5,\"main_loss\":5.25,\"lr\":0.003,\"grad_norm\":1.5,"
+            "\"tokens_per_s\":1000,\"elapsed_s\":7.5}");
 }
 
 TEST(Metrics, UnwritablePathIsAnError) {
@@ -229,7 +245,7 @@ TEST(Metrics, FullDeviceWriteIsAnError) {
   std::string error;
   auto log = MetricsLog::open("/dev/full", false, error);
   ASSERT_TRUE(log) << error;
-  EXPECT_FALSE(log->write({1, 1, 1, 1, 1, 1}, error));
+  EXPECT_FALSE(log->write({1, 1, 1, 1, 1, 1, 1}, error));
   EXPECT_EQ(error, "/dev/full: cannot write metrics log: No space left on device");
 }
 

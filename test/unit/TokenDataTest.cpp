@@ -671,4 +671,69 @@ TEST_F(TokenLoaderTest, RefusesToPassTwoToThe64) {
   EXPECT_TRUE(loader->next(batch, error)) << error;
 }
 
+//===----------------------------------------------------------------------===//
+// TokenLoader::fromMemory
+//===----------------------------------------------------------------------===//
+
+std::vector<uint16_t> rampTokens(uint16_t n) {
+  std::vector<uint16_t> tokens;
+  for (uint16_t i = 0; i < n; ++i)
+    tokens.push_back(static_cast<uint16_t>(100 + i));
+  return tokens;
+}
+
+TEST(TokenLoaderMemory, BatchesMatchTheFileLoader) {
+  std::string error;
+  auto loader = TokenLoader::fromMemory("ramp", rampTokens(10), {}, 2, 3, error);
+  ASSERT_TRUE(loader) << error;
+  EXPECT_EQ(loader->format(), TokenFileFormat::InMemory);
+  EXPECT_EQ(loader->name(), "ramp");
+  EXPECT_EQ(loader->numTokens(), 10u);
+  EXPECT_FALSE(loader->hasMask());
+  std::vector<int64_t> batch;
+  for (size_t k = 0; k < kRampBatches.size(); ++k) {
+    EXPECT_EQ(loader->position(), 6 * k);
+    ASSERT_TRUE(loader->next(batch, error)) << error;
+    EXPECT_EQ(batch, kRampBatches[k]) << "batch " << k;
+  }
+  // Without a mask, next() hands out zeros.
+  std::vector<int64_t> tokens(8);
+  std::vector<uint8_t> mask(8, 9);
+  ASSERT_TRUE(loader->next(tokens.data(), mask.data(), error)) << error;
+  EXPECT_EQ(mask, std::vector<uint8_t>(8, 0));
+}
+
+TEST(TokenLoaderMemory, MaskFollowsTheTokensAcrossTheWrapAndSeek) {
+  // The mask marks tokens 103, 104 and 109.
+  std::vector<uint8_t> mask = {0, 0, 0, 1, 1, 0, 0, 0, 0, 1};
+  std::string error;
+  auto loader = TokenLoader::fromMemory("masked", rampTokens(10), mask, 2, 3, error);
+  ASSERT_TRUE(loader) << error;
+  EXPECT_TRUE(loader->hasMask());
+  std::vector<int64_t> tokens(8);
+  std::vector<uint8_t> got(8);
+  for (size_t k = 0; k < kRampBatches.size(); ++k) {
+    ASSERT_TRUE(loader->next(tokens.data(), got.data(), error)) << error;
+    EXPECT_EQ(tokens, kRampBatches[k]);
+    for (size_t i = 0; i < 8; ++i)
+      EXPECT_EQ(got[i], mask[size_t(tokens[i] - 100)]) << "batch " << k << " index " << i;
+  }
+  loader->seek(6); // batch 1, whose second row wraps
+  ASSERT_TRUE(loader->next(tokens.data(), got.data(), error)) << error;
+  EXPECT_EQ(got, (std::vector<uint8_t>{0, 0, 0, 1, /**/ 1, 0, 0, 0}));
+}
+
+TEST(TokenLoaderMemory, RejectsWhatOpenWould) {
+  std::string error;
+  EXPECT_FALSE(TokenLoader::fromMemory("m", rampTokens(10), {}, 0, 3, error));
+  EXPECT_TRUE(contains(error, {"m: batch of 0 rows", "at least 1"}));
+  EXPECT_FALSE(TokenLoader::fromMemory("m", rampTokens(10), {}, 2, 10, error));
+  EXPECT_TRUE(contains(error, {"in-memory token stream has 10 tokens", "seq_len + 1 = 11"}));
+  EXPECT_FALSE(TokenLoader::fromMemory("m", rampTokens(10), {1, 0}, 2, 3, error));
+  EXPECT_TRUE(contains(error, {"mask has 2 entries for 10 tokens"}));
+  EXPECT_FALSE(TokenLoader::fromMemory("m", rampTokens(10), {}, 2, 3, error, 105));
+  EXPECT_TRUE(contains(error, {"m: token 5 has id 105", "vocabulary of 105"}));
+  EXPECT_TRUE(TokenLoader::fromMemory("m", rampTokens(10), {}, 2, 3, error, 110)) << error;
+}
+
 } // namespace

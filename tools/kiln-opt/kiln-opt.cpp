@@ -5,6 +5,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "dialects/kernel/KernelDialect.h"
 #include "dialects/kiln/KilnDialect.h"
 #include "dialects/kiln/UpstreamGrads.h"
 #include "passes/Passes.h"
@@ -20,7 +21,9 @@
 int main(int argc, char **argv) {
   mlir::DialectRegistry registry;
   registry.insert<kiln::KilnDialect, mlir::func::FuncDialect,
-                  mlir::arith::ArithDialect, mlir::tensor::TensorDialect>();
+                  mlir::arith::ArithDialect, mlir::tensor::TensorDialect,
+                  kiln::kernel::KernelDialect, mlir::memref::MemRefDialect,
+                  mlir::math::MathDialect>();
   mlir::func::registerInlinerExtension(registry);
   kiln::registerUpstreamGradientModels(registry);
   kiln::registerKilnPasses();

@@ -16,6 +16,17 @@ namespace kiln {
 /// kiln-autodiff options for the spec's training recipe.
 KilnAutodiffOptions autodiffOptionsFor(const frontend::Spec &spec);
 
+/// Lowers a forward module (from MLIRGen) in place to the planned kernel-level
+/// training step: kiln-autodiff, inline, convert-kiln-to-kernel,
+/// kiln-fuse-elementwise, kiln-plan-arena. `report` turns on the passes'
+/// remarks (kernels fused, arena bytes).
+mlir::LogicalResult lowerToKernels(mlir::ModuleOp module, const frontend::Spec &spec,
+                                   bool report);
+
+/// Hex FNV-1a of the printed forward module: a checkpoint records it and a
+/// resumed run must match it (same architecture, same loss).
+std::string specFingerprint(mlir::ModuleOp forward);
+
 } // namespace kiln
 
 #endif // KILN_TOOLS_KILNC_PIPELINE_H

@@ -9,6 +9,12 @@
 //   kilnc SPEC --emit=train         print the training step (kiln-autodiff)
 //   kilnc SPEC --eval --save-grads G [--eval-loss=main|total]
 //                                   also write the gradient of the printed loss
+//   kilnc SPEC --emit=kernels       print the planned kernel-level step
+//   kilnc SPEC --emit=cpp           print the host C++ program
+//   kilnc SPEC -o DIR               write DIR/train.cpp, DIR/build.sh and build
+//                                   DIR/train, the standalone training executable
+//   --report                        remarks from the lowering passes (kernels
+//                                   fused, arena bytes) on stderr
 //
 // MLIR's pass-manager flags (--mlir-print-ir-after-all, --mlir-timing, ...)
 // apply to the pipeline kilnc runs on the module.
@@ -18,17 +24,22 @@
 #include "frontend/MLIRGen.h"
 #include "frontend/Spec.h"
 #include "frontend/Summary.h"
+#include "codegen/HostEmitter.h"
 #include "tools/kilnc/Evaluate.h"
+#include "tools/kilnc/HostBuild.h"
 #include "tools/kilnc/Pipeline.h"
 
+#include "mlir/Dialect/Func/Extensions/InlinerExtension.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/AsmState.h"
+#include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Verifier.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Transforms/Passes.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
 
 using namespace mlir;
@@ -36,13 +47,21 @@ namespace cl = llvm::cl;
 
 static cl::opt<std::string> specPath(cl::Positional, cl::desc("<spec.json>"), cl::Required);
 
-enum class Emit { None, Kiln, Train };
+enum class Emit { None, Kiln, Train, Kernels, Cpp };
 static cl::opt<Emit> emit("emit", cl::desc("Print a stage of the compilation"),
                           cl::init(Emit::None),
                           cl::values(clEnumValN(Emit::Kiln, "kiln",
                                                 "the forward module in the kiln dialect"),
                                      clEnumValN(Emit::Train, "train",
-                                                "the training step (after kiln-autodiff)")));
+                                                "the training step (after kiln-autodiff)"),
+                                     clEnumValN(Emit::Kernels, "kernels",
+                                                "the planned kernel-level step"),
+                                     clEnumValN(Emit::Cpp, "cpp",
+                                                "the host C++ training program")));
+static cl::opt<std::string> outputDir("o", cl::desc("Build the training executable DIR/train"),
+                                      cl::value_desc("DIR"));
+static cl::opt<bool> report("report",
+                            cl::desc("Print the lowering passes' remarks (fusion, arena)"));
 static cl::opt<std::string> summaryFormat("summary", cl::desc("Summary format: text or json"),
                                           cl::init("text"));
 static cl::opt<bool> evaluate("eval", cl::desc("Print the forward loss on a batch"));
@@ -97,7 +116,7 @@ int main(int argc, char **argv) {
     llvm::errs() << "kilnc: " << warning << "\n";
 
   bool wantsModule = emit != Emit::None || evaluate || !saveParams.empty() ||
-                     !saveBatch.empty();
+                     !saveBatch.empty() || !outputDir.empty();
   if (!wantsModule) {
     kiln::frontend::ModelSummary summary = kiln::frontend::summarize(*spec);
     llvm::outs() << (summaryFormat == "json"
@@ -107,6 +126,29 @@ int main(int argc, char **argv) {
   }
 
   MLIRContext context;
+  {
+    // The kernel lowering inlines block functions into the step.
+    DialectRegistry registry;
+    func::registerInlinerExtension(registry);
+    context.appendDialectRegistry(registry);
+  }
+  context.printOpOnDiagnostic(false);
+  // One line per diagnostic, with the HF module it is about when known;
+  // remarks (--report) included, notes folded into their diagnostic.
+  ScopedDiagnosticHandler diagnostics(&context, [](Diagnostic &diag) {
+    auto severity = diag.getSeverity();
+    const char *kind = severity == DiagnosticSeverity::Error     ? "error"
+                       : severity == DiagnosticSeverity::Warning ? "warning"
+                       : severity == DiagnosticSeverity::Remark  ? "remark"
+                                                                 : "note";
+    std::string where;
+    if (auto name = dyn_cast<NameLoc>(diag.getLocation()))
+      where = " (" + name.getName().str() + ")";
+    llvm::errs() << "kilnc: " << kind << where << ": " << diag.str() << "\n";
+    for (Diagnostic &note : diag.getNotes())
+      llvm::errs() << "kilnc: note: " << note.str() << "\n";
+    return success();
+  });
   OwningOpRef<ModuleOp> module = kiln::frontend::buildForwardModule(context, *spec);
   if (failed(verify(*module))) {
     llvm::errs() << "kilnc: internal error: the generated module does not verify\n";
@@ -132,6 +174,36 @@ int main(int argc, char **argv) {
     if (failed(trainPm.run(*train)))
       return 1;
     train->print(llvm::outs());
+  }
+  if (emit == Emit::Kernels || emit == Emit::Cpp || !outputDir.empty()) {
+    OwningOpRef<ModuleOp> kernels = module->clone();
+    if (failed(kiln::lowerToKernels(*kernels, *spec, report)))
+      return 1;
+    if (emit == Emit::Kernels)
+      kernels->print(llvm::outs());
+    if (emit == Emit::Cpp || !outputDir.empty()) {
+      kiln::codegen::HostProgramInfo info;
+      info.specPath = spec->path;
+      info.specName = llvm::sys::path::stem(spec->path).str();
+      info.specFingerprint = kiln::specFingerprint(*module);
+      info.vocabSize = spec->model.vocabSize;
+      info.sft = spec->train.stage == "sft";
+      info.defaultSteps = spec->train.steps;
+      info.defaultSeed = spec->train.seed;
+      std::string program;
+      llvm::raw_string_ostream programStream(program);
+      if (failed(kiln::codegen::emitHostProgram(*kernels, "train_step", info, programStream)))
+        return 1;
+      if (emit == Emit::Cpp)
+        llvm::outs() << program;
+      if (!outputDir.empty()) {
+        if (!kiln::buildHostExecutable(outputDir, program, error)) {
+          llvm::errs() << "kilnc: error: " << error << "\n";
+          return 1;
+        }
+        llvm::errs() << "kilnc: wrote " << outputDir << "/train (and train.cpp, build.sh)\n";
+      }
+    }
   }
   OwningOpRef<ModuleOp> gradModule;
   if (evaluate && (!saveGrads.empty() || evalLoss == "total")) {

@@ -13,37 +13,6 @@
 using namespace mlir;
 
 namespace kiln::reference {
-
-//===----------------------------------------------------------------------===//
-// SeededRng
-//===----------------------------------------------------------------------===//
-
-static uint64_t fnv1a(StringRef s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s)
-    h = (h ^ c) * 1099511628211ull;
-  return h;
-}
-
-SeededRng::SeededRng(uint64_t seed, StringRef stream)
-    : state(seed * 0x9E3779B97F4A7C15ull ^ fnv1a(stream)) {}
-
-uint64_t SeededRng::next() {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-double SeededRng::uniform() { return double((next() >> 11) + 1) * 0x1.0p-53; }
-
-double SeededRng::normal() {
-  // One Box-Muller pair per call (the sine half is dropped) keeps each value
-  // a function of the stream position alone.
-  double u1 = uniform(), u2 = uniform();
-  return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
-}
-
 //===----------------------------------------------------------------------===//
 // Signature
 //===----------------------------------------------------------------------===//

@@ -22,6 +22,7 @@
 
 #include "dialects/kiln/reference/RefTensor.h"
 
+#include "runtime/init/SeededRng.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 
 #include <string>
@@ -76,17 +77,8 @@ bool saveParameters(const std::string &path, const Signature &sig,
 bool loadParameters(const std::string &path, const Signature &sig,
                     llvm::MutableArrayRef<RefTensor> args, std::string &error);
 
-/// A platform-independent generator: splitmix64 with Box-Muller normals.
-class SeededRng {
-public:
-  SeededRng(uint64_t seed, llvm::StringRef stream);
-  uint64_t next();
-  double uniform(); ///< in (0, 1]
-  double normal();  ///< mean 0, std 1
-
-private:
-  uint64_t state;
-};
+/// The seeded init generator, shared with the generated executables.
+using SeededRng = kiln::init::SeededRng;
 
 } // namespace kiln::reference
 

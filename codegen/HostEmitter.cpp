@@ -1,0 +1,427 @@
+//===- HostEmitter.cpp - Kernel-level module -> one C++ training program --===//
+//
+// The emitted step reads like llm.c's train_gpt2.c: every buffer is a named
+// pointer (parameters by their HF name in a comment, temporaries as arena
+// offsets), and each kernel is one call or one loop, preceded by the HF
+// module it came from. Launches are spelled by HostLaunches.cpp; this file
+// owns the program around them: the model description, buffer names, fused
+// loops, the gradient hook and main().
+//
+//===----------------------------------------------------------------------===//
+
+#include "codegen/HostEmitter.h"
+#include "codegen/HostLaunches.h"
+
+#include "mlir/IR/Location.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/TypeSwitch.h"
+#include "llvm/Support/Format.h"
+
+#include <cmath>
+
+using namespace mlir;
+using kiln::kernel::BufferOp;
+using kiln::kernel::ElementwiseOp;
+using kiln::kernel::LaunchOp;
+using kiln::kernel::ReshapeOp;
+using kiln::kernel::YieldOp;
+
+namespace kiln::codegen {
+namespace {
+
+/// The C++ element type of a buffer.
+FailureOr<StringRef> cppElementType(Location loc, Type type) {
+  if (type.isF32())
+    return StringRef("float");
+  if (type.isInteger(32))
+    return StringRef("int32_t");
+  if (type.isInteger(64))
+    return StringRef("int64_t");
+  return emitError(loc) << "the host target supports f32, i32 and i64 buffers, got " << type
+                        << " (other precisions come with the mixed-precision passes)";
+}
+
+/// "model.layers.1.mlp.gate" for a call-site location from inlining.
+std::string describeLoc(Location loc) {
+  if (auto name = dyn_cast<NameLoc>(loc))
+    return name.getName().str();
+  if (auto site = dyn_cast<CallSiteLoc>(loc)) {
+    std::string caller = describeLoc(site.getCaller()), callee = describeLoc(site.getCallee());
+    if (caller.empty())
+      return callee;
+    return callee.empty() ? caller : caller + "." + callee;
+  }
+  if (auto fused = dyn_cast<FusedLoc>(loc))
+    for (Location inner : fused.getLocations())
+      if (std::string s = describeLoc(inner); !s.empty())
+        return s;
+  return "";
+}
+
+std::string shapeString(MemRefType type) {
+  std::string s = "[";
+  for (auto [i, d] : llvm::enumerate(type.getShape()))
+    s += (i ? ", " : "") + std::to_string(d);
+  return s + "]";
+}
+
+/// A float constant that reads back exactly (hex float).
+std::string floatLiteral(double value, bool isFloat) {
+  if (std::isnan(value))
+    return isFloat ? "NAN" : "double(NAN)";
+  if (std::isinf(value))
+    return std::string(value < 0 ? "-" : "") + (isFloat ? "INFINITY" : "double(INFINITY)");
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%a", value);
+  return std::string(buf) + (isFloat ? "f" : "");
+}
+
+struct ArgRoles {
+  SmallVector<unsigned> params;       ///< arg numbers, ModelDesc::params order
+  llvm::DenseMap<unsigned, std::string> names; ///< arg number -> C++ expression
+  SmallVector<unsigned> trainable;    ///< arg numbers of trainable params
+};
+
+class Emitter {
+public:
+  Emitter(func::FuncOp step, const HostProgramInfo &info, raw_ostream &out)
+      : step(step), info(info), out(out) {}
+
+  LogicalResult emit();
+
+private:
+  LogicalResult classifyArguments();
+  LogicalResult emitModelDesc();
+  LogicalResult emitStep();
+  LogicalResult emitLoop(ElementwiseOp loop);
+  LogicalResult emitGradSink(Location loc);
+  FailureOr<std::string> pointerDecl(Value buffer, StringRef name, StringRef init);
+  std::string nameOf(Value v) { return names.lookup(v); }
+
+  func::FuncOp step;
+  const HostProgramInfo &info;
+  raw_ostream &out;
+  raw_ostream *os = nullptr; ///< where the part being rendered goes
+  ArgRoles roles;
+  llvm::DenseMap<Value, std::string> names;
+  // Per param arg number: the buffer of its gradient (from its adamw).
+  llvm::DenseMap<unsigned, Value> gradOf;
+  int64_t numExpertLoads = 0, numExperts = 0, batch = 0, seqLen = 0;
+  int64_t numKernels = 0;
+};
+
+LogicalResult Emitter::classifyArguments() {
+  llvm::StringMap<unsigned> paramArg;
+  llvm::StringMap<int64_t> trainableIndex;
+  auto argError = [&](unsigned i) {
+    return step.emitError() << "argument #" << i << " of @" << step.getSymName() << " ";
+  };
+  for (BlockArgument arg : step.getArguments()) {
+    unsigned i = arg.getArgNumber();
+    if (step.getArgAttr(i, "kiln.param") && !step.getArgAttr(i, "kiln.state")) {
+      auto name = step.getArgAttrOfType<StringAttr>(i, "kiln.param");
+      paramArg[name.getValue()] = i;
+      names[arg] = "io.params[" + std::to_string(roles.params.size()) + "]";
+      roles.params.push_back(i);
+      auto trainable = step.getArgAttrOfType<BoolAttr>(i, "kiln.trainable");
+      if (!trainable || trainable.getValue()) {
+        trainableIndex[name.getValue()] = roles.trainable.size();
+        roles.trainable.push_back(i);
+      }
+    }
+  }
+  for (BlockArgument arg : step.getArguments()) {
+    unsigned i = arg.getArgNumber();
+    auto type = cast<MemRefType>(arg.getType());
+    if (auto state = step.getArgAttrOfType<StringAttr>(i, "kiln.state")) {
+      auto name = step.getArgAttrOfType<StringAttr>(i, "kiln.param");
+      auto it = name ? trainableIndex.find(name.getValue()) : trainableIndex.end();
+      if (it == trainableIndex.end() || (state != "exp_avg" && state != "exp_avg_sq"))
+        return argError(i) << "is optimizer state of no trainable parameter";
+      names[arg] = std::string(state == "exp_avg" ? "io.expAvg[" : "io.expAvgSq[") +
+                   std::to_string(it->second) + "]";
+    } else if (auto input = step.getArgAttrOfType<StringAttr>(i, "kiln.input")) {
+      StringRef role = input.getValue();
+      if (role == "step")
+        names[arg] = "const_cast<int64_t *>(io.step)";
+      else if (role == "tokens" || role == "targets")
+        names[arg] = "const_cast<int32_t *>(io." + role.str() + ")";
+      else if (role == "loss_mask")
+        names[arg] = "const_cast<float *>(io.lossMask)";
+      else
+        return argError(i) << "is input '" << role
+                           << "'; the host driver feeds step, tokens, targets and loss_mask";
+      if (role == "tokens") {
+        if (type.getRank() != 2)
+          return argError(i) << "(tokens) must be [batch, seq_len], got " << type;
+        batch = type.getDimSize(0);
+        seqLen = type.getDimSize(1);
+      }
+    } else if (auto output = step.getArgAttrOfType<StringAttr>(i, "kiln.output")) {
+      StringRef role = output.getValue();
+      if (role == "loss")
+        names[arg] = "io.loss";
+      else if (role == "main_loss")
+        names[arg] = "io.mainLoss";
+      else if (role == "grad_norm")
+        names[arg] = "io.gradNorm";
+      else if (role == "lr")
+        names[arg] = "io.lr";
+      else if (role == "expert_load") {
+        names[arg] = "io.expertLoads[" + std::to_string(numExpertLoads++) + "]";
+        numExperts = type.getNumElements();
+      } else {
+        return argError(i) << "is output '" << role << "', which the host driver does not read";
+      }
+    } else if (!names.count(arg)) {
+      return argError(i) << "has no kiln.param, kiln.state, kiln.input or kiln.output role";
+    }
+  }
+  if (batch == 0)
+    return step.emitError() << "@" << step.getSymName() << " has no tokens input";
+  for (StringRef required : {"io.loss", "io.mainLoss", "io.gradNorm", "io.lr"})
+    if (llvm::none_of(names, [&](auto &entry) { return entry.second == required; }))
+      return step.emitError() << "@" << step.getSymName() << " has no output for "
+                              << required.drop_front(3);
+  return success();
+}
+
+LogicalResult Emitter::emitModelDesc() {
+  *os << "const kiln::driver::ParamDesc kParams[] = {\n";
+  for (unsigned i : roles.params) {
+    auto type = cast<MemRefType>(step.getArgument(i).getType());
+    if (type.getRank() > 4)
+      return step.emitError() << "parameter argument #" << i << " has rank " << type.getRank()
+                              << "; the driver supports rank <= 4";
+    auto name = step.getArgAttrOfType<StringAttr>(i, "kiln.param");
+    auto init = step.getArgAttrOfType<StringAttr>(i, "kiln.init");
+    auto std = step.getArgAttrOfType<FloatAttr>(i, "kiln.init_std");
+    StringRef kind = !init || init == "zeros" ? "Zeros" : init == "ones" ? "Ones" : "Normal";
+    if (init && init != "zeros" && init != "ones" && init != "normal")
+      return step.emitError() << "parameter '" << name.getValue() << "' has kiln.init '"
+                              << init.getValue() << "'; expected normal, ones or zeros";
+    auto trainable = step.getArgAttrOfType<BoolAttr>(i, "kiln.trainable");
+    *os << "    {\"" << name.getValue() << "\", " << type.getRank() << ", {";
+    for (auto [k, d] : llvm::enumerate(type.getShape()))
+      *os << (k ? ", " : "") << d;
+    *os << "}, kiln::driver::InitKind::" << kind << ", "
+       << floatLiteral(std ? std.getValueAsDouble() : 0.0, false) << ", "
+       << ((!trainable || trainable.getValue()) ? "true" : "false") << "},\n";
+  }
+  *os << "};\n\n";
+  auto arena = step->getAttrOfType<IntegerAttr>(kernel::kArenaBytesAttr);
+  *os << "const kiln::driver::ModelDesc kModel = {\n"
+     << "    /*specName=*/\"" << info.specName << "\",\n"
+     << "    /*specFingerprint=*/\"" << info.specFingerprint << "\",\n"
+     << "    kParams,\n"
+     << "    /*numParams=*/" << roles.params.size() << ",\n"
+     << "    /*batch=*/" << batch << ",\n"
+     << "    /*seqLen=*/" << seqLen << ",\n"
+     << "    /*vocabSize=*/" << info.vocabSize << ",\n"
+     << "    /*sft=*/" << (info.sft ? "true" : "false") << ",\n"
+     << "    /*numExpertLoads=*/" << numExpertLoads << ",\n"
+     << "    /*numExperts=*/" << numExperts << ",\n"
+     << "    /*arenaBytes=*/" << arena.getInt() << "u,\n"
+     << "    /*defaultSteps=*/" << info.defaultSteps << "u,\n"
+     << "    /*defaultSeed=*/" << info.defaultSeed << "u,\n"
+     << "};\n\n";
+  return success();
+}
+
+FailureOr<std::string> Emitter::pointerDecl(Value buffer, StringRef name, StringRef init) {
+  auto type = cast<MemRefType>(buffer.getType());
+  FailureOr<StringRef> elem = cppElementType(buffer.getLoc(), type.getElementType());
+  if (failed(elem))
+    return failure();
+  return ("  " + *elem + " *" + name + " = " + init + "; // " + shapeString(type)).str();
+}
+
+/// The C++ expression of one scalar op inside a fused loop.
+FailureOr<std::string> scalarExpr(Operation &op, llvm::DenseMap<Value, std::string> &vars) {
+  auto v = [&](unsigned i) { return vars.lookup(op.getOperand(i)); };
+  return TypeSwitch<Operation *, FailureOr<std::string>>(&op)
+      .Case([&](arith::AddFOp) { return v(0) + " + " + v(1); })
+      .Case([&](arith::SubFOp) { return v(0) + " - " + v(1); })
+      .Case([&](arith::MulFOp) { return v(0) + " * " + v(1); })
+      .Case([&](arith::DivFOp) { return v(0) + " / " + v(1); })
+      .Case([&](arith::NegFOp) { return "-" + v(0); })
+      .Case([&](arith::MaximumFOp) { return "std::fmax(" + v(0) + ", " + v(1) + ")"; })
+      .Case([&](math::ExpOp) { return "std::exp(" + v(0) + ")"; })
+      .Case([&](math::LogOp) { return "std::log(" + v(0) + ")"; })
+      .Case([&](math::SqrtOp) { return "std::sqrt(" + v(0) + ")"; })
+      .Case([&](arith::ConstantOp c) -> FailureOr<std::string> {
+        if (auto f = dyn_cast<FloatAttr>(c.getValue()))
+          return floatLiteral(f.getValueAsDouble(), f.getType().isF32());
+        if (auto i = dyn_cast<IntegerAttr>(c.getValue()))
+          return std::to_string(i.getInt());
+        return op.emitError() << "constant the host emitter cannot spell";
+      })
+      .Default([&](Operation *) -> FailureOr<std::string> {
+        return op.emitError() << "has no host C++ spelling inside a fused loop";
+      });
+}
+
+LogicalResult Emitter::emitLoop(ElementwiseOp loop) {
+  Block &body = loop.getBody().front();
+  int64_t n = cast<MemRefType>(loop.getOuts()[0].getType()).getNumElements();
+  llvm::DenseMap<Value, std::string> vars;
+  // Loops under ~32k elements finish faster than an OpenMP fork/join.
+  *os << "  #pragma omp parallel for schedule(static) if (" << n << " >= 32768)\n"
+     << "  for (int64_t i = 0; i < " << n << "; ++i) {\n";
+  for (auto [k, arg] : llvm::enumerate(body.getArguments())) {
+    FailureOr<StringRef> elem = cppElementType(loop.getLoc(), arg.getType());
+    if (failed(elem))
+      return failure();
+    vars[arg] = "a" + std::to_string(k);
+    *os << "    const " << *elem << " a" << k << " = " << nameOf(loop.getIns()[k]) << "[i];\n";
+  }
+  int64_t next = 0;
+  for (Operation &op : body.without_terminator()) {
+    FailureOr<std::string> expr = scalarExpr(op, vars);
+    if (failed(expr))
+      return failure();
+    FailureOr<StringRef> elem = cppElementType(op.getLoc(), op.getResult(0).getType());
+    if (failed(elem))
+      return failure();
+    std::string var = "v" + std::to_string(next++);
+    vars[op.getResult(0)] = var;
+    *os << "    const " << *elem << " " << var << " = " << *expr << ";\n";
+  }
+  auto yield = cast<YieldOp>(body.getTerminator());
+  for (auto [value, out] : llvm::zip(yield.getValues(), loop.getOuts()))
+    *os << "    " << nameOf(out) << "[i] = " << vars.lookup(value) << ";\n";
+  *os << "  }\n";
+  return success();
+}
+
+LogicalResult Emitter::emitGradSink(Location loc) {
+  *os << "  if (io.gradSink) {\n    const float *grads[] = {\n";
+  for (unsigned i : roles.trainable) {
+    Value grad = gradOf.lookup(i);
+    if (!grad)
+      return emitError(loc) << "trainable parameter '"
+                            << step.getArgAttrOfType<StringAttr>(i, "kiln.param").getValue()
+                            << "' has no adamw update to take its gradient from";
+    *os << "        " << nameOf(grad) << ",\n";
+  }
+  *os << "    };\n    io.gradSink(io.gradSinkContext, grads);\n  }\n";
+  return success();
+}
+
+LogicalResult Emitter::emitStep() {
+  // The gradient of each parameter is what its adamw reads.
+  LaunchOp firstUpdate;
+  step.walk([&](LaunchOp launch) {
+    if (launch.getKernel() != "adamw")
+      return;
+    if (auto arg = dyn_cast<BlockArgument>(launch.getIns()[0]))
+      gradOf[arg.getArgNumber()] = launch.getIns()[1];
+    if (!firstUpdate)
+      firstUpdate = launch;
+  });
+
+  *os << "bool trainStep(const kiln::driver::StepBuffers &io, std::string &error) {\n";
+  int64_t nextBuffer = 0;
+  for (Operation &op : step.getBody().front()) {
+    if (auto buffer = dyn_cast<BufferOp>(op)) {
+      std::string name = "t" + std::to_string(nextBuffer++);
+      FailureOr<StringRef> elem =
+          cppElementType(op.getLoc(), buffer.getType().getElementType());
+      if (failed(elem))
+        return failure();
+      FailureOr<std::string> decl = pointerDecl(
+          buffer, name,
+          ("reinterpret_cast<" + *elem + " *>(io.arena + " +
+           std::to_string(buffer.getOffset()) + ")")
+              .str());
+      if (failed(decl))
+        return failure();
+      *os << *decl << "\n";
+      names[buffer.getResult()] = name;
+      continue;
+    }
+    if (auto reshape = dyn_cast<ReshapeOp>(op)) {
+      // Same bytes, another shape: the pointer is all C++ needs.
+      names[reshape.getResult()] = nameOf(reshape.getSource());
+      continue;
+    }
+    if (isa<func::ReturnOp>(op))
+      break;
+    std::string where = describeLoc(op.getLoc());
+    if (auto loop = dyn_cast<ElementwiseOp>(op)) {
+      *os << "\n  // " << (where.empty() ? "" : where + ": ");
+      for (auto [k, origin] : llvm::enumerate(loop.getOrigin()))
+        *os << (k ? " + " : "") << cast<StringAttr>(origin).getValue();
+      *os << "\n";
+      if (failed(emitLoop(loop)))
+        return failure();
+      ++numKernels;
+      continue;
+    }
+    auto launch = dyn_cast<LaunchOp>(op);
+    if (!launch)
+      return op.emitError() << "is not a kernel-level op the host emitter knows";
+    if (launch == firstUpdate && failed(emitGradSink(op.getLoc())))
+      return failure();
+    *os << "\n  // " << (where.empty() ? "" : where + ": ") << launch.getKernel() << "\n";
+    LaunchArgs args;
+    for (Value in : launch.getIns())
+      args.ins.push_back(nameOf(in));
+    for (Value out : launch.getOuts())
+      args.outs.push_back(nameOf(out));
+    if (failed(emitHostLaunch(launch, args, "  ", *os)))
+      return failure();
+    ++numKernels;
+  }
+  *os << "  return true;\n}\n\n";
+  return success();
+}
+
+LogicalResult Emitter::emit() {
+  if (!step->getAttrOfType<IntegerAttr>(kernel::kArenaBytesAttr))
+    return step.emitError() << "@" << step.getSymName()
+                            << " has no planned arena; run kiln-plan-arena first";
+  if (failed(classifyArguments()))
+    return failure();
+  // The parts are rendered first so the header can give the kernel count.
+  std::string desc, body;
+  llvm::raw_string_ostream descStream(desc), bodyStream(body);
+  os = &descStream;
+  if (failed(emitModelDesc()))
+    return failure();
+  os = &bodyStream;
+  if (failed(emitStep()))
+    return failure();
+
+  auto arena = step->getAttrOfType<IntegerAttr>(kernel::kArenaBytesAttr);
+  out << "// Generated by kilnc from " << info.specPath << ". Do not edit.\n"
+      << "//\n"
+      << "// The training step of " << info.specName << " for the host target: "
+      << numKernels << " kernels over a " << arena.getInt() << "-byte arena, batch "
+      << batch << " x " << seqLen << " tokens. build.sh next to this file rebuilds it.\n\n"
+      << "#include \"runtime/driver/TrainMain.h\"\n"
+      << "#include \"runtime/kernels/Attention.h\"\n"
+      << "#include \"runtime/kernels/Copy.h\"\n"
+      << "#include \"runtime/kernels/Dense.h\"\n"
+      << "#include \"runtime/kernels/Loss.h\"\n"
+      << "#include \"runtime/kernels/MoE.h\"\n"
+      << "#include \"runtime/kernels/Optimizer.h\"\n\n"
+      << "#include <cmath>\n#include <cstdint>\n#include <string>\n\n"
+      << "namespace {\n\n"
+      << desc << body << "} // namespace\n\n"
+      << "int main(int argc, char **argv) {\n"
+      << "  return kiln::driver::trainMain(argc, argv, kModel, trainStep);\n}\n";
+  return success();
+}
+
+} // namespace
+
+LogicalResult emitHostProgram(ModuleOp module, StringRef entry, const HostProgramInfo &info,
+                              raw_ostream &os) {
+  auto step = module.lookupSymbol<func::FuncOp>(entry);
+  if (!step || step.isExternal())
+    return module.emitError() << "no function @" << entry << " to emit";
+  return Emitter(step, info, os).emit();
+}
+
+} // namespace kiln::codegen

@@ -1,0 +1,41 @@
+//===- HostEmitter.h - Kernel-level module -> one C++ training program ----===//
+//
+// Emits the kernel-level step (after convert-kiln-to-kernel,
+// kiln-fuse-elementwise and kiln-plan-arena) as a single readable C++ file:
+// the model description the driver needs (runtime/driver/TrainStep.h), the
+// step as a straight list of kernel calls and fused loops over named arena
+// buffers, and a main() that hands both to kiln::driver::trainMain.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_CODEGEN_HOSTEMITTER_H
+#define KILN_CODEGEN_HOSTEMITTER_H
+
+#include "mlir/IR/BuiltinOps.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <cstdint>
+#include <string>
+
+namespace kiln::codegen {
+
+/// What the emitted program needs from the spec (the module holds the rest).
+struct HostProgramInfo {
+  std::string specPath;        ///< for the header comment
+  std::string specName;        ///< e.g. "r1-tiny"
+  std::string specFingerprint; ///< see specFingerprint()
+  int64_t vocabSize = 0;
+  bool sft = false;
+  uint64_t defaultSteps = 1;
+  uint64_t defaultSeed = 0;
+};
+
+/// Writes the C++ program for the step function `entry` of `module`. Fails
+/// with an error on the offending op or argument if the module is not a
+/// planned kernel-level step.
+mlir::LogicalResult emitHostProgram(mlir::ModuleOp module, llvm::StringRef entry,
+                                    const HostProgramInfo &info, llvm::raw_ostream &os);
+
+} // namespace kiln::codegen
+
+#endif // KILN_CODEGEN_HOSTEMITTER_H

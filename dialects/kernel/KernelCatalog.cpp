@@ -1,0 +1,67 @@
+//===- KernelCatalog.cpp - The kernel library's entries -------------------===//
+
+#include "dialects/kernel/KernelCatalog.h"
+
+#include "llvm/ADT/STLExtras.h"
+
+using namespace llvm;
+
+namespace kiln::kernel {
+
+// Kernels made from kiln ops keep the op's operand and result counts (see
+// KilnDenseOps.td and the other kiln .td files for their meaning).
+// Elementwise kiln ops (silu, swiglu, scale and their gradients, arith on
+// tensors) are not here: they become kiln_kernel.elementwise loops.
+static const KernelInfo kCatalog[] = {
+    // Dense.
+    {"embedding", 2, 1},
+    {"embedding_grad", 2, 1},
+    {"linear", 2, 1},
+    {"linear_dgrad", 2, 1},
+    {"linear_wgrad", 2, 1},
+    {"rms_norm", 2, 1},
+    {"rms_norm_grad", 3, 2},
+    {"broadcast", 1, 1},
+    {"unbroadcast", 1, 1},
+    // Attention.
+    {"rope", 1, 1},
+    {"attention", 3, 1},
+    {"attention_grad", 4, 3},
+    // Mixture of experts.
+    {"router", 2, 2},
+    {"router_grad", 3, 1},
+    {"dispatch", 2, 3},
+    {"dispatch_grad", 2, 1},
+    {"combine", 3, 1},
+    {"combine_grad", 4, 2},
+    {"grouped_matmul", 3, 1},
+    {"grouped_matmul_dgrad", 3, 1},
+    {"grouped_matmul_wgrad", 3, 1},
+    {"expert_load", 1, 1},
+    {"balance_loss", 2, 1},
+    {"balance_loss_grad", 3, 1},
+    // Loss.
+    {"cross_entropy", 3, 1},
+    {"cross_entropy_grad", 4, 1},
+    // Optimizer. adamw and bias_update update their state in place: the
+    // outs are the same buffers as ins 0, 2, 3 (adamw) and 0 (bias_update).
+    {"lr_schedule", 1, 1},
+    {"global_norm", kVariadic, 1},
+    {"clip_scale", 1, 1},
+    {"adamw", 7, 3},
+    {"bias_update", 2, 1},
+    // Data movement (from tensor ops and splat constants).
+    {"fill", 0, 1},
+    {"extract_slice", 1, 1},
+    {"insert_slice", 2, 1},
+    {"concat", kVariadic, 1},
+};
+
+ArrayRef<KernelInfo> kernelCatalog() { return kCatalog; }
+
+const KernelInfo *lookupKernel(StringRef name) {
+  auto *it = find_if(kCatalog, [&](const KernelInfo &k) { return k.name == name; });
+  return it == std::end(kCatalog) ? nullptr : it;
+}
+
+} // namespace kiln::kernel

@@ -1,0 +1,407 @@
+//===- ConvertKilnToKernel.cpp - convert-kiln-to-kernel -------------------===//
+//
+// Bufferizes a kiln training step into the kernel level (see Passes.td). The
+// step is one block of straight-line code, so this is a single walk in
+// program order that gives each tensor value a buffer and rewrites each op
+// into the launch, loop or alias that computes it there. The legality of
+// in-place state updates is checked on the tensor IR first, before anything
+// is rewritten, so a rejected step is left untouched.
+//
+//===----------------------------------------------------------------------===//
+
+#include "dialects/kernel/KernelCatalog.h"
+#include "passes/Passes.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/IR/IRMapping.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+namespace kiln {
+#define GEN_PASS_DEF_CONVERTKILNTOKERNEL
+#include "passes/Passes.h.inc"
+} // namespace kiln
+
+using namespace mlir;
+using kiln::kernel::AllocOp;
+using kiln::kernel::ElementwiseOp;
+using kiln::kernel::LaunchOp;
+using kiln::kernel::ReshapeOp;
+using kiln::kernel::YieldOp;
+
+namespace kiln {
+namespace {
+
+constexpr StringLiteral kResultAttr = "kiln.result";
+constexpr StringLiteral kOutputAttr = "kiln.output";
+constexpr StringLiteral kParamAttr = "kiln.param";
+constexpr StringLiteral kStateAttr = "kiln.state";
+
+MemRefType bufferTypeOf(Type type) {
+  auto tensor = cast<RankedTensorType>(type);
+  return MemRefType::get(tensor.getShape(), tensor.getElementType());
+}
+
+//===----------------------------------------------------------------------===//
+// Elementwise ops: their scalar bodies
+//===----------------------------------------------------------------------===//
+
+bool isElementwise(Operation *op) {
+  if (isa<arith::AddFOp, arith::SubFOp, arith::MulFOp, arith::DivFOp, arith::NegFOp>(op))
+    return isa<RankedTensorType>(op->getResult(0).getType());
+  return isa<ScaleOp, SiluOp, SwigluOp, SiluGradOp, SwigluGradOp>(op);
+}
+
+Value floatConstant(OpBuilder &b, Location loc, Type type, double value) {
+  return arith::ConstantOp::create(b, loc, b.getFloatAttr(type, value));
+}
+
+/// 1 / (1 + exp(-x)), as runtime/kernels/KernelMath.h's sigmoidf.
+Value sigmoid(OpBuilder &b, Location loc, Value x) {
+  Value one = floatConstant(b, loc, x.getType(), 1.0);
+  Value e = math::ExpOp::create(b, loc, arith::NegFOp::create(b, loc, x));
+  return arith::DivFOp::create(b, loc, one, arith::AddFOp::create(b, loc, one, e));
+}
+
+/// The per-element values of `op`'s results from its per-element operands,
+/// with the formulas of runtime/kernels/DenseMath.h.
+SmallVector<Value> buildScalarBody(OpBuilder &b, Location loc, Operation *op, ValueRange a) {
+  auto mul = [&](Value x, Value y) -> Value { return arith::MulFOp::create(b, loc, x, y); };
+  auto one = [&] { return floatConstant(b, loc, a[0].getType(), 1.0); };
+  auto sub = [&](Value x, Value y) -> Value { return arith::SubFOp::create(b, loc, x, y); };
+  auto add = [&](Value x, Value y) -> Value { return arith::AddFOp::create(b, loc, x, y); };
+  return TypeSwitch<Operation *, SmallVector<Value>>(op)
+      .Case([&](arith::AddFOp) { return SmallVector<Value>{add(a[0], a[1])}; })
+      .Case([&](arith::SubFOp) { return SmallVector<Value>{sub(a[0], a[1])}; })
+      .Case([&](arith::MulFOp) { return SmallVector<Value>{mul(a[0], a[1])}; })
+      .Case([&](arith::DivFOp) {
+        return SmallVector<Value>{arith::DivFOp::create(b, loc, a[0], a[1])};
+      })
+      .Case([&](arith::NegFOp) {
+        return SmallVector<Value>{arith::NegFOp::create(b, loc, a[0])};
+      })
+      .Case([&](ScaleOp s) {
+        Value factor = floatConstant(b, loc, a[0].getType(), s.getFactor().convertToDouble());
+        return SmallVector<Value>{mul(a[0], factor)};
+      })
+      .Case([&](SiluOp) { return SmallVector<Value>{mul(a[0], sigmoid(b, loc, a[0]))}; })
+      .Case([&](SwigluOp) {
+        return SmallVector<Value>{mul(mul(a[0], sigmoid(b, loc, a[0])), a[1])};
+      })
+      .Case([&](SiluGradOp) {
+        // dx = dy * s (1 + x (1 - s)).
+        Value s = sigmoid(b, loc, a[1]);
+        Value d = mul(s, add(one(), mul(a[1], sub(one(), s))));
+        return SmallVector<Value>{mul(a[0], d)};
+      })
+      .Case([&](SwigluGradOp) {
+        // dgate = dy up s (1 + gate (1 - s)), dup = dy gate s.
+        Value dy = a[0], gate = a[1], up = a[2];
+        Value s = sigmoid(b, loc, gate);
+        Value dgate = mul(mul(mul(dy, up), s), add(one(), mul(gate, sub(one(), s))));
+        Value dup = mul(mul(dy, gate), s);
+        return SmallVector<Value>{dgate, dup};
+      })
+      .Default([](Operation *) { return SmallVector<Value>{}; });
+}
+
+//===----------------------------------------------------------------------===//
+// The conversion
+//===----------------------------------------------------------------------===//
+
+class StepLowering {
+public:
+  explicit StepLowering(func::FuncOp step) : step(step), body(step.getBody().front()) {}
+
+  LogicalResult run();
+
+private:
+  LogicalResult checkInput();
+  LogicalResult checkInPlace(Operation *update, ArrayRef<unsigned> stateOperands);
+  LogicalResult lowerOp(Operation *op);
+  LogicalResult lowerReturn(func::ReturnOp ret);
+
+  Value bufferOf(Value tensor) { return buffers.lookup(tensor); }
+  SmallVector<Value> buffersOf(ValueRange tensors) {
+    return llvm::map_to_vector(tensors, [&](Value v) { return bufferOf(v); });
+  }
+  /// New allocs for `op`'s results, recorded as their buffers.
+  SmallVector<Value> allocResults(OpBuilder &b, Operation *op);
+  void launch(OpBuilder &b, Operation *op, StringRef kernel, ValueRange ins, ValueRange outs,
+              DictionaryAttr params);
+
+  func::FuncOp step;
+  Block &body;
+  IRMapping buffers;
+};
+
+LogicalResult StepLowering::checkInput() {
+  if (!llvm::hasSingleElement(step.getBody()))
+    return step.emitError() << "@" << step.getSymName()
+                            << " must be a single block of straight-line code";
+  for (BlockArgument arg : body.getArguments()) {
+    auto type = dyn_cast<RankedTensorType>(arg.getType());
+    if (!type || !type.hasStaticShape())
+      return step.emitError() << "argument #" << arg.getArgNumber() << " of @"
+                              << step.getSymName() << " must be a static-shaped tensor, got "
+                              << arg.getType();
+  }
+  for (Operation &op : body.without_terminator()) {
+    if (isa<func::CallOp>(op))
+      return op.emitError() << "calls @" << cast<func::CallOp>(op).getCallee()
+                            << "; run 'inline' before convert-kiln-to-kernel";
+    for (Type t : op.getResultTypes()) {
+      auto type = dyn_cast<RankedTensorType>(t);
+      if (!type || !type.hasStaticShape())
+        return op.emitError() << "has a result of type " << t
+                              << "; the kernel level needs static-shaped tensors";
+    }
+    if (isa<AdamWOp>(op) && failed(checkInPlace(&op, {0, 2, 3})))
+      return failure();
+    if (isa<BiasUpdateOp>(op) && failed(checkInPlace(&op, {0})))
+      return failure();
+  }
+  return success();
+}
+
+/// An update of state operand `i` may overwrite its argument buffer only if
+/// the operand is an argument and nothing reads it later.
+LogicalResult StepLowering::checkInPlace(Operation *update, ArrayRef<unsigned> stateOperands) {
+  for (unsigned i : stateOperands) {
+    Value state = update->getOperand(i);
+    if (!isa<BlockArgument>(state))
+      return update->emitError() << "updates operand #" << i
+                                 << " in place, but it is not an argument of @"
+                                 << step.getSymName();
+    for (Operation *user : state.getUsers())
+      if (user != update && update->isBeforeInBlock(user))
+        return user->emitError()
+               << "reads argument #" << cast<BlockArgument>(state).getArgNumber()
+               << " after '" << update->getName()
+               << "' updated it in place; state must be read before its update";
+  }
+  return success();
+}
+
+SmallVector<Value> StepLowering::allocResults(OpBuilder &b, Operation *op) {
+  SmallVector<Value> outs;
+  for (Value result : op->getResults()) {
+    Value alloc = AllocOp::create(b, op->getLoc(), bufferTypeOf(result.getType()));
+    buffers.map(result, alloc);
+    outs.push_back(alloc);
+  }
+  return outs;
+}
+
+void StepLowering::launch(OpBuilder &b, Operation *op, StringRef kernel, ValueRange ins,
+                          ValueRange outs, DictionaryAttr params) {
+  LaunchOp::create(b, op->getLoc(), b.getStringAttr(kernel), ins, outs, params);
+}
+
+/// Attributes of `op` named in `names`, as a launch's params.
+DictionaryAttr pickAttrs(Operation *op, ArrayRef<StringRef> names) {
+  SmallVector<NamedAttribute> picked;
+  for (StringRef name : names)
+    if (Attribute attr = op->getAttr(name))
+      picked.push_back(NamedAttribute(StringAttr::get(op->getContext(), name), attr));
+  return DictionaryAttr::get(op->getContext(), picked);
+}
+
+LogicalResult StepLowering::lowerOp(Operation *op) {
+  OpBuilder b(op);
+  Location loc = op->getLoc();
+  MLIRContext *ctx = op->getContext();
+
+  if (isElementwise(op)) {
+    SmallVector<Value> ins = buffersOf(op->getOperands());
+    SmallVector<Value> outs = allocResults(b, op);
+    auto loop = ElementwiseOp::create(b, loc, ins, outs,
+                                      b.getStrArrayAttr({op->getName().getStringRef()}));
+    Block *loopBody = b.createBlock(&loop.getBody());
+    for (Value in : ins)
+      loopBody->addArgument(cast<MemRefType>(in.getType()).getElementType(), loc);
+    b.setInsertionPointToStart(loopBody);
+    SmallVector<Value> values = buildScalarBody(b, loc, op, loopBody->getArguments());
+    YieldOp::create(b, loc, values);
+    return success();
+  }
+
+  return TypeSwitch<Operation *, LogicalResult>(op)
+      .Case([&](arith::ConstantOp constant) -> LogicalResult {
+        auto splat = dyn_cast<SplatElementsAttr>(constant.getValue());
+        if (!splat)
+          return op->emitError() << "is a non-splat tensor constant; the kernel level "
+                                    "has only splat fills";
+        double value = isa<FloatType>(splat.getElementType())
+                           ? splat.getSplatValue<APFloat>().convertToDouble()
+                           : double(splat.getSplatValue<APInt>().getSExtValue());
+        SmallVector<Value> outs = allocResults(b, op);
+        launch(b, op, "fill", {}, outs,
+               DictionaryAttr::get(ctx, {NamedAttribute(StringAttr::get(ctx, "value"),
+                                                        b.getF64FloatAttr(value))}));
+        return success();
+      })
+      .Case<tensor::ExpandShapeOp, tensor::CollapseShapeOp>([&](Operation *) {
+        Value alias = ReshapeOp::create(b, loc, bufferTypeOf(op->getResult(0).getType()),
+                                        bufferOf(op->getOperand(0)));
+        buffers.map(op->getResult(0), alias);
+        return success();
+      })
+      .Case([&](tensor::ExtractSliceOp slice) -> LogicalResult {
+        if (!slice.getOffsets().empty() || !slice.getSizes().empty() ||
+            !slice.getStrides().empty())
+          return op->emitError() << "has dynamic offsets, sizes or strides";
+        SmallVector<Value> outs = allocResults(b, op);
+        launch(b, op, "extract_slice", {bufferOf(slice.getSource())}, outs,
+               pickAttrs(op, {"static_offsets", "static_sizes", "static_strides"}));
+        return success();
+      })
+      .Case([&](tensor::InsertSliceOp slice) -> LogicalResult {
+        if (!slice.getOffsets().empty() || !slice.getSizes().empty() ||
+            !slice.getStrides().empty())
+          return op->emitError() << "has dynamic offsets, sizes or strides";
+        SmallVector<Value> outs = allocResults(b, op);
+        launch(b, op, "insert_slice", {bufferOf(slice.getSource()), bufferOf(slice.getDest())},
+               outs, pickAttrs(op, {"static_offsets", "static_sizes", "static_strides"}));
+        return success();
+      })
+      .Case([&](tensor::ConcatOp concat) {
+        SmallVector<Value> outs = allocResults(b, op);
+        launch(b, op, "concat", buffersOf(concat.getInputs()), outs, pickAttrs(op, {"dim"}));
+        return success();
+      })
+      .Case([&](AdamWOp adamw) {
+        // In place: the new parameter and moments overwrite the old ones.
+        SmallVector<Value> state =
+            buffersOf({adamw.getParam(), adamw.getM(), adamw.getV()});
+        for (auto [result, buffer] : llvm::zip(op->getResults(), state))
+          buffers.map(result, buffer);
+        launch(b, op, "adamw", buffersOf(op->getOperands()), state, op->getAttrDictionary());
+        return success();
+      })
+      .Case([&](BiasUpdateOp update) {
+        Value bias = bufferOf(update.getBias());
+        buffers.map(update.getResult(), bias);
+        launch(b, op, "bias_update", buffersOf(op->getOperands()), {bias},
+               op->getAttrDictionary());
+        return success();
+      })
+      .Default([&](Operation *) -> LogicalResult {
+        StringRef name = op->getName().getStringRef();
+        if (!name.consume_front("kiln.") || !kernel::lookupKernel(name))
+          return op->emitError() << "'" << op->getName()
+                                 << "' has no kernel in the kernel catalog "
+                                    "(dialects/kernel/KernelCatalog.cpp)";
+        SmallVector<Value> ins = buffersOf(op->getOperands());
+        SmallVector<Value> outs = allocResults(b, op);
+        launch(b, op, name, ins, outs, op->getAttrDictionary());
+        return success();
+      });
+}
+
+LogicalResult StepLowering::lowerReturn(func::ReturnOp ret) {
+  MLIRContext *ctx = step.getContext();
+  unsigned numOldArgs = body.getNumArguments();
+  SmallVector<DictionaryAttr> newArgAttrs;
+  for (auto [i, result] : llvm::enumerate(ret.getOperands())) {
+    DictionaryAttr attrs = step.getResultAttrDict(i);
+    auto role = attrs ? attrs.getAs<StringAttr>(kResultAttr) : StringAttr();
+    if (!role)
+      return ret.emitError() << "result #" << i << " of @" << step.getSymName()
+                             << " has no kiln.result role";
+    Value buffer = bufferOf(result);
+    if (role == "param" || role == "exp_avg" || role == "exp_avg_sq") {
+      // State must have been updated in its own argument's buffer.
+      auto name = attrs.getAs<StringAttr>(kParamAttr);
+      auto arg = dyn_cast<BlockArgument>(buffer);
+      bool matches = arg && arg.getOwner() == &body &&
+                     step.getArgAttr(arg.getArgNumber(), kParamAttr) == name &&
+                     (role == "param"
+                          ? !step.getArgAttr(arg.getArgNumber(), kStateAttr)
+                          : step.getArgAttr(arg.getArgNumber(), kStateAttr) == role);
+      if (!matches)
+        return ret.emitError() << "result #" << i << " (" << role.getValue() << " of '"
+                               << (name ? name.getValue() : StringRef("?"))
+                               << "') is not an in-place update of its argument";
+      continue;
+    }
+    // An output: the kernel that computes it writes the output argument.
+    BlockArgument out = body.addArgument(buffer.getType(), result.getLoc());
+    NamedAttrList outAttrs(attrs);
+    outAttrs.erase(kResultAttr);
+    outAttrs.set(kOutputAttr, role);
+    newArgAttrs.push_back(outAttrs.getDictionary(ctx));
+    auto alloc = buffer.getDefiningOp<AllocOp>();
+    if (alloc) {
+      alloc.getResult().replaceAllUsesWith(out);
+      alloc.erase();
+      buffers.map(result, out);
+      continue;
+    }
+    // Already an output (the same value returned twice) or an argument: copy.
+    OpBuilder b(ret);
+    auto copy = ElementwiseOp::create(b, ret.getLoc(), ValueRange{buffer}, ValueRange{out},
+                                      b.getStrArrayAttr({"copy"}));
+    Block *copyBody = b.createBlock(&copy.getBody());
+    copyBody->addArgument(cast<MemRefType>(buffer.getType()).getElementType(), ret.getLoc());
+    b.setInsertionPointToStart(copyBody);
+    YieldOp::create(b, ret.getLoc(), copyBody->getArguments());
+  }
+  OpBuilder b(ret);
+  func::ReturnOp::create(b, ret.getLoc());
+  ret.erase();
+
+  SmallVector<DictionaryAttr> argAttrs;
+  for (unsigned i = 0; i < numOldArgs; ++i)
+    argAttrs.push_back(step.getArgAttrDict(i));
+  argAttrs.append(newArgAttrs);
+  step.setType(FunctionType::get(ctx, body.getArgumentTypes(), {}));
+  step.setAllArgAttrs(argAttrs);
+  step.removeResAttrsAttr();
+  return success();
+}
+
+LogicalResult StepLowering::run() {
+  if (failed(checkInput()))
+    return failure();
+  for (BlockArgument arg : body.getArguments()) {
+    arg.setType(bufferTypeOf(arg.getType()));
+    buffers.map(arg, arg);
+  }
+  SmallVector<Operation *> ops =
+      llvm::map_to_vector(body.without_terminator(), [](Operation &op) { return &op; });
+  for (Operation *op : ops)
+    if (failed(lowerOp(op)))
+      return failure();
+  if (failed(lowerReturn(cast<func::ReturnOp>(body.getTerminator()))))
+    return failure();
+  for (Operation *op : llvm::reverse(ops)) {
+    op->dropAllUses();
+    op->erase();
+  }
+  return success();
+}
+
+struct ConvertKilnToKernelPass
+    : impl::ConvertKilnToKernelBase<ConvertKilnToKernelPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    auto step = module.lookupSymbol<func::FuncOp>(entry);
+    if (!step || step.isExternal()) {
+      module.emitError() << "convert-kiln-to-kernel: no function @" << entry
+                         << " with a body to lower";
+      return signalPassFailure();
+    }
+    if (failed(StepLowering(step).run()))
+      return signalPassFailure();
+    // The kernel-level module holds the step alone.
+    for (auto func : llvm::make_early_inc_range(module.getOps<func::FuncOp>()))
+      if (func != step)
+        func.erase();
+  }
+};
+
+} // namespace
+} // namespace kiln

@@ -1,0 +1,271 @@
+//===- FuseElementwise.cpp - kiln-fuse-elementwise: one loop per chain ----===//
+//
+// Works on buffers, after convert-kiln-to-kernel, where "who reads this
+// intermediate" is a plain use-list question: a producer loop whose out is
+// read by exactly one later loop and nothing else is folded into that loop,
+// and the intermediate buffer (and its memory traffic) disappears. This is
+// XLA's loop fusion restricted to the case that never recomputes anything.
+//
+// Splat fills read only by loops become scalar constants in those loops.
+//
+//===----------------------------------------------------------------------===//
+
+#include "passes/Passes.h"
+
+#include "mlir/IR/IRMapping.h"
+#include "llvm/ADT/SetVector.h"
+
+namespace kiln {
+#define GEN_PASS_DEF_KILNFUSEELEMENTWISE
+#include "passes/Passes.h.inc"
+} // namespace kiln
+
+using namespace mlir;
+using kiln::kernel::AllocOp;
+using kiln::kernel::ElementwiseOp;
+using kiln::kernel::LaunchOp;
+using kiln::kernel::ReshapeOp;
+using kiln::kernel::YieldOp;
+
+namespace kiln {
+namespace {
+
+/// The buffer `v` is a view of: the alloc or argument under any reshapes.
+Value rootOf(Value v) {
+  while (auto reshape = v.getDefiningOp<ReshapeOp>())
+    v = reshape.getSource();
+  return v;
+}
+
+/// Non-reshape ops using `buffer` or a reshape of it, and the reshapes.
+void collectUsers(Value buffer, SmallVectorImpl<Operation *> &users,
+                  SmallVectorImpl<ReshapeOp> &reshapes) {
+  for (Operation *user : buffer.getUsers()) {
+    if (auto reshape = dyn_cast<ReshapeOp>(user)) {
+      reshapes.push_back(reshape);
+      collectUsers(reshape.getResult(), users, reshapes);
+    } else {
+      users.push_back(user);
+    }
+  }
+}
+
+/// Buffers `op` writes (outs of launches and loops), as roots.
+SmallVector<Value> writtenRoots(Operation *op) {
+  SmallVector<Value> roots;
+  if (auto launch = dyn_cast<LaunchOp>(op))
+    for (Value out : launch.getOuts())
+      roots.push_back(rootOf(out));
+  if (auto loop = dyn_cast<ElementwiseOp>(op))
+    for (Value out : loop.getOuts())
+      roots.push_back(rootOf(out));
+  return roots;
+}
+
+int64_t countKernels(func::FuncOp func) {
+  int64_t n = 0;
+  func.walk([&](Operation *op) { n += isa<LaunchOp, ElementwiseOp>(op); });
+  return n;
+}
+
+class Fuser {
+public:
+  /// Tries to fold `producer` into the one loop that reads its out `index`.
+  bool tryFuse(ElementwiseOp producer, unsigned index);
+  /// Tries to turn a fill read only by loops into constants in them.
+  bool tryInlineFill(LaunchOp fill);
+
+  int64_t buffersRemoved = 0;
+};
+
+bool Fuser::tryFuse(ElementwiseOp producer, unsigned index) {
+  Value out = producer.getOuts()[index];
+  auto alloc = out.getDefiningOp<AllocOp>();
+  if (!alloc)
+    return false; // Outputs and state are observable: keep them.
+  SmallVector<Operation *> users;
+  SmallVector<ReshapeOp> reshapes;
+  collectUsers(alloc.getResult(), users, reshapes);
+  ElementwiseOp consumer;
+  for (Operation *user : users) {
+    if (user == producer)
+      continue;
+    auto loop = dyn_cast<ElementwiseOp>(user);
+    if (!loop || (consumer && consumer != loop))
+      return false;
+    consumer = loop;
+  }
+  if (!consumer || consumer->getBlock() != producer->getBlock() ||
+      !producer->isBeforeInBlock(consumer))
+    return false;
+  // The producer's out must only be read by the consumer, not written.
+  for (Value o : consumer.getOuts())
+    if (rootOf(o) == alloc.getResult())
+      return false;
+  // Moving the producer's work down to the consumer must not change what it
+  // reads, or make its other outs late for someone in between.
+  llvm::SmallPtrSet<Value, 8> inRoots;
+  for (Value in : producer.getIns())
+    inRoots.insert(rootOf(in));
+  llvm::SmallPtrSet<Value, 4> otherOuts;
+  for (auto [i, o] : llvm::enumerate(producer.getOuts()))
+    if (i != index)
+      otherOuts.insert(rootOf(o));
+  for (Operation *op = producer->getNextNode(); op != consumer; op = op->getNextNode()) {
+    for (Value root : writtenRoots(op))
+      if (inRoots.contains(root) || otherOuts.contains(root))
+        return false;
+    for (Value operand : op->getOperands())
+      if (otherOuts.contains(rootOf(operand)))
+        return false;
+  }
+
+  // Build the merged loop in the consumer's place.
+  SmallVector<Value> ins;
+  llvm::SmallDenseMap<Value, unsigned> inIndex;
+  auto addIn = [&](Value v) {
+    auto [it, inserted] = inIndex.try_emplace(v, ins.size());
+    if (inserted)
+      ins.push_back(v);
+    return it->second;
+  };
+  for (Value in : producer.getIns())
+    addIn(in);
+  for (Value in : consumer.getIns())
+    if (rootOf(in) != alloc.getResult())
+      addIn(in);
+  SmallVector<Value> outs;
+  for (auto [i, o] : llvm::enumerate(producer.getOuts()))
+    if (i != index)
+      outs.push_back(o);
+  llvm::append_range(outs, consumer.getOuts());
+  SmallVector<Attribute> origin(producer.getOrigin().begin(), producer.getOrigin().end());
+  origin.append(consumer.getOrigin().begin(), consumer.getOrigin().end());
+
+  OpBuilder b(consumer);
+  auto merged = ElementwiseOp::create(b, consumer.getLoc(), ins, outs, b.getArrayAttr(origin));
+  Block *body = b.createBlock(&merged.getBody());
+  for (Value in : ins)
+    body->addArgument(cast<MemRefType>(in.getType()).getElementType(), consumer.getLoc());
+  b.setInsertionPointToStart(body);
+
+  IRMapping map;
+  Block &pBody = producer.getBody().front();
+  for (auto [arg, in] : llvm::zip(pBody.getArguments(), producer.getIns()))
+    map.map(arg, body->getArgument(inIndex.lookup(in)));
+  for (Operation &op : pBody.without_terminator())
+    b.clone(op, map);
+  auto pYield = cast<YieldOp>(pBody.getTerminator());
+  Value fused = map.lookup(pYield.getValues()[index]);
+  Block &cBody = consumer.getBody().front();
+  for (auto [arg, in] : llvm::zip(cBody.getArguments(), consumer.getIns()))
+    map.map(arg, rootOf(in) == alloc.getResult() ? fused
+                                                 : body->getArgument(inIndex.lookup(in)));
+  for (Operation &op : cBody.without_terminator())
+    b.clone(op, map);
+  SmallVector<Value> yields;
+  for (auto [i, v] : llvm::enumerate(pYield.getValues()))
+    if (i != index)
+      yields.push_back(map.lookup(v));
+  for (Value v : cast<YieldOp>(cBody.getTerminator()).getValues())
+    yields.push_back(map.lookup(v));
+  YieldOp::create(b, consumer.getLoc(), yields);
+
+  consumer.erase();
+  producer.erase();
+  for (ReshapeOp reshape : llvm::reverse(reshapes))
+    reshape.erase();
+  alloc.erase();
+  ++buffersRemoved;
+  return true;
+}
+
+bool Fuser::tryInlineFill(LaunchOp fill) {
+  auto alloc = fill.getOuts()[0].getDefiningOp<AllocOp>();
+  auto value = fill.getParams().getAs<FloatAttr>("value");
+  if (!alloc || !value)
+    return false;
+  SmallVector<Operation *> users;
+  SmallVector<ReshapeOp> reshapes;
+  collectUsers(alloc.getResult(), users, reshapes);
+  SmallVector<ElementwiseOp> loops;
+  for (Operation *user : users) {
+    if (user == fill)
+      continue;
+    auto loop = dyn_cast<ElementwiseOp>(user);
+    if (!loop || llvm::any_of(loop.getOuts(), [&](Value o) {
+          return rootOf(o) == alloc.getResult();
+        }))
+      return false;
+    loops.push_back(loop);
+  }
+  if (loops.empty())
+    return false;
+  for (ElementwiseOp loop : loops) {
+    Block &body = loop.getBody().front();
+    OpBuilder b = OpBuilder::atBlockBegin(&body);
+    SmallVector<Value> keptIns;
+    llvm::BitVector dropped(body.getNumArguments());
+    for (auto [i, in] : llvm::enumerate(loop.getIns())) {
+      if (rootOf(in) != alloc.getResult()) {
+        keptIns.push_back(in);
+        continue;
+      }
+      Type type = body.getArgument(i).getType();
+      TypedAttr attr = isa<FloatType>(type)
+                           ? TypedAttr(b.getFloatAttr(type, value.getValueAsDouble()))
+                           : TypedAttr(b.getIntegerAttr(type, int64_t(value.getValueAsDouble())));
+      Value constant = arith::ConstantOp::create(b, loop.getLoc(), attr);
+      body.getArgument(i).replaceAllUsesWith(constant);
+      dropped.set(i);
+    }
+    body.eraseArguments(dropped);
+    loop.getInsMutable().assign(keptIns);
+  }
+  fill.erase();
+  for (ReshapeOp reshape : llvm::reverse(reshapes))
+    reshape.erase();
+  alloc.erase();
+  ++buffersRemoved;
+  return true;
+}
+
+struct FuseElementwisePass : impl::KilnFuseElementwiseBase<FuseElementwisePass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    func::FuncOp func = getOperation();
+    if (func.isExternal())
+      return;
+    int64_t before = countKernels(func);
+    Fuser fuser;
+    SmallVector<LaunchOp> fills;
+    func.walk([&](LaunchOp launch) {
+      if (launch.getKernel() == "fill")
+        fills.push_back(launch);
+    });
+    for (LaunchOp fill : fills)
+      fuser.tryInlineFill(fill);
+    // Each fusion removes a loop, so this ends; restart after each change
+    // because the op list changed under the walk.
+    for (bool changed = true; changed;) {
+      changed = false;
+      SmallVector<ElementwiseOp> loops;
+      func.walk([&](ElementwiseOp loop) { loops.push_back(loop); });
+      for (ElementwiseOp loop : loops) {
+        for (unsigned i = 0, e = loop.getOuts().size(); i < e && !changed; ++i)
+          changed = fuser.tryFuse(loop, i);
+        if (changed)
+          break;
+      }
+    }
+    if (report)
+      func.emitRemark() << "kiln-fuse-elementwise: @" << func.getSymName() << ": "
+                        << before << " kernels before, " << countKernels(func)
+                        << " after; " << fuser.buffersRemoved
+                        << " intermediate buffers removed";
+  }
+};
+
+} // namespace
+} // namespace kiln

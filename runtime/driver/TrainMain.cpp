@@ -1,0 +1,653 @@
+//===- TrainMain.cpp - The host training loop around a generated step -----===//
+//
+// Reads top to bottom like the run it drives: flags, threads, checkpoint
+// directory, parameter layout, initial or resumed state, data, then the
+// step loop with metrics and checkpoints, then one summary line. Helpers
+// above trainMain() each own one of those pieces.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/driver/TrainMain.h"
+
+#include "runtime/checkpoint/Checkpoint.h"
+#include "runtime/data/SyntheticCorpus.h"
+#include "runtime/data/TokenLoader.h"
+#include "runtime/driver/CommandLine.h"
+#include "runtime/driver/Metrics.h"
+#include "runtime/driver/Timer.h"
+#include "runtime/init/SeededRng.h"
+#include "runtime/safetensors/Safetensors.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <omp.h>
+#include <optional>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <vector>
+
+extern "C" void openblas_set_num_threads(int);
+
+namespace kiln::driver {
+
+namespace {
+
+constexpr int kExitRuntimeError = 1;
+constexpr int kExitUsageError = 2;
+
+int fail(const std::string &message) {
+  std::fprintf(stderr, "error: %s\n", message.c_str());
+  return kExitRuntimeError;
+}
+
+//===----------------------------------------------------------------------===//
+// Buffers
+//===----------------------------------------------------------------------===//
+
+/// A zero-filled, 64-byte aligned array: what the generated step expects of
+/// its parameter, moment and arena buffers (it may use aligned vector loads).
+template <class T> class AlignedArray {
+public:
+  AlignedArray() = default;
+  AlignedArray(AlignedArray &&other) noexcept : data_(other.data_), size_(other.size_) {
+    other.data_ = nullptr;
+    other.size_ = 0;
+  }
+  AlignedArray(const AlignedArray &) = delete;
+  AlignedArray &operator=(const AlignedArray &) = delete;
+  AlignedArray &operator=(AlignedArray &&) = delete;
+  ~AlignedArray() { std::free(data_); }
+
+  /// False when `count` elements do not fit in memory.
+  bool allocate(uint64_t count) {
+    // Round up to whole 64-byte lines; never 0 bytes, so data() is never null.
+    uint64_t bytes;
+    if (__builtin_mul_overflow(count, uint64_t(sizeof(T)), &bytes) || bytes > (uint64_t(1) << 62))
+      return false;
+    bytes = (bytes + 63) / 64 * 64;
+    if (bytes == 0)
+      bytes = 64;
+    void *p = nullptr;
+    if (::posix_memalign(&p, 64, size_t(bytes)) != 0)
+      return false;
+    std::memset(p, 0, size_t(bytes));
+    data_ = static_cast<T *>(p);
+    size_ = count;
+    return true;
+  }
+
+  T *data() const { return data_; }
+  uint64_t size() const { return size_; }
+
+private:
+  T *data_ = nullptr;
+  uint64_t size_ = 0;
+};
+
+//===----------------------------------------------------------------------===//
+// Parameter layout
+//===----------------------------------------------------------------------===//
+
+/// One ParamDesc as it is stored: a stacked expert tensor is `numStored`
+/// Hugging Face tensors of `hfShape`, expert e under hfNames[e].
+struct ParamLayout {
+  const ParamDesc *desc = nullptr;
+  uint64_t numElements = 0;
+  uint64_t perStored = 0;
+  std::vector<int64_t> hfShape;
+  std::vector<std::string> hfNames;
+};
+
+/// Checks what the generated file describes (a kilnc bug otherwise, but a
+/// clear message beats a crash) and derives the stored layout.
+bool describeParams(const ModelDesc &model, std::vector<ParamLayout> &out, std::string &error) {
+  if (model.batch < 1 || model.seqLen < 1 || model.vocabSize < 1 || model.numParams < 0 ||
+      model.numExpertLoads < 0 || model.numExperts < 0 || (model.numParams > 0 && !model.params)) {
+    error = "model description: batch " + std::to_string(model.batch) + ", seq_len " +
+            std::to_string(model.seqLen) + ", vocab " + std::to_string(model.vocabSize) + ", " +
+            std::to_string(model.numParams) +
+            " params; all must be positive (params may be 0); regenerate with kilnc";
+    return false;
+  }
+  for (int64_t i = 0; i < model.numParams; ++i) {
+    const ParamDesc &p = model.params[i];
+    const std::string name = p.name ? p.name : "";
+    const std::string where =
+        "model description: parameter " + std::to_string(i) + " '" + name + "'";
+    const size_t star = name.find('*');
+    const bool stacked = star != std::string::npos;
+    if (name.empty() || (stacked && name.find('*', star + 1) != std::string::npos)) {
+      error = where + ": expected a non-empty name with at most one '*'";
+      return false;
+    }
+    if (p.rank < (stacked ? 2 : 0) || p.rank > 4) {
+      error = where + ": rank " + std::to_string(p.rank) + ", expected " +
+              (stacked ? "2 to 4 (expert dimension first)" : "0 to 4");
+      return false;
+    }
+    ParamLayout layout;
+    layout.desc = &p;
+    layout.numElements = 1;
+    for (int64_t d = 0; d < p.rank; ++d) {
+      if (p.shape[d] < 1 ||
+          __builtin_mul_overflow(layout.numElements, uint64_t(p.shape[d]), &layout.numElements)) {
+        error = where + ": dimension " + std::to_string(d) + " is " + std::to_string(p.shape[d]) +
+                ", expected a positive size whose product fits in memory";
+        return false;
+      }
+      if (d >= (stacked ? 1 : 0))
+        layout.hfShape.push_back(p.shape[d]);
+    }
+    const int64_t numStored = stacked ? p.shape[0] : 1;
+    layout.perStored = layout.numElements / uint64_t(numStored);
+    for (int64_t e = 0; e < numStored; ++e)
+      layout.hfNames.push_back(
+          stacked ? name.substr(0, star) + std::to_string(e) + name.substr(star + 1) : name);
+    out.push_back(std::move(layout));
+  }
+  return true;
+}
+
+/// Parameters and AdamW moments; moments[k] belong to the k-th trainable
+/// parameter (trainable[k] is its index in ModelDesc::params).
+struct TrainState {
+  std::vector<AlignedArray<float>> params, expAvg, expAvgSq;
+  std::vector<size_t> trainable;
+};
+
+/// Allocates the state and initialises the parameters exactly as the
+/// reference evaluator does (dialects/kiln/reference/Parameters.cpp,
+/// initParameter): per HF tensor, SeededRng(seed, name).normal() * std
+/// rounded to f32, in row-major order.
+bool initState(const std::vector<ParamLayout> &layouts, uint64_t seed, TrainState &state,
+               std::string &error) {
+  for (size_t i = 0; i < layouts.size(); ++i) {
+    const ParamLayout &l = layouts[i];
+    AlignedArray<float> values;
+    if (!values.allocate(l.numElements)) {
+      error = "out of memory for parameter '" + std::string(l.desc->name) + "' (" +
+              std::to_string(l.numElements) + " floats)";
+      return false;
+    }
+    if (l.desc->init == InitKind::Ones)
+      std::fill(values.data(), values.data() + l.numElements, 1.0f);
+    else if (l.desc->init == InitKind::Normal)
+      for (size_t e = 0; e < l.hfNames.size(); ++e) {
+        init::SeededRng rng(seed, l.hfNames[e]);
+        float *out = values.data() + e * l.perStored;
+        for (uint64_t k = 0; k < l.perStored; ++k)
+          out[k] = float(rng.normal() * l.desc->initStd);
+      }
+    state.params.push_back(std::move(values));
+    if (!l.desc->trainable)
+      continue;
+    state.trainable.push_back(i);
+    AlignedArray<float> m, v;
+    if (!m.allocate(l.numElements) || !v.allocate(l.numElements)) {
+      error = "out of memory for the AdamW state of '" + std::string(l.desc->name) + "'";
+      return false;
+    }
+    state.expAvg.push_back(std::move(m));
+    state.expAvgSq.push_back(std::move(v));
+  }
+  return true;
+}
+
+/// A view of one stored tensor of the state.
+struct StoredTensor {
+  std::string name;
+  const std::vector<int64_t> *shape;
+  float *values;
+  uint64_t count;
+};
+
+/// Every tensor of a checkpoint, in file order: the parameters, then
+/// exp_avg and exp_avg_sq of the trainable ones.
+std::vector<StoredTensor> checkpointTensors(const std::vector<ParamLayout> &layouts,
+                                            const TrainState &state) {
+  std::vector<StoredTensor> out;
+  auto add = [&](const std::string &prefix, const ParamLayout &l, float *base) {
+    for (size_t e = 0; e < l.hfNames.size(); ++e)
+      out.push_back({prefix + l.hfNames[e], &l.hfShape, base + e * l.perStored, l.perStored});
+  };
+  for (size_t i = 0; i < layouts.size(); ++i)
+    add("", layouts[i], state.params[i].data());
+  for (size_t k = 0; k < state.trainable.size(); ++k)
+    add("optimizer.exp_avg.", layouts[state.trainable[k]], state.expAvg[k].data());
+  for (size_t k = 0; k < state.trainable.size(); ++k)
+    add("optimizer.exp_avg_sq.", layouts[state.trainable[k]], state.expAvgSq[k].data());
+  return out;
+}
+
+std::string checkpointFileName(uint64_t step) {
+  char buffer[40];
+  std::snprintf(buffer, sizeof(buffer), "step-%08llu.safetensors", (unsigned long long)step);
+  return buffer;
+}
+
+//===----------------------------------------------------------------------===//
+// Checkpoint directory, resume, save
+//===----------------------------------------------------------------------===//
+
+/// Creates `dir` (and missing parents) and proves it writable by creating
+/// and removing a probe file, so a bad --checkpoint-dir fails before any
+/// training rather than after hours of it.
+bool prepareCheckpointDir(const std::string &dir, std::string &error) {
+  for (size_t slash = dir.find('/', 1); slash != std::string::npos;
+       slash = dir.find('/', slash + 1))
+    ::mkdir(dir.substr(0, slash).c_str(), 0755); // Failures show up below.
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    error = dir + ": cannot create the checkpoint directory: " + std::strerror(errno) +
+            "; pass a writable --checkpoint-dir";
+    return false;
+  }
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    error = dir + ": --checkpoint-dir exists but is not a directory; pass a directory path";
+    return false;
+  }
+  const std::string probe = dir + "/.kiln-write-probe." + std::to_string(::getpid());
+  int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0 || ::write(fd, "k", 1) != 1) {
+    error = dir + ": cannot write to the checkpoint directory: " + std::strerror(errno) +
+            "; pass a writable --checkpoint-dir";
+    if (fd >= 0) {
+      ::close(fd);
+      ::unlink(probe.c_str());
+    }
+    return false;
+  }
+  ::close(fd);
+  ::unlink(probe.c_str());
+  return true;
+}
+
+/// Loads `<dir>/latest` into `state`; the layout check (names, shapes,
+/// fingerprint) is checkpoint::loadLatest's, and `state` is only written
+/// once everything has been read.
+bool resumeState(const std::string &dir, const ModelDesc &model,
+                 const std::vector<ParamLayout> &layouts, TrainState &state,
+                 checkpoint::Checkpoint &ckpt, std::string &error) {
+  std::vector<StoredTensor> tensors = checkpointTensors(layouts, state);
+  std::vector<checkpoint::Tensor> layout;
+  for (const StoredTensor &t : tensors)
+    layout.push_back({t.name, *t.shape, {}});
+  if (!checkpoint::loadLatest(dir, layout, model.specFingerprint, ckpt, error))
+    return false;
+  for (size_t i = 0; i < tensors.size(); ++i)
+    std::copy(ckpt.tensors[i].values.begin(), ckpt.tensors[i].values.end(), tensors[i].values);
+  ckpt.tensors.clear(); // The values now live in `state`.
+  return true;
+}
+
+bool saveCheckpoint(const std::string &dir, const ModelDesc &model,
+                    const std::vector<ParamLayout> &layouts, const TrainState &state, uint64_t step,
+                    uint64_t seed, uint64_t dataPosition, std::string &error) {
+  checkpoint::Checkpoint ckpt;
+  ckpt.step = step;
+  ckpt.rngState = seed;
+  ckpt.dataPosition = dataPosition;
+  ckpt.specFingerprint = model.specFingerprint;
+  for (const StoredTensor &t : checkpointTensors(layouts, state))
+    ckpt.tensors.push_back({t.name, *t.shape, std::vector<float>(t.values, t.values + t.count)});
+  return checkpoint::save(dir, ckpt, error);
+}
+
+//===----------------------------------------------------------------------===//
+// Data
+//===----------------------------------------------------------------------===//
+
+std::optional<data::TokenLoader> openData(const TrainOptions &options, const ModelDesc &model,
+                                          uint64_t seed, std::string &error) {
+  const uint64_t rows = uint64_t(model.batch), seqLen = uint64_t(model.seqLen);
+  const uint64_t vocab = uint64_t(model.vocabSize);
+  if (!options.dataPath.empty()) {
+    if (model.sft) {
+      error = "--data " + options.dataPath + ": spec '" + model.specName +
+              "' is SFT (loss only on answer tokens) but token files carry no answer masks; "
+              "run without --data to train on the built-in synthetic corpus";
+      return std::nullopt;
+    }
+    return data::TokenLoader::open(options.dataPath, rows, seqLen, error, vocab);
+  }
+  if (vocab < data::kCorpusVocabSize) {
+    error = "spec '" + std::string(model.specName) + "' has a vocabulary of " +
+            std::to_string(vocab) + ", but the built-in synthetic corpus is byte-level (" +
+            std::to_string(data::kCorpusVocabSize) + " ids); pass --data FILE";
+    return std::nullopt;
+  }
+  data::CorpusTokens corpus;
+  if (!data::generateCorpus(seed, data::CorpusOptions{}, kSyntheticTokens, corpus, error))
+    return std::nullopt;
+  return data::TokenLoader::fromMemory(
+      "synthetic arithmetic corpus (seed " + std::to_string(seed) + ")", std::move(corpus.tokens),
+      std::move(corpus.answerMask), rows, seqLen, error, vocab);
+}
+
+//===----------------------------------------------------------------------===//
+// --save-grads
+//===----------------------------------------------------------------------===//
+
+/// Copies the gradients the step reports through StepBuffers::gradSink
+/// (only once: the first executed step); they are written after the step.
+struct GradCapture {
+  const std::vector<ParamLayout> *layouts = nullptr;
+  const std::vector<size_t> *trainable = nullptr;
+  bool called = false;
+  bool outOfMemory = false;
+  std::vector<std::vector<float>> grads;
+};
+
+void captureGrads(void *context, const float *const *grads) {
+  GradCapture &capture = *static_cast<GradCapture *>(context);
+  if (capture.called)
+    return;
+  capture.called = true;
+  try {
+    for (size_t k = 0; k < capture.trainable->size(); ++k) {
+      const ParamLayout &l = (*capture.layouts)[(*capture.trainable)[k]];
+      capture.grads.emplace_back(grads[k], grads[k] + l.numElements);
+    }
+  } catch (...) {
+    capture.outOfMemory = true; // Exceptions must not cross the generated step.
+  }
+}
+
+bool writeGrads(const std::string &path, uint64_t step, const GradCapture &capture,
+                std::string &error) {
+  if (!capture.called) {
+    error = "--save-grads " + path + ": step " + std::to_string(step) +
+            " did not report its gradients (no gradSink call); regenerate the step with kilnc";
+    return false;
+  }
+  if (capture.outOfMemory) {
+    error = "--save-grads " + path + ": out of memory copying the gradients";
+    return false;
+  }
+  safetensors::Writer writer;
+  if (!writer.setMetadata("format", "pt", error) ||
+      !writer.setMetadata("step", std::to_string(step), error))
+    return false;
+  for (size_t k = 0; k < capture.grads.size(); ++k) {
+    const ParamLayout &l = (*capture.layouts)[(*capture.trainable)[k]];
+    for (size_t e = 0; e < l.hfNames.size(); ++e) {
+      const float *g = capture.grads[k].data() + e * l.perStored;
+      if (!writer.add(l.hfNames[e], safetensors::DType::F32, l.hfShape,
+                      std::vector<double>(g, g + l.perStored), error)) {
+        error = "--save-grads " + path + ": " + error;
+        return false;
+      }
+    }
+  }
+  if (!writer.writeAtomic(path, error)) {
+    error = "--save-grads " + error;
+    return false;
+  }
+  return true;
+}
+
+/// The gradients are written after the first step, which for a big model
+/// is minutes in; a path that cannot be written should fail before that.
+bool checkSaveGradsPath(const std::string &path, std::string &error) {
+  const size_t slash = path.rfind('/');
+  const std::string parent = slash == std::string::npos ? "."
+                             : slash == 0               ? "/"
+                                                        : path.substr(0, slash);
+  if (::access(parent.c_str(), W_OK) != 0) {
+    error = "--save-grads " + path + ": cannot write to the directory '" + parent +
+            "': " + std::strerror(errno) + "; pass a path in a writable directory";
+    return false;
+  }
+  return true;
+}
+
+//===----------------------------------------------------------------------===//
+// The run
+//===----------------------------------------------------------------------===//
+
+void setThreads(uint64_t threads) {
+  // 0 means all: set it explicitly anyway, so the count (which decides the
+  // reduction order, hence the bits) does not depend on earlier calls.
+  const int n = threads ? int(threads) : omp_get_num_procs();
+  omp_set_num_threads(n);
+  openblas_set_num_threads(n);
+}
+
+int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
+  // 1. Flags.
+  const SpecDefaults defaults{model.defaultSteps, model.defaultSeed};
+  const std::string program = argc > 0 && argv[0] ? argv[0] : "train";
+  TrainOptions options;
+  std::string error;
+  if (!parseCommandLine(argc, argv, defaults, options, error)) {
+    std::fprintf(stderr, "error: %s\n", error.c_str());
+    return kExitUsageError;
+  }
+  if (options.help) {
+    std::fputs(helpText(program, defaults).c_str(), stdout);
+    return 0;
+  }
+  std::vector<ParamLayout> layouts;
+  if (!step || !model.specName || !model.specFingerprint)
+    return fail("model description: missing step function, spec name or fingerprint; "
+                "regenerate with kilnc");
+  if (!describeParams(model, layouts, error))
+    return fail(error);
+
+  // 2. Threads.
+  setThreads(options.threads);
+
+  // 3. Checkpoint directory: fail on a missing checkpoint or an unwritable
+  // directory before anything expensive.
+  const std::string &ckptDir = options.checkpointDir;
+  if (options.resume && !checkpoint::hasLatest(ckptDir))
+    return fail(ckptDir + "/latest: no checkpoint to resume from; run without --resume to "
+                          "start from step 0");
+  if (!ckptDir.empty() && !prepareCheckpointDir(ckptDir, error))
+    return fail(error);
+  if (!options.saveGradsPath.empty() && !checkSaveGradsPath(options.saveGradsPath, error))
+    return fail(error);
+
+  // 4. State: seeded init, or the checkpoint's.
+  TrainState state;
+  if (!initState(layouts, options.seed, state, error))
+    return fail(error);
+  uint64_t startStep = 0, seed = options.seed, dataPosition = 0;
+  if (options.resume) {
+    checkpoint::Checkpoint ckpt;
+    if (!resumeState(ckptDir, model, layouts, state, ckpt, error))
+      return fail(error);
+    startStep = ckpt.step;
+    dataPosition = ckpt.dataPosition;
+    // The seed chose the synthetic corpus; the resumed run must read the
+    // same one to continue bit-exactly.
+    if (ckpt.rngState != options.seed)
+      std::fprintf(stderr, "note: resuming with the checkpoint's seed %llu, not %llu\n",
+                   (unsigned long long)ckpt.rngState, (unsigned long long)options.seed);
+    seed = ckpt.rngState;
+    if (startStep >= options.steps) {
+      std::fprintf(
+          stderr, "nothing to do: the checkpoint in %s is at step %llu and --steps is %llu\n",
+          ckptDir.c_str(), (unsigned long long)startStep, (unsigned long long)options.steps);
+      return 0;
+    }
+  }
+
+  // 5. Data.
+  std::optional<data::TokenLoader> loader = openData(options, model, seed, error);
+  if (!loader)
+    return fail(error);
+  loader->seek(dataPosition);
+
+  std::optional<MetricsLog> log;
+  if (!options.logPath.empty()) {
+    log = MetricsLog::open(options.logPath, /*append=*/options.resume, error);
+    if (!log)
+      return fail(error);
+  }
+
+  // 6. Step buffers.
+  const uint64_t B = uint64_t(model.batch), T = uint64_t(model.seqLen);
+  const uint64_t tokensPerStep = B * T;
+  std::vector<int64_t> batch(loader->batchTokens());
+  std::vector<uint8_t> batchMask(loader->batchTokens());
+  AlignedArray<int32_t> tokens, targets;
+  AlignedArray<float> lossMask;
+  AlignedArray<unsigned char> arena;
+  std::vector<AlignedArray<float>> loads(size_t(model.numExpertLoads));
+  bool allocated = tokens.allocate(tokensPerStep) && targets.allocate(tokensPerStep) &&
+                   lossMask.allocate(tokensPerStep) && arena.allocate(model.arenaBytes);
+  for (AlignedArray<float> &l : loads)
+    allocated = allocated && l.allocate(uint64_t(model.numExperts));
+  if (!allocated)
+    return fail("out of memory for the step buffers (arena of " + std::to_string(model.arenaBytes) +
+                " bytes)");
+  std::vector<float *> paramPtrs, expAvgPtrs, expAvgSqPtrs, loadPtrs;
+  for (auto &p : state.params)
+    paramPtrs.push_back(p.data());
+  for (auto &m : state.expAvg)
+    expAvgPtrs.push_back(m.data());
+  for (auto &v : state.expAvgSq)
+    expAvgSqPtrs.push_back(v.data());
+  for (auto &l : loads)
+    loadPtrs.push_back(l.data());
+
+  GradCapture capture;
+  capture.layouts = &layouts;
+  capture.trainable = &state.trainable;
+  bool wantGrads = !options.saveGradsPath.empty();
+
+  // Live line on a terminal; on a pipe or file, ~20 plain lines per run.
+  std::optional<ProgressPrinter> printer;
+  if (::isatty(::fileno(stderr)))
+    printer.emplace(stderr);
+  const uint64_t printEvery = std::max<uint64_t>(1, options.steps / 20);
+  auto stop = [&](const std::string &message) {
+    if (printer)
+      printer->finish();
+    return fail(message);
+  };
+
+  // 7. The loop.
+  Timer timer;
+  std::string lastCheckpoint;
+  float lastLoss = std::nanf("");
+  for (uint64_t s = startStep + 1; s <= options.steps; ++s) {
+    timer.lap(); // Starts this step's lap; saving the previous one is not step time.
+    if (!loader->next(batch.data(), batchMask.data(), error))
+      return stop(error);
+    // Row b holds T + 1 tokens: inputs are [0, T), targets [1, T + 1).
+    for (uint64_t b = 0; b < B; ++b)
+      for (uint64_t t = 0; t < T; ++t) {
+        const uint64_t in = b * (T + 1) + t, out = b * T + t;
+        tokens.data()[out] = int32_t(batch[in]);
+        targets.data()[out] = int32_t(batch[in + 1]);
+        lossMask.data()[out] = model.sft ? float(batchMask[in + 1]) : 1.0f;
+      }
+
+    const int64_t stepNumber = int64_t(s);
+    float loss = std::nanf(""), mainLoss = std::nanf(""), gradNorm = std::nanf(""),
+          lr = std::nanf("");
+    StepBuffers buffers{};
+    buffers.params = paramPtrs.data();
+    buffers.expAvg = expAvgPtrs.data();
+    buffers.expAvgSq = expAvgSqPtrs.data();
+    buffers.step = &stepNumber;
+    buffers.tokens = tokens.data();
+    buffers.targets = targets.data();
+    buffers.lossMask = lossMask.data();
+    buffers.loss = &loss;
+    buffers.mainLoss = &mainLoss;
+    buffers.gradNorm = &gradNorm;
+    buffers.lr = &lr;
+    buffers.expertLoads = loadPtrs.data();
+    buffers.arena = arena.data();
+    buffers.gradSink = wantGrads ? captureGrads : nullptr;
+    buffers.gradSinkContext = wantGrads ? &capture : nullptr;
+    std::string stepError;
+    if (!step(buffers, stepError))
+      return stop("step " + std::to_string(s) + ": " + stepError);
+    const double stepSec = timer.lap();
+
+    if (wantGrads) {
+      if (!writeGrads(options.saveGradsPath, s, capture, error))
+        return stop(error);
+      wantGrads = false;
+    }
+    if (!std::isfinite(loss))
+      return stop(
+          "step " + std::to_string(s) + ": the loss is " + std::to_string(loss) +
+          "; stopping without a checkpoint for this step" +
+          (lastCheckpoint.empty() ? std::string() : " (the last one is " + lastCheckpoint + ")") +
+          "; try a lower learning rate");
+    lastLoss = loss;
+
+    StepMetrics metrics;
+    metrics.step = s;
+    metrics.loss = loss;
+    metrics.mainLoss = mainLoss;
+    metrics.lr = lr;
+    metrics.gradNorm = gradNorm;
+    metrics.tokensPerSec = stepSec > 0 ? double(tokensPerStep) / stepSec : 0;
+    metrics.elapsedSec = timer.seconds();
+    if (log && !log->write(metrics, error))
+      return stop(error);
+
+    Progress progress{s,
+                      options.steps,
+                      loss,
+                      lr,
+                      gradNorm,
+                      metrics.tokensPerSec,
+                      estimateEta(s - startStep, options.steps - startStep, metrics.elapsedSec)};
+    if (printer)
+      printer->update(progress);
+    else if (s % printEvery == 0 || s == options.steps)
+      std::fprintf(stderr, "%s\n", formatProgressLine(progress).c_str());
+
+    const bool every = options.checkpointEvery && s % options.checkpointEvery == 0;
+    if (!ckptDir.empty() && (every || s == options.steps)) {
+      if (!saveCheckpoint(ckptDir, model, layouts, state, s, seed, loader->position(), error))
+        return stop(error);
+      lastCheckpoint = ckptDir + "/" + checkpointFileName(s);
+    }
+  }
+  if (printer)
+    printer->finish();
+
+  // 8. Summary.
+  const double seconds = timer.seconds();
+  const uint64_t stepsRun = options.steps - startStep;
+  std::string summary = "trained steps " + std::to_string(startStep + 1) + "-" +
+                        std::to_string(options.steps) + " (" + std::to_string(stepsRun) +
+                        ") | final loss ";
+  char buffer[64];
+  std::snprintf(buffer, sizeof(buffer), "%.4f | %.2f s | ", double(lastLoss), seconds);
+  summary += buffer;
+  summary += formatRate(seconds > 0 ? double(stepsRun * tokensPerStep) / seconds : 0) + " tok/s";
+  if (!lastCheckpoint.empty())
+    summary += " | checkpoint " + lastCheckpoint;
+  std::fprintf(stderr, "%s\n", summary.c_str());
+  return 0;
+}
+
+} // namespace
+
+int trainMain(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
+  // runtime/ reports failures through return values; this is the one net
+  // for what slips through (std::bad_alloc from a std::string or vector).
+  try {
+    return run(argc, argv, model, step);
+  } catch (const std::exception &e) {
+    return fail(std::string("unexpected failure: ") + e.what());
+  } catch (...) {
+    return fail("unexpected failure");
+  }
+}
+
+} // namespace kiln::driver

@@ -1,0 +1,48 @@
+//===- TrainMain.h - The host training loop around a generated step -*- C++ -*-===//
+//
+// A generated training executable's main() is one line:
+//
+//   int main(int argc, char **argv) {
+//     return kiln::driver::trainMain(argc, argv, kModel, trainStep);
+//   }
+//
+// trainMain owns everything around the straight-line step (TrainStep.h):
+// the flags (CommandLine.h), the thread count, the initial state (seeded
+// parameters bit-identical to `kilnc --save-params`, zero AdamW moments),
+// resuming from a checkpoint, the batches (a token file, or the built-in
+// synthetic arithmetic corpus), the jsonl metrics and progress line, the
+// checkpoints, and --save-grads.
+//
+// Checkpoint layout: every parameter under its Hugging Face name (a stacked
+// expert tensor as one tensor per expert, as ParamDesc describes), then
+// "optimizer.exp_avg.<name>" and "optimizer.exp_avg_sq.<name>" for each
+// trainable one; the metadata holds the step, the seed (rng_state) and the
+// data position. Resuming at step k and running to n gives bit-identical
+// state and losses to an uninterrupted run to n (same thread count).
+//
+// Exit codes: 0 success (and --help), 1 runtime error (one `error: ...` line
+// on stderr naming the file, flag or tensor and what would be right), 2 usage
+// error. Nothing here throws or crashes on bad input, and a failing run
+// never leaves a partial checkpoint (Checkpoint.h writes atomically).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_RUNTIME_DRIVER_TRAINMAIN_H
+#define KILN_RUNTIME_DRIVER_TRAINMAIN_H
+
+#include "runtime/driver/TrainStep.h"
+
+#include <cstdint>
+
+namespace kiln::driver {
+
+/// Tokens of the built-in synthetic corpus used when --data is not given
+/// (generated from the seed with the default CorpusOptions).
+constexpr uint64_t kSyntheticTokens = uint64_t(1) << 20;
+
+/// Runs training as the flags in argv say and returns the exit code.
+int trainMain(int argc, char **argv, const ModelDesc &model, TrainStepFn step);
+
+} // namespace kiln::driver
+
+#endif // KILN_RUNTIME_DRIVER_TRAINMAIN_H

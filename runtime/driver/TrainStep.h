@@ -1,0 +1,88 @@
+//===- TrainStep.h - The contract between a generated step and the driver -*- C++ -*-===//
+//
+// kilnc emits, per spec, one C++ file holding a ModelDesc (what the model's
+// state looks like: parameters, their init, the batch shape, the arena size)
+// and a straight-line `bool trainStep(const StepBuffers &, std::string &)`.
+// The driver (TrainMain.h) owns every buffer: it initialises or resumes the
+// state, feeds batches, runs the step, and writes metrics and checkpoints.
+//
+// All buffers are f32 unless noted and row-major; the step reads and writes
+// only the buffers named here plus the arena, so two runs with the same
+// inputs and thread count are bit-identical.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_RUNTIME_DRIVER_TRAINSTEP_H
+#define KILN_RUNTIME_DRIVER_TRAINSTEP_H
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace kiln::driver {
+
+enum class InitKind { Normal, Ones, Zeros };
+
+/// One parameter tensor of the step, in the step's argument order.
+struct ParamDesc {
+  /// Hugging Face name. A stacked expert tensor has one '*' where the expert
+  /// index goes ("model.layers.1.mlp.experts.*.gate_proj.weight"); its
+  /// shape's first dimension is the expert count and it is initialised and
+  /// checkpointed as that many HF tensors, expert e under the name with '*'
+  /// replaced by e.
+  const char *name;
+  int64_t rank;
+  int64_t shape[4];
+  InitKind init;
+  double initStd;   ///< for InitKind::Normal
+  bool trainable;   ///< false: no gradient, no Adam state (expert biases)
+};
+
+/// What the generated file describes.
+struct ModelDesc {
+  const char *specName;        ///< e.g. "r1-tiny" (the spec file's stem)
+  const char *specFingerprint; ///< hex hash of the spec's model section
+  const ParamDesc *params;
+  int64_t numParams;
+  int64_t batch;               ///< micro_batch rows per step
+  int64_t seqLen;
+  int64_t vocabSize;
+  bool sft;                    ///< train.stage == "sft": loss only on answers
+  int64_t numExpertLoads;      ///< expert_load outputs (MoE layers incl. MTP)
+  int64_t numExperts;          ///< experts per MoE layer (0 when dense)
+  uint64_t arenaBytes;         ///< the planned arena (64-byte aligned offsets)
+  uint64_t defaultSteps;       ///< train.steps
+  uint64_t defaultSeed;        ///< train.seed
+};
+
+/// Called inside the step with every trainable parameter's gradient (in
+/// ModelDesc::params order, skipping non-trainable ones), after the
+/// backward pass and before the optimizer reads them.
+using GradSink = void (*)(void *context, const float *const *grads);
+
+/// The buffers of one step. Pointers to arrays are indexed like
+/// ModelDesc::params (params) or like the trainable parameters in that
+/// order (expAvg, expAvgSq).
+struct StepBuffers {
+  float *const *params;        ///< updated in place
+  float *const *expAvg;        ///< AdamW first moments, updated in place
+  float *const *expAvgSq;      ///< AdamW second moments, updated in place
+  const int64_t *step;         ///< 1-based number of this step
+  const int32_t *tokens;       ///< [batch, seqLen]
+  const int32_t *targets;      ///< [batch, seqLen]
+  const float *lossMask;       ///< [batch, seqLen], 0 or 1
+  float *loss;                 ///< out: total loss (main + MTP + balance)
+  float *mainLoss;             ///< out: next-token loss alone
+  float *gradNorm;             ///< out: global gradient norm before clipping
+  float *lr;                   ///< out: learning rate used by this step
+  float *const *expertLoads;   ///< out: [numExpertLoads][numExperts] token counts
+  unsigned char *arena;        ///< arenaBytes, 64-byte aligned
+  GradSink gradSink;           ///< may be null
+  void *gradSinkContext;
+};
+
+using TrainStepFn = bool (*)(const StepBuffers &buffers, std::string &error);
+
+} // namespace kiln::driver
+
+#endif // KILN_RUNTIME_DRIVER_TRAINSTEP_H

@@ -1,0 +1,82 @@
+//===- kiln-corpus.cpp - Write the synthetic arithmetic corpus as a token shard ===//
+//
+//   kiln-corpus --seed S --tokens N [--max-digits D] [--max-ops K] -o FILE.bin
+//
+// Writes the first N byte tokens of the seeded arithmetic corpus
+// (runtime/data/SyntheticCorpus.h) as an llm.c shard, atomically. This is
+// the file a generated `train --data FILE` reads, and what the PyTorch
+// reference reads for the trajectory goldens.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/data/SyntheticCorpus.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+static bool parseUnsigned(const char *text, uint64_t &out) {
+  if (!*text)
+    return false;
+  out = 0;
+  for (const char *c = text; *c; ++c) {
+    if (*c < '0' || *c > '9' || out > (UINT64_MAX - 9) / 10)
+      return false;
+    out = out * 10 + uint64_t(*c - '0');
+  }
+  return true;
+}
+
+int main(int argc, char **argv) {
+  const char *usage =
+      "usage: kiln-corpus --seed S --tokens N [--max-digits D] [--max-ops K] -o FILE.bin\n";
+  uint64_t seed = 0, tokens = 0, digits = 2, ops = 3;
+  bool haveSeed = false, haveTokens = false;
+  std::string out;
+  for (int i = 1; i < argc; ++i) {
+    std::string flag = argv[i];
+    if (flag == "-h" || flag == "--help") {
+      std::fputs(usage, stdout);
+      return 0;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "kiln-corpus: %s needs a value\n%s", flag.c_str(), usage);
+      return 2;
+    }
+    const char *value = argv[++i];
+    uint64_t *target = flag == "--seed"         ? &seed
+                       : flag == "--tokens"     ? &tokens
+                       : flag == "--max-digits" ? &digits
+                       : flag == "--max-ops"    ? &ops
+                                                : nullptr;
+    if (flag == "-o") {
+      out = value;
+      continue;
+    }
+    if (!target) {
+      std::fprintf(stderr, "kiln-corpus: unknown flag '%s'\n%s", flag.c_str(), usage);
+      return 2;
+    }
+    if (!parseUnsigned(value, *target)) {
+      std::fprintf(stderr, "kiln-corpus: %s wants a non-negative integer, got '%s'\n",
+                   flag.c_str(), value);
+      return 2;
+    }
+    haveSeed |= target == &seed;
+    haveTokens |= target == &tokens;
+  }
+  if (!haveSeed || !haveTokens || out.empty()) {
+    std::fprintf(stderr, "kiln-corpus: --seed, --tokens and -o are required\n%s", usage);
+    return 2;
+  }
+  kiln::data::CorpusOptions options;
+  options.maxOperandDigits = digits > 9 ? 10 : int(digits);
+  options.maxOperations = ops > 8 ? 9 : int(ops);
+  std::string error;
+  if (!kiln::data::writeCorpusShard(out, seed, options, tokens, error)) {
+    std::fprintf(stderr, "kiln-corpus: %s\n", error.c_str());
+    return 1;
+  }
+  return 0;
+}

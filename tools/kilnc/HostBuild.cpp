@@ -1,0 +1,110 @@
+//===- HostBuild.cpp - Compile an emitted host program into DIR/train -----===//
+
+#include "tools/kilnc/HostBuild.h"
+#include "runtime/io/AtomicFile.h"
+
+#include "llvm/ADT/SmallString.h"
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/Program.h"
+
+#include <unistd.h>
+
+using namespace llvm;
+
+namespace kiln {
+
+// Baked in by CMake: where the runtime headers and static libraries are.
+static const char kSourceDir[] = KILN_SOURCE_DIR;
+static const char kRuntimeLibs[] = KILN_RUNTIME_LIBS; // ':'-separated, link order
+
+static std::vector<std::string> compileCommand(const std::string &cxx, const std::string &src,
+                                               const std::string &out) {
+  std::vector<std::string> args = {cxx, "-std=c++17", "-O3", "-march=native", "-fopenmp",
+                                   "-I" + std::string(kSourceDir), src, "-o", out};
+  SmallVector<StringRef> libs;
+  StringRef(kRuntimeLibs).split(libs, ':', -1, false);
+  for (StringRef lib : libs)
+    args.push_back(lib.str());
+  args.push_back("-lopenblas");
+  args.push_back("-lpthread");
+  return args;
+}
+
+static std::string shellQuote(const std::string &s) {
+  if (s.find_first_of(" '\"$\\`") == std::string::npos)
+    return s;
+  std::string q = "'";
+  for (char c : s)
+    q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+bool buildHostExecutable(const std::string &dir, const std::string &source,
+                         std::string &error) {
+  if (std::error_code ec = sys::fs::create_directories(dir)) {
+    error = "cannot create output directory '" + dir + "': " + ec.message();
+    return false;
+  }
+  SmallString<256> absDir(dir);
+  sys::fs::make_absolute(absDir);
+  std::string srcPath = (absDir + "/train.cpp").str();
+  std::string exePath = (absDir + "/train").str();
+  std::string tmpSrc = srcPath + ".tmp." + std::to_string(getpid()) + ".cpp";
+  std::string tmpExe = exePath + ".tmp." + std::to_string(getpid());
+  auto cleanup = [&] {
+    sys::fs::remove(tmpSrc);
+    sys::fs::remove(tmpExe);
+  };
+  if (!io::writeFileAtomic(tmpSrc, {{source.data(), source.size()}}, error))
+    return false;
+
+  const char *cxxEnv = std::getenv("CXX");
+  std::string cxx = cxxEnv && *cxxEnv ? cxxEnv : "c++";
+  ErrorOr<std::string> cxxPath = sys::findProgramByName(cxx);
+  if (!cxxPath) {
+    cleanup();
+    error = "no C++ compiler '" + cxx + "' on PATH (set CXX to one)";
+    return false;
+  }
+  std::vector<std::string> args = compileCommand(*cxxPath, tmpSrc, tmpExe);
+  SmallVector<StringRef> argRefs(args.begin(), args.end());
+  std::string message;
+  int rc = sys::ExecuteAndWait(*cxxPath, argRefs, std::nullopt, {}, 0, 0, &message);
+  if (rc != 0) {
+    cleanup();
+    error = "compiling the generated program failed (" +
+            (message.empty() ? "exit code " + std::to_string(rc) : message) +
+            "); this is a kilnc bug, please report it with the spec";
+    return false;
+  }
+
+  // build.sh: the same command on the final names.
+  std::vector<std::string> final = compileCommand(cxx, "train.cpp", "train");
+  std::string script = "#!/bin/sh\n# Rebuilds ./train from train.cpp (written by kilnc).\n"
+                       "set -e\ncd \"$(dirname \"$0\")\"\n";
+  for (size_t i = 0; i < final.size(); ++i)
+    script += (i ? " " : "") + shellQuote(final[i]);
+  script += "\n";
+  std::string scriptPath = (absDir + "/build.sh").str();
+  if (!io::writeFileAtomic(scriptPath, {{script.data(), script.size()}}, error)) {
+    cleanup();
+    return false;
+  }
+  sys::fs::setPermissions(scriptPath, sys::fs::all_read | sys::fs::owner_write |
+                                          sys::fs::all_exe);
+  if (std::error_code ec = sys::fs::rename(tmpSrc, srcPath)) {
+    cleanup();
+    error = "cannot write '" + srcPath + "': " + ec.message();
+    return false;
+  }
+  if (std::error_code ec = sys::fs::rename(tmpExe, exePath)) {
+    cleanup();
+    error = "cannot write '" + exePath + "': " + ec.message();
+    return false;
+  }
+  return true;
+}
+
+} // namespace kiln
