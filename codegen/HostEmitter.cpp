@@ -17,6 +17,7 @@
 #include "llvm/ADT/TypeSwitch.h"
 #include "llvm/Support/Format.h"
 
+#include <charconv>
 #include <cmath>
 
 using namespace mlir;
@@ -65,15 +66,19 @@ std::string shapeString(MemRefType type) {
   return s + "]";
 }
 
-/// A float constant that reads back exactly (hex float).
+/// A float constant in its shortest form that reads back exactly.
 std::string floatLiteral(double value, bool isFloat) {
   if (std::isnan(value))
     return isFloat ? "NAN" : "double(NAN)";
   if (std::isinf(value))
     return std::string(value < 0 ? "-" : "") + (isFloat ? "INFINITY" : "double(INFINITY)");
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%a", value);
-  return std::string(buf) + (isFloat ? "f" : "");
+  auto result = isFloat ? std::to_chars(buf, buf + sizeof buf, float(value))
+                        : std::to_chars(buf, buf + sizeof buf, value);
+  std::string text(buf, result.ptr);
+  if (text.find_first_of(".e") == std::string::npos)
+    text += ".0";
+  return text + (isFloat ? "f" : "");
 }
 
 struct ArgRoles {
@@ -266,8 +271,9 @@ LogicalResult Emitter::emitLoop(ElementwiseOp loop) {
   int64_t n = cast<MemRefType>(loop.getOuts()[0].getType()).getNumElements();
   llvm::DenseMap<Value, std::string> vars;
   // Loops under ~32k elements finish faster than an OpenMP fork/join.
-  *os << "  #pragma omp parallel for schedule(static) if (" << n << " >= 32768)\n"
-     << "  for (int64_t i = 0; i < " << n << "; ++i) {\n";
+  if (n >= 32768)
+    *os << "  #pragma omp parallel for schedule(static)\n";
+  *os << "  for (int64_t i = 0; i < " << n << "; ++i) {\n";
   for (auto [k, arg] : llvm::enumerate(body.getArguments())) {
     FailureOr<StringRef> elem = cppElementType(loop.getLoc(), arg.getType());
     if (failed(elem))

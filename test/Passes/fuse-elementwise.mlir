@@ -1,0 +1,106 @@
+// RUN: kiln-opt %s -split-input-file --pass-pipeline="builtin.module(func.func(kiln-fuse-elementwise{report=true}))" -mlir-print-op-on-diagnostic=false 2>%t.remarks | FileCheck %s
+// RUN: FileCheck %s --check-prefix=REPORT < %t.remarks
+
+// A chain silu -> add -> scale through a reshape becomes one loop; the
+// intermediates disappear and the splat fill becomes a constant.
+
+// REPORT: remark: kiln-fuse-elementwise: @chain: 4 kernels before, 1 after; 3 intermediate buffers removed
+// CHECK-LABEL: func.func @chain(
+// CHECK-SAME: %[[X:arg0]]: memref<2x4xf32>, %[[Y:arg1]]: memref<2x4xf32>, %[[OUT:arg2]]: memref<8xf32>)
+// CHECK-NOT: kiln_kernel.alloc
+// CHECK-NOT: kiln_kernel.launch
+// CHECK: kiln_kernel.elementwise(%[[X]], %[[Y]] : memref<2x4xf32>, memref<2x4xf32>) -> (%[[OUT]] : memref<8xf32>) origin ["kiln.silu", "arith.addf", "kiln.scale"] {
+// CHECK-NEXT: ^bb0(%[[A:.*]]: f32, %[[B:.*]]: f32):
+// CHECK: %[[E:.*]] = math.exp
+// CHECK: %[[SUM:.*]] = arith.addf %{{.*}}, %[[B]] : f32
+// CHECK: %[[C:.*]] = arith.constant 5.000000e-01 : f32
+// CHECK: %[[R:.*]] = arith.mulf %[[SUM]], %[[C]] : f32
+// CHECK: kiln_kernel.yield %[[R]] : f32
+// CHECK-NOT: kiln_kernel.elementwise
+func.func @chain(%x: memref<2x4xf32>, %y: memref<2x4xf32>, %out: memref<8xf32>) {
+  %s = kiln_kernel.alloc : memref<2x4xf32>
+  kiln_kernel.elementwise (%x : memref<2x4xf32>) -> (%s : memref<2x4xf32>) origin ["kiln.silu"] {
+  ^bb0(%v: f32):
+    %n = arith.negf %v : f32
+    %e = math.exp %n : f32
+    %r = arith.mulf %v, %e : f32
+    kiln_kernel.yield %r : f32
+  }
+  %a = kiln_kernel.alloc : memref<2x4xf32>
+  kiln_kernel.elementwise (%s, %y : memref<2x4xf32>, memref<2x4xf32>) -> (%a : memref<2x4xf32>) origin ["arith.addf"] {
+  ^bb0(%p: f32, %q: f32):
+    %r = arith.addf %p, %q : f32
+    kiln_kernel.yield %r : f32
+  }
+  %flat = kiln_kernel.reshape %a : memref<2x4xf32> to memref<8xf32>
+  %half = kiln_kernel.alloc : memref<8xf32>
+  kiln_kernel.launch "fill"() -> (%half : memref<8xf32>) {value = 5.000000e-01 : f64}
+  kiln_kernel.elementwise (%flat, %half : memref<8xf32>, memref<8xf32>) -> (%out : memref<8xf32>) origin ["kiln.scale"] {
+  ^bb0(%p: f32, %c: f32):
+    %r = arith.mulf %p, %c : f32
+    kiln_kernel.yield %r : f32
+  }
+  return
+}
+
+// -----
+
+// Not fused: the intermediate has a second reader (a GEMM), so it must be
+// materialized; an output argument is observable; and a loop whose input is
+// overwritten in between cannot be moved past that write.
+
+// REPORT: remark: kiln-fuse-elementwise: @kept: 6 kernels before, 6 after; 0 intermediate buffers removed
+// CHECK-LABEL: func.func @kept(
+// CHECK-COUNT-4: kiln_kernel.elementwise
+// CHECK-NOT: kiln_kernel.elementwise
+func.func @kept(%x: memref<4x8xf32>, %w: memref<2x8xf32>, %out: memref<4x8xf32>, %y: memref<4x2xf32>, %z: memref<4x8xf32>) {
+  %t = kiln_kernel.alloc : memref<4x8xf32>
+  kiln_kernel.elementwise (%x : memref<4x8xf32>) -> (%t : memref<4x8xf32>) origin ["arith.negf"] {
+  ^bb0(%v: f32):
+    %r = arith.negf %v : f32
+    kiln_kernel.yield %r : f32
+  }
+  kiln_kernel.launch "linear"(%t, %w : memref<4x8xf32>, memref<2x8xf32>) -> (%y : memref<4x2xf32>) {}
+  kiln_kernel.elementwise (%t : memref<4x8xf32>) -> (%out : memref<4x8xf32>) origin ["arith.negf"] {
+  ^bb0(%v: f32):
+    %r = arith.negf %v : f32
+    kiln_kernel.yield %r : f32
+  }
+  %u = kiln_kernel.alloc : memref<4x8xf32>
+  kiln_kernel.elementwise (%x : memref<4x8xf32>) -> (%u : memref<4x8xf32>) origin ["arith.negf"] {
+  ^bb0(%v: f32):
+    %r = arith.negf %v : f32
+    kiln_kernel.yield %r : f32
+  }
+  // Overwrites %x, which the loop producing %u read.
+  kiln_kernel.launch "fill"() -> (%x : memref<4x8xf32>) {value = 0.0 : f64}
+  kiln_kernel.elementwise (%u : memref<4x8xf32>) -> (%z : memref<4x8xf32>) origin ["arith.negf"] {
+  ^bb0(%v: f32):
+    %r = arith.negf %v : f32
+    kiln_kernel.yield %r : f32
+  }
+  return
+}
+
+// -----
+
+// A two-output producer (swiglu_grad) keeps its other out.
+
+// REPORT: remark: kiln-fuse-elementwise: @multi: 2 kernels before, 1 after; 1 intermediate buffers removed
+// CHECK-LABEL: func.func @multi(
+// CHECK-SAME: %[[A:arg0]]: memref<16xf32>, %[[D1:arg1]]: memref<16xf32>, %[[D2:arg2]]: memref<16xf32>)
+// CHECK: kiln_kernel.elementwise(%[[A]] : memref<16xf32>) -> (%[[D1]], %[[D2]] : memref<16xf32>, memref<16xf32>) origin ["kiln.swiglu_grad", "arith.negf"]
+func.func @multi(%a: memref<16xf32>, %d1: memref<16xf32>, %d2: memref<16xf32>) {
+  %t = kiln_kernel.alloc : memref<16xf32>
+  kiln_kernel.elementwise (%a : memref<16xf32>) -> (%d1, %t : memref<16xf32>, memref<16xf32>) origin ["kiln.swiglu_grad"] {
+  ^bb0(%v: f32):
+    %r = arith.negf %v : f32
+    kiln_kernel.yield %v, %r : f32, f32
+  }
+  kiln_kernel.elementwise (%t : memref<16xf32>) -> (%d2 : memref<16xf32>) origin ["arith.negf"] {
+  ^bb0(%v: f32):
+    %r = arith.negf %v : f32
+    kiln_kernel.yield %r : f32
+  }
+  return
+}
