@@ -48,6 +48,34 @@ LogicalResult lowerToKernels(ModuleOp module, const frontend::Spec &spec, bool r
   return pm.run(module);
 }
 
+bool checkHostTarget(const frontend::Spec &spec, std::string &error) {
+  auto fail = [&](const std::string &field, const std::string &what) {
+    error = spec.path + ": " + field + ": " + what;
+    return false;
+  };
+  const frontend::TrainConfig &t = spec.train;
+  if (spec.target.kind != "host")
+    return fail("target", "'" + spec.target.kind +
+                              "' cannot be built yet; the host target (\"target\": \"host\") can");
+  if (t.precision != "fp32")
+    return fail("train.precision", "'" + t.precision +
+                                       "' needs the mixed-precision passes, which are not built "
+                                       "yet; the host target trains in \"fp32\"");
+  if (t.checkpointing != "none")
+    return fail("train.checkpointing",
+                "'" + t.checkpointing + "' is not built yet; use \"none\"");
+  if (t.sparsity != "none")
+    return fail("train.sparsity", "'" + t.sparsity + "' is not built yet; use \"none\"");
+  if (t.stage == "grpo")
+    return fail("train.stage", "'grpo' is not built yet; \"pretrain\" and \"sft\" are");
+  const frontend::ParallelConfig &p = spec.parallel;
+  if (p.dp != 1 || p.ep != 1 || p.pp != 1)
+    return fail("parallel", "dp " + std::to_string(p.dp) + " x ep " + std::to_string(p.ep) +
+                                " x pp " + std::to_string(p.pp) +
+                                ": the host executable is one process; use dp = ep = pp = 1");
+  return true;
+}
+
 std::string specFingerprint(ModuleOp forward) {
   std::string text;
   llvm::raw_string_ostream os(text);

@@ -23,6 +23,12 @@ KilnAutodiffOptions autodiffOptionsFor(const frontend::Spec &spec);
 mlir::LogicalResult lowerToKernels(mlir::ModuleOp module, const frontend::Spec &spec,
                                    bool report);
 
+/// Whether the host C++ target can build `spec` as written. Recipe features
+/// the host program does not implement yet (another target, a precision
+/// other than fp32, activation checkpointing, 2:4 sparsity, GRPO, more than
+/// one rank) are errors naming the spec field, never silently dropped.
+bool checkHostTarget(const frontend::Spec &spec, std::string &error);
+
 /// Hex FNV-1a of the printed forward module: a checkpoint records it and a
 /// resumed run must match it (same architecture, same loss).
 std::string specFingerprint(mlir::ModuleOp forward);

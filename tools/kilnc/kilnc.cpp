@@ -175,6 +175,10 @@ int main(int argc, char **argv) {
       return 1;
     train->print(llvm::outs());
   }
+  if ((emit == Emit::Cpp || !outputDir.empty()) && !kiln::checkHostTarget(*spec, error)) {
+    llvm::errs() << "kilnc: error: " << error << "\n";
+    return 1;
+  }
   if (emit == Emit::Kernels || emit == Emit::Cpp || !outputDir.empty()) {
     OwningOpRef<ModuleOp> kernels = module->clone();
     if (failed(kiln::lowerToKernels(*kernels, *spec, report)))
