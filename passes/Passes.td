@@ -153,6 +153,9 @@ def KilnPlanArena : Pass<"kiln-plan-arena", "mlir::func::FuncOp"> {
     lower bound any placement needs).
   }];
   let options = [
+    Option<"reuse", "reuse", "bool", "true",
+           "Share bytes between buffers with disjoint lifetimes (false: every buffer "
+           "gets its own bytes, to check that reuse changes no result)">,
     Option<"report", "report", "bool", "false",
            "Emit a remark: arena bytes, bytes without reuse, peak live bytes">
   ];

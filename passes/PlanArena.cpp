@@ -115,7 +115,7 @@ struct PlanArenaPass : impl::KilnPlanArenaBase<PlanArenaPass> {
     SmallVector<const Lifetime *> placed;
     int64_t arenaBytes = 0, totalBytes = 0;
     for (Lifetime *life : bySize) {
-      life->offset = lowestFit(*life, placed);
+      life->offset = reuse ? lowestFit(*life, placed) : arenaBytes;
       placed.push_back(life);
       arenaBytes = std::max(arenaBytes, life->offset + life->bytes);
       totalBytes += life->bytes;

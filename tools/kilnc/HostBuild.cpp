@@ -21,7 +21,11 @@ static const char kRuntimeLibs[] = KILN_RUNTIME_LIBS; // ':'-separated, link ord
 
 static std::vector<std::string> compileCommand(const std::string &cxx, const std::string &src,
                                                const std::string &out) {
-  std::vector<std::string> args = {cxx, "-std=c++17", "-O3", "-march=native", "-fopenmp",
+  // -ffp-contract=off: every arith op of the IR is one rounding, as the
+  // reference semantics say; a fused multiply-add would round once for two,
+  // and differently in a fused loop than in two separate ones.
+  std::vector<std::string> args = {cxx,         "-std=c++17", "-O3", "-march=native",
+                                   "-ffp-contract=off", "-fopenmp",
                                    "-I" + std::string(kSourceDir), src, "-o", out};
   SmallVector<StringRef> libs;
   StringRef(kRuntimeLibs).split(libs, ':', -1, false);

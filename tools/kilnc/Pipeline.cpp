@@ -29,7 +29,8 @@ KilnAutodiffOptions autodiffOptionsFor(const frontend::Spec &spec) {
   return o;
 }
 
-LogicalResult lowerToKernels(ModuleOp module, const frontend::Spec &spec, bool report) {
+LogicalResult lowerToKernels(ModuleOp module, const frontend::Spec &spec,
+                             const KernelLoweringOptions &options) {
   PassManager pm(module.getContext());
   if (failed(applyPassManagerCLOptions(pm)))
     return failure();
@@ -39,11 +40,14 @@ LogicalResult lowerToKernels(ModuleOp module, const frontend::Spec &spec, bool r
   // cleanup pipeline: canonicalization could refold arithmetic.
   pm.addPass(createInlinerPass({}, [](OpPassManager &) {}));
   pm.addPass(createConvertKilnToKernel());
-  KilnFuseElementwiseOptions fuse;
-  fuse.report = report;
-  pm.addNestedPass<func::FuncOp>(createKilnFuseElementwise(fuse));
+  if (options.fuseElementwise) {
+    KilnFuseElementwiseOptions fuse;
+    fuse.report = options.report;
+    pm.addNestedPass<func::FuncOp>(createKilnFuseElementwise(fuse));
+  }
   KilnPlanArenaOptions plan;
-  plan.report = report;
+  plan.reuse = options.arenaReuse;
+  plan.report = options.report;
   pm.addNestedPass<func::FuncOp>(createKilnPlanArena(plan));
   return pm.run(module);
 }

@@ -18,10 +18,15 @@ KilnAutodiffOptions autodiffOptionsFor(const frontend::Spec &spec);
 
 /// Lowers a forward module (from MLIRGen) in place to the planned kernel-level
 /// training step: kiln-autodiff, inline, convert-kiln-to-kernel,
-/// kiln-fuse-elementwise, kiln-plan-arena. `report` turns on the passes'
-/// remarks (kernels fused, arena bytes).
+/// kiln-fuse-elementwise (unless disabled), kiln-plan-arena. Disabling fusion
+/// or reuse must change no number the step computes; tests check that.
+struct KernelLoweringOptions {
+  bool report = false;        ///< the passes' remarks (kernels fused, arena bytes)
+  bool fuseElementwise = true;
+  bool arenaReuse = true;
+};
 mlir::LogicalResult lowerToKernels(mlir::ModuleOp module, const frontend::Spec &spec,
-                                   bool report);
+                                   const KernelLoweringOptions &options);
 
 /// Whether the host C++ target can build `spec` as written. Recipe features
 /// the host program does not implement yet (another target, a precision

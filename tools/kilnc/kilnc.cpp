@@ -62,6 +62,12 @@ static cl::opt<std::string> outputDir("o", cl::desc("Build the training executab
                                       cl::value_desc("DIR"));
 static cl::opt<bool> report("report",
                             cl::desc("Print the lowering passes' remarks (fusion, arena)"));
+static cl::opt<bool> fuseElementwise(
+    "fuse-elementwise", cl::init(true),
+    cl::desc("Merge elementwise chains into one loop (default on)"));
+static cl::opt<bool> arenaReuse(
+    "arena-reuse", cl::init(true),
+    cl::desc("Share arena bytes between buffers with disjoint lifetimes (default on)"));
 static cl::opt<std::string> summaryFormat("summary", cl::desc("Summary format: text or json"),
                                           cl::init("text"));
 static cl::opt<bool> evaluate("eval", cl::desc("Print the forward loss on a batch"));
@@ -181,7 +187,11 @@ int main(int argc, char **argv) {
   }
   if (emit == Emit::Kernels || emit == Emit::Cpp || !outputDir.empty()) {
     OwningOpRef<ModuleOp> kernels = module->clone();
-    if (failed(kiln::lowerToKernels(*kernels, *spec, report)))
+    kiln::KernelLoweringOptions lowering;
+    lowering.report = report;
+    lowering.fuseElementwise = fuseElementwise;
+    lowering.arenaReuse = arenaReuse;
+    if (failed(kiln::lowerToKernels(*kernels, *spec, lowering)))
       return 1;
     if (emit == Emit::Kernels)
       kernels->print(llvm::outs());
