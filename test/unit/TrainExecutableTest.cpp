@@ -1,0 +1,833 @@
+//===- TrainExecutableTest.cpp - the generated `train` executable, end to end
+//
+// Drives real executables built by `kilnc SPEC -o DIR` (r1-tiny, dense-tiny)
+// on a kiln-corpus shard (seed 1, 4096 tokens):
+//  1. 20 steps against the float32 PyTorch trajectory goldens
+//     (test/Reference/goldens/*.trajectory.json): per-step loss, main_loss,
+//     lr, grad_norm, and the step-1 gradients (--save-grads) through the
+//     per-tensor statistics of models/reference/training.py stats();
+//  2. resuming from a checkpoint is bit-exact (jsonl and checkpoint bytes);
+//  3. two runs with the same seed and thread count are identical;
+//  4. bad inputs fail with exit code 1 and an `error:` naming the problem,
+//     leaving an existing checkpoint directory byte-for-byte unchanged;
+//  5. SIGKILL at random moments of a run that checkpoints every step leaves
+//     `latest` naming a complete checkpoint, and resuming from it continues
+//     bit-exactly.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/safetensors/Safetensors.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <signal.h>
+#include <sstream>
+#include <string>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr double kTolerance = 1e-4;
+const char *const kThreads = "2";
+
+//===----------------------------------------------------------------------===//
+// Files and processes
+//===----------------------------------------------------------------------===//
+
+std::string readFile(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void writeFile(const std::string &path, const std::string &bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), std::streamsize(bytes.size()));
+}
+
+/// Every regular file under `dir` (relative path -> bytes), and every
+/// directory (relative path + "/" -> "").
+std::map<std::string, std::string> snapshot(const std::string &dir) {
+  std::map<std::string, std::string> out;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it);
+       it.increment(ec)) {
+    const std::string rel = fs::relative(it->path(), dir).string();
+    if (it->is_directory())
+      out[rel + "/"] = "";
+    else
+      out[rel] = readFile(it->path().string());
+  }
+  return out;
+}
+
+/// "" when equal, else what differs.
+std::string diffSnapshots(const std::map<std::string, std::string> &before,
+                          const std::map<std::string, std::string> &after) {
+  std::string out;
+  for (const auto &[name, bytes] : before) {
+    auto it = after.find(name);
+    if (it == after.end())
+      out += " removed " + name + ";";
+    else if (it->second != bytes)
+      out += " changed " + name + " (" + std::to_string(bytes.size()) + " -> " +
+             std::to_string(it->second.size()) + " bytes);";
+  }
+  for (const auto &[name, bytes] : after)
+    if (!before.count(name))
+      out += " added " + name + ";";
+  return out;
+}
+
+/// Starts `args` (args[0] is the program path) with stdout and stderr
+/// redirected to files; returns the pid.
+pid_t spawn(const std::vector<std::string> &args, const std::string &stdoutPath,
+            const std::string &stderrPath) {
+  std::vector<char *> argv;
+  for (const std::string &a : args)
+    argv.push_back(const_cast<char *>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int out = ::open(stdoutPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int err = ::open(stderrPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (out < 0 || err < 0)
+      ::_exit(126);
+    ::dup2(out, 1);
+    ::dup2(err, 2);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+struct RunResult {
+  int exitCode = -1; ///< -1 when killed by a signal.
+  int signal = 0;
+  std::string out, err;
+};
+
+RunResult waitFor(pid_t pid, const std::string &stdoutPath, const std::string &stderrPath) {
+  RunResult r;
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status))
+    r.exitCode = WEXITSTATUS(status);
+  else if (WIFSIGNALED(status))
+    r.signal = WTERMSIG(status);
+  r.out = readFile(stdoutPath);
+  r.err = readFile(stderrPath);
+  return r;
+}
+
+std::string describe(const std::vector<std::string> &args, const RunResult &r) {
+  std::string s = "command:";
+  for (const std::string &a : args)
+    s += " " + a;
+  s += "\nexit code " + std::to_string(r.exitCode);
+  if (r.exitCode == 127)
+    s += " (could not execute " + args[0] + ")";
+  if (r.signal)
+    s += " (signal " + std::to_string(r.signal) + ")";
+  return s + "\nstderr:\n" + r.err;
+}
+
+//===----------------------------------------------------------------------===//
+// jsonl logs
+//===----------------------------------------------------------------------===//
+
+/// One metrics line as the texts of its fields, so that "identical" means
+/// identical digits (the writer prints the shortest round-tripping form, so
+/// equal text is equal bits).
+using LogLine = std::map<std::string, std::string>;
+
+/// The complete lines of a jsonl file (a final line without '\n', which a
+/// killed run may leave, is dropped).
+std::vector<LogLine> readLog(const std::string &path) {
+  std::vector<LogLine> lines;
+  std::string text = readFile(path);
+  size_t start = 0;
+  for (size_t nl; (nl = text.find('\n', start)) != std::string::npos; start = nl + 1) {
+    std::string line = text.substr(start, nl - start);
+    LogLine fields;
+    if (line.size() >= 2 && line.front() == '{' && line.back() == '}') {
+      std::stringstream ss(line.substr(1, line.size() - 2));
+      for (std::string item; std::getline(ss, item, ',');) {
+        size_t colon = item.find(':');
+        if (colon == std::string::npos || colon < 2)
+          continue;
+        fields[item.substr(1, colon - 2)] = item.substr(colon + 1);
+      }
+    }
+    lines.push_back(fields);
+  }
+  return lines;
+}
+
+double number(const LogLine &line, const std::string &key) {
+  auto it = line.find(key);
+  if (it == line.end() || it->second == "null")
+    return std::nan("");
+  return std::strtod(it->second.c_str(), nullptr);
+}
+
+/// The fields that must match bit for bit between runs (all but timings).
+const char *const kExactFields[] = {"step", "loss", "main_loss", "lr", "grad_norm"};
+
+/// "" when `got` matches `want` on kExactFields, else the first difference.
+std::string compareLines(const LogLine &got, const LogLine &want) {
+  for (const char *key : kExactFields) {
+    auto g = got.find(key), w = want.find(key);
+    if (g == got.end() || w == want.end())
+      return std::string("missing field '") + key + "'";
+    if (g->second != w->second)
+      return std::string(key) + " " + g->second + " vs " + w->second;
+  }
+  return "";
+}
+
+//===----------------------------------------------------------------------===//
+// Gradient statistics (models/reference/training.py stats(), as in
+// TrainStepGoldenTest.cpp)
+//===----------------------------------------------------------------------===//
+
+uint32_t fnv1a32(const std::string &s) {
+  uint32_t h = 2166136261u;
+  for (unsigned char c : s)
+    h = (h ^ c) * 16777619u;
+  return h;
+}
+
+struct Stats {
+  double sum = 0, absSum = 0, sqSum = 0, proj = 0;
+  std::vector<double> first;
+};
+
+Stats statsOf(const std::string &name, const std::vector<double> &data) {
+  long double sum = 0, absSum = 0, sqSum = 0, proj = 0;
+  Stats s;
+  const uint32_t h = fnv1a32(name);
+  for (size_t i = 0; i < data.size(); ++i) {
+    const double v = data[i];
+    sum += v;
+    absSum += std::fabs(v);
+    sqSum += v * v;
+    const uint32_t r = uint32_t(uint64_t(i) * 2654435761ull + h);
+    proj += (r >> 31) == 0 ? v : -v;
+    if (i < 8)
+      s.first.push_back(v);
+  }
+  s.sum = double(sum), s.absSum = double(absSum), s.sqSum = double(sqSum), s.proj = double(proj);
+  return s;
+}
+
+/// The worst relative error of one kind of comparison across tensors.
+struct Worst {
+  double error = 0;
+  std::string where;
+  void check(double got, double want, double scale, const std::string &what) {
+    double e = std::fabs(got - want) / std::max(scale, 1e-300);
+    if (std::isnan(got) || std::isnan(want))
+      e = INFINITY;
+    if (where.empty() || e > error)
+      error = e, where = what;
+  }
+};
+
+/// As TrainStepGoldenTest's compareStats: sums and the projection relative
+/// to the golden's abs_sum (so cancelling sums compare sensibly), sq_sum
+/// relative to itself, first values relative to the mean |value|.
+void compareStats(const std::string &name, const Stats &got, const json &want, Worst &sums,
+                  Worst &squares, Worst &firsts) {
+  double n = 1;
+  for (const json &d : want["shape"])
+    n *= d.get<double>();
+  const double absSum = want["abs_sum"].get<double>();
+  if (absSum == 0) { // an all-zero golden: compare absolutely
+    sums.check(got.absSum, 0, 1.0, name + " abs_sum");
+    return;
+  }
+  sums.check(got.absSum, absSum, absSum, name + " abs_sum");
+  sums.check(got.sum, want["sum"].get<double>(), absSum, name + " sum");
+  sums.check(got.proj, want["proj"].get<double>(), absSum, name + " proj");
+  squares.check(got.sqSum, want["sq_sum"].get<double>(), want["sq_sum"].get<double>(),
+                name + " sq_sum");
+  for (size_t i = 0; i < got.first.size() && i < want["first"].size(); ++i)
+    firsts.check(got.first[i], want["first"][i].get<double>(), absSum / n,
+                 name + " first[" + std::to_string(i) + "]");
+}
+
+//===----------------------------------------------------------------------===//
+// The fixture: executables and the corpus, built once per process
+//===----------------------------------------------------------------------===//
+
+class TrainExecutable : public ::testing::Test {
+protected:
+  static std::string root, binDir, tmp, corpus, setupError;
+  static std::map<std::string, std::string> exe; // model -> train path
+
+  static void SetUpTestSuite() {
+    setupError.clear();
+    exe.clear();
+    root = KILN_SOURCE_DIR;
+    // ctest runs these next to other tests on few cores: OpenMP's default
+    // spin-waiting makes an oversubscribed 2-thread run ~8x slower. The wait
+    // policy does not change results (the thread count decides the bits).
+    ::setenv("OMP_WAIT_POLICY", "passive", /*overwrite=*/0);
+    binDir = std::string(KILN_BINARY_DIR) + "/bin";
+    if (const char *env = std::getenv("KILN_BIN_DIR"))
+      binDir = env;
+    const char *tmpBase = std::getenv("TMPDIR");
+    std::string pattern = std::string(tmpBase && *tmpBase ? tmpBase : "/tmp") +
+                          "/kiln-train-exe-XXXXXX";
+    std::vector<char> buf(pattern.begin(), pattern.end());
+    buf.push_back('\0');
+    if (!::mkdtemp(buf.data())) {
+      setupError = "mkdtemp " + pattern + ": " + std::strerror(errno);
+      return;
+    }
+    tmp = buf.data();
+    corpus = tmp + "/corpus.bin";
+    auto runTool = [&](const std::vector<std::string> &args) {
+      pid_t pid = spawn(args, tmp + "/setup.out", tmp + "/setup.err");
+      RunResult r = waitFor(pid, tmp + "/setup.out", tmp + "/setup.err");
+      if (r.exitCode != 0)
+        setupError += "setup failed: " + describe(args, r) + "\n";
+    };
+    runTool({binDir + "/kiln-corpus", "--seed", "1", "--tokens", "4096", "-o", corpus});
+    for (const char *model : {"r1-tiny", "dense-tiny"}) {
+      const std::string dir = tmp + "/" + model;
+      runTool({binDir + "/kilnc", root + "/models/" + model + ".json", "-o", dir});
+      exe[model] = dir + "/train";
+    }
+  }
+
+  static void TearDownTestSuite() {
+    if (tmp.empty())
+      return;
+    std::error_code ec;
+    // A read-only directory left by a failed test must not stop the cleanup.
+    for (auto it = fs::recursive_directory_iterator(tmp, ec); !ec && it != fs::end(it);
+         it.increment(ec))
+      if (it->is_directory())
+        fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add, ec);
+    fs::remove_all(tmp, ec);
+  }
+
+  void SetUp() override { ASSERT_TRUE(setupError.empty()) << setupError; }
+
+  /// A fresh, empty directory under the suite's temp dir.
+  static std::string freshDir(const std::string &name) {
+    const std::string dir = tmp + "/" + name;
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    fs::create_directories(dir);
+    return dir;
+  }
+
+  /// Runs `model`'s train with `args` and waits for it.
+  static RunResult train(const std::string &model, const std::vector<std::string> &args,
+                         std::string *command = nullptr) {
+    std::vector<std::string> all{exe[model]};
+    all.insert(all.end(), args.begin(), args.end());
+    static int counter = 0;
+    const std::string base = tmp + "/run" + std::to_string(counter++);
+    RunResult r = waitFor(spawn(all, base + ".out", base + ".err"), base + ".out", base + ".err");
+    if (command)
+      *command = describe(all, r);
+    return r;
+  }
+
+  /// Runs and expects exit code 0.
+  static void trainOk(const std::string &model, const std::vector<std::string> &args) {
+    std::string what;
+    RunResult r = train(model, args, &what);
+    EXPECT_EQ(r.exitCode, 0) << what;
+  }
+
+  static void checkTrajectory(const std::string &model);
+};
+
+std::string TrainExecutable::root, TrainExecutable::binDir, TrainExecutable::tmp,
+    TrainExecutable::corpus, TrainExecutable::setupError;
+std::map<std::string, std::string> TrainExecutable::exe;
+
+//===----------------------------------------------------------------------===//
+// 1. Trajectory and step-1 gradients vs PyTorch
+//===----------------------------------------------------------------------===//
+
+void TrainExecutable::checkTrajectory(const std::string &model) {
+  std::ifstream in(root + "/test/Reference/goldens/" + model + ".trajectory.json");
+  ASSERT_TRUE(in) << "missing trajectory golden for " << model;
+  const json golden = json::parse(in);
+  const std::string dir = freshDir("trajectory-" + model);
+  const std::string log = dir + "/log.jsonl", grads = dir + "/g.safetensors";
+  std::string what;
+  RunResult r = train(model,
+                      {"--data", corpus, "--steps", "20", "--log", log, "--save-grads", grads,
+                       "--threads", kThreads},
+                      &what);
+  ASSERT_EQ(r.exitCode, 0) << what;
+
+  // Per-step metrics.
+  const std::vector<LogLine> lines = readLog(log);
+  const json &steps = golden["steps"];
+  ASSERT_EQ(lines.size(), steps.size()) << log;
+  struct Field {
+    const char *key;
+    double worst = 0;
+    uint64_t at = 0;
+  } fields[] = {{"loss"}, {"main_loss"}, {"lr"}, {"grad_norm"}};
+  for (size_t i = 0; i < lines.size(); ++i) {
+    EXPECT_EQ(number(lines[i], "step"), double(i + 1)) << log << " line " << i + 1;
+    for (Field &f : fields) {
+      const double got = number(lines[i], f.key), want = steps[i][f.key].get<double>();
+      double e = std::fabs(got - want) / std::fabs(want);
+      if (std::isnan(e))
+        e = INFINITY;
+      if (i == 0)
+        std::printf("[%s] step 1 %s: kiln %.10g  pytorch %.10g\n", model.c_str(), f.key, got, want);
+      EXPECT_LE(e, kTolerance) << model << " step " << i + 1 << " " << f.key << ": kiln " << got
+                               << ", pytorch " << want;
+      if (e > f.worst)
+        f.worst = e, f.at = i + 1;
+    }
+  }
+  for (const Field &f : fields)
+    std::printf("[%s] max relative error over %zu steps: %-9s %.3g (step %llu)\n", model.c_str(),
+                lines.size(), f.key, f.worst, (unsigned long long)f.at);
+
+  // Step-1 gradients.
+  std::string error;
+  auto reader = kiln::safetensors::Reader::open(grads, error);
+  ASSERT_TRUE(reader) << error;
+  const json &want = golden["grads_step1"];
+  Worst sums, squares, firsts;
+  size_t compared = 0;
+  for (const auto &[name, stats] : want.items()) {
+    if (!reader->find(name)) {
+      // Not trainable (the DeepSeek e_score_correction_bias): the golden
+      // lists it with an all-zero gradient.
+      EXPECT_EQ(stats["abs_sum"].get<double>(), 0.0)
+          << grads << ": no gradient for '" << name << "', which the golden has as nonzero";
+      continue;
+    }
+    const std::vector<int64_t> shape = stats["shape"].get<std::vector<int64_t>>();
+    std::vector<double> values;
+    ASSERT_TRUE(reader->readAsDouble(name, values, error, &shape)) << error;
+    const Stats got = statsOf(name, values);
+    if (compared == 0)
+      std::printf("[%s] d %s first values: kiln %.10g %.10g  pytorch %.10g %.10g\n", model.c_str(),
+                  name.c_str(), got.first[0], got.first[1], stats["first"][0].get<double>(),
+                  stats["first"][1].get<double>());
+    compareStats(name, got, stats, sums, squares, firsts);
+    ++compared;
+  }
+  EXPECT_EQ(reader->tensors().size(), compared) << grads << " has tensors the golden lacks";
+  std::printf("[%s] step-1 gradients of %zu tensors, max relative error: sum/abs_sum/proj %.3g "
+              "(%s), sq_sum %.3g (%s), first values %.3g (%s)\n",
+              model.c_str(), compared, sums.error, sums.where.c_str(), squares.error,
+              squares.where.c_str(), firsts.error, firsts.where.c_str());
+  EXPECT_LE(sums.error, kTolerance) << sums.where;
+  EXPECT_LE(squares.error, kTolerance) << squares.where;
+  EXPECT_LE(firsts.error, kTolerance) << firsts.where;
+}
+
+TEST_F(TrainExecutable, TrajectoryMatchesPyTorchR1Tiny) { checkTrajectory("r1-tiny"); }
+TEST_F(TrainExecutable, TrajectoryMatchesPyTorchDenseTiny) { checkTrajectory("dense-tiny"); }
+
+//===----------------------------------------------------------------------===//
+// 2. Resume is bit-exact
+//===----------------------------------------------------------------------===//
+
+TEST_F(TrainExecutable, ResumeIsBitExact) {
+  const std::string a = freshDir("resume-a"), b = freshDir("resume-b");
+  trainOk("r1-tiny", {"--data", corpus, "--steps", "20", "--checkpoint-dir", a,
+                      "--checkpoint-every", "10", "--log", a + "/log.jsonl", "--threads",
+                      kThreads});
+  trainOk("r1-tiny", {"--data", corpus, "--steps", "10", "--checkpoint-dir", b, "--log",
+                      b + "/log.jsonl", "--threads", kThreads});
+  trainOk("r1-tiny", {"--data", corpus, "--steps", "20", "--resume", "--checkpoint-dir", b,
+                      "--checkpoint-every", "10", "--log", b + "/log.jsonl", "--threads",
+                      kThreads});
+  ASSERT_FALSE(HasFailure());
+
+  const std::vector<LogLine> la = readLog(a + "/log.jsonl"), lb = readLog(b + "/log.jsonl");
+  ASSERT_EQ(la.size(), 20u);
+  ASSERT_EQ(lb.size(), 20u) << "the resumed run appends steps 11-20 to the log";
+  for (size_t i = 0; i < 20; ++i)
+    EXPECT_EQ(compareLines(lb[i], la[i]), "") << "step " << i + 1;
+  std::printf("step 20 loss: uninterrupted %s, resumed at 10 %s\n", la[19].at("loss").c_str(),
+              lb[19].at("loss").c_str());
+
+  for (const char *file : {"/step-00000010.safetensors", "/step-00000020.safetensors"}) {
+    const std::string fa = readFile(a + file), fb = readFile(b + file);
+    ASSERT_FALSE(fa.empty()) << a + file;
+    EXPECT_TRUE(fa == fb) << a + file << " (" << fa.size() << " bytes) and " << b + file << " ("
+                          << fb.size() << " bytes) differ";
+  }
+  EXPECT_EQ(readFile(a + "/latest"), readFile(b + "/latest"));
+}
+
+//===----------------------------------------------------------------------===//
+// 3. Determinism
+//===----------------------------------------------------------------------===//
+
+TEST_F(TrainExecutable, SameSeedAndThreadsIsDeterministic) {
+  const std::string dir = freshDir("determinism");
+  // The built-in synthetic corpus (from --seed) and a token file.
+  for (bool synthetic : {true, false}) {
+    std::vector<std::string> logs;
+    for (int run = 0; run < 2; ++run) {
+      logs.push_back(dir + "/" + (synthetic ? "synthetic" : "file") + std::to_string(run) +
+                     ".jsonl");
+      std::vector<std::string> args{"--steps", "20", "--seed", "7", "--threads", kThreads,
+                                    "--log", logs.back()};
+      if (!synthetic)
+        args.insert(args.end(), {"--data", corpus});
+      trainOk("r1-tiny", args);
+    }
+    const std::vector<LogLine> l0 = readLog(logs[0]), l1 = readLog(logs[1]);
+    ASSERT_EQ(l0.size(), 20u) << logs[0];
+    ASSERT_EQ(l1.size(), 20u) << logs[1];
+    for (size_t i = 0; i < l0.size(); ++i)
+      EXPECT_EQ(compareLines(l1[i], l0[i]), "")
+          << logs[1] << " vs " << logs[0] << " step " << i + 1;
+    std::printf("%s corpus: step 20 loss %s / %s, grad_norm %s / %s\n",
+                synthetic ? "synthetic" : "token-file", l0[19].at("loss").c_str(),
+                l1[19].at("loss").c_str(), l0[19].at("grad_norm").c_str(),
+                l1[19].at("grad_norm").c_str());
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// 4. Bad inputs
+//===----------------------------------------------------------------------===//
+
+class TrainExecutableBadInput : public TrainExecutable {
+protected:
+  /// A checkpoint directory holding r1-tiny's step-10 checkpoint (copied
+  /// from one made once per process).
+  std::string checkpointCopy(const std::string &name) {
+    static std::string made;
+    if (made.empty()) {
+      const std::string src = freshDir("bad-input-source");
+      trainOk("r1-tiny", {"--data", corpus, "--steps", "10", "--checkpoint-dir", src,
+                          "--threads", kThreads});
+      made = src;
+    }
+    const std::string dir = freshDir(name);
+    fs::copy(made, dir, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+    return dir;
+  }
+
+  /// Runs `model`'s train with `args`; expects exit code 1, one `error:`
+  /// line containing each of `mentions`, and `ckptDir` unchanged.
+  void expectFailure(const std::string &model, const std::vector<std::string> &args,
+                     const std::string &ckptDir, const std::vector<std::string> &mentions) {
+    const auto before = snapshot(ckptDir);
+    std::string what;
+    RunResult r = train(model, args, &what);
+    EXPECT_EQ(r.exitCode, 1) << what;
+    EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << what;
+    for (const std::string &m : mentions)
+      EXPECT_NE(r.err.find(m), std::string::npos) << "expected '" << m << "' in stderr\n" << what;
+    EXPECT_EQ(diffSnapshots(before, snapshot(ckptDir)), "") << ckptDir << " changed\n" << what;
+    std::printf("  %s", r.err.c_str());
+  }
+};
+
+TEST_F(TrainExecutableBadInput, MissingTokenFile) {
+  const std::string ckpt = checkpointCopy("missing-data"), data = tmp + "/no-such-shard.bin";
+  for (bool resume : {false, true}) {
+    std::vector<std::string> args{"--data", data, "--steps", "20", "--checkpoint-dir", ckpt,
+                                  "--checkpoint-every", "1", "--threads", kThreads};
+    if (resume)
+      args.push_back("--resume");
+    expectFailure("r1-tiny", args, ckpt, {data, "No such file"});
+  }
+}
+
+TEST_F(TrainExecutableBadInput, TruncatedTokenFile) {
+  const std::string ckpt = checkpointCopy("truncated-data"), data = tmp + "/truncated.bin";
+  const std::string bytes = readFile(corpus);
+  ASSERT_EQ(bytes.size(), 1024u + 2 * 4096);
+  writeFile(data, bytes.substr(0, 1024 + 2 * 1000 + 1)); // mid-data, mid-token
+  for (bool resume : {false, true}) {
+    std::vector<std::string> args{"--data", data, "--steps", "20", "--checkpoint-dir", ckpt,
+                                  "--checkpoint-every", "1", "--threads", kThreads};
+    if (resume)
+      args.push_back("--resume");
+    expectFailure("r1-tiny", args, ckpt, {data, "truncated"});
+  }
+}
+
+TEST_F(TrainExecutableBadInput, CorruptTokenFileHeader) {
+  const std::string ckpt = checkpointCopy("bad-magic"), data = tmp + "/bad-magic.bin";
+  std::string bytes = readFile(corpus);
+  ASSERT_GE(bytes.size(), 4u);
+  bytes[0] ^= 0x5a; // the magic 20240520 is header[0]
+  writeFile(data, bytes);
+  for (bool resume : {false, true}) {
+    std::vector<std::string> args{"--data", data, "--steps", "20", "--checkpoint-dir", ckpt,
+                                  "--checkpoint-every", "1", "--threads", kThreads};
+    if (resume)
+      args.push_back("--resume");
+    expectFailure("r1-tiny", args, ckpt, {data, "magic"});
+  }
+}
+
+TEST_F(TrainExecutableBadInput, TruncatedCheckpoint) {
+  const std::string ckpt = checkpointCopy("truncated-checkpoint");
+  std::string latest = readFile(ckpt + "/latest");
+  while (!latest.empty() && (latest.back() == '\n' || latest.back() == '\r'))
+    latest.pop_back();
+  ASSERT_EQ(latest, "step-00000010.safetensors");
+  const std::string file = ckpt + "/" + latest;
+  const std::string bytes = readFile(file);
+  for (size_t keep : {bytes.size() / 2, bytes.size() - 1, size_t(5)}) {
+    writeFile(file, bytes.substr(0, keep));
+    SCOPED_TRACE("kept " + std::to_string(keep) + " of " + std::to_string(bytes.size()) +
+                 " bytes");
+    expectFailure("r1-tiny",
+                  {"--data", corpus, "--steps", "20", "--checkpoint-dir", ckpt, "--resume",
+                   "--checkpoint-every", "1", "--threads", kThreads},
+                  ckpt, {file});
+  }
+}
+
+TEST_F(TrainExecutableBadInput, CheckpointFromAnotherSpec) {
+  const std::string ckpt = checkpointCopy("other-spec");
+  expectFailure("dense-tiny",
+                {"--data", corpus, "--steps", "20", "--checkpoint-dir", ckpt, "--resume",
+                 "--checkpoint-every", "1", "--threads", kThreads},
+                ckpt, {ckpt + "/step-00000010.safetensors", "another spec"});
+}
+
+TEST_F(TrainExecutableBadInput, CheckpointDirUnderRegularFile) {
+  const std::string ckpt = checkpointCopy("unwritable-regular-file");
+  const std::string file = tmp + "/a-regular-file";
+  writeFile(file, "not a directory\n");
+  // The checkpoint directory itself.
+  expectFailure("r1-tiny",
+                {"--data", corpus, "--steps", "20", "--checkpoint-dir", file + "/ckpt",
+                 "--threads", kThreads},
+                ckpt, {file + "/ckpt", "Not a directory"});
+  // A resumed run whose log or --save-grads cannot be written must not touch
+  // the checkpoint directory it resumed from.
+  expectFailure("r1-tiny",
+                {"--data", corpus, "--steps", "20", "--checkpoint-dir", ckpt, "--resume",
+                 "--checkpoint-every", "1", "--log", file + "/log.jsonl", "--threads", kThreads},
+                ckpt, {file + "/log.jsonl"});
+  expectFailure("r1-tiny",
+                {"--data", corpus, "--steps", "20", "--checkpoint-dir", ckpt, "--resume",
+                 "--checkpoint-every", "1", "--save-grads", file + "/g.safetensors",
+                 "--threads", kThreads},
+                ckpt, {file + "/g.safetensors"});
+  EXPECT_EQ(readFile(file), "not a directory\n");
+}
+
+TEST_F(TrainExecutableBadInput, ReadOnlyCheckpointDir) {
+  if (::geteuid() == 0)
+    GTEST_SKIP() << "running as root: chmod does not stop root's writes "
+                    "(CheckpointDirUnderRegularFile covers an unwritable directory)";
+  const std::string ckpt = checkpointCopy("read-only");
+  ASSERT_EQ(::chmod(ckpt.c_str(), 0555), 0);
+  expectFailure("r1-tiny",
+                {"--data", corpus, "--steps", "20", "--checkpoint-dir", ckpt, "--resume",
+                 "--checkpoint-every", "1", "--threads", kThreads},
+                ckpt, {ckpt, "cannot write"});
+  ::chmod(ckpt.c_str(), 0755);
+}
+
+//===----------------------------------------------------------------------===//
+// 5. SIGKILL during checkpoint writes
+//===----------------------------------------------------------------------===//
+
+std::string stepFile(int step) {
+  char buffer[40];
+  std::snprintf(buffer, sizeof(buffer), "step-%08d.safetensors", step);
+  return buffer;
+}
+
+std::string readLatest(const std::string &dir) {
+  std::string s = readFile(dir + "/latest");
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r'))
+    s.pop_back();
+  return s;
+}
+
+TEST_F(TrainExecutable, SigkillDuringCheckpointWrites) {
+  constexpr int kSteps = 48;
+  const std::string steps = std::to_string(kSteps);
+  // The uninterrupted run.
+  const std::string ref = freshDir("sigkill-reference");
+  trainOk("r1-tiny", {"--data", corpus, "--steps", steps, "--checkpoint-dir", ref, "--log",
+                      ref + "/log.jsonl", "--threads", kThreads});
+  ASSERT_FALSE(HasFailure());
+  const std::vector<LogLine> refLog = readLog(ref + "/log.jsonl");
+  ASSERT_EQ(refLog.size(), size_t(kSteps));
+  std::string error;
+  auto refCkpt = kiln::safetensors::Reader::open(ref + "/" + stepFile(kSteps), error);
+  ASSERT_TRUE(refCkpt) << error;
+
+  const std::string dir = freshDir("sigkill");
+  std::mt19937 rng(20240520);
+  std::uniform_int_distribution<int> delayMs(0, 60);
+  constexpr int kKills = 10;
+  int kills = 0, killsMidWrite = 0, resumedRuns = 0, comparedSteps = 0;
+  size_t maxTemps = 0;
+  for (int attempt = 0;; ++attempt) {
+    const bool resume = ::access((dir + "/latest").c_str(), F_OK) == 0;
+    const std::string log = dir + "/log" + std::to_string(attempt) + ".jsonl";
+    std::vector<std::string> args{exe["r1-tiny"], "--data",  corpus,   "--steps",
+                                  steps,           "--checkpoint-dir", dir, "--checkpoint-every",
+                                  "1",             "--log",  log,      "--threads", kThreads};
+    if (resume)
+      args.push_back("--resume");
+    const std::string startLatest = readLatest(dir);
+    const uint64_t startStep =
+        startLatest.empty() ? 0 : std::strtoull(startLatest.c_str() + 5, nullptr, 10);
+    const std::string outPath = dir + "/../sigkill.out", errPath = dir + "/../sigkill.err";
+    pid_t pid = spawn(args, outPath, errPath);
+    ASSERT_GT(pid, 0);
+
+    // The first kKills runs are killed (a run that finishes first ends the
+    // loop): attempts 0-2 right after `latest` changed 1-3 times; 3-5 after
+    // it changed once and a random delay; 6-7 as soon as this process's
+    // temp file of a step-*.safetensors exists (mid-write); 8-9 as soon as
+    // its latest.tmp exists (the step file renamed, `latest` not yet).
+    bool kill = attempt < kKills;
+    if (kill) {
+      const std::string tmpSuffix = ".tmp." + std::to_string(pid);
+      const int changes = attempt < 3 ? 1 + attempt : 1;
+      std::string seen = startLatest, trigger;
+      int changed = 0;
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      for (;;) {
+        if (attempt < 6) {
+          const std::string now = readLatest(dir);
+          if (now != seen)
+            seen = now, ++changed;
+          if (changed >= changes) {
+            trigger = "latest changed " + std::to_string(changes) + "x";
+            break;
+          }
+          std::this_thread::sleep_for(std::chrono::microseconds(200));
+        } else {
+          const std::string prefix = attempt < 8 ? "step-" : "latest";
+          std::error_code ec;
+          for (const auto &entry : fs::directory_iterator(dir, ec)) {
+            const std::string name = entry.path().filename().string();
+            if (name.rfind(prefix, 0) == 0 && name.size() > tmpSuffix.size() &&
+                name.compare(name.size() - tmpSuffix.size(), tmpSuffix.size(), tmpSuffix) == 0)
+              trigger = name.substr(0, name.size() - std::to_string(pid).size()) + "<pid> seen";
+          }
+          if (!trigger.empty())
+            break;
+        }
+        if (std::chrono::steady_clock::now() > deadline) {
+          ::kill(pid, SIGKILL);
+          waitFor(pid, outPath, errPath);
+          FAIL() << "attempt " << attempt << ": no kill trigger in 60 s";
+        }
+        int status;
+        if (::waitpid(pid, &status, WNOHANG) == pid) {
+          kill = false;
+          ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+              << "the run failed before it was killed\n"
+              << describe(args, RunResult{WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0, "",
+                                          readFile(errPath)});
+          break;
+        }
+      }
+      if (kill) {
+        int delay = 0;
+        if (attempt >= 3 && attempt < 6) {
+          delay = delayMs(rng);
+          std::this_thread::sleep_for(std::chrono::milliseconds(delay));
+          trigger += " +" + std::to_string(delay) + "ms";
+        }
+        ::kill(pid, SIGKILL);
+        RunResult r = waitFor(pid, outPath, errPath);
+        if (r.signal != SIGKILL) { // it finished before the signal
+          ASSERT_EQ(r.exitCode, 0) << describe(args, r);
+          kill = false;
+        } else {
+          ++kills;
+          size_t left = 0;
+          for (const auto &entry : fs::directory_iterator(dir))
+            if (entry.path().filename().string().find(tmpSuffix) != std::string::npos)
+              ++left;
+          if (left)
+            ++killsMidWrite;
+          std::printf("  kill %d (%s): latest %s, %zu temp file(s) left\n", kills,
+                      trigger.c_str(), readLatest(dir).c_str(), left);
+        }
+      }
+    } else {
+      RunResult r = waitFor(pid, outPath, errPath);
+      ASSERT_EQ(r.exitCode, 0) << describe(args, r);
+    }
+    if (resume)
+      ++resumedRuns;
+
+    // Whatever this run logged continues the uninterrupted run bit for bit.
+    const std::vector<LogLine> lines = readLog(log);
+    for (size_t i = 0; i < lines.size(); ++i) {
+      const uint64_t step = startStep + 1 + i;
+      ASSERT_LE(step, uint64_t(kSteps)) << log;
+      EXPECT_EQ(compareLines(lines[i], refLog[step - 1]), "")
+          << log << " (resumed from step " << startStep << ") line " << i + 1;
+      ++comparedSteps;
+    }
+
+    // `latest` names a complete checkpoint of the step it says.
+    const std::string latest = readLatest(dir);
+    ASSERT_EQ(latest.size(), std::string("step-00000000.safetensors").size()) << latest;
+    auto reader = kiln::safetensors::Reader::open(dir + "/" + latest, error);
+    ASSERT_TRUE(reader) << "after kill " << kills << ": latest names an unreadable file: " << error;
+    EXPECT_EQ(reader->metadata().at("step"), std::to_string(std::stoull(latest.substr(5, 8))));
+    ASSERT_EQ(reader->tensors().size(), refCkpt->tensors().size()) << latest;
+    size_t temps = 0;
+    for (const auto &entry : fs::directory_iterator(dir))
+      if (entry.path().filename().string().find(".tmp") != std::string::npos)
+        ++temps;
+    maxTemps = std::max(maxTemps, temps);
+    if (!kill)
+      break;
+  }
+  std::printf("%d kills, %d of them mid-write (left a temp file)\n", kills, killsMidWrite);
+  std::printf("%d resumed runs, %d logged steps compared bit-exactly with the uninterrupted run; "
+              "up to %zu leftover temp files in the checkpoint directory\n",
+              resumedRuns, comparedSteps, maxTemps);
+  EXPECT_GE(kills, kKills - 2) << "runs finished before they could be killed";
+  EXPECT_GE(killsMidWrite, 1) << "no kill interrupted a checkpoint write";
+  const std::string last = stepFile(kSteps);
+  EXPECT_EQ(readLatest(dir), last);
+  EXPECT_TRUE(readFile(dir + "/" + last) == readFile(ref + "/" + last))
+      << "the final checkpoint after " << kills << " kills differs from the uninterrupted run's";
+}
+
+} // namespace
