@@ -18,6 +18,8 @@
 
 #include "runtime/safetensors/Safetensors.h"
 
+#include "test/unit/GradientStats.h"
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -45,6 +47,8 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
+
+using namespace kiln::test;
 
 constexpr double kTolerance = 1e-4;
 const char *const kThreads = "2";
@@ -208,52 +212,8 @@ std::string compareLines(const LogLine &got, const LogLine &want) {
 }
 
 //===----------------------------------------------------------------------===//
-// Gradient statistics (models/reference/training.py stats(), as in
-// TrainStepGoldenTest.cpp)
+// Gradient statistics (GradientStats.h)
 //===----------------------------------------------------------------------===//
-
-uint32_t fnv1a32(const std::string &s) {
-  uint32_t h = 2166136261u;
-  for (unsigned char c : s)
-    h = (h ^ c) * 16777619u;
-  return h;
-}
-
-struct Stats {
-  double sum = 0, absSum = 0, sqSum = 0, proj = 0;
-  std::vector<double> first;
-};
-
-Stats statsOf(const std::string &name, const std::vector<double> &data) {
-  long double sum = 0, absSum = 0, sqSum = 0, proj = 0;
-  Stats s;
-  const uint32_t h = fnv1a32(name);
-  for (size_t i = 0; i < data.size(); ++i) {
-    const double v = data[i];
-    sum += v;
-    absSum += std::fabs(v);
-    sqSum += v * v;
-    const uint32_t r = uint32_t(uint64_t(i) * 2654435761ull + h);
-    proj += (r >> 31) == 0 ? v : -v;
-    if (i < 8)
-      s.first.push_back(v);
-  }
-  s.sum = double(sum), s.absSum = double(absSum), s.sqSum = double(sqSum), s.proj = double(proj);
-  return s;
-}
-
-/// The worst relative error of one kind of comparison across tensors.
-struct Worst {
-  double error = 0;
-  std::string where;
-  void check(double got, double want, double scale, const std::string &what) {
-    double e = std::fabs(got - want) / std::max(scale, 1e-300);
-    if (std::isnan(got) || std::isnan(want))
-      e = INFINITY;
-    if (where.empty() || e > error)
-      error = e, where = what;
-  }
-};
 
 /// As TrainStepGoldenTest's compareStats: sums and the projection relative
 /// to the golden's abs_sum (so cancelling sums compare sensibly), sq_sum
@@ -436,7 +396,7 @@ void TrainExecutable::checkTrajectory(const std::string &model) {
     const std::vector<int64_t> shape = stats["shape"].get<std::vector<int64_t>>();
     std::vector<double> values;
     ASSERT_TRUE(reader->readAsDouble(name, values, error, &shape)) << error;
-    const Stats got = statsOf(name, values);
+    const Stats got = statsOf(name, values.data(), int64_t(values.size()));
     if (compared == 0)
       std::printf("[%s] d %s first values: kiln %.10g %.10g  pytorch %.10g %.10g\n", model.c_str(),
                   name.c_str(), got.first[0], got.first[1], stats["first"][0].get<double>(),

@@ -27,6 +27,8 @@
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Pass/PassManager.h"
 
+#include "test/unit/GradientStats.h"
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -40,47 +42,9 @@ using nlohmann::json;
 
 namespace {
 
+using namespace kiln::test;
+
 constexpr double kTolerance = 1e-9;
-
-/// FNV-1a, 32 bits, as models/reference/README.md defines it.
-uint32_t fnv1a32(const std::string &s) {
-  uint32_t h = 2166136261u;
-  for (unsigned char c : s)
-    h = (h ^ c) * 16777619u;
-  return h;
-}
-
-struct Stats {
-  double sum = 0, absSum = 0, sqSum = 0, proj = 0;
-  std::vector<double> first;
-};
-
-Stats statsOf(const std::string &name, const double *data, int64_t n) {
-  Stats s;
-  uint32_t h = fnv1a32(name);
-  for (int64_t i = 0; i < n; ++i) {
-    double v = data[i];
-    s.sum += v;
-    s.absSum += std::fabs(v);
-    s.sqSum += v * v;
-    uint32_t r = uint32_t(uint64_t(i) * 2654435761ull + h);
-    s.proj += (r >> 31) == 0 ? v : -v;
-    if (i < 8)
-      s.first.push_back(v);
-  }
-  return s;
-}
-
-/// Tracks the worst error of one kind of comparison across tensors.
-struct Worst {
-  double error = 0;
-  std::string where;
-  void check(double got, double want, double scale, const std::string &what) {
-    double e = std::fabs(got - want) / std::max(scale, 1e-300);
-    if (e > error)
-      error = e, where = what;
-  }
-};
 
 /// Compares a tensor's statistics with a golden's; `scale` is the tensor's
 /// typical magnitude (|sum| / n), so tiny or cancelling sums compare sensibly.
