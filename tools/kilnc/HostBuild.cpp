@@ -18,6 +18,8 @@ namespace kiln {
 // Baked in by CMake: where the runtime headers and static libraries are.
 static const char kSourceDir[] = KILN_SOURCE_DIR;
 static const char kRuntimeLibs[] = KILN_RUNTIME_LIBS; // ':'-separated, link order
+// Debian's libopenblas0-openmp (scripts/install-deps.sh installs it).
+static const char kOpenBlasOpenMPDir[] = "/usr/lib/x86_64-linux-gnu/openblas-openmp";
 
 static std::vector<std::string> compileCommand(const std::string &cxx, const std::string &src,
                                                const std::string &out) {
@@ -31,7 +33,15 @@ static std::vector<std::string> compileCommand(const std::string &cxx, const std
   StringRef(kRuntimeLibs).split(libs, ':', -1, false);
   for (StringRef lib : libs)
     args.push_back(lib.str());
-  args.push_back("-lopenblas");
+  // OpenBLAS's OpenMP build runs its GEMMs on the program's own OpenMP
+  // threads. The default (pthread) build brings a second pool that spins
+  // against the OpenMP one on every core; bench/RESULTS.md measured the cost.
+  if (llvm::sys::fs::exists(std::string(kOpenBlasOpenMPDir) + "/libopenblas.so.0")) {
+    args.push_back(std::string(kOpenBlasOpenMPDir) + "/libopenblas.so.0");
+    args.push_back("-Wl,-rpath," + std::string(kOpenBlasOpenMPDir));
+  } else {
+    args.push_back("-lopenblas");
+  }
   args.push_back("-lpthread");
   return args;
 }
