@@ -215,7 +215,15 @@ int main(int argc, char **argv) {
           llvm::errs() << "kilnc: error: " << error << "\n";
           return 1;
         }
-        llvm::errs() << "kilnc: wrote " << outputDir << "/train (and train.cpp, build.sh)\n";
+        auto step = kernels->lookupSymbol<func::FuncOp>("train_step");
+        int64_t numKernels = 0;
+        step.walk([&](Operation *op) {
+          numKernels += isa<kiln::kernel::LaunchOp, kiln::kernel::ElementwiseOp>(op);
+        });
+        auto arena = step->getAttrOfType<IntegerAttr>(kiln::kernel::kArenaBytesAttr);
+        llvm::errs() << "kilnc: wrote " << outputDir << "/train (and train.cpp, build.sh): "
+                     << numKernels << " kernels per step, arena of " << arena.getInt()
+                     << " bytes\n";
       }
     }
   }
