@@ -27,6 +27,7 @@
 #include <fcntl.h>
 #include <omp.h>
 #include <optional>
+#include <csignal>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
@@ -36,6 +37,49 @@ extern "C" void openblas_set_num_threads(int);
 namespace kiln::driver {
 
 namespace {
+
+//===----------------------------------------------------------------------===//
+// Preemption (SIGTERM, SIGINT)
+//===----------------------------------------------------------------------===//
+
+/// The signal that asked the run to stop, or 0. Set by the handler only.
+volatile std::sig_atomic_t gStopSignal = 0;
+
+extern "C" void onStopSignal(int signal) {
+  if (gStopSignal != 0) {
+    // A second request: stop now, the default way.
+    std::signal(signal, SIG_DFL);
+    std::raise(signal);
+    return;
+  }
+  gStopSignal = signal;
+}
+
+/// Installs the stop handlers for the training loop and restores the
+/// previous ones after it (trainMain may run more than once in a process).
+class StopSignals {
+public:
+  StopSignals() {
+    gStopSignal = 0;
+    struct sigaction action = {};
+    action.sa_handler = onStopSignal;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGTERM, &action, &oldTerm_);
+    sigaction(SIGINT, &action, &oldInt_);
+  }
+  ~StopSignals() {
+    sigaction(SIGTERM, &oldTerm_, nullptr);
+    sigaction(SIGINT, &oldInt_, nullptr);
+    gStopSignal = 0;
+  }
+  StopSignals(const StopSignals &) = delete;
+  StopSignals &operator=(const StopSignals &) = delete;
+
+  int pending() const { return gStopSignal; }
+
+private:
+  struct sigaction oldTerm_ = {}, oldInt_ = {};
+};
 
 constexpr int kExitRuntimeError = 1;
 constexpr int kExitUsageError = 2;
@@ -534,6 +578,7 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
   };
 
   // 7. The loop.
+  StopSignals stopSignals;
   Timer timer;
   std::string lastCheckpoint;
   float lastLoss = std::nanf("");
@@ -611,10 +656,21 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
       std::fprintf(stderr, "%s\n", formatProgressLine(progress).c_str());
 
     const bool every = options.checkpointEvery && s % options.checkpointEvery == 0;
-    if (!ckptDir.empty() && (every || s == options.steps)) {
+    const int signal = stopSignals.pending();
+    if (!ckptDir.empty() && (every || s == options.steps || signal)) {
       if (!saveCheckpoint(ckptDir, model, layouts, state, s, seed, loader->position(), error))
         return stop(error);
       lastCheckpoint = ckptDir + "/" + checkpointFileName(s);
+    }
+    if (signal) {
+      if (printer)
+        printer->finish();
+      std::fprintf(stderr, "stopped by %s after step %llu%s\n",
+                   signal == SIGTERM ? "SIGTERM" : "SIGINT", (unsigned long long)s,
+                   lastCheckpoint.empty()
+                       ? "; no --checkpoint-dir, so nothing was saved"
+                       : ("; checkpoint " + lastCheckpoint + ", continue with --resume").c_str());
+      return 128 + signal;
     }
   }
   if (printer)

@@ -20,9 +20,16 @@
 // data position. Resuming at step k and running to n gives bit-identical
 // state and losses to an uninterrupted run to n (same thread count).
 //
+// Preemption: SIGTERM (what cluster schedulers send) or SIGINT (Ctrl-C)
+// lets the running step finish, writes a checkpoint of it when there is a
+// --checkpoint-dir, and exits with 128 + the signal number (143, 130), so
+// `--resume` continues exactly where it stopped. A second signal during that
+// ends the process at once; checkpoints are atomic, so even that loses at
+// most the unsaved steps.
+//
 // Exit codes: 0 success (and --help), 1 runtime error (one `error: ...` line
 // on stderr naming the file, flag or tensor and what would be right), 2 usage
-// error. Nothing here throws or crashes on bad input, and a failing run
+// error, 128 + signal when stopped by SIGTERM or SIGINT. Nothing here throws or crashes on bad input, and a failing run
 // never leaves a partial checkpoint (Checkpoint.h writes atomically).
 //
 //===----------------------------------------------------------------------===//

@@ -16,6 +16,8 @@
 #include "runtime/safetensors/Safetensors.h"
 
 #include <gtest/gtest.h>
+
+#include <csignal>
 #include <nlohmann/json.hpp>
 
 #include <cmath>
@@ -71,6 +73,8 @@ ModelDesc toyModel(const char *fingerprint = "toy:1", const ParamDesc *params = 
 struct Hooks {
   int64_t nanAtStep = -1;
   int64_t failAtStep = -1;
+  int64_t signalAtStep = -1; ///< raise `signal` inside this step
+  int signal = SIGTERM;
   int calls = 0;
   std::vector<std::vector<float>> firstParams;
   std::vector<std::vector<float>> firstGrads;
@@ -85,6 +89,8 @@ bool toyStep(const StepBuffers &buf, std::string &error) {
     error = "toy failure";
     return false;
   }
+  if (step == gHooks.signalAtStep)
+    std::raise(gHooks.signal); // As a scheduler's SIGTERM would arrive mid-step.
   const int64_t n = kBatch * kSeq;
   const int64_t sizes[] = {kVocab * kDim, kExperts * kDim, kDim, kExperts};
   if (gHooks.calls++ == 0) {
@@ -447,6 +453,42 @@ TEST_F(TrainMainTest, NonFiniteLossStopsWithoutCheckpoint) {
   EXPECT_EQ(readFile(ck + "/latest"), "step-00000002.safetensors\n");
   EXPECT_FALSE(fs::exists(ck + "/step-00000004.safetensors"));
   EXPECT_EQ(losses(path("m.jsonl")).size(), 3u);
+}
+
+TEST_F(TrainMainTest, SigtermCheckpointsTheStepAndResumesExactly) {
+  const std::string full = path("full"), cut = path("cut");
+  ASSERT_EQ(train({"--steps", "20", "--checkpoint-dir", full, "--checkpoint-every", "100", "--log",
+                   path("full.jsonl")}),
+            0)
+      << stderr_;
+  gHooks = Hooks();
+  gHooks.signalAtStep = 7;
+  EXPECT_EQ(train({"--steps", "20", "--checkpoint-dir", cut, "--checkpoint-every", "100", "--log",
+                   path("cut.jsonl")}),
+            128 + SIGTERM);
+  EXPECT_TRUE(stderrHas("stopped by SIGTERM after step 7; checkpoint " + cut +
+                        "/step-00000007.safetensors, continue with --resume"))
+      << stderr_;
+  EXPECT_EQ(readFile(cut + "/latest"), "step-00000007.safetensors\n");
+  EXPECT_EQ(losses(path("cut.jsonl")).size(), 7u);
+  // The handlers are gone after the run: this process is still alive to resume.
+  gHooks = Hooks();
+  ASSERT_EQ(train({"--steps", "20", "--checkpoint-dir", cut, "--checkpoint-every", "100",
+                   "--resume", "--log", path("cut.jsonl")}),
+            0)
+      << stderr_;
+  EXPECT_TRUE(readFile(cut + "/step-00000020.safetensors") ==
+              readFile(full + "/step-00000020.safetensors"));
+  EXPECT_EQ(losses(path("cut.jsonl")), losses(path("full.jsonl")));
+}
+
+TEST_F(TrainMainTest, SigintWithoutCheckpointDirSavesNothing) {
+  gHooks.signalAtStep = 3;
+  gHooks.signal = SIGINT;
+  EXPECT_EQ(train({"--steps", "10"}), 128 + SIGINT);
+  EXPECT_TRUE(stderrHas("stopped by SIGINT after step 3; no --checkpoint-dir, so nothing was saved"))
+      << stderr_;
+  EXPECT_EQ(gHooks.calls, 3);
 }
 
 TEST_F(TrainMainTest, StepFailureIsAnError) {
