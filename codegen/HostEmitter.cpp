@@ -14,9 +14,11 @@
 
 #include "mlir/IR/Location.h"
 #include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/StringSet.h"
 #include "llvm/ADT/TypeSwitch.h"
 #include "llvm/Support/Format.h"
 
+#include <cctype>
 #include <charconv>
 #include <cmath>
 
@@ -87,6 +89,21 @@ struct ArgRoles {
   SmallVector<unsigned> trainable;    ///< arg numbers of trainable params
 };
 
+/// `p_model_layers_0_mlp_up_proj_weight` for "model.layers.0.mlp.up_proj.weight"
+/// (stacked experts drop the '*').
+std::string identifierFor(StringRef prefix, StringRef hfName) {
+  std::string id = prefix.str();
+  for (char c : hfName) {
+    if (c == '*')
+      continue;
+    char out = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+    if (out == '_' && !id.empty() && id.back() == '_')
+      continue;
+    id += out;
+  }
+  return id;
+}
+
 class Emitter {
 public:
   Emitter(func::FuncOp step, const HostProgramInfo &info, raw_ostream &out)
@@ -96,6 +113,7 @@ public:
 
 private:
   LogicalResult classifyArguments();
+  void nameArguments();
   LogicalResult emitModelDesc();
   LogicalResult emitStep();
   LogicalResult emitLoop(ElementwiseOp loop);
@@ -109,6 +127,11 @@ private:
   raw_ostream *os = nullptr; ///< where the part being rendered goes
   ArgRoles roles;
   llvm::DenseMap<Value, std::string> names;
+  struct ArgDecl {
+    std::string name, source, comment;
+    MemRefType type;
+  };
+  SmallVector<ArgDecl> argDecls; ///< one per argument, in order
   // Per param arg number: the buffer of its gradient (from its adamw).
   llvm::DenseMap<unsigned, Value> gradOf;
   int64_t numExpertLoads = 0, numExperts = 0, batch = 0, seqLen = 0;
@@ -188,7 +211,39 @@ LogicalResult Emitter::classifyArguments() {
     if (llvm::none_of(names, [&](auto &entry) { return entry.second == required; }))
       return step.emitError() << "@" << step.getSymName() << " has no output for "
                               << required.drop_front(3);
+  nameArguments();
   return success();
+}
+
+void Emitter::nameArguments() {
+  // Every argument gets a readable local name, declared at the top of the
+  // step: parameters and moments by their HF names, the batch and outputs by
+  // role. `names` held the driver expression for each; it now holds the name.
+  llvm::StringSet<> used;
+  int64_t nextLoad = 0;
+  for (BlockArgument arg : step.getArguments()) {
+    unsigned i = arg.getArgNumber();
+    auto param = step.getArgAttrOfType<StringAttr>(i, "kiln.param");
+    auto state = step.getArgAttrOfType<StringAttr>(i, "kiln.state");
+    auto input = step.getArgAttrOfType<StringAttr>(i, "kiln.input");
+    auto output = step.getArgAttrOfType<StringAttr>(i, "kiln.output");
+    std::string id, comment;
+    if (param) {
+      id = identifierFor(!state ? "p_" : state == "exp_avg" ? "m_" : "v_", param.getValue());
+      comment = (!state ? "" : state.getValue() + " of ").str() + param.getValue().str();
+    } else if (input) {
+      id = input.getValue().str();
+    } else if (output) {
+      id = "out_" + output.getValue().str();
+      if (output == "expert_load")
+        id += "_" + std::to_string(nextLoad++);
+    }
+    if (!used.insert(id).second)
+      id += "_" + std::to_string(i);
+    used.insert(id);
+    argDecls.push_back({id, names.lookup(arg), comment, cast<MemRefType>(arg.getType())});
+    names[arg] = id;
+  }
 }
 
 LogicalResult Emitter::emitModelDesc() {
@@ -327,6 +382,13 @@ LogicalResult Emitter::emitStep() {
   });
 
   *os << "bool trainStep(const kiln::driver::StepBuffers &io, std::string &error) {\n";
+  for (const ArgDecl &decl : argDecls) {
+    FailureOr<StringRef> elem = cppElementType(step.getLoc(), decl.type.getElementType());
+    if (failed(elem))
+      return failure();
+    *os << "  " << *elem << " *" << decl.name << " = " << decl.source << "; // "
+        << (decl.comment.empty() ? "" : decl.comment + " ") << shapeString(decl.type) << "\n";
+  }
   int64_t nextBuffer = 0;
   for (Operation &op : step.getBody().front()) {
     if (auto buffer = dyn_cast<BufferOp>(op)) {
