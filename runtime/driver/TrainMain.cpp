@@ -442,9 +442,19 @@ bool checkSaveGradsPath(const std::string &path, std::string &error) {
   const std::string parent = slash == std::string::npos ? "."
                              : slash == 0               ? "/"
                                                         : path.substr(0, slash);
-  if (::access(parent.c_str(), W_OK) != 0) {
-    error = "--save-grads " + path + ": cannot write to the directory '" + parent +
-            "': " + std::strerror(errno) + "; pass a path in a writable directory";
+  // access() alone passes a regular file for root; the parent must be a
+  // directory we may write to.
+  struct stat info;
+  std::string why;
+  if (::stat(parent.c_str(), &info) != 0)
+    why = std::strerror(errno);
+  else if (!S_ISDIR(info.st_mode))
+    why = "Not a directory";
+  else if (::access(parent.c_str(), W_OK) != 0)
+    why = std::strerror(errno);
+  if (!why.empty()) {
+    error = "--save-grads " + path + ": cannot write to the directory '" + parent + "': " + why +
+            "; pass a path in a writable directory";
     return false;
   }
   return true;
@@ -534,6 +544,25 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     if (!log)
       return fail(error);
   }
+
+  // What is about to run, in one line, so a log says what produced it.
+  uint64_t numParams = 0, hfTensors = 0;
+  for (const ParamLayout &l : layouts) {
+    numParams += l.numElements;
+    hfTensors += l.hfNames.size();
+  }
+  std::string dataName = loader->name();
+  if (loader->format() != data::TokenFileFormat::InMemory)
+    dataName += std::string(" (") + data::tokenFileFormatName(loader->format()) + ")";
+  const int threads = omp_get_max_threads();
+  std::fprintf(stderr,
+               "%s: %s parameters in %llu tensors, batch %lld x %lld tokens, arena %.1f MB, "
+               "%d thread%s; data: %s; %s step %llu\n",
+               model.specName, formatRate(double(numParams)).c_str(),
+               (unsigned long long)hfTensors, (long long)model.batch, (long long)model.seqLen,
+               double(model.arenaBytes) / 1e6, threads, threads == 1 ? "" : "s",
+               dataName.c_str(), options.resume ? "resuming after" : "starting at",
+               (unsigned long long)startStep);
 
   // 6. Step buffers.
   const uint64_t B = uint64_t(model.batch), T = uint64_t(model.seqLen);

@@ -514,7 +514,11 @@ TEST_F(TrainMainTest, PlainProgressLinesWhenNotATerminal) {
   int lines = 0;
   for (char c : stderr_)
     lines += c == '\n';
-  EXPECT_EQ(lines, 20 + 1) << stderr_; // every 2nd step, then the summary
+  EXPECT_EQ(lines, 1 + 20 + 1) << stderr_; // what runs, every 2nd step, the summary
+  EXPECT_TRUE(stderrHas("toy: 1.0k parameters in 5 tensors, batch 2 x 8 tokens, arena 0.0 MB, "))
+      << stderr_;
+  EXPECT_TRUE(stderrHas("; data: synthetic arithmetic corpus (seed 1234); starting at step 0\n"))
+      << stderr_;
   EXPECT_TRUE(stderrHas("step 40/40 | loss ")) << stderr_;
   EXPECT_TRUE(stderrHas("trained steps 1-40 (40) | final loss ")) << stderr_;
   EXPECT_EQ(stderr_.find('\r'), std::string::npos);
