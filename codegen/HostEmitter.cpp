@@ -84,9 +84,8 @@ std::string floatLiteral(double value, bool isFloat) {
 }
 
 struct ArgRoles {
-  SmallVector<unsigned> params;       ///< arg numbers, ModelDesc::params order
-  llvm::DenseMap<unsigned, std::string> names; ///< arg number -> C++ expression
-  SmallVector<unsigned> trainable;    ///< arg numbers of trainable params
+  SmallVector<unsigned> params;    ///< arg numbers, ModelDesc::params order
+  SmallVector<unsigned> trainable; ///< arg numbers of trainable params
 };
 
 /// `p_model_layers_0_mlp_up_proj_weight` for "model.layers.0.mlp.up_proj.weight"
