@@ -103,6 +103,9 @@ std::string identifierFor(StringRef prefix, StringRef hfName) {
   return id;
 }
 
+/// Kernels per emitted function (see Emitter::emitStep).
+constexpr int64_t kKernelsPerPart = 128;
+
 class Emitter {
 public:
   Emitter(func::FuncOp step, const HostProgramInfo &info, raw_ostream &out)
@@ -114,10 +117,11 @@ private:
   LogicalResult classifyArguments();
   void nameArguments();
   LogicalResult emitModelDesc();
+  LogicalResult declarePointers();
+  void declareUsed(mlir::ValueRange values, llvm::StringSet<> &declared);
   LogicalResult emitStep();
   LogicalResult emitLoop(ElementwiseOp loop);
   LogicalResult emitGradSink(Location loc);
-  FailureOr<std::string> pointerDecl(Value buffer, StringRef name, StringRef init);
   std::string nameOf(Value v) { return names.lookup(v); }
 
   func::FuncOp step;
@@ -131,6 +135,9 @@ private:
     MemRefType type;
   };
   SmallVector<ArgDecl> argDecls; ///< one per argument, in order
+  /// The C++ declaration of each buffer's pointer, emitted in a part of the
+  /// step before its first use there.
+  llvm::DenseMap<Value, std::string> declarations;
   // Per param arg number: the buffer of its gradient (from its adamw).
   llvm::DenseMap<unsigned, Value> gradOf;
   int64_t numExpertLoads = 0, numExperts = 0, batch = 0, seqLen = 0;
@@ -287,14 +294,6 @@ LogicalResult Emitter::emitModelDesc() {
   return success();
 }
 
-FailureOr<std::string> Emitter::pointerDecl(Value buffer, StringRef name, StringRef init) {
-  auto type = cast<MemRefType>(buffer.getType());
-  FailureOr<StringRef> elem = cppElementType(buffer.getLoc(), type.getElementType());
-  if (failed(elem))
-    return failure();
-  return ("  " + *elem + " *" + name + " = " + init + "; // " + shapeString(type)).str();
-}
-
 /// The C++ expression of one scalar op inside a fused loop.
 FailureOr<std::string> scalarExpr(Operation &op, llvm::DenseMap<Value, std::string> &vars) {
   auto v = [&](unsigned i) { return vars.lookup(op.getOperand(i)); };
@@ -368,6 +367,45 @@ LogicalResult Emitter::emitGradSink(Location loc) {
   return success();
 }
 
+LogicalResult Emitter::declarePointers() {
+  // Arguments: from the driver's StepBuffers.
+  for (auto [arg, decl] : llvm::zip(step.getArguments(), argDecls)) {
+    FailureOr<StringRef> elem = cppElementType(step.getLoc(), decl.type.getElementType());
+    if (failed(elem))
+      return failure();
+    declarations[arg] = (*elem + " *" + decl.name + " = " + decl.source + "; // " +
+                         (decl.comment.empty() ? "" : decl.comment + " ") +
+                         shapeString(decl.type))
+                            .str();
+  }
+  // Temporaries: views of the arena; reshapes are the same pointer.
+  int64_t nextBuffer = 0;
+  for (Operation &op : step.getBody().front()) {
+    if (auto buffer = dyn_cast<BufferOp>(op)) {
+      std::string name = "t" + std::to_string(nextBuffer++);
+      FailureOr<StringRef> elem =
+          cppElementType(op.getLoc(), buffer.getType().getElementType());
+      if (failed(elem))
+        return failure();
+      names[buffer.getResult()] = name;
+      declarations[buffer.getResult()] =
+          (*elem + " *" + name + " = reinterpret_cast<" + *elem + " *>(io.arena + " +
+           std::to_string(buffer.getOffset()) + "); // " + shapeString(buffer.getType()))
+              .str();
+    } else if (auto reshape = dyn_cast<ReshapeOp>(op)) {
+      names[reshape.getResult()] = nameOf(reshape.getSource());
+      declarations[reshape.getResult()] = declarations.lookup(reshape.getSource());
+    }
+  }
+  return success();
+}
+
+void Emitter::declareUsed(ValueRange values, llvm::StringSet<> &declared) {
+  for (Value v : values)
+    if (declared.insert(nameOf(v)).second)
+      *os << "  " << declarations.lookup(v) << "\n";
+}
+
 LogicalResult Emitter::emitStep() {
   // The gradient of each parameter is what its adamw reads.
   LaunchOp firstUpdate;
@@ -379,67 +417,77 @@ LogicalResult Emitter::emitStep() {
     if (!firstUpdate)
       firstUpdate = launch;
   });
+  if (failed(declarePointers()))
+    return failure();
 
-  *os << "bool trainStep(const kiln::driver::StepBuffers &io, std::string &error) {\n";
-  for (const ArgDecl &decl : argDecls) {
-    FailureOr<StringRef> elem = cppElementType(step.getLoc(), decl.type.getElementType());
-    if (failed(elem))
-      return failure();
-    *os << "  " << *elem << " *" << decl.name << " = " << decl.source << "; // "
-        << (decl.comment.empty() ? "" : decl.comment + " ") << shapeString(decl.type) << "\n";
-  }
-  int64_t nextBuffer = 0;
+  // The step is split into parts of kKernelsPerPart kernels, each its own
+  // function: one function of thousands of calls takes the C++ compiler
+  // minutes and gigabytes at -O3, parts take it linear time. A part declares
+  // the pointers it uses where it first uses them.
+  SmallVector<SmallVector<Operation *>> parts;
   for (Operation &op : step.getBody().front()) {
-    if (auto buffer = dyn_cast<BufferOp>(op)) {
-      std::string name = "t" + std::to_string(nextBuffer++);
-      FailureOr<StringRef> elem =
-          cppElementType(op.getLoc(), buffer.getType().getElementType());
-      if (failed(elem))
-        return failure();
-      FailureOr<std::string> decl = pointerDecl(
-          buffer, name,
-          ("reinterpret_cast<" + *elem + " *>(io.arena + " +
-           std::to_string(buffer.getOffset()) + ")")
-              .str());
-      if (failed(decl))
-        return failure();
-      *os << *decl << "\n";
-      names[buffer.getResult()] = name;
+    if (!isa<LaunchOp, ElementwiseOp>(op))
       continue;
-    }
-    if (auto reshape = dyn_cast<ReshapeOp>(op)) {
-      // Same bytes, another shape: the pointer is all C++ needs.
-      names[reshape.getResult()] = nameOf(reshape.getSource());
-      continue;
-    }
-    if (isa<func::ReturnOp>(op))
-      break;
-    std::string where = describeLoc(op.getLoc());
-    if (auto loop = dyn_cast<ElementwiseOp>(op)) {
-      *os << "\n  // " << (where.empty() ? "" : where + ": ");
-      for (auto [k, origin] : llvm::enumerate(loop.getOrigin()))
-        *os << (k ? " + " : "") << cast<StringAttr>(origin).getValue();
-      *os << "\n";
-      if (failed(emitLoop(loop)))
+    if (parts.empty() || int64_t(parts.back().size()) == kKernelsPerPart)
+      parts.emplace_back();
+    parts.back().push_back(&op);
+  }
+  for (auto [index, part] : llvm::enumerate(parts)) {
+    std::string first = describeLoc(part.front()->getLoc()),
+                last = describeLoc(part.back()->getLoc());
+    *os << "// Kernels " << numKernels << "-" << numKernels + part.size() - 1 << ": " << first
+        << (last == first ? "" : " ... " + last) << "\n";
+    // The body goes first to a string: a part with no fallible kernel
+    // leaves its `error` parameter unnamed.
+    raw_ostream *file = os;
+    std::string body;
+    llvm::raw_string_ostream bodyStream(body);
+    os = &bodyStream;
+    llvm::StringSet<> declared;
+    for (Operation *op : part) {
+      std::string where = describeLoc(op->getLoc());
+      if (auto loop = dyn_cast<ElementwiseOp>(op)) {
+        *os << "\n  // " << (where.empty() ? "" : where + ": ");
+        for (auto [k, origin] : llvm::enumerate(loop.getOrigin()))
+          *os << (k ? " + " : "") << cast<StringAttr>(origin).getValue();
+        *os << "\n";
+        declareUsed(loop->getOperands(), declared);
+        if (failed(emitLoop(loop)))
+          return failure();
+        ++numKernels;
+        continue;
+      }
+      auto launch = cast<LaunchOp>(op);
+      if (launch == firstUpdate) {
+        SmallVector<Value> grads;
+        for (unsigned i : roles.trainable)
+          if (Value grad = gradOf.lookup(i))
+            grads.push_back(grad);
+        *os << "\n  // The gradients, before the optimizer consumes them.\n";
+        declareUsed(grads, declared);
+        if (failed(emitGradSink(op->getLoc())))
+          return failure();
+      }
+      *os << "\n  // " << (where.empty() ? "" : where + ": ") << launch.getKernel() << "\n";
+      declareUsed(launch->getOperands(), declared);
+      LaunchArgs args;
+      for (Value in : launch.getIns())
+        args.ins.push_back(nameOf(in));
+      for (Value out : launch.getOuts())
+        args.outs.push_back(nameOf(out));
+      if (failed(emitHostLaunch(launch, args, "  ", *os)))
         return failure();
       ++numKernels;
-      continue;
     }
-    auto launch = dyn_cast<LaunchOp>(op);
-    if (!launch)
-      return op.emitError() << "is not a kernel-level op the host emitter knows";
-    if (launch == firstUpdate && failed(emitGradSink(op.getLoc())))
-      return failure();
-    *os << "\n  // " << (where.empty() ? "" : where + ": ") << launch.getKernel() << "\n";
-    LaunchArgs args;
-    for (Value in : launch.getIns())
-      args.ins.push_back(nameOf(in));
-    for (Value out : launch.getOuts())
-      args.outs.push_back(nameOf(out));
-    if (failed(emitHostLaunch(launch, args, "  ", *os)))
-      return failure();
-    ++numKernels;
+    os = file;
+    *os << "bool stepPart" << index << "(const kiln::driver::StepBuffers &io, std::string &"
+        << (StringRef(body).contains("error") ? "error" : "/*error*/") << ") {\n"
+        << body << "  return true;\n}\n\n";
   }
+
+  *os << "bool trainStep(const kiln::driver::StepBuffers &io, std::string &error) {\n";
+  for (size_t index = 0; index < parts.size(); ++index)
+    *os << "  if (!stepPart" << index << "(io, error))\n    return false;\n";
   *os << "  return true;\n}\n\n";
   return success();
 }
