@@ -131,8 +131,14 @@ bool Fuser::tryFuse(ElementwiseOp producer, unsigned index) {
   };
   for (Value in : producer.getIns())
     addIn(in);
+  // The consumer reads any out of the producer (the fused one, or another
+  // one it keeps writing) as the producer's value for the same element, not
+  // from memory: in the merged loop that memory is written, not yet read.
+  llvm::SmallDenseMap<Value, unsigned> producerOut;
+  for (auto [i, o] : llvm::enumerate(producer.getOuts()))
+    producerOut[rootOf(o)] = i;
   for (Value in : consumer.getIns())
-    if (rootOf(in) != alloc.getResult())
+    if (!producerOut.count(rootOf(in)))
       addIn(in);
   SmallVector<Value> outs;
   for (auto [i, o] : llvm::enumerate(producer.getOuts()))
@@ -156,11 +162,12 @@ bool Fuser::tryFuse(ElementwiseOp producer, unsigned index) {
   for (Operation &op : pBody.without_terminator())
     b.clone(op, map);
   auto pYield = cast<YieldOp>(pBody.getTerminator());
-  Value fused = map.lookup(pYield.getValues()[index]);
   Block &cBody = consumer.getBody().front();
-  for (auto [arg, in] : llvm::zip(cBody.getArguments(), consumer.getIns()))
-    map.map(arg, rootOf(in) == alloc.getResult() ? fused
-                                                 : body->getArgument(inIndex.lookup(in)));
+  for (auto [arg, in] : llvm::zip(cBody.getArguments(), consumer.getIns())) {
+    auto out = producerOut.find(rootOf(in));
+    map.map(arg, out != producerOut.end() ? map.lookup(pYield.getValues()[out->second])
+                                          : body->getArgument(inIndex.lookup(in)));
+  }
   for (Operation &op : cBody.without_terminator())
     b.clone(op, map);
   SmallVector<Value> yields;

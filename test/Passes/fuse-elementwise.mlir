@@ -104,3 +104,32 @@ func.func @multi(%a: memref<16xf32>, %d1: memref<16xf32>, %d2: memref<16xf32>) {
   }
   return
 }
+
+// -----
+
+// The consumer also reads the producer's other out (which stays an out):
+// in the merged loop it takes the producer's value for the element, never
+// the memory that the same loop is writing.
+
+// REPORT: remark: kiln-fuse-elementwise: @reads_other_out: 2 kernels before, 1 after; 1 intermediate buffers removed
+// CHECK-LABEL: func.func @reads_other_out(
+// CHECK-SAME: %[[A:arg0]]: memref<16xf32>, %[[KEEP:arg1]]: memref<16xf32>, %[[OUT:arg2]]: memref<16xf32>)
+// CHECK: kiln_kernel.elementwise(%[[A]] : memref<16xf32>) -> (%[[KEEP]], %[[OUT]] : memref<16xf32>, memref<16xf32>) origin ["kiln.swiglu_grad", "arith.addf"] {
+// CHECK-NEXT: ^bb0(%[[V:.*]]: f32):
+// CHECK-NEXT: %[[N:.*]] = arith.negf %[[V]] : f32
+// CHECK-NEXT: %[[S:.*]] = arith.addf %[[V]], %[[N]] : f32
+// CHECK-NEXT: kiln_kernel.yield %[[V]], %[[S]] : f32, f32
+func.func @reads_other_out(%a: memref<16xf32>, %keep: memref<16xf32>, %out: memref<16xf32>) {
+  %t = kiln_kernel.alloc : memref<16xf32>
+  kiln_kernel.elementwise (%a : memref<16xf32>) -> (%keep, %t : memref<16xf32>, memref<16xf32>) origin ["kiln.swiglu_grad"] {
+  ^bb0(%v: f32):
+    %n = arith.negf %v : f32
+    kiln_kernel.yield %v, %n : f32, f32
+  }
+  kiln_kernel.elementwise (%keep, %t : memref<16xf32>, memref<16xf32>) -> (%out : memref<16xf32>) origin ["arith.addf"] {
+  ^bb0(%p: f32, %q: f32):
+    %r = arith.addf %p, %q : f32
+    kiln_kernel.yield %r : f32
+  }
+  return
+}
