@@ -238,6 +238,10 @@ std::string helpText(const std::string &program, const SpecDefaults &defaults) {
       text += " (default: only at the end)";
     text += "\n";
   }
+  text += "\nSIGTERM or Ctrl-C finishes the running step, checkpoints it (with --checkpoint-dir)\n"
+          "and exits; --resume continues from there bit-exactly.\n"
+          "exit codes: 0 done, 1 error (one 'error:' line), 2 bad flags, 143 / 130 stopped by\n"
+          "SIGTERM / SIGINT.\n";
   return text;
 }
 

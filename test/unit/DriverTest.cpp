@@ -93,6 +93,8 @@ TEST(CommandLine, HelpWins) {
     EXPECT_NE(text.find(flag), std::string::npos) << flag;
   EXPECT_NE(text.find("default 300"), std::string::npos);
   EXPECT_NE(text.find("default 1234"), std::string::npos);
+  EXPECT_NE(text.find("exit codes: 0 done, 1 error"), std::string::npos);
+  EXPECT_NE(text.find("SIGTERM or Ctrl-C finishes the running step"), std::string::npos);
 }
 
 TEST(CommandLine, UnknownFlagSuggestsClosest) {
