@@ -1,0 +1,242 @@
+//===- HostLaunchEmitter.h - The emitter behind emitHostLaunch -*- C++ -*-===//
+//
+// Private to codegen/: the LaunchEmitter class that HostLaunches.cpp (checks,
+// attributes, dispatch) and the per-family HostLaunches*.cpp files (one
+// emitter method per catalog kernel) share, and the literal helpers they use.
+//
+// One emitter per kernel of the catalog (KernelCatalog.cpp). Each checks the
+// element types and ranks it relies on, reads its attributes from `params`
+// (applying the ODS default of the kiln op where the attribute may be
+// absent), and writes the call into a buffer that reaches `os` only when
+// every check passed, so a failed launch emits nothing.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_CODEGEN_HOSTLAUNCHEMITTER_H
+#define KILN_CODEGEN_HOSTLAUNCHEMITTER_H
+
+#include "codegen/HostLaunches.h"
+#include "runtime/kernels/Copy.h"
+
+#include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/StringExtras.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
+
+namespace kiln::codegen::detail {
+
+using namespace mlir;
+
+using kernels::kMaxCopyRank;
+
+/// The shortest `%g` rendering of `v` with at most `maxDigits` significant
+/// digits that `parse` reads back as `v`; integral values of moderate size
+/// are written as "123.0".
+template <typename T>
+inline std::string shortestDecimal(T v, int maxDigits, T (*parse)(const char *, char **)) {
+  char buf[64];
+  if (v == std::trunc(v) && std::fabs(v) < T(1e15)) {
+    std::snprintf(buf, sizeof buf, "%.1f", double(v));
+    return buf;
+  }
+  for (int digits = 1; digits <= maxDigits; ++digits) {
+    std::snprintf(buf, sizeof buf, "%.*g", digits, double(v));
+    if (parse(buf, nullptr) == v)
+      break;
+  }
+  std::string s = buf;
+  if (s.find_first_of(".e") == std::string::npos)
+    s += ".0";
+  return s;
+}
+
+inline float parseFloat(const char *s, char **end) { return std::strtof(s, end); }
+inline double parseDouble(const char *s, char **end) { return std::strtod(s, end); }
+
+/// A C++ float expression equal to `v` rounded to f32.
+inline std::string floatLiteral(double v) {
+  float f = float(v);
+  if (std::isnan(f))
+    return "std::numeric_limits<float>::quiet_NaN()";
+  if (std::isinf(f))
+    return f < 0 ? "-std::numeric_limits<float>::infinity()"
+                 : "std::numeric_limits<float>::infinity()";
+  return shortestDecimal<float>(f, 9, parseFloat) + "f";
+}
+
+/// A C++ double expression equal to `v`.
+inline std::string doubleLiteral(double v) {
+  if (std::isnan(v))
+    return "std::numeric_limits<double>::quiet_NaN()";
+  if (std::isinf(v))
+    return v < 0 ? "-std::numeric_limits<double>::infinity()"
+                 : "std::numeric_limits<double>::infinity()";
+  return shortestDecimal<double>(v, 17, parseDouble);
+}
+
+inline std::string boolLiteral(bool b) { return b ? "true" : "false"; }
+
+inline std::string intLiteral(int64_t v) { return std::to_string(v); }
+
+/// "{4, 32, 64}" (a kiln::kernels::Dims, or an array initialiser).
+inline std::string braced(ArrayRef<int64_t> values) {
+  std::string s = "{";
+  llvm::ListSeparator sep;
+  for (int64_t v : values)
+    (s += sep) += std::to_string(v);
+  return s + "}";
+}
+
+inline std::string braced(ArrayRef<std::string> values) {
+  return "{" + llvm::join(values, ", ") + "}";
+}
+
+inline int64_t product(ArrayRef<int64_t> dims) {
+  int64_t p = 1;
+  for (int64_t d : dims)
+    p *= d;
+  return p;
+}
+
+/// Emits the C++ of one launch. Checks and attribute reads record the first
+/// error on the launch and make later reads return placeholders; `finish`
+/// then fails without writing anything.
+class LaunchEmitter {
+public:
+  LaunchEmitter(kernel::LaunchOp launch, const LaunchArgs &args, StringRef indent)
+      : launch(launch), args(args), params(launch.getParams()), indent(indent.str()),
+        stream(text) {}
+
+  LogicalResult run(raw_ostream &os);
+
+private:
+  using EmitFn = void (LaunchEmitter::*)();
+  static const std::pair<StringRef, EmitFn> kEmitters[];
+
+  // Kernels.
+  void embedding();
+  void embeddingGrad();
+  void linear();
+  void linearDgrad();
+  void linearWgrad();
+  void rmsNorm();
+  void rmsNormGrad();
+  void broadcast();
+  void unbroadcast();
+  void rope();
+  void attention();
+  void attentionGrad();
+  void router();
+  void routerGrad();
+  void dispatch();
+  void dispatchGrad();
+  void combine();
+  void combineGrad();
+  void groupedMatmul();
+  void groupedMatmulDgrad();
+  void groupedMatmulWgrad();
+  void expertLoad();
+  void balanceLoss();
+  void balanceLossGrad();
+  void crossEntropy();
+  void crossEntropyGrad();
+  void lrSchedule();
+  void globalNorm();
+  void clipScale();
+  void adamw();
+  void biasUpdate();
+  void fill();
+  void extractSlice();
+  void insertSlice();
+  void concat();
+
+  // Errors.
+  InFlightDiagnostic error() {
+    failed = true;
+    return launch.emitOpError() << "kernel '" << launch.getKernel() << "': ";
+  }
+  /// Records an error unless one was already reported (later checks may
+  /// fail only because of the first).
+  template <typename... Parts> void fail(const Parts &...parts) {
+    if (failed)
+      return;
+    InFlightDiagnostic diag = error();
+    (diag << ... << parts);
+  }
+
+  // Operands.
+  MemRefType inType(unsigned i) { return cast<MemRefType>(launch.getIns()[i].getType()); }
+  MemRefType outType(unsigned i) { return cast<MemRefType>(launch.getOuts()[i].getType()); }
+  ArrayRef<int64_t> inShape(unsigned i) { return inType(i).getShape(); }
+  ArrayRef<int64_t> outShape(unsigned i) { return outType(i).getShape(); }
+  int64_t inCount(unsigned i) { return inType(i).getNumElements(); }
+  int64_t outCount(unsigned i) { return outType(i).getNumElements(); }
+  const std::string &in(unsigned i) { return args.ins[i]; }
+  const std::string &out(unsigned i) { return args.outs[i]; }
+  /// `*p`: the value of a scalar buffer.
+  std::string deref(const std::string &p) { return "*" + p; }
+
+  /// Checks element types: one letter per in and per out, 'f' f32, 'i' i32,
+  /// 'l' i64. A single letter stands for every operand of a variadic list.
+  void elements(StringRef ins, StringRef outs);
+  void checkElement(Type type, char want, StringRef what, unsigned index);
+  /// Checks that every operand has the same element type, f32 or i32;
+  /// returns "float" or "int32_t".
+  std::string sameElements();
+  /// Checks that the operand has rank `rank` (or at least `minRank`).
+  void rank(bool isIn, unsigned i, int64_t rank);
+  void minRank(bool isIn, unsigned i, int64_t rank);
+  void scalar(bool isIn, unsigned i);
+  void sameCount(int64_t a, int64_t b, StringRef what);
+
+  // Attributes.
+  Attribute param(StringRef name, StringRef kind, bool hasDefault);
+  double f64(StringRef name, std::optional<double> dflt = std::nullopt);
+  bool flag(StringRef name, std::optional<bool> dflt = std::nullopt);
+  int64_t i64(StringRef name);
+  StringRef str(StringRef name);
+  SmallVector<int64_t> i64Array(StringRef name, int64_t size);
+  /// scoring = "softmax" (true) or "sigmoid" (false).
+  bool softmaxScoring();
+
+  // Output.
+  void line(const Twine &s) { stream << indent << s << "\n"; }
+  void open() {
+    line("{");
+    indent += "  ";
+  }
+  void close() {
+    indent.resize(indent.size() - 2);
+    line("}");
+  }
+  /// `kiln::kernels::fn(args);`
+  void call(StringRef fn, ArrayRef<std::string> callArgs) {
+    line("kiln::kernels::" + fn + "(" + llvm::join(callArgs, ", ") + ");");
+  }
+  /// `if (!kiln::kernels::fn(args, &error)) return false;`
+  void checkedCall(StringRef fn, ArrayRef<std::string> callArgs) {
+    line("if (!kiln::kernels::" + fn + "(" + llvm::join(callArgs, ", ") +
+         ", &error)) return false;");
+  }
+  /// Copies in `i` to out `o` unless they are the same buffer (for kernels
+  /// that update in place).
+  void copyInPlace(unsigned i, unsigned o) {
+    if (launch.getIns()[i] != launch.getOuts()[o])
+      call("copy", {out(o), in(i), intLiteral(inCount(i))});
+  }
+
+  kernel::LaunchOp launch;
+  const LaunchArgs &args;
+  DictionaryAttr params;
+  std::string indent;
+  std::string text;
+  llvm::raw_string_ostream stream;
+  bool failed = false;
+};
+
+} // namespace kiln::codegen::detail
+
+#endif // KILN_CODEGEN_HOSTLAUNCHEMITTER_H

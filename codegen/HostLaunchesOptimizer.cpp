@@ -1,0 +1,96 @@
+//===- HostLaunchesOptimizer.cpp - host launches: optimizer kernels ---------===//
+//
+// The LaunchEmitter methods (HostLaunchEmitter.h) for these catalog kernels:
+// each checks its operands, reads its attributes and spells the call into
+// runtime/kernels/.
+//
+//===----------------------------------------------------------------------===//
+
+#include "codegen/HostLaunchEmitter.h"
+
+#include "dialects/kiln/KilnDialect.h"
+
+namespace kiln::codegen::detail {
+
+//===----------------------------------------------------------------------===//
+// Optimizer
+//===----------------------------------------------------------------------===//
+
+// lr_schedule(step: i64 scalar) -> lr scalar
+void LaunchEmitter::lrSchedule() {
+  elements("l", "f");
+  scalar(true, 0);
+  scalar(false, 0);
+  double lr = f64("lr"), minLr = f64("min_lr");
+  int64_t warmup = i64("warmup_steps"), total = i64("total_steps");
+  if (failed)
+    return;
+  checkedCall("lrSchedule", {deref(in(0)), floatLiteral(lr), floatLiteral(minLr),
+                             intLiteral(warmup), intLiteral(total), out(0)});
+}
+
+// global_norm(tensors...) -> scalar
+void LaunchEmitter::globalNorm() {
+  elements("f", "f");
+  scalar(false, 0);
+  if (failed)
+    return;
+  SmallVector<std::string> sizes;
+  for (unsigned i = 0, e = launch.getIns().size(); i < e; ++i)
+    sizes.push_back(intLiteral(inCount(i)));
+  open();
+  line("const float *ptrs[] = " + braced(args.ins) + ";");
+  line("const int64_t sizes[] = " + braced(sizes) + ";");
+  checkedCall("globalNorm", {"ptrs", "sizes", intLiteral(sizes.size()), out(0)});
+  close();
+}
+
+// clip_scale(norm scalar) -> scale scalar
+void LaunchEmitter::clipScale() {
+  elements("f", "f");
+  scalar(true, 0);
+  scalar(false, 0);
+  double maxNorm = f64("max_norm");
+  if (failed)
+    return;
+  line(deref(out(0)) + " = kiln::kernels::clipScale(" + deref(in(0)) + ", " +
+       floatLiteral(maxNorm) + ");");
+}
+
+// adamw(param, grad, m, v, lr, step, grad_scale) -> (param, m, v), in place.
+void LaunchEmitter::adamw() {
+  elements("ffffflf", "fff");
+  for (unsigned i : {4u, 5u, 6u})
+    scalar(true, i);
+  int64_t size = inCount(0);
+  for (unsigned i : {1u, 2u, 3u})
+    sameCount(size, inCount(i), "the sizes of param, grad and the moments");
+  for (unsigned o : {0u, 1u, 2u})
+    sameCount(size, outCount(o), "the sizes of param and the updated state");
+  double beta1 = f64("beta1"), beta2 = f64("beta2"), eps = f64("eps"),
+         weightDecay = f64("weight_decay");
+  if (failed)
+    return;
+  copyInPlace(0, 0);
+  copyInPlace(2, 1);
+  copyInPlace(3, 2);
+  checkedCall("adamw", {out(0), in(1), out(1), out(2), intLiteral(size), deref(in(4)),
+                        deref(in(5)), deref(in(6)), floatLiteral(beta1), floatLiteral(beta2),
+                        floatLiteral(eps), floatLiteral(weightDecay)});
+}
+
+// bias_update(bias [experts], load [experts]) -> new bias (may be bias itself)
+void LaunchEmitter::biasUpdate() {
+  elements("ff", "f");
+  double speed = f64("speed");
+  if (failed)
+    return;
+  sameCount(inCount(0), inCount(1), "the sizes of bias and load");
+  sameCount(inCount(0), outCount(0), "the sizes of bias and the new bias");
+  if (failed)
+    return;
+  checkedCall("biasUpdate",
+              {in(0), in(1), intLiteral(inCount(0)), floatLiteral(speed), out(0)});
+}
+
+} // namespace kiln::codegen::detail
