@@ -10,6 +10,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "codegen/HostEmitter.h"
+#include "codegen/CppLiterals.h"
 #include "codegen/HostLaunches.h"
 
 #include "mlir/IR/Location.h"
@@ -19,7 +20,6 @@
 #include "llvm/Support/Format.h"
 
 #include <cctype>
-#include <charconv>
 #include <cmath>
 
 using namespace mlir;
@@ -66,21 +66,6 @@ std::string shapeString(MemRefType type) {
   for (auto [i, d] : llvm::enumerate(type.getShape()))
     s += (i ? ", " : "") + std::to_string(d);
   return s + "]";
-}
-
-/// A float constant in its shortest form that reads back exactly.
-std::string floatLiteral(double value, bool isFloat) {
-  if (std::isnan(value))
-    return isFloat ? "NAN" : "double(NAN)";
-  if (std::isinf(value))
-    return std::string(value < 0 ? "-" : "") + (isFloat ? "INFINITY" : "double(INFINITY)");
-  char buf[64];
-  auto result = isFloat ? std::to_chars(buf, buf + sizeof buf, float(value))
-                        : std::to_chars(buf, buf + sizeof buf, value);
-  std::string text(buf, result.ptr);
-  if (text.find_first_of(".e") == std::string::npos)
-    text += ".0";
-  return text + (isFloat ? "f" : "");
 }
 
 struct ArgRoles {
@@ -271,7 +256,7 @@ LogicalResult Emitter::emitModelDesc() {
     for (auto [k, d] : llvm::enumerate(type.getShape()))
       *os << (k ? ", " : "") << d;
     *os << "}, kiln::driver::InitKind::" << kind << ", "
-       << floatLiteral(std ? std.getValueAsDouble() : 0.0, false) << ", "
+       << doubleLiteral(std ? std.getValueAsDouble() : 0.0) << ", "
        << ((!trainable || trainable.getValue()) ? "true" : "false") << "},\n";
   }
   *os << "};\n\n";
@@ -309,7 +294,8 @@ FailureOr<std::string> scalarExpr(Operation &op, llvm::DenseMap<Value, std::stri
       .Case([&](math::SqrtOp) { return "std::sqrt(" + v(0) + ")"; })
       .Case([&](arith::ConstantOp c) -> FailureOr<std::string> {
         if (auto f = dyn_cast<FloatAttr>(c.getValue()))
-          return floatLiteral(f.getValueAsDouble(), f.getType().isF32());
+          return f.getType().isF32() ? floatLiteral(f.getValueAsDouble())
+                                     : doubleLiteral(f.getValueAsDouble());
         if (auto i = dyn_cast<IntegerAttr>(c.getValue()))
           return std::to_string(i.getInt());
         return op.emitError() << "constant the host emitter cannot spell";
