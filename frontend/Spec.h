@@ -109,11 +109,22 @@ struct TrainConfig {
   double mtpLossWeight = 0.3;
 };
 
+/// The layout of a step over ranks. World size = dp x pp; ep divides dp (and
+/// n_routed_experts). One step trains dp x microbatches x micro_batch rows.
 struct ParallelConfig {
   int64_t dp = 1, ep = 1, pp = 1;
+  /// 0: every dp rank holds the whole AdamW state; 1: the state is sharded
+  /// over dp (ZeRO-1, DeepSeek-V3's choice).
+  int64_t zero = 0;
   std::string schedule = "1f1b"; // gpipe | 1f1b | interleaved | zero-bubble | dualpipev
   int64_t microbatches = 1;
   int64_t virtualStages = 1;
+
+  int64_t worldSize() const { return dp * pp; }
+  /// Rows of one training step over all ranks.
+  int64_t globalBatchRows(int64_t microBatch) const {
+    return dp * microbatches * microBatch;
+  }
 };
 
 struct TargetConfig {

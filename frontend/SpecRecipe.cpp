@@ -32,7 +32,7 @@ const std::vector<std::string> kScheduleKeys = {"warmup_steps", "min_lr"};
 const std::vector<std::string> kCheckpointPolicies = {"none", "full",
                                                       "selective", "budget"};
 const std::vector<std::string> kParallelKeys = {
-    "dp", "ep", "pp", "schedule", "microbatches", "virtual_stages"};
+    "dp", "ep", "pp", "zero", "schedule", "microbatches", "virtual_stages"};
 const std::vector<std::string> kPipelineSchedules = {
     "gpipe", "1f1b", "interleaved", "zero-bubble", "dualpipev"};
 const std::vector<std::string> kTargetKeys = {"kind", "sm", "path"};
@@ -170,6 +170,12 @@ ParallelConfig parseParallel(const Json &parallel, const std::string &file) {
   c.dp = p.intAtLeast("dp", c.dp, 1);
   c.ep = p.intAtLeast("ep", c.ep, 1);
   c.pp = p.intAtLeast("pp", c.pp, 1);
+  c.zero = p.intAtLeast("zero", c.zero, 0);
+  if (c.zero > 1)
+    p.failAt("zero", std::to_string(c.zero) +
+                         " is not supported; expected 0 (replicated optimizer "
+                         "state) or 1 (AdamW state sharded over dp, as "
+                         "DeepSeek-V3 trains)");
   c.schedule = p.getChoice("schedule", c.schedule, kPipelineSchedules);
   c.microbatches = p.intAtLeast("microbatches", c.microbatches, 1);
   c.virtualStages = p.intAtLeast("virtual_stages", c.virtualStages, 1);
@@ -294,6 +300,29 @@ void checkRecipe(const Spec &spec, const Fields &model) {
          std::to_string(p.ep) + " needs routed experts, and this model has "
                                 "none; expected 1");
   }
+  // A world beyond any machine is a typo, and products of these must not
+  // overflow later (global batch, memory per rank).
+  constexpr int64_t kMaxWorld = int64_t(1) << 20;
+  if (p.dp > kMaxWorld || p.pp > kMaxWorld || p.microbatches > kMaxWorld ||
+      p.dp * p.pp > kMaxWorld)
+    fail(file, "parallel",
+         "dp " + std::to_string(p.dp) + " x pp " + std::to_string(p.pp) +
+             " with microbatches " + std::to_string(p.microbatches) +
+             " is beyond any machine; expected dp x pp and microbatches at "
+             "most " + std::to_string(kMaxWorld));
+  // Expert parallelism is carved out of data parallelism (Megatron's and
+  // TorchTitan's convention): the dp ranks of a stage form dp/ep groups of
+  // ep ranks, each group holding every expert once.
+  if (p.dp % p.ep != 0)
+    fail(file, "parallel.ep",
+         std::to_string(p.ep) + " does not divide dp " + std::to_string(p.dp) +
+             "; expert parallelism is carved out of data parallelism, so "
+             "expected ep to divide dp (e.g. dp " +
+             std::to_string(p.ep * ((p.dp + p.ep - 1) / p.ep)) + ")");
+  if (p.zero == 1 && p.dp == 1)
+    fail(file, "parallel.zero",
+         "1 shards the optimizer state over dp, and dp is 1; expected zero 0 "
+         "or dp > 1");
   int64_t chunksPerRank = p.schedule == "dualpipev" ? 2 : p.virtualStages;
   if (p.pp * chunksPerRank > m.numHiddenLayers)
     fail(file, "parallel.pp",

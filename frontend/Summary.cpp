@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <vector>
 
@@ -145,6 +146,57 @@ struct Totals {
   }
 };
 
+/// Model-state bytes of the largest pipeline stage on one rank: weights,
+/// gradients, fp32 master weights and Adam moments (Summary.h has the layout
+/// rules). Activations are not included: the arena planner prices them.
+int64_t memoryPerRank(const Spec &spec) {
+  const ModelConfig &m = spec.model;
+  const ParallelConfig &p = spec.parallel;
+  const std::string &precision = spec.train.precision;
+  const int64_t V = m.vocabSize, H = m.hiddenSize;
+  auto ceilDiv = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
+  // Bytes of one tensor on one rank: routed experts are split over ep; with
+  // ZeRO-1 the optimizer state (and master weights) of a tensor is split
+  // over the ranks that hold the same tensor (dp, or dp/ep for experts).
+  auto onRank = [&](const Tensor &t) {
+    Totals one;
+    one.add(t, precision);
+    const bool routedExpert = t.copies > 1;
+    const int64_t holders = routedExpert ? p.dp / p.ep : p.dp;
+    const int64_t split = routedExpert ? p.ep : 1;
+    const int64_t state = one.optimizerBytes + one.masterBytes;
+    return ceilDiv(one.weightBytes + one.gradBytes, split) +
+           ceilDiv(state, split * (p.zero == 1 ? holders : 1));
+  };
+  int64_t largest = 0;
+  for (int64_t stage = 0; stage < p.pp; ++stage) {
+    // Contiguous layer ranges, the first (numHiddenLayers % pp) stages one
+    // layer longer; embedding on the first stage, final norm, head and MTP
+    // on the last (a tied embedding is held by both, as Megatron does).
+    const int64_t base = m.numHiddenLayers / p.pp, extra = m.numHiddenLayers % p.pp;
+    const int64_t begin = stage * base + std::min(stage, extra);
+    const int64_t end = begin + base + (stage < extra ? 1 : 0);
+    int64_t bytes = 0;
+    for (int64_t l = begin; l < end; ++l)
+      for (const Tensor &t : decoderLayer(m, l))
+        bytes += onRank(t);
+    if (stage == 0)
+      bytes += onRank(Tensor{"embed_tokens", V, H, Role::Embedding});
+    if (stage == p.pp - 1) {
+      if (!m.tieWordEmbeddings)
+        bytes += onRank(Tensor{"lm_head", V, H, Role::HighMatmul});
+      else if (p.pp > 1)
+        bytes += onRank(Tensor{"embed_tokens", V, H, Role::Embedding});
+      bytes += onRank(Tensor{"norm", H, 1, Role::Norm});
+      for (int64_t k = 1; k <= m.numNextnPredictLayers; ++k)
+        for (const Tensor &t : mtpModule(m, k))
+          bytes += onRank(t);
+    }
+    largest = std::max(largest, bytes);
+  }
+  return largest;
+}
+
 /// Causal attention FLOPs of one layer for one token (see Summary.h).
 double attentionFlops(const ModelConfig &m, int64_t seqLen) {
   const double sAvg = (seqLen + 1) / 2.0;
@@ -223,6 +275,12 @@ ModelSummary summarize(const Spec &spec) {
   s.gradBytes = main.gradBytes + mtp.gradBytes;
   s.optimizerBytes = main.optimizerBytes + mtp.optimizerBytes;
   s.masterWeightBytes = main.masterBytes + mtp.masterBytes;
+
+  const ParallelConfig &p = spec.parallel;
+  s.worldSize = p.worldSize();
+  s.globalBatchRows = p.globalBatchRows(spec.train.microBatch);
+  s.globalBatchTokens = double(s.globalBatchRows) * double(spec.train.seqLen);
+  s.memoryPerRankBytes = memoryPerRank(spec);
   return s;
 }
 
@@ -295,9 +353,25 @@ std::string formatSummaryText(const Spec &spec, const ModelSummary &s) {
           human(double(s.masterWeightBytes), true) + ", adam " +
           human(double(s.optimizerBytes), true));
   const ParallelConfig &p = spec.parallel;
-  row("", "all ranks together (dp " + std::to_string(p.dp) + ", ep " +
-              std::to_string(p.ep) + ", pp " + std::to_string(p.pp) +
-              ")");
+  row("", "all ranks together");
+  std::string layout = "dp " + std::to_string(p.dp) + " x pp " +
+                       std::to_string(p.pp) + " = " +
+                       std::to_string(s.worldSize) + " rank" +
+                       (s.worldSize == 1 ? "" : "s") + ", ep " +
+                       std::to_string(p.ep) + ", zero " + std::to_string(p.zero);
+  if (p.pp > 1)
+    layout += ", schedule " + p.schedule;
+  row("layout", layout);
+  row("global batch",
+      std::to_string(s.globalBatchRows) + " rows (dp " + std::to_string(p.dp) +
+          " x microbatches " + std::to_string(p.microbatches) +
+          " x micro_batch " + std::to_string(t.microBatch) + ") x seq_len " +
+          std::to_string(t.seqLen) + " = " + human(s.globalBatchTokens) +
+          " tokens per step");
+  row("memory per rank",
+      pad(human(double(s.memoryPerRankBytes), true)) +
+          ": weights, grads, master and adam of the largest stage "
+          "(activations: kilnc -o --report)");
   return out;
 }
 
@@ -320,6 +394,13 @@ std::string formatSummaryJson(const Spec &spec, const ModelSummary &s) {
   j["moe_layers"] = countMoELayers(m);
   j["seq_len"] = spec.train.seqLen;
   j["precision"] = spec.train.precision;
+  j["world_size"] = s.worldSize;
+  // An integer while doubles hold it exactly (2^53), as the other counts.
+  if (s.globalBatchTokens < 9007199254740992.0)
+    j["global_batch_tokens"] = int64_t(s.globalBatchTokens);
+  else
+    j["global_batch_tokens"] = s.globalBatchTokens;
+  j["memory_per_rank_bytes"] = s.memoryPerRankBytes;
   return j.dump();
 }
 

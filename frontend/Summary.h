@@ -83,6 +83,20 @@ struct ModelSummary {
   /// Bytes over the whole model (main + MTP), per train.precision (above).
   int64_t weightBytes = 0, gradBytes = 0, optimizerBytes = 0,
           masterWeightBytes = 0;
+  /// The layout (spec.parallel): dp x pp ranks; one step trains
+  /// dp x microbatches x micro_batch rows of seq_len tokens (a double: exact
+  /// up to 2^53, and never overflows).
+  int64_t worldSize = 1;
+  int64_t globalBatchRows = 0;
+  double globalBatchTokens = 0;
+  /// Model state (weights, grads, master, Adam) one rank of the largest
+  /// pipeline stage holds: layers split into pp contiguous ranges (the first
+  /// num_hidden_layers % pp stages one layer longer), embedding on the first
+  /// stage, final norm, head and MTP on the last (a tied embedding on both);
+  /// routed experts divided by ep; with zero 1 the optimizer state and
+  /// master weights divided further by the ranks that hold the same tensor
+  /// (dp, or dp/ep for routed experts). Activations are not included.
+  int64_t memoryPerRankBytes = 0;
 };
 
 ModelSummary summarize(const Spec &spec);
@@ -93,7 +107,8 @@ std::string formatSummaryText(const Spec &spec, const ModelSummary &summary);
 /// One JSON object on one line: params_total, params_active,
 /// params_embedding, params_mtp, params_mtp_active, flops_per_token,
 /// flops_per_token_mtp, weight_bytes, grad_bytes, optimizer_bytes,
-/// master_weight_bytes, model_type, layers, moe_layers, seq_len, precision.
+/// master_weight_bytes, model_type, layers, moe_layers, seq_len, precision,
+/// world_size, global_batch_tokens, memory_per_rank_bytes.
 std::string formatSummaryJson(const Spec &spec, const ModelSummary &summary);
 
 } // namespace kiln::frontend

@@ -15,6 +15,7 @@
 #include "runtime/driver/CommandLine.h"
 #include "runtime/driver/Metrics.h"
 #include "runtime/driver/Timer.h"
+#include "runtime/init/HfNames.h"
 #include "runtime/init/SeededRng.h"
 #include "runtime/safetensors/Safetensors.h"
 
@@ -190,8 +191,7 @@ bool describeParams(const ModelDesc &model, std::vector<ParamLayout> &out, std::
     const int64_t numStored = stacked ? p.shape[0] : 1;
     layout.perStored = layout.numElements / uint64_t(numStored);
     for (int64_t e = 0; e < numStored; ++e)
-      layout.hfNames.push_back(
-          stacked ? name.substr(0, star) + std::to_string(e) + name.substr(star + 1) : name);
+      layout.hfNames.push_back(init::expertTensorName(name, e));
     out.push_back(std::move(layout));
   }
   return true;

@@ -244,6 +244,18 @@ const BadSpec kBadSpecs[] = {
      {"parallel.schedul: unknown key; did you mean 'schedule'?"}},
     {"EpNotDivisor", kDeepSeekBase, R"({"parallel": {"ep": 3}})",
      {"spec.json: parallel.ep: 3 does not divide n_routed_experts 8"}},
+    {"EpNotDividingDp", kDeepSeekBase,
+     R"({"parallel": {"ep": 4, "dp": 6}})",
+     {"parallel.ep: 4 does not divide dp 6; expert parallelism is carved out "
+      "of data parallelism"}},
+    {"ZeroTwo", kDeepSeekBase, R"({"parallel": {"zero": 2, "dp": 2}})",
+     {"parallel.zero: 2 is not supported; expected 0"}},
+    {"ZeroWithoutDp", kDeepSeekBase, R"({"parallel": {"zero": 1}})",
+     {"parallel.zero: 1 shards the optimizer state over dp, and dp is 1"}},
+    {"WorldBeyondMachines", kDeepSeekBase,
+     R"({"parallel": {"dp": 4611686018427387904}})",
+     {"parallel: dp 4611686018427387904 x pp 1 with microbatches 1 is beyond "
+      "any machine"}},
     {"EpOnDense", kLlamaBase, R"({"parallel": {"ep": 2}})",
      {"parallel.ep: 2 needs routed experts"}},
     {"PpBeyondLayers", kDeepSeekBase, R"({"parallel": {"pp": 4}})",
@@ -352,6 +364,8 @@ TEST(SpecTest, DeepSeekV3ViaHfConfig) {
   EXPECT_EQ(s.train.precision, "fp8");
   EXPECT_EQ(s.train.seqLen, 4096);
   EXPECT_EQ(s.train.checkpointing, "selective");
+  EXPECT_EQ(s.parallel.dp, 128);
+  EXPECT_EQ(s.parallel.zero, 1);
   EXPECT_EQ(s.parallel.ep, 64);
   EXPECT_EQ(s.parallel.pp, 16);
   EXPECT_EQ(s.parallel.schedule, "dualpipev");

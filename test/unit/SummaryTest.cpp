@@ -225,7 +225,8 @@ TEST(SummaryTest, JsonHasEveryKeyOnOneLine) {
        {"params_total", "params_active", "params_embedding", "params_mtp",
         "params_mtp_active", "flops_per_token", "flops_per_token_mtp",
         "weight_bytes", "grad_bytes", "optimizer_bytes", "master_weight_bytes",
-        "model_type", "layers", "moe_layers", "seq_len"})
+        "model_type", "layers", "moe_layers", "seq_len", "world_size",
+        "global_batch_tokens", "memory_per_rank_bytes"})
     EXPECT_TRUE(j.contains(key)) << key;
   EXPECT_EQ(j["params_total"], 207968);
   EXPECT_EQ(j["model_type"], "deepseek_v3");
@@ -233,6 +234,59 @@ TEST(SummaryTest, JsonHasEveryKeyOnOneLine) {
   EXPECT_EQ(j["moe_layers"], 2);
   EXPECT_EQ(j["seq_len"], 32);
   EXPECT_DOUBLE_EQ(j["flops_per_token"].get<double>(), 250336.0);
+}
+
+// Per-rank model state of dense-tiny (fp32: 16 bytes per parameter, 8 of them
+// weights + grads and 8 Adam; 102,720 parameters, all tensors of even size):
+//   dp 1:            16 * 102,720 = 1,643,520
+//   dp 2, zero 1:    8 * 102,720 + 8 * 102,720 / 2 = 1,232,640
+//   pp 2:            stage 0 = layer 0 (43,136) + embed (16,384) = 59,520;
+//                    stage 1 = layer 1 (43,136) + the tied embedding's second
+//                    copy (16,384) + norm (64) = 59,584 -> 16 * 59,584
+//                    = 953,344 (the larger stage)
+TEST(SummaryTest, DenseTinyLayouts) {
+  Spec spec = load("models/dense-tiny.json");
+  ModelSummary one = summarize(spec);
+  EXPECT_EQ(one.worldSize, 1);
+  EXPECT_EQ(one.globalBatchRows, 4);
+  EXPECT_DOUBLE_EQ(one.globalBatchTokens, 128.0);
+  EXPECT_EQ(one.memoryPerRankBytes, 1643520);
+
+  spec.parallel.dp = 2;
+  spec.parallel.zero = 1;
+  spec.parallel.microbatches = 3;
+  ModelSummary zero = summarize(spec);
+  EXPECT_EQ(zero.worldSize, 2);
+  EXPECT_EQ(zero.globalBatchRows, 2 * 3 * 4);
+  EXPECT_DOUBLE_EQ(zero.globalBatchTokens, 24.0 * 32);
+  EXPECT_EQ(zero.memoryPerRankBytes, 1232640);
+
+  spec.parallel = ParallelConfig();
+  spec.parallel.pp = 2;
+  ModelSummary pipe = summarize(spec);
+  EXPECT_EQ(pipe.worldSize, 2);
+  EXPECT_EQ(pipe.memoryPerRankBytes, 953344);
+
+  std::string json = formatSummaryJson(spec, pipe);
+  nlohmann::json j = nlohmann::json::parse(json);
+  EXPECT_EQ(j["world_size"], 2);
+  EXPECT_EQ(j["global_batch_tokens"], 128);
+  EXPECT_EQ(j["memory_per_rank_bytes"], 953344);
+}
+
+// DeepSeek-V3's own layout (pp 16 x dp 128, ep 64, zero 1) puts the model
+// state of its largest stage on one 80 GB GPU with room for activations.
+TEST(SummaryTest, DeepSeekV3LayoutFitsAGpu) {
+  Spec spec = load("models/deepseek-v3.json");
+  ModelSummary s = summarize(spec);
+  EXPECT_EQ(s.worldSize, 2048);
+  EXPECT_EQ(s.globalBatchRows, 15360);
+  EXPECT_DOUBLE_EQ(s.globalBatchTokens, 15360.0 * 4096);
+  std::cout << "deepseek-v3 memory per rank: " << s.memoryPerRankBytes << "\n";
+  EXPECT_GT(s.memoryPerRankBytes, int64_t(5e9));
+  EXPECT_LT(s.memoryPerRankBytes, int64_t(40e9));
+  spec.parallel.zero = 0;
+  EXPECT_GT(summarize(spec).memoryPerRankBytes, s.memoryPerRankBytes);
 }
 
 TEST(SummaryTest, TextIsOneScreen) {

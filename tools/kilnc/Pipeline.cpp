@@ -73,10 +73,23 @@ bool checkHostTarget(const frontend::Spec &spec, std::string &error) {
   if (t.stage == "grpo")
     return fail("train.stage", "'grpo' is not built yet; \"pretrain\" and \"sft\" are");
   const frontend::ParallelConfig &p = spec.parallel;
-  if (p.dp != 1 || p.ep != 1 || p.pp != 1)
-    return fail("parallel", "dp " + std::to_string(p.dp) + " x ep " + std::to_string(p.ep) +
-                                " x pp " + std::to_string(p.pp) +
-                                ": the host executable is one process; use dp = ep = pp = 1");
+  if (p.ep != 1)
+    return fail("parallel.ep", std::to_string(p.ep) +
+                                   ": expert parallelism is not built yet; use ep 1 (experts "
+                                   "replicated over dp)");
+  if (p.pp != 1)
+    return fail("parallel.pp", std::to_string(p.pp) +
+                                   ": pipeline parallelism is not built yet; use pp 1");
+  if (p.dp != 1)
+    return fail("parallel.dp", std::to_string(p.dp) +
+                                   ": the multi-rank host executable is not built yet; use dp 1 "
+                                   "(kilnc --emit=partitioned shows the per-rank program)");
+  if (p.microbatches != 1)
+    return fail("parallel.microbatches",
+                std::to_string(p.microbatches) +
+                    ": gradient accumulation is not built into the host executable yet; use "
+                    "microbatches 1 (or a micro_batch of " +
+                    std::to_string(p.microbatches * t.microBatch) + " for the same global batch)");
   return true;
 }
 

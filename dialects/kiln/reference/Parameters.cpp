@@ -2,6 +2,7 @@
 
 #include "dialects/kiln/reference/Parameters.h"
 #include "dialects/kiln/ShapeCheck.h"
+#include "runtime/init/HfNames.h"
 #include "runtime/safetensors/Safetensors.h"
 
 #include "mlir/IR/BuiltinAttributes.h"
@@ -18,10 +19,7 @@ namespace kiln::reference {
 //===----------------------------------------------------------------------===//
 
 std::string ParamSlot::hfName(int64_t e) const {
-  if (!stacked)
-    return name;
-  size_t star = name.find('*');
-  return name.substr(0, star) + std::to_string(e) + name.substr(star + 1);
+  return stacked ? init::expertTensorName(name, e) : name;
 }
 
 std::vector<int64_t> ParamSlot::hfShape() const {
