@@ -86,7 +86,10 @@ public:
 
   LogicalResult run(ArrayRef<Operation *> ops) {
     for (Operation *op : llvm::reverse(ops)) {
-      if (llvm::none_of(op->getResults(), [&](Value r) { return grads.count(r); }))
+      // An op without results that has a rule (kiln.send) is a sink of the
+      // forward: its operand's gradient comes from elsewhere (the peer).
+      bool sink = op->getNumResults() == 0 && isa<DifferentiableOpInterface>(op);
+      if (!sink && llvm::none_of(op->getResults(), [&](Value r) { return grads.count(r); }))
         continue;
       if (auto call = dyn_cast<func::CallOp>(op)) {
         if (failed(differentiateCall(call)))

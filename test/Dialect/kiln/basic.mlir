@@ -3,6 +3,10 @@
 // RUN: kiln-opt -mlir-print-op-generic %s | kiln-opt | FileCheck %s
 
 // Every kiln op prints and parses back to itself.
+// The module declares a device grid so that the collectives below verify.
+
+// CHECK: module attributes {kiln.grid = #kiln.grid<axes = ["pp", "dp"], shape = [2, 4]>}
+module attributes {kiln.grid = #kiln.grid<axes = ["pp", "dp"], shape = [2, 4]>} {
 
 // CHECK-LABEL: func.func @dense
 func.func @dense(%table: tensor<256x64xf32>, %ids: tensor<4x32xi32>, %w: tensor<128x64xf32>,
@@ -82,4 +86,28 @@ func.func @loss(%logits: tensor<4x32x256xf32>, %targets: tensor<4x32xi32>, %mask
   %l = kiln.cross_entropy %logits, %targets, %mask {label_smoothing = 0.1 : f64}
       : (tensor<4x32x256xf32>, tensor<4x32xi32>, tensor<4x32xf32>) -> tensor<f32>
   return %l : tensor<f32>
+}
+
+// CHECK-LABEL: func.func @collectives
+func.func @collectives(%g: tensor<64x64xf32>, %shard: tensor<16x64xf32>, %rows: tensor<24x16xf32>,
+                       %counts: tensor<4xi64>, %act: tensor<4x32x64xf32>) -> tensor<4x32x64xf32> {
+  // CHECK: %[[S:.*]] = kiln.all_reduce %{{.*}} {axes = ["dp"], kind = "sum"} : tensor<64x64xf32>
+  %s = kiln.all_reduce %g {kind = "sum", axes = ["dp"]} : tensor<64x64xf32>
+  // CHECK: kiln.all_reduce %[[S]] {axes = ["pp", "dp"], kind = "max"} : tensor<64x64xf32>
+  %m = kiln.all_reduce %s {kind = "max", axes = ["pp", "dp"]} : tensor<64x64xf32>
+  // CHECK: kiln.all_gather %{{.*}} {axes = ["dp"], dim = 0 : i64} : (tensor<16x64xf32>) -> tensor<64x64xf32>
+  %full = kiln.all_gather %shard {axes = ["dp"], dim = 0 : i64} : (tensor<16x64xf32>) -> tensor<64x64xf32>
+  // CHECK: kiln.reduce_scatter %{{.*}} {axes = ["dp"], dim = 1 : i64, kind = "sum"} : (tensor<64x64xf32>) -> tensor<64x16xf32>
+  %part = kiln.reduce_scatter %full {kind = "sum", axes = ["dp"], dim = 1 : i64} : (tensor<64x64xf32>) -> tensor<64x16xf32>
+  // CHECK: kiln.local_shard %{{.*}} {axes = ["dp"], dim = 0 : i64} : (tensor<64x64xf32>) -> tensor<16x64xf32>
+  %mine = kiln.local_shard %m {axes = ["dp"], dim = 0 : i64} : (tensor<64x64xf32>) -> tensor<16x64xf32>
+  // CHECK: %{{.*}}, %{{.*}} = kiln.all_to_all %{{.*}}, %{{.*}} {axes = ["dp"]} : (tensor<24x16xf32>, tensor<4xi64>) -> (tensor<40x16xf32>, tensor<4xi64>)
+  %recv, %rc = kiln.all_to_all %rows, %counts {axes = ["dp"]} : (tensor<24x16xf32>, tensor<4xi64>) -> (tensor<40x16xf32>, tensor<4xi64>)
+  // CHECK: kiln.send %{{.*}} {axis = "pp", peer = 1 : i64} : tensor<4x32x64xf32>
+  kiln.send %act {axis = "pp", peer = 1 : i64} : tensor<4x32x64xf32>
+  // CHECK: kiln.recv {axis = "pp", peer = 1 : i64} : tensor<4x32x64xf32>
+  %back = kiln.recv {axis = "pp", peer = 1 : i64} : tensor<4x32x64xf32>
+  return %back : tensor<4x32x64xf32>
+}
+
 }

@@ -788,3 +788,167 @@ func.func @dispatch_negative_experts(%x: tensor<4x8xf32>, %idx: tensor<4x2xi32>)
   %0:3 = "kiln.dispatch"(%x, %idx) {num_experts = -1 : i64} : (tensor<4x8xf32>, tensor<4x2xi32>) -> (tensor<8x8xf32>, tensor<0xi32>, tensor<8xi32>)
   return
 }
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// Collectives (KilnCollectiveOps.td)
+//===----------------------------------------------------------------------===//
+
+func.func @collective_no_grid(%x: tensor<8xf32>) {
+  // expected-error @+1 {{'kiln.all_reduce' op needs a device grid: expected the enclosing module to have a kiln.grid attribute}}
+  %0 = "kiln.all_reduce"(%x) {kind = "sum", axes = ["dp"]} : (tensor<8xf32>) -> tensor<8xf32>
+  return
+}
+
+// -----
+
+module attributes {kiln.grid = #kiln.grid<axes = ["pp", "dp"], shape = [2, 4]>} {
+func.func @collective_unknown_axis(%x: tensor<8xf32>) {
+  // expected-error @+1 {{'kiln.all_reduce' op expects axes of the grid ("pp", "dp"), got "tp"}}
+  %0 = "kiln.all_reduce"(%x) {kind = "sum", axes = ["tp"]} : (tensor<8xf32>) -> tensor<8xf32>
+  return
+}
+}
+
+// -----
+
+module attributes {kiln.grid = #kiln.grid<axes = ["pp", "dp"], shape = [2, 4]>} {
+func.func @collective_axes_out_of_order(%x: tensor<8xf32>) {
+  // expected-error @+1 {{expects distinct axes in grid order ("pp", "dp"), got "pp" out of place}}
+  %0 = "kiln.all_reduce"(%x) {kind = "sum", axes = ["dp", "pp"]} : (tensor<8xf32>) -> tensor<8xf32>
+  return
+}
+}
+
+// -----
+
+module attributes {kiln.grid = #kiln.grid<axes = ["pp", "dp"], shape = [2, 4]>} {
+func.func @collective_no_axes(%x: tensor<8xf32>) {
+  // expected-error @+1 {{expects at least one grid axis in 'axes'}}
+  %0 = "kiln.all_reduce"(%x) {kind = "sum", axes = []} : (tensor<8xf32>) -> tensor<8xf32>
+  return
+}
+}
+
+// -----
+
+module attributes {kiln.grid = #kiln.grid<axes = ["pp", "dp"], shape = [2, 4]>} {
+func.func @collective_bad_kind(%x: tensor<8xf32>) {
+  // expected-error @+1 {{expects kind "sum" or "max", got "mean"}}
+  %0 = "kiln.all_reduce"(%x) {kind = "mean", axes = ["dp"]} : (tensor<8xf32>) -> tensor<8xf32>
+  return
+}
+}
+
+// -----
+
+module attributes {kiln.grid = #kiln.grid<axes = ["pp", "dp"], shape = [2, 4]>} {
+func.func @collective_gather_shape(%x: tensor<8x4xf32>) {
+  // expected-error @+1 {{'kiln.all_gather' op expects result of shape [32, 4], got [16, 4]}}
+  %0 = "kiln.all_gather"(%x) {axes = ["dp"], dim = 0 : i64} : (tensor<8x4xf32>) -> tensor<16x4xf32>
+  return
+}
+}
+
+// -----
+
+module attributes {kiln.grid = #kiln.grid<axes = ["pp", "dp"], shape = [2, 4]>} {
+func.func @collective_gather_dim(%x: tensor<8x4xf32>) {
+  // expected-error @+1 {{expects dim in [0, 2) for x of shape [8, 4], got 2}}
+  %0 = "kiln.all_gather"(%x) {axes = ["dp"], dim = 2 : i64} : (tensor<8x4xf32>) -> tensor<8x16xf32>
+  return
+}
+}
+
+// -----
+
+module attributes {kiln.grid = #kiln.grid<axes = ["pp", "dp"], shape = [2, 4]>} {
+func.func @collective_gather_element_type(%x: tensor<8xf32>) {
+  // expected-error @+1 {{expects result to have the element type of x ('f32'), got 'f16'}}
+  %0 = "kiln.all_gather"(%x) {axes = ["dp"], dim = 0 : i64} : (tensor<8xf32>) -> tensor<32xf16>
+  return
+}
+}
+
+// -----
+
+module attributes {kiln.grid = #kiln.grid<axes = ["pp", "dp"], shape = [2, 4]>} {
+func.func @collective_scatter_indivisible(%x: tensor<6xf32>) {
+  // expected-error @+1 {{'kiln.reduce_scatter' op expects dimension 0 of x [6] to be divisible by the group size 4}}
+  %0 = "kiln.reduce_scatter"(%x) {kind = "sum", axes = ["dp"], dim = 0 : i64} : (tensor<6xf32>) -> tensor<1xf32>
+  return
+}
+}
+
+// -----
+
+module attributes {kiln.grid = #kiln.grid<axes = ["pp", "dp"], shape = [2, 4]>} {
+func.func @collective_scatter_max(%x: tensor<8xf32>) {
+  // expected-error @+1 {{'kiln.reduce_scatter' op expects kind "sum", got "max"}}
+  %0 = "kiln.reduce_scatter"(%x) {kind = "max", axes = ["dp"], dim = 0 : i64} : (tensor<8xf32>) -> tensor<2xf32>
+  return
+}
+}
+
+// -----
+
+module attributes {kiln.grid = #kiln.grid<axes = ["pp", "dp"], shape = [2, 4]>} {
+func.func @collective_shard_shape(%x: tensor<16xf32>) {
+  // expected-error @+1 {{'kiln.local_shard' op expects result of shape [2], got [4]}}
+  %0 = "kiln.local_shard"(%x) {axes = ["pp", "dp"], dim = 0 : i64} : (tensor<16xf32>) -> tensor<4xf32>
+  return
+}
+}
+
+// -----
+
+module attributes {kiln.grid = #kiln.grid<axes = ["pp", "dp"], shape = [2, 4]>} {
+func.func @collective_all_to_all_rows(%x: tensor<8x4xf32>, %c: tensor<4xi64>) {
+  // expected-error @+1 {{'kiln.all_to_all' op expects result rows shaped like x's rows ([8, 4]), got [8, 5]}}
+  %0:2 = "kiln.all_to_all"(%x, %c) {axes = ["dp"]} : (tensor<8x4xf32>, tensor<4xi64>) -> (tensor<8x5xf32>, tensor<4xi64>)
+  return
+}
+}
+
+// -----
+
+module attributes {kiln.grid = #kiln.grid<axes = ["pp", "dp"], shape = [2, 4]>} {
+func.func @collective_all_to_all_counts(%x: tensor<8x4xf32>, %c: tensor<2xi64>) {
+  // expected-error @+1 {{'kiln.all_to_all' op expects send_counts of shape [4], got [2]}}
+  %0:2 = "kiln.all_to_all"(%x, %c) {axes = ["dp"]} : (tensor<8x4xf32>, tensor<2xi64>) -> (tensor<8x4xf32>, tensor<2xi64>)
+  return
+}
+}
+
+// -----
+
+module attributes {kiln.grid = #kiln.grid<axes = ["pp", "dp"], shape = [2, 4]>} {
+func.func @collective_send_peer(%x: tensor<8xf32>) {
+  // expected-error @+1 {{'kiln.send' op expects peer in [0, 2) on axis "pp", got 2}}
+  "kiln.send"(%x) {axis = "pp", peer = 2 : i64} : (tensor<8xf32>) -> ()
+  return
+}
+}
+
+// -----
+
+module attributes {kiln.grid = #kiln.grid<axes = ["pp", "dp"], shape = [2, 4]>} {
+func.func @collective_recv_axis() {
+  // expected-error @+1 {{'kiln.recv' op expects an axis of the grid ("pp", "dp"), got "ep"}}
+  %0 = "kiln.recv"() {axis = "ep", peer = 0 : i64} : () -> tensor<8xf32>
+  return
+}
+}
+
+// -----
+
+// expected-error @+1 {{expects one size per grid axis, got 2 axes and 1 sizes}}
+module attributes {kiln.grid = #kiln.grid<axes = ["pp", "dp"], shape = [2]>} {
+}
+
+// -----
+
+// expected-error @+1 {{expects distinct grid axes, got "dp" twice}}
+module attributes {kiln.grid = #kiln.grid<axes = ["dp", "dp"], shape = [2, 2]>} {
+}
