@@ -205,7 +205,7 @@ OwningOpRef<ModuleOp> ForwardBuilder::build() {
   Value embed = argNamed("model.embed_tokens.weight");
   Value head = m.tieWordEmbeddings ? embed : argNamed("lm_head.weight");
   auto crossEntropy = [&](Value logits, Value t, Value msk, StringRef where) -> Value {
-    return CrossEntropyOp::create(builder, g.loc(where), scalar, logits, t, msk,
+    return CrossEntropyOp::create(builder, g.loc(where), scalar, logits, t, msk, Value(),
                                   builder.getF64FloatAttr(spec.train.labelSmoothing));
   };
 

@@ -264,7 +264,8 @@ LogicalResult AutodiffPass::instrument(Block *entryBlock, SmallVectorImpl<AuxOut
         auto scalar = RankedTensorType::get({}, b.getF32Type());
         Value balance = BalanceLossOp::create(b, router.getLoc(), scalar, router.getLogits(),
                                               router.getIndices(), router.getScoringAttr(),
-                                              b.getI64IntegerAttr(numSequences));
+                                              b.getI64IntegerAttr(numSequences),
+                                              IntegerAttr());
         aux.push_back({AuxOutput::Balance, 0});
         auxValues.push_back(balance);
       }

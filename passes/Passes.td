@@ -71,6 +71,63 @@ def KilnAutodiff : Pass<"kiln-autodiff", "mlir::ModuleOp"> {
                            "::mlir::arith::ArithDialect", "::mlir::tensor::TensorDialect"];
 }
 
+def KilnDataParallel : Pass<"kiln-data-parallel", "mlir::ModuleOp"> {
+  let summary = "Splits a training step's batch over dp ranks, with ZeRO-1 and gradient accumulation";
+  let description = [{
+    Turns the single-device `@train_step` (after kiln-autodiff, built for one
+    micro-batch of B rows) into the program every rank of a data-parallel
+    grid runs (`kiln.grid = #kiln.grid<axes = ["dp"], shape = [dp]>` on the
+    module). One step trains dp x microbatches x B rows; rank r reads rows
+    [r*M*B, (r+1)*M*B) of the global batch, so its batch inputs become
+    [M*B, ...]. The rewrite:
+
+    * The batch part of the step (everything but the optimizer: global_norm,
+      clip_scale, lr_schedule, adamw, bias_update and what uses them) is
+      outlined into `@train_step_micro`, called once per micro-batch on rows
+      [i*B, (i+1)*B); its results (gradients, expert loads, loss shares) are
+      summed over micro-batches in order 0, 1, ... (a fixed order: the same
+      bits on every run).
+    * Losses are means over the whole global batch, not means of means:
+      every `kiln.cross_entropy` (and its gradient) gets a `count` operand,
+      the unmasked tokens of its mask over all micro-batches and ranks
+      (counted before the first micro-batch runs, all_reduce over dp), and
+      every `kiln.balance_loss` (and gradient) in the functions the step
+      calls gets `total_sequences` = dp x M x its sequences. Each rank's loss
+      is then its share of the global mean, and the shares add up to it.
+    * Gradients of the (replicated) parameters are summed over dp with
+      `kiln.all_reduce`; expert loads (for the aux-loss-free bias update,
+      which uses global loads as DeepSeek and Megatron do) and the loss
+      shares too. The global gradient norm then needs nothing more.
+    * With `zero=1` the AdamW state is sharded over dp (ZeRO-1, as
+      DeepSeek-V3 trains): each gradient is flattened, zero-padded to a
+      multiple of dp and `kiln.reduce_scatter`ed; the rank updates its slice
+      of the parameter (`kiln.local_shard`) with its slice of the moments
+      (the `exp_avg`/`exp_avg_sq` arguments and results become
+      [ceil(numel/dp)], marked `kiln.sharded = {axes = ["dp"], numel = N}`)
+      and `kiln.all_gather`s the parameter back. The gradient norm is the
+      square root of the all_reduce of the shards' squared norms.
+
+    With dp = 1 no collective is inserted (microbatches > 1 is then plain
+    gradient accumulation). `report=true` emits a remark with the bytes each
+    rank sends into collectives per step. The step must be the one
+    kiln-autodiff builds; an optimizer input that is neither a gradient, an
+    expert load nor a loss, a loss inside a called function, or a loss mask
+    that depends on parameters is an error naming the op.
+  }];
+  let options = [
+    Option<"entry", "entry", "std::string", "\"train_step\"", "Training step to partition">,
+    Option<"dp", "dp", "int64_t", "1", "Data-parallel ranks">,
+    Option<"zero", "zero", "int64_t", "0", "0: replicated AdamW state, 1: sharded over dp">,
+    Option<"microbatches", "microbatches", "int64_t", "1",
+           "Micro-batches per step on each rank (gradient accumulation)">,
+    Option<"report", "report", "bool", "false",
+           "Emit a remark: collectives and bytes per rank per step">
+  ];
+  let dependentDialects = ["::kiln::KilnDialect", "::mlir::func::FuncDialect",
+                           "::mlir::arith::ArithDialect", "::mlir::tensor::TensorDialect",
+                           "::mlir::math::MathDialect"];
+}
+
 def ConvertKilnToKernel : Pass<"convert-kiln-to-kernel", "mlir::ModuleOp"> {
   let summary = "Lowers a kiln training step to kernel launches over buffers";
   let description = [{

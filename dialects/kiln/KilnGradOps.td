@@ -300,7 +300,8 @@ def Kiln_CrossEntropyGradOp : Kiln_Op<"cross_entropy_grad", [Pure]> {
     With `p = softmax(logits[i])`, `W = sum_i mask[i]` and the scalar loss
     gradient `dloss`:
     `dlogits[i, c] = dloss * mask[i] / W * (p[c] - (1 - eps) * [c == targets[i]] - eps / vocab)`
-    (all zero when W = 0). As in the forward, a masked position's target is
+    (all zero when W = 0), where `W` is `count` when given (see
+    `kiln.cross_entropy`). As in the forward, a masked position's target is
     never read (it may be out of range, e.g. -100); an unmasked one must be in
     [0, vocab).
 
@@ -310,10 +311,12 @@ def Kiln_CrossEntropyGradOp : Kiln_Op<"cross_entropy_grad", [Pure]> {
     ```
   }];
   let arguments = (ins Kiln_FloatTensor:$logits, Kiln_IntTensor:$targets,
-                       Kiln_FloatTensor:$mask, Kiln_Scalar:$dloss,
+                       Kiln_FloatTensor:$mask, Kiln_Scalar:$dloss, Optional<Kiln_Scalar>:$count,
                        DefaultValuedAttr<F64Attr, "0.0">:$label_smoothing);
   let results = (outs Kiln_FloatTensor:$dlogits);
-  let assemblyFormat = "$logits `,` $targets `,` $mask `,` $dloss attr-dict `:` functional-type(operands, results)";
+  let assemblyFormat = [{
+    $logits `,` $targets `,` $mask `,` $dloss (`count` $count^)? attr-dict `:` functional-type(operands, results)
+  }];
   let hasVerifier = 1;
 }
 

@@ -13,6 +13,7 @@ LogicalResult CrossEntropyOp::buildGradients(OpBuilder &b, GradientContext &ctx)
   ctx.setOperandGrad(0, CrossEntropyGradOp::create(
                             b, ctx.loc(), getLogits().getType(), ctx.operand(0),
                             ctx.operand(1), ctx.operand(2), ctx.resultGrad(0),
+                            getCount() ? ctx.forward(getCount()) : Value(),
                             getLabelSmoothingAttr()));
   return success();
 }

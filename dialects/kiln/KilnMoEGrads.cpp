@@ -53,7 +53,7 @@ LogicalResult BalanceLossOp::buildGradients(OpBuilder &b, GradientContext &ctx) 
   ctx.setOperandGrad(0, BalanceLossGradOp::create(
                             b, ctx.loc(), getLogits().getType(), ctx.operand(0),
                             ctx.operand(1), ctx.resultGrad(0), getScoringAttr(),
-                            getNumSequencesAttr()));
+                            getNumSequencesAttr(), getTotalSequencesAttr()));
   return success();
 }
 

@@ -18,7 +18,11 @@ LogicalResult ExpertLoadOp::verify() {
 }
 
 static LogicalResult verifyBalance(Operation *op, Value logits, Value indices,
-                                   StringRef scoring, int64_t sequences) {
+                                   StringRef scoring, int64_t sequences,
+                                   std::optional<uint64_t> totalSequences) {
+  if (totalSequences && int64_t(*totalSequences) < sequences)
+    return op->emitOpError() << "expects total_sequences >= num_sequences (" << sequences
+                             << "), got " << int64_t(*totalSequences);
   ArrayRef<int64_t> l = shapeOf(logits), idx = shapeOf(indices);
   if (failed(expectRank(op, "logits ([tokens, experts])", l, 2)) ||
       failed(expectRank(op, "indices ([tokens, top_k])", idx, 2)))
@@ -39,12 +43,13 @@ static LogicalResult verifyBalance(Operation *op, Value logits, Value indices,
 }
 
 LogicalResult BalanceLossOp::verify() {
-  return verifyBalance(*this, getLogits(), getIndices(), getScoring(), getNumSequences());
+  return verifyBalance(*this, getLogits(), getIndices(), getScoring(), getNumSequences(),
+                       getTotalSequences());
 }
 
 LogicalResult BalanceLossGradOp::verify() {
   if (failed(verifyBalance(*this, getLogits(), getIndices(), getScoring(),
-                           getNumSequences())))
+                           getNumSequences(), getTotalSequences())))
     return failure();
   return expectShape(*this, "dlogits", shapeOf(getDlogits()), shapeOf(getLogits()));
 }

@@ -40,7 +40,11 @@ def Kiln_BalanceLossOp : Kiln_Op<"balance_loss", [Pure, DeclareOpInterfaceMethod
     `t` ranges over the sequence's T tokens; every index must be in
     [0, experts) and K >= 1.
 
-    The training step multiplies it by `aux_loss_alpha`.
+    The training step multiplies it by `aux_loss_alpha`. With
+    `total_sequences` (kiln-data-parallel: the sequences of the whole global
+    batch), the sum over this tensor's sequences is divided by it instead of
+    by `num_sequences`, so each rank's result is its share of the global
+    mean.
 
     ```mlir
     %l = kiln.balance_loss %logits, %idx {scoring = "sigmoid", num_sequences = 4 : i64}
@@ -48,7 +52,8 @@ def Kiln_BalanceLossOp : Kiln_Op<"balance_loss", [Pure, DeclareOpInterfaceMethod
     ```
   }];
   let arguments = (ins Kiln_FloatTensor:$logits, Kiln_IntTensor:$indices,
-                       StrAttr:$scoring, I64Attr:$num_sequences);
+                       StrAttr:$scoring, I64Attr:$num_sequences,
+                       OptionalAttr<I64Attr>:$total_sequences);
   let results = (outs Kiln_Scalar:$loss);
   let assemblyFormat = "$logits `,` $indices attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
@@ -58,7 +63,8 @@ def Kiln_BalanceLossGradOp : Kiln_Op<"balance_loss_grad", [Pure]> {
   let summary = "Gradient of kiln.balance_loss with respect to the logits";
   let description = [{
     With the forward's `f`, `s`, `Z = sum_j s[j, t]`, `dloss` the scalar
-    gradient and `q = dloss / (num_sequences * T)`:
+    gradient and `q = dloss / (S * T)`, S = `total_sequences` when given,
+    else `num_sequences`:
     `ds[i, t] = q * (f[i] - sum_j f[j] s[j, t] / Z) / Z`, then through the
     scoring function as in `kiln.router_grad`.
 
@@ -68,7 +74,8 @@ def Kiln_BalanceLossGradOp : Kiln_Op<"balance_loss_grad", [Pure]> {
     ```
   }];
   let arguments = (ins Kiln_FloatTensor:$logits, Kiln_IntTensor:$indices,
-                       Kiln_Scalar:$dloss, StrAttr:$scoring, I64Attr:$num_sequences);
+                       Kiln_Scalar:$dloss, StrAttr:$scoring, I64Attr:$num_sequences,
+                       OptionalAttr<I64Attr>:$total_sequences);
   let results = (outs Kiln_FloatTensor:$dlogits);
   let assemblyFormat = "$logits `,` $indices `,` $dloss attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;

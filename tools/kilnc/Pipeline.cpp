@@ -29,6 +29,34 @@ KilnAutodiffOptions autodiffOptionsFor(const frontend::Spec &spec) {
   return o;
 }
 
+LogicalResult lowerToPartitionedStep(ModuleOp module, const frontend::Spec &spec, bool report,
+                                     std::string &error) {
+  const frontend::ParallelConfig &p = spec.parallel;
+  if (p.ep != 1) {
+    error = spec.path + ": parallel.ep: " + std::to_string(p.ep) +
+            ": expert parallelism (kiln-expert-parallel) is not built yet; use ep 1";
+    return failure();
+  }
+  if (p.pp != 1) {
+    error = spec.path + ": parallel.pp: " + std::to_string(p.pp) +
+            ": pipeline parallelism (kiln-pipeline) is not built yet; use pp 1";
+    return failure();
+  }
+  PassManager pm(module.getContext());
+  if (failed(applyPassManagerCLOptions(pm)))
+    return failure();
+  pm.addPass(createKilnAutodiff(autodiffOptionsFor(spec)));
+  if (p.dp > 1 || p.microbatches > 1) {
+    KilnDataParallelOptions dp;
+    dp.dp = p.dp;
+    dp.zero = p.zero;
+    dp.microbatches = p.microbatches;
+    dp.report = report;
+    pm.addPass(createKilnDataParallel(dp));
+  }
+  return pm.run(module);
+}
+
 LogicalResult lowerToKernels(ModuleOp module, const frontend::Spec &spec,
                              const KernelLoweringOptions &options) {
   PassManager pm(module.getContext());

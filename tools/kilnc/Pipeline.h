@@ -16,6 +16,13 @@ namespace kiln {
 /// kiln-autodiff options for the spec's training recipe.
 KilnAutodiffOptions autodiffOptionsFor(const frontend::Spec &spec);
 
+/// Lowers a forward module (from MLIRGen) in place to the per-rank training
+/// step of the spec's layout: kiln-autodiff, then (when dp or microbatches
+/// > 1) kiln-data-parallel. Layouts the passes do not build yet (ep, pp > 1)
+/// are errors naming the field. `report` prints the passes' remarks.
+mlir::LogicalResult lowerToPartitionedStep(mlir::ModuleOp module, const frontend::Spec &spec,
+                                           bool report, std::string &error);
+
 /// Lowers a forward module (from MLIRGen) in place to the planned kernel-level
 /// training step: kiln-autodiff, inline, convert-kiln-to-kernel,
 /// kiln-fuse-elementwise (unless disabled), kiln-plan-arena. Disabling fusion

@@ -7,6 +7,7 @@
 //                                   forward loss on a batch (reference evaluator)
 //   kilnc SPEC --save-params P      write the seeded initial parameters (HF names)
 //   kilnc SPEC --emit=train         print the training step (kiln-autodiff)
+//   kilnc SPEC --emit=partitioned   print the per-rank step of the spec's layout
 //   kilnc SPEC --eval --save-grads G [--eval-loss=main|total]
 //                                   also write the gradient of the printed loss
 //   kilnc SPEC --emit=kernels       print the planned kernel-level step
@@ -47,13 +48,16 @@ namespace cl = llvm::cl;
 
 static cl::opt<std::string> specPath(cl::Positional, cl::desc("<spec.json>"), cl::Required);
 
-enum class Emit { None, Kiln, Train, Kernels, Cpp };
+enum class Emit { None, Kiln, Train, Partitioned, Kernels, Cpp };
 static cl::opt<Emit> emit("emit", cl::desc("Print a stage of the compilation"),
                           cl::init(Emit::None),
                           cl::values(clEnumValN(Emit::Kiln, "kiln",
                                                 "the forward module in the kiln dialect"),
                                      clEnumValN(Emit::Train, "train",
                                                 "the training step (after kiln-autodiff)"),
+                                     clEnumValN(Emit::Partitioned, "partitioned",
+                                                "the per-rank training step of the spec's "
+                                                "parallel layout (kiln-data-parallel)"),
                                      clEnumValN(Emit::Kernels, "kernels",
                                                 "the planned kernel-level step"),
                                      clEnumValN(Emit::Cpp, "cpp",
@@ -180,6 +184,15 @@ int main(int argc, char **argv) {
     if (failed(trainPm.run(*train)))
       return 1;
     train->print(llvm::outs());
+  }
+  if (emit == Emit::Partitioned) {
+    OwningOpRef<ModuleOp> partitioned = module->clone();
+    if (failed(kiln::lowerToPartitionedStep(*partitioned, *spec, report, error))) {
+      if (!error.empty())
+        llvm::errs() << "kilnc: error: " << error << "\n";
+      return 1;
+    }
+    partitioned->print(llvm::outs());
   }
   if ((emit == Emit::Cpp || !outputDir.empty()) && !kiln::checkHostTarget(*spec, error)) {
     llvm::errs() << "kilnc: error: " << error << "\n";

@@ -65,6 +65,11 @@ public:
   mlir::FailureOr<llvm::SmallVector<RefTensor>> call(llvm::StringRef name,
                                                      llvm::ArrayRef<RefTensor> args);
 
+  /// Adds or replaces the rule of `opName`: the multi-rank evaluator gives
+  /// each rank's evaluator collective rules bound to that rank's
+  /// communicators (MultiRank.h).
+  void setRule(llvm::StringRef opName, Rule rule) { rules.add(opName, std::move(rule)); }
+
 private:
   mlir::FailureOr<llvm::SmallVector<RefTensor>>
   run(mlir::Operation *func, llvm::ArrayRef<RefTensor> args, int depth);

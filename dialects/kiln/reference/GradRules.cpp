@@ -372,6 +372,8 @@ static void addLossGradRules(RuleTable &table) {
     double weight = 0;
     for (int64_t i = 0; i < positions; ++i)
       weight += mask.data[i];
+    if (in.size() > 4) // the global batch's token count (kiln-data-parallel)
+      weight = in[4]->data[0];
     RefTensor dlogits = resultLike(op);
     if (weight == 0) {
       out.push_back(std::move(dlogits));

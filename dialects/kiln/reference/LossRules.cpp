@@ -40,6 +40,8 @@ void addLossRules(RuleTable &table) {
     }
     auto type = cast<ShapedType>(op->getResult(0).getType());
     RefTensor r(type.getElementType(), type.getShape());
+    if (in.size() > 3) // the global batch's token count (kiln-data-parallel)
+      weight = in[3]->data[0];
     r.data[0] = weight == 0 ? 0.0 : total / weight;
     out.push_back(std::move(r));
     return success();

@@ -101,7 +101,7 @@ static void addBalanceRules(RuleTable &table) {
         loss += (*f)[i] * prob[i] / seqLen;
     }
     RefTensor r = resultLike(op);
-    r.data[0] = loss / sequences;
+    r.data[0] = loss / double(balance.getTotalSequences().value_or(sequences));
     out.push_back(std::move(r));
     return success();
   });
@@ -113,7 +113,8 @@ static void addBalanceRules(RuleTable &table) {
     int64_t experts = logits.shape[1], sequences = balance.getNumSequences();
     int64_t seqLen = logits.shape[0] / sequences;
     bool softmax = balance.getScoring() == "softmax";
-    double q = in[2]->data[0] / double(sequences * seqLen);
+    double q = in[2]->data[0] /
+               double(int64_t(balance.getTotalSequences().value_or(sequences)) * seqLen);
     RefTensor dlogits = resultLike(op);
     std::vector<double> s(experts), ds(experts);
     for (int64_t seq = 0; seq < sequences; ++seq) {

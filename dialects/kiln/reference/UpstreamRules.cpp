@@ -118,8 +118,33 @@ void addUpstreamRules(RuleTable &table) {
   addBinary(table, "arith.muli", [](double a, double b) { return a * b; });
   addUnary(table, "arith.negf", [](double a) { return -a; });
   // Ideal mode: conversions between float types are exact in f64.
-  for (StringRef name : {"arith.extf", "arith.truncf", "arith.sitofp"})
+  for (StringRef name : {"arith.extf", "arith.truncf", "arith.sitofp", "arith.uitofp"})
     addUnary(table, name, [](double a) { return a; });
+  addUnary(table, "math.sqrt", [](double a) { return std::sqrt(a); });
+  // Comparisons give i1 tensors (0 or 1). The predicates Kiln emits: the
+  // ordered ones (false when either side is NaN).
+  table.add("arith.cmpf", [](Operation *op, ArrayRef<const RefTensor *> in,
+                             SmallVectorImpl<RefTensor> &out) -> LogicalResult {
+    auto predicate = cast<arith::CmpFOp>(op).getPredicate();
+    RefTensor r = resultLike(op);
+    for (int64_t i = 0; i < r.numElements(); ++i) {
+      double a = in[0]->data[i], b = in[1]->data[i];
+      bool holds;
+      switch (predicate) {
+      case arith::CmpFPredicate::OEQ: holds = a == b; break;
+      case arith::CmpFPredicate::OLT: holds = a < b; break;
+      case arith::CmpFPredicate::OLE: holds = a <= b; break;
+      case arith::CmpFPredicate::OGT: holds = a > b; break;
+      case arith::CmpFPredicate::OGE: holds = a >= b; break;
+      default:
+        return op->emitError() << "reference evaluator: unsupported predicate "
+                               << arith::stringifyCmpFPredicate(predicate);
+      }
+      r.data[i] = holds ? 1.0 : 0.0;
+    }
+    out.push_back(std::move(r));
+    return success();
+  });
 
   table.add("tensor.empty", [](Operation *op, ArrayRef<const RefTensor *>,
                                SmallVectorImpl<RefTensor> &out) -> LogicalResult {

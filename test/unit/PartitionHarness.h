@@ -1,0 +1,237 @@
+//===- PartitionHarness.h - partitioned steps vs their single-device step --===//
+//
+// How every partitioning pass is proven (../shared/DESIGN.md, "the evaluator
+// runs all ranks"): build the single-device training step for the global
+// batch and the per-rank programs for a layout, run both on the reference
+// evaluator in f64 (every rank at once, MultiRank.h) from the same seeded
+// parameters, Adam state and rows, for a few steps, and compare every
+// output: losses, gradient norm, expert loads, every updated parameter and
+// every Adam moment. After the first step from zero moments, exp_avg is
+// (1 - beta1) x the clipped gradient, so comparing the moments compares
+// every gradient.
+//
+// A layout's per-rank program is described by a function that lowers the
+// forward module in place (e.g. kiln-autodiff then kiln-data-parallel) and
+// one that says which part of each single-device tensor a rank holds.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_TEST_UNIT_PARTITIONHARNESS_H
+#define KILN_TEST_UNIT_PARTITIONHARNESS_H
+
+#include "dialects/kiln/reference/Batch.h"
+#include "dialects/kiln/reference/Evaluator.h"
+#include "dialects/kiln/reference/MultiRank.h"
+#include "dialects/kiln/reference/Parameters.h"
+#include "frontend/MLIRGen.h"
+#include "frontend/Spec.h"
+#include "passes/Passes.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/Pass/PassManager.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <string>
+
+namespace kiln::test {
+
+using reference::RefTensor;
+
+/// The step's arguments and results by role: parameters and moments by HF
+/// name, inputs by kiln.input role, outputs by kiln.result role.
+struct StepIO {
+  mutable mlir::func::FuncOp step;
+  std::string argKey(unsigned i) const {
+    if (auto state = step.getArgAttrOfType<mlir::StringAttr>(i, "kiln.state"))
+      return state.str() + ":" + step.getArgAttrOfType<mlir::StringAttr>(i, "kiln.param").str();
+    if (auto param = step.getArgAttrOfType<mlir::StringAttr>(i, "kiln.param"))
+      return "param:" + param.str();
+    return "input:" + step.getArgAttrOfType<mlir::StringAttr>(i, "kiln.input").str();
+  }
+  /// Results: "param:<name>", "exp_avg:<name>", "exp_avg_sq:<name>", or the
+  /// role (loss, main_loss, grad_norm, lr, expert_load#k).
+  std::vector<std::string> resultKeys() const {
+    std::vector<std::string> keys;
+    int loads = 0;
+    for (unsigned r = 0; r < step.getNumResults(); ++r) {
+      auto role = step.getResultAttrOfType<mlir::StringAttr>(r, "kiln.result").str();
+      auto param = step.getResultAttrOfType<mlir::StringAttr>(r, "kiln.param");
+      if (param)
+        keys.push_back(role + ":" + param.str());
+      else if (role == "expert_load")
+        keys.push_back(role + "#" + std::to_string(loads++));
+      else
+        keys.push_back(role);
+    }
+    return keys;
+  }
+  /// The result that feeds argument `key` back on the next step.
+  static std::string stateResultFor(const std::string &argKey) { return argKey; }
+};
+
+/// Which part of a single-device tensor rank `rank` holds, for a key.
+using ShardOf = std::function<RefTensor(const std::string &key, const RefTensor &full,
+                                        int64_t rank, mlir::func::FuncOp step,
+                                        unsigned argOrResult, bool isResult)>;
+
+/// The largest |got - want| over the tensor, relative to max |want|
+/// (absolute where want is all zeros).
+inline double relativeError(const RefTensor &got, const RefTensor &want) {
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < want.data.size(); ++i) {
+    diff = std::max(diff, std::fabs(got.data[i] - want.data[i]));
+    scale = std::max(scale, std::fabs(want.data[i]));
+  }
+  return scale == 0 ? diff : diff / scale;
+}
+
+struct Comparison {
+  double worst = 0;
+  std::string where;
+  int tensors = 0;
+  void add(const std::string &what, const RefTensor &got, const RefTensor &want) {
+    ++tensors;
+    if (got.data.size() != want.data.size()) {
+      ADD_FAILURE() << what << ": " << got.data.size() << " elements, expected "
+                    << want.data.size();
+      return;
+    }
+    double e = relativeError(got, want);
+    if (getenv("KILN_HARNESS_VERBOSE"))
+      std::printf("  %-100s %.3g\n", what.c_str(), e);
+    if (e > worst || where.empty()) {
+      worst = std::max(worst, e);
+      where = what;
+    }
+  }
+};
+
+/// Lowers a forward module in place to a (per-rank) training step.
+using Lowering = std::function<mlir::LogicalResult(mlir::ModuleOp)>;
+
+/// Runs `steps` steps of the single-device step (global batch `rows`) and
+/// of the partitioned one, comparing every output; returns the comparison.
+inline Comparison comparePartitioned(const frontend::Spec &spec, int64_t globalRows,
+                                     const Lowering &single, const Lowering &partitioned,
+                                     const frontend::Spec &partitionedSpec,
+                                     const ShardOf &shardOf, int steps,
+                                     const std::string &label) {
+  Comparison cmp;
+  mlir::MLIRContext context;
+  frontend::Spec singleSpec = spec;
+  singleSpec.train.microBatch = globalRows;
+  mlir::OwningOpRef<mlir::ModuleOp> one = frontend::buildForwardModule(context, singleSpec);
+  mlir::OwningOpRef<mlir::ModuleOp> many = frontend::buildForwardModule(context, partitionedSpec);
+  if (!one || !many || mlir::failed(single(*one)) || mlir::failed(partitioned(*many))) {
+    ADD_FAILURE() << label << ": lowering failed";
+    return cmp;
+  }
+  auto forward = one->lookupSymbol<mlir::func::FuncOp>("forward");
+  mlir::FailureOr<reference::Signature> sig = reference::readSignature(forward);
+  if (mlir::failed(sig)) {
+    ADD_FAILURE() << label << ": bad forward signature";
+    return cmp;
+  }
+  llvm::SmallVector<RefTensor> forwardArgs(sig->numArgs);
+  std::map<std::string, RefTensor> initial; // by key
+  for (const reference::ParamSlot &p : sig->params)
+    initial["param:" + p.name] = reference::initParameter(p, spec.train.seed);
+  reference::TokenBatch batch = reference::seededBatch(globalRows, spec.train.seqLen,
+                                                       spec.model.vocabSize, spec.train.seed);
+  std::string error;
+  if (!reference::bindNextTokenInputs(batch, *sig, forwardArgs, error)) {
+    ADD_FAILURE() << error;
+    return cmp;
+  }
+  for (const reference::InputSlot &in : sig->inputs)
+    initial["input:" + in.role] = forwardArgs[in.argIndex];
+
+  StepIO oneIO{one->lookupSymbol<mlir::func::FuncOp>("train_step")};
+  StepIO manyIO{many->lookupSymbol<mlir::func::FuncOp>("train_step")};
+  int64_t ranks = reference::numRanksOf(*many);
+
+  // Single-device arguments: parameters and rows as drawn, zero moments.
+  llvm::SmallVector<RefTensor> oneArgs(oneIO.step.getNumArguments());
+  for (unsigned i = 0; i < oneArgs.size(); ++i) {
+    std::string key = oneIO.argKey(i);
+    auto type = mlir::cast<mlir::RankedTensorType>(oneIO.step.getArgumentTypes()[i]);
+    oneArgs[i] = initial.count(key) ? initial[key]
+                                    : RefTensor(type.getElementType(), type.getShape());
+    oneArgs[i].elementType = type.getElementType();
+  }
+  auto stepIndex = [](StepIO &io) {
+    for (unsigned i = 0; i < io.step.getNumArguments(); ++i)
+      if (io.argKey(i) == "input:step")
+        return i;
+    return 0u;
+  };
+  unsigned oneStep = stepIndex(oneIO), manyStep = stepIndex(manyIO);
+  std::map<std::string, unsigned> oneArgOf;
+  for (unsigned i = 0; i < oneArgs.size(); ++i)
+    oneArgOf[oneIO.argKey(i)] = i;
+
+  // Each rank's arguments: its part of every single-device argument.
+  std::vector<llvm::SmallVector<RefTensor>> manyArgs(ranks);
+  for (int64_t r = 0; r < ranks; ++r)
+    for (unsigned i = 0; i < manyIO.step.getNumArguments(); ++i)
+      manyArgs[r].push_back(shardOf(manyIO.argKey(i), oneArgs[oneArgOf.at(manyIO.argKey(i))], r,
+                                    manyIO.step, i, false));
+
+  std::vector<std::string> oneKeys = oneIO.resultKeys(), manyKeys = manyIO.resultKeys();
+  reference::Evaluator evaluator(*one);
+  for (int t = 1; t <= steps; ++t) {
+    oneArgs[oneStep].data[0] = t;
+    for (auto &args : manyArgs)
+      args[manyStep].data[0] = t;
+    mlir::FailureOr<llvm::SmallVector<RefTensor>> want = evaluator.call("train_step", oneArgs);
+    auto got = reference::evaluateAllRanks(
+        *many, [](int64_t) { return std::string("train_step"); }, manyArgs);
+    if (mlir::failed(want) || mlir::failed(got)) {
+      ADD_FAILURE() << label << ": evaluation failed at step " << t;
+      return cmp;
+    }
+    std::map<std::string, unsigned> oneResultOf;
+    for (unsigned r = 0; r < oneKeys.size(); ++r)
+      oneResultOf[oneKeys[r]] = r;
+    for (int64_t rank = 0; rank < ranks; ++rank)
+      for (unsigned r = 0; r < manyKeys.size(); ++r) {
+        const RefTensor &full = (*want)[oneResultOf.at(manyKeys[r])];
+        RefTensor expected = shardOf(manyKeys[r], full, rank, manyIO.step, r, true);
+        cmp.add(label + " step " + std::to_string(t) + " rank " + std::to_string(rank) + " " +
+                    manyKeys[r],
+                (*got)[rank][r], expected);
+      }
+    for (const char *scalar : {"loss", "main_loss", "grad_norm"})
+      if (oneResultOf.count(scalar))
+        std::printf("[%s] step %d %-9s single %.17g  rank 0 %.17g\n", label.c_str(), t, scalar,
+                    (*want)[oneResultOf[scalar]].data[0],
+                    (*got)[0][std::find(manyKeys.begin(), manyKeys.end(), scalar) -
+                              manyKeys.begin()]
+                        .data[0]);
+    // The next step starts from this one's parameters and moments.
+    for (unsigned i = 0; i < oneArgs.size(); ++i)
+      if (oneResultOf.count(oneIO.argKey(i)))
+        oneArgs[i] = (*want)[oneResultOf[oneIO.argKey(i)]];
+    for (int64_t rank = 0; rank < ranks; ++rank)
+      for (unsigned i = 0; i < manyArgs[rank].size(); ++i) {
+        auto it = std::find(manyKeys.begin(), manyKeys.end(), manyIO.argKey(i));
+        if (it != manyKeys.end())
+          manyArgs[rank][i] = (*got)[rank][it - manyKeys.begin()];
+      }
+  }
+  std::printf("[%s] %d tensors compared over %d steps and %lld ranks, max relative error %.3g "
+              "(%s)\n",
+              label.c_str(), cmp.tensors, steps, (long long)ranks, cmp.worst, cmp.where.c_str());
+  return cmp;
+}
+
+} // namespace kiln::test
+
+#endif // KILN_TEST_UNIT_PARTITIONHARNESS_H
