@@ -10,6 +10,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "codegen/HostEmitter.h"
+#include "dialects/kiln/KilnDialect.h"
 #include "codegen/CppLiterals.h"
 #include "codegen/HostLaunches.h"
 
@@ -274,8 +275,18 @@ LogicalResult Emitter::emitModelDesc() {
      << "    /*numExperts=*/" << numExperts << ",\n"
      << "    /*arenaBytes=*/" << arena.getInt() << "u,\n"
      << "    /*defaultSteps=*/" << info.defaultSteps << "u,\n"
-     << "    /*defaultSeed=*/" << info.defaultSeed << "u,\n"
-     << "};\n\n";
+     << "    /*defaultSeed=*/" << info.defaultSeed << "u,\n";
+  // A data-parallel step (kiln-data-parallel): its ranks and whether the
+  // AdamW moments are ZeRO-1 shards (marked kiln.sharded).
+  if (kiln::GridAttr grid = kiln::GridAttr::lookup(step)) {
+    int64_t axis = grid.axisIndex("dp");
+    bool sharded = llvm::any_of(step.getArguments(), [&](BlockArgument a) {
+      return step.getArgAttr(a.getArgNumber(), "kiln.sharded") != nullptr;
+    });
+    *os << "    /*dp=*/" << (axis >= 0 ? grid.getShape()[axis] : 1) << ",\n"
+        << "    /*shardedState=*/" << (sharded ? "true" : "false") << ",\n";
+  }
+  *os << "};\n\n";
   return success();
 }
 
@@ -444,7 +455,9 @@ LogicalResult Emitter::emitStep() {
         continue;
       }
       auto launch = cast<LaunchOp>(op);
-      if (launch == firstUpdate) {
+      // A multi-rank step has no gradient hook: its ranks hold reduced or
+      // ZeRO-1-sharded gradients, and the driver runs --save-grads on one rank.
+      if (launch == firstUpdate && !kiln::GridAttr::lookup(step)) {
         SmallVector<Value> grads;
         for (unsigned i : roles.trainable)
           if (Value grad = gradOf.lookup(i))

@@ -108,6 +108,12 @@ private:
   void extractSlice();
   void insertSlice();
   void concat();
+  void allReduce();
+  void allGather();
+  void reduceScatter();
+  void localShard();
+  void resizingCollective(StringRef fn, bool gather);
+  void globalSequences(std::vector<std::string> callArgs);
 
   // Errors.
   InFlightDiagnostic error() {

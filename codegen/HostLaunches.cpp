@@ -200,6 +200,10 @@ const std::pair<StringRef, LaunchEmitter::EmitFn> LaunchEmitter::kEmitters[] = {
     {"extract_slice", &LaunchEmitter::extractSlice},
     {"insert_slice", &LaunchEmitter::insertSlice},
     {"concat", &LaunchEmitter::concat},
+    {"all_reduce", &LaunchEmitter::allReduce},
+    {"all_gather", &LaunchEmitter::allGather},
+    {"reduce_scatter", &LaunchEmitter::reduceScatter},
+    {"local_shard", &LaunchEmitter::localShard},
 };
 
 LogicalResult LaunchEmitter::run(raw_ostream &os) {

@@ -148,7 +148,8 @@ void LaunchEmitter::unbroadcast() {
 
 // cross_entropy(logits [positions, vocab], targets, mask) -> scalar
 void LaunchEmitter::crossEntropy() {
-  elements("fif", "f");
+  // A 4th in: the global batch's token count (kiln-data-parallel).
+  elements(launch.getIns().size() == 4 ? "fiff" : "fif", "f");
   minRank(true, 0, 1);
   scalar(false, 0);
   double smoothing = f64("label_smoothing", 0.0);
@@ -159,16 +160,17 @@ void LaunchEmitter::crossEntropy() {
   sameCount(positions, inCount(2), "the targets' and the mask's sizes");
   if (failed)
     return;
-  line(deref(out(0)) + " = kiln::kernels::crossEntropyForward(" +
-       llvm::join(ArrayRef<std::string>{in(0), in(1), in(2), intLiteral(positions),
-                                        intLiteral(vocab), floatLiteral(smoothing)},
-                  ", ") +
+  std::vector<std::string> callArgs = {in(0), in(1), in(2), intLiteral(positions),
+                                       intLiteral(vocab), floatLiteral(smoothing)};
+  if (launch.getIns().size() == 4)
+    callArgs.push_back(in(3));
+  line(deref(out(0)) + " = kiln::kernels::crossEntropyForward(" + llvm::join(callArgs, ", ") +
        ");");
 }
 
 // cross_entropy_grad(logits, targets, mask, dloss) -> dlogits
 void LaunchEmitter::crossEntropyGrad() {
-  elements("fiff", "f");
+  elements(launch.getIns().size() == 5 ? "fifff" : "fiff", "f");
   minRank(true, 0, 1);
   scalar(true, 3);
   double smoothing = f64("label_smoothing", 0.0);
@@ -178,8 +180,11 @@ void LaunchEmitter::crossEntropyGrad() {
   sameCount(positions * vocab, inCount(0), "the logits' size and positions * vocab");
   if (failed)
     return;
-  call("crossEntropyBackward", {out(0), in(0), in(1), in(2), intLiteral(positions),
-                                intLiteral(vocab), floatLiteral(smoothing), deref(in(3))});
+  std::vector<std::string> callArgs = {out(0), in(0), in(1), in(2), intLiteral(positions),
+                                       intLiteral(vocab), floatLiteral(smoothing), deref(in(3))};
+  if (launch.getIns().size() == 5)
+    callArgs.push_back(in(4));
+  call("crossEntropyBackward", callArgs);
 }
 
 } // namespace kiln::codegen::detail

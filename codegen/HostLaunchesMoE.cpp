@@ -167,6 +167,19 @@ void LaunchEmitter::expertLoad() {
 }
 
 // balance_loss(logits [tokens, experts], indices [tokens, k]) -> scalar
+/// Calls balanceLoss(Grad) with `callArgs`, passing total_sequences after the
+/// error pointer when the step is data parallel.
+void LaunchEmitter::globalSequences(std::vector<std::string> callArgs) {
+  StringRef fn = launch.getKernel() == "balance_loss" ? "balanceLoss" : "balanceLossGrad";
+  auto total = dyn_cast_or_null<IntegerAttr>(params.get("total_sequences"));
+  if (!total) {
+    checkedCall(fn, callArgs);
+    return;
+  }
+  line("if (!kiln::kernels::" + fn + "(" + llvm::join(callArgs, ", ") + ", &error, " +
+       intLiteral(total.getInt()) + ")) return false;");
+}
+
 void LaunchEmitter::balanceLoss() {
   elements("fi", "f");
   rank(true, 0, 2);
@@ -176,9 +189,10 @@ void LaunchEmitter::balanceLoss() {
   int64_t sequences = i64("num_sequences");
   if (failed)
     return;
-  checkedCall("balanceLoss", {in(0), in(1), intLiteral(inShape(0)[0]),
-                              intLiteral(inShape(0)[1]), intLiteral(inShape(1)[1]),
-                              intLiteral(sequences), boolLiteral(softmax), out(0)});
+  std::vector<std::string> callArgs = {in(0), in(1), intLiteral(inShape(0)[0]),
+                                       intLiteral(inShape(0)[1]), intLiteral(inShape(1)[1]),
+                                       intLiteral(sequences), boolLiteral(softmax), out(0)};
+  globalSequences(callArgs);
 }
 
 // balance_loss_grad(logits, indices, dloss) -> dlogits
@@ -191,10 +205,10 @@ void LaunchEmitter::balanceLossGrad() {
   int64_t sequences = i64("num_sequences");
   if (failed)
     return;
-  checkedCall("balanceLossGrad",
-              {in(0), in(1), deref(in(2)), intLiteral(inShape(0)[0]),
-               intLiteral(inShape(0)[1]), intLiteral(inShape(1)[1]), intLiteral(sequences),
-               boolLiteral(softmax), out(0)});
+  std::vector<std::string> callArgs = {
+      in(0), in(1), deref(in(2)), intLiteral(inShape(0)[0]), intLiteral(inShape(0)[1]),
+      intLiteral(inShape(1)[1]), intLiteral(sequences), boolLiteral(softmax), out(0)};
+  globalSequences(callArgs);
 }
 
 } // namespace kiln::codegen::detail

@@ -47,7 +47,8 @@ MemRefType bufferTypeOf(Type type) {
 //===----------------------------------------------------------------------===//
 
 bool isElementwise(Operation *op) {
-  if (isa<arith::AddFOp, arith::SubFOp, arith::MulFOp, arith::DivFOp, arith::NegFOp>(op))
+  if (isa<arith::AddFOp, arith::SubFOp, arith::MulFOp, arith::DivFOp, arith::NegFOp,
+          math::SqrtOp>(op))
     return isa<RankedTensorType>(op->getResult(0).getType());
   return isa<ScaleOp, SiluOp, SwigluOp, SiluGradOp, SwigluGradOp>(op);
 }
@@ -77,6 +78,7 @@ SmallVector<Value> buildScalarBody(OpBuilder &b, Location loc, Operation *op, Va
       .Case([&](arith::DivFOp) {
         return SmallVector<Value>{arith::DivFOp::create(b, loc, a[0], a[1])};
       })
+      .Case([&](math::SqrtOp) { return SmallVector<Value>{math::SqrtOp::create(b, loc, a[0])}; })
       .Case([&](arith::NegFOp) {
         return SmallVector<Value>{arith::NegFOp::create(b, loc, a[0])};
       })
@@ -169,10 +171,15 @@ LogicalResult StepLowering::checkInput() {
 LogicalResult StepLowering::checkInPlace(Operation *update, ArrayRef<unsigned> stateOperands) {
   for (unsigned i : stateOperands) {
     Value state = update->getOperand(i);
+    // A temporary that only this update reads may be overwritten too: the
+    // parameter shard a ZeRO-1 step updates (kiln.local_shard of the
+    // parameter), which it then all-gathers back.
+    if (!isa<BlockArgument>(state) && state.hasOneUse())
+      continue;
     if (!isa<BlockArgument>(state))
       return update->emitError() << "updates operand #" << i
-                                 << " in place, but it is not an argument of @"
-                                 << step.getSymName();
+                                 << " in place, but it is neither an argument of @"
+                                 << step.getSymName() << " nor a temporary only it reads";
     for (Operation *user : state.getUsers())
       if (user != update && update->isBeforeInBlock(user))
         return user->emitError()
@@ -299,6 +306,35 @@ LogicalResult StepLowering::lowerOp(Operation *op) {
       });
 }
 
+/// The last op before `end` that uses `buffer` or a reshape alias of it (so
+/// the last that can write it), or null.
+static Operation *lastUserOfBuffer(Value buffer, Operation *end) {
+  Value root = buffer;
+  while (auto reshape = root.getDefiningOp<ReshapeOp>())
+    root = reshape.getSource();
+  SmallVector<Value> aliases = {root};
+  Operation *last = nullptr;
+  for (size_t i = 0; i < aliases.size(); ++i)
+    for (Operation *user : aliases[i].getUsers()) {
+      if (auto reshape = dyn_cast<ReshapeOp>(user))
+        aliases.push_back(reshape.getResult());
+      if (user != end && user->getBlock() == end->getBlock() &&
+          (!last || last->isBeforeInBlock(user)))
+        last = user;
+    }
+  return last;
+}
+
+/// `to` = `from`, as an identity elementwise loop.
+static void emitCopy(OpBuilder &b, Location loc, Value from, Value to) {
+  auto copy = ElementwiseOp::create(b, loc, ValueRange{from}, ValueRange{to},
+                                    b.getStrArrayAttr({"copy"}));
+  Block *copyBody = b.createBlock(&copy.getBody());
+  copyBody->addArgument(cast<MemRefType>(from.getType()).getElementType(), loc);
+  b.setInsertionPointToStart(copyBody);
+  YieldOp::create(b, loc, copyBody->getArguments());
+}
+
 LogicalResult StepLowering::lowerReturn(func::ReturnOp ret) {
   MLIRContext *ctx = step.getContext();
   unsigned numOldArgs = body.getNumArguments();
@@ -319,10 +355,29 @@ LogicalResult StepLowering::lowerReturn(func::ReturnOp ret) {
                      (role == "param"
                           ? !step.getArgAttr(arg.getArgNumber(), kStateAttr)
                           : step.getArgAttr(arg.getArgNumber(), kStateAttr) == role);
-      if (!matches)
+      if (matches)
+        continue;
+      // A parameter rebuilt elsewhere (ZeRO-1 all-gathers it from the ranks'
+      // updated shards) is copied into its argument at the end of the step,
+      // after every read of the old value.
+      BlockArgument param;
+      for (BlockArgument a : body.getArguments())
+        if (role == "param" && name && step.getArgAttr(a.getArgNumber(), kParamAttr) == name &&
+            !step.getArgAttr(a.getArgNumber(), kStateAttr))
+          param = a;
+      if (!param)
         return ret.emitError() << "result #" << i << " (" << role.getValue() << " of '"
                                << (name ? name.getValue() : StringRef("?"))
                                << "') is not an in-place update of its argument";
+      // Right after the new value is complete when every read of the old one
+      // came before (the gathered buffer then dies at once), else at the end.
+      OpBuilder b(ret);
+      Operation *lastWrite = lastUserOfBuffer(buffer, ret);
+      if (lastWrite && llvm::all_of(param.getUsers(), [&](Operation *user) {
+            return user == ret || user->isBeforeInBlock(lastWrite) || user == lastWrite;
+          }))
+        b.setInsertionPointAfter(lastWrite);
+      emitCopy(b, ret.getLoc(), buffer, param);
       continue;
     }
     // An output: the kernel that computes it writes the output argument.
@@ -340,12 +395,7 @@ LogicalResult StepLowering::lowerReturn(func::ReturnOp ret) {
     }
     // Already an output (the same value returned twice) or an argument: copy.
     OpBuilder b(ret);
-    auto copy = ElementwiseOp::create(b, ret.getLoc(), ValueRange{buffer}, ValueRange{out},
-                                      b.getStrArrayAttr({"copy"}));
-    Block *copyBody = b.createBlock(&copy.getBody());
-    copyBody->addArgument(cast<MemRefType>(buffer.getType()).getElementType(), ret.getLoc());
-    b.setInsertionPointToStart(copyBody);
-    YieldOp::create(b, ret.getLoc(), copyBody->getArguments());
+    emitCopy(b, ret.getLoc(), buffer, out);
   }
   OpBuilder b(ret);
   func::ReturnOp::create(b, ret.getLoc());

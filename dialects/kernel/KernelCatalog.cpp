@@ -41,8 +41,8 @@ static const KernelInfo kCatalog[] = {
     {"balance_loss", 2, 1},
     {"balance_loss_grad", 3, 1},
     // Loss.
-    {"cross_entropy", 3, 1},
-    {"cross_entropy_grad", 4, 1},
+    {"cross_entropy", 3, 1, /*optionalIns=*/1},
+    {"cross_entropy_grad", 4, 1, /*optionalIns=*/1},
     // Optimizer. adamw and bias_update update their state in place: the
     // outs are the same buffers as ins 0, 2, 3 (adamw) and 0 (bias_update).
     {"lr_schedule", 1, 1},
@@ -55,6 +55,15 @@ static const KernelInfo kCatalog[] = {
     {"extract_slice", 1, 1},
     {"insert_slice", 2, 1},
     {"concat", kVariadic, 1},
+    // Collectives of data parallelism (KilnCollectiveOps.td): the same ins
+    // and outs as the ops; params `axes` (and `kind`, `dim`) say which group
+    // of the grid and what to do; the emitted program calls
+    // runtime/driver/StepComm.h. all_to_all and send/recv come with the
+    // expert-parallel and pipeline passes that emit them.
+    {"all_reduce", 1, 1},
+    {"all_gather", 1, 1},
+    {"reduce_scatter", 1, 1},
+    {"local_shard", 1, 1},
 };
 
 ArrayRef<KernelInfo> kernelCatalog() { return kCatalog; }

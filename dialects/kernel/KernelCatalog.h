@@ -20,6 +20,9 @@ struct KernelInfo {
   /// Number of ins; kVariadic means one or more.
   int numIns;
   int numOuts;
+  /// Trailing ins a launch may leave out (cross_entropy's global token
+  /// count, given only in data-parallel steps).
+  int optionalIns = 0;
 };
 
 constexpr int kVariadic = -1;

@@ -49,11 +49,17 @@ LogicalResult LaunchOp::verify() {
   if (!info)
     return emitOpError() << "names no kernel of the catalog: '" << getKernel() << "'";
   int64_t numIns = getIns().size(), numOuts = getOuts().size();
-  if (info->numIns == kVariadic ? numIns < 1 : numIns != info->numIns)
-    return emitOpError() << "kernel '" << getKernel() << "' expects "
-                         << (info->numIns == kVariadic ? std::string("one or more")
-                                                       : std::to_string(info->numIns))
+  bool insOk = info->numIns == kVariadic
+                   ? numIns >= 1
+                   : numIns >= info->numIns && numIns <= info->numIns + info->optionalIns;
+  if (!insOk) {
+    std::string expected = info->numIns == kVariadic ? std::string("one or more")
+                                                     : std::to_string(info->numIns);
+    if (info->optionalIns > 0)
+      expected += " to " + std::to_string(info->numIns + info->optionalIns);
+    return emitOpError() << "kernel '" << getKernel() << "' expects " << expected
                          << " ins, got " << numIns;
+  }
   if (numOuts != info->numOuts)
     return emitOpError() << "kernel '" << getKernel() << "' expects " << info->numOuts
                          << " outs, got " << numOuts;

@@ -29,6 +29,8 @@ const FlagInfo kFlags[] = {
     {"--seed", "N", Kind::Seed, "random seed"},
     {"--save-grads", "FILE", Kind::Path,
      "write the first step's gradients to FILE (f32 safetensors, Hugging Face names)"},
+    {"--collective-timeout", "S", Kind::Count,
+     "multi-rank runs: end the job when a collective waits longer than S seconds"},
     {"--help", "", Kind::Switch, "print this help and exit"},
 };
 
@@ -159,6 +161,8 @@ bool parseInto(const std::vector<std::string> &args, TrainOptions &options, std:
       options.checkpointEvery = number;
     else if (name == "--threads")
       options.threads = number;
+    else if (name == "--collective-timeout")
+      options.collectiveTimeoutSec = number;
     else
       options.seed = number;
   }
@@ -236,10 +240,14 @@ std::string helpText(const std::string &program, const SpecDefaults &defaults) {
       text += " (default: all hardware threads)";
     else if (name == "--checkpoint-every")
       text += " (default: only at the end)";
+    else if (name == "--collective-timeout")
+      text += " (default: 300)";
     text += "\n";
   }
   text += "\nSIGTERM or Ctrl-C finishes the running step, checkpoints it (with --checkpoint-dir)\n"
           "and exits; --resume continues from there bit-exactly.\n"
+          "A program built for dp > 1 ranks runs under mpirun (mpirun -np <dp> PROGRAM ...):\n"
+          "each rank trains its rows of the global batch, rank 0 prints and logs.\n"
           "exit codes: 0 done, 1 error (one 'error:' line), 2 bad flags, 143 / 130 stopped by\n"
           "SIGTERM / SIGINT.\n";
   return text;

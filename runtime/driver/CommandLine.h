@@ -49,6 +49,8 @@ struct TrainOptions {
   uint64_t seed = 0;           ///< --seed; default from the spec.
   std::string saveGradsPath;   ///< --save-grads; empty: none. The first step's
                                ///< gradients, f32 safetensors under HF names.
+  uint64_t collectiveTimeoutSec = 300; ///< --collective-timeout: how long a
+                               ///< collective may wait for its peers.
   bool help = false;           ///< --help or -h was given; print helpText().
 };
 

@@ -25,6 +25,10 @@ std::string formatMetricsLine(const StepMetrics &m) {
   line += ",\"grad_norm\":" + formatJsonNumber(m.gradNorm);
   line += ",\"tokens_per_s\":" + formatJsonNumber(m.tokensPerSec);
   line += ",\"elapsed_s\":" + formatJsonNumber(m.elapsedSec);
+  if (m.multiRank) {
+    line += ",\"comm_s\":" + formatJsonNumber(m.commSec);
+    line += ",\"comm_bytes\":" + std::to_string(m.commBytes);
+  }
   line += "}";
   return line;
 }

@@ -40,6 +40,12 @@ struct StepMetrics {
   double gradNorm = 0;
   double tokensPerSec = 0;
   double elapsedSec = 0;
+  /// Multi-rank steps only: rank 0's seconds inside collectives (waiting for
+  /// peers included) and the bytes it passed to them (comm/Communicator.h's
+  /// CommStats::inputBytes).
+  bool multiRank = false;
+  double commSec = 0;
+  uint64_t commBytes = 0;
 };
 
 /// `value` as a JSON number in its shortest round-tripping form, or "null"
@@ -47,7 +53,8 @@ struct StepMetrics {
 std::string formatJsonNumber(double value);
 
 /// One jsonl record for `m` (no trailing newline). Keys, in order: step,
-/// loss, main_loss, lr, grad_norm, tokens_per_s, elapsed_s.
+/// loss, main_loss, lr, grad_norm, tokens_per_s, elapsed_s, and for
+/// multi-rank steps comm_s, comm_bytes.
 std::string formatMetricsLine(const StepMetrics &m);
 
 /// An open jsonl metrics file. Move-only; closes on destruction.

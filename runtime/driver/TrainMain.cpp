@@ -14,6 +14,7 @@
 #include "runtime/data/TokenLoader.h"
 #include "runtime/driver/CommandLine.h"
 #include "runtime/driver/Metrics.h"
+#include "runtime/driver/Ranks.h"
 #include "runtime/driver/Timer.h"
 #include "runtime/init/HfNames.h"
 #include "runtime/init/SeededRng.h"
@@ -208,8 +209,8 @@ struct TrainState {
 /// reference evaluator does (dialects/kiln/reference/Parameters.cpp,
 /// initParameter): per HF tensor, SeededRng(seed, name).normal() * std
 /// rounded to f32, in row-major order.
-bool initState(const std::vector<ParamLayout> &layouts, uint64_t seed, TrainState &state,
-               std::string &error) {
+bool initState(const std::vector<ParamLayout> &layouts, uint64_t seed, int momentShards,
+               TrainState &state, std::string &error) {
   for (size_t i = 0; i < layouts.size(); ++i) {
     const ParamLayout &l = layouts[i];
     AlignedArray<float> values;
@@ -232,7 +233,8 @@ bool initState(const std::vector<ParamLayout> &layouts, uint64_t seed, TrainStat
       continue;
     state.trainable.push_back(i);
     AlignedArray<float> m, v;
-    if (!m.allocate(l.numElements) || !v.allocate(l.numElements)) {
+    const uint64_t momentElements = shardElements(l.numElements, momentShards);
+    if (!m.allocate(momentElements) || !v.allocate(momentElements)) {
       error = "out of memory for the AdamW state of '" + std::string(l.desc->name) + "'";
       return false;
     }
@@ -342,13 +344,48 @@ bool saveCheckpoint(const std::string &dir, const ModelDesc &model,
   return checkpoint::save(dir, ckpt, error);
 }
 
+/// A checkpoint of every rank's state, written by rank 0. With ZeRO-1 the
+/// ranks first gather each moment's shards (a collective: every rank calls
+/// this at the same step), so the checkpoint holds whole tensors and any
+/// layout can resume it.
+bool saveCheckpointOfRanks(Ranks &ranks, const std::string &dir, const ModelDesc &model,
+                           const std::vector<ParamLayout> &layouts, TrainState &state,
+                           uint64_t step, uint64_t seed, uint64_t dataPosition,
+                           std::string &error) {
+  if (!model.shardedState)
+    return !ranks.lead() ||
+           saveCheckpoint(dir, model, layouts, state, step, seed, dataPosition, error);
+  std::vector<AlignedArray<float>> wholeM(state.trainable.size()), wholeV(state.trainable.size());
+  for (size_t k = 0; k < state.trainable.size(); ++k) {
+    const uint64_t n = layouts[state.trainable[k]].numElements;
+    if (!wholeM[k].allocate(n) || !wholeV[k].allocate(n)) {
+      error = "out of memory gathering the AdamW state for a checkpoint";
+      return false;
+    }
+    if (!gatherShards(*ranks.world, state.expAvg[k].data(), n, wholeM[k].data(), error) ||
+        !gatherShards(*ranks.world, state.expAvgSq[k].data(), n, wholeV[k].data(), error))
+      return false;
+  }
+  if (!ranks.lead())
+    return true;
+  std::swap(state.expAvg, wholeM);
+  std::swap(state.expAvgSq, wholeV);
+  bool saved = saveCheckpoint(dir, model, layouts, state, step, seed, dataPosition, error);
+  std::swap(state.expAvg, wholeM);
+  std::swap(state.expAvgSq, wholeV);
+  return saved;
+}
+
 //===----------------------------------------------------------------------===//
 // Data
 //===----------------------------------------------------------------------===//
 
+/// The loader of global batches: `ranks` x model.batch rows per step, of which
+/// each rank trains its own (rank r: rows [r * batch, (r + 1) * batch)).
 std::optional<data::TokenLoader> openData(const TrainOptions &options, const ModelDesc &model,
-                                          uint64_t seed, std::string &error) {
-  const uint64_t rows = uint64_t(model.batch), seqLen = uint64_t(model.seqLen);
+                                          uint64_t seed, int ranks, std::string &error) {
+  const uint64_t rows = uint64_t(model.batch) * uint64_t(ranks),
+                 seqLen = uint64_t(model.seqLen);
   const uint64_t vocab = uint64_t(model.vocabSize);
   if (!options.dataPath.empty()) {
     if (model.sft) {
@@ -493,6 +530,24 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
   if (!describeParams(model, layouts, error))
     return fail(error);
 
+  // Ranks: this process alone, or the mpirun job a multi-rank build needs.
+  Ranks ranks;
+  if (!setupRanks(model, &argc, &argv, program, double(options.collectiveTimeoutSec), ranks,
+                  error))
+    return fail(error);
+  // From here on a failure on one rank ends the whole job, so that no rank
+  // waits for it in a collective.
+  auto failJob = [&](const std::string &message) {
+    int code = fail(ranks.size > 1 ? "rank " + std::to_string(ranks.rank) + ": " + message
+                                   : message);
+    if (ranks.size > 1)
+      ranks.world->abortJob(code);
+    return code;
+  };
+  if (ranks.size > 1 && !options.saveGradsPath.empty())
+    return failJob("--save-grads writes one rank's gradients, and this program runs on " +
+                   std::to_string(ranks.size) + "; compile the spec with dp 1 for it");
+
   // 2. Threads.
   setThreads(options.threads);
 
@@ -500,32 +555,46 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
   // directory before anything expensive.
   const std::string &ckptDir = options.checkpointDir;
   if (options.resume && !checkpoint::hasLatest(ckptDir))
-    return fail(ckptDir + "/latest: no checkpoint to resume from; run without --resume to "
+    return failJob(ckptDir + "/latest: no checkpoint to resume from; run without --resume to "
                           "start from step 0");
-  if (!ckptDir.empty() && !prepareCheckpointDir(ckptDir, error))
-    return fail(error);
+  if (!ckptDir.empty() && ranks.lead() && !prepareCheckpointDir(ckptDir, error))
+    return failJob(error);
   if (!options.saveGradsPath.empty() && !checkSaveGradsPath(options.saveGradsPath, error))
-    return fail(error);
+    return failJob(error);
 
   // 4. State: seeded init, or the checkpoint's.
+  const int momentShards = model.shardedState ? ranks.size : 1;
   TrainState state;
-  if (!initState(layouts, options.seed, state, error))
-    return fail(error);
+  if (!initState(layouts, options.seed, momentShards, state, error))
+    return failJob(error);
   uint64_t startStep = 0, seed = options.seed, dataPosition = 0;
   if (options.resume) {
     checkpoint::Checkpoint ckpt;
-    if (!resumeState(ckptDir, model, layouts, state, ckpt, error))
-      return fail(error);
+    // A checkpoint holds whole tensors; a ZeRO-1 rank keeps its shards.
+    TrainState whole;
+    if (model.shardedState && !initState(layouts, options.seed, 1, whole, error))
+      return failJob(error);
+    if (!resumeState(ckptDir, model, layouts, model.shardedState ? whole : state, ckpt, error))
+      return failJob(error);
+    if (model.shardedState) {
+      state.params = std::move(whole.params);
+      for (size_t k = 0; k < state.trainable.size(); ++k) {
+        const uint64_t n = layouts[state.trainable[k]].numElements;
+        takeShard(whole.expAvg[k].data(), n, ranks.rank, ranks.size, state.expAvg[k].data());
+        takeShard(whole.expAvgSq[k].data(), n, ranks.rank, ranks.size, state.expAvgSq[k].data());
+      }
+    }
     startStep = ckpt.step;
     dataPosition = ckpt.dataPosition;
     // The seed chose the synthetic corpus; the resumed run must read the
     // same one to continue bit-exactly.
-    if (ckpt.rngState != options.seed)
+    if (ckpt.rngState != options.seed && ranks.lead())
       std::fprintf(stderr, "note: resuming with the checkpoint's seed %llu, not %llu\n",
                    (unsigned long long)ckpt.rngState, (unsigned long long)options.seed);
     seed = ckpt.rngState;
     if (startStep >= options.steps) {
-      std::fprintf(
+      if (ranks.lead())
+        std::fprintf(
           stderr, "nothing to do: the checkpoint in %s is at step %llu and --steps is %llu\n",
           ckptDir.c_str(), (unsigned long long)startStep, (unsigned long long)options.steps);
       return 0;
@@ -533,16 +602,16 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
   }
 
   // 5. Data.
-  std::optional<data::TokenLoader> loader = openData(options, model, seed, error);
+  std::optional<data::TokenLoader> loader = openData(options, model, seed, ranks.size, error);
   if (!loader)
-    return fail(error);
+    return failJob(error);
   loader->seek(dataPosition);
 
   std::optional<MetricsLog> log;
-  if (!options.logPath.empty()) {
+  if (!options.logPath.empty() && ranks.lead()) {
     log = MetricsLog::open(options.logPath, /*append=*/options.resume, error);
     if (!log)
-      return fail(error);
+      return failJob(error);
   }
 
   // What is about to run, in one line, so a log says what produced it.
@@ -555,30 +624,37 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
   if (loader->format() != data::TokenFileFormat::InMemory)
     dataName += std::string(" (") + data::tokenFileFormatName(loader->format()) + ")";
   const int threads = omp_get_max_threads();
-  std::fprintf(stderr,
-               "%s: %s parameters in %llu tensors, batch %lld x %lld tokens, arena %.1f MB, "
-               "%d thread%s; data: %s; %s step %llu\n",
-               model.specName, formatRate(double(numParams)).c_str(),
-               (unsigned long long)hfTensors, (long long)model.batch, (long long)model.seqLen,
-               double(model.arenaBytes) / 1e6, threads, threads == 1 ? "" : "s",
-               dataName.c_str(), options.resume ? "resuming after" : "starting at",
-               (unsigned long long)startStep);
+  const std::string layout =
+      ranks.size > 1 ? ", dp " + std::to_string(ranks.size) + " ranks" +
+                           (model.shardedState ? " (ZeRO-1)" : "") + " x"
+                     : "";
+  if (ranks.lead())
+    std::fprintf(stderr,
+                 "%s: %s parameters in %llu tensors, batch%s %lld x %lld tokens, arena %.1f MB, "
+                 "%d thread%s; data: %s; %s step %llu\n",
+                 model.specName, formatRate(double(numParams)).c_str(),
+                 (unsigned long long)hfTensors, layout.c_str(), (long long)model.batch,
+                 (long long)model.seqLen, double(model.arenaBytes) / 1e6, threads,
+                 threads == 1 ? "" : "s", dataName.c_str(),
+                 options.resume ? "resuming after" : "starting at", (unsigned long long)startStep);
 
   // 6. Step buffers.
   const uint64_t B = uint64_t(model.batch), T = uint64_t(model.seqLen);
-  const uint64_t tokensPerStep = B * T;
+  // Throughput is the whole job's: every rank trains B rows.
+  const uint64_t tokensPerStep = B * T * uint64_t(ranks.size);
+  const uint64_t rankTokens = B * T, firstRow = B * uint64_t(ranks.rank);
   std::vector<int64_t> batch(loader->batchTokens());
   std::vector<uint8_t> batchMask(loader->batchTokens());
   AlignedArray<int32_t> tokens, targets;
   AlignedArray<float> lossMask;
   AlignedArray<unsigned char> arena;
   std::vector<AlignedArray<float>> loads(size_t(model.numExpertLoads));
-  bool allocated = tokens.allocate(tokensPerStep) && targets.allocate(tokensPerStep) &&
-                   lossMask.allocate(tokensPerStep) && arena.allocate(model.arenaBytes);
+  bool allocated = tokens.allocate(rankTokens) && targets.allocate(rankTokens) &&
+                   lossMask.allocate(rankTokens) && arena.allocate(model.arenaBytes);
   for (AlignedArray<float> &l : loads)
     allocated = allocated && l.allocate(uint64_t(model.numExperts));
   if (!allocated)
-    return fail("out of memory for the step buffers (arena of " + std::to_string(model.arenaBytes) +
+    return failJob("out of memory for the step buffers (arena of " + std::to_string(model.arenaBytes) +
                 " bytes)");
   std::vector<float *> paramPtrs, expAvgPtrs, expAvgSqPtrs, loadPtrs;
   for (auto &p : state.params)
@@ -597,13 +673,13 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
 
   // Live line on a terminal; on a pipe or file, ~20 plain lines per run.
   std::optional<ProgressPrinter> printer;
-  if (::isatty(::fileno(stderr)))
+  if (ranks.lead() && ::isatty(::fileno(stderr)))
     printer.emplace(stderr);
   const uint64_t printEvery = std::max<uint64_t>(1, options.steps / 20);
   auto stop = [&](const std::string &message) {
     if (printer)
       printer->finish();
-    return fail(message);
+    return failJob(message);
   };
 
   // 7. The loop.
@@ -615,10 +691,11 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     timer.lap(); // Starts this step's lap; saving the previous one is not step time.
     if (!loader->next(batch.data(), batchMask.data(), error))
       return stop(error);
-    // Row b holds T + 1 tokens: inputs are [0, T), targets [1, T + 1).
+    // Row b holds T + 1 tokens: inputs are [0, T), targets [1, T + 1). This
+    // rank trains rows [firstRow, firstRow + B) of the global batch.
     for (uint64_t b = 0; b < B; ++b)
       for (uint64_t t = 0; t < T; ++t) {
-        const uint64_t in = b * (T + 1) + t, out = b * T + t;
+        const uint64_t in = (firstRow + b) * (T + 1) + t, out = b * T + t;
         tokens.data()[out] = int32_t(batch[in]);
         targets.data()[out] = int32_t(batch[in + 1]);
         lossMask.data()[out] = model.sft ? float(batchMask[in + 1]) : 1.0f;
@@ -643,6 +720,9 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     buffers.arena = arena.data();
     buffers.gradSink = wantGrads ? captureGrads : nullptr;
     buffers.gradSinkContext = wantGrads ? &capture : nullptr;
+    buffers.comm = ranks.stepComm.get();
+    ranks.world->setStep(stepNumber);
+    ranks.world->resetStats();
     std::string stepError;
     if (!step(buffers, stepError))
       return stop("step " + std::to_string(s) + ": " + stepError);
@@ -669,6 +749,9 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     metrics.gradNorm = gradNorm;
     metrics.tokensPerSec = stepSec > 0 ? double(tokensPerStep) / stepSec : 0;
     metrics.elapsedSec = timer.seconds();
+    metrics.multiRank = ranks.size > 1;
+    metrics.commSec = ranks.world->stats().seconds;
+    metrics.commBytes = ranks.world->stats().inputBytes;
     if (log && !log->write(metrics, error))
       return stop(error);
 
@@ -681,20 +764,30 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
                       estimateEta(s - startStep, options.steps - startStep, metrics.elapsedSec)};
     if (printer)
       printer->update(progress);
-    else if (s % printEvery == 0 || s == options.steps)
+    else if (ranks.lead() && (s % printEvery == 0 || s == options.steps))
       std::fprintf(stderr, "%s\n", formatProgressLine(progress).c_str());
 
     const bool every = options.checkpointEvery && s % options.checkpointEvery == 0;
-    const int signal = stopSignals.pending();
+    int signal = stopSignals.pending();
+    if (ranks.size > 1) {
+      // mpirun forwards a signal to every rank, not always before the same
+      // step: the ranks agree to stop after this one if any of them got it.
+      float anySignal = float(signal);
+      if (!ranks.world->allReduce(&anySignal, 1, comm::DType::F32, comm::ReduceOp::Max))
+        return stop(ranks.world->error());
+      signal = int(anySignal);
+    }
     if (!ckptDir.empty() && (every || s == options.steps || signal)) {
-      if (!saveCheckpoint(ckptDir, model, layouts, state, s, seed, loader->position(), error))
+      if (!saveCheckpointOfRanks(ranks, ckptDir, model, layouts, state, s, seed,
+                                 loader->position(), error))
         return stop(error);
       lastCheckpoint = ckptDir + "/" + checkpointFileName(s);
     }
     if (signal) {
       if (printer)
         printer->finish();
-      std::fprintf(stderr, "stopped by %s after step %llu%s\n",
+      if (ranks.lead())
+        std::fprintf(stderr, "stopped by %s after step %llu%s\n",
                    signal == SIGTERM ? "SIGTERM" : "SIGINT", (unsigned long long)s,
                    lastCheckpoint.empty()
                        ? "; no --checkpoint-dir, so nothing was saved"
@@ -717,7 +810,8 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
   summary += formatRate(seconds > 0 ? double(stepsRun * tokensPerStep) / seconds : 0) + " tok/s";
   if (!lastCheckpoint.empty())
     summary += " | checkpoint " + lastCheckpoint;
-  std::fprintf(stderr, "%s\n", summary.c_str());
+  if (ranks.lead())
+    std::fprintf(stderr, "%s\n", summary.c_str());
   return 0;
 }
 

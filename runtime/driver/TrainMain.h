@@ -37,6 +37,7 @@
 #ifndef KILN_RUNTIME_DRIVER_TRAINMAIN_H
 #define KILN_RUNTIME_DRIVER_TRAINMAIN_H
 
+#include "runtime/driver/StepComm.h"
 #include "runtime/driver/TrainStep.h"
 
 #include <cstdint>

@@ -21,6 +21,8 @@
 
 namespace kiln::driver {
 
+class StepComm;
+
 enum class InitKind { Normal, Ones, Zeros };
 
 /// One parameter tensor of the step, in the step's argument order.
@@ -44,7 +46,7 @@ struct ModelDesc {
   const char *specFingerprint; ///< hex hash of the spec's model section
   const ParamDesc *params;
   int64_t numParams;
-  int64_t batch;               ///< micro_batch rows per step
+  int64_t batch;               ///< rows per step on this rank (microbatches x micro_batch)
   int64_t seqLen;
   int64_t vocabSize;
   bool sft;                    ///< train.stage == "sft": loss only on answers
@@ -53,6 +55,12 @@ struct ModelDesc {
   uint64_t arenaBytes;         ///< the planned arena (64-byte aligned offsets)
   uint64_t defaultSteps;       ///< train.steps
   uint64_t defaultSeed;        ///< train.seed
+  /// Data-parallel ranks the step was built for (kiln-data-parallel): each
+  /// trains `batch` rows of a global batch of dp x batch rows. 1: one rank.
+  int64_t dp = 1;
+  /// ZeRO-1: each rank's expAvg/expAvgSq hold its shard of every moment,
+  /// ceil(numel / dp) elements (Ranks.h), not the whole tensor.
+  bool shardedState = false;
 };
 
 /// Called inside the step with every trainable parameter's gradient (in
@@ -79,6 +87,9 @@ struct StepBuffers {
   unsigned char *arena;        ///< arenaBytes, 64-byte aligned
   GradSink gradSink;           ///< may be null
   void *gradSinkContext;
+  /// The groups a multi-rank step's collectives run on (StepComm.h); null
+  /// for a single-rank step, which has no collectives.
+  StepComm *comm = nullptr;
 };
 
 using TrainStepFn = bool (*)(const StepBuffers &buffers, std::string &error);

@@ -33,7 +33,8 @@ static void checkTargets(const int32_t *targets, const float *mask, int64_t posi
 //===----------------------------------------------------------------------===//
 
 float crossEntropyForward(const float *logits, const int32_t *targets, const float *mask,
-                          int64_t positions, int64_t vocab, float labelSmoothing) {
+                          int64_t positions, int64_t vocab, float labelSmoothing,
+                          const float *count) {
   checkTargets(targets, mask, positions, vocab, labelSmoothing);
   std::vector<float> ce(positions, 0.0f);
 #pragma omp parallel for schedule(static)
@@ -46,16 +47,20 @@ float crossEntropyForward(const float *logits, const int32_t *targets, const flo
       total += double(mask[i]) * ce[i];
       weight += mask[i];
     }
+  if (count)
+    weight = *count;
   return weight == 0 ? 0.0f : float(total / weight);
 }
 
 void crossEntropyBackward(float *dlogits, const float *logits, const int32_t *targets,
                           const float *mask, int64_t positions, int64_t vocab,
-                          float labelSmoothing, float dloss) {
+                          float labelSmoothing, float dloss, const float *count) {
   checkTargets(targets, mask, positions, vocab, labelSmoothing);
   double weight = 0;
   for (int64_t i = 0; i < positions; ++i)
     weight += mask[i];
+  if (count)
+    weight = *count;
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < positions; ++i) {
     float *d = dlogits + i * vocab;

@@ -346,7 +346,7 @@ static bool selectionFractions(const int32_t *indices, int64_t tokens, int64_t e
 
 bool balanceLoss(const float *logits, const int32_t *indices, int64_t tokens,
                  int64_t experts, int64_t topK, int64_t numSequences, bool softmax,
-                 float *loss, std::string *error) {
+                 float *loss, std::string *error, int64_t totalSequences) {
   std::vector<float> f;
   if (!selectionFractions(indices, tokens, experts, topK, numSequences, "balance_loss", f,
                           error))
@@ -368,19 +368,21 @@ bool balanceLoss(const float *logits, const int32_t *indices, int64_t tokens,
   float sum = 0.0f;
   for (float v : perSequence)
     sum += v;
-  *loss = sum / float(numSequences);
+  *loss = sum / float(totalSequences > 0 ? totalSequences : numSequences);
   return true;
 }
 
 bool balanceLossGrad(const float *logits, const int32_t *indices, float dloss,
                      int64_t tokens, int64_t experts, int64_t topK, int64_t numSequences,
-                     bool softmax, float *dlogits, std::string *error) {
+                     bool softmax, float *dlogits, std::string *error,
+                     int64_t totalSequences) {
   std::vector<float> f;
   if (!selectionFractions(indices, tokens, experts, topK, numSequences,
                           "balance_loss_grad", f, error))
     return false;
   int64_t seqLen = tokens / numSequences;
-  float q = float(double(dloss) / double(tokens));
+  int64_t sequences = totalSequences > 0 ? totalSequences : numSequences;
+  float q = float(double(dloss) / double(sequences * seqLen));
 #pragma omp parallel
   {
     std::vector<float> s(experts), ds(experts);

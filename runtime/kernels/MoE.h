@@ -81,14 +81,17 @@ bool groupedMatmulWgrad(const float *dy, const float *x, const int32_t *offsets,
                         float *dweight, std::string *error = nullptr);
 
 /// Sequence-wise balance loss (without alpha) -> *loss.
+/// With totalSequences > 0 (data parallelism: the global batch's sequences)
+/// the sum over sequences is divided by it instead of numSequences.
 bool balanceLoss(const float *logits, const int32_t *indices, int64_t tokens,
                  int64_t experts, int64_t topK, int64_t numSequences, bool softmax,
-                 float *loss, std::string *error = nullptr);
+                 float *loss, std::string *error = nullptr, int64_t totalSequences = 0);
 
 /// Its gradient with respect to the logits, for the scalar loss gradient dloss.
 bool balanceLossGrad(const float *logits, const int32_t *indices, float dloss,
                      int64_t tokens, int64_t experts, int64_t topK, int64_t numSequences,
-                     bool softmax, float *dlogits, std::string *error = nullptr);
+                     bool softmax, float *dlogits, std::string *error = nullptr,
+                     int64_t totalSequences = 0);
 
 } // namespace kiln::kernels
 

@@ -78,3 +78,31 @@ func.func @train_step(%step: tensor<i64> {kiln.input = "step"})
 // CHECK-SAME: %[[STEP:arg0]]: memref<i64> {kiln.input = "step"}, %[[LOSS:arg1]]: memref<f32> {kiln.output = "loss"}, %[[MAIN:arg2]]: memref<f32> {kiln.output = "main_loss"})
 // CHECK: kiln_kernel.launch "lr_schedule"(%[[STEP]] : memref<i64>) -> (%[[LOSS]] : memref<f32>)
 // CHECK: kiln_kernel.elementwise(%[[LOSS]] : memref<f32>) -> (%[[MAIN]] : memref<f32>) origin ["copy"]
+
+// -----
+
+// A parameter rebuilt from shards (ZeRO-1): the shard is a temporary the
+// update may overwrite; collectives are launches; the gathered parameter is
+// copied into its argument as soon as it is complete, since every read of
+// the old value came before.
+module attributes {kiln.grid = #kiln.grid<axes = ["dp"], shape = [2]>} {
+func.func @train_step(%w: tensor<8xf32> {kiln.param = "w"}, %m: tensor<4xf32> {kiln.param = "w", kiln.state = "exp_avg"},
+                      %v: tensor<4xf32> {kiln.param = "w", kiln.state = "exp_avg_sq"}, %step: tensor<i64> {kiln.input = "step"},
+                      %g: tensor<8xf32> {kiln.input = "tokens"})
+    -> (tensor<8xf32> {kiln.param = "w", kiln.result = "param"}, tensor<4xf32> {kiln.param = "w", kiln.result = "exp_avg"},
+        tensor<4xf32> {kiln.param = "w", kiln.result = "exp_avg_sq"}) {
+  %one = arith.constant dense<1.0> : tensor<f32>
+  %gs = kiln.reduce_scatter %g {kind = "sum", axes = ["dp"], dim = 0 : i64} : (tensor<8xf32>) -> tensor<4xf32>
+  %ws = kiln.local_shard %w {axes = ["dp"], dim = 0 : i64} : (tensor<8xf32>) -> tensor<4xf32>
+  %p, %m2, %v2 = kiln.adamw %ws, %gs, %m, %v, %one, %step, %one {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-8 : f64, weight_decay = 0.0 : f64} : (tensor<4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<f32>, tensor<i64>, tensor<f32>) -> (tensor<4xf32>, tensor<4xf32>, tensor<4xf32>)
+  %full = kiln.all_gather %p {axes = ["dp"], dim = 0 : i64} : (tensor<4xf32>) -> tensor<8xf32>
+  return %full, %m2, %v2 : tensor<8xf32>, tensor<4xf32>, tensor<4xf32>
+}
+}
+// CHECK-LABEL: func.func @train_step(
+// CHECK-SAME: %[[W:arg0]]: memref<8xf32>
+// CHECK: kiln_kernel.launch "reduce_scatter"(%{{.*}} : memref<8xf32>) -> (%[[GS:.*]] : memref<4xf32>) {axes = ["dp"], dim = 0 : i64, kind = "sum"}
+// CHECK: kiln_kernel.launch "local_shard"(%[[W]] : memref<8xf32>) -> (%[[WS:.*]] : memref<4xf32>)
+// CHECK: kiln_kernel.launch "adamw"(%[[WS]], %[[GS]], %arg1, %arg2, {{.*}}) -> (%[[WS]], %arg1, %arg2 :
+// CHECK: kiln_kernel.launch "all_gather"(%[[WS]] : memref<4xf32>) -> (%[[FULL:.*]] : memref<8xf32>)
+// CHECK-NEXT: kiln_kernel.elementwise(%[[FULL]] : memref<8xf32>) -> (%[[W]] : memref<8xf32>) origin ["copy"]

@@ -323,6 +323,61 @@ std::vector<Case> cases() {
        "{dim = 1 : i64}",
        {"const int32_t *parts[] = {b0, b1};",
         "kiln::kernels::concat(b2, parts, partDims, 2, 4, 1);"}},
+      // Data parallelism: the global token count and sequence count.
+      {"cross_entropy",
+       {"memref<4x32x256xf32>", "memref<4x32xi32>", "memref<4x32xf32>", "memref<f32>",
+        "memref<f32>"},
+       {0, 1, 2, 3},
+       {4},
+       "{label_smoothing = 0.0 : f64}",
+       {"*b4 = kiln::kernels::crossEntropyForward(b0, b1, b2, 128, 256, 0.0f, b3);"}},
+      {"cross_entropy_grad",
+       {"memref<4x32x256xf32>", "memref<4x32xi32>", "memref<4x32xf32>", "memref<f32>",
+        "memref<f32>", "memref<4x32x256xf32>"},
+       {0, 1, 2, 3, 4},
+       {5},
+       "{label_smoothing = 0.0 : f64}",
+       {"kiln::kernels::crossEntropyBackward(b5, b0, b1, b2, 128, 256, 0.0f, *b3, b4);"}},
+      {"balance_loss",
+       {"memref<128x8xf32>", "memref<128x2xi32>", "memref<f32>"},
+       {0, 1},
+       {2},
+       "{scoring = \"sigmoid\", num_sequences = 4 : i64, total_sequences = 16 : i64}",
+       {"if (!kiln::kernels::balanceLoss(b0, b1, 128, 8, 2, 4, false, b2, &error, 16)) "
+        "return false;"}},
+      // Collectives: calls into runtime/driver/StepComm.h on the group of
+      // their axes, `dim` as [outer][inner].
+      {"all_reduce",
+       {"memref<64x64xf32>", "memref<64x64xf32>"},
+       {0},
+       {1},
+       "{kind = \"sum\", axes = [\"dp\"]}",
+       {"if (!kiln::driver::allReduce(io.comm, \"dp\", b0, b1, 4096, false, &error)) return "
+        "false;"}},
+      {"all_reduce",
+       {"memref<f32>", "memref<f32>"},
+       {0},
+       {1},
+       "{kind = \"max\", axes = [\"pp\", \"dp\"]}",
+       {"kiln::driver::allReduce(io.comm, \"pp+dp\", b0, b1, 1, true, &error)"}},
+      {"all_gather",
+       {"memref<4x2x3xf32>", "memref<4x8x3xf32>"},
+       {0},
+       {1},
+       "{axes = [\"dp\"], dim = 1 : i64}",
+       {"kiln::driver::allGather(io.comm, \"dp\", b0, b1, 4, 6, &error)"}},
+      {"reduce_scatter",
+       {"memref<16384xf32>", "memref<8192xf32>"},
+       {0},
+       {1},
+       "{kind = \"sum\", axes = [\"dp\"], dim = 0 : i64}",
+       {"kiln::driver::reduceScatter(io.comm, \"dp\", b0, b1, 1, 8192, &error)"}},
+      {"local_shard",
+       {"memref<8x6xf32>", "memref<8x3xf32>"},
+       {0},
+       {1},
+       "{axes = [\"dp\"], dim = 1 : i64}",
+       {"kiln::driver::localShard(io.comm, \"dp\", b0, b1, 8, 3, &error)"}},
   };
 }
 
@@ -424,12 +479,15 @@ TEST_F(HostLaunchesTest, EmittedCodeCompiles) {
          "#include \"runtime/kernels/Loss.h\"\n"
          "#include \"runtime/kernels/MoE.h\"\n"
          "#include \"runtime/kernels/Optimizer.h\"\n"
+         "#include \"runtime/driver/StepComm.h\"\n"
+         "#include \"runtime/driver/TrainStep.h\"\n"
          "#include <cstdint>\n#include <string>\n\n";
   int n = 0;
   for (const Case &c : cases()) {
     std::string text, diagnostics;
     ASSERT_TRUE(succeeded(emit(c, text, diagnostics))) << c.kernel << ": " << diagnostics;
-    out << "// " << c.kernel << "\nbool case" << n++ << "(std::string &error) {\n";
+    out << "// " << c.kernel << "\nbool case" << n++
+        << "(const kiln::driver::StepBuffers &io, std::string &error) {\n";
     // Buffers that are only read are const: the code must not write them.
     for (size_t i = 0; i < c.types.size(); ++i) {
       bool written = std::find(c.outs.begin(), c.outs.end(), int(i)) != c.outs.end();
@@ -437,7 +495,7 @@ TEST_F(HostLaunchesTest, EmittedCodeCompiles) {
           << " = nullptr;\n";
     }
     // Twice: two launches of one kernel in one function must not clash.
-    out << text << text << "  (void)error;\n  return true;\n}\n\n";
+    out << text << text << "  (void)io;\n  (void)error;\n  return true;\n}\n\n";
   }
   out.close();
   std::string log = file + ".log";

@@ -1,6 +1,7 @@
 //===- Pipeline.cpp - the pass pipelines kilnc runs for a spec ------------===//
 
 #include "tools/kilnc/Pipeline.h"
+#include "frontend/MLIRGen.h"
 #include "runtime/init/SeededRng.h"
 
 #include "mlir/Pass/PassManager.h"
@@ -59,10 +60,15 @@ LogicalResult lowerToPartitionedStep(ModuleOp module, const frontend::Spec &spec
 
 LogicalResult lowerToKernels(ModuleOp module, const frontend::Spec &spec,
                              const KernelLoweringOptions &options) {
+  std::string error;
+  if (failed(lowerToPartitionedStep(module, spec, options.report, error))) {
+    if (!error.empty())
+      module.emitError() << error;
+    return failure();
+  }
   PassManager pm(module.getContext());
   if (failed(applyPassManagerCLOptions(pm)))
     return failure();
-  pm.addPass(createKilnAutodiff(autodiffOptionsFor(spec)));
   // Block functions are inlined into the step: the kernel level is one
   // straight-line function, which is what liveness planning wants. No
   // cleanup pipeline: canonicalization could refold arithmetic.
@@ -108,23 +114,24 @@ bool checkHostTarget(const frontend::Spec &spec, std::string &error) {
   if (p.pp != 1)
     return fail("parallel.pp", std::to_string(p.pp) +
                                    ": pipeline parallelism is not built yet; use pp 1");
-  if (p.dp != 1)
-    return fail("parallel.dp", std::to_string(p.dp) +
-                                   ": the multi-rank host executable is not built yet; use dp 1 "
-                                   "(kilnc --emit=partitioned shows the per-rank program)");
-  if (p.microbatches != 1)
-    return fail("parallel.microbatches",
-                std::to_string(p.microbatches) +
-                    ": gradient accumulation is not built into the host executable yet; use "
-                    "microbatches 1 (or a micro_batch of " +
-                    std::to_string(p.microbatches * t.microBatch) + " for the same global batch)");
   return true;
 }
 
-std::string specFingerprint(ModuleOp forward) {
+std::string specFingerprint(MLIRContext &context, const frontend::Spec &spec) {
+  // Built for one row: the layout (dp, micro-batches, micro_batch) changes
+  // the batch dimension of every activation but not what is trained.
+  frontend::Spec oneRow = spec;
+  oneRow.train.microBatch = 1;
+  OwningOpRef<ModuleOp> forward = frontend::buildForwardModule(context, oneRow);
+  if (!forward)
+    return "";
+  PassManager pm(&context);
+  pm.addNestedPass<func::FuncOp>(createCSEPass()); // as kilnc's forward module
+  if (failed(pm.run(*forward)))
+    return "";
   std::string text;
   llvm::raw_string_ostream os(text);
-  forward.print(os, OpPrintingFlags().elideLargeElementsAttrs(0));
+  forward->print(os, OpPrintingFlags().elideLargeElementsAttrs(0));
   std::string hex;
   llvm::raw_string_ostream hexOs(hex);
   hexOs << llvm::format_hex_no_prefix(init::fnv1a64(text), 16);

@@ -37,13 +37,16 @@ mlir::LogicalResult lowerToKernels(mlir::ModuleOp module, const frontend::Spec &
 
 /// Whether the host C++ target can build `spec` as written. Recipe features
 /// the host program does not implement yet (another target, a precision
-/// other than fp32, activation checkpointing, 2:4 sparsity, GRPO, more than
-/// one rank) are errors naming the spec field, never silently dropped.
+/// other than fp32, activation checkpointing, 2:4 sparsity, GRPO, expert or
+/// pipeline parallelism) are errors naming the spec field, never silently
+/// dropped. Data parallelism and micro-batches build (mpirun for dp > 1).
 bool checkHostTarget(const frontend::Spec &spec, std::string &error);
 
-/// Hex FNV-1a of the printed forward module: a checkpoint records it and a
-/// resumed run must match it (same architecture, same loss).
-std::string specFingerprint(mlir::ModuleOp forward);
+/// Hex FNV-1a of the printed forward module built for one row: a checkpoint
+/// records it and a resumed run must match it (same architecture, same
+/// loss), whatever the layout (dp, micro-batches, micro_batch) of either run.
+/// Empty if the module cannot be built.
+std::string specFingerprint(mlir::MLIRContext &context, const frontend::Spec &spec);
 
 } // namespace kiln
 

@@ -212,7 +212,7 @@ int main(int argc, char **argv) {
       kiln::codegen::HostProgramInfo info;
       info.specPath = spec->path;
       info.specName = llvm::sys::path::stem(spec->path).str();
-      info.specFingerprint = kiln::specFingerprint(*module);
+      info.specFingerprint = kiln::specFingerprint(context, *spec);
       info.vocabSize = spec->model.vocabSize;
       info.sft = spec->train.stage == "sft";
       info.defaultSteps = spec->train.steps;

@@ -1,0 +1,65 @@
+//===- HostLaunchesCollectives.cpp - host spellings of the collectives ----===//
+//
+// A collective becomes a call into runtime/driver/StepComm.h on the group
+// the step's driver set up for its axes ("dp"); a tensor's `dim` is passed
+// as the [outer][inner] split StepComm.h describes.
+//
+//===----------------------------------------------------------------------===//
+
+#include "codegen/HostLaunchEmitter.h"
+
+namespace kiln::codegen::detail {
+
+/// The group name of a launch's `axes` ("dp", "pp+dp"), quoted for C++.
+static std::string groupLiteral(ArrayAttr axes) {
+  std::string name;
+  for (Attribute axis : axes)
+    name += (name.empty() ? "" : "+") + cast<StringAttr>(axis).getValue().str();
+  return "\"" + name + "\"";
+}
+
+/// Elements before `dim` of `shape` (outer) and from it on (inner).
+static std::pair<int64_t, int64_t> splitAt(ArrayRef<int64_t> shape, int64_t dim) {
+  return {product(shape.take_front(dim)), product(shape.drop_front(dim))};
+}
+
+// all_reduce(x) -> result, sum or max over the group
+void LaunchEmitter::allReduce() {
+  elements("f", "f");
+  StringRef kind = str("kind");
+  auto axes = dyn_cast_or_null<ArrayAttr>(param("axes", "array", false));
+  if (failed)
+    return;
+  sameCount(inCount(0), outCount(0), "the sizes of x and the result");
+  if (kind != "sum" && kind != "max")
+    fail("kind '", kind, "' is not sum or max");
+  if (failed)
+    return;
+  line("if (!kiln::driver::allReduce(io.comm, " + groupLiteral(axes) + ", " + in(0) + ", " +
+       out(0) + ", " + intLiteral(inCount(0)) + ", " + boolLiteral(kind == "max") +
+       ", &error)) return false;");
+}
+
+/// all_gather, reduce_scatter and local_shard: `fn(io.comm, group, in, out,
+/// outer, inner)` with the split taken at `dim` of the smaller side.
+void LaunchEmitter::resizingCollective(StringRef fn, bool gather) {
+  elements("f", "f");
+  auto axes = dyn_cast_or_null<ArrayAttr>(param("axes", "array", false));
+  int64_t dim = i64("dim");
+  if (failed)
+    return;
+  ArrayRef<int64_t> piece = gather ? inShape(0) : outShape(0);
+  if (dim < 0 || dim >= int64_t(piece.size())) {
+    fail("dim ", dim, " is outside the operand's rank ", piece.size());
+    return;
+  }
+  auto [outer, inner] = splitAt(piece, dim);
+  line("if (!kiln::driver::" + fn + "(io.comm, " + groupLiteral(axes) + ", " + in(0) + ", " +
+       out(0) + ", " + intLiteral(outer) + ", " + intLiteral(inner) + ", &error)) return false;");
+}
+
+void LaunchEmitter::allGather() { resizingCollective("allGather", /*gather=*/true); }
+void LaunchEmitter::reduceScatter() { resizingCollective("reduceScatter", /*gather=*/false); }
+void LaunchEmitter::localShard() { resizingCollective("localShard", /*gather=*/false); }
+
+} // namespace kiln::codegen::detail

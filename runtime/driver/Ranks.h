@@ -1,0 +1,54 @@
+//===- Ranks.h - The ranks a training executable runs on -------*- C++ -*-===//
+//
+// A program built for one rank runs alone (no MPI is touched). A program
+// built for dp > 1 ranks (kiln-data-parallel) runs under mpirun: every rank
+// holds the whole model, trains its rows of each global batch, and meets the
+// others in the step's collectives (StepComm.h). Rank 0 prints, logs and
+// writes checkpoints; with ZeRO-1 each rank holds 1/dp of the AdamW moments
+// (ModelDesc::shardedState) and they are gathered to rank 0 for a checkpoint,
+// so checkpoints stay whole tensors under HF names: any layout resumes any
+// other's.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_RUNTIME_DRIVER_RANKS_H
+#define KILN_RUNTIME_DRIVER_RANKS_H
+
+#include "runtime/comm/Communicator.h"
+#include "runtime/driver/StepComm.h"
+#include "runtime/driver/TrainStep.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace kiln::driver {
+
+struct Ranks {
+  std::unique_ptr<comm::Communicator> world;
+  /// The groups the step's collectives name; null for one rank.
+  std::unique_ptr<StepComm> stepComm;
+  int rank = 0, size = 1;
+  bool lead() const { return rank == 0; }
+};
+
+/// Sets up the ranks `model` was built for: itself alone when model.dp is 1;
+/// otherwise the MPI world, which must have exactly model.dp ranks. Run
+/// without mpirun, a dp > 1 program fails with the command that launches it.
+bool setupRanks(const ModelDesc &model, int *argc, char ***argv, const std::string &program,
+                double timeoutSeconds, Ranks &ranks, std::string &error);
+
+/// Elements of one rank's ZeRO-1 shard of an `n`-element tensor over `size`
+/// ranks: ceil(n / size), the last shards zero-padded.
+inline uint64_t shardElements(uint64_t n, int size) { return (n + uint64_t(size) - 1) / uint64_t(size); }
+
+/// Rank `rank`'s shard of `full` (n elements) into `shard`.
+void takeShard(const float *full, uint64_t n, int rank, int size, float *shard);
+
+/// Every rank's shard gathered into `full` (n elements), on every rank.
+bool gatherShards(comm::Communicator &world, const float *shard, uint64_t n, float *full,
+                  std::string &error);
+
+} // namespace kiln::driver
+
+#endif // KILN_RUNTIME_DRIVER_RANKS_H

@@ -1,0 +1,266 @@
+//===- MultiRankExecutableTest.cpp - data-parallel executables under mpirun --===//
+//
+// Real processes: `kilnc -o` builds dense-tiny and r1-tiny for one global
+// batch of 8 rows in four layouts (dp 1 x 8 rows; dp 2 x 4; dp 2 x 4 with
+// ZeRO-1; dp 1 x 2 micro-batches x 4) and the multi-rank ones run under
+// `mpirun --oversubscribe -np 2` on the built-in synthetic corpus:
+//  1. 20 steps give dp 1's losses and gradient norms (<= 1e-5 relative);
+//  2. the step-1 gradients agree (<= 1e-5 relative to each tensor's largest
+//     value), read from a step-1 checkpoint: from zero moments, exp_avg is
+//     (1 - beta1) x the clipped gradient, and checkpoints hold whole tensors
+//     whatever the layout (ZeRO-1 shards are gathered);
+//  3. a ZeRO-1 dp 2 checkpoint at step 10 resumes in the dp 1 build and in
+//     the micro-batch build and continues dp 1's trajectory;
+//  4. a rank killed mid-run ends the job (non-zero, within 60 s), and a dp 2
+//     program run without mpirun says how to launch it.
+// Every mpirun is wrapped in `timeout` so that a hang fails the test.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/safetensors/Safetensors.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <sys/wait.h>
+#include <vector>
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr double kTolerance = 1e-5;
+
+const std::string kMpirun = "timeout 120 mpirun --allow-run-as-root --oversubscribe -np 2 ";
+
+bool haveMpirun() { return std::system("command -v mpirun > /dev/null 2>&1") == 0; }
+
+std::string readFile(const std::string &path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+/// Runs a shell command with its output in `logPath`; returns the exit code.
+int run(const std::string &command, const std::string &logPath) {
+  int status = std::system((command + " > " + logPath + " 2>&1").c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+struct Layout {
+  std::string name;
+  int64_t microBatch;
+  json parallel; // null: none
+  bool multiRank;
+};
+
+const std::vector<Layout> kLayouts = {
+    {"dp1", 8, nullptr, false},
+    {"dp2", 4, json{{"dp", 2}}, true},
+    {"dp2zero1", 4, json{{"dp", 2}, {"zero", 1}}, true},
+    {"mb2", 4, json{{"microbatches", 2}}, false},
+};
+
+class MultiRankExecutable : public ::testing::TestWithParam<std::string> {
+protected:
+  void SetUp() override {
+    if (!haveMpirun())
+      GTEST_SKIP() << "mpirun not found: the multi-rank executables cannot run here";
+    model = GetParam();
+    dir = std::string(KILN_BINARY_DIR) + "/test/multirank/" + model;
+    fs::create_directories(dir);
+    // ctest runs each case in its own process: the builds are shared
+    // between them, and redone when kilnc is newer than a build.
+    const std::string kilnc = std::string(KILN_BINARY_DIR) + "/bin/kilnc";
+    json spec = json::parse(readFile(std::string(KILN_SOURCE_DIR) + "/models/" + model + ".json"));
+    for (const Layout &l : kLayouts) {
+      json s = spec;
+      s["train"]["micro_batch"] = l.microBatch;
+      if (!l.parallel.is_null())
+        s["parallel"] = l.parallel;
+      std::string path = dir + "/" + l.name + ".json", exe = dir + "/" + l.name + "/train";
+      std::string text = s.dump(2);
+      std::error_code ec;
+      if (readFile(path) == text && fs::exists(exe) &&
+          fs::last_write_time(exe, ec) > fs::last_write_time(kilnc, ec))
+        continue;
+      std::ofstream(path) << text;
+      ASSERT_EQ(run(kilnc + " " + path + " -o " + dir + "/" + l.name, dir + "/" + l.name + ".kilnc"),
+                0)
+          << readFile(dir + "/" + l.name + ".kilnc");
+    }
+  }
+
+  /// `train` of a layout with `flags`, under mpirun when it is multi-rank.
+  int train(const Layout &l, const std::string &flags, const std::string &tag) {
+    std::string exe = dir + "/" + l.name + "/train --threads 1 " + flags;
+    std::string log = dir + "/" + l.name + "." + tag + ".out";
+    int code = run((l.multiRank ? kMpirun : std::string("timeout 120 ")) + exe, log);
+    EXPECT_EQ(code, 0) << l.name << " " << flags << ":\n" << readFile(log);
+    return code;
+  }
+
+  std::vector<json> metrics(const std::string &path) {
+    std::vector<json> out;
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line);)
+      out.push_back(json::parse(line));
+    return out;
+  }
+
+  std::string model, dir;
+};
+
+double relative(double got, double want) {
+  return std::fabs(got - want) / std::max(std::fabs(want), 1e-30);
+}
+
+TEST_P(MultiRankExecutable, LayoutsTrainTheSameModel) {
+  for (const Layout &l : kLayouts) {
+    fs::remove(dir + "/" + l.name + ".jsonl");
+    train(l, "--steps 20 --log " + dir + "/" + l.name + ".jsonl", "train");
+  }
+  std::vector<json> want = metrics(dir + "/dp1.jsonl");
+  ASSERT_EQ(want.size(), 20u);
+  for (const Layout &l : kLayouts) {
+    std::vector<json> got = metrics(dir + "/" + l.name + ".jsonl");
+    ASSERT_EQ(got.size(), 20u) << l.name;
+    double worst = 0;
+    for (size_t s = 0; s < 20; ++s)
+      for (const char *key : {"loss", "main_loss", "grad_norm", "lr"})
+        worst = std::max(worst, relative(got[s][key], want[s][key]));
+    std::printf("[%s %s] 20 steps: loss %.7f -> %.7f (dp1 %.7f -> %.7f), max relative "
+                "difference %.3g\n",
+                model.c_str(), l.name.c_str(), got[0]["loss"].get<double>(),
+                got[19]["loss"].get<double>(), want[0]["loss"].get<double>(),
+                want[19]["loss"].get<double>(), worst);
+    EXPECT_LE(worst, kTolerance) << l.name;
+    if (l.multiRank) {
+      EXPECT_TRUE(got[0].contains("comm_s") && got[0].contains("comm_bytes")) << got[0].dump();
+      EXPECT_GT(got[0]["comm_bytes"].get<double>(), 0.0);
+    }
+  }
+}
+
+TEST_P(MultiRankExecutable, StepOneGradientsAgree) {
+  for (const Layout &l : kLayouts) {
+    fs::remove_all(dir + "/ckpt1-" + l.name);
+    train(l, "--steps 1 --checkpoint-dir " + dir + "/ckpt1-" + l.name, "step1");
+  }
+  auto load = [&](const std::string &name) {
+    std::string error;
+    auto reader = kiln::safetensors::Reader::open(
+        dir + "/ckpt1-" + name + "/step-00000001.safetensors", error);
+    EXPECT_TRUE(reader) << error;
+    return reader;
+  };
+  auto want = load("dp1");
+  ASSERT_TRUE(want);
+  int moments = 0;
+  for (const Layout &l : kLayouts) {
+    auto got = load(l.name);
+    ASSERT_TRUE(got);
+    double worst = 0;
+    std::string where;
+    for (const auto &t : want->tensors()) {
+      if (t.name.rfind("optimizer.exp_avg.", 0) != 0)
+        continue;
+      std::vector<double> a, b;
+      std::string error;
+      ASSERT_TRUE(got->readAsDouble(t.name, a, error)) << error;
+      ASSERT_TRUE(want->readAsDouble(t.name, b, error)) << error;
+      double diff = 0, scale = 0;
+      for (size_t i = 0; i < b.size(); ++i) {
+        diff = std::max(diff, std::fabs(a[i] - b[i]));
+        scale = std::max(scale, std::fabs(b[i]));
+      }
+      double e = scale > 0 ? diff / scale : diff;
+      if (e >= worst) {
+        worst = e;
+        where = t.name;
+      }
+      moments += l.name == "dp1";
+    }
+    std::printf("[%s %s] step-1 gradients (exp_avg): max relative difference %.3g (%s)\n",
+                model.c_str(), l.name.c_str(), worst, where.c_str());
+    EXPECT_LE(worst, kTolerance) << l.name << " " << where;
+  }
+  EXPECT_GT(moments, 10);
+}
+
+TEST_P(MultiRankExecutable, ZeroCheckpointResumesOnOtherLayouts) {
+  const Layout &dp1 = kLayouts[0], &zero = kLayouts[2], &mb2 = kLayouts[3];
+  fs::remove(dir + "/ref.jsonl");
+  train(dp1, "--steps 20 --log " + dir + "/ref.jsonl", "ref");
+  fs::remove_all(dir + "/ckpt-zero");
+  train(zero, "--steps 10 --checkpoint-dir " + dir + "/ckpt-zero", "first10");
+  for (const Layout *l : {&dp1, &mb2}) {
+    std::string ckpt = dir + "/ckpt-" + l->name + "-from-zero";
+    fs::remove_all(ckpt);
+    fs::remove(dir + "/resumed-" + l->name + ".jsonl");
+    fs::copy(dir + "/ckpt-zero", ckpt, fs::copy_options::recursive);
+    train(*l, "--steps 20 --resume --checkpoint-dir " + ckpt + " --log " + dir + "/resumed-" +
+                  l->name + ".jsonl",
+          "resume");
+    std::vector<json> want = metrics(dir + "/ref.jsonl"), got =
+        metrics(dir + "/resumed-" + l->name + ".jsonl");
+    ASSERT_EQ(got.size(), 10u) << l->name;
+    double worst = 0;
+    for (size_t s = 0; s < 10; ++s) {
+      EXPECT_EQ(got[s]["step"], want[s + 10]["step"]);
+      worst = std::max(worst, relative(got[s]["loss"], want[s + 10]["loss"]));
+    }
+    std::printf("[%s] dp 2 ZeRO-1 checkpoint at step 10 resumed by %s: steps 11-20 within %.3g "
+                "of dp 1\n",
+                model.c_str(), l->name.c_str(), worst);
+    EXPECT_LE(worst, kTolerance) << l->name;
+  }
+}
+
+TEST_P(MultiRankExecutable, KilledRankEndsTheJob) {
+  // Rank 1 kills itself after a few steps; mpirun must end the job.
+  std::string exe = dir + "/dp2/train --threads 1 --steps 100000";
+  std::string script = dir + "/kill-rank1.sh";
+  std::ofstream(script) << "#!/bin/sh\n"
+                        << "if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then (sleep 2; kill -9 $$) & fi\n"
+                        << "exec " << exe << "\n";
+  fs::permissions(script, fs::perms::owner_all);
+  auto start = std::chrono::steady_clock::now();
+  std::string log = dir + "/killed.out";
+  int code = run("timeout 90 mpirun --allow-run-as-root --oversubscribe -np 2 " + script, log);
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("[%s] rank 1 killed after 2 s: the job ended with %d after %.1f s\n",
+              model.c_str(), code, seconds);
+  EXPECT_NE(code, 0) << readFile(log);
+  EXPECT_NE(code, 124) << "the job hung until timeout killed it:\n" << readFile(log);
+  EXPECT_LT(seconds, 60.0);
+
+  std::string alone = dir + "/alone.out";
+  EXPECT_EQ(run("env -u OMPI_COMM_WORLD_SIZE -u PMIX_RANK " + dir + "/dp2/train --steps 1", alone),
+            1);
+  EXPECT_NE(readFile(alone).find("was built for 2 data-parallel ranks; launch it with mpirun "
+                                 "-np 2"),
+            std::string::npos)
+      << readFile(alone);
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, MultiRankExecutable,
+                         ::testing::Values("dense-tiny", "r1-tiny"),
+                         [](const auto &info) {
+                           std::string n = info.param;
+                           std::replace(n.begin(), n.end(), '-', '_');
+                           return n;
+                         });
+
+} // namespace
