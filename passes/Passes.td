@@ -219,4 +219,57 @@ def KilnPlanArena : Pass<"kiln-plan-arena", "mlir::func::FuncOp"> {
   let dependentDialects = ["::kiln::kernel::KernelDialect"];
 }
 
+def KilnVerifyCollectives : Pass<"kiln-verify-collectives", "mlir::ModuleOp"> {
+  let summary = "Proves that every rank's collectives and send/recv meet their peers' (no hang)";
+  let description = [{
+    Checks the per-rank programs of a module with a `kiln.grid` before
+    anything runs; the IR is left as it is. Without a grid the module is
+    one rank and the pass does nothing.
+
+    Which function each rank runs: if functions carry
+    `kiln.program = "<entry>"`, each of them lists the world ranks that run
+    it in `kiln.ranks = array<i64: ...>` and every rank of the grid must be
+    listed exactly once (one program per pipeline stage); otherwise every
+    rank runs `@<entry>` (SPMD). A rank's communication is its program's
+    kiln.all_reduce, all_gather, reduce_scatter, all_to_all, send and recv in
+    program order, following `func.call`s into their callees in order
+    (`kiln.local_shard` moves no data and is not communication). Such ops
+    and calls must sit in the single block of their function, not inside a
+    loop or branch, and calls must not recurse: the sequence has to be
+    fixed.
+
+    Every operation blocks (a send returns once its recv has the data, as
+    the runtime's LocalWorld enforces), and the pass simulates all ranks:
+    a collective completes when every rank of its group (the ranks that
+    agree on the other axes) is at its next collective on that group with
+    the same op, reduction, element type, element count and dim
+    (all_to_all: elements per row, since capacities are per-rank bounds); a
+    send completes with its peer's recv of the same element type and count.
+    When no rank can move and some have not ended, it reports the first
+    problem, lowest rank first, as an error at that rank's op with notes at
+    the peers' ops (or where a peer's program ends):
+
+    ```
+    rank 0 and rank 1 disagree on collective #3 of group dp [0, 1]: rank 0 runs
+      kiln.all_reduce sum of 4096 x f32, rank 1 runs kiln.all_gather of 2048 x f32 along dim 0
+    rank 1 ends its program while rank 0 waits in kiln.all_reduce over dp (#5 of that group)
+    rank 0's kiln.send to rank 1 (4 x f32) has no matching kiln.recv: rank 1 has ended its program
+    rank 0 and rank 1 disagree on a send/recv: rank 0 runs kiln.send to rank 1 of 4 x bf16, ...
+    deadlock: rank 0 waits in kiln.recv from rank 1, rank 1 waits in kiln.recv from rank 0
+    ```
+
+    Collectives are numbered per group from #1. A deadlock is reported only
+    when no rank disagrees with a peer or waits for one that has ended; it
+    lists the cycle of waits reached from the lowest waiting rank.
+    `report=true` emits a remark on the module with the ranks, the
+    collectives matched (once per group) and the send/recv pairs matched.
+  }];
+  let options = [
+    Option<"entry", "entry", "std::string", "\"train_step\"",
+           "The SPMD function every rank runs, or the kiln.program of per-rank functions">,
+    Option<"report", "report", "bool", "false",
+           "Emit a remark: ranks, collectives and send/recv pairs matched">
+  ];
+}
+
 #endif // KILN_PASSES_TD

@@ -54,6 +54,11 @@ LogicalResult lowerToPartitionedStep(ModuleOp module, const frontend::Spec &spec
     dp.microbatches = p.microbatches;
     dp.report = report;
     pm.addPass(createKilnDataParallel(dp));
+    // Every multi-rank build proves its ranks meet each other before any
+    // code is emitted: a mismatch is a compile error, not a hang at step N.
+    KilnVerifyCollectivesOptions verify;
+    verify.report = report;
+    pm.addPass(createKilnVerifyCollectives(verify));
   }
   return pm.run(module);
 }

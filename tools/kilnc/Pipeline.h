@@ -18,7 +18,7 @@ KilnAutodiffOptions autodiffOptionsFor(const frontend::Spec &spec);
 
 /// Lowers a forward module (from MLIRGen) in place to the per-rank training
 /// step of the spec's layout: kiln-autodiff, then (when dp or microbatches
-/// > 1) kiln-data-parallel. Layouts the passes do not build yet (ep, pp > 1)
+/// > 1) kiln-data-parallel and kiln-verify-collectives. Layouts the passes do not build yet (ep, pp > 1)
 /// are errors naming the field. `report` prints the passes' remarks.
 mlir::LogicalResult lowerToPartitionedStep(mlir::ModuleOp module, const frontend::Spec &spec,
                                            bool report, std::string &error);
