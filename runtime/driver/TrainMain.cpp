@@ -538,8 +538,10 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
   // From here on a failure on one rank ends the whole job, so that no rank
   // waits for it in a collective.
   auto failJob = [&](const std::string &message) {
-    int code = fail(ranks.size > 1 ? "rank " + std::to_string(ranks.rank) + ": " + message
-                                   : message);
+    // Communicator errors already begin with the rank.
+    bool named = message.find("rank " + std::to_string(ranks.rank) + ": ") != std::string::npos;
+    int code = fail(ranks.size > 1 && !named ? "rank " + std::to_string(ranks.rank) + ": " + message
+                                             : message);
     if (ranks.size > 1)
       ranks.world->abortJob(code);
     return code;
@@ -625,16 +627,16 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     dataName += std::string(" (") + data::tokenFileFormatName(loader->format()) + ")";
   const int threads = omp_get_max_threads();
   const std::string layout =
-      ranks.size > 1 ? ", dp " + std::to_string(ranks.size) + " ranks" +
-                           (model.shardedState ? " (ZeRO-1)" : "") + " x"
+      ranks.size > 1 ? " on each of dp " + std::to_string(ranks.size) + " ranks" +
+                           (model.shardedState ? " (ZeRO-1)" : "")
                      : "";
   if (ranks.lead())
     std::fprintf(stderr,
-                 "%s: %s parameters in %llu tensors, batch%s %lld x %lld tokens, arena %.1f MB, "
+                 "%s: %s parameters in %llu tensors, batch %lld x %lld tokens%s, arena %.1f MB, "
                  "%d thread%s; data: %s; %s step %llu\n",
                  model.specName, formatRate(double(numParams)).c_str(),
-                 (unsigned long long)hfTensors, layout.c_str(), (long long)model.batch,
-                 (long long)model.seqLen, double(model.arenaBytes) / 1e6, threads,
+                 (unsigned long long)hfTensors, (long long)model.batch, (long long)model.seqLen,
+                 layout.c_str(), double(model.arenaBytes) / 1e6, threads,
                  threads == 1 ? "" : "s", dataName.c_str(),
                  options.resume ? "resuming after" : "starting at", (unsigned long long)startStep);
 

@@ -11,8 +11,10 @@
 //     whatever the layout (ZeRO-1 shards are gathered);
 //  3. a ZeRO-1 dp 2 checkpoint at step 10 resumes in the dp 1 build and in
 //     the micro-batch build and continues dp 1's trajectory;
-//  4. a rank killed mid-run ends the job (non-zero, within 60 s), and a dp 2
-//     program run without mpirun says how to launch it.
+//  4. a rank killed mid-run ends the job (non-zero, within 60 s); a rank that
+//     hangs is found by its peer's --collective-timeout, whose error names the
+//     collective, the step and the rank; a dp 2 program run without mpirun
+//     says how to launch it.
 // Every mpirun is wrapped in `timeout` so that a hang fails the test.
 //
 //===----------------------------------------------------------------------===//
@@ -245,6 +247,29 @@ TEST_P(MultiRankExecutable, KilledRankEndsTheJob) {
   EXPECT_NE(code, 0) << readFile(log);
   EXPECT_NE(code, 124) << "the job hung until timeout killed it:\n" << readFile(log);
   EXPECT_LT(seconds, 60.0);
+
+  // A rank that hangs (stopped, not dead: mpirun sees nothing) is found by
+  // its peer's --collective-timeout, which names the collective, the step
+  // and the rank, and ends the job.
+  std::string hang = dir + "/hang-rank1.sh";
+  std::ofstream(hang) << "#!/bin/sh\n"
+                      << "if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then (sleep 2; kill -STOP $$) & fi\n"
+                      << "exec " << exe << " --collective-timeout 3\n";
+  fs::permissions(hang, fs::perms::owner_all);
+  start = std::chrono::steady_clock::now();
+  std::string hangLog = dir + "/hung.out";
+  code = run("timeout 90 mpirun --allow-run-as-root --oversubscribe -np 2 " + hang, hangLog);
+  seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("[%s] rank 1 stopped after 2 s, --collective-timeout 3: the job ended with %d "
+              "after %.1f s\n",
+              model.c_str(), code, seconds);
+  EXPECT_NE(code, 0) << readFile(hangLog);
+  EXPECT_NE(code, 124) << "the job hung until timeout killed it:\n" << readFile(hangLog);
+  EXPECT_LT(seconds, 60.0);
+  std::string hungOutput = readFile(hangLog);
+  EXPECT_NE(hungOutput.find("rank 0: all_reduce"), std::string::npos) << hungOutput;
+  EXPECT_NE(hungOutput.find("within 3 s"), std::string::npos) << hungOutput;
+  EXPECT_NE(hungOutput.find("(step "), std::string::npos) << hungOutput;
 
   std::string alone = dir + "/alone.out";
   EXPECT_EQ(run("env -u OMPI_COMM_WORLD_SIZE -u PMIX_RANK " + dir + "/dp2/train --steps 1", alone),
