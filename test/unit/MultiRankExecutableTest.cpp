@@ -11,7 +11,9 @@
 //     whatever the layout (ZeRO-1 shards are gathered);
 //  3. a ZeRO-1 dp 2 checkpoint at step 10 resumes in the dp 1 build and in
 //     the micro-batch build and continues dp 1's trajectory;
-//  4. a rank killed mid-run ends the job (non-zero, within 60 s); a rank that
+//  4. SIGKILL of either rank while every step checkpoints leaves `latest`
+//     naming a complete checkpoint that the dp 1 build resumes;
+//  5. a rank killed mid-run ends the job (non-zero, within 60 s); a rank that
 //     hangs is found by its peer's --collective-timeout, whose error names the
 //     collective, the step and the rank; a dp 2 program run without mpirun
 //     says how to launch it.
@@ -278,6 +280,43 @@ TEST_P(MultiRankExecutable, KilledRankEndsTheJob) {
                                  "-np 2"),
             std::string::npos)
       << readFile(alone);
+}
+
+TEST_P(MultiRankExecutable, KilledDuringCheckpointsLeavesLatestLoadable) {
+  // ZeRO-1 dp 2 checkpointing every step (moments gathered, rank 0 writes):
+  // rank 0 or rank 1 is SIGKILLed at a different moment each time; `latest`
+  // must then name a complete checkpoint that the dp 1 build resumes.
+  const Layout &zero = kLayouts[2], &dp1 = kLayouts[0];
+  for (int trial = 0; trial < 4; ++trial) {
+    std::string ckpt = dir + "/ckpt-killed-" + std::to_string(trial);
+    fs::remove_all(ckpt);
+    std::string script = dir + "/kill-during-checkpoints.sh";
+    std::ofstream(script) << "#!/bin/sh\n"
+                          << "if [ \"$OMPI_COMM_WORLD_RANK\" = " << trial % 2 << " ]; then (sleep "
+                          << 1.0 + 0.37 * trial << "; kill -9 $$) & fi\n"
+                          << "exec " << dir << "/" << zero.name
+                          << "/train --threads 1 --steps 100000 --checkpoint-every 1 "
+                             "--checkpoint-dir "
+                          << ckpt << "\n";
+    fs::permissions(script, fs::perms::owner_all);
+    std::string log = dir + "/killed-checkpoint.out";
+    int code = run("timeout 90 mpirun --allow-run-as-root --oversubscribe -np 2 " + script, log);
+    ASSERT_NE(code, 0) << readFile(log);
+    ASSERT_NE(code, 124) << "hung:\n" << readFile(log);
+    std::string latest = readFile(ckpt + "/latest");
+    size_t digits = latest.find_first_of("0123456789");
+    ASSERT_NE(digits, std::string::npos) << "no checkpoint before the kill: " << latest;
+    uint64_t step = std::stoull(latest.substr(digits));
+    std::string resumeLog = dir + "/resumed-after-kill.out";
+    EXPECT_EQ(run("timeout 120 " + dir + "/" + dp1.name + "/train --threads 1 --resume --steps " +
+                      std::to_string(step + 1) + " --checkpoint-dir " + ckpt,
+                  resumeLog),
+              0)
+        << readFile(resumeLog);
+    std::printf("[%s] rank %d killed during per-step checkpoints: latest is step %llu, resumed by "
+                "dp 1\n",
+                model.c_str(), trial % 2, (unsigned long long)step);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, MultiRankExecutable,
