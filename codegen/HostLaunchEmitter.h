@@ -112,6 +112,9 @@ private:
   void allGather();
   void reduceScatter();
   void localShard();
+  void allToAll();
+  void send();
+  void recv();
   void resizingCollective(StringRef fn, bool gather);
   void globalSequences(std::vector<std::string> callArgs);
 

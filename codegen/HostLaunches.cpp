@@ -33,10 +33,10 @@ void LaunchEmitter::checkElement(Type type, char want, StringRef what, unsigned 
   StringRef wanted = want == 'f' ? "f32" : want == 'i' ? "i32" : "i64";
   StringRef role = want == 'f'   ? "data"
                    : want == 'i' ? "ids, indices, offsets and sources"
-                                 : "the step";
+                                 : "the step or all_to_all row counts";
   fail(what, " #", index, " has element type ", type, ", but the host target expects ",
        wanted, " here (it supports f32 data, i32 ids/indices/offsets/sources and an i64 "
-               "step; this operand is ",
+               "step and row counts; this operand is ",
        role, ")");
 }
 
@@ -204,6 +204,9 @@ const std::pair<StringRef, LaunchEmitter::EmitFn> LaunchEmitter::kEmitters[] = {
     {"all_gather", &LaunchEmitter::allGather},
     {"reduce_scatter", &LaunchEmitter::reduceScatter},
     {"local_shard", &LaunchEmitter::localShard},
+    {"all_to_all", &LaunchEmitter::allToAll},
+    {"send", &LaunchEmitter::send},
+    {"recv", &LaunchEmitter::recv},
 };
 
 LogicalResult LaunchEmitter::run(raw_ostream &os) {

@@ -58,6 +58,42 @@ void LaunchEmitter::resizingCollective(StringRef fn, bool gather) {
        out(0) + ", " + intLiteral(outer) + ", " + intLiteral(inner) + ", &error)) return false;");
 }
 
+// all_to_all(x, send_counts) -> (rows, recv_counts), rows of x's trailing dims
+void LaunchEmitter::allToAll() {
+  elements("fl", "fl");
+  auto axes = dyn_cast_or_null<ArrayAttr>(param("axes", "array", false));
+  if (failed)
+    return;
+  minRank(true, 0, 1);
+  if (failed)
+    return;
+  int64_t rowSize = product(inShape(0).drop_front());
+  line("if (!kiln::driver::allToAll(io.comm, " + groupLiteral(axes) + ", " + in(0) + ", " +
+       in(1) + ", " + out(0) + ", " + out(1) + ", " + intLiteral(inShape(0)[0]) + ", " +
+       intLiteral(outShape(0)[0]) + ", " + intLiteral(rowSize) + ", &error)) return false;");
+}
+
+// send(x) to the rank at coordinate `peer` on `axis`; recv() -> x from it
+void LaunchEmitter::send() {
+  elements("f", "");
+  StringRef axis = str("axis");
+  int64_t peer = i64("peer");
+  if (failed)
+    return;
+  line("if (!kiln::driver::send(io.comm, \"" + axis.str() + "\", " + intLiteral(peer) + ", " +
+       in(0) + ", " + intLiteral(inCount(0)) + ", &error)) return false;");
+}
+
+void LaunchEmitter::recv() {
+  elements("", "f");
+  StringRef axis = str("axis");
+  int64_t peer = i64("peer");
+  if (failed)
+    return;
+  line("if (!kiln::driver::recv(io.comm, \"" + axis.str() + "\", " + intLiteral(peer) + ", " +
+       out(0) + ", " + intLiteral(outCount(0)) + ", &error)) return false;");
+}
+
 void LaunchEmitter::allGather() { resizingCollective("allGather", /*gather=*/true); }
 void LaunchEmitter::reduceScatter() { resizingCollective("reduceScatter", /*gather=*/false); }
 void LaunchEmitter::localShard() { resizingCollective("localShard", /*gather=*/false); }

@@ -55,15 +55,16 @@ static const KernelInfo kCatalog[] = {
     {"extract_slice", 1, 1},
     {"insert_slice", 2, 1},
     {"concat", kVariadic, 1},
-    // Collectives of data parallelism (KilnCollectiveOps.td): the same ins
-    // and outs as the ops; params `axes` (and `kind`, `dim`) say which group
-    // of the grid and what to do; the emitted program calls
-    // runtime/driver/StepComm.h. all_to_all and send/recv come with the
-    // expert-parallel and pipeline passes that emit them.
+    // Collectives (KilnCollectiveOps.td): the same ins and outs as the ops;
+    // params `axes` (and `kind`, `dim`) or `axis` and `peer` say which ranks
+    // and what to do; the emitted program calls runtime/driver/StepComm.h.
     {"all_reduce", 1, 1},
     {"all_gather", 1, 1},
     {"reduce_scatter", 1, 1},
     {"local_shard", 1, 1},
+    {"all_to_all", 2, 2},
+    {"send", 1, 0},
+    {"recv", 0, 1},
 };
 
 ArrayRef<KernelInfo> kernelCatalog() { return kCatalog; }

@@ -75,8 +75,11 @@ def Kernel_LaunchOp : Kernel_Op<"launch", [AttrSizedOperandSegments]> {
     attributes. Kernels that update state in place (`adamw`,
     `bias_update`) list the updated buffers both as ins and as outs. Besides
     those, `fill` (out = `value` everywhere), `extract_slice`,
-    `insert_slice` and `concat` move data. The verifier checks the name and
-    the number of ins and outs against the kernel catalog.
+    `insert_slice` and `concat` move data. Collectives (`all_reduce`,
+    `all_gather`, `reduce_scatter`, `local_shard`, `all_to_all`, `send` with
+    no outs, `recv` with no ins) exchange data with other ranks through the
+    runtime's communicator. The verifier checks the name and the number of
+    ins and outs against the kernel catalog.
 
     ```mlir
     kiln_kernel.launch "linear"(%x, %w : memref<128x64xf32>, memref<32x64xf32>)
@@ -86,7 +89,7 @@ def Kernel_LaunchOp : Kernel_Op<"launch", [AttrSizedOperandSegments]> {
   let arguments = (ins StrAttr:$kernel, Variadic<Kernel_Buffer>:$ins,
                    Variadic<Kernel_Buffer>:$outs, DictionaryAttr:$params);
   let assemblyFormat = [{
-    $kernel `(` ($ins^ `:` type($ins))? `)` `->` `(` $outs `:` type($outs) `)` $params attr-dict
+    $kernel `(` ($ins^ `:` type($ins))? `)` `->` `(` ($outs^ `:` type($outs))? `)` $params attr-dict
   }];
   let hasVerifier = 1;
 }

@@ -16,13 +16,19 @@ namespace {
 /// A data-parallel grid: the "dp" group is the whole world.
 class DataParallelComm : public StepComm {
 public:
-  explicit DataParallelComm(comm::Communicator &world) : world(world) {}
+  explicit DataParallelComm(comm::Communicator &world) : world_(world) {}
   comm::Communicator *group(const char *axes) override {
-    return std::string(axes) == "dp" ? &world : nullptr;
+    return std::string(axes) == "dp" ? &world_ : nullptr;
+  }
+  comm::Communicator &world() override { return world_; }
+  int peerRank(const char *axis, int64_t coordinate) override {
+    return std::string(axis) == "dp" && coordinate >= 0 && coordinate < world_.size()
+               ? int(coordinate)
+               : -1;
   }
 
 private:
-  comm::Communicator &world;
+  comm::Communicator &world_;
 };
 
 } // namespace

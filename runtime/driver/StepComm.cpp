@@ -95,4 +95,83 @@ bool localShard(StepComm *stepComm, const char *axes, const float *in, float *ou
   return true;
 }
 
+bool allToAll(StepComm *stepComm, const char *axes, const float *in, const int64_t *sendCounts,
+              float *out, int64_t *recvCounts, int64_t inRows, int64_t outRows, int64_t rowSize,
+              std::string *error) {
+  Communicator *group = groupOf(stepComm, axes, "all_to_all", error);
+  if (!group)
+    return false;
+  const int size = group->size();
+  int64_t sent = 0;
+  for (int p = 0; p < size; ++p) {
+    if (sendCounts[p] < 0) {
+      *error = "all_to_all over " + std::string(axes) + ": rank " +
+               std::to_string(group->worldRank()) + " sends " + std::to_string(sendCounts[p]) +
+               " rows to group rank " + std::to_string(p) + "; counts must be >= 0";
+      return false;
+    }
+    sent += sendCounts[p];
+  }
+  if (sent > inRows) {
+    *error = "all_to_all over " + std::string(axes) + ": rank " +
+             std::to_string(group->worldRank()) + " sends " + std::to_string(sent) +
+             " rows, more than its buffer holds (" + std::to_string(inRows) + ")";
+    return false;
+  }
+  std::vector<int64_t> ones(static_cast<size_t>(size), 1);
+  if (!group->allToAllV(sendCounts, ones.data(), recvCounts, ones.data(), DType::I64))
+    return failedIn(*group, error);
+  int64_t received = 0;
+  for (int p = 0; p < size; ++p)
+    received += recvCounts[p];
+  if (received > outRows) {
+    int64_t most = 0;
+    for (int p = 1; p < size; ++p)
+      if (recvCounts[p] > recvCounts[most])
+        most = p;
+    *error = "all_to_all over " + std::string(axes) + ": rank " +
+             std::to_string(group->worldRank()) + " receives " + std::to_string(received) +
+             " rows (most from group rank " + std::to_string(most) + ": " +
+             std::to_string(recvCounts[most]) + "), more than its capacity " +
+             std::to_string(outRows);
+    // The peers are about to exchange rows this rank cannot take.
+    group->abortJob(1);
+    return false;
+  }
+  std::vector<int64_t> sendElems(static_cast<size_t>(size)), recvElems(static_cast<size_t>(size));
+  for (int p = 0; p < size; ++p) {
+    sendElems[size_t(p)] = sendCounts[p] * rowSize;
+    recvElems[size_t(p)] = recvCounts[p] * rowSize;
+  }
+  if (!group->allToAllV(in, sendElems.data(), out, recvElems.data(), DType::F32))
+    return failedIn(*group, error);
+  std::fill(out + received * rowSize, out + outRows * rowSize, 0.0f);
+  return true;
+}
+
+static Communicator *peerOf(StepComm *stepComm, const char *axis, int64_t coordinate,
+                            const char *what, int &peer, std::string *error) {
+  peer = stepComm ? stepComm->peerRank(axis, coordinate) : -1;
+  if (peer < 0) {
+    *error = std::string(what) + " on " + axis + ": no rank at coordinate " +
+             std::to_string(coordinate) + " in this program's grid";
+    return nullptr;
+  }
+  return &stepComm->world();
+}
+
+bool send(StepComm *stepComm, const char *axis, int64_t coordinate, const float *in, int64_t n,
+          std::string *error) {
+  int peer;
+  Communicator *world = peerOf(stepComm, axis, coordinate, "send", peer, error);
+  return world && (world->send(in, size_t(n), DType::F32, peer) || failedIn(*world, error));
+}
+
+bool recv(StepComm *stepComm, const char *axis, int64_t coordinate, float *out, int64_t n,
+          std::string *error) {
+  int peer;
+  Communicator *world = peerOf(stepComm, axis, coordinate, "recv", peer, error);
+  return world && (world->recv(out, size_t(n), DType::F32, peer) || failedIn(*world, error));
+}
+
 } // namespace kiln::driver

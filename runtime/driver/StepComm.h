@@ -28,6 +28,11 @@ public:
   virtual ~StepComm() = default;
   /// The communicator of the group over `axes` ("dp", "pp+dp"), or null.
   virtual comm::Communicator *group(const char *axes) = 0;
+  /// The world communicator and the world rank whose coordinate on grid axis
+  /// `axis` is `coordinate` and whose other coordinates are this rank's
+  /// (send/recv); -1 when there is no such axis or coordinate.
+  virtual comm::Communicator &world() = 0;
+  virtual int peerRank(const char *axis, int64_t coordinate) = 0;
 };
 
 /// out = the sum (or max) over the group of every rank's `in` (n values).
@@ -48,6 +53,21 @@ bool reduceScatter(StepComm *comm, const char *axes, const float *in, float *out
 /// data moved: the slice whose reduce_scatter result this rank holds.
 bool localShard(StepComm *comm, const char *axes, const float *in, float *out, int64_t outer,
                 int64_t inner, std::string *error);
+
+/// kiln.all_to_all: `in` holds rows of `rowSize` floats grouped by
+/// destination, sendCounts[p] of them for group rank p (in rank order, at
+/// most `inRows` in all). The counts are exchanged first: recvCounts[p] is
+/// how many rows came from p, and `out` holds them grouped by source, zeros
+/// after the last (at most `outRows`; more is an error naming both ranks).
+bool allToAll(StepComm *comm, const char *axes, const float *in, const int64_t *sendCounts,
+              float *out, int64_t *recvCounts, int64_t inRows, int64_t outRows, int64_t rowSize,
+              std::string *error);
+
+/// kiln.send / kiln.recv of n floats with the rank at `coordinate` on `axis`.
+bool send(StepComm *comm, const char *axis, int64_t coordinate, const float *in, int64_t n,
+          std::string *error);
+bool recv(StepComm *comm, const char *axis, int64_t coordinate, float *out, int64_t n,
+          std::string *error);
 
 } // namespace kiln::driver
 

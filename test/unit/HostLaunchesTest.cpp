@@ -378,6 +378,25 @@ std::vector<Case> cases() {
        {1},
        "{axes = [\"dp\"], dim = 1 : i64}",
        {"kiln::driver::localShard(io.comm, \"dp\", b0, b1, 8, 3, &error)"}},
+      {"all_to_all",
+       {"memref<24x4x8xf32>", "memref<4xi64>", "memref<40x4x8xf32>", "memref<4xi64>"},
+       {0, 1},
+       {2, 3},
+       "{axes = [\"ep\"]}",
+       {"if (!kiln::driver::allToAll(io.comm, \"ep\", b0, b1, b2, b3, 24, 40, 32, &error)) "
+        "return false;"}},
+      {"send",
+       {"memref<4x32x64xf32>"},
+       {0},
+       {},
+       "{axis = \"pp\", peer = 1 : i64}",
+       {"if (!kiln::driver::send(io.comm, \"pp\", 1, b0, 8192, &error)) return false;"}},
+      {"recv",
+       {"memref<4x32x64xf32>"},
+       {},
+       {0},
+       "{axis = \"pp\", peer = 0 : i64}",
+       {"if (!kiln::driver::recv(io.comm, \"pp\", 0, b0, 8192, &error)) return false;"}},
   };
 }
 
@@ -402,8 +421,9 @@ protected:
       outTypes += (i ? ", " : "") + c.types[c.outs[i]];
     }
     return "func.func @f(" + args + ") {\n  kiln_kernel.launch \"" + c.kernel + "\"(" +
-           (ins.empty() ? "" : ins + " : " + inTypes) + ") -> (" + outs + " : " + outTypes +
-           ") " + c.params + "\n  return\n}\n";
+           (ins.empty() ? "" : ins + " : " + inTypes) + ") -> (" +
+           (outs.empty() ? "" : outs + " : " + outTypes) + ") " + c.params +
+           "\n  return\n}\n";
   }
 
   /// Parses the case and emits its launch; `diagnostics` collects errors.

@@ -22,11 +22,15 @@ namespace {
 /// Every group is the whole world (a dp-only grid).
 class WorldStepComm : public driver::StepComm {
 public:
-  explicit WorldStepComm(comm::Communicator &world) : world(world) {}
+  explicit WorldStepComm(comm::Communicator &world) : world_(world) {}
   comm::Communicator *group(const char *axes) override {
-    return std::string(axes) == "dp" ? &world : nullptr;
+    return std::string(axes) == "dp" ? &world_ : nullptr;
   }
-  comm::Communicator &world;
+  comm::Communicator &world() override { return world_; }
+  int peerRank(const char *axis, int64_t coordinate) override {
+    return std::string(axis) == "dp" && coordinate < world_.size() ? int(coordinate) : -1;
+  }
+  comm::Communicator &world_;
 };
 
 /// Rank r's value at flat index i: distinct per rank and index.
@@ -85,6 +89,69 @@ TEST(StepComm, AllReduceSumAndMax) {
     EXPECT_EQ(sum[0], value(0, 0) + value(1, 0) + value(2, 0));
     EXPECT_EQ(max[0], value(2, 0));
     EXPECT_EQ(max[1], -value(0, 1));
+  });
+}
+
+TEST(StepComm, AllToAllMovesVariableRowCounts) {
+  // Rank r sends (r + p) % 3 rows to rank p (rank 0 sends none to itself);
+  // rows of 2 floats encode (source, destination, index).
+  comm::LocalWorld::run(kRanks, [](comm::Communicator &world) {
+    WorldStepComm sc(world);
+    const int r = world.rank();
+    std::vector<int64_t> sendCounts(kRanks), recvCounts(kRanks, -1);
+    std::vector<float> rows;
+    for (int p = 0; p < kRanks; ++p) {
+      sendCounts[p] = (r + p) % 3;
+      for (int64_t j = 0; j < sendCounts[p]; ++j)
+        rows.insert(rows.end(), {float(r * 10 + p), float(j)});
+    }
+    const int64_t capacity = 8;
+    rows.resize(capacity * 2, -1.0f);
+    std::vector<float> out(capacity * 2, -1.0f);
+    std::string error;
+    ASSERT_TRUE(driver::allToAll(&sc, "dp", rows.data(), sendCounts.data(), out.data(),
+                                 recvCounts.data(), capacity, capacity, 2, &error))
+        << error;
+    int64_t at = 0;
+    for (int p = 0; p < kRanks; ++p) {
+      EXPECT_EQ(recvCounts[p], (p + r) % 3);
+      for (int64_t j = 0; j < recvCounts[p]; ++j, ++at) {
+        EXPECT_EQ(out[at * 2], float(p * 10 + r));
+        EXPECT_EQ(out[at * 2 + 1], float(j));
+      }
+    }
+    for (; at < capacity; ++at)
+      EXPECT_EQ(out[at * 2], 0.0f); // zeros after the last row
+  });
+}
+
+TEST(StepComm, AllToAllOverCapacityNamesTheRanks) {
+  comm::LocalWorld::run(2, [](comm::Communicator &world) {
+    WorldStepComm sc(world);
+    std::vector<int64_t> sendCounts = {2, 2}, recvCounts(2);
+    std::vector<float> rows(4, 1.0f), out(3, 0.0f);
+    std::string error;
+    EXPECT_FALSE(driver::allToAll(&sc, "dp", rows.data(), sendCounts.data(), out.data(),
+                                  recvCounts.data(), 4, 3, 1, &error));
+    EXPECT_NE(error.find("receives 4 rows"), std::string::npos) << error;
+    EXPECT_NE(error.find("capacity 3"), std::string::npos) << error;
+  });
+}
+
+TEST(StepComm, SendRecvAlongTheAxis) {
+  comm::LocalWorld::run(2, [](comm::Communicator &world) {
+    WorldStepComm sc(world);
+    std::vector<float> data = {1.5f, -2.0f, 3.0f};
+    std::string error;
+    if (world.rank() == 0) {
+      ASSERT_TRUE(driver::send(&sc, "dp", 1, data.data(), 3, &error)) << error;
+    } else {
+      std::vector<float> got(3);
+      ASSERT_TRUE(driver::recv(&sc, "dp", 0, got.data(), 3, &error)) << error;
+      EXPECT_EQ(got, data);
+    }
+    EXPECT_FALSE(driver::send(&sc, "pp", 0, data.data(), 3, &error));
+    EXPECT_NE(error.find("send on pp: no rank at coordinate 0"), std::string::npos) << error;
   });
 }
 

@@ -33,3 +33,13 @@ func.func @step(%x: memref<4x8xf32>, %w: memref<16x8xf32>, %loss: memref<f32>)
   %a = kiln_kernel.alloc : memref<2xi32>
   return
 }
+
+// A send has no outs and a recv no ins.
+// CHECK-LABEL: func.func @point_to_point
+// CHECK: kiln_kernel.launch "send"(%{{.*}} : memref<4xf32>) -> () {axis = "pp", peer = 1 : i64}
+// CHECK: kiln_kernel.launch "recv"() -> (%{{.*}} : memref<4xf32>) {axis = "pp", peer = 1 : i64}
+func.func @point_to_point(%a: memref<4xf32>, %b: memref<4xf32>) {
+  kiln_kernel.launch "send"(%a : memref<4xf32>) -> () {axis = "pp", peer = 1 : i64}
+  kiln_kernel.launch "recv"() -> (%b : memref<4xf32>) {axis = "pp", peer = 1 : i64}
+  return
+}
