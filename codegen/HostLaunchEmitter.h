@@ -115,6 +115,7 @@ private:
   void allToAll();
   void send();
   void recv();
+  void pointToPoint(bool isSend);
   void resizingCollective(StringRef fn, bool gather);
   void globalSequences(std::vector<std::string> callArgs);
 

@@ -74,25 +74,19 @@ void LaunchEmitter::allToAll() {
 }
 
 // send(x) to the rank at coordinate `peer` on `axis`; recv() -> x from it
-void LaunchEmitter::send() {
-  elements("f", "");
+void LaunchEmitter::pointToPoint(bool isSend) {
+  elements(isSend ? "f" : "", isSend ? "" : "f");
   StringRef axis = str("axis");
   int64_t peer = i64("peer");
   if (failed)
     return;
-  line("if (!kiln::driver::send(io.comm, \"" + axis.str() + "\", " + intLiteral(peer) + ", " +
-       in(0) + ", " + intLiteral(inCount(0)) + ", &error)) return false;");
+  line(std::string("if (!kiln::driver::") + (isSend ? "send" : "recv") + "(io.comm, \"" +
+       axis.str() + "\", " + intLiteral(peer) + ", " + (isSend ? in(0) : out(0)) + ", " +
+       intLiteral(isSend ? inCount(0) : outCount(0)) + ", &error)) return false;");
 }
 
-void LaunchEmitter::recv() {
-  elements("", "f");
-  StringRef axis = str("axis");
-  int64_t peer = i64("peer");
-  if (failed)
-    return;
-  line("if (!kiln::driver::recv(io.comm, \"" + axis.str() + "\", " + intLiteral(peer) + ", " +
-       out(0) + ", " + intLiteral(outCount(0)) + ", &error)) return false;");
-}
+void LaunchEmitter::send() { pointToPoint(/*isSend=*/true); }
+void LaunchEmitter::recv() { pointToPoint(/*isSend=*/false); }
 
 void LaunchEmitter::allGather() { resizingCollective("allGather", /*gather=*/true); }
 void LaunchEmitter::reduceScatter() { resizingCollective("reduceScatter", /*gather=*/false); }
