@@ -35,6 +35,7 @@
 #include <sstream>
 #include <string>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -98,7 +99,11 @@ protected:
       if (readFile(path) == text && fs::exists(exe) &&
           fs::last_write_time(exe, ec) > fs::last_write_time(kilnc, ec))
         continue;
-      std::ofstream(path) << text;
+      // ctest may build the same layout from two processes at once: the
+      // spec appears whole (rename), and kilnc -o replaces `train` atomically.
+      std::string tmp = path + ".tmp." + std::to_string(::getpid());
+      std::ofstream(tmp) << text;
+      fs::rename(tmp, path);
       ASSERT_EQ(run(kilnc + " " + path + " -o " + dir + "/" + l.name, dir + "/" + l.name + ".kilnc"),
                 0)
           << readFile(dir + "/" + l.name + ".kilnc");
