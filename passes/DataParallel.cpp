@@ -138,7 +138,7 @@ LogicalResult DataParallelRewrite::checkBoundary() {
       for (OpOperand &use : v.getUses()) {
         Operation *user = use.getOwner();
         bool summable = false;
-        if (auto adam = dyn_cast<AdamWOp>(user)) {
+        if (isa<AdamWOp>(user)) {
           summable = use.getOperandNumber() == 1; // the gradient
           gradients.insert(v);
         } else if (isa<GlobalNormOp>(user)) {
@@ -408,7 +408,7 @@ LogicalResult DataParallelRewrite::buildStep(func::FuncOp micro) {
   OpBuilder b(step);
   auto newStep = func::FuncOp::create(b, step.getLoc(), step.getSymName(),
                                       b.getFunctionType(argTypes, resultTypes));
-  newStep->setAttrs(step->getAttrs());
+  newStep->setAttrs(step->getAttrs()); // copies the old function_type too
   newStep.setFunctionType(b.getFunctionType(argTypes, resultTypes));
   Block *body = newStep.addEntryBlock();
   b.setInsertionPointToEnd(body);
@@ -452,19 +452,19 @@ LogicalResult DataParallelRewrite::buildStep(func::FuncOp micro) {
   auto scalar = RankedTensorType::get({}, Float32Type::get(ctx));
   SmallVector<Value> counts;
   for (auto &[mask, index] : maskCounts) {
+    llvm::SetVector<Operation *> slice; // the ops the mask is computed by
+    SmallVector<Value> work = {mask};
+    while (!work.empty()) {
+      Value v = work.pop_back_val();
+      if (Operation *def = v.getDefiningOp())
+        if (slice.insert(def))
+          work.append(def->operand_begin(), def->operand_end());
+    }
     Value total;
     for (int64_t i = 0; i < microbatches; ++i) {
       IRMapping replay;
       for (auto [k, v] : llvm::enumerate(microArgs[i]))
         replay.map(microBody.getArgument(k), v);
-      llvm::SetVector<Operation *> slice;
-      SmallVector<Value> work = {mask};
-      while (!work.empty()) {
-        Value v = work.pop_back_val();
-        if (Operation *def = v.getDefiningOp())
-          if (slice.insert(def))
-            work.append(def->operand_begin(), def->operand_end());
-      }
       for (Operation &op : microBody)
         if (slice.contains(&op))
           b.clone(op, replay);

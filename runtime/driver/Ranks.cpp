@@ -33,6 +33,10 @@ private:
 
 } // namespace
 
+std::unique_ptr<StepComm> dataParallelComm(comm::Communicator &world) {
+  return std::make_unique<DataParallelComm>(world);
+}
+
 bool setupRanks(const ModelDesc &model, int *argc, char ***argv, const std::string &program,
                 double timeoutSeconds, Ranks &ranks, std::string &error) {
   if (model.dp <= 1) {
@@ -60,7 +64,7 @@ bool setupRanks(const ModelDesc &model, int *argc, char ***argv, const std::stri
     return false;
   }
   ranks.world->setTimeoutSeconds(timeoutSeconds);
-  ranks.stepComm = std::make_unique<DataParallelComm>(*ranks.world);
+  ranks.stepComm = dataParallelComm(*ranks.world);
   return true;
 #else
   (void)argc;

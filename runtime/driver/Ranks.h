@@ -32,6 +32,10 @@ struct Ranks {
   bool lead() const { return rank == 0; }
 };
 
+/// The groups of a data-parallel grid on `world`: "dp" is the whole world,
+/// and a send/recv peer's coordinate on "dp" is its world rank.
+std::unique_ptr<StepComm> dataParallelComm(comm::Communicator &world);
+
 /// Sets up the ranks `model` was built for: itself alone when model.dp is 1;
 /// otherwise the MPI world, which must have exactly model.dp ranks. Run
 /// without mpirun, a dp > 1 program fails with the command that launches it.

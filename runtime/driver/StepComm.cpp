@@ -3,6 +3,7 @@
 #include "runtime/driver/StepComm.h"
 
 #include "runtime/comm/Communicator.h"
+#include "runtime/comm/RankPieces.h"
 
 #include <algorithm>
 #include <vector>
@@ -25,16 +26,6 @@ static Communicator *groupOf(StepComm *stepComm, const char *axes, const char *w
 static bool failedIn(Communicator &group, std::string *error) {
   *error = group.error();
   return false;
-}
-
-/// [outer][size][piece] -> [size][outer][piece]: rank r's pieces contiguous.
-static std::vector<float> piecesByRank(const float *in, int64_t outer, int64_t size,
-                                       int64_t piece) {
-  std::vector<float> byRank(size_t(outer * size * piece));
-  for (int64_t r = 0; r < size; ++r)
-    for (int64_t o = 0; o < outer; ++o)
-      std::copy_n(in + (o * size + r) * piece, piece, byRank.data() + (r * outer + o) * piece);
-  return byRank;
 }
 
 bool allReduce(StepComm *stepComm, const char *axes, const float *in, float *out, int64_t n,
@@ -61,9 +52,7 @@ bool allGather(StepComm *stepComm, const char *axes, const float *in, float *out
   std::vector<float> byRank(size_t(size * outer * inner));
   if (!group->allGather(in, byRank.data(), size_t(outer * inner), DType::F32))
     return failedIn(*group, error);
-  for (int64_t r = 0; r < size; ++r)
-    for (int64_t o = 0; o < outer; ++o)
-      std::copy_n(byRank.data() + (r * outer + o) * inner, inner, out + (o * size + r) * inner);
+  comm::interleavePiecesOfRanks(byRank.data(), outer, size, inner, out);
   return true;
 }
 
@@ -76,7 +65,8 @@ bool reduceScatter(StepComm *stepComm, const char *axes, const float *in, float 
   const float *send = in;
   std::vector<float> byRank;
   if (outer != 1) {
-    byRank = piecesByRank(in, outer, size, inner);
+    byRank.resize(size_t(outer * size * inner));
+    comm::groupPiecesByRank(in, outer, size, inner, byRank.data());
     send = byRank.data();
   }
   if (!group->reduceScatter(send, out, size_t(outer * inner), DType::F32, comm::ReduceOp::Sum))
@@ -89,9 +79,7 @@ bool localShard(StepComm *stepComm, const char *axes, const float *in, float *ou
   Communicator *group = groupOf(stepComm, axes, "local_shard", error);
   if (!group)
     return false;
-  int64_t size = group->size(), rank = group->rank();
-  for (int64_t o = 0; o < outer; ++o)
-    std::copy_n(in + (o * size + rank) * inner, inner, out + o * inner);
+  comm::copyPieceOfRank(in, outer, int64_t(group->size()), inner, int64_t(group->rank()), out);
   return true;
 }
 

@@ -29,8 +29,8 @@ struct Layout {
 /// Rank `rank`'s part of a single-device tensor, read off the per-rank type:
 /// the same shape (replicated), a rank's rows (batch inputs) or a rank's
 /// slice of the flattened, zero-padded tensor (ZeRO-1 moments).
-RefTensor dataParallelPart(const Layout &layout, const std::string &key, const RefTensor &full,
-                           int64_t rank, mlir::Type perRankType) {
+RefTensor dataParallelPart(const std::string &key, const RefTensor &full, int64_t rank,
+                           mlir::Type perRankType) {
   auto type = mlir::cast<mlir::RankedTensorType>(perRankType);
   if (llvm::ArrayRef<int64_t>(full.shape) == type.getShape())
     return full;
@@ -91,7 +91,7 @@ TEST_P(DataParallel, MatchesSingleDeviceStep) {
   auto shardOf = [&](const std::string &key, const RefTensor &full, int64_t rank,
                      mlir::func::FuncOp step, unsigned index, bool isResult) {
     mlir::Type type = isResult ? step.getResultTypes()[index] : step.getArgumentTypes()[index];
-    return dataParallelPart(layout, key, full, rank, type);
+    return dataParallelPart(key, full, rank, type);
   };
   std::string label = specPath.substr(specPath.rfind('/') + 1) + " dp " +
                       std::to_string(layout.dp) + " zero " + std::to_string(layout.zero) +

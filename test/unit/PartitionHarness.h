@@ -72,8 +72,6 @@ struct StepIO {
     }
     return keys;
   }
-  /// The result that feeds argument `key` back on the next step.
-  static std::string stateResultFor(const std::string &argKey) { return argKey; }
 };
 
 /// Which part of a single-device tensor rank `rank` holds, for a key.

@@ -8,7 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/comm/LocalWorld.h"
-#include "runtime/driver/StepComm.h"
+#include "runtime/driver/Ranks.h"
 
 #include <gtest/gtest.h>
 
@@ -19,20 +19,6 @@ using namespace kiln;
 
 namespace {
 
-/// Every group is the whole world (a dp-only grid).
-class WorldStepComm : public driver::StepComm {
-public:
-  explicit WorldStepComm(comm::Communicator &world) : world_(world) {}
-  comm::Communicator *group(const char *axes) override {
-    return std::string(axes) == "dp" ? &world_ : nullptr;
-  }
-  comm::Communicator &world() override { return world_; }
-  int peerRank(const char *axis, int64_t coordinate) override {
-    return std::string(axis) == "dp" && coordinate < world_.size() ? int(coordinate) : -1;
-  }
-  comm::Communicator &world_;
-};
-
 /// Rank r's value at flat index i: distinct per rank and index.
 float value(int rank, int64_t i) { return float(rank * 1000 + i) * 0.5f; }
 
@@ -41,12 +27,12 @@ constexpr int64_t kOuter = 2, kInner = 4; // a [2, 3*4] tensor split at dim 1
 
 TEST(StepComm, AllGatherInterleavesRanksAtTheDimension) {
   comm::LocalWorld::run(kRanks, [](comm::Communicator &world) {
-    WorldStepComm sc(world);
+    std::unique_ptr<driver::StepComm> dp = driver::dataParallelComm(world);
     std::vector<float> piece(kOuter * kInner), full(kOuter * kRanks * kInner);
     for (int64_t i = 0; i < kOuter * kInner; ++i)
       piece[i] = value(world.rank(), i);
     std::string error;
-    ASSERT_TRUE(driver::allGather(&sc, "dp", piece.data(), full.data(), kOuter, kInner, &error))
+    ASSERT_TRUE(driver::allGather(dp.get(), "dp", piece.data(), full.data(), kOuter, kInner, &error))
         << error;
     for (int64_t o = 0; o < kOuter; ++o)
       for (int r = 0; r < kRanks; ++r)
@@ -57,16 +43,16 @@ TEST(StepComm, AllGatherInterleavesRanksAtTheDimension) {
 
 TEST(StepComm, ReduceScatterAndLocalShardAgreeOnPieces) {
   comm::LocalWorld::run(kRanks, [](comm::Communicator &world) {
-    WorldStepComm sc(world);
+    std::unique_ptr<driver::StepComm> dp = driver::dataParallelComm(world);
     const int64_t n = kOuter * kRanks * kInner;
     std::vector<float> full(n), mine(kOuter * kInner), shard(kOuter * kInner);
     for (int64_t i = 0; i < n; ++i)
       full[i] = value(world.rank(), i);
     std::string error;
     ASSERT_TRUE(
-        driver::reduceScatter(&sc, "dp", full.data(), mine.data(), kOuter, kInner, &error))
+        driver::reduceScatter(dp.get(), "dp", full.data(), mine.data(), kOuter, kInner, &error))
         << error;
-    ASSERT_TRUE(driver::localShard(&sc, "dp", full.data(), shard.data(), kOuter, kInner, &error));
+    ASSERT_TRUE(driver::localShard(dp.get(), "dp", full.data(), shard.data(), kOuter, kInner, &error));
     for (int64_t o = 0; o < kOuter; ++o)
       for (int64_t j = 0; j < kInner; ++j) {
         int64_t at = (o * kRanks + world.rank()) * kInner + j;
@@ -81,11 +67,11 @@ TEST(StepComm, ReduceScatterAndLocalShardAgreeOnPieces) {
 
 TEST(StepComm, AllReduceSumAndMax) {
   comm::LocalWorld::run(kRanks, [](comm::Communicator &world) {
-    WorldStepComm sc(world);
+    std::unique_ptr<driver::StepComm> dp = driver::dataParallelComm(world);
     std::vector<float> in = {value(world.rank(), 0), -value(world.rank(), 1)}, sum(2), max(2);
     std::string error;
-    ASSERT_TRUE(driver::allReduce(&sc, "dp", in.data(), sum.data(), 2, false, &error)) << error;
-    ASSERT_TRUE(driver::allReduce(&sc, "dp", in.data(), max.data(), 2, true, &error)) << error;
+    ASSERT_TRUE(driver::allReduce(dp.get(), "dp", in.data(), sum.data(), 2, false, &error)) << error;
+    ASSERT_TRUE(driver::allReduce(dp.get(), "dp", in.data(), max.data(), 2, true, &error)) << error;
     EXPECT_EQ(sum[0], value(0, 0) + value(1, 0) + value(2, 0));
     EXPECT_EQ(max[0], value(2, 0));
     EXPECT_EQ(max[1], -value(0, 1));
@@ -96,7 +82,7 @@ TEST(StepComm, AllToAllMovesVariableRowCounts) {
   // Rank r sends (r + p) % 3 rows to rank p (rank 0 sends none to itself);
   // rows of 2 floats encode (source, destination, index).
   comm::LocalWorld::run(kRanks, [](comm::Communicator &world) {
-    WorldStepComm sc(world);
+    std::unique_ptr<driver::StepComm> dp = driver::dataParallelComm(world);
     const int r = world.rank();
     std::vector<int64_t> sendCounts(kRanks), recvCounts(kRanks, -1);
     std::vector<float> rows;
@@ -109,7 +95,7 @@ TEST(StepComm, AllToAllMovesVariableRowCounts) {
     rows.resize(capacity * 2, -1.0f);
     std::vector<float> out(capacity * 2, -1.0f);
     std::string error;
-    ASSERT_TRUE(driver::allToAll(&sc, "dp", rows.data(), sendCounts.data(), out.data(),
+    ASSERT_TRUE(driver::allToAll(dp.get(), "dp", rows.data(), sendCounts.data(), out.data(),
                                  recvCounts.data(), capacity, capacity, 2, &error))
         << error;
     int64_t at = 0;
@@ -127,11 +113,11 @@ TEST(StepComm, AllToAllMovesVariableRowCounts) {
 
 TEST(StepComm, AllToAllOverCapacityNamesTheRanks) {
   comm::LocalWorld::run(2, [](comm::Communicator &world) {
-    WorldStepComm sc(world);
+    std::unique_ptr<driver::StepComm> dp = driver::dataParallelComm(world);
     std::vector<int64_t> sendCounts = {2, 2}, recvCounts(2);
     std::vector<float> rows(4, 1.0f), out(3, 0.0f);
     std::string error;
-    EXPECT_FALSE(driver::allToAll(&sc, "dp", rows.data(), sendCounts.data(), out.data(),
+    EXPECT_FALSE(driver::allToAll(dp.get(), "dp", rows.data(), sendCounts.data(), out.data(),
                                   recvCounts.data(), 4, 3, 1, &error));
     EXPECT_NE(error.find("receives 4 rows"), std::string::npos) << error;
     EXPECT_NE(error.find("capacity 3"), std::string::npos) << error;
@@ -140,17 +126,17 @@ TEST(StepComm, AllToAllOverCapacityNamesTheRanks) {
 
 TEST(StepComm, SendRecvAlongTheAxis) {
   comm::LocalWorld::run(2, [](comm::Communicator &world) {
-    WorldStepComm sc(world);
+    std::unique_ptr<driver::StepComm> dp = driver::dataParallelComm(world);
     std::vector<float> data = {1.5f, -2.0f, 3.0f};
     std::string error;
     if (world.rank() == 0) {
-      ASSERT_TRUE(driver::send(&sc, "dp", 1, data.data(), 3, &error)) << error;
+      ASSERT_TRUE(driver::send(dp.get(), "dp", 1, data.data(), 3, &error)) << error;
     } else {
       std::vector<float> got(3);
-      ASSERT_TRUE(driver::recv(&sc, "dp", 0, got.data(), 3, &error)) << error;
+      ASSERT_TRUE(driver::recv(dp.get(), "dp", 0, got.data(), 3, &error)) << error;
       EXPECT_EQ(got, data);
     }
-    EXPECT_FALSE(driver::send(&sc, "pp", 0, data.data(), 3, &error));
+    EXPECT_FALSE(driver::send(dp.get(), "pp", 0, data.data(), 3, &error));
     EXPECT_NE(error.find("send on pp: no rank at coordinate 0"), std::string::npos) << error;
   });
 }

@@ -14,6 +14,7 @@
 #include "dialects/kiln/KilnDialect.h"
 #include "runtime/comm/Communicator.h"
 #include "runtime/comm/LocalWorld.h"
+#include "runtime/comm/RankPieces.h"
 
 #include "mlir/IR/BuiltinOps.h"
 
@@ -90,18 +91,6 @@ std::pair<int64_t, int64_t> splitAt(ArrayRef<int64_t> shape, int64_t dim) {
   return {outer, inner};
 }
 
-/// x's elements regrouped so that chunk r of dimension `dim` (of `chunks`)
-/// is contiguous: [chunks][outer][inner / chunks].
-std::vector<double> chunksContiguous(const RefTensor &x, int64_t dim, int64_t chunks) {
-  auto [outer, inner] = splitAt(x.shape, dim);
-  int64_t piece = inner / chunks;
-  std::vector<double> out(x.data.size());
-  for (int64_t r = 0; r < chunks; ++r)
-    for (int64_t o = 0; o < outer; ++o)
-      std::copy_n(&x.data[o * inner + r * piece], piece, &out[(r * outer + o) * piece]);
-  return out;
-}
-
 void addRules(Evaluator &evaluator, RankComms &comms) {
   evaluator.setRule("kiln.all_reduce", [&comms](Operation *op, ArrayRef<const RefTensor *> in,
                                                 SmallVectorImpl<RefTensor> &out) -> LogicalResult {
@@ -126,10 +115,7 @@ void addRules(Evaluator &evaluator, RankComms &comms) {
     // all is [rank][outer][inner]; the result interleaves ranks at `dim`.
     auto [outer, inner] = splitAt(x.shape, int64_t(gather.getDim()));
     RefTensor r = resultLike(op);
-    for (int64_t rank = 0; rank < group.size(); ++rank)
-      for (int64_t o = 0; o < outer; ++o)
-        std::copy_n(&all[(rank * outer + o) * inner], inner,
-                    &r.data[(o * group.size() + rank) * inner]);
+    comm::interleavePiecesOfRanks(all.data(), outer, int64_t(group.size()), inner, r.data.data());
     out.push_back(std::move(r));
     return success();
   });
@@ -138,7 +124,10 @@ void addRules(Evaluator &evaluator, RankComms &comms) {
                                                     SmallVectorImpl<RefTensor> &out) -> LogicalResult {
     auto scatter = cast<ReduceScatterOp>(op);
     Communicator &group = comms.group(scatter.getAxes());
-    std::vector<double> send = chunksContiguous(*in[0], int64_t(scatter.getDim()), group.size());
+    auto [outer, inner] = splitAt(in[0]->shape, int64_t(scatter.getDim()));
+    std::vector<double> send(in[0]->data.size());
+    comm::groupPiecesByRank(in[0]->data.data(), outer, int64_t(group.size()),
+                            inner / group.size(), send.data());
     RefTensor r = resultLike(op);
     if (!group.reduceScatter(send.data(), r.data.data(), r.data.size(), DType::F64,
                              comm::ReduceOp::Sum))
@@ -151,9 +140,10 @@ void addRules(Evaluator &evaluator, RankComms &comms) {
                                                  SmallVectorImpl<RefTensor> &out) -> LogicalResult {
     auto shard = cast<LocalShardOp>(op);
     Communicator &group = comms.group(shard.getAxes());
-    std::vector<double> chunks = chunksContiguous(*in[0], int64_t(shard.getDim()), group.size());
+    auto [outer, inner] = splitAt(in[0]->shape, int64_t(shard.getDim()));
     RefTensor r = resultLike(op);
-    std::copy_n(&chunks[group.rank() * r.data.size()], r.data.size(), r.data.begin());
+    comm::copyPieceOfRank(in[0]->data.data(), outer, int64_t(group.size()), inner / group.size(),
+                          int64_t(group.rank()), r.data.data());
     out.push_back(std::move(r));
     return success();
   });
