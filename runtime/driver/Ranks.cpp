@@ -82,16 +82,4 @@ void takeShard(const float *full, uint64_t n, int rank, int size, float *shard) 
     shard[i] = begin + i < n ? full[begin + i] : 0.0f;
 }
 
-bool gatherShards(comm::Communicator &world, const float *shard, uint64_t n, float *full,
-                  std::string &error) {
-  const uint64_t chunk = shardElements(n, world.size());
-  std::vector<float> padded(chunk * uint64_t(world.size()));
-  if (!world.allGather(shard, padded.data(), chunk, comm::DType::F32)) {
-    error = world.error();
-    return false;
-  }
-  std::copy_n(padded.data(), n, full);
-  return true;
-}
-
 } // namespace kiln::driver

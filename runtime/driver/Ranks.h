@@ -3,11 +3,11 @@
 // A program built for one rank runs alone (no MPI is touched). A program
 // built for dp > 1 ranks (kiln-data-parallel) runs under mpirun: every rank
 // holds the whole model, trains its rows of each global batch, and meets the
-// others in the step's collectives (StepComm.h). Rank 0 prints, logs and
-// writes checkpoints; with ZeRO-1 each rank holds 1/dp of the AdamW moments
-// (ModelDesc::shardedState) and they are gathered to rank 0 for a checkpoint,
-// so checkpoints stay whole tensors under HF names: any layout resumes any
-// other's.
+// others in the step's collectives (StepComm.h). Rank 0 prints and logs;
+// with ZeRO-1 each rank holds 1/dp of the AdamW moments
+// (ModelDesc::shardedState). Every rank writes its part of a checkpoint
+// (runtime/checkpoint/Checkpoint.h) and the loader reassembles tensors by
+// HF name, so any layout resumes any other's.
 //
 //===----------------------------------------------------------------------===//
 
@@ -48,10 +48,6 @@ inline uint64_t shardElements(uint64_t n, int size) { return (n + uint64_t(size)
 
 /// Rank `rank`'s shard of `full` (n elements) into `shard`.
 void takeShard(const float *full, uint64_t n, int rank, int size, float *shard);
-
-/// Every rank's shard gathered into `full` (n elements), on every rank.
-bool gatherShards(comm::Communicator &world, const float *shard, uint64_t n, float *full,
-                  std::string &error);
 
 } // namespace kiln::driver
 

@@ -270,12 +270,6 @@ std::vector<StoredTensor> checkpointTensors(const std::vector<ParamLayout> &layo
   return out;
 }
 
-std::string checkpointFileName(uint64_t step) {
-  char buffer[40];
-  std::snprintf(buffer, sizeof(buffer), "step-%08llu.safetensors", (unsigned long long)step);
-  return buffer;
-}
-
 //===----------------------------------------------------------------------===//
 // Checkpoint directory, resume, save
 //===----------------------------------------------------------------------===//
@@ -331,49 +325,97 @@ bool resumeState(const std::string &dir, const ModelDesc &model,
   return true;
 }
 
-bool saveCheckpoint(const std::string &dir, const ModelDesc &model,
-                    const std::vector<ParamLayout> &layouts, const TrainState &state, uint64_t step,
-                    uint64_t seed, uint64_t dataPosition, std::string &error) {
-  checkpoint::Checkpoint ckpt;
-  ckpt.step = step;
-  ckpt.rngState = seed;
-  ckpt.dataPosition = dataPosition;
-  ckpt.specFingerprint = model.specFingerprint;
+/// Rank `rank`'s part of the checkpoint of `state`: the parameters of its
+/// model file (checkpoint::assignModelFiles over all of them), and of every
+/// AdamW moment the elements [rank * c, (rank + 1) * c) (c = ceil(n / ranks)),
+/// its ZeRO-1 shard, cut where it spans several HF tensors. A rank that holds
+/// whole moments (no ZeRO) writes the same range, so the files do not depend
+/// on ZeRO. `manifest` gets the weight map every rank computes alike.
+checkpoint::RankShard rankShard(const std::vector<ParamLayout> &layouts, const TrainState &state,
+                                bool shardedState, int rank, int ranks,
+                                checkpoint::Manifest &manifest) {
+  checkpoint::RankShard shard;
+  shard.rank = rank;
+  shard.ranks = ranks;
+  std::vector<StoredTensor> params;
+  std::vector<uint64_t> bytes;
   for (const StoredTensor &t : checkpointTensors(layouts, state))
-    ckpt.tensors.push_back({t.name, *t.shape, std::vector<float>(t.values, t.values + t.count)});
-  return checkpoint::save(dir, ckpt, error);
+    if (t.name.rfind("optimizer.", 0) != 0) {
+      params.push_back(t);
+      bytes.push_back(t.count * sizeof(float));
+    }
+  const std::vector<int> file = checkpoint::assignModelFiles(bytes, ranks);
+  shard.modelFiles = file.empty() ? 1 : file.back() + 1;
+  manifest.ranks = ranks;
+  manifest.modelFiles = shard.modelFiles;
+  for (size_t i = 0; i < params.size(); ++i) {
+    manifest.weightMap.push_back({params[i].name, file[i], bytes[i]});
+    const StoredTensor &t = params[i];
+    if (file[i] == rank)
+      shard.model.push_back({t.name, t.shape, 0, t.count, t.values});
+  }
+  auto addMoment = [&](const std::string &prefix, const ParamLayout &l, const float *held) {
+    const uint64_t chunk = shardElements(l.numElements, ranks);
+    const uint64_t begin = std::min(l.numElements, uint64_t(rank) * chunk),
+                   end = std::min(l.numElements, begin + chunk);
+    const float *range = shardedState ? held : held + begin;
+    for (size_t e = 0; e < l.hfNames.size(); ++e) {
+      const uint64_t pieceBegin = e * l.perStored, pieceEnd = pieceBegin + l.perStored;
+      const uint64_t lo = std::max(begin, pieceBegin), hi = std::min(end, pieceEnd);
+      if (lo < hi)
+        shard.optimizer.push_back(
+            {prefix + l.hfNames[e], &l.hfShape, lo - pieceBegin, hi - lo, range + (lo - begin)});
+    }
+  };
+  for (size_t k = 0; k < state.trainable.size(); ++k)
+    addMoment("optimizer.exp_avg.", layouts[state.trainable[k]], state.expAvg[k].data());
+  for (size_t k = 0; k < state.trainable.size(); ++k)
+    addMoment("optimizer.exp_avg_sq.", layouts[state.trainable[k]], state.expAvgSq[k].data());
+  return shard;
 }
 
-/// A checkpoint of every rank's state, written by rank 0. With ZeRO-1 the
-/// ranks first gather each moment's shards (a collective: every rank calls
-/// this at the same step), so the checkpoint holds whole tensors and any
-/// layout can resume it.
+/// The checkpoint of step `step`, a collective: every rank writes its files
+/// in parallel (phase one), the ranks exchange their files' sizes (or a
+/// failure), and only then rank 0 commits (phase two), so a rank killed
+/// mid-write leaves `latest` at the previous checkpoint.
 bool saveCheckpointOfRanks(Ranks &ranks, const std::string &dir, const ModelDesc &model,
-                           const std::vector<ParamLayout> &layouts, TrainState &state,
+                           const std::vector<ParamLayout> &layouts, const TrainState &state,
                            uint64_t step, uint64_t seed, uint64_t dataPosition,
                            std::string &error) {
-  if (!model.shardedState)
-    return !ranks.lead() ||
-           saveCheckpoint(dir, model, layouts, state, step, seed, dataPosition, error);
-  std::vector<AlignedArray<float>> wholeM(state.trainable.size()), wholeV(state.trainable.size());
-  for (size_t k = 0; k < state.trainable.size(); ++k) {
-    const uint64_t n = layouts[state.trainable[k]].numElements;
-    if (!wholeM[k].allocate(n) || !wholeV[k].allocate(n)) {
-      error = "out of memory gathering the AdamW state for a checkpoint";
+  const checkpoint::StepInfo info{step, seed, dataPosition, model.specFingerprint};
+  checkpoint::Manifest manifest;
+  const checkpoint::RankShard shard =
+      rankShard(layouts, state, model.shardedState, ranks.rank, ranks.size, manifest);
+  checkpoint::ShardBytes mine;
+  const bool wrote = checkpoint::writeShard(dir, info, shard, mine, error);
+  manifest.written.assign(size_t(ranks.size), {});
+  if (ranks.size == 1) {
+    if (!wrote)
+      return false;
+    manifest.written[0] = mine;
+  } else {
+    // Each rank fills its two slots: its files' sizes, or -1 if it failed.
+    std::vector<int64_t> sizes(2 * size_t(ranks.size), 0);
+    sizes[2 * ranks.rank] = wrote ? int64_t(mine.model) : -1;
+    sizes[2 * ranks.rank + 1] = wrote ? int64_t(mine.optimizer) : -1;
+    if (!ranks.world->allReduce(sizes.data(), sizes.size(), comm::DType::I64,
+                                comm::ReduceOp::Sum)) {
+      error = ranks.world->error();
       return false;
     }
-    if (!gatherShards(*ranks.world, state.expAvg[k].data(), n, wholeM[k].data(), error) ||
-        !gatherShards(*ranks.world, state.expAvgSq[k].data(), n, wholeV[k].data(), error))
+    if (!wrote)
       return false;
+    for (int r = 0; r < ranks.size; ++r) {
+      if (sizes[2 * r + 1] < 0) {
+        error = "rank " + std::to_string(r) + " could not write its files of " + dir + "/" +
+                checkpoint::stepDirName(step) + " (its message says why); the step is not "
+                "committed and `latest` is unchanged";
+        return false;
+      }
+      manifest.written[r] = {uint64_t(sizes[2 * r]), uint64_t(sizes[2 * r + 1])};
+    }
   }
-  if (!ranks.lead())
-    return true;
-  std::swap(state.expAvg, wholeM);
-  std::swap(state.expAvgSq, wholeV);
-  bool saved = saveCheckpoint(dir, model, layouts, state, step, seed, dataPosition, error);
-  std::swap(state.expAvg, wholeM);
-  std::swap(state.expAvgSq, wholeV);
-  return saved;
+  return !ranks.lead() || checkpoint::commit(dir, info, manifest, error);
 }
 
 //===----------------------------------------------------------------------===//
@@ -783,7 +825,7 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
       if (!saveCheckpointOfRanks(ranks, ckptDir, model, layouts, state, s, seed,
                                  loader->position(), error))
         return stop(error);
-      lastCheckpoint = ckptDir + "/" + checkpointFileName(s);
+      lastCheckpoint = ckptDir + "/" + checkpoint::stepDirName(s);
     }
     if (signal) {
       if (printer)

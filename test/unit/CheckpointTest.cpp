@@ -7,7 +7,10 @@
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
+#include <iterator>
+#include <random>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -20,6 +23,15 @@ std::string freshDir(const std::string &name) {
   std::string dir = ::testing::TempDir() + "kiln-ckpt-" + name + "-" + std::to_string(getpid());
   std::system(("rm -rf '" + dir + "'").c_str());
   return dir;
+}
+
+std::string readFile(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void writeFile(const std::string &path, const std::string &bytes) {
+  std::ofstream(path, std::ios::binary) << bytes;
 }
 
 Checkpoint sample(uint64_t step, int64_t rows = 3) {
@@ -85,15 +97,22 @@ TEST(Checkpoint, RejectsWrongShapeMissingAndExtraTensors) {
 TEST(Checkpoint, RejectsTruncatedFileAndBadLatest) {
   std::string dir = freshDir("truncated"), error;
   ASSERT_TRUE(save(dir, sample(3), error)) << error;
-  std::string file = dir + "/step-00000003.safetensors";
-  ASSERT_EQ(::truncate(file.c_str(), 40), 0);
   Checkpoint got;
-  EXPECT_FALSE(loadLatest(dir, layoutOf(sample(3)), "r1-tiny:abc", got, error));
-  EXPECT_NE(error.find("step-00000003.safetensors"), std::string::npos) << error;
+  for (const char *name :
+       {"model-00001-of-00001.safetensors", "optimizer-00001-of-00001.safetensors"}) {
+    std::string file = dir + "/step-00000003/" + name;
+    const std::string bytes = readFile(file);
+    ASSERT_EQ(::truncate(file.c_str(), 40), 0);
+    EXPECT_FALSE(loadLatest(dir, layoutOf(sample(3)), "r1-tiny:abc", got, error));
+    EXPECT_NE(error.find(file), std::string::npos) << error;
+    writeFile(file, bytes);
+  }
+  ASSERT_TRUE(loadLatest(dir, layoutOf(sample(3)), "r1-tiny:abc", got, error)) << error;
   std::ofstream(dir + "/latest") << "../../etc/passwd\n";
   EXPECT_FALSE(loadLatest(dir, layoutOf(sample(3)), "r1-tiny:abc", got, error));
-  EXPECT_NE(error.find("expected the name of a step-NNNNNNNN.safetensors file"),
-            std::string::npos) << error;
+  EXPECT_NE(error.find("expected the name of a step-NNNNNNNN checkpoint directory"),
+            std::string::npos)
+      << error;
   EXPECT_FALSE(loadLatest(freshDir("empty"), layoutOf(sample(3)), "r1-tiny:abc", got, error));
   EXPECT_NE(error.find("latest"), std::string::npos) << error;
 }
@@ -102,7 +121,7 @@ TEST(Checkpoint, UnwritableDirectoryLeavesNothingBehind) {
   std::string base = freshDir("unwritable"), error;
   ASSERT_TRUE(save(base, sample(1), error)) << error;
   // A directory "inside" a regular file cannot be created, even as root.
-  std::string bad = base + "/step-00000001.safetensors/sub";
+  std::string bad = base + "/step-00000001/model-00001-of-00001.safetensors/sub";
   EXPECT_FALSE(save(bad, sample(2), error));
   EXPECT_NE(error.find("cannot create the checkpoint directory"), std::string::npos) << error;
   Checkpoint got;
@@ -138,6 +157,307 @@ TEST(Checkpoint, SigkillDuringWriteKeepsTheLastGoodOne) {
   ASSERT_TRUE(loadLatest(dir, layout, "r1-tiny:abc", got, error)) << error;
   EXPECT_EQ(got.step, step);
   EXPECT_EQ(got.tensors[0].values, (step == 1 ? sample(1) : sample(step, rows)).tensors[0].values);
+}
+
+//===----------------------------------------------------------------------===//
+// Sharded checkpoints: ranks write in parallel, one commits, any layout loads
+//===----------------------------------------------------------------------===//
+
+/// A model of three parameters and the moments of two of them, as ranks of
+/// a data-parallel run hold them.
+struct ShardedSample {
+  std::vector<Tensor> model = {{"model.embed_tokens.weight", {4, 3}, {}},
+                               {"model.norm.weight", {5}, {}},
+                               {"lm_head.weight", {2, 2}, {}}};
+  std::vector<Tensor> moments = {{"optimizer.exp_avg.model.embed_tokens.weight", {4, 3}, {}},
+                                 {"optimizer.exp_avg.model.norm.weight", {5}, {}}};
+  ShardedSample() {
+    float v = 0.5f;
+    for (Tensor *t : {&model[0], &model[1], &model[2], &moments[0], &moments[1]}) {
+      uint64_t n = 1;
+      for (int64_t d : t->shape)
+        n *= uint64_t(d);
+      for (uint64_t i = 0; i < n; ++i)
+        t->values.push_back(v += 0.25f);
+    }
+  }
+  std::vector<Tensor> layout() const {
+    std::vector<Tensor> out;
+    for (const std::vector<Tensor> *part : {&model, &moments})
+      for (const Tensor &t : *part)
+        out.push_back({t.name, t.shape, {}});
+    return out;
+  }
+};
+
+/// Rank `rank` of `ranks`: its model file's tensors and elements
+/// [rank * c, (rank + 1) * c) of each moment, as the driver cuts them.
+RankShard shardOf(const ShardedSample &sample, int rank, int ranks, Manifest &manifest) {
+  RankShard shard;
+  shard.rank = rank;
+  shard.ranks = ranks;
+  std::vector<uint64_t> bytes;
+  for (const Tensor &t : sample.model)
+    bytes.push_back(t.values.size() * 4);
+  std::vector<int> file = assignModelFiles(bytes, ranks);
+  shard.modelFiles = file.back() + 1;
+  manifest = Manifest{};
+  manifest.ranks = ranks;
+  manifest.modelFiles = shard.modelFiles;
+  for (size_t i = 0; i < sample.model.size(); ++i) {
+    const Tensor &t = sample.model[i];
+    manifest.weightMap.push_back({t.name, file[i], bytes[i]});
+    if (file[i] == rank)
+      shard.model.push_back({t.name, &t.shape, 0, t.values.size(), t.values.data()});
+  }
+  for (const Tensor &t : sample.moments) {
+    const uint64_t n = t.values.size(), chunk = (n + ranks - 1) / ranks;
+    const uint64_t begin = std::min(n, rank * chunk), end = std::min(n, begin + chunk);
+    if (begin < end)
+      shard.optimizer.push_back({t.name, &t.shape, begin, end - begin, t.values.data() + begin});
+  }
+  return shard;
+}
+
+/// Phase one on every rank, then the commit.
+bool saveSharded(const std::string &dir, const ShardedSample &sample, uint64_t step, int ranks,
+                 std::string &error) {
+  const StepInfo info{step, 42, 7 * step, "r1-tiny:abc"};
+  Manifest manifest;
+  std::vector<ShardBytes> written(ranks);
+  for (int r = 0; r < ranks; ++r)
+    if (!writeShard(dir, info, shardOf(sample, r, ranks, manifest), written[r], error))
+      return false;
+  manifest.written = written;
+  return commit(dir, info, manifest, error);
+}
+
+TEST(ShardedCheckpoint, AnyNumberOfRanksLoadsTheSameTensors) {
+  const ShardedSample sample;
+  for (int ranks : {1, 2, 3, 5}) {
+    SCOPED_TRACE(std::to_string(ranks) + " ranks");
+    std::string dir = freshDir("sharded-" + std::to_string(ranks)), error;
+    ASSERT_TRUE(saveSharded(dir, sample, 4, ranks, error)) << error;
+    EXPECT_EQ(readFile(dir + "/latest"), "step-00000004\n");
+    Checkpoint got;
+    ASSERT_TRUE(loadLatest(dir, sample.layout(), "r1-tiny:abc", got, error)) << error;
+    EXPECT_EQ(got.step, 4u);
+    EXPECT_EQ(got.rngState, 42u);
+    EXPECT_EQ(got.dataPosition, 28u);
+    ASSERT_EQ(got.tensors.size(), 5u);
+    for (size_t i = 0; i < 5; ++i)
+      EXPECT_EQ(got.tensors[i].values, (i < 3 ? sample.model[i] : sample.moments[i - 3]).values)
+          << got.tensors[i].name;
+    // Hugging Face's index: every parameter mapped, total_size its bytes.
+    const std::string index = readFile(dir + "/step-00000004/model.safetensors.index.json");
+    EXPECT_NE(index.find("\"total_size\": 84"), std::string::npos) << index;
+    EXPECT_NE(index.find("\"lm_head.weight\": \"model-0000" + std::to_string(std::min(ranks, 3)) +
+                         "-of-0000" + std::to_string(std::min(ranks, 3)) + ".safetensors\""),
+              std::string::npos)
+        << index;
+    EXPECT_EQ(index.find("optimizer.exp_avg\""), std::string::npos) << index;
+  }
+}
+
+TEST(ShardedCheckpoint, ModelFilesAreContiguousNonEmptyAndBalanced) {
+  EXPECT_EQ(assignModelFiles({4, 4, 4, 4}, 2), (std::vector<int>{0, 0, 1, 1}));
+  EXPECT_EQ(assignModelFiles({100, 1, 1, 1}, 4), (std::vector<int>{0, 1, 2, 3}));
+  EXPECT_EQ(assignModelFiles({1, 1, 1, 100}, 2), (std::vector<int>{0, 0, 0, 1}));
+  EXPECT_EQ(assignModelFiles({8, 8}, 5), (std::vector<int>{0, 1}));
+  EXPECT_EQ(assignModelFiles({0, 0, 0}, 2), (std::vector<int>{0, 0, 1}));
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 200; ++trial) {
+    std::vector<uint64_t> bytes(1 + rng() % 40);
+    for (uint64_t &b : bytes)
+      b = rng() % 1000;
+    const int ranks = 1 + int(rng() % 12);
+    std::vector<int> file = assignModelFiles(bytes, ranks);
+    const int files = std::min<int>(ranks, int(bytes.size()));
+    ASSERT_EQ(file.front(), 0);
+    ASSERT_EQ(file.back(), files - 1);
+    for (size_t i = 1; i < file.size(); ++i)
+      ASSERT_TRUE(file[i] == file[i - 1] || file[i] == file[i - 1] + 1) << "contiguous, none empty";
+  }
+}
+
+TEST(ShardedCheckpoint, ARankThatDidNotFinishIsNeverCommitted) {
+  const ShardedSample sample;
+  std::string dir = freshDir("uncommitted"), error;
+  ASSERT_TRUE(saveSharded(dir, sample, 1, 2, error)) << error;
+  // Step 2: rank 1 never wrote (killed before its files were complete).
+  const StepInfo info{2, 42, 14, "r1-tiny:abc"};
+  Manifest manifest;
+  std::vector<ShardBytes> written(2);
+  ASSERT_TRUE(writeShard(dir, info, shardOf(sample, 0, 2, manifest), written[0], error)) << error;
+  written[1] = {100, 100};
+  manifest.written = written;
+  EXPECT_FALSE(commit(dir, info, manifest, error));
+  EXPECT_NE(error.find("step-00000002/model-00002-of-00002.safetensors: missing at commit"),
+            std::string::npos)
+      << error;
+  EXPECT_EQ(readFile(dir + "/latest"), "step-00000001\n");
+  // A file whose size is not what its writer reported is not committed either.
+  ASSERT_TRUE(writeShard(dir, info, shardOf(sample, 1, 2, manifest), written[1], error)) << error;
+  written[1].optimizer += 1;
+  manifest.written = written;
+  EXPECT_FALSE(commit(dir, info, manifest, error));
+  EXPECT_NE(error.find("optimizer-00002-of-00002.safetensors"), std::string::npos) << error;
+  EXPECT_EQ(readFile(dir + "/latest"), "step-00000001\n");
+  Checkpoint got;
+  ASSERT_TRUE(loadLatest(dir, sample.layout(), "r1-tiny:abc", got, error)) << error;
+  EXPECT_EQ(got.step, 1u);
+}
+
+TEST(ShardedCheckpoint, RejectsGapsOverlapsStaleFilesAndDisagreeingRanks) {
+  const ShardedSample sample;
+  Checkpoint got;
+  std::string error;
+  auto saved = [&](const std::string &name) {
+    std::string dir = freshDir(name);
+    EXPECT_TRUE(saveSharded(dir, sample, 3, 2, error)) << error;
+    return dir;
+  };
+  const std::string index = "/step-00000003/model.safetensors.index.json";
+  auto rewriteIndex = [&](const std::string &dir, const std::string &from, const std::string &to) {
+    std::string text = readFile(dir + index);
+    ASSERT_NE(text.find(from), std::string::npos) << text;
+    text.replace(text.find(from), from.size(), to);
+    writeFile(dir + index, text);
+  };
+
+  // Rank 1's optimizer file left out of the index: a gap in every moment.
+  std::string dir = saved("gap");
+  rewriteIndex(dir, ",\n      \"optimizer-00002-of-00002.safetensors\"", "");
+  EXPECT_FALSE(loadLatest(dir, sample.layout(), "r1-tiny:abc", got, error));
+  EXPECT_NE(error.find("holds rank 0 of 2"), std::string::npos) << error;
+
+  // Rank 0's file listed twice: its slices overlap.
+  dir = saved("overlap");
+  rewriteIndex(dir, "optimizer-00002-of-00002", "optimizer-00001-of-00002");
+  EXPECT_FALSE(loadLatest(dir, sample.layout(), "r1-tiny:abc", got, error));
+  EXPECT_NE(error.find("holds rank 0 of 2"), std::string::npos) << error;
+
+  // A model file of another step under the committed step's name.
+  dir = saved("stale");
+  ASSERT_TRUE(saveSharded(dir + "-other", sample, 9, 2, error)) << error;
+  writeFile(dir + "/step-00000003/model-00001-of-00002.safetensors",
+            readFile(dir + "-other/step-00000009/model-00001-of-00002.safetensors"));
+  EXPECT_FALSE(loadLatest(dir, sample.layout(), "r1-tiny:abc", got, error));
+  EXPECT_NE(error.find("of step 9, but the index is of step 3"), std::string::npos) << error;
+
+  // The index of another spec.
+  dir = saved("spec");
+  EXPECT_FALSE(loadLatest(dir, sample.layout(), "dense-tiny:def", got, error));
+  EXPECT_NE(error.find("another spec"), std::string::npos) << error;
+  EXPECT_NE(error.find("model.safetensors.index.json"), std::string::npos) << error;
+
+  // A parameter the model does not have, and one it has but the map lacks.
+  dir = saved("names");
+  std::vector<Tensor> layout = sample.layout();
+  layout.push_back({"model.layers.0.mlp.gate_proj.weight", {2, 2}, {}});
+  EXPECT_FALSE(loadLatest(dir, layout, "r1-tiny:abc", got, error));
+  EXPECT_NE(error.find("no tensor 'model.layers.0.mlp.gate_proj.weight' in weight_map"),
+            std::string::npos)
+      << error;
+  layout = sample.layout();
+  layout.erase(layout.begin() + 1);
+  EXPECT_FALSE(loadLatest(dir, layout, "r1-tiny:abc", got, error));
+  EXPECT_NE(error.find("'model.norm.weight' is not part of this model"), std::string::npos)
+      << error;
+  layout = sample.layout();
+  layout.pop_back();
+  EXPECT_FALSE(loadLatest(dir, layout, "r1-tiny:abc", got, error));
+  EXPECT_NE(error.find("'optimizer.exp_avg.model.norm.weight' is not part of this model"),
+            std::string::npos)
+      << error;
+
+  // Ranks at different data positions.
+  dir = freshDir("positions");
+  Manifest manifest;
+  std::vector<ShardBytes> written(2);
+  for (int r = 0; r < 2; ++r)
+    ASSERT_TRUE(writeShard(dir, StepInfo{3, 42, 100 + uint64_t(r), "r1-tiny:abc"},
+                           shardOf(sample, r, 2, manifest), written[r], error))
+        << error;
+  manifest.written = written;
+  ASSERT_TRUE(commit(dir, StepInfo{3, 42, 100, "r1-tiny:abc"}, manifest, error)) << error;
+  EXPECT_FALSE(loadLatest(dir, sample.layout(), "r1-tiny:abc", got, error));
+  EXPECT_NE(error.find("rank 1 was at data position 101 but rank 0 at 100"), std::string::npos)
+      << error;
+
+  // An index that is not JSON.
+  dir = saved("index");
+  writeFile(dir + index, "{\"weight_map\": ");
+  EXPECT_FALSE(loadLatest(dir, sample.layout(), "r1-tiny:abc", got, error));
+  EXPECT_NE(error.find("not a valid checkpoint index"), std::string::npos) << error;
+}
+
+TEST(ShardedCheckpoint, SlicesThatLeaveAGapOrOverlapAreRefused) {
+  const ShardedSample sample;
+  const StepInfo info{5, 42, 35, "r1-tiny:abc"};
+  for (bool overlap : {false, true}) {
+    std::string dir = freshDir(overlap ? "slice-overlap" : "slice-gap"), error;
+    Manifest manifest;
+    std::vector<ShardBytes> written(2);
+    for (int r = 0; r < 2; ++r) {
+      RankShard shard = shardOf(sample, r, 2, manifest);
+      if (r == 1) {
+        // Rank 1's slice of the first moment starts one element late (a
+        // gap) or one early (an overlap).
+        SliceRef &s = shard.optimizer[0];
+        s.offset += overlap ? -1 : 1;
+        s.count -= overlap ? 0 : 1;
+        s.values += overlap ? -1 : 1;
+      }
+      ASSERT_TRUE(writeShard(dir, info, shard, written[r], error)) << error;
+    }
+    manifest.written = written;
+    ASSERT_TRUE(commit(dir, info, manifest, error)) << error;
+    Checkpoint got;
+    EXPECT_FALSE(loadLatest(dir, sample.layout(), "r1-tiny:abc", got, error));
+    EXPECT_NE(error.find(overlap ? "overlaps another rank's (which ends at 6)"
+                                 : "is incomplete: elements [6, 7) are in no optimizer file"),
+              std::string::npos)
+        << error;
+  }
+}
+
+TEST(ShardedCheckpoint, OlderSingleFileCheckpointsStillLoad) {
+  // The format of Kiln's checkpoints before step directories: one file with
+  // every tensor and the run state in the metadata.
+  std::string dir = freshDir("single-file"), error;
+  ASSERT_EQ(std::system(("mkdir -p '" + dir + "'").c_str()), 0);
+  const Checkpoint want = sample(12);
+  std::string header = "{\"__metadata__\":{\"format\":\"kiln-checkpoint\",\"step\":\"12\","
+                       "\"rng_state\":\"" +
+                       std::to_string(want.rngState) +
+                       "\",\"data_position\":\"12000\",\"spec_fingerprint\":\"r1-tiny:abc\"}";
+  std::string data;
+  for (const Tensor &t : want.tensors) {
+    const size_t begin = data.size();
+    data.append(reinterpret_cast<const char *>(t.values.data()), t.values.size() * 4);
+    header += ",\"" + t.name + "\":{\"dtype\":\"F32\",\"shape\":[";
+    for (size_t i = 0; i < t.shape.size(); ++i)
+      header += (i ? "," : "") + std::to_string(t.shape[i]);
+    header +=
+        "],\"data_offsets\":[" + std::to_string(begin) + "," + std::to_string(data.size()) + "]}";
+  }
+  header += "}";
+  while ((8 + header.size()) % 8)
+    header += ' ';
+  std::string file(8, '\0');
+  const uint64_t length = header.size();
+  std::memcpy(file.data(), &length, 8);
+  writeFile(dir + "/step-00000012.safetensors", file + header + data);
+  writeFile(dir + "/latest", "step-00000012.safetensors\n");
+  Checkpoint got;
+  ASSERT_TRUE(loadLatest(dir, layoutOf(want), "r1-tiny:abc", got, error)) << error;
+  EXPECT_EQ(got.step, 12u);
+  EXPECT_EQ(got.dataPosition, 12000u);
+  EXPECT_EQ(got.tensors[0].values, want.tensors[0].values);
+  EXPECT_EQ(got.tensors[1].values, want.tensors[1].values);
+  EXPECT_FALSE(loadLatest(dir, layoutOf(want), "dense-tiny:def", got, error));
+  EXPECT_NE(error.find("another spec"), std::string::npos) << error;
 }
 
 } // namespace

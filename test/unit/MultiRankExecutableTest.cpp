@@ -7,10 +7,11 @@
 //  1. 20 steps give dp 1's losses and gradient norms (<= 1e-5 relative);
 //  2. the step-1 gradients agree (<= 1e-5 relative to each tensor's largest
 //     value), read from a step-1 checkpoint: from zero moments, exp_avg is
-//     (1 - beta1) x the clipped gradient, and checkpoints hold whole tensors
-//     whatever the layout (ZeRO-1 shards are gathered);
-//  3. a ZeRO-1 dp 2 checkpoint at step 10 resumes in the dp 1 build and in
-//     the micro-batch build and continues dp 1's trajectory;
+//     (1 - beta1) x the clipped gradient; each rank wrote its own files and
+//     the runtime's loader reassembles whole tensors whatever the layout;
+//  3. checkpoints resume bit-exactly on their own layout (ZeRO-1 dp 2) and
+//     continue dp 1's trajectory on every other: ZeRO-1 dp 2 -> dp 1, dp 2
+//     (zero 0) and micro-batches 2; micro-batches 2 -> dp 2;
 //  4. SIGKILL of either rank while every step checkpoints leaves `latest`
 //     naming a complete checkpoint that the dp 1 build resumes;
 //  5. a rank killed mid-run ends the job (non-zero, within 60 s); a rank that
@@ -21,6 +22,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "runtime/checkpoint/Checkpoint.h"
 #include "runtime/safetensors/Safetensors.h"
 
 #include <gtest/gtest.h>
@@ -31,6 +33,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
+#include <optional>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -85,8 +89,15 @@ protected:
     dir = std::string(KILN_BINARY_DIR) + "/test/multirank/" + model;
     fs::create_directories(dir);
     // ctest runs each case in its own process: the builds are shared
-    // between them, and redone when kilnc is newer than a build.
+    // between them, and redone when kilnc or a runtime library it links
+    // into them is newer than a build.
     const std::string kilnc = std::string(KILN_BINARY_DIR) + "/bin/kilnc";
+    std::error_code ec;
+    fs::file_time_type newestInput = fs::last_write_time(kilnc, ec);
+    for (const auto &entry :
+         fs::recursive_directory_iterator(std::string(KILN_BINARY_DIR) + "/runtime", ec))
+      if (entry.path().extension() == ".a")
+        newestInput = std::max(newestInput, fs::last_write_time(entry.path(), ec));
     json spec = json::parse(readFile(std::string(KILN_SOURCE_DIR) + "/models/" + model + ".json"));
     for (const Layout &l : kLayouts) {
       json s = spec;
@@ -95,9 +106,8 @@ protected:
         s["parallel"] = l.parallel;
       std::string path = dir + "/" + l.name + ".json", exe = dir + "/" + l.name + "/train";
       std::string text = s.dump(2);
-      std::error_code ec;
       if (readFile(path) == text && fs::exists(exe) &&
-          fs::last_write_time(exe, ec) > fs::last_write_time(kilnc, ec))
+          fs::last_write_time(exe, ec) > newestInput)
         continue;
       // ctest may build the same layout from two processes at once: the
       // spec appears whole (rename), and kilnc -o replaces `train` atomically.
@@ -129,6 +139,50 @@ protected:
 
   std::string model, dir;
 };
+
+/// The checkpoint `latest` names in `ckptDir`, reassembled by the runtime's
+/// loader; the layout it expects (names, whole shapes) and the fingerprint
+/// are read from the checkpoint's own index and files.
+std::optional<kiln::checkpoint::Checkpoint> loadCheckpoint(const std::string &ckptDir) {
+  std::string latest = readFile(ckptDir + "/latest"), error;
+  latest.erase(latest.find_last_not_of("\n") + 1);
+  const std::string stepDir = ckptDir + "/" + latest;
+  json index = json::parse(readFile(stepDir + "/model.safetensors.index.json"));
+  std::vector<kiln::checkpoint::Tensor> layout;
+  for (const auto &[name, file] : index["weight_map"].items()) {
+    auto reader = kiln::safetensors::Reader::open(stepDir + "/" + file.get<std::string>(), error);
+    EXPECT_TRUE(reader) << error;
+    if (!reader)
+      return std::nullopt;
+    layout.push_back({name, reader->find(name)->shape, {}});
+  }
+  std::map<std::string, std::vector<int64_t>> moments;
+  for (const json &file : index["kiln"]["optimizer_files"]) {
+    auto reader = kiln::safetensors::Reader::open(stepDir + "/" + file.get<std::string>(), error);
+    EXPECT_TRUE(reader) << error;
+    if (!reader)
+      return std::nullopt;
+    const json slices = json::parse(reader->metadata().at("slices"));
+    for (const auto &[name, slice] : slices.items())
+      moments[name] = slice["shape"].get<std::vector<int64_t>>();
+  }
+  for (const auto &[name, shape] : moments)
+    layout.push_back({name, shape, {}});
+  kiln::checkpoint::Checkpoint ckpt;
+  EXPECT_TRUE(kiln::checkpoint::loadLatest(
+      ckptDir, layout, index["kiln"]["spec_fingerprint"].get<std::string>(), ckpt, error))
+      << error;
+  return ckpt;
+}
+
+/// Every regular file under `dir` (relative path -> bytes).
+std::map<std::string, std::string> snapshot(const std::string &dir) {
+  std::map<std::string, std::string> out;
+  for (const auto &entry : fs::recursive_directory_iterator(dir))
+    if (entry.is_regular_file())
+      out[fs::relative(entry.path(), dir).string()] = readFile(entry.path().string());
+  return out;
+}
 
 double relative(double got, double want) {
   return std::fabs(got - want) / std::max(std::fabs(want), 1e-30);
@@ -166,37 +220,33 @@ TEST_P(MultiRankExecutable, StepOneGradientsAgree) {
     fs::remove_all(dir + "/ckpt1-" + l.name);
     train(l, "--steps 1 --checkpoint-dir " + dir + "/ckpt1-" + l.name, "step1");
   }
-  auto load = [&](const std::string &name) {
-    std::string error;
-    auto reader = kiln::safetensors::Reader::open(
-        dir + "/ckpt1-" + name + "/step-00000001.safetensors", error);
-    EXPECT_TRUE(reader) << error;
-    return reader;
-  };
-  auto want = load("dp1");
+  std::optional<kiln::checkpoint::Checkpoint> want = loadCheckpoint(dir + "/ckpt1-dp1");
   ASSERT_TRUE(want);
+  // Each rank of a multi-rank layout wrote its own files.
+  EXPECT_TRUE(fs::exists(dir + "/ckpt1-dp2zero1/step-00000001/model-00002-of-00002.safetensors"));
+  EXPECT_TRUE(
+      fs::exists(dir + "/ckpt1-dp2zero1/step-00000001/optimizer-00002-of-00002.safetensors"));
   int moments = 0;
   for (const Layout &l : kLayouts) {
-    auto got = load(l.name);
+    std::optional<kiln::checkpoint::Checkpoint> got = loadCheckpoint(dir + "/ckpt1-" + l.name);
     ASSERT_TRUE(got);
+    ASSERT_EQ(got->tensors.size(), want->tensors.size()) << l.name;
     double worst = 0;
     std::string where;
-    for (const auto &t : want->tensors()) {
-      if (t.name.rfind("optimizer.exp_avg.", 0) != 0)
+    for (size_t t = 0; t < want->tensors.size(); ++t) {
+      const kiln::checkpoint::Tensor &b = want->tensors[t], &a = got->tensors[t];
+      ASSERT_EQ(a.name, b.name);
+      if (b.name.rfind("optimizer.exp_avg.", 0) != 0)
         continue;
-      std::vector<double> a, b;
-      std::string error;
-      ASSERT_TRUE(got->readAsDouble(t.name, a, error)) << error;
-      ASSERT_TRUE(want->readAsDouble(t.name, b, error)) << error;
       double diff = 0, scale = 0;
-      for (size_t i = 0; i < b.size(); ++i) {
-        diff = std::max(diff, std::fabs(a[i] - b[i]));
-        scale = std::max(scale, std::fabs(b[i]));
+      for (size_t i = 0; i < b.values.size(); ++i) {
+        diff = std::max(diff, std::fabs(double(a.values[i]) - double(b.values[i])));
+        scale = std::max(scale, std::fabs(double(b.values[i])));
       }
       double e = scale > 0 ? diff / scale : diff;
       if (e >= worst) {
         worst = e;
-        where = t.name;
+        where = b.name;
       }
       moments += l.name == "dp1";
     }
@@ -207,32 +257,50 @@ TEST_P(MultiRankExecutable, StepOneGradientsAgree) {
   EXPECT_GT(moments, 10);
 }
 
-TEST_P(MultiRankExecutable, ZeroCheckpointResumesOnOtherLayouts) {
-  const Layout &dp1 = kLayouts[0], &zero = kLayouts[2], &mb2 = kLayouts[3];
+TEST_P(MultiRankExecutable, CheckpointsResumeOnAnyLayout) {
+  const Layout &dp1 = kLayouts[0], &dp2 = kLayouts[1], &zero = kLayouts[2], &mb2 = kLayouts[3];
   fs::remove(dir + "/ref.jsonl");
   train(dp1, "--steps 20 --log " + dir + "/ref.jsonl", "ref");
-  fs::remove_all(dir + "/ckpt-zero");
-  train(zero, "--steps 10 --checkpoint-dir " + dir + "/ckpt-zero", "first10");
-  for (const Layout *l : {&dp1, &mb2}) {
-    std::string ckpt = dir + "/ckpt-" + l->name + "-from-zero";
-    fs::remove_all(ckpt);
-    fs::remove(dir + "/resumed-" + l->name + ".jsonl");
-    fs::copy(dir + "/ckpt-zero", ckpt, fs::copy_options::recursive);
-    train(*l, "--steps 20 --resume --checkpoint-dir " + ckpt + " --log " + dir + "/resumed-" +
-                  l->name + ".jsonl",
-          "resume");
-    std::vector<json> want = metrics(dir + "/ref.jsonl"), got =
-        metrics(dir + "/resumed-" + l->name + ".jsonl");
-    ASSERT_EQ(got.size(), 10u) << l->name;
-    double worst = 0;
-    for (size_t s = 0; s < 10; ++s) {
-      EXPECT_EQ(got[s]["step"], want[s + 10]["step"]);
-      worst = std::max(worst, relative(got[s]["loss"], want[s + 10]["loss"]));
+  const std::vector<json> want = metrics(dir + "/ref.jsonl");
+  ASSERT_EQ(want.size(), 20u);
+  // The uninterrupted ZeRO-1 run, for the same-layout resume.
+  fs::remove_all(dir + "/ckpt-zero-20");
+  train(zero, "--steps 20 --checkpoint-every 10 --checkpoint-dir " + dir + "/ckpt-zero-20",
+        "zero20");
+  for (const Layout *from : {&zero, &mb2}) {
+    const std::string first = dir + "/ckpt-" + from->name + "-10";
+    fs::remove_all(first);
+    train(*from, "--steps 10 --checkpoint-dir " + first, "first10");
+    std::vector<const Layout *> to = {&dp2};
+    if (from == &zero)
+      to = {&zero, &dp1, &dp2, &mb2};
+    for (const Layout *l : to) {
+      const std::string ckpt = dir + "/ckpt-" + l->name + "-from-" + from->name;
+      const std::string log = dir + "/resumed-" + l->name + "-from-" + from->name + ".jsonl";
+      fs::remove_all(ckpt);
+      fs::remove(log);
+      fs::copy(first, ckpt, fs::copy_options::recursive);
+      train(*l, "--steps 20 --resume --checkpoint-dir " + ckpt + " --log " + log, "resume");
+      const std::vector<json> got = metrics(log);
+      ASSERT_EQ(got.size(), 10u) << l->name;
+      double worst = 0;
+      for (size_t s = 0; s < 10; ++s) {
+        EXPECT_EQ(got[s]["step"], want[s + 10]["step"]);
+        worst = std::max(worst, relative(got[s]["loss"], want[s + 10]["loss"]));
+      }
+      std::printf("[%s] %s checkpoint at step 10 resumed by %s: steps 11-20 within %.3g of "
+                  "dp 1\n",
+                  model.c_str(), from->name.c_str(), l->name.c_str(), worst);
+      EXPECT_LE(worst, kTolerance) << from->name << " -> " << l->name;
+      if (l == from) {
+        // The same layout resumes bit-exactly: every rank's files of step 20
+        // equal those of the uninterrupted run.
+        const auto a = snapshot(dir + "/ckpt-zero-20/step-00000020"),
+                   b = snapshot(ckpt + "/step-00000020");
+        EXPECT_EQ(a.size(), 5u) << "2 model files, 2 optimizer files, the index";
+        EXPECT_TRUE(a == b) << "a resumed ZeRO-1 run's step-20 checkpoint differs";
+      }
     }
-    std::printf("[%s] dp 2 ZeRO-1 checkpoint at step 10 resumed by %s: steps 11-20 within %.3g "
-                "of dp 1\n",
-                model.c_str(), l->name.c_str(), worst);
-    EXPECT_LE(worst, kTolerance) << l->name;
   }
 }
 
@@ -288,9 +356,9 @@ TEST_P(MultiRankExecutable, KilledRankEndsTheJob) {
 }
 
 TEST_P(MultiRankExecutable, KilledDuringCheckpointsLeavesLatestLoadable) {
-  // ZeRO-1 dp 2 checkpointing every step (moments gathered, rank 0 writes):
-  // rank 0 or rank 1 is SIGKILLed at a different moment each time; `latest`
-  // must then name a complete checkpoint that the dp 1 build resumes.
+  // ZeRO-1 dp 2 checkpointing every step (each rank writes its files, rank 0
+  // commits): rank 0 or rank 1 is SIGKILLed at a different moment each time;
+  // `latest` must then name a complete checkpoint that the dp 1 build resumes.
   const Layout &zero = kLayouts[2], &dp1 = kLayouts[0];
   for (int trial = 0; trial < 4; ++trial) {
     std::string ckpt = dir + "/ckpt-killed-" + std::to_string(trial);

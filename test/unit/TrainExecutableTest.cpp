@@ -441,11 +441,10 @@ TEST_F(TrainExecutable, ResumeIsBitExact) {
   std::printf("step 20 loss: uninterrupted %s, resumed at 10 %s\n", la[19].at("loss").c_str(),
               lb[19].at("loss").c_str());
 
-  for (const char *file : {"/step-00000010.safetensors", "/step-00000020.safetensors"}) {
-    const std::string fa = readFile(a + file), fb = readFile(b + file);
-    ASSERT_FALSE(fa.empty()) << a + file;
-    EXPECT_TRUE(fa == fb) << a + file << " (" << fa.size() << " bytes) and " << b + file << " ("
-                          << fb.size() << " bytes) differ";
+  for (const char *step : {"/step-00000010", "/step-00000020"}) {
+    const auto fa = snapshot(a + step), fb = snapshot(b + step);
+    ASSERT_EQ(fa.size(), 3u) << a + step << ": model, optimizer and index files";
+    EXPECT_EQ(diffSnapshots(fa, fb), "") << a + step << " and " << b + step << " differ";
   }
   EXPECT_EQ(readFile(a + "/latest"), readFile(b + "/latest"));
 }
@@ -563,17 +562,25 @@ TEST_F(TrainExecutableBadInput, TruncatedCheckpoint) {
   std::string latest = readFile(ckpt + "/latest");
   while (!latest.empty() && (latest.back() == '\n' || latest.back() == '\r'))
     latest.pop_back();
-  ASSERT_EQ(latest, "step-00000010.safetensors");
-  const std::string file = ckpt + "/" + latest;
-  const std::string bytes = readFile(file);
-  for (size_t keep : {bytes.size() / 2, bytes.size() - 1, size_t(5)}) {
-    writeFile(file, bytes.substr(0, keep));
-    SCOPED_TRACE("kept " + std::to_string(keep) + " of " + std::to_string(bytes.size()) +
-                 " bytes");
-    expectFailure("r1-tiny",
-                  {"--data", corpus, "--steps", "20", "--checkpoint-dir", ckpt, "--resume",
-                   "--checkpoint-every", "1", "--threads", kThreads},
-                  ckpt, {file});
+  ASSERT_EQ(latest, "step-00000010");
+  for (const char *name : {"model-00001-of-00001.safetensors",
+                           "optimizer-00001-of-00001.safetensors",
+                           "model.safetensors.index.json"}) {
+    const std::string file = ckpt + "/" + latest + "/" + name;
+    const std::string bytes = readFile(file);
+    ASSERT_FALSE(bytes.empty()) << file;
+    // (The index without its last byte, a newline, is still the same JSON.)
+    const bool index = fs::path(file).extension() == ".json";
+    for (size_t keep : {bytes.size() / 2, bytes.size() - (index ? 2 : 1), size_t(5)}) {
+      writeFile(file, bytes.substr(0, keep));
+      SCOPED_TRACE(file + ": kept " + std::to_string(keep) + " of " +
+                   std::to_string(bytes.size()) + " bytes");
+      expectFailure("r1-tiny",
+                    {"--data", corpus, "--steps", "20", "--checkpoint-dir", ckpt, "--resume",
+                     "--checkpoint-every", "1", "--threads", kThreads},
+                    ckpt, {file});
+    }
+    writeFile(file, bytes);
   }
 }
 
@@ -582,7 +589,7 @@ TEST_F(TrainExecutableBadInput, CheckpointFromAnotherSpec) {
   expectFailure("dense-tiny",
                 {"--data", corpus, "--steps", "20", "--checkpoint-dir", ckpt, "--resume",
                  "--checkpoint-every", "1", "--threads", kThreads},
-                ckpt, {ckpt + "/step-00000010.safetensors", "another spec"});
+                ckpt, {ckpt + "/step-00000010/model.safetensors.index.json", "another spec"});
 }
 
 TEST_F(TrainExecutableBadInput, CheckpointDirUnderRegularFile) {
@@ -627,7 +634,7 @@ TEST_F(TrainExecutableBadInput, ReadOnlyCheckpointDir) {
 
 std::string stepFile(int step) {
   char buffer[40];
-  std::snprintf(buffer, sizeof(buffer), "step-%08d.safetensors", step);
+  std::snprintf(buffer, sizeof(buffer), "step-%08d", step);
   return buffer;
 }
 
@@ -648,9 +655,8 @@ TEST_F(TrainExecutable, SigkillDuringCheckpointWrites) {
   ASSERT_FALSE(HasFailure());
   const std::vector<LogLine> refLog = readLog(ref + "/log.jsonl");
   ASSERT_EQ(refLog.size(), size_t(kSteps));
-  std::string error;
-  auto refCkpt = kiln::safetensors::Reader::open(ref + "/" + stepFile(kSteps), error);
-  ASSERT_TRUE(refCkpt) << error;
+  const auto refCkpt = snapshot(ref + "/" + stepFile(kSteps));
+  ASSERT_EQ(refCkpt.size(), 3u) << "model, optimizer and index files";
 
   const std::string dir = freshDir("sigkill");
   std::mt19937 rng(20240520);
@@ -676,8 +682,9 @@ TEST_F(TrainExecutable, SigkillDuringCheckpointWrites) {
     // The first kKills runs are killed (a run that finishes first ends the
     // loop): attempts 0-2 right after `latest` changed 1-3 times; 3-5 after
     // it changed once and a random delay; 6-7 as soon as this process's
-    // temp file of a step-*.safetensors exists (mid-write); 8-9 as soon as
-    // its latest.tmp exists (the step file renamed, `latest` not yet).
+    // temp file of a model or optimizer file exists (mid-write); 8-9 as
+    // soon as its latest.tmp exists (the step's files renamed, `latest` not
+    // yet).
     bool kill = attempt < kKills;
     if (kill) {
       const std::string tmpSuffix = ".tmp." + std::to_string(pid);
@@ -696,11 +703,14 @@ TEST_F(TrainExecutable, SigkillDuringCheckpointWrites) {
           }
           std::this_thread::sleep_for(std::chrono::microseconds(200));
         } else {
-          const std::string prefix = attempt < 8 ? "step-" : "latest";
           std::error_code ec;
-          for (const auto &entry : fs::directory_iterator(dir, ec)) {
-            const std::string name = entry.path().filename().string();
-            if (name.rfind(prefix, 0) == 0 && name.size() > tmpSuffix.size() &&
+          for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it);
+               it.increment(ec)) {
+            const std::string name = it->path().filename().string();
+            const bool wanted = attempt < 8 ? name.rfind("model-", 0) == 0 ||
+                                                  name.rfind("optimizer-", 0) == 0
+                                            : name.rfind("latest", 0) == 0;
+            if (wanted && name.size() > tmpSuffix.size() &&
                 name.compare(name.size() - tmpSuffix.size(), tmpSuffix.size(), tmpSuffix) == 0)
               trigger = name.substr(0, name.size() - std::to_string(pid).size()) + "<pid> seen";
           }
@@ -737,8 +747,8 @@ TEST_F(TrainExecutable, SigkillDuringCheckpointWrites) {
         } else {
           ++kills;
           size_t left = 0;
-          for (const auto &entry : fs::directory_iterator(dir))
-            if (entry.path().filename().string().find(tmpSuffix) != std::string::npos)
+          for (const auto &[name, bytes] : snapshot(dir))
+            if (name.find(tmpSuffix) != std::string::npos)
               ++left;
           if (left)
             ++killsMidWrite;
@@ -765,14 +775,23 @@ TEST_F(TrainExecutable, SigkillDuringCheckpointWrites) {
 
     // `latest` names a complete checkpoint of the step it says.
     const std::string latest = readLatest(dir);
-    ASSERT_EQ(latest.size(), std::string("step-00000000.safetensors").size()) << latest;
-    auto reader = kiln::safetensors::Reader::open(dir + "/" + latest, error);
-    ASSERT_TRUE(reader) << "after kill " << kills << ": latest names an unreadable file: " << error;
-    EXPECT_EQ(reader->metadata().at("step"), std::to_string(std::stoull(latest.substr(5, 8))));
-    ASSERT_EQ(reader->tensors().size(), refCkpt->tensors().size()) << latest;
+    ASSERT_EQ(latest.size(), std::string("step-00000000").size()) << latest;
+    for (const auto &[name, bytes] : refCkpt) {
+      if (fs::path(name).extension() != ".safetensors")
+        continue;
+      std::string error;
+      auto reader = kiln::safetensors::Reader::open(dir + "/" + latest + "/" + name, error);
+      ASSERT_TRUE(reader) << "after kill " << kills << ": latest names an unreadable file: "
+                          << error;
+      auto want = kiln::safetensors::Reader::fromBytes(
+          std::vector<uint8_t>(bytes.begin(), bytes.end()), name, error);
+      ASSERT_TRUE(want) << error;
+      ASSERT_EQ(reader->tensors().size(), want->tensors().size()) << latest << "/" << name;
+    }
+    ASSERT_TRUE(fs::exists(dir + "/" + latest + "/model.safetensors.index.json")) << latest;
     size_t temps = 0;
-    for (const auto &entry : fs::directory_iterator(dir))
-      if (entry.path().filename().string().find(".tmp") != std::string::npos)
+    for (const auto &[name, bytes] : snapshot(dir))
+      if (name.find(".tmp") != std::string::npos)
         ++temps;
     maxTemps = std::max(maxTemps, temps);
     if (!kill)
@@ -786,7 +805,7 @@ TEST_F(TrainExecutable, SigkillDuringCheckpointWrites) {
   EXPECT_GE(killsMidWrite, 1) << "no kill interrupted a checkpoint write";
   const std::string last = stepFile(kSteps);
   EXPECT_EQ(readLatest(dir), last);
-  EXPECT_TRUE(readFile(dir + "/" + last) == readFile(ref + "/" + last))
+  EXPECT_EQ(diffSnapshots(snapshot(ref + "/" + last), snapshot(dir + "/" + last)), "")
       << "the final checkpoint after " << kills << " kills differs from the uninterrupted run's";
 }
 

@@ -213,8 +213,9 @@ protected:
   /// Every file of `d` and its bytes.
   static std::map<std::string, std::string> snapshot(const std::string &d) {
     std::map<std::string, std::string> out;
-    for (const auto &entry : fs::directory_iterator(d))
-      out[entry.path().filename().string()] = readFile(entry.path().string());
+    for (const auto &entry : fs::recursive_directory_iterator(d))
+      if (entry.is_regular_file())
+        out[fs::relative(entry.path(), d).string()] = readFile(entry.path().string());
     return out;
   }
 
@@ -275,7 +276,7 @@ TEST_F(TrainMainTest, ResumeIsBitExact) {
                    path("full.jsonl")}),
             0)
       << stderr_;
-  EXPECT_TRUE(stderrHas("checkpoint " + full + "/step-00000020.safetensors")) << stderr_;
+  EXPECT_TRUE(stderrHas("checkpoint " + full + "/step-00000020")) << stderr_;
   ASSERT_EQ(train({"--steps", "10", "--checkpoint-dir", split, "--checkpoint-every", "5", "--log",
                    path("split.jsonl")}),
             0)
@@ -287,7 +288,7 @@ TEST_F(TrainMainTest, ResumeIsBitExact) {
   EXPECT_TRUE(stderrHas("trained steps 11-20")) << stderr_;
   // Every checkpoint, the final one included, is byte-identical.
   auto want = snapshot(full), got = snapshot(split);
-  EXPECT_EQ(want.size(), 5u); // 4 checkpoints + latest
+  EXPECT_EQ(want.size(), 13u); // 4 checkpoints of 3 files (model, optimizer, index) + latest
   for (const auto &[name, bytes] : want) {
     ASSERT_TRUE(got.count(name)) << name;
     EXPECT_TRUE(got[name] == bytes) << name << " differs";
@@ -297,14 +298,20 @@ TEST_F(TrainMainTest, ResumeIsBitExact) {
   EXPECT_EQ(losses(path("split.jsonl")), losses(path("full.jsonl")));
   // The checkpoint stores experts per HF name and the Adam state.
   std::string error;
-  auto reader = kiln::safetensors::Reader::open(full + "/step-00000020.safetensors", error);
-  ASSERT_TRUE(reader) << error;
-  for (const char *name : {"model.layers.0.mlp.experts.1.down_proj.weight", kBias,
-                           "optimizer.exp_avg.model.norm.weight",
+  auto model = kiln::safetensors::Reader::open(
+      full + "/step-00000020/model-00001-of-00001.safetensors", error);
+  ASSERT_TRUE(model) << error;
+  auto optimizer = kiln::safetensors::Reader::open(
+      full + "/step-00000020/optimizer-00001-of-00001.safetensors", error);
+  ASSERT_TRUE(optimizer) << error;
+  for (const char *name : {"model.layers.0.mlp.experts.1.down_proj.weight", kBias})
+    EXPECT_NE(model->find(name), nullptr) << name;
+  for (const char *name : {"optimizer.exp_avg.model.norm.weight",
                            "optimizer.exp_avg_sq.model.layers.0.mlp.experts.0.down_proj.weight"})
-    EXPECT_NE(reader->find(name), nullptr) << name;
-  EXPECT_EQ(reader->find(std::string("optimizer.exp_avg.") + kBias), nullptr);
-  EXPECT_EQ(reader->tensors().size(), 5u + 2 * 4u);
+    EXPECT_NE(optimizer->find(name), nullptr) << name;
+  EXPECT_EQ(optimizer->find(std::string("optimizer.exp_avg.") + kBias), nullptr);
+  EXPECT_EQ(model->tensors().size(), 5u);
+  EXPECT_EQ(optimizer->tensors().size(), 2 * 4u);
   // Resuming a finished run does nothing.
   ASSERT_EQ(train({"--steps", "20", "--checkpoint-dir", full, "--resume"}), 0) << stderr_;
   EXPECT_TRUE(stderrHas("nothing to do")) << stderr_;
@@ -384,8 +391,8 @@ TEST_F(TrainMainTest, UnwritableCheckpointDirFailsBeforeTraining) {
   EXPECT_EQ(gHooks.calls, 0);
   // Nested missing directories are created.
   EXPECT_EQ(train({"--steps", "1", "--checkpoint-dir", path("a/b/c")}), 0) << stderr_;
-  EXPECT_TRUE(fs::exists(path("a/b/c/step-00000001.safetensors")));
-  EXPECT_EQ(snapshot(path("a/b/c")).size(), 2u) << "the write probe was left behind";
+  EXPECT_TRUE(fs::exists(path("a/b/c/step-00000001/model.safetensors.index.json")));
+  EXPECT_EQ(snapshot(path("a/b/c")).size(), 4u) << "the write probe was left behind";
 }
 
 TEST_F(TrainMainTest, SaveGradsWritesFirstStepGradientsPerHfName) {
@@ -449,9 +456,9 @@ TEST_F(TrainMainTest, NonFiniteLossStopsWithoutCheckpoint) {
                    path("m.jsonl")}),
             1);
   EXPECT_TRUE(stderrHas("error: step 4: the loss is nan")) << stderr_;
-  EXPECT_TRUE(stderrHas(ck + "/step-00000002.safetensors")) << stderr_;
-  EXPECT_EQ(readFile(ck + "/latest"), "step-00000002.safetensors\n");
-  EXPECT_FALSE(fs::exists(ck + "/step-00000004.safetensors"));
+  EXPECT_TRUE(stderrHas(ck + "/step-00000002")) << stderr_;
+  EXPECT_EQ(readFile(ck + "/latest"), "step-00000002\n");
+  EXPECT_FALSE(fs::exists(ck + "/step-00000004"));
   EXPECT_EQ(losses(path("m.jsonl")).size(), 3u);
 }
 
@@ -467,9 +474,9 @@ TEST_F(TrainMainTest, SigtermCheckpointsTheStepAndResumesExactly) {
                    path("cut.jsonl")}),
             128 + SIGTERM);
   EXPECT_TRUE(stderrHas("stopped by SIGTERM after step 7; checkpoint " + cut +
-                        "/step-00000007.safetensors, continue with --resume"))
+                        "/step-00000007, continue with --resume"))
       << stderr_;
-  EXPECT_EQ(readFile(cut + "/latest"), "step-00000007.safetensors\n");
+  EXPECT_EQ(readFile(cut + "/latest"), "step-00000007\n");
   EXPECT_EQ(losses(path("cut.jsonl")).size(), 7u);
   // The handlers are gone after the run: this process is still alive to resume.
   gHooks = Hooks();
@@ -477,8 +484,9 @@ TEST_F(TrainMainTest, SigtermCheckpointsTheStepAndResumesExactly) {
                    "--resume", "--log", path("cut.jsonl")}),
             0)
       << stderr_;
-  EXPECT_TRUE(readFile(cut + "/step-00000020.safetensors") ==
-              readFile(full + "/step-00000020.safetensors"));
+  auto want = snapshot(full + "/step-00000020"), got = snapshot(cut + "/step-00000020");
+  EXPECT_EQ(want.size(), 3u);
+  EXPECT_TRUE(got == want) << "the checkpoints of step 20 differ";
   EXPECT_EQ(losses(path("cut.jsonl")), losses(path("full.jsonl")));
 }
 
