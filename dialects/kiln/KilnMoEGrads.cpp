@@ -57,4 +57,17 @@ LogicalResult BalanceLossOp::buildGradients(OpBuilder &b, GradientContext &ctx) 
   return success();
 }
 
+LogicalResult SegmentTransposeOp::buildGradients(OpBuilder &b, GradientContext &ctx) {
+  // The inverse reorders the gradient back; its offsets count the other
+  // dimension of `counts`.
+  ArrayRef<int64_t> counts = cast<ShapedType>(getCounts().getType()).getShape();
+  auto offsetsType = RankedTensorType::get({counts[getInverse() ? 1 : 0] + 1},
+                                           cast<ShapedType>(getOffsets().getType()).getElementType());
+  auto undo = SegmentTransposeOp::create(b, ctx.loc(), getX().getType(), offsetsType,
+                                         ctx.resultGradOrZeros(b, 0), ctx.operand(1),
+                                         b.getBoolAttr(!getInverse()));
+  ctx.setOperandGrad(0, undo.getResult());
+  return success();
+}
+
 } // namespace kiln

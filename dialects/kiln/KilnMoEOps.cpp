@@ -91,4 +91,33 @@ LogicalResult CombineOp::verify() {
   return expectShape(*this, "result", shapeOf(getResult()), {w[0], rows[1]});
 }
 
+LogicalResult ExpertCountsOp::verify() {
+  ArrayRef<int64_t> offsets = shapeOf(getOffsets());
+  if (failed(expectRank(*this, "offsets ([experts + 1])", offsets, 1)))
+    return failure();
+  int64_t experts = offsets[0] - 1, groups = static_cast<int64_t>(getGroups());
+  if (experts < 1 || groups < 1 || experts % groups != 0)
+    return emitOpError() << "expects groups to divide the " << experts
+                         << " experts of the offsets, got groups = " << groups;
+  if (failed(expectShape(*this, "per_expert", shapeOf(getPerExpert()),
+                         {groups, experts / groups})))
+    return failure();
+  return expectShape(*this, "per_rank", shapeOf(getPerRank()), {groups});
+}
+
+LogicalResult SegmentTransposeOp::verify() {
+  ArrayRef<int64_t> x = shapeOf(getX()), counts = shapeOf(getCounts());
+  if (x.empty())
+    return emitOpError() << "expects x with a row dimension, got a scalar";
+  if (failed(expectRank(*this, "counts ([outer, inner])", counts, 2)))
+    return failure();
+  if (shapeOf(getResult()) != x)
+    return emitOpError() << "expects a result of x's shape " << formatShape(x) << ", got "
+                         << formatShape(shapeOf(getResult()));
+  if (failed(expectSameElementType(*this, "x", getX(), "result", getResult())))
+    return failure();
+  int64_t groupsOut = getInverse() ? counts[0] : counts[1];
+  return expectShape(*this, "offsets", shapeOf(getOffsets()), {groupsOut + 1});
+}
+
 } // namespace kiln

@@ -89,7 +89,10 @@ def Kiln_GroupedMatmulOp : Kiln_Op<"grouped_matmul", [Pure, DeclareOpInterfaceMe
 
     `result[r, n] = sum_k x[r, k] * weight[e, n, k]` for offsets[e] <= r < offsets[e+1].
 
-    `offsets` must be non-decreasing, start at 0 and end at `rows`.
+    `offsets` must be non-decreasing, start at 0 and end at most at `rows`:
+    rows from `offsets[experts]` on are not multiplied and their results are
+    zero (expert parallelism's receive buffers are sized by a bound, and the
+    GEMMs touch only the rows that arrived).
 
     ```mlir
     %h = kiln.grouped_matmul %rows, %w_gate, %offsets
@@ -120,6 +123,62 @@ def Kiln_CombineOp : Kiln_Op<"combine", [Pure, DeclareOpInterfaceMethods<Kiln_Di
   let arguments = (ins Kiln_FloatTensor:$rows, Kiln_FloatTensor:$weights, Kiln_IntTensor:$source);
   let results = (outs Kiln_FloatTensor:$result);
   let assemblyFormat = "$rows `,` $weights `,` $source attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Kiln_ExpertCountsOp : Kiln_Op<"expert_counts", [Pure]> {
+  let summary = "Rows a dispatch sends to each expert and to each expert-parallel rank";
+  let description = [{
+    `offsets` [experts + 1] is `kiln.dispatch`'s. With the experts split
+    evenly over `groups` ranks (L = experts / groups; rank p holds experts
+    [p*L, (p+1)*L), so its rows are contiguous in dispatch order):
+
+    ```
+    per_expert[p, l] = offsets[p*L + l + 1] - offsets[p*L + l]    per_expert: [groups, L]
+    per_rank[p]      = offsets[(p+1)*L] - offsets[p*L]             per_rank:   [groups]
+    ```
+
+    `kiln-expert-parallel` sends `per_rank` as the row counts of the
+    dispatch's `kiln.all_to_all` and `per_expert` ahead of it, so that each
+    rank can order what it receives by local expert. Counts have no
+    gradient.
+
+    ```mlir
+    %per_expert, %per_rank = kiln.expert_counts %offsets {groups = 2 : i64}
+        : (tensor<9xi32>) -> (tensor<2x4xi32>, tensor<2xi32>)
+    ```
+  }];
+  let arguments = (ins Kiln_IntTensor:$offsets, I64Attr:$groups);
+  let results = (outs Kiln_IntTensor:$per_expert, Kiln_IntTensor:$per_rank);
+  let assemblyFormat = "$offsets attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Kiln_SegmentTransposeOp : Kiln_Op<"segment_transpose", [Pure, DeclareOpInterfaceMethods<Kiln_DifferentiableOpInterface>]> {
+  let summary = "Reorders rows held as (outer, inner) segments into (inner, outer) order";
+  let description = [{
+    `counts` is [G, L]. `x` [capacity, ...] holds G outer segments back to
+    back from row 0, outer segment g made of L inner segments of
+    counts[g, l] rows. The result holds the same rows with the segments in
+    (l, g) order: for l = 0..L-1, segments (0, l), (1, l), ..., (G-1, l).
+    `offsets` [L + 1] says where each l starts in the result. Rows after the
+    sum of `counts` are not read, and are zero in the result.
+
+    With `inverse`, `x` is in (l, g) order and the result in (g, l) order
+    (offsets [G + 1]): the op undoes itself, which is its gradient rule.
+
+    Expert parallelism receives rows grouped by source rank g, each source's
+    sorted by local expert l; the grouped GEMMs want them expert-major.
+
+    ```mlir
+    %sorted, %offsets = kiln.segment_transpose %received, %per_expert
+        : (tensor<512x64xf32>, tensor<2x4xi32>) -> (tensor<512x64xf32>, tensor<5xi32>)
+    ```
+  }];
+  let arguments = (ins AnyStaticShapeTensor:$x, Kiln_IntTensor:$counts,
+                       DefaultValuedAttr<BoolAttr, "false">:$inverse);
+  let results = (outs AnyStaticShapeTensor:$result, Kiln_IntTensor:$offsets);
+  let assemblyFormat = "$x `,` $counts attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
 }
 

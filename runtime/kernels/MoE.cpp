@@ -11,6 +11,7 @@
 #include "runtime/kernels/MoE.h"
 #include "runtime/kernels/MoEMath.h"
 
+#include <algorithm>
 #include <cblas.h>
 
 #include <cstring>
@@ -58,16 +59,17 @@ static bool checkSource(std::string *error, const char *op, const int32_t *sourc
   return true;
 }
 
-/// offsets [experts + 1] start at 0, never decrease and end at rows.
+/// offsets [experts + 1] start at 0, never decrease and end at most at rows
+/// (rows after the last offset are receive-buffer capacity).
 static bool checkOffsets(std::string *error, const char *op, const int32_t *offsets,
                          int64_t experts, int64_t rows) {
-  bool ok = offsets[0] == 0 && offsets[experts] == rows;
+  bool ok = offsets[0] == 0 && offsets[experts] <= rows;
   for (int64_t e = 1; ok && e <= experts; ++e)
     ok = offsets[e] >= offsets[e - 1];
   if (ok)
     return true;
   return fail(error, std::string(op) + ": expert offsets must start at 0, never decrease "
-                                       "and end at the row count " +
+                                       "and end at most at the row count " +
                          std::to_string(rows) + "; got first " + std::to_string(offsets[0]) +
                          ", last " + std::to_string(offsets[experts]));
 }
@@ -275,6 +277,7 @@ bool groupedMatmul(const float *x, const float *weight, const int32_t *offsets,
                 x + int64_t(offsets[e]) * k, int(k), weight + e * n * k, int(k), 0.0f,
                 out + int64_t(offsets[e]) * n, int(n));
   }
+  std::fill(out + int64_t(offsets[experts]) * n, out + rows * n, 0.0f);
   return true;
 }
 
@@ -293,6 +296,7 @@ bool groupedMatmulDgrad(const float *dy, const float *weight, const int32_t *off
                 dy + int64_t(offsets[e]) * n, int(n), weight + e * n * k, int(k), 0.0f,
                 dx + int64_t(offsets[e]) * k, int(k));
   }
+  std::fill(dx + int64_t(offsets[experts]) * k, dx + rows * k, 0.0f);
   return true;
 }
 

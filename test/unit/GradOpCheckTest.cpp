@@ -488,22 +488,61 @@ TEST(GradOpCheck, Combine) {
                 {0, 1}});
 }
 
-TEST(GradOpCheck, GroupedMatmul) {
-  // Expert 1 has no rows: its weight gradient is 0.
-  SeededRng rng(42, "grouped_matmul");
-  runGradCheck({"grouped_matmul (empty expert) -> d/wgrad", R"mlir(
-    func.func @f(%x: tensor<7x3xf32>, %w: tensor<4x2x3xf32>, %o: tensor<5xi32>) -> tensor<7x2xf32> {
-      %y = kiln.grouped_matmul %x, %w, %o : (tensor<7x3xf32>, tensor<4x2x3xf32>, tensor<5xi32>) -> tensor<7x2xf32>
+/// grouped_matmul of 7 rows [7, 3] by `experts` weights [2, 3] at `offsets`.
+void checkGroupedMatmul(const std::string &name, int64_t experts,
+                        const std::vector<double> &offsets) {
+  SeededRng rng(42, name);
+  const std::string w = "tensor<" + std::to_string(experts) + "x2x3xf32>",
+                    o = "tensor<" + std::to_string(experts + 1) + "xi32>";
+  runGradCheck({name, R"mlir(
+    func.func @f(%x: tensor<7x3xf32>, %w: )mlir" + w + ", %o: " + o + R"mlir() -> tensor<7x2xf32> {
+      %y = kiln.grouped_matmul %x, %w, %o : (tensor<7x3xf32>, )mlir" + w + ", " + o + R"mlir() -> tensor<7x2xf32>
       return %y : tensor<7x2xf32>
     }
-    func.func @g(%x: tensor<7x3xf32>, %w: tensor<4x2x3xf32>, %o: tensor<5xi32>, %dy: tensor<7x2xf32>)
-        -> (tensor<7x3xf32>, tensor<4x2x3xf32>) {
-      %dx = kiln.grouped_matmul_dgrad %dy, %w, %o : (tensor<7x2xf32>, tensor<4x2x3xf32>, tensor<5xi32>) -> tensor<7x3xf32>
-      %dw = kiln.grouped_matmul_wgrad %dy, %x, %o : (tensor<7x2xf32>, tensor<7x3xf32>, tensor<5xi32>) -> tensor<4x2x3xf32>
-      return %dx, %dw : tensor<7x3xf32>, tensor<4x2x3xf32>
+    func.func @g(%x: tensor<7x3xf32>, %w: )mlir" + w + ", %o: " + o + R"mlir(, %dy: tensor<7x2xf32>)
+        -> (tensor<7x3xf32>, )mlir" + w + R"mlir() {
+      %dx = kiln.grouped_matmul_dgrad %dy, %w, %o : (tensor<7x2xf32>, )mlir" + w + ", " + o + R"mlir() -> tensor<7x3xf32>
+      %dw = kiln.grouped_matmul_wgrad %dy, %x, %o : (tensor<7x2xf32>, tensor<7x3xf32>, )mlir" + o + ") -> " + w + R"mlir(
+      return %dx, %dw : tensor<7x3xf32>, )mlir" + w + R"mlir(
     })mlir",
-                {normal(rng, {7, 3}), normal(rng, {4, 2, 3}), tensor({5}, {0, 2, 2, 5, 7})},
+                {normal(rng, {7, 3}), normal(rng, {experts, 2, 3}),
+                 tensor({experts + 1}, offsets)},
                 {0, 1}});
+}
+
+// Expert 1 has no rows: its weight gradient is 0.
+TEST(GradOpCheck, GroupedMatmul) {
+  checkGroupedMatmul("grouped_matmul (empty expert) -> d/wgrad", 4, {0, 2, 2, 5, 7});
+}
+
+// Offsets end at row 5 of 7 (receive-buffer capacity): rows 5-6 are not
+// multiplied, so their input gradient is 0 and they add nothing to dw.
+TEST(GradOpCheck, GroupedMatmulSpareRows) {
+  checkGroupedMatmul("grouped_matmul (spare rows) -> d/wgrad", 2, {0, 3, 5});
+}
+
+TEST(GradOpCheck, SegmentTranspose) {
+  // Gradient of the reorder is the inverse reorder, both ways; 3 sources x 2
+  // experts, one segment empty, 2 spare rows (zero gradient).
+  SeededRng rng(44, "segment_transpose");
+  for (bool inverse : {false, true}) {
+    const std::string attr = inverse ? " {inverse = true}" : "";
+    const std::string offsets = inverse ? "tensor<4xi32>" : "tensor<3xi32>";
+    const std::string back = inverse ? "tensor<3xi32>" : "tensor<4xi32>";
+    runGradCheck({std::string("segment_transpose") + (inverse ? " inverse" : "") +
+                      " -> its inverse",
+                  R"mlir(
+    func.func @f(%x: tensor<9x2xf32>, %c: tensor<3x2xi32>) -> tensor<9x2xf32> {
+      %y, %o = kiln.segment_transpose %x, %c)mlir" + attr + R"mlir( : (tensor<9x2xf32>, tensor<3x2xi32>) -> (tensor<9x2xf32>, )mlir" + offsets + R"mlir()
+      return %y : tensor<9x2xf32>
+    }
+    func.func @g(%x: tensor<9x2xf32>, %c: tensor<3x2xi32>, %dy: tensor<9x2xf32>) -> tensor<9x2xf32> {
+      %dx, %o = kiln.segment_transpose %dy, %c {inverse = )mlir" + (inverse ? "false" : "true") + R"mlir(} : (tensor<9x2xf32>, tensor<3x2xi32>) -> (tensor<9x2xf32>, )mlir" + back + R"mlir()
+      return %dx : tensor<9x2xf32>
+    })mlir",
+                  {normal(rng, {9, 2}), tensor({3, 2}, {2, 1, 0, 3, 1, 0})},
+                  {0}});
+  }
 }
 
 TEST(GradOpCheck, MoELayer) {

@@ -303,12 +303,12 @@ TEST(HostKernelsMoE, ExpertLoadDispatchCombine) {
 }
 
 //===----------------------------------------------------------------------===//
-// grouped_matmul, _dgrad, _wgrad (experts 2 and 5 empty)
+// grouped_matmul, _dgrad, _wgrad (experts 2 and 5 empty; then with the last
+// 9 rows spare receive capacity, whose outputs must be zeroed, not left)
 //===----------------------------------------------------------------------===//
 
-TEST(HostKernelsMoE, GroupedMatmul) {
+void checkGroupedMatmul(const std::vector<int32_t> &offsets) {
   SeededRng rng(20, "grouped_matmul");
-  std::vector<int32_t> offsets = {0, 20, 37, 37, 70, 90, 90, 111, kPairs};
   std::vector<float> x = normal(rng, kPairs * kHidden), wt = normal(rng, kExperts * kN * kHidden),
                      dy = normal(rng, kPairs * kN);
   std::vector<float> out[2], dx[2], dw[2];
@@ -348,6 +348,14 @@ TEST(HostKernelsMoE, GroupedMatmul) {
   expectBitIdentical("grouped_matmul", out[0], out[1]);
   expectBitIdentical("grouped_matmul_dgrad", dx[0], dx[1]);
   expectBitIdentical("grouped_matmul_wgrad", dw[0], dw[1]);
+}
+
+TEST(HostKernelsMoE, GroupedMatmul) {
+  checkGroupedMatmul({0, 20, 37, 37, 70, 90, 90, 111, kPairs});
+}
+
+TEST(HostKernelsMoE, GroupedMatmulSpareRows) {
+  checkGroupedMatmul({0, 20, 37, 37, 70, 90, 90, 111, kPairs - 9});
 }
 
 //===----------------------------------------------------------------------===//

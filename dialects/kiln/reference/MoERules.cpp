@@ -4,6 +4,7 @@
 #include "dialects/kiln/reference/Evaluator.h"
 #include "dialects/kiln/reference/RoutingMath.h"
 
+#include <cmath>
 #include <limits>
 
 using namespace mlir;
@@ -134,6 +135,69 @@ void addMoERules(RuleTable &table) {
         r.data[token * hidden + h] += w * rows.data[row * hidden + h];
     }
     out.push_back(std::move(r));
+    return success();
+  });
+  table.add("kiln.expert_counts", [](Operation *op, ArrayRef<const RefTensor *> in,
+                                     SmallVectorImpl<RefTensor> &out) -> LogicalResult {
+    const RefTensor &offsets = *in[0];
+    RefTensor perExpert = resultLike(op, 0), perRank = resultLike(op, 1);
+    const int64_t groups = perExpert.shape[0], local = perExpert.shape[1];
+    for (int64_t p = 0; p < groups; ++p) {
+      for (int64_t l = 0; l < local; ++l) {
+        const int64_t e = p * local + l;
+        perExpert.data[e] = offsets.data[e + 1] - offsets.data[e];
+      }
+      perRank.data[p] = offsets.data[(p + 1) * local] - offsets.data[p * local];
+    }
+    out.push_back(std::move(perExpert));
+    out.push_back(std::move(perRank));
+    return success();
+  });
+
+  table.add("kiln.segment_transpose", [](Operation *op, ArrayRef<const RefTensor *> in,
+                                         SmallVectorImpl<RefTensor> &out) -> LogicalResult {
+    const bool inverse = cast<SegmentTransposeOp>(op).getInverse();
+    const RefTensor &x = *in[0], &counts = *in[1];
+    const int64_t outer = counts.shape[0], inner = counts.shape[1];
+    const int64_t rowSize = x.numElements() / x.shape[0];
+    // Start row of segment (g, l) in (g, l) order and in (l, g) order.
+    std::vector<int64_t> byOuter(outer * inner), byInner(outer * inner);
+    int64_t next = 0;
+    for (int64_t g = 0; g < outer; ++g)
+      for (int64_t l = 0; l < inner; ++l) {
+        const double c = counts.data[g * inner + l];
+        if (!(c >= 0) || c != std::floor(c))
+          return op->emitError() << "reference evaluator: counts[" << g << ", " << l
+                                 << "] = " << formatNumber(c) << " is not a row count";
+        byOuter[g * inner + l] = next;
+        next += int64_t(c);
+      }
+    if (next > x.shape[0])
+      return op->emitError() << "reference evaluator: counts hold " << next
+                             << " rows, more than x's " << x.shape[0];
+    RefTensor result = resultLike(op, 0), offsets = resultLike(op, 1);
+    next = 0;
+    for (int64_t l = 0; l < inner; ++l) {
+      if (!inverse)
+        offsets.data[l] = double(next);
+      for (int64_t g = 0; g < outer; ++g) {
+        byInner[g * inner + l] = next;
+        next += int64_t(counts.data[g * inner + l]);
+      }
+    }
+    if (!inverse)
+      offsets.data[inner] = double(next);
+    else
+      for (int64_t g = 0; g <= outer; ++g)
+        offsets.data[g] = double(g < outer ? byOuter[g * inner] : next);
+    for (int64_t s = 0; s < outer * inner; ++s) {
+      const int64_t from = inverse ? byInner[s] : byOuter[s];
+      const int64_t to = inverse ? byOuter[s] : byInner[s];
+      std::copy_n(&x.data[from * rowSize], int64_t(counts.data[s]) * rowSize,
+                  &result.data[to * rowSize]);
+    }
+    out.push_back(std::move(result));
+    out.push_back(std::move(offsets));
     return success();
   });
 }

@@ -80,6 +80,20 @@ func.func @moe(%x: tensor<128x64xf32>, %logits: tensor<128x8xf32>, %bias: tensor
   return %y : tensor<128x64xf32>
 }
 
+// CHECK-LABEL: func.func @expert_parallel_reorder
+func.func @expert_parallel_reorder(%offsets: tensor<9xi32>, %received: tensor<512x64xf32>) -> tensor<512x64xf32> {
+  // CHECK: %[[PE:.*]], %{{.*}} = kiln.expert_counts %{{.*}} {groups = 2 : i64} : (tensor<9xi32>) -> (tensor<2x4xi32>, tensor<2xi32>)
+  %per_expert, %per_rank = kiln.expert_counts %offsets {groups = 2 : i64}
+      : (tensor<9xi32>) -> (tensor<2x4xi32>, tensor<2xi32>)
+  // CHECK: %[[S:.*]], %{{.*}} = kiln.segment_transpose %{{.*}}, %[[PE]] : (tensor<512x64xf32>, tensor<2x4xi32>) -> (tensor<512x64xf32>, tensor<5xi32>)
+  %sorted, %local = kiln.segment_transpose %received, %per_expert
+      : (tensor<512x64xf32>, tensor<2x4xi32>) -> (tensor<512x64xf32>, tensor<5xi32>)
+  // CHECK: kiln.segment_transpose %[[S]], %[[PE]] {inverse = true} : (tensor<512x64xf32>, tensor<2x4xi32>) -> (tensor<512x64xf32>, tensor<3xi32>)
+  %back, %by_source = kiln.segment_transpose %sorted, %per_expert {inverse = true}
+      : (tensor<512x64xf32>, tensor<2x4xi32>) -> (tensor<512x64xf32>, tensor<3xi32>)
+  return %back : tensor<512x64xf32>
+}
+
 // CHECK-LABEL: func.func @loss
 func.func @loss(%logits: tensor<4x32x256xf32>, %targets: tensor<4x32xi32>, %mask: tensor<4x32xf32>) -> tensor<f32> {
   // CHECK: kiln.cross_entropy %{{.*}}, %{{.*}}, %{{.*}} {label_smoothing = 1.000000e-01 : f64} : (tensor<4x32x256xf32>, tensor<4x32xi32>, tensor<4x32xf32>) -> tensor<f32>

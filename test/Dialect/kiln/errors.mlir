@@ -574,6 +574,50 @@ func.func @router_element_type(%l: tensor<128x8xf32>, %b: tensor<8xf32>) {
 }
 
 //===----------------------------------------------------------------------===//
+// kiln.expert_counts, kiln.segment_transpose
+//===----------------------------------------------------------------------===//
+
+// -----
+
+func.func @expert_counts_groups(%o: tensor<9xi32>) {
+  // expected-error @+1 {{'kiln.expert_counts' op expects groups to divide the 8 experts of the offsets, got groups = 3}}
+  %e, %r = "kiln.expert_counts"(%o) {groups = 3 : i64} : (tensor<9xi32>) -> (tensor<3x2xi32>, tensor<3xi32>)
+  return
+}
+
+// -----
+
+func.func @expert_counts_shape(%o: tensor<9xi32>) {
+  // expected-error @+1 {{'kiln.expert_counts' op expects per_expert of shape [2, 4], got [4, 2]}}
+  %e, %r = "kiln.expert_counts"(%o) {groups = 2 : i64} : (tensor<9xi32>) -> (tensor<4x2xi32>, tensor<2xi32>)
+  return
+}
+
+// -----
+
+func.func @segment_transpose_counts_rank(%x: tensor<16x4xf32>, %c: tensor<8xi32>) {
+  // expected-error @+1 {{'kiln.segment_transpose' op expects counts ([outer, inner]) of rank 2, got rank 1 (shape [8])}}
+  %y, %o = "kiln.segment_transpose"(%x, %c) : (tensor<16x4xf32>, tensor<8xi32>) -> (tensor<16x4xf32>, tensor<5xi32>)
+  return
+}
+
+// -----
+
+func.func @segment_transpose_result(%x: tensor<16x4xf32>, %c: tensor<2x4xi32>) {
+  // expected-error @+1 {{'kiln.segment_transpose' op expects a result of x's shape [16, 4], got [8, 4]}}
+  %y, %o = "kiln.segment_transpose"(%x, %c) : (tensor<16x4xf32>, tensor<2x4xi32>) -> (tensor<8x4xf32>, tensor<5xi32>)
+  return
+}
+
+// -----
+
+func.func @segment_transpose_offsets(%x: tensor<16x4xf32>, %c: tensor<2x4xi32>) {
+  // expected-error @+1 {{'kiln.segment_transpose' op expects offsets of shape [3], got [5]}}
+  %y, %o = "kiln.segment_transpose"(%x, %c) {inverse = true} : (tensor<16x4xf32>, tensor<2x4xi32>) -> (tensor<16x4xf32>, tensor<5xi32>)
+  return
+}
+
+//===----------------------------------------------------------------------===//
 // kiln.dispatch
 //===----------------------------------------------------------------------===//
 

@@ -9,7 +9,7 @@
 // RUN: not kiln-run %t/runtime.mlir --entry expert_negative 2>&1 | FileCheck %s --check-prefix=EXPNEG
 // RUN: not kiln-run %t/runtime.mlir --entry offsets_not_from_zero 2>&1 | FileCheck %s --check-prefix=OFF0
 // RUN: not kiln-run %t/runtime.mlir --entry offsets_decreasing 2>&1 | FileCheck %s --check-prefix=OFFDEC
-// RUN: not kiln-run %t/runtime.mlir --entry offsets_short 2>&1 | FileCheck %s --check-prefix=OFFEND
+// RUN: not kiln-run %t/runtime.mlir --entry offsets_past_rows 2>&1 | FileCheck %s --check-prefix=OFFEND
 // RUN: not kiln-run %t/runtime.mlir --entry combine_source 2>&1 | FileCheck %s --check-prefix=SOURCE
 // RUN: not kiln-run %t/runtime.mlir --entry target_too_large 2>&1 | FileCheck %s --check-prefix=TARGET
 // RUN: not kiln-run %t/runtime.mlir --entry target_negative 2>&1 | FileCheck %s --check-prefix=TARGNEG
@@ -61,8 +61,8 @@ func.func @expert_negative() -> (tensor<3x2xf32>, tensor<3xi64>, tensor<3xi64>) 
   return %rows, %offsets, %source : tensor<3x2xf32>, tensor<3xi64>, tensor<3xi64>
 }
 
-// grouped_matmul offsets must start at 0, never decrease and end at the row count.
-// OFF0: runtime.mlir:[[@LINE+5]]:{{[0-9]+}}: error: reference evaluator: expert offsets must start at 0, never decrease and end at the row count 3; got first {{1(\.000000e\+00)?}}, last {{3(\.000000e\+00)?}}
+// grouped_matmul offsets must start at 0, never decrease and end at most at the row count.
+// OFF0: runtime.mlir:[[@LINE+5]]:{{[0-9]+}}: error: reference evaluator: expert offsets must start at 0, never decrease and end at most at the row count 3; got first {{1(\.000000e\+00)?}}, last {{3(\.000000e\+00)?}}
 func.func @offsets_not_from_zero() -> tensor<3x1xf32> {
   %x = arith.constant dense<[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]> : tensor<3x2xf32>
   %w = arith.constant dense<[[[1.0, 1.0]], [[2.0, 2.0]]]> : tensor<2x1x2xf32>
@@ -71,7 +71,7 @@ func.func @offsets_not_from_zero() -> tensor<3x1xf32> {
   return %r : tensor<3x1xf32>
 }
 
-// OFFDEC: runtime.mlir:[[@LINE+5]]:{{[0-9]+}}: error: reference evaluator: expert offsets must start at 0, never decrease and end at the row count 3; got first {{0(\.000000e\+00)?}}, last {{3(\.000000e\+00)?}}
+// OFFDEC: runtime.mlir:[[@LINE+5]]:{{[0-9]+}}: error: reference evaluator: expert offsets must start at 0, never decrease and end at most at the row count 3; got first {{0(\.000000e\+00)?}}, last {{3(\.000000e\+00)?}}
 func.func @offsets_decreasing() -> tensor<3x1xf32> {
   %x = arith.constant dense<[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]> : tensor<3x2xf32>
   %w = arith.constant dense<[[[1.0, 1.0]], [[2.0, 2.0]], [[3.0, 3.0]]]> : tensor<3x1x2xf32>
@@ -80,11 +80,11 @@ func.func @offsets_decreasing() -> tensor<3x1xf32> {
   return %r : tensor<3x1xf32>
 }
 
-// OFFEND: runtime.mlir:[[@LINE+5]]:{{[0-9]+}}: error: reference evaluator: expert offsets must start at 0, never decrease and end at the row count 3; got first {{0(\.000000e\+00)?}}, last {{2(\.000000e\+00)?}}
-func.func @offsets_short() -> tensor<3x1xf32> {
+// OFFEND: runtime.mlir:[[@LINE+5]]:{{[0-9]+}}: error: reference evaluator: expert offsets must start at 0, never decrease and end at most at the row count 3; got first {{0(\.000000e\+00)?}}, last {{4(\.000000e\+00)?}}
+func.func @offsets_past_rows() -> tensor<3x1xf32> {
   %x = arith.constant dense<[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]> : tensor<3x2xf32>
   %w = arith.constant dense<[[[1.0, 1.0]], [[2.0, 2.0]]]> : tensor<2x1x2xf32>
-  %off = arith.constant dense<[0, 1, 2]> : tensor<3xi64>
+  %off = arith.constant dense<[0, 1, 4]> : tensor<3xi64>
   %r = kiln.grouped_matmul %x, %w, %off : (tensor<3x2xf32>, tensor<2x1x2xf32>, tensor<3xi64>) -> tensor<3x1xf32>
   return %r : tensor<3x1xf32>
 }

@@ -2,7 +2,7 @@
 // kiln.grouped_matmul: result[r, n] = sum_k x[r, k] * weight[e, n, k] for
 // offsets[e] <= r < offsets[e+1]. Dyadic values: every product and sum is exact.
 
-func.func @main() -> (tensor<5x2xf32>, tensor<5x1xf32>, tensor<5x2xf32>) {
+func.func @main() -> (tensor<5x2xf32>, tensor<5x1xf32>, tensor<5x2xf32>, tensor<5x2xf32>) {
   // rows [5, 3], 3 experts with weight [3, 2, 3], offsets [0, 2, 2, 5]: rows 0-1 use expert 0,
   // expert 1 has zero rows, rows 2-4 use expert 2.
   // CHECK: result #0 : tensor<5x2xf32> = [-2, 1.25, 7.25, -1.625, -1.25, 5.25, -0.125, -8.75, 3.125, -2.625]
@@ -23,6 +23,12 @@ func.func @main() -> (tensor<5x2xf32>, tensor<5x1xf32>, tensor<5x2xf32>) {
   %off3 = arith.constant dense<[0, 5, 5, 5]> : tensor<4xi32>
   %r2 = kiln.grouped_matmul %x, %w, %off3 : (tensor<5x3xf32>, tensor<3x2x3xf32>, tensor<4xi32>) -> tensor<5x2xf32>
 
-  return %r0, %r1, %r2
-      : tensor<5x2xf32>, tensor<5x1xf32>, tensor<5x2xf32>
+  // Offsets ending before the last row ([0, 1, 1, 3]): rows 3-4 are spare
+  // receive capacity, not multiplied, zero in the result.
+  // CHECK-NEXT: result #3 : tensor<5x2xf32> = [-2, 1.25, -4.4375, 0, -1.25, 5.25, 0, 0, 0, 0]
+  %off4 = arith.constant dense<[0, 1, 1, 3]> : tensor<4xi32>
+  %r3 = kiln.grouped_matmul %x, %w, %off4 : (tensor<5x3xf32>, tensor<3x2x3xf32>, tensor<4xi32>) -> tensor<5x2xf32>
+
+  return %r0, %r1, %r2, %r3
+      : tensor<5x2xf32>, tensor<5x1xf32>, tensor<5x2xf32>, tensor<5x2xf32>
 }
