@@ -71,6 +71,59 @@ def KilnAutodiff : Pass<"kiln-autodiff", "mlir::ModuleOp"> {
                            "::mlir::arith::ArithDialect", "::mlir::tensor::TensorDialect"];
 }
 
+def KilnExpertParallel : Pass<"kiln-expert-parallel", "mlir::ModuleOp"> {
+  let summary = "Shards the routed experts over ep ranks with all-to-all dispatch and combine";
+  let description = [{
+    Runs on the forward module (before kiln-autodiff, which differentiates
+    what it builds). The grid becomes `#kiln.grid<axes = ["edp", "ep"],
+    shape = [dp / ep, ep]>`: expert parallelism is carved out of data
+    parallelism, as in Megatron and TorchTitan, so every rank still trains
+    its own rows and the ep group is dp / ep-th of the ranks. Rank p of an ep
+    group holds routed experts [p*L, (p+1)*L), L = experts / ep: every
+    stacked expert weight the layer's grouped GEMMs read becomes [L, ...] in
+    the function and in every caller up to the entry, whose argument gets
+    `kiln.split = {axes = ["ep"], dim = 0, size = experts}`.
+
+    Each `kiln.dispatch` ... `kiln.combine` becomes, keeping the local
+    routing and the single-device dispatch and combine:
+
+    1. `kiln.expert_counts` splits the dispatch offsets into rows per
+       (destination rank, local expert) and per destination rank;
+    2. a `kiln.all_to_all` of the per-expert counts, then one of the rows
+       (already grouped by destination: dispatch sorts by expert) with the
+       per-rank counts;
+    3. `kiln.segment_transpose` orders the received rows local-expert-major;
+       the grouped GEMMs and the row-wise ops between them run on the local
+       experts over a receive buffer of C rows, touching only the rows that
+       arrived (their offsets end at the received count);
+    4. the inverse `kiln.segment_transpose` and the reverse `kiln.all_to_all`
+       bring every result row back to where the dispatch put it, and the
+       original `kiln.combine` sums them with the routing weights.
+
+    The rows, their order and the weights are the single-device ones, so the
+    result equals it exactly. C is the dropless bound ep x tokens x
+    min(top_k, L) (each token sends at most min(top_k, L) rows to one rank);
+    `report=true` prints it per layer with the all-to-all bytes. Shared
+    experts, attention and dense layers are untouched (kiln-data-parallel
+    reduces their gradients over all ranks, and the experts' over "edp").
+
+    Errors, naming the op: ep not dividing dp or a layer's experts; an op
+    other than a grouped GEMM or a row-wise op (swiglu, silu, scale,
+    arith.addf/subf/mulf) between dispatch and combine; dispatched rows or
+    offsets used outside that region; an expert weight that does not come
+    from an argument of the entry function, or is used by anything but
+    grouped GEMMs and calls.
+  }];
+  let options = [
+    Option<"ep", "ep", "int64_t", "1", "Expert-parallel ranks (the ep group size)">,
+    Option<"dp", "dp", "int64_t", "1", "Data-parallel ranks (a multiple of ep)">,
+    Option<"report", "report", "bool", "false",
+           "Emit a remark per MoE layer: receive buffer rows and all-to-all bytes">
+  ];
+  let dependentDialects = ["::kiln::KilnDialect", "::mlir::func::FuncDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
 def KilnDataParallel : Pass<"kiln-data-parallel", "mlir::ModuleOp"> {
   let summary = "Splits a training step's batch over dp ranks, with ZeRO-1 and gradient accumulation";
   let description = [{
