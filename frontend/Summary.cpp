@@ -362,6 +362,12 @@ std::string formatSummaryText(const Spec &spec, const ModelSummary &s) {
   if (p.pp > 1)
     layout += ", schedule " + p.schedule;
   row("layout", layout);
+  if (p.ep > 1 && spec.model.nRoutedExperts > 0)
+    row("experts per rank",
+        std::to_string(spec.model.nRoutedExperts / p.ep) + " of the " +
+            std::to_string(spec.model.nRoutedExperts) +
+            " routed experts of each MoE layer (ep group of " + std::to_string(p.ep) +
+            "; dp / ep = " + std::to_string(p.dp / p.ep) + " ranks hold the same ones)");
   row("global batch",
       std::to_string(s.globalBatchRows) + " rows (dp " + std::to_string(p.dp) +
           " x microbatches " + std::to_string(p.microbatches) +
@@ -395,6 +401,8 @@ std::string formatSummaryJson(const Spec &spec, const ModelSummary &s) {
   j["seq_len"] = spec.train.seqLen;
   j["precision"] = spec.train.precision;
   j["world_size"] = s.worldSize;
+  if (spec.parallel.ep > 1 && spec.model.nRoutedExperts > 0)
+    j["routed_experts_per_rank"] = spec.model.nRoutedExperts / spec.parallel.ep;
   // An integer while doubles hold it exactly (2^53), as the other counts.
   if (s.globalBatchTokens < 9007199254740992.0)
     j["global_batch_tokens"] = int64_t(s.globalBatchTokens);

@@ -57,11 +57,11 @@ int64_t bytesOf(Type t) {
 
 class DataParallelRewrite {
 public:
+  /// `dpAxes` are the grid axes the batch is split over (all of them).
   DataParallelRewrite(ModuleOp module, func::FuncOp step, int64_t dp, int64_t zero,
-                      int64_t microbatches)
+                      int64_t microbatches, ArrayAttr dpAxes)
       : module(module), step(step), dp(dp), zero(zero), microbatches(microbatches),
-        dpAxes(ArrayAttr::get(module.getContext(),
-                              {StringAttr::get(module.getContext(), "dp")})) {}
+        dpAxes(dpAxes) {}
 
   LogicalResult run();
 
@@ -73,17 +73,31 @@ public:
 private:
   LogicalResult classifyOps();
   LogicalResult checkBoundary();
+  LogicalResult findSplitGradients();
   func::FuncOp outlineMicroStep();
   LogicalResult wireLossCounts(func::FuncOp micro);
   void setBalanceNormalisers(func::FuncOp micro);
   LogicalResult buildStep(func::FuncOp micro);
 
   // Pieces of the new step.
-  Value sumOverRanks(OpBuilder &b, Value v);
-  Value gradientShard(OpBuilder &b, Value grad);
-  Value flatPadded(OpBuilder &b, Location loc, Value v);
+  Value sumOverRanks(OpBuilder &b, Value v, ArrayAttr axes);
+  /// This rank's shard of the sum over ranks of `grad` (the new step's
+  /// value of `oldGrad`).
+  Value gradientShard(OpBuilder &b, Value oldGrad, Value grad);
+  Value flatPadded(OpBuilder &b, Location loc, Value v, int64_t ranks);
   Value unflatten(OpBuilder &b, Location loc, Value flat, Type type);
-  int64_t shardSize(Type t) const { return (numElements(t) + dp - 1) / dp; }
+  Value splitGlobalNorm(OpBuilder &b, GlobalNormOp norm, IRMapping &map);
+  /// The axes a gradient is summed over: all of them, but for a parameter
+  /// split over some axes (kiln.split: expert parallelism), the others.
+  ArrayAttr reduceAxes(Value grad) const {
+    ArrayAttr axes = splitGradients.lookup(grad);
+    return axes ? axes : dpAxes;
+  }
+  int64_t ranksOf(ArrayAttr axes) const { return GridAttr::lookup(module).groupSize(axes); }
+  int64_t shardSize(Type t, ArrayAttr axes) const {
+    const int64_t ranks = dp == 1 ? 1 : ranksOf(axes);
+    return (numElements(t) + ranks - 1) / ranks;
+  }
 
   ModuleOp module;
   func::FuncOp step;
@@ -98,6 +112,10 @@ private:
   /// Distinct loss masks in the micro step, each with its count argument.
   llvm::MapVector<Value, unsigned> maskCounts;
   llvm::DenseMap<Value, Value> shardOf; ///< reduced gradient -> its shard
+  /// Gradients of split parameters -> the axes they are summed over.
+  llvm::DenseMap<Value, ArrayAttr> splitGradients;
+  /// The split axes of each such gradient (kiln.split's `axes`).
+  llvm::DenseMap<Value, ArrayAttr> splitAxesOf;
 };
 
 //===----------------------------------------------------------------------===//
@@ -165,6 +183,36 @@ LogicalResult DataParallelRewrite::checkBoundary() {
         boundary.insert(v);
       }
     }
+  }
+  return success();
+}
+
+/// Gradients of parameters that each rank holds a split of (kiln.split, set
+/// by kiln-expert-parallel): the ranks that hold the same split sum them,
+/// i.e. over the grid axes other than the split ones.
+LogicalResult DataParallelRewrite::findSplitGradients() {
+  for (Operation *op : optimizerOps) {
+    auto adam = dyn_cast<AdamWOp>(op);
+    if (!adam)
+      continue;
+    auto param = dyn_cast<BlockArgument>(adam.getParam());
+    if (!param || param.getOwner() != &step.getBody().front())
+      continue;
+    auto split = step.getArgAttrOfType<DictionaryAttr>(param.getArgNumber(), "kiln.split");
+    if (!split)
+      continue;
+    auto splitAxes = split.getAs<ArrayAttr>("axes");
+    GridAttr grid = GridAttr::lookup(module);
+    SmallVector<Attribute> rest;
+    for (Attribute axis : dpAxes)
+      if (!llvm::is_contained(splitAxes, axis))
+        rest.push_back(axis);
+    if (!grid || rest.size() == dpAxes.size())
+      return adam.emitError() << "kiln-data-parallel: the parameter is split over " << splitAxes
+                              << " (kiln.split), which are not axes of the data-parallel grid "
+                              << dpAxes;
+    splitGradients[adam.getGrad()] = ArrayAttr::get(module.getContext(), rest);
+    splitAxesOf[adam.getGrad()] = splitAxes;
   }
   return success();
 }
@@ -305,18 +353,18 @@ void DataParallelRewrite::setBalanceNormalisers(func::FuncOp micro) {
 // The new step
 //===----------------------------------------------------------------------===//
 
-Value DataParallelRewrite::sumOverRanks(OpBuilder &b, Value v) {
+Value DataParallelRewrite::sumOverRanks(OpBuilder &b, Value v, ArrayAttr axes) {
   if (dp == 1)
     return v;
   ++numAllReduced;
   allReducedBytes += bytesOf(v.getType());
-  return AllReduceOp::create(b, v.getLoc(), v.getType(), v, b.getStringAttr("sum"), dpAxes);
+  return AllReduceOp::create(b, v.getLoc(), v.getType(), v, b.getStringAttr("sum"), axes);
 }
 
-/// `v` as a 1-D tensor zero-padded to dp x shardSize elements.
-Value DataParallelRewrite::flatPadded(OpBuilder &b, Location loc, Value v) {
+/// `v` as a 1-D tensor zero-padded to a multiple of `ranks` elements.
+Value DataParallelRewrite::flatPadded(OpBuilder &b, Location loc, Value v, int64_t ranks) {
   auto type = cast<RankedTensorType>(v.getType());
-  int64_t n = type.getNumElements(), padded = shardSize(type) * dp;
+  int64_t n = type.getNumElements(), padded = (n + ranks - 1) / ranks * ranks;
   Value flat = v;
   if (type.getRank() != 1) {
     SmallVector<ReassociationIndices> all(1);
@@ -350,19 +398,40 @@ Value DataParallelRewrite::unflatten(OpBuilder &b, Location loc, Value flat, Typ
   return tensor::ExpandShapeOp::create(b, loc, target, v, all);
 }
 
-Value DataParallelRewrite::gradientShard(OpBuilder &b, Value grad) {
+Value DataParallelRewrite::gradientShard(OpBuilder &b, Value oldGrad, Value grad) {
   if (Value shard = shardOf.lookup(grad))
     return shard;
   Location loc = grad.getLoc();
-  Value flat = flatPadded(b, loc, grad);
-  auto shardType = RankedTensorType::get({shardSize(grad.getType())},
+  ArrayAttr axes = reduceAxes(oldGrad);
+  Value flat = flatPadded(b, loc, grad, ranksOf(axes));
+  auto shardType = RankedTensorType::get({shardSize(grad.getType(), axes)},
                                          getElementTypeOrSelf(grad.getType()));
   ++numScattered;
   scatteredBytes += bytesOf(flat.getType());
-  Value shard = ReduceScatterOp::create(b, loc, shardType, flat, b.getStringAttr("sum"), dpAxes,
+  Value shard = ReduceScatterOp::create(b, loc, shardType, flat, b.getStringAttr("sum"), axes,
                                         b.getI64IntegerAttr(0));
   shardOf[grad] = shard;
   return shard;
+}
+
+/// The gradient norm when some gradients are split over ranks (each rank
+/// holds the summed gradient of its split only): the replicated gradients'
+/// squared norm, plus the sum over the split axes of each split's squared
+/// norm.
+Value DataParallelRewrite::splitGlobalNorm(OpBuilder &b, GlobalNormOp norm, IRMapping &map) {
+  Location loc = norm.getLoc();
+  llvm::MapVector<ArrayAttr, SmallVector<Value>> bySplit; // null: replicated
+  for (Value g : norm.getTensors())
+    bySplit[splitAxesOf.lookup(g)].push_back(map.lookup(g));
+  Value total;
+  for (auto &[splitAxes, tensors] : bySplit) {
+    Value part = GlobalNormOp::create(b, loc, norm.getType(), tensors);
+    Value squared = arith::MulFOp::create(b, loc, part, part);
+    if (splitAxes)
+      squared = sumOverRanks(b, squared, splitAxes);
+    total = total ? arith::AddFOp::create(b, loc, total, squared).getResult() : squared;
+  }
+  return math::SqrtOp::create(b, loc, total);
 }
 
 LogicalResult DataParallelRewrite::buildStep(func::FuncOp micro) {
@@ -395,14 +464,16 @@ LogicalResult DataParallelRewrite::buildStep(func::FuncOp micro) {
           if (!arg || arg.getOwner() != &oldBody || !moment.hasOneUse())
             return adam.emitError() << "kiln-data-parallel: zero=1 shards AdamW moments that "
                                        "are step arguments read once; this one is not";
-          argTypes[arg.getArgNumber()] = RankedTensorType::get(
-              {shardSize(moment.getType())}, getElementTypeOrSelf(moment.getType()));
+          argTypes[arg.getArgNumber()] =
+              RankedTensorType::get({shardSize(moment.getType(), reduceAxes(adam.getGrad()))},
+                                    getElementTypeOrSelf(moment.getType()));
           adamOfMoment[moment] = adam;
         }
         for (OpOperand &use : adam->getUses())
           if (use.getOwner() == oldReturn && use.get() != adam.getNewParam())
-            resultTypes[use.getOperandNumber()] = RankedTensorType::get(
-                {shardSize(use.get().getType())}, getElementTypeOrSelf(use.get().getType()));
+            resultTypes[use.getOperandNumber()] =
+                RankedTensorType::get({shardSize(use.get().getType(), reduceAxes(adam.getGrad()))},
+                                      getElementTypeOrSelf(use.get().getType()));
       }
 
   OpBuilder b(step);
@@ -419,7 +490,7 @@ LogicalResult DataParallelRewrite::buildStep(func::FuncOp micro) {
     unsigned i = cast<BlockArgument>(moment).getArgNumber();
     SmallVector<NamedAttribute> attrs(step.getArgAttrDict(i).getValue());
     attrs.push_back(b.getNamedAttr(
-        "kiln.sharded", b.getDictionaryAttr({b.getNamedAttr("axes", dpAxes),
+        "kiln.sharded", b.getDictionaryAttr({b.getNamedAttr("axes", reduceAxes(adam.getGrad())),
                                              b.getNamedAttr("numel", b.getI64IntegerAttr(
                                                                          numElements(moment.getType())))})));
     newStep.setArgAttrs(i, b.getDictionaryAttr(attrs));
@@ -477,7 +548,7 @@ LogicalResult DataParallelRewrite::buildStep(func::FuncOp micro) {
                                                     SmallVector<ReassociationIndices>{});
       total = total ? arith::AddFOp::create(b, mask.getLoc(), total, count).getResult() : count;
     }
-    counts.push_back(sumOverRanks(b, total));
+    counts.push_back(sumOverRanks(b, total, dpAxes));
   }
 
   // The micro-batches, their results summed in order.
@@ -493,7 +564,7 @@ LogicalResult DataParallelRewrite::buildStep(func::FuncOp micro) {
         sums[k] = arith::AddFOp::create(b, step.getLoc(), sums[k], r);
   }
   for (auto [v, sum] : llvm::zip(boundary, sums))
-    map.map(v, sharded && gradients.contains(v) ? sum : sumOverRanks(b, sum));
+    map.map(v, sharded && gradients.contains(v) ? sum : sumOverRanks(b, sum, reduceAxes(v)));
 
   // The optimizer, reading the combined values.
   for (Operation &op : oldBody.without_terminator()) {
@@ -505,32 +576,43 @@ LogicalResult DataParallelRewrite::buildStep(func::FuncOp micro) {
     if (!optimizerOps.contains(&op))
       continue;
     if (auto norm = dyn_cast<GlobalNormOp>(op); norm && sharded) {
-      // sqrt(sum over ranks of the squared norm of this rank's shards).
+      // sqrt(sum over ranks of the squared norm of this rank's shards): the
+      // shards of all ranks partition every gradient, split ones included.
       SmallVector<Value> shards;
       for (Value g : norm.getTensors())
-        shards.push_back(gradientShard(b, map.lookup(g)));
+        shards.push_back(gradientShard(b, g, map.lookup(g)));
       Location loc = norm.getLoc();
       Value local = GlobalNormOp::create(b, loc, norm.getType(), shards);
       Value squared = arith::MulFOp::create(b, loc, local, local);
-      Value total = sumOverRanks(b, squared);
+      Value total = sumOverRanks(b, squared, dpAxes);
       map.map(norm.getNorm(), math::SqrtOp::create(b, loc, total));
+      continue;
+    }
+    if (auto norm = dyn_cast<GlobalNormOp>(op);
+        norm && llvm::any_of(norm.getTensors(),
+                             [&](Value g) { return splitGradients.contains(g); })) {
+      map.map(norm.getNorm(), splitGlobalNorm(b, norm, map));
       continue;
     }
     if (auto adam = dyn_cast<AdamWOp>(op); adam && sharded) {
       Location loc = adam.getLoc();
-      Value gradShard = gradientShard(b, map.lookup(adam.getGrad()));
-      Value paramShard = LocalShardOp::create(b, loc, gradShard.getType(),
-                                              flatPadded(b, loc, map.lookup(adam.getParam())),
-                                              dpAxes, b.getI64IntegerAttr(0));
+      ArrayAttr axes = reduceAxes(adam.getGrad());
+      const int64_t ranks = ranksOf(axes);
+      Value gradShard = gradientShard(b, adam.getGrad(), map.lookup(adam.getGrad()));
+      Value paramShard =
+          LocalShardOp::create(b, loc, gradShard.getType(),
+                               flatPadded(b, loc, map.lookup(adam.getParam()), ranks), axes,
+                               b.getI64IntegerAttr(0));
       auto update = AdamWOp::create(
           b, loc, TypeRange{gradShard.getType(), gradShard.getType(), gradShard.getType()},
           paramShard, gradShard, map.lookup(adam.getM()), map.lookup(adam.getV()),
           map.lookup(adam.getLr()), map.lookup(adam.getStep()), map.lookup(adam.getGradScale()),
           adam.getBeta1Attr(), adam.getBeta2Attr(), adam.getEpsAttr(), adam.getWeightDecayAttr());
-      auto paddedType = RankedTensorType::get({shardSize(adam.getParam().getType()) * dp},
-                                              getElementTypeOrSelf(gradShard.getType()));
+      auto paddedType =
+          RankedTensorType::get({shardSize(adam.getParam().getType(), axes) * ranks},
+                                getElementTypeOrSelf(gradShard.getType()));
       gatheredBytes += bytesOf(paddedType);
-      Value gathered = AllGatherOp::create(b, loc, paddedType, update.getNewParam(), dpAxes,
+      Value gathered = AllGatherOp::create(b, loc, paddedType, update.getNewParam(), axes,
                                            b.getI64IntegerAttr(0));
       map.map(adam.getNewParam(), unflatten(b, loc, gathered, adam.getParam().getType()));
       map.map(adam.getNewM(), update.getNewM());
@@ -552,7 +634,7 @@ LogicalResult DataParallelRewrite::buildStep(func::FuncOp micro) {
 }
 
 LogicalResult DataParallelRewrite::run() {
-  if (failed(classifyOps()) || failed(checkBoundary()))
+  if (failed(classifyOps()) || failed(checkBoundary()) || failed(findSplitGradients()))
     return failure();
   func::FuncOp micro = outlineMicroStep();
   if (failed(wireLossCounts(micro)))
@@ -582,9 +664,10 @@ struct DataParallelPass : impl::KilnDataParallelBase<DataParallelPass> {
                          << " with a body to partition";
       return signalPassFailure();
     }
-    if (dp > 1 && failed(declareGrid(module)))
+    ArrayAttr dpAxes = ArrayAttr::get(&getContext(), {StringAttr::get(&getContext(), "dp")});
+    if (dp > 1 && failed(declareGrid(module, dpAxes)))
       return signalPassFailure();
-    DataParallelRewrite rewrite(module, step, dp, zero, microbatches);
+    DataParallelRewrite rewrite(module, step, dp, zero, microbatches, dpAxes);
     if (failed(rewrite.run()))
       return signalPassFailure();
     if (report) {
@@ -602,15 +685,24 @@ struct DataParallelPass : impl::KilnDataParallelBase<DataParallelPass> {
     }
   }
 
-  /// The module's grid gets a "dp" axis of size dp (or already has one).
-  LogicalResult declareGrid(ModuleOp module) {
+  /// The module's grid gets a "dp" axis of size dp, or already has one, or
+  /// is kiln-expert-parallel's ["edp", "ep"] with dp ranks (the batch is
+  /// then split over both axes); `dpAxes` gets the batch axes.
+  LogicalResult declareGrid(ModuleOp module, ArrayAttr &dpAxes) {
     MLIRContext *ctx = module.getContext();
     if (GridAttr grid = GridAttr::lookup(module)) {
       int64_t axis = grid.axisIndex("dp");
       if (axis >= 0 && grid.getShape()[axis] == dp)
         return success();
+      if (grid.axisIndex("edp") >= 0 && grid.axisIndex("ep") >= 0 && grid.numRanks() == dp &&
+          grid.getAxes().size() == 2) {
+        dpAxes = grid.getAxes();
+        return success();
+      }
       return module.emitError() << "kiln-data-parallel: the module's grid " << grid
-                                << " has no \"dp\" axis of size " << dp.getValue();
+                                << " has no \"dp\" axis of size " << dp.getValue()
+                                << " (nor is it kiln-expert-parallel's edp x ep grid of "
+                                << dp.getValue() << " ranks)";
     }
     module->setAttr("kiln.grid", GridAttr::get(ctx, ArrayAttr::get(ctx, {StringAttr::get(ctx, "dp")}),
                                                {int64_t(dp)}));

@@ -29,69 +29,39 @@ struct Layout {
 /// Rank `rank`'s part of a single-device tensor, read off the per-rank type:
 /// the same shape (replicated), a rank's rows (batch inputs) or a rank's
 /// slice of the flattened, zero-padded tensor (ZeRO-1 moments).
-RefTensor dataParallelPart(const std::string &key, const RefTensor &full, int64_t rank,
-                           mlir::Type perRankType) {
+RefTensor dataParallelPart(const RefTensor &full, int64_t rank, mlir::Type perRankType) {
   auto type = mlir::cast<mlir::RankedTensorType>(perRankType);
   if (llvm::ArrayRef<int64_t>(full.shape) == type.getShape())
     return full;
-  RefTensor part(full.elementType, type.getShape());
-  int64_t n = part.numElements();
-  if (key.rfind("input:", 0) == 0) { // rows [rank*n/rowSize, ...)
-    std::copy_n(full.data.begin() + rank * n, n, part.data.begin());
-    return part;
-  }
-  for (int64_t i = 0; i < n; ++i) {
-    int64_t flat = rank * n + i;
-    part.data[i] = flat < full.numElements() ? full.data[flat] : 0.0;
-  }
-  return part;
+  // A rank's rows of a batch input are its flat slice too.
+  return flatShard(full, rank, type.getShape());
 }
 
 class DataParallel : public ::testing::TestWithParam<std::tuple<std::string, Layout>> {};
 
 TEST_P(DataParallel, MatchesSingleDeviceStep) {
   auto [specPath, layout] = GetParam();
-  std::string error;
-  std::optional<frontend::Spec> spec =
-      frontend::loadSpec(std::string(KILN_SOURCE_DIR) + "/" + specPath, error);
-  ASSERT_TRUE(spec) << error;
+  std::optional<frontend::Spec> spec = repoSpec(specPath);
+  ASSERT_TRUE(spec);
   // Small per-rank micro-batches keep the f64 evaluator fast.
   frontend::Spec perRank = *spec;
   perRank.train.microBatch = 1;
   int64_t globalRows = layout.dp * layout.microbatches * perRank.train.microBatch;
 
-  KilnAutodiffOptions autodiff;
-  autodiff.lr = spec->train.lr;
-  autodiff.totalSteps = spec->train.steps;
-  autodiff.warmupSteps = 1;
-  autodiff.auxLossAlpha = spec->train.auxLossAlpha;
-  autodiff.biasUpdateSpeed = spec->train.biasUpdateSpeed;
-  autodiff.mtpLossWeight = spec->train.mtpLossWeight;
-  // AdamW's first update is lr * g / (|g| + eps): for |g| near eps it
-  // multiplies a gradient's rounding by lr / (4 eps), so with eps 1e-8 two
-  // equally exact gradients (here 1e-15 apart) move a parameter up to ~1e-11
-  // apart. eps 1e-6 keeps that below 1e-13; the gradients themselves are
-  // compared exactly through exp_avg either way.
-  autodiff.eps = 1e-6;
-  auto single = [&](mlir::ModuleOp m) {
-    mlir::PassManager pm(m.getContext());
-    pm.addPass(createKilnAutodiff(autodiff));
-    return pm.run(m);
-  };
-  auto partitioned = [&](mlir::ModuleOp m) {
-    mlir::PassManager pm(m.getContext());
+  const KilnAutodiffOptions autodiff = harnessAutodiff(*spec);
+  Lowering single = lowering([&](mlir::PassManager &pm) { pm.addPass(createKilnAutodiff(autodiff)); });
+  Lowering partitioned = lowering([&](mlir::PassManager &pm) {
     pm.addPass(createKilnAutodiff(autodiff));
     KilnDataParallelOptions dp;
     dp.dp = layout.dp;
     dp.zero = layout.zero;
     dp.microbatches = layout.microbatches;
     pm.addPass(createKilnDataParallel(dp));
-    return pm.run(m);
-  };
+  });
   auto shardOf = [&](const std::string &key, const RefTensor &full, int64_t rank,
                      mlir::func::FuncOp step, unsigned index, bool isResult) {
     mlir::Type type = isResult ? step.getResultTypes()[index] : step.getArgumentTypes()[index];
-    return dataParallelPart(key, full, rank, type);
+    return dataParallelPart(full, rank, type);
   };
   std::string label = specPath.substr(specPath.rfind('/') + 1) + " dp " +
                       std::to_string(layout.dp) + " zero " + std::to_string(layout.zero) +
@@ -103,10 +73,7 @@ TEST_P(DataParallel, MatchesSingleDeviceStep) {
 }
 
 std::string name(const ::testing::TestParamInfo<std::tuple<std::string, Layout>> &info) {
-  std::string spec = std::get<0>(info.param);
-  spec = spec.substr(spec.rfind('/') + 1);
-  spec = spec.substr(0, spec.find('.'));
-  std::replace(spec.begin(), spec.end(), '-', '_');
+  std::string spec = specTestName(std::get<0>(info.param));
   const Layout &l = std::get<1>(info.param);
   return spec + "_dp" + std::to_string(l.dp) + "_zero" + std::to_string(l.zero) + "_mb" +
          std::to_string(l.microbatches);

@@ -114,6 +114,63 @@ struct Comparison {
 /// Lowers a forward module in place to a (per-rank) training step.
 using Lowering = std::function<mlir::LogicalResult(mlir::ModuleOp)>;
 
+/// kiln-autodiff's options for a harness run: the spec's, one warmup step,
+/// and AdamW eps 1e-6. AdamW's first update is lr * g / (|g| + eps): for |g|
+/// near eps it multiplies a gradient's rounding by lr / (4 eps), so with eps
+/// 1e-8 two equally exact gradients (here 1e-15 apart) move a parameter up
+/// to ~1e-11 apart. eps 1e-6 keeps that below 1e-13; the gradients
+/// themselves are compared exactly through exp_avg either way.
+inline KilnAutodiffOptions harnessAutodiff(const frontend::Spec &spec) {
+  KilnAutodiffOptions autodiff;
+  autodiff.lr = spec.train.lr;
+  autodiff.totalSteps = spec.train.steps;
+  autodiff.warmupSteps = 1;
+  autodiff.auxLossAlpha = spec.train.auxLossAlpha;
+  autodiff.biasUpdateSpeed = spec.train.biasUpdateSpeed;
+  autodiff.mtpLossWeight = spec.train.mtpLossWeight;
+  autodiff.eps = 1e-6;
+  return autodiff;
+}
+
+/// Runs `passes` (added to a fresh pass manager) on the module.
+inline Lowering lowering(std::function<void(mlir::PassManager &)> passes) {
+  return [passes](mlir::ModuleOp m) {
+    mlir::PassManager pm(m.getContext());
+    passes(pm);
+    return pm.run(m);
+  };
+}
+
+/// Elements [group * n, (group + 1) * n) of `whole` flattened (zero past
+/// its end), shaped `shape` of n elements: a rank's ZeRO-1 slice.
+inline RefTensor flatShard(const RefTensor &whole, int64_t group, llvm::ArrayRef<int64_t> shape) {
+  RefTensor part(whole.elementType, shape);
+  const int64_t n = part.numElements();
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t flat = group * n + i;
+    part.data[i] = flat < whole.numElements() ? whole.data[flat] : 0.0;
+  }
+  return part;
+}
+
+/// The spec at `path` (relative to the source tree); fails the test if it
+/// does not load.
+inline std::optional<frontend::Spec> repoSpec(const std::string &path) {
+  std::string error;
+  std::optional<frontend::Spec> spec =
+      frontend::loadSpec(std::string(KILN_SOURCE_DIR) + "/" + path, error);
+  EXPECT_TRUE(spec) << error;
+  return spec;
+}
+
+/// "r1_tiny" for "models/r1-tiny.json": a spec path as a test name part.
+inline std::string specTestName(std::string path) {
+  path = path.substr(path.rfind('/') + 1);
+  path = path.substr(0, path.find('.'));
+  std::replace(path.begin(), path.end(), '-', '_');
+  return path;
+}
+
 /// Runs `steps` steps of the single-device step (global batch `rows`) and
 /// of the partitioned one, comparing every output; returns the comparison.
 inline Comparison comparePartitioned(const frontend::Spec &spec, int64_t globalRows,

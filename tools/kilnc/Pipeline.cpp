@@ -33,11 +33,6 @@ KilnAutodiffOptions autodiffOptionsFor(const frontend::Spec &spec) {
 LogicalResult lowerToPartitionedStep(ModuleOp module, const frontend::Spec &spec, bool report,
                                      std::string &error) {
   const frontend::ParallelConfig &p = spec.parallel;
-  if (p.ep != 1) {
-    error = spec.path + ": parallel.ep: " + std::to_string(p.ep) +
-            ": expert parallelism (kiln-expert-parallel) is not built yet; use ep 1";
-    return failure();
-  }
   if (p.pp != 1) {
     error = spec.path + ": parallel.pp: " + std::to_string(p.pp) +
             ": pipeline parallelism (kiln-pipeline) is not built yet; use pp 1";
@@ -46,6 +41,14 @@ LogicalResult lowerToPartitionedStep(ModuleOp module, const frontend::Spec &spec
   PassManager pm(module.getContext());
   if (failed(applyPassManagerCLOptions(pm)))
     return failure();
+  if (p.ep > 1) {
+    // On the forward: kiln-autodiff differentiates the exchange it builds.
+    KilnExpertParallelOptions ep;
+    ep.ep = p.ep;
+    ep.dp = p.dp;
+    ep.report = report;
+    pm.addPass(createKilnExpertParallel(ep));
+  }
   pm.addPass(createKilnAutodiff(autodiffOptionsFor(spec)));
   if (p.dp > 1 || p.microbatches > 1) {
     KilnDataParallelOptions dp;
@@ -114,8 +117,9 @@ bool checkHostTarget(const frontend::Spec &spec, std::string &error) {
   const frontend::ParallelConfig &p = spec.parallel;
   if (p.ep != 1)
     return fail("parallel.ep", std::to_string(p.ep) +
-                                   ": expert parallelism is not built yet; use ep 1 (experts "
-                                   "replicated over dp)");
+                                   ": expert-parallel executables are not built yet (kilnc "
+                                   "--emit=partitioned shows the per-rank program); use ep 1 "
+                                   "(experts replicated over dp)");
   if (p.pp != 1)
     return fail("parallel.pp", std::to_string(p.pp) +
                                    ": pipeline parallelism is not built yet; use pp 1");

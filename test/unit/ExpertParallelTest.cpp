@@ -1,0 +1,123 @@
+//===- ExpertParallelTest.cpp - kiln-expert-parallel vs the single-device step ===//
+//
+// r1-tiny and r1-balance (aux balance loss on) with their routed experts
+// sharded by kiln-expert-parallel, then differentiated (kiln-autodiff: the
+// backward of each all_to_all is the reverse exchange, of each reorder its
+// inverse) and split over the batch (kiln-data-parallel: dense gradients
+// summed over every rank, expert gradients over the ranks that hold the same
+// experts, the global norm from both). Every rank runs at once on the
+// multi-rank reference evaluator and must give the single-device step's
+// numbers on the same global batch to f64 rounding (<= 1e-12 relative, per
+// tensor) over two steps: losses, gradient norm, expert loads, every
+// parameter and every Adam moment, each rank's experts against the single
+// device's same experts (PartitionHarness.h). Layouts: dp 2 x ep 2; dp 4 x
+// ep 4 (2 experts per rank); dp 4 x ep 2 with ZeRO-1 (expert moments sharded
+// over the 2 ranks holding the same experts); dp 2 x ep 2 with 2
+// micro-batches.
+//
+//===----------------------------------------------------------------------===//
+
+#include "test/unit/PartitionHarness.h"
+
+using namespace kiln;
+using namespace kiln::test;
+
+namespace {
+
+constexpr double kTolerance = 1e-12;
+
+struct Layout {
+  int64_t dp, ep, zero, microbatches;
+};
+
+/// Rank `rank`'s part of a single-device tensor. Parameters split over ep
+/// (and their moments): the experts of the rank's ep coordinate, then, with
+/// ZeRO-1, its slice of them over the ranks holding the same experts. Other
+/// tensors: as data parallelism has them (rows of batch inputs, ZeRO-1
+/// slices over every rank, else the whole tensor).
+RefTensor expertParallelPart(const std::string &key, const RefTensor &full, int64_t rank,
+                             const Layout &layout, bool split, mlir::Type perRankType) {
+  auto type = mlir::cast<mlir::RankedTensorType>(perRankType);
+  if (llvm::ArrayRef<int64_t>(full.shape) == type.getShape())
+    return full;
+  RefTensor whole = full;
+  int64_t group = rank; // the rank's index in the group its slice is cut over
+  if (split) {
+    const int64_t experts = full.shape[0], local = experts / layout.ep;
+    const int64_t perExpert = full.numElements() / experts;
+    llvm::SmallVector<int64_t> shape(full.shape.begin(), full.shape.end());
+    shape[0] = local;
+    RefTensor mine(full.elementType, shape);
+    std::copy_n(full.data.begin() + (rank % layout.ep) * local * perExpert, local * perExpert,
+                mine.data.begin());
+    if (llvm::ArrayRef<int64_t>(mine.shape) == type.getShape())
+      return mine;
+    whole = std::move(mine);
+    group = rank / layout.ep;
+  }
+  return flatShard(whole, group, type.getShape());
+}
+
+class ExpertParallel : public ::testing::TestWithParam<std::tuple<std::string, Layout>> {};
+
+TEST_P(ExpertParallel, MatchesSingleDeviceStep) {
+  auto [specPath, layout] = GetParam();
+  std::optional<frontend::Spec> spec = repoSpec(specPath);
+  ASSERT_TRUE(spec);
+  frontend::Spec perRank = *spec;
+  perRank.train.microBatch = 1;
+  const int64_t globalRows = layout.dp * layout.microbatches * perRank.train.microBatch;
+
+  const KilnAutodiffOptions autodiff = harnessAutodiff(*spec);
+  Lowering single = lowering([&](mlir::PassManager &pm) { pm.addPass(createKilnAutodiff(autodiff)); });
+  Lowering partitioned = lowering([&](mlir::PassManager &pm) {
+    KilnExpertParallelOptions ep;
+    ep.ep = layout.ep;
+    ep.dp = layout.dp;
+    pm.addPass(createKilnExpertParallel(ep));
+    pm.addPass(createKilnAutodiff(autodiff));
+    KilnDataParallelOptions dp;
+    dp.dp = layout.dp;
+    dp.zero = layout.zero;
+    dp.microbatches = layout.microbatches;
+    pm.addPass(createKilnDataParallel(dp));
+    pm.addPass(createKilnVerifyCollectives());
+  });
+  auto shardOf = [&](const std::string &key, const RefTensor &full, int64_t rank,
+                     mlir::func::FuncOp step, unsigned index, bool isResult) {
+    mlir::Type type = isResult ? step.getResultTypes()[index] : step.getArgumentTypes()[index];
+    // Parameters, moments and updated values of a split parameter share its name.
+    bool split = false;
+    const std::string name = key.substr(key.find(':') + 1);
+    for (unsigned i = 0; i < step.getNumArguments(); ++i)
+      if (auto param = step.getArgAttrOfType<mlir::StringAttr>(i, "kiln.param");
+          param && param.getValue() == name && step.getArgAttr(i, "kiln.split"))
+        split = key.rfind("input:", 0) != 0;
+    return expertParallelPart(key, full, rank, layout, split, type);
+  };
+  const std::string label = specPath.substr(specPath.rfind('/') + 1) + " dp " +
+                            std::to_string(layout.dp) + " ep " + std::to_string(layout.ep) +
+                            " zero " + std::to_string(layout.zero) + " mb " +
+                            std::to_string(layout.microbatches);
+  Comparison cmp =
+      comparePartitioned(*spec, globalRows, single, partitioned, perRank, shardOf, 2, label);
+  EXPECT_GT(cmp.tensors, 0);
+  EXPECT_LE(cmp.worst, kTolerance) << cmp.where;
+}
+
+std::string name(const ::testing::TestParamInfo<std::tuple<std::string, Layout>> &info) {
+  std::string spec = specTestName(std::get<0>(info.param));
+  const Layout &l = std::get<1>(info.param);
+  return spec + "_dp" + std::to_string(l.dp) + "_ep" + std::to_string(l.ep) + "_zero" +
+         std::to_string(l.zero) + "_mb" + std::to_string(l.microbatches);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Layouts, ExpertParallel,
+    ::testing::Combine(::testing::Values("models/r1-tiny.json",
+                                         "test/Reference/specs/r1-balance.json"),
+                       ::testing::Values(Layout{2, 2, 0, 1}, Layout{4, 4, 0, 1},
+                                         Layout{4, 2, 1, 1}, Layout{2, 2, 0, 2})),
+    name);
+
+} // namespace
