@@ -160,6 +160,14 @@ def KilnDataParallel : Pass<"kiln-data-parallel", "mlir::ModuleOp"> {
       and `kiln.all_gather`s the parameter back. The gradient norm is the
       square root of the all_reduce of the shards' squared norms.
 
+    * After kiln-expert-parallel the grid is its `["edp", "ep"]` (dp ranks):
+      the batch is split over both axes, so losses, loads and the gradients
+      of replicated parameters are summed over both, while a parameter
+      marked `kiln.split` (a rank's experts) has its gradient summed over
+      the other axes only ("edp": the ranks holding the same experts), its
+      ZeRO-1 state sharded over them, and the gradient norm adds the sum
+      over "ep" of the split gradients' squared norms.
+
     With dp = 1 no collective is inserted (microbatches > 1 is then plain
     gradient accumulation). `report=true` emits a remark with the bytes each
     rank sends into collectives per step. The step must be the one
