@@ -517,6 +517,7 @@ LogicalResult Emitter::emit() {
       << "#include \"runtime/kernels/Attention.h\"\n"
       << "#include \"runtime/kernels/Copy.h\"\n"
       << "#include \"runtime/kernels/Dense.h\"\n"
+      << "#include \"runtime/kernels/ExpertParallel.h\"\n"
       << "#include \"runtime/kernels/Loss.h\"\n"
       << "#include \"runtime/kernels/MoE.h\"\n"
       << "#include \"runtime/kernels/Optimizer.h\"\n\n"

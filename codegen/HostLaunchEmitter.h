@@ -97,6 +97,8 @@ private:
   void expertLoad();
   void balanceLoss();
   void balanceLossGrad();
+  void expertCounts();
+  void segmentTranspose();
   void crossEntropy();
   void crossEntropyGrad();
   void lrSchedule();

@@ -189,6 +189,8 @@ const std::pair<StringRef, LaunchEmitter::EmitFn> LaunchEmitter::kEmitters[] = {
     {"expert_load", &LaunchEmitter::expertLoad},
     {"balance_loss", &LaunchEmitter::balanceLoss},
     {"balance_loss_grad", &LaunchEmitter::balanceLossGrad},
+    {"expert_counts", &LaunchEmitter::expertCounts},
+    {"segment_transpose", &LaunchEmitter::segmentTranspose},
     {"cross_entropy", &LaunchEmitter::crossEntropy},
     {"cross_entropy_grad", &LaunchEmitter::crossEntropyGrad},
     {"lr_schedule", &LaunchEmitter::lrSchedule},

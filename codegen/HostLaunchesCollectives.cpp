@@ -60,7 +60,11 @@ void LaunchEmitter::resizingCollective(StringRef fn, bool gather) {
 
 // all_to_all(x, send_counts) -> (rows, recv_counts), rows of x's trailing dims
 void LaunchEmitter::allToAll() {
-  elements("fl", "fl");
+  // Rows of f32 (activations) or i64 (expert parallelism's counts).
+  if (inType(0).getElementType().isSignlessInteger(64))
+    elements("ll", "ll");
+  else
+    elements("fl", "fl");
   auto axes = dyn_cast_or_null<ArrayAttr>(param("axes", "array", false));
   if (failed)
     return;

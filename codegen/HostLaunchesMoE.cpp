@@ -211,4 +211,30 @@ void LaunchEmitter::balanceLossGrad() {
   globalSequences(callArgs);
 }
 
+// expert_counts(offsets [experts + 1]) -> (per_expert [groups, L], per_rank [groups])
+void LaunchEmitter::expertCounts() {
+  elements("i", "ll");
+  rank(true, 0, 1);
+  rank(false, 0, 2);
+  int64_t groups = i64("groups");
+  if (failed)
+    return;
+  checkedCall("expertCounts", {in(0), intLiteral(inCount(0) - 1), intLiteral(groups), out(0),
+                               out(1)});
+}
+
+// segment_transpose(x [capacity, ...], counts [outer, inner]) -> (reordered x, offsets)
+void LaunchEmitter::segmentTranspose() {
+  elements("fl", "fi");
+  minRank(true, 0, 1);
+  rank(true, 1, 2);
+  bool inverse = flag("inverse", false);
+  if (failed)
+    return;
+  checkedCall("segmentTranspose",
+              {in(0), in(1), intLiteral(inShape(1)[0]), intLiteral(inShape(1)[1]),
+               intLiteral(inShape(0)[0]), intLiteral(product(inShape(0).drop_front())),
+               boolLiteral(inverse), out(0), out(1)});
+}
+
 } // namespace kiln::codegen::detail

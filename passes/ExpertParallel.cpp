@@ -139,7 +139,10 @@ FailureOr<int64_t> ExpertParallelRewrite::rewrite(MoELayer &layer) {
   b.setInsertionPointAfter(dispatch);
   Location loc = dispatch.getLoc();
   ArrayAttr epAxes = b.getStrArrayAttr({"ep"});
-  Type countType = getElementTypeOrSelf(dispatch.getOffsets().getType());
+  // Row counts are i64 (all_to_all's send and receive counts); offsets
+  // keep the dispatch's type, which the grouped GEMMs read.
+  Type countType = b.getI64Type();
+  Type offsetType = getElementTypeOrSelf(dispatch.getOffsets().getType());
   auto perExpertType = RankedTensorType::get({ep, local}, countType);
   auto perRankType = RankedTensorType::get({ep}, countType);
   auto counts = ExpertCountsOp::create(b, loc, perExpertType, perRankType,
@@ -153,7 +156,7 @@ FailureOr<int64_t> ExpertParallelRewrite::rewrite(MoELayer &layer) {
   Value rows = dispatch.getRows();
   auto received = AllToAllOp::create(b, loc, withRows(rows.getType(), capacity), perRankType,
                                      rows, counts.getPerRank(), epAxes);
-  auto localOffsetsType = RankedTensorType::get({local + 1}, countType);
+  auto localOffsetsType = RankedTensorType::get({local + 1}, offsetType);
   auto sorted = SegmentTransposeOp::create(b, loc, received.getResult().getType(),
                                            localOffsetsType, received.getResult(),
                                            receivedCounts.getResult(), b.getBoolAttr(false));
@@ -174,7 +177,7 @@ FailureOr<int64_t> ExpertParallelRewrite::rewrite(MoELayer &layer) {
   CombineOp combine = layer.combine;
   b.setInsertionPoint(combine);
   Value computed = combine.getRows();
-  auto bySourceType = RankedTensorType::get({ep + 1}, countType);
+  auto bySourceType = RankedTensorType::get({ep + 1}, offsetType);
   auto unsorted = SegmentTransposeOp::create(b, loc, computed.getType(), bySourceType, computed,
                                              receivedCounts.getResult(), b.getBoolAttr(true));
   auto returned = AllToAllOp::create(b, loc, withRows(computed.getType(), pairs), perRankType,

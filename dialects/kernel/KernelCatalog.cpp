@@ -40,6 +40,9 @@ static const KernelInfo kCatalog[] = {
     {"expert_load", 1, 1},
     {"balance_loss", 2, 1},
     {"balance_loss_grad", 3, 1},
+    // Expert parallelism (kiln-expert-parallel), around the all_to_all.
+    {"expert_counts", 1, 2},
+    {"segment_transpose", 2, 2},
     // Loss.
     {"cross_entropy", 3, 1, /*optionalIns=*/1},
     {"cross_entropy_grad", 4, 1, /*optionalIns=*/1},

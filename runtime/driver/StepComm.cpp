@@ -83,9 +83,10 @@ bool localShard(StepComm *stepComm, const char *axes, const float *in, float *ou
   return true;
 }
 
-bool allToAll(StepComm *stepComm, const char *axes, const float *in, const int64_t *sendCounts,
-              float *out, int64_t *recvCounts, int64_t inRows, int64_t outRows, int64_t rowSize,
-              std::string *error) {
+template <typename T>
+static bool allToAllRows(StepComm *stepComm, const char *axes, const T *in,
+                         const int64_t *sendCounts, T *out, int64_t *recvCounts, int64_t inRows,
+                         int64_t outRows, int64_t rowSize, DType dtype, std::string *error) {
   Communicator *group = groupOf(stepComm, axes, "all_to_all", error);
   if (!group)
     return false;
@@ -131,10 +132,24 @@ bool allToAll(StepComm *stepComm, const char *axes, const float *in, const int64
     sendElems[size_t(p)] = sendCounts[p] * rowSize;
     recvElems[size_t(p)] = recvCounts[p] * rowSize;
   }
-  if (!group->allToAllV(in, sendElems.data(), out, recvElems.data(), DType::F32))
+  if (!group->allToAllV(in, sendElems.data(), out, recvElems.data(), dtype))
     return failedIn(*group, error);
-  std::fill(out + received * rowSize, out + outRows * rowSize, 0.0f);
+  std::fill(out + received * rowSize, out + outRows * rowSize, T(0));
   return true;
+}
+
+bool allToAll(StepComm *stepComm, const char *axes, const float *in, const int64_t *sendCounts,
+              float *out, int64_t *recvCounts, int64_t inRows, int64_t outRows, int64_t rowSize,
+              std::string *error) {
+  return allToAllRows(stepComm, axes, in, sendCounts, out, recvCounts, inRows, outRows, rowSize,
+                      DType::F32, error);
+}
+
+bool allToAll(StepComm *stepComm, const char *axes, const int64_t *in,
+              const int64_t *sendCounts, int64_t *out, int64_t *recvCounts, int64_t inRows,
+              int64_t outRows, int64_t rowSize, std::string *error) {
+  return allToAllRows(stepComm, axes, in, sendCounts, out, recvCounts, inRows, outRows, rowSize,
+                      DType::I64, error);
 }
 
 static Communicator *peerOf(StepComm *stepComm, const char *axis, int64_t coordinate,

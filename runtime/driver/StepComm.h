@@ -62,6 +62,10 @@ bool localShard(StepComm *comm, const char *axes, const float *in, float *out, i
 bool allToAll(StepComm *comm, const char *axes, const float *in, const int64_t *sendCounts,
               float *out, int64_t *recvCounts, int64_t inRows, int64_t outRows, int64_t rowSize,
               std::string *error);
+/// The same for rows of int64 (expert parallelism's per-expert row counts).
+bool allToAll(StepComm *comm, const char *axes, const int64_t *in, const int64_t *sendCounts,
+              int64_t *out, int64_t *recvCounts, int64_t inRows, int64_t outRows, int64_t rowSize,
+              std::string *error);
 
 /// kiln.send / kiln.recv of n floats with the rank at `coordinate` on `axis`.
 bool send(StepComm *comm, const char *axis, int64_t coordinate, const float *in, int64_t n,

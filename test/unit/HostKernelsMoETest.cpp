@@ -17,6 +17,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "runtime/kernels/ExpertParallel.h"
 #include "runtime/kernels/MoE.h"
 #include "runtime/kernels/Optimizer.h"
 
@@ -356,6 +357,61 @@ TEST(HostKernelsMoE, GroupedMatmul) {
 
 TEST(HostKernelsMoE, GroupedMatmulSpareRows) {
   checkGroupedMatmul({0, 20, 37, 37, 70, 90, 90, 111, kPairs - 9});
+}
+
+//===----------------------------------------------------------------------===//
+// expert_counts, segment_transpose (expert parallelism): against the
+// evaluator, with an empty segment and spare rows in the buffer
+//===----------------------------------------------------------------------===//
+
+TEST(HostKernelsMoE, ExpertParallelReorder) {
+  // 8 experts over 2 ranks from dispatch offsets; 3 sources x 4 local experts
+  // received into a buffer of 40 rows of 5.
+  std::vector<int32_t> offsets = {0, 3, 3, 7, 12, 13, 20, 20, 26};
+  std::vector<int64_t> perExpert(8, -1), perRank(2, -1);
+  std::string e;
+  ASSERT_TRUE(kk::expertCounts(offsets.data(), 8, 2, perExpert.data(), perRank.data(), &e)) << e;
+  std::vector<int64_t> counts = {2, 0, 5, 1, 3, 3, 0, 4, 1, 6, 2, 2};
+  const int64_t capacity = 40, rowSize = 5;
+  SeededRng rng(21, "segment_transpose");
+  std::vector<float> x = normal(rng, capacity * rowSize);
+  std::vector<float> sorted(capacity * rowSize, NAN), back(capacity * rowSize, NAN);
+  std::vector<int32_t> byExpert(5, -1), bySource(4, -1);
+  ASSERT_TRUE(kk::segmentTranspose(x.data(), counts.data(), 3, 4, capacity, rowSize, false,
+                                   sorted.data(), byExpert.data(), &e))
+      << e;
+  ASSERT_TRUE(kk::segmentTranspose(sorted.data(), counts.data(), 3, 4, capacity, rowSize, true,
+                                   back.data(), bySource.data(), &e))
+      << e;
+  const std::string O = ty({9}, "i32"), PE = ty({2, 4}, "i64"), PR = ty({2}, "i64"),
+                    X = ty({capacity, rowSize}), C = ty({3, 4}, "i64");
+  SmallVector<RefTensor> r = evaluate(
+      "func.func @f(%o: " + O + ", %x: " + X + ", %c: " + C + ") -> (" + PE + ", " + PR + ", " +
+          X + ", " + ty({5}, "i32") + ", " + X + ", " + ty({4}, "i32") + ") {\n"
+          "  %pe, %pr = kiln.expert_counts %o {groups = 2 : i64} : (" + O + ") -> (" + PE + ", " +
+          PR + ")\n  %s, %so = kiln.segment_transpose %x, %c : (" + X + ", " + C + ") -> (" + X +
+          ", " + ty({5}, "i32") + ")\n  %b, %bo = kiln.segment_transpose %s, %c {inverse = true} : (" +
+          X + ", " + C + ") -> (" + X + ", " + ty({4}, "i32") + ")\n  return %pe, %pr, %s, %so, %b, %bo : " +
+          PE + ", " + PR + ", " + X + ", " + ty({5}, "i32") + ", " + X + ", " + ty({4}, "i32") + "\n}\n",
+      {ref(offsets, {9}), ref(x, {capacity, rowSize}), ref(counts, {3, 4})});
+  ASSERT_EQ(r.size(), 6u);
+  for (int64_t i = 0; i < 8; ++i)
+    EXPECT_EQ(double(perExpert[i]), r[0].data[i]) << "per_expert " << i;
+  EXPECT_EQ(perRank, (std::vector<int64_t>{12, 14}));
+  compareFloats("segment_transpose", sorted, r[2]);
+  compareInts("segment_transpose offsets", byExpert, r[3]);
+  compareFloats("segment_transpose inverse", back, r[4]);
+  compareInts("segment_transpose inverse offsets", bySource, r[5]);
+  // The round trip restores the counted rows; spare rows come back zero.
+  for (int64_t i = 0; i < 29 * rowSize; ++i)
+    ASSERT_EQ(back[i], x[i]) << i;
+  for (int64_t i = 29 * rowSize; i < capacity * rowSize; ++i)
+    ASSERT_EQ(back[i], 0.0f) << i;
+  // Counts past the buffer are an error, not an overrun.
+  counts[0] = 20;
+  EXPECT_FALSE(kk::segmentTranspose(x.data(), counts.data(), 3, 4, capacity, rowSize, false,
+                                    sorted.data(), byExpert.data(), &e));
+  EXPECT_NE(e.find("more than the buffer's 40"), std::string::npos) << e;
 }
 
 //===----------------------------------------------------------------------===//

@@ -385,6 +385,26 @@ std::vector<Case> cases() {
        "{axes = [\"ep\"]}",
        {"if (!kiln::driver::allToAll(io.comm, \"ep\", b0, b1, b2, b3, 24, 40, 32, &error)) "
         "return false;"}},
+      {"all_to_all",
+       {"memref<2x4xi64>", "memref<2xi64>", "memref<2x4xi64>", "memref<2xi64>"},
+       {0, 1},
+       {2, 3},
+       "{axes = [\"ep\"]}",
+       {"if (!kiln::driver::allToAll(io.comm, \"ep\", b0, b1, b2, b3, 2, 2, 4, &error)) "
+        "return false;"}},
+      {"expert_counts",
+       {"memref<9xi32>", "memref<2x4xi64>", "memref<2xi64>"},
+       {0},
+       {1, 2},
+       "{groups = 2 : i64}",
+       {"if (!kiln::kernels::expertCounts(b0, 8, 2, b1, b2, &error)) return false;"}},
+      {"segment_transpose",
+       {"memref<40x5xf32>", "memref<3x4xi64>", "memref<40x5xf32>", "memref<4xi32>"},
+       {0, 1},
+       {2, 3},
+       "{inverse = true}",
+       {"if (!kiln::kernels::segmentTranspose(b0, b1, 3, 4, 40, 5, true, b2, b3, &error)) "
+        "return false;"}},
       {"send",
        {"memref<4x32x64xf32>"},
        {0},
@@ -496,6 +516,7 @@ TEST_F(HostLaunchesTest, EmittedCodeCompiles) {
   out << "#include \"runtime/kernels/Attention.h\"\n"
          "#include \"runtime/kernels/Copy.h\"\n"
          "#include \"runtime/kernels/Dense.h\"\n"
+         "#include \"runtime/kernels/ExpertParallel.h\"\n"
          "#include \"runtime/kernels/Loss.h\"\n"
          "#include \"runtime/kernels/MoE.h\"\n"
          "#include \"runtime/kernels/Optimizer.h\"\n"

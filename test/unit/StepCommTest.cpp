@@ -78,22 +78,22 @@ TEST(StepComm, AllReduceSumAndMax) {
   });
 }
 
-TEST(StepComm, AllToAllMovesVariableRowCounts) {
-  // Rank r sends (r + p) % 3 rows to rank p (rank 0 sends none to itself);
-  // rows of 2 floats encode (source, destination, index).
+/// Rank r sends (r + p) % 3 rows to rank p (rank 0 sends none to itself);
+/// rows of 2 values of T encode (source, destination, index).
+template <typename T> void checkAllToAllRows() {
   comm::LocalWorld::run(kRanks, [](comm::Communicator &world) {
     std::unique_ptr<driver::StepComm> dp = driver::dataParallelComm(world);
     const int r = world.rank();
     std::vector<int64_t> sendCounts(kRanks), recvCounts(kRanks, -1);
-    std::vector<float> rows;
+    std::vector<T> rows;
     for (int p = 0; p < kRanks; ++p) {
       sendCounts[p] = (r + p) % 3;
       for (int64_t j = 0; j < sendCounts[p]; ++j)
-        rows.insert(rows.end(), {float(r * 10 + p), float(j)});
+        rows.insert(rows.end(), {T(r * 10 + p), T(j)});
     }
     const int64_t capacity = 8;
-    rows.resize(capacity * 2, -1.0f);
-    std::vector<float> out(capacity * 2, -1.0f);
+    rows.resize(capacity * 2, T(-1));
+    std::vector<T> out(capacity * 2, T(-1));
     std::string error;
     ASSERT_TRUE(driver::allToAll(dp.get(), "dp", rows.data(), sendCounts.data(), out.data(),
                                  recvCounts.data(), capacity, capacity, 2, &error))
@@ -102,14 +102,19 @@ TEST(StepComm, AllToAllMovesVariableRowCounts) {
     for (int p = 0; p < kRanks; ++p) {
       EXPECT_EQ(recvCounts[p], (p + r) % 3);
       for (int64_t j = 0; j < recvCounts[p]; ++j, ++at) {
-        EXPECT_EQ(out[at * 2], float(p * 10 + r));
-        EXPECT_EQ(out[at * 2 + 1], float(j));
+        EXPECT_EQ(out[at * 2], T(p * 10 + r));
+        EXPECT_EQ(out[at * 2 + 1], T(j));
       }
     }
     for (; at < capacity; ++at)
-      EXPECT_EQ(out[at * 2], 0.0f); // zeros after the last row
+      EXPECT_EQ(out[at * 2], T(0)); // zeros after the last row
   });
 }
+
+TEST(StepComm, AllToAllMovesVariableRowCounts) { checkAllToAllRows<float>(); }
+
+// Expert parallelism exchanges its per-expert row counts as rows of int64.
+TEST(StepComm, AllToAllMovesInt64Rows) { checkAllToAllRows<int64_t>(); }
 
 TEST(StepComm, AllToAllOverCapacityNamesTheRanks) {
   comm::LocalWorld::run(2, [](comm::Communicator &world) {
