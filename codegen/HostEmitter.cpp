@@ -258,7 +258,17 @@ LogicalResult Emitter::emitModelDesc() {
       *os << (k ? ", " : "") << d;
     *os << "}, kiln::driver::InitKind::" << kind << ", "
        << doubleLiteral(std ? std.getValueAsDouble() : 0.0) << ", "
-       << ((!trainable || trainable.getValue()) ? "true" : "false") << "},\n";
+       << ((!trainable || trainable.getValue()) ? "true" : "false");
+    if (auto split = step.getArgAttrOfType<DictionaryAttr>(i, "kiln.split")) {
+      auto axes = split.getAs<ArrayAttr>("axes");
+      auto dim = split.getAs<IntegerAttr>("dim");
+      if (!axes || axes.size() != 1 || cast<StringAttr>(axes[0]).getValue() != "ep" || !dim ||
+          dim.getInt() != 0)
+        return step.emitError() << "parameter '" << name.getValue() << "' has kiln.split "
+                                << split << "; the driver holds splits of dim 0 over \"ep\"";
+      *os << ", /*expertSplit=*/true";
+    }
+    *os << "},\n";
   }
   *os << "};\n\n";
   auto arena = step->getAttrOfType<IntegerAttr>(kernel::kArenaBytesAttr);
@@ -278,13 +288,20 @@ LogicalResult Emitter::emitModelDesc() {
      << "    /*defaultSeed=*/" << info.defaultSeed << "u,\n";
   // A data-parallel step (kiln-data-parallel): its ranks and whether the
   // AdamW moments are ZeRO-1 shards (marked kiln.sharded).
+  // With expert parallelism the grid is edp x ep: every rank is a
+  // data-parallel rank, ep of them per expert group.
   if (kiln::GridAttr grid = kiln::GridAttr::lookup(step)) {
-    int64_t axis = grid.axisIndex("dp");
+    int64_t ep = grid.axisIndex("ep") >= 0 ? grid.getShape()[grid.axisIndex("ep")] : 1;
+    if (grid.axisIndex("dp") < 0 && !(grid.axisIndex("edp") >= 0 && ep > 1))
+      return step.emitError() << "the host driver runs the grids of kiln-data-parallel "
+                                 "([\"dp\"]) and kiln-expert-parallel ([\"edp\", \"ep\"]), not "
+                              << grid;
     bool sharded = llvm::any_of(step.getArguments(), [&](BlockArgument a) {
       return step.getArgAttr(a.getArgNumber(), "kiln.sharded") != nullptr;
     });
-    *os << "    /*dp=*/" << (axis >= 0 ? grid.getShape()[axis] : 1) << ",\n"
-        << "    /*shardedState=*/" << (sharded ? "true" : "false") << ",\n";
+    *os << "    /*dp=*/" << grid.numRanks() << ",\n"
+        << "    /*shardedState=*/" << (sharded ? "true" : "false") << ",\n"
+        << "    /*ep=*/" << ep << ",\n";
   }
   *os << "};\n\n";
   return success();

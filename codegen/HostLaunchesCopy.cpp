@@ -18,6 +18,15 @@ namespace kiln::codegen::detail {
 
 // fill() -> out = value
 void LaunchEmitter::fill() {
+  // i64 buffers hold row counts (all_to_all's): small whole numbers.
+  if (outType(0).getElementType().isSignlessInteger(64)) {
+    double value = f64("value");
+    if (!failed && (value != std::trunc(value) || std::fabs(value) > 9007199254740992.0))
+      fail("cannot fill an i64 buffer with ", value);
+    if (!failed)
+      call("fill", {out(0), intLiteral(outCount(0)), "int64_t(" + intLiteral(int64_t(value)) + ")"});
+    return;
+  }
   std::string type = sameElements();
   double value = f64("value");
   if (failed)

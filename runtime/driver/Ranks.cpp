@@ -13,28 +13,96 @@
 namespace kiln::driver {
 namespace {
 
-/// A data-parallel grid: the "dp" group is the whole world.
-class DataParallelComm : public StepComm {
+/// The groups of a grid of ranks (row-major over `axes`, the last axis
+/// fastest), as the kernel-level IR names them: "dp", "edp+ep", "ep". Every
+/// non-empty subset of the axes gets its group, split from the world in one
+/// fixed order on every rank, since splitting is a collective.
+class GridComm : public StepComm {
 public:
-  explicit DataParallelComm(comm::Communicator &world) : world_(world) {}
+  GridComm(comm::Communicator &world, std::vector<std::string> axes, std::vector<int64_t> shape)
+      : world_(world), axes_(std::move(axes)), shape_(std::move(shape)) {}
+
+  /// Splits the groups; false (with the communicator's error) on failure.
+  bool split(std::string &error) {
+    const std::vector<int64_t> mine = coordinates(world_.rank());
+    for (unsigned mask = 1; mask < (1u << axes_.size()); ++mask) {
+      std::string name;
+      int64_t color = 0, key = 0;
+      for (size_t a = 0; a < axes_.size(); ++a) {
+        if (mask & (1u << a)) {
+          name += (name.empty() ? "" : "+") + axes_[a];
+          key = key * shape_[a] + mine[a];
+        } else {
+          color = color * shape_[a] + mine[a];
+        }
+      }
+      std::unique_ptr<comm::Communicator> group =
+          mask == (1u << axes_.size()) - 1 ? nullptr : world_.split(int(color), int(key), name);
+      if (mask != (1u << axes_.size()) - 1 && !group) {
+        error = world_.error();
+        return false;
+      }
+      groups_.emplace_back(name, std::move(group));
+    }
+    return true;
+  }
+
   comm::Communicator *group(const char *axes) override {
-    return std::string(axes) == "dp" ? &world_ : nullptr;
+    for (auto &[name, group] : groups_)
+      if (name == axes)
+        return group ? group.get() : &world_; // all axes: the whole world
+    return nullptr;
   }
   comm::Communicator &world() override { return world_; }
   int peerRank(const char *axis, int64_t coordinate) override {
-    return std::string(axis) == "dp" && coordinate >= 0 && coordinate < world_.size()
-               ? int(coordinate)
-               : -1;
+    auto it = std::find(axes_.begin(), axes_.end(), axis);
+    if (it == axes_.end())
+      return -1;
+    const size_t a = size_t(it - axes_.begin());
+    if (coordinate < 0 || coordinate >= shape_[a])
+      return -1;
+    std::vector<int64_t> c = coordinates(world_.rank());
+    c[a] = coordinate;
+    int64_t rank = 0;
+    for (size_t i = 0; i < axes_.size(); ++i)
+      rank = rank * shape_[i] + c[i];
+    return int(rank);
   }
 
 private:
+  std::vector<int64_t> coordinates(int64_t rank) const {
+    std::vector<int64_t> c(axes_.size());
+    for (size_t i = axes_.size(); i-- > 0;) {
+      c[i] = rank % shape_[i];
+      rank /= shape_[i];
+    }
+    return c;
+  }
+
   comm::Communicator &world_;
+  std::vector<std::string> axes_;
+  std::vector<int64_t> shape_;
+  std::vector<std::pair<std::string, std::unique_ptr<comm::Communicator>>> groups_;
 };
 
 } // namespace
 
 std::unique_ptr<StepComm> dataParallelComm(comm::Communicator &world) {
-  return std::make_unique<DataParallelComm>(world);
+  std::string error;
+  auto grid = std::make_unique<GridComm>(world, std::vector<std::string>{"dp"},
+                                         std::vector<int64_t>{world.size()});
+  grid->split(error); // one axis: no group to split
+  return grid;
+}
+
+std::unique_ptr<StepComm> gridComm(comm::Communicator &world, int64_t ep, std::string &error) {
+  if (ep <= 1)
+    return dataParallelComm(world);
+  auto grid = std::make_unique<GridComm>(world, std::vector<std::string>{"edp", "ep"},
+                                         std::vector<int64_t>{world.size() / ep, ep});
+  if (!grid->split(error))
+    return nullptr;
+  return grid;
 }
 
 bool setupRanks(const ModelDesc &model, int *argc, char ***argv, const std::string &program,
@@ -64,7 +132,17 @@ bool setupRanks(const ModelDesc &model, int *argc, char ***argv, const std::stri
     return false;
   }
   ranks.world->setTimeoutSeconds(timeoutSeconds);
-  ranks.stepComm = dataParallelComm(*ranks.world);
+  if (model.ep > 1 && (model.ep > model.dp || model.dp % model.ep != 0)) {
+    error = "model description: ep " + std::to_string(model.ep) + " does not divide dp " +
+            std::to_string(model.dp) + "; regenerate with kilnc";
+    ranks.world->abortJob(1);
+    return false;
+  }
+  ranks.stepComm = gridComm(*ranks.world, model.ep, error);
+  if (!ranks.stepComm) {
+    ranks.world->abortJob(1);
+    return false;
+  }
   return true;
 #else
   (void)argc;

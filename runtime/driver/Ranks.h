@@ -36,6 +36,12 @@ struct Ranks {
 /// and a send/recv peer's coordinate on "dp" is its world rank.
 std::unique_ptr<StepComm> dataParallelComm(comm::Communicator &world);
 
+/// The groups of the grid a step was built for: dataParallelComm's for
+/// ep 1; for ep > 1 kiln-expert-parallel's edp x ep (rank r at edp r / ep,
+/// ep r % ep) with groups "edp+ep" (the world), "edp" and "ep". Null, with
+/// `error`, when splitting the world fails.
+std::unique_ptr<StepComm> gridComm(comm::Communicator &world, int64_t ep, std::string &error);
+
 /// Sets up the ranks `model` was built for: itself alone when model.dp is 1;
 /// otherwise the MPI world, which must have exactly model.dp ranks. Run
 /// without mpirun, a dp > 1 program fails with the command that launches it.

@@ -147,11 +147,28 @@ struct ParamLayout {
   uint64_t perStored = 0;
   std::vector<int64_t> hfShape;
   std::vector<std::string> hfNames;
+  /// Where this rank's tensor sits in the whole model: an expert-parallel
+  /// rank holds experts [firstExpert, firstExpert + hfNames.size()) of
+  /// wholeExperts (0 and hfNames.size() otherwise).
+  uint64_t firstExpert = 0, wholeExperts = 0;
+  /// ZeRO-1: the rank holds shard `momentShard` of `momentShards` of each
+  /// moment (ceil(numElements / momentShards) elements); 1: whole moments.
+  int momentShards = 1, momentShard = 0;
+};
+
+/// Which part of the model a rank holds (TrainStep.h: ModelDesc::ep and
+/// shardedState); the default is the whole model, unsharded.
+struct Placement {
+  int rank = 0, ranks = 1;
+  int64_t ep = 1;
+  bool shardedState = false;
+  bool wholeModel = true;
 };
 
 /// Checks what the generated file describes (a kilnc bug otherwise, but a
 /// clear message beats a crash) and derives the stored layout.
-bool describeParams(const ModelDesc &model, std::vector<ParamLayout> &out, std::string &error) {
+bool describeParams(const ModelDesc &model, const Placement &placement,
+                    std::vector<ParamLayout> &out, std::string &error) {
   if (model.batch < 1 || model.seqLen < 1 || model.vocabSize < 1 || model.numParams < 0 ||
       model.numExpertLoads < 0 || model.numExperts < 0 || (model.numParams > 0 && !model.params)) {
     error = "model description: batch " + std::to_string(model.batch) + ", seq_len " +
@@ -189,10 +206,30 @@ bool describeParams(const ModelDesc &model, std::vector<ParamLayout> &out, std::
       if (d >= (stacked ? 1 : 0))
         layout.hfShape.push_back(p.shape[d]);
     }
+    if (p.expertSplit && (!stacked || model.ep < 1)) {
+      error = where + ": split over ep but not a stacked expert tensor (or ep " +
+              std::to_string(model.ep) + "); regenerate with kilnc";
+      return false;
+    }
     const int64_t numStored = stacked ? p.shape[0] : 1;
     layout.perStored = layout.numElements / uint64_t(numStored);
-    for (int64_t e = 0; e < numStored; ++e)
-      layout.hfNames.push_back(init::expertTensorName(name, e));
+    // An expert-parallel rank holds the experts of its ep coordinate; the
+    // whole model (a checkpoint's view) holds all of them.
+    const bool split = p.expertSplit && model.ep > 1;
+    const int64_t experts = split && placement.wholeModel ? numStored * model.ep : numStored;
+    layout.firstExpert =
+        split && !placement.wholeModel ? uint64_t(placement.rank % model.ep * numStored) : 0;
+    layout.wholeExperts = uint64_t(split ? numStored * model.ep : numStored);
+    if (experts != numStored)
+      layout.numElements = layout.perStored * uint64_t(experts);
+    for (int64_t e = 0; e < experts; ++e)
+      layout.hfNames.push_back(init::expertTensorName(name, int64_t(layout.firstExpert) + e));
+    if (placement.shardedState && !placement.wholeModel) {
+      // Expert moments are sharded over the dp / ep ranks holding the same
+      // experts (kiln.sharded axes ["edp"]), the others over every rank.
+      layout.momentShards = split ? placement.ranks / int(model.ep) : placement.ranks;
+      layout.momentShard = split ? placement.rank / int(model.ep) : placement.rank;
+    }
     out.push_back(std::move(layout));
   }
   return true;
@@ -209,8 +246,8 @@ struct TrainState {
 /// reference evaluator does (dialects/kiln/reference/Parameters.cpp,
 /// initParameter): per HF tensor, SeededRng(seed, name).normal() * std
 /// rounded to f32, in row-major order.
-bool initState(const std::vector<ParamLayout> &layouts, uint64_t seed, int momentShards,
-               TrainState &state, std::string &error) {
+bool initState(const std::vector<ParamLayout> &layouts, uint64_t seed, TrainState &state,
+               std::string &error) {
   for (size_t i = 0; i < layouts.size(); ++i) {
     const ParamLayout &l = layouts[i];
     AlignedArray<float> values;
@@ -233,7 +270,7 @@ bool initState(const std::vector<ParamLayout> &layouts, uint64_t seed, int momen
       continue;
     state.trainable.push_back(i);
     AlignedArray<float> m, v;
-    const uint64_t momentElements = shardElements(l.numElements, momentShards);
+    const uint64_t momentElements = shardElements(l.numElements, l.momentShards);
     if (!m.allocate(momentElements) || !v.allocate(momentElements)) {
       error = "out of memory for the AdamW state of '" + std::string(l.desc->name) + "'";
       return false;
@@ -325,40 +362,68 @@ bool resumeState(const std::string &dir, const ModelDesc &model,
   return true;
 }
 
-/// Rank `rank`'s part of the checkpoint of `state`: the parameters of its
-/// model file (checkpoint::assignModelFiles over all of them), and of every
-/// AdamW moment the elements [rank * c, (rank + 1) * c) (c = ceil(n / ranks)),
-/// its ZeRO-1 shard, cut where it spans several HF tensors. A rank that holds
-/// whole moments (no ZeRO) writes the same range, so the files do not depend
-/// on ZeRO. `manifest` gets the weight map every rank computes alike.
+/// Rank `rank`'s part of the checkpoint of `state`. Parameters every rank
+/// holds are spread over the model files (checkpoint::assignModelFiles); an
+/// expert-parallel rank's experts go to the file of the first rank holding
+/// them (edp coordinate 0, i.e. rank = its ep coordinate). Of every AdamW
+/// moment the rank writes its ZeRO-1 range (chunk `momentShard` of
+/// `momentShards`, or the same chunking of the whole moment it holds
+/// without ZeRO), cut where it spans several HF tensors and named by the
+/// experts' global indices, so the files do not depend on ZeRO. `manifest`
+/// gets the weight map every rank computes alike.
 checkpoint::RankShard rankShard(const std::vector<ParamLayout> &layouts, const TrainState &state,
-                                bool shardedState, int rank, int ranks,
-                                checkpoint::Manifest &manifest) {
+                                const Placement &placement, checkpoint::Manifest &manifest) {
+  const int rank = placement.rank, ranks = placement.ranks;
+  const int64_t ep = placement.ep;
   checkpoint::RankShard shard;
   shard.rank = rank;
   shard.ranks = ranks;
-  std::vector<StoredTensor> params;
+  std::vector<StoredTensor> replicated;
   std::vector<uint64_t> bytes;
-  for (const StoredTensor &t : checkpointTensors(layouts, state))
-    if (t.name.rfind("optimizer.", 0) != 0) {
-      params.push_back(t);
-      bytes.push_back(t.count * sizeof(float));
+  bool anySplit = false;
+  for (size_t i = 0; i < layouts.size(); ++i) {
+    const ParamLayout &l = layouts[i];
+    if (l.wholeExperts != l.hfNames.size()) {
+      anySplit = true;
+      continue;
     }
+    for (size_t e = 0; e < l.hfNames.size(); ++e) {
+      replicated.push_back({l.hfNames[e], &l.hfShape, state.params[i].data() + e * l.perStored,
+                            l.perStored});
+      bytes.push_back(l.perStored * sizeof(float));
+    }
+  }
   const std::vector<int> file = checkpoint::assignModelFiles(bytes, ranks);
-  shard.modelFiles = file.empty() ? 1 : file.back() + 1;
+  shard.modelFiles = anySplit ? ranks : file.empty() ? 1 : file.back() + 1;
   manifest.ranks = ranks;
   manifest.modelFiles = shard.modelFiles;
-  for (size_t i = 0; i < params.size(); ++i) {
-    manifest.weightMap.push_back({params[i].name, file[i], bytes[i]});
-    const StoredTensor &t = params[i];
+  for (size_t i = 0; i < replicated.size(); ++i) {
+    manifest.weightMap.push_back({replicated[i].name, file[i], bytes[i]});
     if (file[i] == rank)
-      shard.model.push_back({t.name, t.shape, 0, t.count, t.values});
+      shard.model.push_back({replicated[i].name, replicated[i].shape, 0, replicated[i].count,
+                             replicated[i].values});
+  }
+  for (size_t i = 0; i < layouts.size(); ++i) {
+    const ParamLayout &l = layouts[i];
+    if (l.wholeExperts == l.hfNames.size())
+      continue;
+    const uint64_t local = l.hfNames.size();
+    for (uint64_t e = 0; e < l.wholeExperts; ++e)
+      manifest.weightMap.push_back({init::expertTensorName(l.desc->name, int64_t(e)),
+                                    int(e / local), l.perStored * sizeof(float)});
+    if (rank / ep == 0)
+      for (uint64_t e = 0; e < local; ++e)
+        shard.model.push_back({l.hfNames[e], &l.hfShape, 0, l.perStored,
+                               state.params[i].data() + e * l.perStored});
   }
   auto addMoment = [&](const std::string &prefix, const ParamLayout &l, const float *held) {
-    const uint64_t chunk = shardElements(l.numElements, ranks);
-    const uint64_t begin = std::min(l.numElements, uint64_t(rank) * chunk),
+    const bool split = l.wholeExperts != l.hfNames.size();
+    const int chunks = l.momentShards > 1 ? l.momentShards : split ? ranks / int(ep) : ranks;
+    const int chunkIndex = l.momentShards > 1 ? l.momentShard : split ? rank / int(ep) : rank;
+    const uint64_t chunk = shardElements(l.numElements, chunks);
+    const uint64_t begin = std::min(l.numElements, uint64_t(chunkIndex) * chunk),
                    end = std::min(l.numElements, begin + chunk);
-    const float *range = shardedState ? held : held + begin;
+    const float *range = l.momentShards > 1 ? held : held + begin;
     for (size_t e = 0; e < l.hfNames.size(); ++e) {
       const uint64_t pieceBegin = e * l.perStored, pieceEnd = pieceBegin + l.perStored;
       const uint64_t lo = std::max(begin, pieceBegin), hi = std::min(end, pieceEnd);
@@ -379,13 +444,12 @@ checkpoint::RankShard rankShard(const std::vector<ParamLayout> &layouts, const T
 /// failure), and only then rank 0 commits (phase two), so a rank killed
 /// mid-write leaves `latest` at the previous checkpoint.
 bool saveCheckpointOfRanks(Ranks &ranks, const std::string &dir, const ModelDesc &model,
-                           const std::vector<ParamLayout> &layouts, const TrainState &state,
-                           uint64_t step, uint64_t seed, uint64_t dataPosition,
-                           std::string &error) {
+                           const Placement &placement, const std::vector<ParamLayout> &layouts,
+                           const TrainState &state, uint64_t step, uint64_t seed,
+                           uint64_t dataPosition, std::string &error) {
   const checkpoint::StepInfo info{step, seed, dataPosition, model.specFingerprint};
   checkpoint::Manifest manifest;
-  const checkpoint::RankShard shard =
-      rankShard(layouts, state, model.shardedState, ranks.rank, ranks.size, manifest);
+  const checkpoint::RankShard shard = rankShard(layouts, state, placement, manifest);
   checkpoint::ShardBytes mine;
   const bool wrote = checkpoint::writeShard(dir, info, shard, mine, error);
   manifest.written.assign(size_t(ranks.size), {});
@@ -569,7 +633,7 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
   if (!step || !model.specName || !model.specFingerprint)
     return fail("model description: missing step function, spec name or fingerprint; "
                 "regenerate with kilnc");
-  if (!describeParams(model, layouts, error))
+  if (!describeParams(model, Placement{}, layouts, error))
     return fail(error);
 
   // Ranks: this process alone, or the mpirun job a multi-rank build needs.
@@ -606,27 +670,39 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
   if (!options.saveGradsPath.empty() && !checkSaveGradsPath(options.saveGradsPath, error))
     return failJob(error);
 
-  // 4. State: seeded init, or the checkpoint's.
-  const int momentShards = model.shardedState ? ranks.size : 1;
+  // 4. State: seeded init, or the checkpoint's. This rank's part of the
+  // model: its experts (expert parallelism), its moment shards (ZeRO-1).
+  const Placement placement{ranks.rank, ranks.size, model.ep, model.shardedState,
+                            /*wholeModel=*/false};
+  layouts.clear();
+  if (!describeParams(model, placement, layouts, error))
+    return failJob(error);
   TrainState state;
-  if (!initState(layouts, options.seed, momentShards, state, error))
+  if (!initState(layouts, options.seed, state, error))
     return failJob(error);
   uint64_t startStep = 0, seed = options.seed, dataPosition = 0;
   if (options.resume) {
     checkpoint::Checkpoint ckpt;
-    // A checkpoint holds whole tensors; a ZeRO-1 rank keeps its shards.
+    // A checkpoint holds whole tensors of the whole model; the rank keeps
+    // its part.
+    std::vector<ParamLayout> wholeLayouts;
     TrainState whole;
-    if (model.shardedState && !initState(layouts, options.seed, 1, whole, error))
+    if (!describeParams(model, Placement{}, wholeLayouts, error) ||
+        !initState(wholeLayouts, options.seed, whole, error) ||
+        !resumeState(ckptDir, model, wholeLayouts, whole, ckpt, error))
       return failJob(error);
-    if (!resumeState(ckptDir, model, layouts, model.shardedState ? whole : state, ckpt, error))
-      return failJob(error);
-    if (model.shardedState) {
-      state.params = std::move(whole.params);
-      for (size_t k = 0; k < state.trainable.size(); ++k) {
-        const uint64_t n = layouts[state.trainable[k]].numElements;
-        takeShard(whole.expAvg[k].data(), n, ranks.rank, ranks.size, state.expAvg[k].data());
-        takeShard(whole.expAvgSq[k].data(), n, ranks.rank, ranks.size, state.expAvgSq[k].data());
-      }
+    for (size_t i = 0; i < layouts.size(); ++i) {
+      const ParamLayout &l = layouts[i];
+      std::copy_n(whole.params[i].data() + l.firstExpert * l.perStored, l.numElements,
+                  state.params[i].data());
+    }
+    for (size_t k = 0; k < state.trainable.size(); ++k) {
+      const ParamLayout &l = layouts[state.trainable[k]];
+      const uint64_t first = l.firstExpert * l.perStored;
+      takeShard(whole.expAvg[k].data() + first, l.numElements, l.momentShard, l.momentShards,
+                state.expAvg[k].data());
+      takeShard(whole.expAvgSq[k].data() + first, l.numElements, l.momentShard, l.momentShards,
+                state.expAvgSq[k].data());
     }
     startStep = ckpt.step;
     dataPosition = ckpt.dataPosition;
@@ -822,7 +898,7 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
       signal = int(anySignal);
     }
     if (!ckptDir.empty() && (every || s == options.steps || signal)) {
-      if (!saveCheckpointOfRanks(ranks, ckptDir, model, layouts, state, s, seed,
+      if (!saveCheckpointOfRanks(ranks, ckptDir, model, placement, layouts, state, s, seed,
                                  loader->position(), error))
         return stop(error);
       lastCheckpoint = ckptDir + "/" + checkpoint::stepDirName(s);

@@ -38,6 +38,10 @@ struct ParamDesc {
   InitKind init;
   double initStd;   ///< for InitKind::Normal
   bool trainable;   ///< false: no gradient, no Adam state (expert biases)
+  /// Expert parallelism (kiln.split): a stacked expert tensor of which this
+  /// rank holds shape[0] experts, those of its ep coordinate c (experts
+  /// [c * shape[0], (c + 1) * shape[0]) of shape[0] x ModelDesc::ep).
+  bool expertSplit = false;
 };
 
 /// What the generated file describes.
@@ -59,8 +63,14 @@ struct ModelDesc {
   /// trains `batch` rows of a global batch of dp x batch rows. 1: one rank.
   int64_t dp = 1;
   /// ZeRO-1: each rank's expAvg/expAvgSq hold its shard of every moment,
-  /// ceil(numel / dp) elements (Ranks.h), not the whole tensor.
+  /// ceil(numel / dp) elements (Ranks.h), not the whole tensor; for an
+  /// expertSplit parameter, its shard over the dp / ep ranks holding the
+  /// same experts.
   bool shardedState = false;
+  /// Expert parallelism (kiln-expert-parallel): the grid is edp x ep, ep
+  /// ranks per group; rank r has ep coordinate r % ep and edp coordinate
+  /// r / ep. 1: experts replicated.
+  int64_t ep = 1;
 };
 
 /// Called inside the step with every trainable parameter's gradient (in

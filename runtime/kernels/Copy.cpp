@@ -195,6 +195,7 @@ int64_t Dims::product() const {
 
 void fill(float *out, int64_t n, float value) { fillImpl(out, n, value); }
 void fill(int32_t *out, int64_t n, int32_t value) { fillImpl(out, n, value); }
+void fill(int64_t *out, int64_t n, int64_t value) { fillImpl(out, n, value); }
 
 void copy(float *out, const float *in, int64_t n) { copyImpl(out, in, n); }
 void copy(int32_t *out, const int32_t *in, int64_t n) { copyImpl(out, in, n); }

@@ -43,6 +43,8 @@ struct Dims {
 /// out[0..n) = value.
 void fill(float *out, int64_t n, float value);
 void fill(int32_t *out, int64_t n, int32_t value);
+/// i64 fills are row counts (expert parallelism's all_to_all).
+void fill(int64_t *out, int64_t n, int64_t value);
 
 /// out[0..n) = in[0..n); nothing when out == in (ranges must not otherwise
 /// overlap).

@@ -838,12 +838,12 @@ TEST(GradOpRuntimeErrors, BadValuesAreReported) {
             %r = kiln.grouped_matmul_dgrad %dy, %w, %o : (tensor<3x1xf32>, tensor<2x1x2xf32>, tensor<3xi32>) -> tensor<3x2xf32>
             return %r : tensor<3x2xf32> })",
        {tensor({3, 1}), tensor({2, 1, 2}), ints({0, 2, 1})},
-       "reference evaluator: expert offsets must start at 0, never decrease and end at the row count 3; got first 0, last 1"},
+       "reference evaluator: expert offsets must start at 0, never decrease and end at most at the row count 3; got first 0, last 1"},
       {R"(func.func @f(%dy: tensor<3x1xf32>, %x: tensor<3x2xf32>, %o: tensor<3xi32>) -> tensor<2x1x2xf32> {
             %r = kiln.grouped_matmul_wgrad %dy, %x, %o : (tensor<3x1xf32>, tensor<3x2xf32>, tensor<3xi32>) -> tensor<2x1x2xf32>
             return %r : tensor<2x1x2xf32> })",
        {tensor({3, 1}), tensor({3, 2}), ints({1, 2, 3})},
-       "reference evaluator: expert offsets must start at 0, never decrease and end at the row count 3; got first 1, last 3"},
+       "reference evaluator: expert offsets must start at 0, never decrease and end at most at the row count 3; got first 1, last 3"},
       {R"(func.func @f(%l: tensor<2x3xf32>, %t: tensor<2xi32>, %m: tensor<2xf32>, %d: tensor<f32>) -> tensor<2x3xf32> {
             %r = kiln.cross_entropy_grad %l, %t, %m, %d : (tensor<2x3xf32>, tensor<2xi32>, tensor<2xf32>, tensor<f32>) -> tensor<2x3xf32>
             return %r : tensor<2x3xf32> })",

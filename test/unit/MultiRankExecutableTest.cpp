@@ -80,6 +80,15 @@ const std::vector<Layout> kLayouts = {
     {"mb2", 4, json{{"microbatches", 2}}, false},
 };
 
+/// Expert parallelism (models with routed experts): dp 2 x ep 2, each rank
+/// holding half the experts, with and without ZeRO-1.
+const std::vector<Layout> kExpertLayouts = {
+    {"ep2", 4, json{{"dp", 2}, {"ep", 2}}, true},
+    {"ep2zero1", 4, json{{"dp", 2}, {"ep", 2}, {"zero", 1}}, true},
+};
+
+bool hasRoutedExperts(const std::string &model) { return model == "r1-tiny"; }
+
 class MultiRankExecutable : public ::testing::TestWithParam<std::string> {
 protected:
   void SetUp() override {
@@ -99,7 +108,10 @@ protected:
       if (entry.path().extension() == ".a")
         newestInput = std::max(newestInput, fs::last_write_time(entry.path(), ec));
     json spec = json::parse(readFile(std::string(KILN_SOURCE_DIR) + "/models/" + model + ".json"));
-    for (const Layout &l : kLayouts) {
+    std::vector<Layout> layouts = kLayouts;
+    if (hasRoutedExperts(model))
+      layouts.insert(layouts.end(), kExpertLayouts.begin(), kExpertLayouts.end());
+    for (const Layout &l : layouts) {
       json s = spec;
       s["train"]["micro_batch"] = l.microBatch;
       if (!l.parallel.is_null())
@@ -301,6 +313,95 @@ TEST_P(MultiRankExecutable, CheckpointsResumeOnAnyLayout) {
         EXPECT_TRUE(a == b) << "a resumed ZeRO-1 run's step-20 checkpoint differs";
       }
     }
+  }
+}
+
+/// The largest relative difference of the losses of `got` from the steps
+/// of `want` with the same numbers.
+double worstLossDifference(const std::vector<json> &got, const std::vector<json> &want) {
+  double worst = 0;
+  for (const json &g : got) {
+    const json &w = want.at(g["step"].get<size_t>() - 1);
+    worst = std::max({worst, relative(g["loss"], w["loss"]),
+                      relative(g["grad_norm"], w["grad_norm"])});
+  }
+  return worst;
+}
+
+TEST_P(MultiRankExecutable, ExpertParallelFollowsDp1) {
+  if (!hasRoutedExperts(model))
+    GTEST_SKIP() << model << " has no routed experts to shard";
+  const Layout &dp1 = kLayouts[0];
+  fs::remove(dir + "/ref.jsonl");
+  train(dp1, "--steps 20 --log " + dir + "/ref.jsonl", "ref");
+  const std::vector<json> want = metrics(dir + "/ref.jsonl");
+  ASSERT_EQ(want.size(), 20u);
+  for (const Layout &l : kExpertLayouts) {
+    // 20 steps: losses and gradient norms.
+    const std::string log = dir + "/" + l.name + ".jsonl";
+    fs::remove(log);
+    train(l, "--steps 20 --log " + log, "run");
+    const std::vector<json> got = metrics(log);
+    ASSERT_EQ(got.size(), 20u) << l.name;
+    const double worst = worstLossDifference(got, want);
+    std::printf("[%s %s] 20 steps: losses and gradient norms within %.3g of dp 1; %s comm "
+                "bytes per step\n",
+                model.c_str(), l.name.c_str(), worst, got[0]["comm_bytes"].dump().c_str());
+    EXPECT_LE(worst, kTolerance) << l.name;
+    // Step-1 gradients, through exp_avg, each expert from the rank that holds it.
+    const std::string ckpt1 = dir + "/ckpt1-" + l.name, ref1 = dir + "/ckpt1-ref-" + l.name;
+    fs::remove_all(ckpt1);
+    fs::remove_all(ref1);
+    train(l, "--steps 1 --checkpoint-dir " + ckpt1, "step1");
+    train(dp1, "--steps 1 --checkpoint-dir " + ref1, "step1");
+    std::optional<kiln::checkpoint::Checkpoint> a = loadCheckpoint(ckpt1), b = loadCheckpoint(ref1);
+    ASSERT_TRUE(a && b);
+    ASSERT_EQ(a->tensors.size(), b->tensors.size());
+    double worstGrad = 0;
+    for (size_t t = 0; t < b->tensors.size(); ++t) {
+      ASSERT_EQ(a->tensors[t].name, b->tensors[t].name);
+      if (b->tensors[t].name.rfind("optimizer.exp_avg.", 0) != 0)
+        continue;
+      double diff = 0, scale = 0;
+      for (size_t i = 0; i < b->tensors[t].values.size(); ++i) {
+        diff = std::max(diff, std::fabs(double(a->tensors[t].values[i]) -
+                                        double(b->tensors[t].values[i])));
+        scale = std::max(scale, std::fabs(double(b->tensors[t].values[i])));
+      }
+      worstGrad = std::max(worstGrad, scale > 0 ? diff / scale : diff);
+    }
+    std::printf("[%s %s] step-1 gradients (exp_avg) within %.3g of dp 1\n", model.c_str(),
+                l.name.c_str(), worstGrad);
+    EXPECT_LE(worstGrad, kTolerance) << l.name;
+  }
+}
+
+TEST_P(MultiRankExecutable, ExpertParallelCheckpointsResumeOnAnyLayout) {
+  if (!hasRoutedExperts(model))
+    GTEST_SKIP() << model << " has no routed experts to shard";
+  const Layout &dp1 = kLayouts[0], &ep2 = kExpertLayouts[0], &ep2zero = kExpertLayouts[1];
+  fs::remove(dir + "/ref.jsonl");
+  train(dp1, "--steps 20 --log " + dir + "/ref.jsonl", "ref");
+  const std::vector<json> want = metrics(dir + "/ref.jsonl");
+  // ep 2 + ZeRO-1 -> dp 1 and ep 2 (zero 0); dp 1 -> ep 2 + ZeRO-1.
+  const std::vector<std::pair<const Layout *, const Layout *>> moves = {
+      {&ep2zero, &dp1}, {&ep2zero, &ep2}, {&dp1, &ep2zero}};
+  for (auto [from, to] : moves) {
+    const std::string first = dir + "/ckpt-ep-" + from->name + "-10",
+                      ckpt = dir + "/ckpt-ep-" + from->name + "-to-" + to->name,
+                      log = dir + "/resumed-ep-" + from->name + "-to-" + to->name + ".jsonl";
+    fs::remove_all(first);
+    fs::remove_all(ckpt);
+    fs::remove(log);
+    train(*from, "--steps 10 --checkpoint-dir " + first, "first10");
+    fs::copy(first, ckpt, fs::copy_options::recursive);
+    train(*to, "--steps 20 --resume --checkpoint-dir " + ckpt + " --log " + log, "resume");
+    const std::vector<json> got = metrics(log);
+    ASSERT_EQ(got.size(), 10u) << from->name << " -> " << to->name;
+    const double worst = worstLossDifference(got, want);
+    std::printf("[%s] %s checkpoint at step 10 resumed by %s: steps 11-20 within %.3g of dp 1\n",
+                model.c_str(), from->name.c_str(), to->name.c_str(), worst);
+    EXPECT_LE(worst, kTolerance) << from->name << " -> " << to->name;
   }
 }
 

@@ -115,11 +115,6 @@ bool checkHostTarget(const frontend::Spec &spec, std::string &error) {
   if (t.stage == "grpo")
     return fail("train.stage", "'grpo' is not built yet; \"pretrain\" and \"sft\" are");
   const frontend::ParallelConfig &p = spec.parallel;
-  if (p.ep != 1)
-    return fail("parallel.ep", std::to_string(p.ep) +
-                                   ": expert-parallel executables are not built yet (kilnc "
-                                   "--emit=partitioned shows the per-rank program); use ep 1 "
-                                   "(experts replicated over dp)");
   if (p.pp != 1)
     return fail("parallel.pp", std::to_string(p.pp) +
                                    ": pipeline parallelism is not built yet; use pp 1");
