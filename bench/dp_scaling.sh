@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# bench/dp_scaling.sh [STEPS] — r1-mini data parallelism on this machine:
-# dp 1 (one process, 1 thread) against dp 2 (mpirun -np 2, 1 thread per rank,
-# each rank the same micro_batch, so the global batch doubles). Prints step
-# time, tokens/s, rank 0's time and bytes in collectives per step, and the
-# ring all-reduce volume 2(N-1)/N x gradient bytes for comparison. Needs a
-# built tree (./scripts/build.sh) and Open MPI.
+# bench/dp_scaling.sh [STEPS] — r1-mini data and expert parallelism on this
+# machine: dp 1 (one process, 1 thread) against dp 2 and dp 2 x ep 2
+# (mpirun -np 2, 1 thread per rank, each rank the same micro_batch, so the
+# global batch doubles; with ep 2 each rank holds half the routed experts and
+# exchanges rows with all_to_all). Prints step time, tokens/s, rank 0's time
+# and bytes in collectives per step (all groups, all_to_all included), and
+# the ring all-reduce volume 2(N-1)/N x gradient bytes for comparison. Needs
+# a built tree (./scripts/build.sh) and Open MPI.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${KILN_BUILD_DIR:-$root/build}
@@ -14,19 +16,21 @@ mkdir -p "$out"
 /usr/bin/python3 - "$root/models/r1-mini.json" "$out" <<'PY'
 import json, sys
 spec = json.load(open(sys.argv[1]))
-for name, par in [("dp1", None), ("dp2", {"dp": 2})]:
+for name, par in [("dp1", None), ("dp2", {"dp": 2}), ("ep2", {"dp": 2, "ep": 2})]:
     s = json.loads(json.dumps(spec))
     if par: s["parallel"] = par
     json.dump(s, open(f"{sys.argv[2]}/{name}.json", "w"))
 PY
-for v in dp1 dp2; do "$build/bin/kilnc" "$out/$v.json" -o "$out/$v" > /dev/null; done
+for v in dp1 dp2 ep2; do "$build/bin/kilnc" "$out/$v.json" -o "$out/$v" > /dev/null; done
 grad_bytes=$("$build/bin/kilnc" "$out/dp1.json" --summary=json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["grad_bytes"])')
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; Open MPI $(mpirun --version | head -1 | awk '{print $NF}')"
 echo "config: r1-mini, micro_batch and seq_len from the spec per rank, $steps steps, --threads 1 per rank"
 rm -f "$out"/*.jsonl
 "$out/dp1/train" --steps "$steps" --threads 1 --log "$out/dp1.jsonl" 2> "$out/dp1.err"
-mpirun --allow-run-as-root --oversubscribe -np 2 "$out/dp2/train" --steps "$steps" --threads 1 \
-  --log "$out/dp2.jsonl" 2> "$out/dp2.err"
+for v in dp2 ep2; do
+  mpirun --allow-run-as-root --oversubscribe -np 2 "$out/$v/train" --steps "$steps" --threads 1 \
+    --log "$out/$v.jsonl" 2> "$out/$v.err"
+done
 /usr/bin/python3 - "$out" "$grad_bytes" <<'PY'
 import json, statistics, sys
 out, grad_bytes = sys.argv[1], int(sys.argv[2])
@@ -42,7 +46,7 @@ ring = 2 * (2 - 1) / 2 * grad_bytes
 print(f"gradient bytes (f32): {grad_bytes}; ring all-reduce per rank for N = 2: 2(N-1)/N x that = {ring:.0f} bytes")
 print("| layout | median step (ms) | tokens/s (job) | comm s/step (rank 0) | comm bytes/step (rank 0) |")
 print("|---|---|---|---|---|")
-for name in ["dp1", "dp2"]:
+for name in ["dp1", "dp2", "ep2"]:
     step, tok, comm, nbytes = load(name)
     print(f"| {name} | {step*1e3:.1f} | {tok:.0f} | {comm*1e3:.1f} ms | {nbytes:.0f} |")
 PY

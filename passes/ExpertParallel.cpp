@@ -184,10 +184,11 @@ FailureOr<int64_t> ExpertParallelRewrite::rewrite(MoELayer &layer) {
                                      unsorted.getResult(), received.getRecvCounts(), epAxes);
   combine.getRowsMutable().assign(returned.getResult());
   // Every (token, slot) row goes to exactly one rank (itself included) and
-  // comes back: per call, a rank passes `pairs` rows each way, whatever the
-  // routing, plus the counts.
-  allToAllBytes += bytesOf(rows.getType()) + bytesOf(returned.getResult().getType()) +
-                   bytesOf(perExpertType);
+  // comes back. A rank sends all `pairs` of its rows out, and back as many
+  // as the routing sent it, so only the group's total is fixed: ep ranks x
+  // (counts + pairs rows out + pairs rows back) per call, whatever the routing.
+  allToAllBytes += ep * (bytesOf(perExpertType) + bytesOf(rows.getType()) +
+                         bytesOf(returned.getResult().getType()));
 
   auto func = dispatch->getParentOfType<func::FuncOp>();
   for (unsigned arg : layer.weightArgs)
@@ -294,7 +295,8 @@ struct KilnExpertParallel : impl::KilnExpertParallelBase<KilnExpertParallel> {
                               << " rows (dropless: ep x tokens x min(top_k, experts per "
                                  "rank)); all_to_all "
                               << rewrite.allToAllBytes - before
-                              << " bytes per rank per forward call (the same again backward)";
+                              << " bytes per ep group per forward call (backward: the "
+                                 "rows again, not the counts)";
       }
     }
   }

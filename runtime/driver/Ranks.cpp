@@ -54,6 +54,24 @@ public:
     return nullptr;
   }
   comm::Communicator &world() override { return world_; }
+  double commSeconds() override {
+    double seconds = world_.stats().seconds;
+    for (auto &[name, group] : groups_)
+      seconds += group ? group->stats().seconds : 0.0;
+    return seconds;
+  }
+  uint64_t commBytes() override {
+    uint64_t bytes = world_.stats().inputBytes;
+    for (auto &[name, group] : groups_)
+      bytes += group ? group->stats().inputBytes : 0;
+    return bytes;
+  }
+  void resetStats() override {
+    world_.resetStats();
+    for (auto &[name, group] : groups_)
+      if (group)
+        group->resetStats();
+  }
   int peerRank(const char *axis, int64_t coordinate) override {
     auto it = std::find(axes_.begin(), axes_.end(), axis);
     if (it == axes_.end())

@@ -33,6 +33,11 @@ public:
   /// (send/recv); -1 when there is no such axis or coordinate.
   virtual comm::Communicator &world() = 0;
   virtual int peerRank(const char *axis, int64_t coordinate) = 0;
+  /// Seconds and input bytes of this rank's collectives in every group
+  /// since the last resetStats() (the jsonl's comm_s and comm_bytes).
+  virtual double commSeconds() = 0;
+  virtual uint64_t commBytes() = 0;
+  virtual void resetStats() = 0;
 };
 
 /// out = the sum (or max) over the group of every rank's `in` (n values).

@@ -842,7 +842,8 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     buffers.gradSinkContext = wantGrads ? &capture : nullptr;
     buffers.comm = ranks.stepComm.get();
     ranks.world->setStep(stepNumber);
-    ranks.world->resetStats();
+    if (ranks.stepComm)
+      ranks.stepComm->resetStats();
     std::string stepError;
     if (!step(buffers, stepError))
       return stop("step " + std::to_string(s) + ": " + stepError);
@@ -870,8 +871,8 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     metrics.tokensPerSec = stepSec > 0 ? double(tokensPerStep) / stepSec : 0;
     metrics.elapsedSec = timer.seconds();
     metrics.multiRank = ranks.size > 1;
-    metrics.commSec = ranks.world->stats().seconds;
-    metrics.commBytes = ranks.world->stats().inputBytes;
+    metrics.commSec = ranks.stepComm ? ranks.stepComm->commSeconds() : 0.0;
+    metrics.commBytes = ranks.stepComm ? ranks.stepComm->commBytes() : 0;
     if (log && !log->write(metrics, error))
       return stop(error);
 

@@ -45,7 +45,7 @@ func.func private @moe(%x: tensor<16x8xf32>, %logits: tensor<16x8xf32>, %bias: t
                  n_group = 4 : i64, topk_group = 2 : i64, top_k = 2 : i64,
                  norm_topk_prob = true, routed_scaling_factor = 2.5 : f64}
       : (tensor<16x8xf32>, tensor<8xf32>) -> (tensor<16x2xi32>, tensor<16x2xf32>)
-  // expected-remark @+1 {{kiln-expert-parallel: @moe: 8 experts, 4 per rank; receive buffer 64 rows (dropless: ep x tokens x min(top_k, experts per rank)); all_to_all 2112 bytes per rank per forward call (the same again backward)}}
+  // expected-remark @+1 {{kiln-expert-parallel: @moe: 8 experts, 4 per rank; receive buffer 64 rows (dropless: ep x tokens x min(top_k, experts per rank)); all_to_all 4224 bytes per ep group per forward call (backward: the rows again, not the counts)}}
   %rows, %offsets, %source = kiln.dispatch %x, %idx {num_experts = 8 : i64}
       : (tensor<16x8xf32>, tensor<16x2xi32>) -> (tensor<32x8xf32>, tensor<9xi32>, tensor<32xi32>)
   %h = kiln.grouped_matmul %rows, %wg, %offsets : (tensor<32x8xf32>, tensor<8x6x8xf32>, tensor<9xi32>) -> tensor<32x6xf32>

@@ -19,6 +19,10 @@
 
 #include "test/unit/PartitionHarness.h"
 
+#include "mlir/Parser/Parser.h"
+
+#include <numeric>
+
 using namespace kiln;
 using namespace kiln::test;
 
@@ -103,6 +107,90 @@ TEST_P(ExpertParallel, MatchesSingleDeviceStep) {
       comparePartitioned(*spec, globalRows, single, partitioned, perRank, shardOf, 2, label);
   EXPECT_GT(cmp.tensors, 0);
   EXPECT_LE(cmp.worst, kTolerance) << cmp.where;
+}
+
+/// DeepEP's dispatch test, on the exchange kiln-expert-parallel builds: 4
+/// ranks of one ep group, 8 experts (2 per rank), 6 tokens x top-3 per rank,
+/// each token's row tagged (source rank, token). Every rank's received rows,
+/// in expert-major order, must be exactly the rows every source routed to
+/// that expert, in the source's dispatch order; and combine(dispatch(x)) with
+/// unit weights, divided by top_k, must give x back.
+TEST(ExpertParallelExchange, EverySegmentArrivesAndComesBack) {
+  constexpr int64_t kRanks = 4, kExperts = 8, kLocal = 2, kTokens = 6, kTopK = 3;
+  constexpr int64_t kPairs = kTokens * kTopK, kCapacity = kRanks * kTokens * kTopK;
+  const std::string source = R"mlir(
+module attributes {kiln.grid = #kiln.grid<axes = ["edp", "ep"], shape = [1, 4]>} {
+  func.func @exchange(%x: tensor<6x2xf32>, %idx: tensor<6x3xi32>, %w: tensor<6x3xf32>)
+      -> (tensor<72x2xf32>, tensor<3xi32>, tensor<6x2xf32>) {
+    %rows, %offsets, %source = kiln.dispatch %x, %idx {num_experts = 8 : i64}
+        : (tensor<6x2xf32>, tensor<6x3xi32>) -> (tensor<18x2xf32>, tensor<9xi32>, tensor<18xi32>)
+    %pe, %pr = kiln.expert_counts %offsets {groups = 4 : i64} : (tensor<9xi32>) -> (tensor<4x2xi64>, tensor<4xi64>)
+    %ones = arith.constant dense<1> : tensor<4xi64>
+    %pein, %c0 = kiln.all_to_all %pe, %ones {axes = ["ep"]} : (tensor<4x2xi64>, tensor<4xi64>) -> (tensor<4x2xi64>, tensor<4xi64>)
+    %in, %incounts = kiln.all_to_all %rows, %pr {axes = ["ep"]} : (tensor<18x2xf32>, tensor<4xi64>) -> (tensor<72x2xf32>, tensor<4xi64>)
+    %sorted, %loff = kiln.segment_transpose %in, %pein : (tensor<72x2xf32>, tensor<4x2xi64>) -> (tensor<72x2xf32>, tensor<3xi32>)
+    %back, %boff = kiln.segment_transpose %sorted, %pein {inverse = true} : (tensor<72x2xf32>, tensor<4x2xi64>) -> (tensor<72x2xf32>, tensor<5xi32>)
+    %ret, %c1 = kiln.all_to_all %back, %incounts {axes = ["ep"]} : (tensor<72x2xf32>, tensor<4xi64>) -> (tensor<18x2xf32>, tensor<4xi64>)
+    %y = kiln.combine %ret, %w, %source : (tensor<18x2xf32>, tensor<6x3xf32>, tensor<18xi32>) -> tensor<6x2xf32>
+    return %sorted, %loff, %y : tensor<72x2xf32>, tensor<3xi32>, tensor<6x2xf32>
+  }
+})mlir";
+  mlir::MLIRContext context;
+  context.loadDialect<KilnDialect, mlir::func::FuncDialect, mlir::arith::ArithDialect,
+                      mlir::tensor::TensorDialect>();
+  mlir::OwningOpRef<mlir::ModuleOp> module =
+      mlir::parseSourceString<mlir::ModuleOp>(source, &context);
+  ASSERT_TRUE(module);
+  // Seeded distinct experts per token.
+  reference::SeededRng rng(7, "deepep-dispatch");
+  std::vector<std::vector<int64_t>> indices(kRanks);
+  std::vector<llvm::SmallVector<RefTensor>> args(kRanks);
+  for (int64_t r = 0; r < kRanks; ++r) {
+    RefTensor x(mlir::Type(), {kTokens, 2}), idx(mlir::Type(), {kTokens, kTopK}),
+        w(mlir::Type(), {kTokens, kTopK});
+    for (int64_t t = 0; t < kTokens; ++t) {
+      x.data[t * 2] = double(r);
+      x.data[t * 2 + 1] = double(t);
+      std::vector<int64_t> experts(kExperts);
+      std::iota(experts.begin(), experts.end(), 0);
+      for (int64_t j = 0; j < kTopK; ++j) {
+        std::swap(experts[j], experts[j + rng.next() % (kExperts - j)]);
+        idx.data[t * kTopK + j] = double(experts[j]);
+        indices[r].push_back(experts[j]);
+        w.data[t * kTopK + j] = 1.0;
+      }
+    }
+    args[r] = {x, idx, w};
+  }
+  auto results = reference::evaluateAllRanks(
+      *module, [](int64_t) { return std::string("exchange"); }, args);
+  ASSERT_TRUE(mlir::succeeded(results));
+  for (int64_t r = 0; r < kRanks; ++r) {
+    const RefTensor &sorted = (*results)[r][0], &offsets = (*results)[r][1], &y = (*results)[r][2];
+    // What rank r must hold: for each local expert, every source's rows
+    // routed to it, sources in rank order, each in dispatch order (token-major).
+    std::vector<std::pair<double, double>> expected;
+    std::vector<int64_t> starts = {0};
+    for (int64_t l = 0; l < kLocal; ++l) {
+      for (int64_t g = 0; g < kRanks; ++g)
+        for (int64_t p = 0; p < kPairs; ++p)
+          if (indices[g][p] == r * kLocal + l)
+            expected.push_back({double(g), double(p / kTopK)});
+      starts.push_back(int64_t(expected.size()));
+    }
+    for (int64_t l = 0; l <= kLocal; ++l)
+      EXPECT_EQ(offsets.data[l], double(starts[l])) << "rank " << r << " offset " << l;
+    for (size_t i = 0; i < expected.size(); ++i) {
+      EXPECT_EQ(sorted.data[i * 2], expected[i].first) << "rank " << r << " row " << i;
+      EXPECT_EQ(sorted.data[i * 2 + 1], expected[i].second) << "rank " << r << " row " << i;
+    }
+    for (size_t i = expected.size() * 2; i < size_t(kCapacity * 2); ++i)
+      EXPECT_EQ(sorted.data[i], 0.0) << "rank " << r << ": spare capacity is zero";
+    for (int64_t t = 0; t < kTokens; ++t) {
+      EXPECT_EQ(y.data[t * 2] / kTopK, double(r)) << "rank " << r << " token " << t;
+      EXPECT_EQ(y.data[t * 2 + 1] / kTopK, double(t)) << "rank " << r << " token " << t;
+    }
+  }
 }
 
 std::string name(const ::testing::TestParamInfo<std::tuple<std::string, Layout>> &info) {
