@@ -49,7 +49,11 @@ namespace {
 
 constexpr double kTolerance = 1e-5;
 
-const std::string kMpirun = "timeout 120 mpirun --allow-run-as-root --oversubscribe -np 2 ";
+/// mpirun of `ranks` processes, ended by `timeout` if it hangs.
+std::string mpirun(int64_t ranks) {
+  return "timeout 120 mpirun --allow-run-as-root --oversubscribe -np " + std::to_string(ranks) +
+         " ";
+}
 
 bool haveMpirun() { return std::system("command -v mpirun > /dev/null 2>&1") == 0; }
 
@@ -81,10 +85,12 @@ const std::vector<Layout> kLayouts = {
 };
 
 /// Expert parallelism (models with routed experts): dp 2 x ep 2, each rank
-/// holding half the experts, with and without ZeRO-1.
+/// holding half the experts, with and without ZeRO-1; dp 4 x ep 4 (4
+/// processes on the 2 cores), a quarter of the experts per rank.
 const std::vector<Layout> kExpertLayouts = {
     {"ep2", 4, json{{"dp", 2}, {"ep", 2}}, true},
     {"ep2zero1", 4, json{{"dp", 2}, {"ep", 2}, {"zero", 1}}, true},
+    {"ep4", 2, json{{"dp", 4}, {"ep", 4}}, true},
 };
 
 bool hasRoutedExperts(const std::string &model) { return model == "r1-tiny"; }
@@ -136,7 +142,8 @@ protected:
   int train(const Layout &l, const std::string &flags, const std::string &tag) {
     std::string exe = dir + "/" + l.name + "/train --threads 1 " + flags;
     std::string log = dir + "/" + l.name + "." + tag + ".out";
-    int code = run((l.multiRank ? kMpirun : std::string("timeout 120 ")) + exe, log);
+    const int64_t ranks = l.parallel.is_null() ? 1 : l.parallel.value("dp", int64_t(1));
+    int code = run((l.multiRank ? mpirun(ranks) : std::string("timeout 120 ")) + exe, log);
     EXPECT_EQ(code, 0) << l.name << " " << flags << ":\n" << readFile(log);
     return code;
   }
@@ -379,13 +386,15 @@ TEST_P(MultiRankExecutable, ExpertParallelFollowsDp1) {
 TEST_P(MultiRankExecutable, ExpertParallelCheckpointsResumeOnAnyLayout) {
   if (!hasRoutedExperts(model))
     GTEST_SKIP() << model << " has no routed experts to shard";
-  const Layout &dp1 = kLayouts[0], &ep2 = kExpertLayouts[0], &ep2zero = kExpertLayouts[1];
+  const Layout &dp1 = kLayouts[0], &ep2 = kExpertLayouts[0], &ep2zero = kExpertLayouts[1],
+               &ep4 = kExpertLayouts[2];
   fs::remove(dir + "/ref.jsonl");
   train(dp1, "--steps 20 --log " + dir + "/ref.jsonl", "ref");
   const std::vector<json> want = metrics(dir + "/ref.jsonl");
-  // ep 2 + ZeRO-1 -> dp 1 and ep 2 (zero 0); dp 1 -> ep 2 + ZeRO-1.
+  // ep 2 + ZeRO-1 -> dp 1 and ep 2 (zero 0); dp 1 -> ep 2 + ZeRO-1; ep 4 ->
+  // ep 2 and dp 1.
   const std::vector<std::pair<const Layout *, const Layout *>> moves = {
-      {&ep2zero, &dp1}, {&ep2zero, &ep2}, {&dp1, &ep2zero}};
+      {&ep2zero, &dp1}, {&ep2zero, &ep2}, {&dp1, &ep2zero}, {&ep4, &ep2}, {&ep4, &dp1}};
   for (auto [from, to] : moves) {
     const std::string first = dir + "/ckpt-ep-" + from->name + "-10",
                       ckpt = dir + "/ckpt-ep-" + from->name + "-to-" + to->name,
