@@ -22,10 +22,10 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "codegen/HostEmitter.h"
 #include "frontend/MLIRGen.h"
 #include "frontend/Spec.h"
 #include "frontend/Summary.h"
-#include "codegen/HostEmitter.h"
 #include "tools/kilnc/Evaluate.h"
 #include "tools/kilnc/HostBuild.h"
 #include "tools/kilnc/Pipeline.h"
@@ -46,68 +46,86 @@
 using namespace mlir;
 namespace cl = llvm::cl;
 
-static cl::opt<std::string> specPath(cl::Positional, cl::desc("<spec.json>"), cl::Required);
+/// Kiln's own options: what --help lists, next to MLIR's (IR printing,
+/// pass timing). LLVM's back-end flags still parse but stay out of --help.
+static cl::OptionCategory kilnOptions("Kiln options");
+
+static cl::opt<std::string> specPath(cl::Positional, cl::desc("<spec.json>"), cl::Required,
+                                     cl::cat(kilnOptions));
 
 enum class Emit { None, Kiln, Train, Partitioned, Kernels, Cpp };
-static cl::opt<Emit> emit("emit", cl::desc("Print a stage of the compilation"),
-                          cl::init(Emit::None),
-                          cl::values(clEnumValN(Emit::Kiln, "kiln",
-                                                "the forward module in the kiln dialect"),
-                                     clEnumValN(Emit::Train, "train",
-                                                "the training step (after kiln-autodiff)"),
-                                     clEnumValN(Emit::Partitioned, "partitioned",
-                                                "the per-rank training step of the spec's "
-                                                "parallel layout (kiln-data-parallel)"),
-                                     clEnumValN(Emit::Kernels, "kernels",
-                                                "the planned kernel-level step"),
-                                     clEnumValN(Emit::Cpp, "cpp",
-                                                "the host C++ training program")));
+static cl::opt<Emit>
+    emit("emit", cl::desc("Print a stage of the compilation"), cl::init(Emit::None),
+         cl::values(clEnumValN(Emit::Kiln, "kiln", "the forward module in the kiln dialect"),
+                    clEnumValN(Emit::Train, "train", "the training step (after kiln-autodiff)"),
+                    clEnumValN(Emit::Partitioned, "partitioned",
+                               "the per-rank training step of the spec's "
+                               "parallel layout (kiln-expert-parallel, kiln-data-parallel)"),
+                    clEnumValN(Emit::Kernels, "kernels", "the planned kernel-level step"),
+                    clEnumValN(Emit::Cpp, "cpp", "the host C++ training program")),
+         cl::cat(kilnOptions));
 static cl::opt<std::string> outputDir("o", cl::desc("Build the training executable DIR/train"),
-                                      cl::value_desc("DIR"));
+                                      cl::value_desc("DIR"), cl::cat(kilnOptions));
 static cl::opt<bool> report("report",
-                            cl::desc("Print the lowering passes' remarks (fusion, arena)"));
-static cl::opt<bool> fuseElementwise(
-    "fuse-elementwise", cl::init(true),
-    cl::desc("Merge elementwise chains into one loop (default on)"));
-static cl::opt<bool> arenaReuse(
-    "arena-reuse", cl::init(true),
-    cl::desc("Share arena bytes between buffers with disjoint lifetimes (default on)"));
+                            cl::desc("Print the lowering passes' remarks (fusion, arena)"),
+                            cl::cat(kilnOptions));
+static cl::opt<bool>
+    fuseElementwise("fuse-elementwise", cl::init(true),
+                    cl::desc("Merge elementwise chains into one loop (default on)"),
+                    cl::cat(kilnOptions));
+static cl::opt<bool>
+    arenaReuse("arena-reuse", cl::init(true),
+               cl::desc("Share arena bytes between buffers with disjoint lifetimes (default on)"),
+               cl::cat(kilnOptions));
 static cl::opt<std::string> summaryFormat("summary", cl::desc("Summary format: text or json"),
-                                          cl::init("text"));
-static cl::opt<bool> evaluate("eval", cl::desc("Print the forward loss on a batch"));
+                                          cl::init("text"), cl::cat(kilnOptions));
+static cl::opt<bool> evaluate("eval", cl::desc("Print the forward loss on a batch"),
+                              cl::cat(kilnOptions));
 static cl::opt<std::string> paramsPath("params",
-                                       cl::desc("Parameters (safetensors, HF names) for --eval"));
+                                       cl::desc("Parameters (safetensors, HF names) for --eval"),
+                                       cl::cat(kilnOptions));
 static cl::opt<std::string> tokensPath("tokens",
-                                       cl::desc("Token batch (JSON array of rows) for --eval"));
+                                       cl::desc("Token batch (JSON array of rows) for --eval"),
+                                       cl::cat(kilnOptions));
 static cl::opt<std::string> saveParams("save-params",
-                                       cl::desc("Write the initial parameters (safetensors)"));
-static cl::opt<std::string> saveBatch("save-batch", cl::desc("Write the token batch as JSON"));
+                                       cl::desc("Write the initial parameters (safetensors)"),
+                                       cl::cat(kilnOptions));
+static cl::opt<std::string> saveBatch("save-batch", cl::desc("Write the token batch as JSON"),
+                                      cl::cat(kilnOptions));
 static cl::opt<std::string> evalJson("eval-json",
-                                     cl::desc("Write losses and logits statistics as JSON"));
-static cl::opt<std::string> saveGrads(
-    "save-grads", cl::desc("With --eval: write the loss gradients (safetensors, HF names)"));
-static cl::opt<std::string> evalLoss(
-    "eval-loss", cl::desc("Loss --eval prints and --save-grads differentiates: main (default) "
-                          "or total (with the MTP and balance terms)"),
-    cl::init("main"));
+                                     cl::desc("Write losses and logits statistics as JSON"),
+                                     cl::cat(kilnOptions));
+static cl::opt<std::string>
+    saveGrads("save-grads",
+              cl::desc("With --eval: write the loss gradients (safetensors, HF names)"),
+              cl::cat(kilnOptions));
+static cl::opt<std::string>
+    evalLoss("eval-loss",
+             cl::desc("Loss --eval prints and --save-grads differentiates: main (default) "
+                      "or total (with the MTP and balance terms)"),
+             cl::init("main"), cl::cat(kilnOptions));
 static cl::opt<int64_t> seedOverride("seed", cl::desc("Seed (default: the spec's train.seed)"),
-                                     cl::init(-1));
+                                     cl::init(-1), cl::cat(kilnOptions));
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   registerAsmPrinterCLOptions();
   registerMLIRContextCLOptions();
   registerPassManagerCLOptions();
+  for (auto &entry : cl::getRegisteredOptions()) {
+    cl::Option *option = entry.second;
+    if (!llvm::is_contained(option->Categories, &kilnOptions) &&
+        !entry.first.starts_with("mlir-") && entry.first != "help" && entry.first != "version")
+      option->setHiddenFlag(cl::Hidden);
+  }
   cl::ParseCommandLineOptions(argc, argv, "Kiln: model spec -> training executable\n");
 
   if (summaryFormat != "text" && summaryFormat != "json") {
-    llvm::errs() << "kilnc: error: --summary must be text or json, got '" << summaryFormat
-                 << "'\n";
+    llvm::errs() << "kilnc: error: --summary must be text or json, got '" << summaryFormat << "'\n";
     return 1;
   }
   if (evalLoss != "main" && evalLoss != "total") {
-    llvm::errs() << "kilnc: error: --eval-loss must be main or total, got '" << evalLoss
-                 << "'\n";
+    llvm::errs() << "kilnc: error: --eval-loss must be main or total, got '" << evalLoss << "'\n";
     return 1;
   }
   if (!saveGrads.empty() && !evaluate) {
@@ -125,13 +143,12 @@ int main(int argc, char **argv) {
   if (!warning.empty())
     llvm::errs() << "kilnc: " << warning << "\n";
 
-  bool wantsModule = emit != Emit::None || evaluate || !saveParams.empty() ||
-                     !saveBatch.empty() || !outputDir.empty();
+  bool wantsModule = emit != Emit::None || evaluate || !saveParams.empty() || !saveBatch.empty() ||
+                     !outputDir.empty();
   if (!wantsModule) {
     kiln::frontend::ModelSummary summary = kiln::frontend::summarize(*spec);
-    llvm::outs() << (summaryFormat == "json"
-                         ? kiln::frontend::formatSummaryJson(*spec, summary)
-                         : kiln::frontend::formatSummaryText(*spec, summary));
+    llvm::outs() << (summaryFormat == "json" ? kiln::frontend::formatSummaryJson(*spec, summary)
+                                             : kiln::frontend::formatSummaryText(*spec, summary));
     return 0;
   }
 
@@ -234,9 +251,9 @@ int main(int argc, char **argv) {
           numKernels += isa<kiln::kernel::LaunchOp, kiln::kernel::ElementwiseOp>(op);
         });
         auto arena = step->getAttrOfType<IntegerAttr>(kiln::kernel::kArenaBytesAttr);
-        llvm::errs() << "kilnc: wrote " << outputDir << "/train (and train.cpp, build.sh): "
-                     << numKernels << " kernels per step, arena of " << arena.getInt()
-                     << " bytes\n";
+        llvm::errs() << "kilnc: wrote " << outputDir
+                     << "/train (and train.cpp, build.sh): " << numKernels
+                     << " kernels per step, arena of " << arena.getInt() << " bytes\n";
       }
     }
   }
