@@ -16,6 +16,7 @@
 #include "frontend/SpecJson.h"
 
 #include <algorithm>
+#include <tuple>
 
 namespace kiln::frontend::detail {
 namespace {
@@ -264,6 +265,65 @@ TargetConfig parseTarget(const Json &target, const std::string &file) {
   return c;
 }
 
+/// Sizes no target can hold, and products of them that would overflow the
+/// compiler's int64 shapes, are spec errors naming the field, never an
+/// internal error later: every dimension at most 2^24, every tensor of the
+/// step at most 2^40 elements (4 TiB in f32).
+void checkSizes(const std::string &file, const ModelConfig &m, const TrainConfig &t) {
+  constexpr int64_t kMaxDimension = int64_t(1) << 24;
+  constexpr long double kMaxElements = 1099511627776.0L; // 2^40
+  const std::pair<const char *, int64_t> dimensions[] = {
+      {"model.vocab_size", m.vocabSize},
+      {"model.hidden_size", m.hiddenSize},
+      {"model.intermediate_size", m.intermediateSize},
+      {"model.num_hidden_layers", m.numHiddenLayers},
+      {"model.num_attention_heads", m.numAttentionHeads},
+      {"model.num_key_value_heads", m.numKeyValueHeads},
+      {"model.head_dim", m.headDim},
+      {"model.q_lora_rank", m.qLoraRank},
+      {"model.kv_lora_rank", m.kvLoraRank},
+      {"model.qk_nope_head_dim", m.qkNopeHeadDim},
+      {"model.qk_rope_head_dim", m.qkRopeHeadDim},
+      {"model.v_head_dim", m.vHeadDim},
+      {"model.n_routed_experts", m.nRoutedExperts},
+      {"model.n_shared_experts", m.nSharedExperts},
+      {"model.moe_intermediate_size", m.moeIntermediateSize},
+      {"model.num_experts_per_tok", m.numExpertsPerTok},
+      {"model.num_nextn_predict_layers", m.numNextnPredictLayers},
+      {"train.seq_len", t.seqLen},
+      {"train.micro_batch", t.microBatch}};
+  for (const auto &[field, value] : dimensions)
+    if (value > kMaxDimension)
+      fail(file, field,
+           std::to_string(value) + " is beyond what any target can hold; expected at most " +
+               std::to_string(kMaxDimension));
+  // The largest tensors of a step, as long double products (no overflow).
+  const long double batch = (long double)t.microBatch * t.seqLen;
+  const long double heads = (long double)std::max(m.numAttentionHeads, int64_t(1));
+  const long double headWidth = (long double)std::max(
+      {m.headDim, m.qkNopeHeadDim + m.qkRopeHeadDim, m.vHeadDim, int64_t(1)});
+  const std::tuple<const char *, const char *, long double> tensors[] = {
+      {"model.vocab_size", "the embedding (vocab_size x hidden_size)",
+       (long double)m.vocabSize * m.hiddenSize},
+      {"train.micro_batch", "the logits (micro_batch x seq_len x vocab_size)",
+       batch * m.vocabSize},
+      {"train.seq_len", "the attention scores (micro_batch x heads x seq_len x seq_len)",
+       batch * heads * t.seqLen},
+      {"model.num_attention_heads", "the attention projections (heads x head width x hidden_size)",
+       heads * headWidth * m.hiddenSize},
+      {"model.intermediate_size", "the MLP weights (intermediate_size x hidden_size)",
+       (long double)m.intermediateSize * m.hiddenSize},
+      {"model.n_routed_experts",
+       "the stacked expert weights (n_routed_experts x moe_intermediate_size x hidden_size)",
+       (long double)m.nRoutedExperts * m.moeIntermediateSize * m.hiddenSize}};
+  for (const auto &[field, what, elements] : tensors)
+    if (elements > kMaxElements)
+      fail(file, field,
+           std::string(what) + " would have " + formatNumber(double(elements)) +
+               " elements, more than any target can hold; expected at most 2^40 "
+               "(1099511627776)");
+}
+
 void checkRecipe(const Spec &spec, const Fields &model) {
   const ModelConfig &m = spec.model;
   const TrainConfig &t = spec.train;
@@ -310,6 +370,7 @@ void checkRecipe(const Spec &spec, const Fields &model) {
              " with microbatches " + std::to_string(p.microbatches) +
              " is beyond any machine; expected dp x pp and microbatches at "
              "most " + std::to_string(kMaxWorld));
+  checkSizes(file, m, t);
   // Expert parallelism is carved out of data parallelism (Megatron's and
   // TorchTitan's convention): the dp ranks of a stage form dp/ep groups of
   // ep ranks, each group holding every expert once.

@@ -269,6 +269,21 @@ const BadSpec kBadSpecs[] = {
     {"VirtualStagesWithout", kDeepSeekBase,
      R"({"parallel": {"virtual_stages": 2}})",
      {"parallel.virtual_stages: 2 needs schedule 'interleaved'"}},
+    // Sizes no target can hold: dimensions, then tensors (no int64 overflow).
+    {"HugeHiddenSize", kDeepSeekBase, R"({"model": {"hidden_size": 4611686018427387904}})",
+     {"model.hidden_size: 4611686018427387904 is beyond what any target can hold; expected at "
+      "most 16777216"}},
+    {"HugeSeqLen", kDeepSeekBase,
+     R"({"model": {"max_position_embeddings": 67108864}, "train": {"seq_len": 33554432}})",
+     {"train.seq_len: 33554432 is beyond what any target can hold"}},
+    {"HugeEmbedding", kDeepSeekBase,
+     R"({"model": {"vocab_size": 16777216, "hidden_size": 16777216}})",
+     {"model.vocab_size: the embedding (vocab_size x hidden_size) would have ",
+      "more than any target can hold; expected at most 2^40"}},
+    {"HugeExperts", kDeepSeekBase,
+     R"({"model": {"n_routed_experts": 65536, "moe_intermediate_size": 16777216, "n_group": 1,
+                   "topk_group": 1}})",
+     {"model.n_routed_experts: the stacked expert weights"}},
     // target.
     {"UnsupportedSm", kDeepSeekBase,
      R"({"target": {"kind": "cuda", "sm": 75}})",
