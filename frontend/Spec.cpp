@@ -506,6 +506,24 @@ std::optional<Spec> parseSpec(const std::string &jsonText,
   return std::nullopt;
 }
 
+std::optional<Spec> withBatchShape(const Spec &spec, int64_t rows, int64_t seqLen,
+                                   const std::string &source, std::string &error) {
+  Spec shaped = spec;
+  shaped.train.microBatch = rows;
+  shaped.train.seqLen = seqLen;
+  try {
+    if (rows < 1)
+      detail::fail(source, "", "no token rows; expected at least one row");
+    detail::checkSequence(source, shaped.model, shaped.train,
+                          spec.path.empty() ? "" : spec.path);
+    detail::checkSizes(source, shaped.model, shaped.train);
+  } catch (const detail::SpecFailure &f) {
+    error = f.message;
+    return std::nullopt;
+  }
+  return shaped;
+}
+
 std::optional<Spec> loadSpec(const std::string &path, std::string &error) {
   std::string text;
   try {

@@ -154,6 +154,14 @@ std::optional<Spec> loadSpec(const std::string &path, std::string &error);
 std::optional<Spec> parseSpec(const std::string &jsonText,
                               const std::string &path, std::string &error);
 
+/// `spec` with its step batch made `rows` x `seqLen` (kilnc --eval on a token
+/// file of another shape), checked as the spec's own train.micro_batch and
+/// train.seq_len are (MTP depth, max_position_embeddings, sizes no target
+/// can hold). On failure returns nullopt and sets `error` to one line
+/// starting with `source` (the token file).
+std::optional<Spec> withBatchShape(const Spec &spec, int64_t rows, int64_t seqLen,
+                                   const std::string &source, std::string &error);
+
 /// The one warning line listing spec.ignoredModelKeys ("<file>: warning:
 /// model: ignoring keys that do not affect training: a, b"), or "" if none.
 std::string formatIgnoredKeysWarning(const Spec &spec);

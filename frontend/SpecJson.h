@@ -145,6 +145,11 @@ TargetConfig parseTarget(const Json &target, const std::string &file);
 /// Checks that need more than one section (seq_len vs the model, ep vs
 /// experts, pp vs layers, fp8 vs the GPU).
 void checkRecipe(const Spec &spec, const Fields &model);
+/// The checks of train.seq_len against the model (checkRecipe's), and of
+/// sizes no target can hold; `file` names where the shape came from.
+void checkSequence(const std::string &file, const ModelConfig &m, const TrainConfig &t,
+                   const std::string &limitFile);
+void checkSizes(const std::string &file, const ModelConfig &m, const TrainConfig &t);
 
 } // namespace kiln::frontend::detail
 

@@ -324,12 +324,11 @@ void checkSizes(const std::string &file, const ModelConfig &m, const TrainConfig
                "(1099511627776)");
 }
 
-void checkRecipe(const Spec &spec, const Fields &model) {
-  const ModelConfig &m = spec.model;
-  const TrainConfig &t = spec.train;
-  const ParallelConfig &p = spec.parallel;
-  const std::string &file = spec.path;
-
+/// train.seq_len against the model: long enough for the MTP depths, no
+/// longer than max_position_embeddings (set in `limitFile` when that is not
+/// the spec itself).
+void checkSequence(const std::string &file, const ModelConfig &m, const TrainConfig &t,
+                   const std::string &limitFile) {
   int64_t minSeq = 2 + m.numNextnPredictLayers;
   if (t.seqLen < minSeq)
     fail(file, "train.seq_len",
@@ -338,15 +337,23 @@ void checkRecipe(const Spec &spec, const Fields &model) {
              " MTP module(s); expected at least 2 + num_nextn_predict_layers "
              "= " + std::to_string(minSeq) +
              " (each MTP depth predicts one token further)");
-  if (m.maxPositionEmbeddings > 0 && t.seqLen > m.maxPositionEmbeddings) {
-    // Name the hf_config file when the limit comes from there.
-    std::string where = model.fileOf("max_position_embeddings");
-    where = where == file ? "" : " (in " + where + ")";
+  if (m.maxPositionEmbeddings > 0 && t.seqLen > m.maxPositionEmbeddings)
     fail(file, "train.seq_len",
          std::to_string(t.seqLen) + " is more than max_position_embeddings " +
-             std::to_string(m.maxPositionEmbeddings) + where +
-             "; expected at most " + std::to_string(m.maxPositionEmbeddings));
-  }
+             std::to_string(m.maxPositionEmbeddings) +
+             (limitFile.empty() ? "" : " (in " + limitFile + ")") + "; expected at most " +
+             std::to_string(m.maxPositionEmbeddings));
+}
+
+void checkRecipe(const Spec &spec, const Fields &model) {
+  const ModelConfig &m = spec.model;
+  const TrainConfig &t = spec.train;
+  const ParallelConfig &p = spec.parallel;
+  const std::string &file = spec.path;
+
+  // Name the hf_config file when the position limit comes from there.
+  std::string limitFile = model.fileOf("max_position_embeddings");
+  checkSequence(file, m, t, limitFile == file ? "" : limitFile);
 
   if (m.nRoutedExperts > 0) {
     if (m.nRoutedExperts % p.ep != 0)

@@ -26,6 +26,7 @@
 #include "frontend/MLIRGen.h"
 #include "frontend/Spec.h"
 #include "frontend/Summary.h"
+#include "dialects/kiln/reference/Batch.h"
 #include "tools/kilnc/Evaluate.h"
 #include "tools/kilnc/HostBuild.h"
 #include "tools/kilnc/Pipeline.h"
@@ -142,6 +143,24 @@ int main(int argc, char **argv) {
   std::string warning = kiln::frontend::formatIgnoredKeysWarning(*spec);
   if (!warning.empty())
     llvm::errs() << "kilnc: " << warning << "\n";
+
+  // --eval of a token file of another shape than the spec's batch: the
+  // forward is built for the file's rows x length (an eval-only run; a
+  // build or an IR dump keeps the spec's shape).
+  if (evaluate && !tokensPath.empty() && emit == Emit::None && outputDir.empty()) {
+    int64_t rows = 0, seqLen = 0;
+    if (!kiln::reference::readBatchShape(tokensPath, rows, seqLen, error)) {
+      llvm::errs() << "kilnc: error: " << error << "\n";
+      return 1;
+    }
+    if (rows != spec->train.microBatch || seqLen != spec->train.seqLen) {
+      spec = kiln::frontend::withBatchShape(*spec, rows, seqLen, tokensPath, error);
+      if (!spec) {
+        llvm::errs() << "kilnc: error: " << error << "\n";
+        return 1;
+      }
+    }
+  }
 
   bool wantsModule = emit != Emit::None || evaluate || !saveParams.empty() || !saveBatch.empty() ||
                      !outputDir.empty();

@@ -52,21 +52,46 @@ static bool readRows(const nlohmann::json &doc, const std::string &where, int64_
   return true;
 }
 
-bool readBatchJson(const std::string &path, int64_t rows, int64_t seqLen,
-                   int64_t vocab, TokenBatch &batch, std::string &error, bool requireMask) {
+/// The batch file parsed as JSON; false, with `error`, if it cannot be read
+/// or is not a JSON array or object.
+static bool parseBatchFile(const std::string &path, nlohmann::json &doc, std::string &error) {
   auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/true);
   if (!buffer) {
     error = path + ": cannot read token file: " + buffer.getError().message();
     return false;
   }
-  nlohmann::json doc = nlohmann::json::parse((*buffer)->getBuffer().begin(),
-                                             (*buffer)->getBuffer().end(), nullptr,
-                                             /*allow_exceptions=*/false);
+  doc = nlohmann::json::parse((*buffer)->getBuffer().begin(), (*buffer)->getBuffer().end(),
+                              nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded() || !(doc.is_array() || doc.is_object())) {
     error = path + ": expected a JSON array of token rows, e.g. [[1, 2, 3], [4, 5, 6]], or "
                    "{\"tokens\": [...], \"loss_mask\": [...]}";
     return false;
   }
+  return true;
+}
+
+bool readBatchShape(const std::string &path, int64_t &rows, int64_t &seqLen,
+                    std::string &error) {
+  nlohmann::json doc;
+  if (!parseBatchFile(path, doc, error))
+    return false;
+  const nlohmann::json *tokens = &doc;
+  if (doc.is_object() && doc.contains("tokens"))
+    tokens = &doc["tokens"];
+  if (!tokens->is_array() || tokens->empty() || !(*tokens)[0].is_array()) {
+    error = path + ": expected a non-empty JSON array of token rows, e.g. [[1, 2, 3], [4, 5, 6]]";
+    return false;
+  }
+  rows = int64_t(tokens->size());
+  seqLen = int64_t((*tokens)[0].size());
+  return true;
+}
+
+bool readBatchJson(const std::string &path, int64_t rows, int64_t seqLen,
+                   int64_t vocab, TokenBatch &batch, std::string &error, bool requireMask) {
+  nlohmann::json doc;
+  if (!parseBatchFile(path, doc, error))
+    return false;
   const nlohmann::json *tokens = &doc, *mask = nullptr;
   if (doc.is_object()) {
     for (auto it = doc.begin(); it != doc.end(); ++it)

@@ -30,6 +30,12 @@ struct TokenBatch {
 /// Uniform ids in [0, vocab) from the seeded stream "batch".
 TokenBatch seededBatch(int64_t rows, int64_t seqLen, int64_t vocab, uint64_t seed);
 
+/// The shape of the token rows in a batch file readBatchJson reads: the
+/// number of rows and the length of the first. False, with `error`, when
+/// the file is not such a batch (readBatchJson then checks every row).
+bool readBatchShape(const std::string &path, int64_t &rows, int64_t &seqLen,
+                    std::string &error);
+
 /// Reads `rows` rows of `seqLen` ids in [0, vocab), with an optional
 /// loss_mask; `requireMask` (SFT) makes a missing mask an error.
 bool readBatchJson(const std::string &path, int64_t rows, int64_t seqLen,
