@@ -90,8 +90,14 @@ private:
   /// The axes a gradient is summed over: all of them, but for a parameter
   /// split over some axes (kiln.split: expert parallelism), the others.
   ArrayAttr reduceAxes(Value grad) const {
-    ArrayAttr axes = splitGradients.lookup(grad);
-    return axes ? axes : dpAxes;
+    ArrayAttr split = splitAxesOf.lookup(grad);
+    if (!split)
+      return dpAxes;
+    SmallVector<Attribute> rest;
+    for (Attribute axis : dpAxes)
+      if (!llvm::is_contained(split, axis))
+        rest.push_back(axis);
+    return ArrayAttr::get(dpAxes.getContext(), rest);
   }
   int64_t ranksOf(ArrayAttr axes) const { return GridAttr::lookup(module).groupSize(axes); }
   int64_t shardSize(Type t, ArrayAttr axes) const {
@@ -112,9 +118,8 @@ private:
   /// Distinct loss masks in the micro step, each with its count argument.
   llvm::MapVector<Value, unsigned> maskCounts;
   llvm::DenseMap<Value, Value> shardOf; ///< reduced gradient -> its shard
-  /// Gradients of split parameters -> the axes they are summed over.
-  llvm::DenseMap<Value, ArrayAttr> splitGradients;
-  /// The split axes of each such gradient (kiln.split's `axes`).
+  /// Gradients of split parameters -> the axes the parameter is split over
+  /// (kiln.split's `axes`).
   llvm::DenseMap<Value, ArrayAttr> splitAxesOf;
 };
 
@@ -202,16 +207,11 @@ LogicalResult DataParallelRewrite::findSplitGradients() {
     if (!split)
       continue;
     auto splitAxes = split.getAs<ArrayAttr>("axes");
-    GridAttr grid = GridAttr::lookup(module);
-    SmallVector<Attribute> rest;
-    for (Attribute axis : dpAxes)
-      if (!llvm::is_contained(splitAxes, axis))
-        rest.push_back(axis);
-    if (!grid || rest.size() == dpAxes.size())
+    if (!GridAttr::lookup(module) || !splitAxes ||
+        llvm::none_of(splitAxes, [&](Attribute a) { return llvm::is_contained(dpAxes, a); }))
       return adam.emitError() << "kiln-data-parallel: the parameter is split over " << splitAxes
                               << " (kiln.split), which are not axes of the data-parallel grid "
                               << dpAxes;
-    splitGradients[adam.getGrad()] = ArrayAttr::get(module.getContext(), rest);
     splitAxesOf[adam.getGrad()] = splitAxes;
   }
   return success();
@@ -590,7 +590,7 @@ LogicalResult DataParallelRewrite::buildStep(func::FuncOp micro) {
     }
     if (auto norm = dyn_cast<GlobalNormOp>(op);
         norm && llvm::any_of(norm.getTensors(),
-                             [&](Value g) { return splitGradients.contains(g); })) {
+                             [&](Value g) { return splitAxesOf.contains(g); })) {
       map.map(norm.getNorm(), splitGlobalNorm(b, norm, map));
       continue;
     }

@@ -199,15 +199,11 @@ bool readIndex(const std::string &path, Index &index, std::string &error) {
 }
 
 /// Where each element of an optimizer tensor came from, to prove the slices
-/// of all ranks tile it exactly.
-struct Coverage {
-  /// (offset, count, file) of each slice.
-  std::vector<std::tuple<uint64_t, uint64_t, std::string>> slices;
-};
+/// of all ranks tile it exactly: (offset, count, file) of each slice.
+using Coverage = std::vector<std::tuple<uint64_t, uint64_t, std::string>>;
 
 bool checkCoverage(const std::string &stepDir, const std::string &name, uint64_t total,
-                   Coverage &coverage, std::string &error) {
-  auto &slices = coverage.slices;
+                   Coverage &slices, std::string &error) {
   std::sort(slices.begin(), slices.end());
   uint64_t next = 0;
   for (const auto &[offset, count, file] : slices) {
@@ -313,7 +309,7 @@ bool readOptimizerFile(const std::string &path, int rank, int ranks, const Index
     if (!reader->readAsDouble(info.name, values, error))
       return false;
     std::copy(values.begin(), values.end(), whole.values.begin() + offset);
-    cover[info.name].slices.emplace_back(offset, count, path.substr(path.rfind('/') + 1));
+    cover[info.name].emplace_back(offset, count, path.substr(path.rfind('/') + 1));
   }
   return true;
 }

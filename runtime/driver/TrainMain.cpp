@@ -151,6 +151,8 @@ struct ParamLayout {
   /// rank holds experts [firstExpert, firstExpert + hfNames.size()) of
   /// wholeExperts (0 and hfNames.size() otherwise).
   uint64_t firstExpert = 0, wholeExperts = 0;
+  /// True when the rank holds only some of the tensor's experts.
+  bool expertSplit() const { return wholeExperts != hfNames.size(); }
   /// ZeRO-1: the rank holds shard `momentShard` of `momentShards` of each
   /// moment (ceil(numElements / momentShards) elements); 1: whole moments.
   int momentShards = 1, momentShard = 0;
@@ -242,12 +244,13 @@ struct TrainState {
   std::vector<size_t> trainable;
 };
 
-/// Allocates the state and initialises the parameters exactly as the
-/// reference evaluator does (dialects/kiln/reference/Parameters.cpp,
-/// initParameter): per HF tensor, SeededRng(seed, name).normal() * std
-/// rounded to f32, in row-major order.
-bool initState(const std::vector<ParamLayout> &layouts, uint64_t seed, TrainState &state,
-               std::string &error) {
+/// Allocates the state (zeros) and, when `seeded`, initialises the
+/// parameters exactly as the reference evaluator does
+/// (dialects/kiln/reference/Parameters.cpp, initParameter): per HF tensor,
+/// SeededRng(seed, name).normal() * std rounded to f32, in row-major order.
+/// A state a checkpoint will overwrite is not seeded.
+bool initState(const std::vector<ParamLayout> &layouts, uint64_t seed, bool seeded,
+               TrainState &state, std::string &error) {
   for (size_t i = 0; i < layouts.size(); ++i) {
     const ParamLayout &l = layouts[i];
     AlignedArray<float> values;
@@ -256,9 +259,9 @@ bool initState(const std::vector<ParamLayout> &layouts, uint64_t seed, TrainStat
               std::to_string(l.numElements) + " floats)";
       return false;
     }
-    if (l.desc->init == InitKind::Ones)
+    if (seeded && l.desc->init == InitKind::Ones)
       std::fill(values.data(), values.data() + l.numElements, 1.0f);
-    else if (l.desc->init == InitKind::Normal)
+    else if (seeded && l.desc->init == InitKind::Normal)
       for (size_t e = 0; e < l.hfNames.size(); ++e) {
         init::SeededRng rng(seed, l.hfNames[e]);
         float *out = values.data() + e * l.perStored;
@@ -383,7 +386,7 @@ checkpoint::RankShard rankShard(const std::vector<ParamLayout> &layouts, const T
   bool anySplit = false;
   for (size_t i = 0; i < layouts.size(); ++i) {
     const ParamLayout &l = layouts[i];
-    if (l.wholeExperts != l.hfNames.size()) {
+    if (l.expertSplit()) {
       anySplit = true;
       continue;
     }
@@ -405,7 +408,7 @@ checkpoint::RankShard rankShard(const std::vector<ParamLayout> &layouts, const T
   }
   for (size_t i = 0; i < layouts.size(); ++i) {
     const ParamLayout &l = layouts[i];
-    if (l.wholeExperts == l.hfNames.size())
+    if (!l.expertSplit())
       continue;
     const uint64_t local = l.hfNames.size();
     for (uint64_t e = 0; e < l.wholeExperts; ++e)
@@ -417,7 +420,7 @@ checkpoint::RankShard rankShard(const std::vector<ParamLayout> &layouts, const T
                                state.params[i].data() + e * l.perStored});
   }
   auto addMoment = [&](const std::string &prefix, const ParamLayout &l, const float *held) {
-    const bool split = l.wholeExperts != l.hfNames.size();
+    const bool split = l.expertSplit();
     const int chunks = l.momentShards > 1 ? l.momentShards : split ? ranks / int(ep) : ranks;
     const int chunkIndex = l.momentShards > 1 ? l.momentShard : split ? rank / int(ep) : rank;
     const uint64_t chunk = shardElements(l.numElements, chunks);
@@ -678,7 +681,7 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
   if (!describeParams(model, placement, layouts, error))
     return failJob(error);
   TrainState state;
-  if (!initState(layouts, options.seed, state, error))
+  if (!initState(layouts, options.seed, /*seeded=*/!options.resume, state, error))
     return failJob(error);
   uint64_t startStep = 0, seed = options.seed, dataPosition = 0;
   if (options.resume) {
@@ -688,7 +691,7 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     std::vector<ParamLayout> wholeLayouts;
     TrainState whole;
     if (!describeParams(model, Placement{}, wholeLayouts, error) ||
-        !initState(wholeLayouts, options.seed, whole, error) ||
+        !initState(wholeLayouts, options.seed, /*seeded=*/false, whole, error) ||
         !resumeState(ckptDir, model, wholeLayouts, whole, ckpt, error))
       return failJob(error);
     for (size_t i = 0; i < layouts.size(); ++i) {
