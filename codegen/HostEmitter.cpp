@@ -126,7 +126,7 @@ private:
   llvm::DenseMap<Value, std::string> declarations;
   // Per param arg number: the buffer of its gradient (from its adamw).
   llvm::DenseMap<unsigned, Value> gradOf;
-  int64_t numExpertLoads = 0, numExperts = 0, batch = 0, seqLen = 0;
+  int64_t numExpertLoads = 0, numExpertKept = 0, numExperts = 0, batch = 0, seqLen = 0;
   int64_t numKernels = 0;
 };
 
@@ -190,6 +190,8 @@ LogicalResult Emitter::classifyArguments() {
       else if (role == "expert_load") {
         names[arg] = "io.expertLoads[" + std::to_string(numExpertLoads++) + "]";
         numExperts = type.getNumElements();
+      } else if (role == "expert_kept") {
+        names[arg] = "io.expertKept[" + std::to_string(numExpertKept++) + "]";
       } else {
         return argError(i) << "is output '" << role << "', which the host driver does not read";
       }
@@ -212,7 +214,7 @@ void Emitter::nameArguments() {
   // step: parameters and moments by their HF names, the batch and outputs by
   // role. `names` held the driver expression for each; it now holds the name.
   llvm::StringSet<> used;
-  int64_t nextLoad = 0;
+  int64_t nextLoad = 0, nextKept = 0;
   for (BlockArgument arg : step.getArguments()) {
     unsigned i = arg.getArgNumber();
     auto param = step.getArgAttrOfType<StringAttr>(i, "kiln.param");
@@ -229,6 +231,8 @@ void Emitter::nameArguments() {
       id = "out_" + output.getValue().str();
       if (output == "expert_load")
         id += "_" + std::to_string(nextLoad++);
+      else if (output == "expert_kept")
+        id += "_" + std::to_string(nextKept++);
     }
     if (!used.insert(id).second)
       id += "_" + std::to_string(i);
@@ -290,19 +294,23 @@ LogicalResult Emitter::emitModelDesc() {
   // AdamW moments are ZeRO-1 shards (marked kiln.sharded).
   // With expert parallelism the grid is edp x ep: every rank is a
   // data-parallel rank, ep of them per expert group.
+  int64_t ranks = 1, ep = 1;
+  bool sharded = false;
   if (kiln::GridAttr grid = kiln::GridAttr::lookup(step)) {
-    int64_t ep = grid.axisIndex("ep") >= 0 ? grid.getShape()[grid.axisIndex("ep")] : 1;
+    ep = grid.axisIndex("ep") >= 0 ? grid.getShape()[grid.axisIndex("ep")] : 1;
     if (grid.axisIndex("dp") < 0 && !(grid.axisIndex("edp") >= 0 && ep > 1))
       return step.emitError() << "the host driver runs the grids of kiln-data-parallel "
                                  "([\"dp\"]) and kiln-expert-parallel ([\"edp\", \"ep\"]), not "
                               << grid;
-    bool sharded = llvm::any_of(step.getArguments(), [&](BlockArgument a) {
+    sharded = llvm::any_of(step.getArguments(), [&](BlockArgument a) {
       return step.getArgAttr(a.getArgNumber(), "kiln.sharded") != nullptr;
     });
-    *os << "    /*dp=*/" << grid.numRanks() << ",\n"
-        << "    /*shardedState=*/" << (sharded ? "true" : "false") << ",\n"
-        << "    /*ep=*/" << ep << ",\n";
+    ranks = grid.numRanks();
   }
+  *os << "    /*dp=*/" << ranks << ",\n"
+      << "    /*shardedState=*/" << (sharded ? "true" : "false") << ",\n"
+      << "    /*ep=*/" << ep << ",\n"
+      << "    /*numExpertKept=*/" << numExpertKept << ",\n";
   *os << "};\n\n";
   return success();
 }

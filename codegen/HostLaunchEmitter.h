@@ -95,6 +95,7 @@ private:
   void groupedMatmulDgrad();
   void groupedMatmulWgrad();
   void expertLoad();
+  void expertCapacity();
   void balanceLoss();
   void balanceLossGrad();
   void expertCounts();

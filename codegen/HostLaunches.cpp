@@ -187,6 +187,7 @@ const std::pair<StringRef, LaunchEmitter::EmitFn> LaunchEmitter::kEmitters[] = {
     {"grouped_matmul_dgrad", &LaunchEmitter::groupedMatmulDgrad},
     {"grouped_matmul_wgrad", &LaunchEmitter::groupedMatmulWgrad},
     {"expert_load", &LaunchEmitter::expertLoad},
+    {"expert_capacity", &LaunchEmitter::expertCapacity},
     {"balance_loss", &LaunchEmitter::balanceLoss},
     {"balance_loss_grad", &LaunchEmitter::balanceLossGrad},
     {"expert_counts", &LaunchEmitter::expertCounts},

@@ -166,6 +166,20 @@ void LaunchEmitter::expertLoad() {
   checkedCall("expertLoad", {in(0), intLiteral(inCount(0)), intLiteral(experts), out(0)});
 }
 
+// expert_capacity(indices [tokens, k]) -> kept [tokens, k]
+void LaunchEmitter::expertCapacity() {
+  elements("i", "i");
+  rank(true, 0, 2);
+  rank(false, 0, 2);
+  int64_t experts = i64("num_experts"), group = i64("group_tokens"),
+          capacity = i64("capacity");
+  if (failed)
+    return;
+  checkedCall("expertCapacity", {in(0), intLiteral(inShape(0)[0]), intLiteral(inShape(0)[1]),
+                                 intLiteral(experts), intLiteral(group), intLiteral(capacity),
+                                 out(0)});
+}
+
 // balance_loss(logits [tokens, experts], indices [tokens, k]) -> scalar
 /// Calls balanceLoss(Grad) with `callArgs`, passing total_sequences after the
 /// error pointer when the step is data parallel.

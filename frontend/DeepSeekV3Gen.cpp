@@ -122,9 +122,11 @@ static Value multiHeadLatentAttention(Graph &g, const ModelConfig &m, Value x,
                   "self_attn.o_proj");
 }
 
-static Value deepseekMoE(Graph &g, const ModelConfig &m, Value x, const ParamScope &p) {
+static Value deepseekMoE(Graph &g, const ModelConfig &m, int64_t capacityPairs, Value x,
+                         const ParamScope &p) {
   OpBuilder &b = g.builder();
-  int64_t batch = Graph::shape(x)[0], H = m.hiddenSize, E = m.nRoutedExperts;
+  int64_t batch = Graph::shape(x)[0], seq = Graph::shape(x)[1], H = m.hiddenSize,
+          E = m.nRoutedExperts;
   int64_t k = m.numExpertsPerTok, I = m.moeIntermediateSize;
   Value t = g.flattenTokens(x, "mlp");
   int64_t T = Graph::shape(t)[0];
@@ -138,9 +140,16 @@ static Value deepseekMoE(Graph &g, const ModelConfig &m, Value x, const ParamSco
       b.getStringAttr(groupScore), b.getI64IntegerAttr(groups), b.getI64IntegerAttr(keep),
       b.getI64IntegerAttr(k), b.getBoolAttr(m.normTopkProb && k > 1),
       b.getF64FloatAttr(m.routedScalingFactor));
+  // Over capacity, pairs drop per sequence (the op's doc says why); the
+  // router's own indices still feed the load that balancing reads.
+  Value indices = router.getIndices();
+  if (capacityPairs > 0)
+    indices = ExpertCapacityOp::create(b, g.loc("mlp.experts"), indices.getType(), indices,
+                                       b.getI64IntegerAttr(E), b.getI64IntegerAttr(seq),
+                                       b.getI64IntegerAttr(capacityPairs));
   auto dispatch = DispatchOp::create(
       b, g.loc("mlp.experts"), TypeRange{g.f32({T * k, H}), g.i32({E + 1}), g.i32({T * k})},
-      t, router.getIndices(), b.getI64IntegerAttr(E));
+      t, indices, b.getI64IntegerAttr(E));
   auto grouped = [&](Value in, StringRef name, int64_t n) -> Value {
     return GroupedMatmulOp::create(b, g.loc("mlp.experts"), g.f32({T * k, n}), in,
                                    p[name], dispatch.getOffsets());
@@ -156,13 +165,13 @@ static Value deepseekMoE(Graph &g, const ModelConfig &m, Value x, const ParamSco
   return g.unflattenTokens(y, batch, "mlp");
 }
 
-Value buildDeepseekLayer(Graph &g, const ModelConfig &m, bool moe, Value x,
-                         const ParamScope &p) {
+Value buildDeepseekLayer(Graph &g, const ModelConfig &m, bool moe, int64_t capacityPairs,
+                         Value x, const ParamScope &p) {
   Value n = g.rmsNorm(x, p["input_layernorm.weight"], m.rmsNormEps, "input_layernorm");
   Value h = g.add(x, multiHeadLatentAttention(g, m, n, p), "self_attn");
   Value n2 = g.rmsNorm(h, p["post_attention_layernorm.weight"], m.rmsNormEps,
                        "post_attention_layernorm");
-  Value ffn = moe ? deepseekMoE(g, m, n2, p) : g.mlp(n2, p, "mlp");
+  Value ffn = moe ? deepseekMoE(g, m, capacityPairs, n2, p) : g.mlp(n2, p, "mlp");
   return g.add(h, ffn, "mlp");
 }
 

@@ -76,7 +76,9 @@ func::FuncOp ForwardBuilder::layerFunc(int64_t layer) {
   func::FuncOp f = g.defineBlock(
       module, name, {x}, layerParams(layer), {x},
       [&](ValueRange in, const ParamScope &p) -> SmallVector<Value> {
-        return {deepseek() ? buildDeepseekLayer(g, m, moe, in[0], p)
+        int64_t capacity =
+            spec.parallel.expertCapacityPairs(S, m.numExpertsPerTok, m.nRoutedExperts);
+        return {deepseek() ? buildDeepseekLayer(g, m, moe, capacity, in[0], p)
                            : buildLlamaLayer(g, m, in[0], p)};
       });
   blocks[name] = f;

@@ -17,8 +17,10 @@ namespace kiln::frontend {
 /// Parameters of decoder layer `layer` (its FFN is MoE per the config).
 std::vector<ParamDecl> deepseekLayerParams(const ModelConfig &m, bool moe);
 /// x [B, S, H] -> [B, S, H]: MLA attention + dense or DeepSeekMoE FFN.
+/// `capacityPairs` > 0 bounds the pairs each routed expert takes from one
+/// sequence (kiln.expert_capacity); 0 is dropless.
 mlir::Value buildDeepseekLayer(Graph &g, const ModelConfig &m, bool moe,
-                               mlir::Value x, const ParamScope &p);
+                               int64_t capacityPairs, mlir::Value x, const ParamScope &p);
 /// Parameters of one MTP module besides its decoder layer (enorm, hnorm,
 /// eh_proj, shared_head.norm).
 std::vector<ParamDecl> deepseekMtpParams(const ModelConfig &m);

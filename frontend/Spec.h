@@ -13,6 +13,8 @@
 #ifndef KILN_FRONTEND_SPEC_H
 #define KILN_FRONTEND_SPEC_H
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -119,6 +121,22 @@ struct ParallelConfig {
   std::string schedule = "1f1b"; // gpipe | 1f1b | interleaved | zero-bubble | dualpipev
   int64_t microbatches = 1;
   int64_t virtualStages = 1;
+  /// Routed-expert capacity as a factor over the balanced load (GShard's
+  /// capacity factor, Megatron's moe_expert_capacity_factor): each expert
+  /// takes at most expertCapacityPairs() pairs of each sequence and drops
+  /// the rest. 0: dropless.
+  double expertCapacity = 0;
+
+  /// ceil(expertCapacity x seqLen x topK / experts), the pairs an expert
+  /// keeps per sequence; 0 when dropless or when that bound can never be
+  /// reached (a token sends an expert at most one pair, so seqLen never is).
+  int64_t expertCapacityPairs(int64_t seqLen, int64_t topK, int64_t experts) const {
+    if (expertCapacity <= 0 || experts <= 0)
+      return 0;
+    const double pairs =
+        std::ceil(expertCapacity * double(seqLen) * double(topK) / double(experts));
+    return pairs < double(seqLen) ? std::max<int64_t>(int64_t(pairs), 1) : 0;
+  }
 
   int64_t worldSize() const { return dp * pp; }
   /// Rows of one training step over all ranks.

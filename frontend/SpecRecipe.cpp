@@ -33,7 +33,7 @@ const std::vector<std::string> kScheduleKeys = {"warmup_steps", "min_lr"};
 const std::vector<std::string> kCheckpointPolicies = {"none", "full",
                                                       "selective", "budget"};
 const std::vector<std::string> kParallelKeys = {
-    "dp", "ep", "pp", "zero", "schedule", "microbatches", "virtual_stages"};
+    "dp", "ep", "pp", "zero", "schedule", "microbatches", "virtual_stages", "expert_capacity"};
 const std::vector<std::string> kPipelineSchedules = {
     "gpipe", "1f1b", "interleaved", "zero-bubble", "dualpipev"};
 const std::vector<std::string> kTargetKeys = {"kind", "sm", "path"};
@@ -180,6 +180,9 @@ ParallelConfig parseParallel(const Json &parallel, const std::string &file) {
   c.schedule = p.getChoice("schedule", c.schedule, kPipelineSchedules);
   c.microbatches = p.intAtLeast("microbatches", c.microbatches, 1);
   c.virtualStages = p.intAtLeast("virtual_stages", c.virtualStages, 1);
+  // null (Megatron's None) is dropless, the default.
+  if (p.hasNonNull("expert_capacity"))
+    c.expertCapacity = p.doubleAtLeast("expert_capacity", 0.0, 0.0, /*strict=*/true);
   if (c.schedule == "interleaved") {
     if (c.virtualStages < 2)
       p.failAt("virtual_stages",
@@ -366,6 +369,10 @@ void checkRecipe(const Spec &spec, const Fields &model) {
     fail(file, "parallel.ep",
          std::to_string(p.ep) + " needs routed experts, and this model has "
                                 "none; expected 1");
+  } else if (p.expertCapacity > 0) {
+    fail(file, "parallel.expert_capacity",
+         "bounds the rows routed experts take, and this model has none; "
+         "expected it absent or null");
   }
   // A world beyond any machine is a typo, and products of these must not
   // overflow later (global batch, memory per rank).

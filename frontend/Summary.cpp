@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "frontend/Summary.h"
+#include "frontend/SpecJson.h"
 
 #include <nlohmann/json.hpp>
 
@@ -368,6 +369,16 @@ std::string formatSummaryText(const Spec &spec, const ModelSummary &s) {
             std::to_string(spec.model.nRoutedExperts) +
             " routed experts of each MoE layer (ep group of " + std::to_string(p.ep) +
             "; dp / ep = " + std::to_string(p.dp / p.ep) + " ranks hold the same ones)");
+  if (p.expertCapacity > 0 && spec.model.nRoutedExperts > 0) {
+    const int64_t pairs = p.expertCapacityPairs(t.seqLen, spec.model.numExpertsPerTok,
+                                                spec.model.nRoutedExperts);
+    row("expert capacity",
+        detail::formatNumber(p.expertCapacity) + " x the balanced load: " +
+            (pairs > 0 ? std::to_string(pairs) + " rows per expert per sequence of " +
+                             std::to_string(t.seqLen) + "; rows over it are dropped and counted"
+                       : std::string("never reached (an expert takes at most seq_len ") +
+                             std::to_string(t.seqLen) + " rows of a sequence): dropless"));
+  }
   row("global batch",
       std::to_string(s.globalBatchRows) + " rows (dp " + std::to_string(p.dp) +
           " x microbatches " + std::to_string(p.microbatches) +
@@ -403,6 +414,9 @@ std::string formatSummaryJson(const Spec &spec, const ModelSummary &s) {
   j["world_size"] = s.worldSize;
   if (spec.parallel.ep > 1 && spec.model.nRoutedExperts > 0)
     j["routed_experts_per_rank"] = spec.model.nRoutedExperts / spec.parallel.ep;
+  if (spec.parallel.expertCapacity > 0 && spec.model.nRoutedExperts > 0)
+    j["expert_capacity_rows_per_sequence"] = spec.parallel.expertCapacityPairs(
+        spec.train.seqLen, spec.model.numExpertsPerTok, spec.model.nRoutedExperts);
   // An integer while doubles hold it exactly (2^53), as the other counts.
   if (s.globalBatchTokens < 9007199254740992.0)
     j["global_batch_tokens"] = int64_t(s.globalBatchTokens);

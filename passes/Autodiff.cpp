@@ -44,10 +44,10 @@ Value scalarConstant(OpBuilder &b, Location loc, Type type, double value) {
 }
 
 /// An output a differentiated block returns after its own results: the
-/// expert load of a router (with the block argument that feeds its bias) or
-/// a balance loss (differentiable).
+/// expert load of a router (with the block argument that feeds its bias), a
+/// balance loss (differentiable), or the load an expert_capacity kept.
 struct AuxOutput {
-  enum Kind { Load, Balance } kind;
+  enum Kind { Load, Balance, Kept } kind;
   unsigned biasArg = 0;
 };
 
@@ -269,6 +269,13 @@ LogicalResult AutodiffPass::instrument(Block *entryBlock, SmallVectorImpl<AuxOut
         aux.push_back({AuxOutput::Balance, 0});
         auxValues.push_back(balance);
       }
+    } else if (auto capacity = dyn_cast<ExpertCapacityOp>(op)) {
+      // What the experts kept: the driver reports routed minus kept as drops.
+      b.setInsertionPointAfter(capacity);
+      auto loadType = RankedTensorType::get({int64_t(capacity.getNumExperts())}, b.getF32Type());
+      aux.push_back({AuxOutput::Kept, 0});
+      auxValues.push_back(ExpertLoadOp::create(b, capacity.getLoc(), loadType,
+                                               capacity.getKept(), capacity.getNumExpertsAttr()));
     }
   }
   return success();
@@ -558,8 +565,10 @@ LogicalResult AutodiffPass::buildEntry(func::FuncOp entryFunc) {
       newM.push_back(update.getNewM());
       newV.push_back(update.getNewV());
     }
-    SmallVector<Value> loads;
+    SmallVector<Value> loads, kept;
     for (auto [a, v] : llvm::zip(aux, auxValues)) {
+      if (a.kind == AuxOutput::Kept)
+        kept.push_back(v);
       if (a.kind != AuxOutput::Load)
         continue;
       loads.push_back(v);
@@ -586,6 +595,8 @@ LogicalResult AutodiffPass::buildEntry(func::FuncOp entryFunc) {
     addResult(lrValue, "lr");
     for (Value load : loads)
       addResult(load, "expert_load");
+    for (Value load : kept)
+      addResult(load, "expert_kept");
   }
   func::ReturnOp::create(b, loc, results);
   step.setFunctionType(b.getFunctionType(argTypes, ValueRange(results).getTypes()));

@@ -171,7 +171,7 @@ LogicalResult DataParallelRewrite::checkBoundary() {
           summable = use.getOperandNumber() == 1; // the expert load
         } else if (user == returnOp) {
           auto role = step.getResultAttrOfType<StringAttr>(use.getOperandNumber(), "kiln.result");
-          summable = role && llvm::is_contained({"loss", "main_loss", "expert_load"},
+          summable = role && llvm::is_contained({"loss", "main_loss", "expert_load", "expert_kept"},
                                                 role.getValue());
         } else if (!optimizerOps.contains(user)) {
           continue; // a use inside the batch part

@@ -133,7 +133,13 @@ FailureOr<int64_t> ExpertParallelRewrite::rewrite(MoELayer &layer) {
   auto indices = cast<RankedTensorType>(dispatch.getIndices().getType());
   const int64_t tokens = indices.getDimSize(0), topK = indices.getDimSize(1);
   const int64_t pairs = tokens * topK;
-  const int64_t capacity = ep * tokens * std::min(topK, local);
+  // Each token sends one rank at most min(top_k, L) rows; under
+  // kiln.expert_capacity a source sends each expert at most `capacity` rows
+  // per group of tokens.
+  int64_t capacity = ep * tokens * std::min(topK, local);
+  if (auto bound = dispatch.getIndices().getDefiningOp<ExpertCapacityOp>())
+    capacity = std::min(capacity, ep * local * (tokens / int64_t(bound.getGroupTokens())) *
+                                      int64_t(bound.getCapacity()));
 
   OpBuilder b(ctx);
   b.setInsertionPointAfter(dispatch);
@@ -288,12 +294,16 @@ struct KilnExpertParallel : impl::KilnExpertParallelBase<KilnExpertParallel> {
         return signalPassFailure();
       if (report) {
         auto func = dispatch->getParentOfType<func::FuncOp>();
+        auto bound = dispatch.getIndices().getDefiningOp<ExpertCapacityOp>();
         dispatch.emitRemark() << "kiln-expert-parallel: @" << func.getSymName() << ": "
                               << dispatch.getNumExperts() << " experts, "
                               << dispatch.getNumExperts() / ep.getValue()
-                              << " per rank; receive buffer " << *capacity
-                              << " rows (dropless: ep x tokens x min(top_k, experts per "
-                                 "rank)); all_to_all "
+                              << " per rank; receive buffer " << *capacity << " rows ("
+                              << (bound ? "capacity: ep x experts per rank x groups x pairs "
+                                          "per expert and group"
+                                        : "dropless: ep x tokens x min(top_k, experts per "
+                                          "rank)")
+                              << "); all_to_all "
                               << rewrite.allToAllBytes - before
                               << " bytes per ep group per forward call (backward: the "
                                  "rows again, not the counts)";

@@ -24,14 +24,17 @@ def KilnAutodiff : Pass<"kiln-autodiff", "mlir::ModuleOp"> {
     (`kiln.expert_load`) and, with `aux-loss-alpha > 0`, adds the
     sequence-wise balance loss. Gradients flow through the routing weights,
     never the indices; the balancing bias (`kiln.trainable = false`) gets none
-    and is updated by `kiln.bias_update` after the step.
+    and is updated by `kiln.bias_update` after the step. For every
+    `kiln.expert_capacity` it also records what the experts kept (the
+    `kiln.expert_load` of its result, role `expert_kept`), so the driver can
+    report the rows dropped over capacity.
 
     `mode=train` builds
 
     ```
     func.func @train_step(params..., exp_avg..., exp_avg_sq..., %step, inputs...)
         -> (new params..., new exp_avg..., new exp_avg_sq..., loss, main_loss,
-            grad_norm, lr, expert loads...)
+            grad_norm, lr, expert loads..., kept expert loads...)
     ```
 
     with total loss = loss + mtp-loss-weight / D * sum_k mtp_loss_k
@@ -102,8 +105,12 @@ def KilnExpertParallel : Pass<"kiln-expert-parallel", "mlir::ModuleOp"> {
 
     The rows, their order and the weights are the single-device ones, so the
     result equals it exactly. C is the dropless bound ep x tokens x
-    min(top_k, L) (each token sends at most min(top_k, L) rows to one rank);
-    `report=true` prints it per layer with the all-to-all bytes. Shared
+    min(top_k, L) (each token sends at most min(top_k, L) rows to one rank),
+    or, when the dispatch reads a `kiln.expert_capacity`, the smaller
+    ep x L x groups x capacity (every source sends each expert at most
+    `capacity` rows per group of tokens; the pairs over it were dropped
+    before the dispatch, identically on every layout). `report=true` prints
+    C per layer with the all-to-all bytes. Shared
     experts, attention and dense layers are untouched (kiln-data-parallel
     reduces their gradients over all ranks, and the experts' over "edp").
 
@@ -212,7 +219,8 @@ def ConvertKilnToKernel : Pass<"convert-kiln-to-kernel", "mlir::ModuleOp"> {
     only legal when nothing reads the old value afterwards (checked; an
     error otherwise). Results marked `kiln.result = "param"`, `"exp_avg"` or
     `"exp_avg_sq"` must come out of such an update of the matching argument.
-    Every other result (loss, main_loss, grad_norm, lr, expert_load)
+    Every other result (loss, main_loss, grad_norm, lr, expert_load,
+    expert_kept)
     becomes an output argument marked `kiln.output = "<role>"`, written
     directly by the kernel that computes it. The function then returns
     nothing. Other functions are erased: the kernel-level module holds one

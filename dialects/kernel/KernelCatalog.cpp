@@ -38,6 +38,7 @@ static const KernelInfo kCatalog[] = {
     {"grouped_matmul_dgrad", 3, 1},
     {"grouped_matmul_wgrad", 3, 1},
     {"expert_load", 1, 1},
+    {"expert_capacity", 1, 1},
     {"balance_loss", 2, 1},
     {"balance_loss_grad", 3, 1},
     // Expert parallelism (kiln-expert-parallel), around the all_to_all.

@@ -41,6 +41,28 @@ LogicalResult RouterOp::verify() {
   return expectSameElementType(*this, "logits", getLogits(), "weights", getWeights());
 }
 
+LogicalResult ExpertCapacityOp::verify() {
+  ArrayRef<int64_t> idx = shapeOf(getIndices());
+  if (failed(expectRank(*this, "indices ([tokens, top_k])", idx, 2)))
+    return failure();
+  if (shapeOf(getKept()) != idx)
+    return emitOpError() << "expects a result of the indices' shape " << formatShape(idx)
+                         << ", got " << formatShape(shapeOf(getKept()));
+  // The generated I64Attr getters are unsigned: read them signed.
+  const int64_t experts = static_cast<int64_t>(getNumExperts());
+  const int64_t group = static_cast<int64_t>(getGroupTokens());
+  const int64_t capacity = static_cast<int64_t>(getCapacity());
+  if (experts <= 0)
+    return emitOpError() << "expects num_experts > 0, got " << experts;
+  if (group <= 0 || idx[0] % group != 0)
+    return emitOpError() << "expects group_tokens to divide the " << idx[0]
+                         << " tokens, got group_tokens = " << group;
+  if (capacity <= 0)
+    return emitOpError() << "expects capacity >= 1 pairs per expert and group, got "
+                         << capacity;
+  return success();
+}
+
 LogicalResult DispatchOp::verify() {
   ArrayRef<int64_t> x = shapeOf(getX()), idx = shapeOf(getIndices());
   if (failed(expectRank(*this, "x ([tokens, hidden])", x, 2)) ||

@@ -53,6 +53,38 @@ def Kiln_RouterOp : Kiln_Op<"router", [Pure, DeclareOpInterfaceMethods<Kiln_Diff
   let hasVerifier = 1;
 }
 
+def Kiln_ExpertCapacityOp : Kiln_Op<"expert_capacity", [Pure]> {
+  let summary = "Drops routed pairs over an expert's capacity (GShard-style, by position)";
+  let description = [{
+    `indices` is [tokens, top_k] from `kiln.router`. The tokens are split
+    into groups of `group_tokens` consecutive tokens; in each group, expert
+    e takes at most `capacity` pairs: the first ones in token-major order
+    `t * top_k + j` (Megatron's `drop_policy = "position"`). The result is
+    `indices` with every pair over capacity replaced by -1, which
+    `kiln.dispatch` sorts after all experts and `kiln.expert_load` does not
+    count. The routing weights are not renormalised over the kept pairs (as
+    in GShard and Megatron): a dropped pair's expert output is zero, so its
+    token keeps the residual path and the shared experts.
+
+    Kiln's frontend makes each sequence a group, with capacity
+    ceil(expert_capacity x seq_len x top_k / experts): which pairs drop then
+    depends only on each sequence's routing, never on how the batch is split
+    over data-parallel ranks, micro-batches or expert-parallel groups, so
+    every layout trains the same numbers. Integer-valued: no gradient.
+
+    ```mlir
+    %kept = kiln.expert_capacity %idx {num_experts = 8 : i64, group_tokens = 64 : i64,
+                                       capacity = 20 : i64}
+        : (tensor<128x2xi32>) -> tensor<128x2xi32>
+    ```
+  }];
+  let arguments = (ins Kiln_IntTensor:$indices, I64Attr:$num_experts, I64Attr:$group_tokens,
+                       I64Attr:$capacity);
+  let results = (outs Kiln_IntTensor:$kept);
+  let assemblyFormat = "$indices attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
 def Kiln_DispatchOp : Kiln_Op<"dispatch", [Pure, DeclareOpInterfaceMethods<Kiln_DifferentiableOpInterface>]> {
   let summary = "Permutes routed token copies into one buffer sorted by expert";
   let description = [{
@@ -66,7 +98,12 @@ def Kiln_DispatchOp : Kiln_Op<"dispatch", [Pure, DeclareOpInterfaceMethods<Kiln_
     source[r]  = t * top_k + j of the r-th pair          source:  [tokens*top_k]
     ```
 
-    Every index must be in [0, num_experts). No token is dropped.
+    Every index must be in [0, num_experts) or be -1: a pair that
+    `kiln.expert_capacity` dropped. Dropped pairs sort after every expert
+    (still token-major), so `offsets[num_experts]` is the number of pairs
+    kept and the rows from there on are dropped copies, which the grouped
+    GEMMs do not multiply (their results are zero, so combine adds nothing
+    for them). Without -1 indices no token is dropped.
 
     ```mlir
     %rows, %offsets, %source = kiln.dispatch %x, %idx {num_experts = 8 : i64}

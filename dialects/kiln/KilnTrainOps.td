@@ -10,8 +10,10 @@ def Kiln_ExpertLoadOp : Kiln_Op<"expert_load", [Pure]> {
   let summary = "How many routed (token, slot) pairs each expert received";
   let description = [{
     `load[e] = number of entries of indices equal to e`, as floats
-    ([num_experts]). The aux-loss-free balancing update reads it. Every index
-    must be in [0, num_experts).
+    ([num_experts]). The aux-loss-free balancing update reads it (from the
+    router's indices: the load routing asked for). Every index must be in
+    [0, num_experts) or be -1, a pair `kiln.expert_capacity` dropped, which
+    counts for no expert: the load of its result is what the experts kept.
 
     ```mlir
     %load = kiln.expert_load %idx {num_experts = 8 : i64} : (tensor<128x2xi32>) -> tensor<8xf32>

@@ -29,6 +29,10 @@ std::string formatMetricsLine(const StepMetrics &m) {
     line += ",\"comm_s\":" + formatJsonNumber(m.commSec);
     line += ",\"comm_bytes\":" + std::to_string(m.commBytes);
   }
+  if (m.expertCapacity) {
+    line += ",\"routed_rows\":" + std::to_string(m.routedRows);
+    line += ",\"dropped_rows\":" + std::to_string(m.droppedRows);
+  }
   line += "}";
   return line;
 }

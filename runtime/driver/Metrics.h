@@ -46,6 +46,12 @@ struct StepMetrics {
   bool multiRank = false;
   double commSec = 0;
   uint64_t commBytes = 0;
+  /// parallel.expert_capacity only: the (token, expert) rows routed to
+  /// routed experts this step, over all MoE layers, micro-batches and ranks,
+  /// and how many of them capacity dropped.
+  bool expertCapacity = false;
+  uint64_t routedRows = 0;
+  uint64_t droppedRows = 0;
 };
 
 /// `value` as a JSON number in its shortest round-tripping form, or "null"
@@ -53,8 +59,9 @@ struct StepMetrics {
 std::string formatJsonNumber(double value);
 
 /// One jsonl record for `m` (no trailing newline). Keys, in order: step,
-/// loss, main_loss, lr, grad_norm, tokens_per_s, elapsed_s, and for
-/// multi-rank steps comm_s, comm_bytes.
+/// loss, main_loss, lr, grad_norm, tokens_per_s, elapsed_s, for multi-rank
+/// steps comm_s, comm_bytes, and with expert capacity routed_rows,
+/// dropped_rows.
 std::string formatMetricsLine(const StepMetrics &m);
 
 /// An open jsonl metrics file. Move-only; closes on destruction.

@@ -172,7 +172,8 @@ struct Placement {
 bool describeParams(const ModelDesc &model, const Placement &placement,
                     std::vector<ParamLayout> &out, std::string &error) {
   if (model.batch < 1 || model.seqLen < 1 || model.vocabSize < 1 || model.numParams < 0 ||
-      model.numExpertLoads < 0 || model.numExperts < 0 || (model.numParams > 0 && !model.params)) {
+      model.numExpertLoads < 0 || model.numExperts < 0 || model.numExpertKept < 0 ||
+      model.numExpertKept > model.numExpertLoads || (model.numParams > 0 && !model.params)) {
     error = "model description: batch " + std::to_string(model.batch) + ", seq_len " +
             std::to_string(model.seqLen) + ", vocab " + std::to_string(model.vocabSize) + ", " +
             std::to_string(model.numParams) +
@@ -771,15 +772,18 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
   AlignedArray<int32_t> tokens, targets;
   AlignedArray<float> lossMask;
   AlignedArray<unsigned char> arena;
-  std::vector<AlignedArray<float>> loads(size_t(model.numExpertLoads));
+  std::vector<AlignedArray<float>> loads(size_t(model.numExpertLoads)),
+      kept(size_t(model.numExpertKept));
   bool allocated = tokens.allocate(rankTokens) && targets.allocate(rankTokens) &&
                    lossMask.allocate(rankTokens) && arena.allocate(model.arenaBytes);
   for (AlignedArray<float> &l : loads)
     allocated = allocated && l.allocate(uint64_t(model.numExperts));
+  for (AlignedArray<float> &l : kept)
+    allocated = allocated && l.allocate(uint64_t(model.numExperts));
   if (!allocated)
     return failJob("out of memory for the step buffers (arena of " + std::to_string(model.arenaBytes) +
                 " bytes)");
-  std::vector<float *> paramPtrs, expAvgPtrs, expAvgSqPtrs, loadPtrs;
+  std::vector<float *> paramPtrs, expAvgPtrs, expAvgSqPtrs, loadPtrs, keptPtrs;
   for (auto &p : state.params)
     paramPtrs.push_back(p.data());
   for (auto &m : state.expAvg)
@@ -788,6 +792,18 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     expAvgSqPtrs.push_back(v.data());
   for (auto &l : loads)
     loadPtrs.push_back(l.data());
+  for (auto &l : kept)
+    keptPtrs.push_back(l.data());
+  // Expert capacity: every layer's routed rows (loads) against those its
+  // experts kept; the loads and kept counts are sums over all ranks.
+  auto countRows = [&](std::vector<AlignedArray<float>> &counts) {
+    double rows = 0;
+    for (AlignedArray<float> &c : counts)
+      for (int64_t e = 0; e < model.numExperts; ++e)
+        rows += double(c.data()[e]);
+    return uint64_t(rows);
+  };
+  uint64_t droppedTotal = 0, routedTotal = 0;
 
   GradCapture capture;
   capture.layouts = &layouts;
@@ -840,6 +856,7 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     buffers.gradNorm = &gradNorm;
     buffers.lr = &lr;
     buffers.expertLoads = loadPtrs.data();
+    buffers.expertKept = keptPtrs.empty() ? nullptr : keptPtrs.data();
     buffers.arena = arena.data();
     buffers.gradSink = wantGrads ? captureGrads : nullptr;
     buffers.gradSinkContext = wantGrads ? &capture : nullptr;
@@ -876,6 +893,22 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     metrics.multiRank = ranks.size > 1;
     metrics.commSec = ranks.stepComm ? ranks.stepComm->commSeconds() : 0.0;
     metrics.commBytes = ranks.stepComm ? ranks.stepComm->commBytes() : 0;
+    if (model.numExpertKept > 0) {
+      metrics.expertCapacity = true;
+      metrics.routedRows = countRows(loads);
+      const uint64_t keptRows = countRows(kept);
+      metrics.droppedRows = metrics.routedRows > keptRows ? metrics.routedRows - keptRows : 0;
+      if (metrics.droppedRows > 0 && droppedTotal == 0 && ranks.lead())
+        std::fprintf(stderr,
+                     "warning: step %llu: %llu of %llu routed expert rows were over "
+                     "parallel.expert_capacity and dropped (their tokens keep the residual "
+                     "and shared experts); dropped_rows in the metrics log counts them each "
+                     "step\n",
+                     (unsigned long long)s, (unsigned long long)metrics.droppedRows,
+                     (unsigned long long)metrics.routedRows);
+      droppedTotal += metrics.droppedRows;
+      routedTotal += metrics.routedRows;
+    }
     if (log && !log->write(metrics, error))
       return stop(error);
 
@@ -932,6 +965,11 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
   std::snprintf(buffer, sizeof(buffer), "%.4f | %.2f s | ", double(lastLoss), seconds);
   summary += buffer;
   summary += formatRate(seconds > 0 ? double(stepsRun * tokensPerStep) / seconds : 0) + " tok/s";
+  if (model.numExpertKept > 0) {
+    std::snprintf(buffer, sizeof(buffer), " | dropped %.3g%% of routed rows",
+                  routedTotal ? 100.0 * double(droppedTotal) / double(routedTotal) : 0.0);
+    summary += buffer;
+  }
   if (!lastCheckpoint.empty())
     summary += " | checkpoint " + lastCheckpoint;
   if (ranks.lead())

@@ -71,6 +71,10 @@ struct ModelDesc {
   /// ranks per group; rank r has ep coordinate r % ep and edp coordinate
   /// r / ep. 1: experts replicated.
   int64_t ep = 1;
+  /// expert_kept outputs (parallel.expert_capacity): one per MoE layer, in
+  /// the order of the expert_load outputs, holding the pairs each expert
+  /// kept; routed minus kept is what capacity dropped. 0: dropless.
+  int64_t numExpertKept = 0;
 };
 
 /// Called inside the step with every trainable parameter's gradient (in
@@ -100,6 +104,9 @@ struct StepBuffers {
   /// The groups a multi-rank step's collectives run on (StepComm.h); null
   /// for a single-rank step, which has no collectives.
   StepComm *comm = nullptr;
+  /// out: [numExpertKept][numExperts] pairs kept under capacity; null when
+  /// numExpertKept is 0.
+  float *const *expertKept = nullptr;
 };
 
 using TrainStepFn = bool (*)(const StepBuffers &buffers, std::string &error);

@@ -37,14 +37,16 @@ static bool checkPositive(std::string *error, const char *op,
   return true;
 }
 
-/// Every entry of indices [count] (rows of topK) lies in [0, experts).
+/// Every entry of indices [count] (rows of topK) lies in [0, experts), or
+/// is -1 (a pair kiln.expert_capacity dropped) where `dropped` allows it.
 static bool checkIndices(std::string *error, const char *op, const int32_t *indices,
-                         int64_t count, int64_t topK, int64_t experts) {
+                         int64_t count, int64_t topK, int64_t experts, bool dropped = false) {
   for (int64_t i = 0; i < count; ++i)
-    if (indices[i] < 0 || indices[i] >= experts)
+    if ((indices[i] < 0 || indices[i] >= experts) && !(dropped && indices[i] == -1))
       return fail(error, std::string(op) + ": expert index " + std::to_string(indices[i]) +
                              " of token " + std::to_string(i / topK) + " is outside [0, " +
-                             std::to_string(experts) + ")");
+                             std::to_string(experts) + ")" +
+                             (dropped ? " and not -1 (dropped)" : ""));
   return true;
 }
 
@@ -147,15 +149,40 @@ bool expertLoad(const int32_t *indices, int64_t count, int64_t experts, float *l
   if (!checkPositive(error, "expert_load", {{"experts", experts}}))
     return false;
   for (int64_t i = 0; i < count; ++i)
-    if (indices[i] < 0 || indices[i] >= experts)
+    if ((indices[i] < 0 || indices[i] >= experts) && indices[i] != -1)
       return fail(error, "expert_load: expert index " + std::to_string(indices[i]) +
                              " at flat position " + std::to_string(i) + " is outside [0, " +
-                             std::to_string(experts) + ")");
+                             std::to_string(experts) + ") and not -1 (dropped)");
   std::vector<int64_t> counts(experts, 0);
   for (int64_t i = 0; i < count; ++i)
-    ++counts[indices[i]];
+    if (indices[i] >= 0)
+      ++counts[indices[i]];
   for (int64_t e = 0; e < experts; ++e)
     load[e] = float(counts[e]);
+  return true;
+}
+
+bool expertCapacity(const int32_t *indices, int64_t tokens, int64_t topK, int64_t experts,
+                    int64_t groupTokens, int64_t capacity, int32_t *kept, std::string *error) {
+  if (!checkPositive(error, "expert_capacity",
+                     {{"tokens", tokens}, {"top_k", topK}, {"num_experts", experts},
+                      {"group_tokens", groupTokens}, {"capacity", capacity}}) ||
+      !checkIndices(error, "expert_capacity", indices, tokens * topK, topK, experts))
+    return false;
+  if (tokens % groupTokens != 0)
+    return fail(error, "expert_capacity: group_tokens " + std::to_string(groupTokens) +
+                           " does not divide the " + std::to_string(tokens) + " tokens");
+  const int64_t groupPairs = groupTokens * topK;
+#pragma omp parallel
+  {
+    std::vector<int64_t> taken(experts);
+#pragma omp for schedule(static)
+    for (int64_t g = 0; g < tokens / groupTokens; ++g) {
+      std::fill(taken.begin(), taken.end(), 0);
+      for (int64_t p = g * groupPairs; p < (g + 1) * groupPairs; ++p)
+        kept[p] = taken[indices[p]]++ < capacity ? indices[p] : -1;
+    }
+  }
   return true;
 }
 
@@ -167,11 +194,15 @@ bool dispatch(const float *x, const int32_t *indices, int64_t tokens, int64_t hi
               int32_t *source, std::string *error) {
   if (!checkPositive(error, "dispatch", {{"tokens", tokens}, {"hidden", hidden},
                                          {"top_k", topK}, {"num_experts", experts}}) ||
-      !checkIndices(error, "dispatch", indices, tokens * topK, topK, experts))
+      !checkIndices(error, "dispatch", indices, tokens * topK, topK, experts,
+                    /*dropped=*/true))
     return false;
   int64_t pairs = tokens * topK;
+  // Bucket `experts` holds the dropped pairs, after every expert.
   std::vector<int64_t> start, order;
-  bucketSort(pairs, experts, [&](int64_t p) { return int64_t(indices[p]); }, start, order);
+  bucketSort(pairs, experts + 1,
+             [&](int64_t p) { return indices[p] < 0 ? experts : int64_t(indices[p]); }, start,
+             order);
   for (int64_t e = 0; e <= experts; ++e)
     offsets[e] = int32_t(start[e]);
 #pragma omp parallel for schedule(static)

@@ -41,12 +41,21 @@ bool routerGrad(const float *logits, const int32_t *indices, const float *dweigh
                 bool normTopkProb, float routedScalingFactor, float *dlogits,
                 std::string *error = nullptr);
 
-/// load [experts] = count of each expert among indices[0..count).
+/// kept [tokens, topK] = indices with the pairs over `capacity` per expert
+/// in each group of `groupTokens` tokens (the first in token-major order
+/// stay) replaced by -1.
+bool expertCapacity(const int32_t *indices, int64_t tokens, int64_t topK, int64_t experts,
+                    int64_t groupTokens, int64_t capacity, int32_t *kept,
+                    std::string *error = nullptr);
+
+/// load [experts] = count of each expert among indices[0..count) (-1, a
+/// dropped pair, counts for none).
 bool expertLoad(const int32_t *indices, int64_t count, int64_t experts, float *load,
                 std::string *error = nullptr);
 
 /// x [tokens, hidden], indices [tokens, topK] -> rows [tokens*topK, hidden],
-/// offsets [experts + 1], source [tokens*topK] (stable counting sort).
+/// offsets [experts + 1], source [tokens*topK] (stable counting sort; pairs
+/// with index -1 go after every expert, from offsets[experts] on).
 bool dispatch(const float *x, const int32_t *indices, int64_t tokens, int64_t hidden,
               int64_t topK, int64_t experts, float *rows, int32_t *offsets,
               int32_t *source, std::string *error = nullptr);

@@ -110,3 +110,50 @@ func.func @forward(%x: tensor<4x8xf32> {kiln.param = "x"}, %gate: tensor<4x8xf32
 // CHECK: kiln.router_grad %[[LOGITS]], %[[IDX]], %{{.*}} {norm_topk_prob = true, routed_scaling_factor = 2.500000e+00 : f64, scoring = "sigmoid"}
 // CHECK: %[[NEWBIAS:.*]] = kiln.bias_update %[[BIAS]], %[[LOAD]] {speed = 1.000000e-03 : f64}
 // CHECK: return {{.*}}%[[NEWBIAS]], {{.*}}%[[LOAD]] :
+
+// -----
+
+// Under kiln.expert_capacity the step also returns what the experts kept
+// (the expert_load of the capacity result, role expert_kept) after the
+// router loads; the bias still moves by the router's own load.
+
+func.func @forward(%x: tensor<4x8xf32> {kiln.param = "x"}, %gate: tensor<4x8xf32> {kiln.param = "mlp.gate.weight"},
+                   %bias: tensor<4xf32> {kiln.param = "mlp.gate.e_score_correction_bias", kiln.trainable = false},
+                   %wd: tensor<4x8x8xf32> {kiln.param = "mlp.experts.*.down_proj.weight"},
+                   %tokens: tensor<1x4xi32> {kiln.input = "tokens"}) -> (tensor<f32> {kiln.result = "loss"}) {
+  %y = func.call @moe(%x, %gate, %bias, %wd) : (tensor<4x8xf32>, tensor<4x8xf32>, tensor<4xf32>, tensor<4x8x8xf32>) -> tensor<4x8xf32>
+  %z = arith.constant dense<0> : tensor<4xi32>
+  %m = arith.constant dense<1.0> : tensor<4xf32>
+  %l = kiln.cross_entropy %y, %z, %m : (tensor<4x8xf32>, tensor<4xi32>, tensor<4xf32>) -> tensor<f32>
+  return %l : tensor<f32>
+}
+func.func private @moe(%x: tensor<4x8xf32>, %gate: tensor<4x8xf32>, %bias: tensor<4xf32>, %wd: tensor<4x8x8xf32>) -> tensor<4x8xf32> {
+  %logits = kiln.linear %x, %gate : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x4xf32>
+  %idx, %w = kiln.router %logits, %bias {scoring = "sigmoid", group_score = "top2_sum", n_group = 2 : i64,
+      topk_group = 1 : i64, top_k = 2 : i64, norm_topk_prob = true, routed_scaling_factor = 2.5 : f64}
+      : (tensor<4x4xf32>, tensor<4xf32>) -> (tensor<4x2xi32>, tensor<4x2xf32>)
+  %kept = kiln.expert_capacity %idx {num_experts = 4 : i64, group_tokens = 2 : i64, capacity = 1 : i64}
+      : (tensor<4x2xi32>) -> tensor<4x2xi32>
+  %rows, %offsets, %source = kiln.dispatch %x, %kept {num_experts = 4 : i64}
+      : (tensor<4x8xf32>, tensor<4x2xi32>) -> (tensor<8x8xf32>, tensor<5xi32>, tensor<8xi32>)
+  %o = kiln.grouped_matmul %rows, %wd, %offsets : (tensor<8x8xf32>, tensor<4x8x8xf32>, tensor<5xi32>) -> tensor<8x8xf32>
+  %y = kiln.combine %o, %w, %source : (tensor<8x8xf32>, tensor<4x2xf32>, tensor<8xi32>) -> tensor<4x8xf32>
+  return %y : tensor<4x8xf32>
+}
+
+// REPORT: remark: kiln-autodiff: @moe: 5 ops differentiated, 7 values saved for backward
+// REPORT: remark: kiln-autodiff: @train_step: 2 ops differentiated, 3 trainable parameters, 2 router outputs
+
+// CHECK-LABEL: func.func @train_step(
+// CHECK-SAME: tensor<4xf32> {kiln.result = "expert_load"}, tensor<4xf32> {kiln.result = "expert_kept"})
+// CHECK: %[[FWD:.*]]:{{[0-9]+}} = call @moe_fwd(
+// CHECK: %[[NEWBIAS:.*]] = kiln.bias_update %{{.*}}, %[[FWD]]#1
+// CHECK: return {{.*}}%[[FWD]]#1, %[[FWD]]#2 : {{.*}}tensor<4xf32>, tensor<4xf32>
+// CHECK-LABEL: func.func private @moe_fwd(
+// CHECK-SAME: -> (tensor<4x8xf32>, tensor<4xf32>, tensor<4xf32>,
+// CHECK: %[[IDX:.*]], %{{.*}} = kiln.router
+// CHECK: %[[LOAD:.*]] = kiln.expert_load %[[IDX]] {num_experts = 4 : i64}
+// CHECK: %[[KEPT:.*]] = kiln.expert_capacity %[[IDX]]
+// CHECK: %[[KEPTLOAD:.*]] = kiln.expert_load %[[KEPT]] {num_experts = 4 : i64}
+// CHECK: kiln.dispatch %{{.*}}, %[[KEPT]]
+// CHECK: return %{{.*}}, %[[LOAD]], %[[KEPTLOAD]],

@@ -54,3 +54,31 @@ func.func private @moe(%x: tensor<16x8xf32>, %logits: tensor<16x8xf32>, %bias: t
   %y = kiln.combine %o, %w, %source : (tensor<32x8xf32>, tensor<16x2xf32>, tensor<32xi32>) -> tensor<16x8xf32>
   return %y : tensor<16x8xf32>
 }
+
+// -----
+
+// Under kiln.expert_capacity (2 groups of 8 tokens, 2 rows per expert and
+// group) each source sends each expert at most 2 x 2 rows: the receive
+// buffer is ep x 4 local experts x 2 groups x 2 = 32 rows, not the dropless 64.
+
+// CHECK-LABEL: func.func @capacity
+// CHECK: %[[KEPT:.*]] = kiln.expert_capacity
+// CHECK: %[[ROWS:.*]], %[[OFF:.*]], %{{.*}} = kiln.dispatch %{{.*}}, %[[KEPT]]
+// CHECK: kiln.all_to_all %[[ROWS]], %{{.*}} {axes = ["ep"]} : (tensor<32x8xf32>, tensor<2xi64>) -> (tensor<32x8xf32>, tensor<2xi64>)
+// CHECK: kiln.grouped_matmul %{{.*}} : (tensor<32x8xf32>, tensor<4x8x8xf32>, tensor<5xi32>) -> tensor<32x8xf32>
+func.func @capacity(%x: tensor<16x8xf32>, %logits: tensor<16x8xf32>, %bias: tensor<8xf32>,
+                    %wd: tensor<8x8x8xf32> {kiln.param = "model.layers.1.mlp.experts.*.down_proj.weight"})
+    -> tensor<16x8xf32> {
+  %idx, %w = kiln.router %logits, %bias {scoring = "sigmoid", group_score = "top2_sum",
+                 n_group = 4 : i64, topk_group = 2 : i64, top_k = 2 : i64,
+                 norm_topk_prob = true, routed_scaling_factor = 2.5 : f64}
+      : (tensor<16x8xf32>, tensor<8xf32>) -> (tensor<16x2xi32>, tensor<16x2xf32>)
+  %kept = kiln.expert_capacity %idx {num_experts = 8 : i64, group_tokens = 8 : i64, capacity = 2 : i64}
+      : (tensor<16x2xi32>) -> tensor<16x2xi32>
+  // expected-remark @+1 {{kiln-expert-parallel: @capacity: 8 experts, 4 per rank; receive buffer 32 rows (capacity: ep x experts per rank x groups x pairs per expert and group); all_to_all 4224 bytes per ep group per forward call}}
+  %rows, %offsets, %source = kiln.dispatch %x, %kept {num_experts = 8 : i64}
+      : (tensor<16x8xf32>, tensor<16x2xi32>) -> (tensor<32x8xf32>, tensor<9xi32>, tensor<32xi32>)
+  %o = kiln.grouped_matmul %rows, %wd, %offsets : (tensor<32x8xf32>, tensor<8x8x8xf32>, tensor<9xi32>) -> tensor<32x8xf32>
+  %y = kiln.combine %o, %w, %source : (tensor<32x8xf32>, tensor<16x2xf32>, tensor<32xi32>) -> tensor<16x8xf32>
+  return %y : tensor<16x8xf32>
+}

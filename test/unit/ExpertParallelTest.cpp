@@ -13,13 +13,17 @@
 // device's same experts (PartitionHarness.h). Layouts: dp 2 x ep 2; dp 4 x
 // ep 4 (2 experts per rank); dp 4 x ep 2 with ZeRO-1 (expert moments sharded
 // over the 2 ranks holding the same experts); dp 2 x ep 2 with 2
-// micro-batches.
+// micro-batches; and under parallel.expert_capacity (rows dropped per
+// sequence, the same on every layout) dp 2 x ep 2 at 1.0 and dp 4 x ep 2
+// with ZeRO-1 and 2 micro-batches at 1.25.
 //
 //===----------------------------------------------------------------------===//
 
 #include "test/unit/PartitionHarness.h"
 
 #include "mlir/Parser/Parser.h"
+
+#include "llvm/Support/FormatVariadic.h"
 
 #include <numeric>
 
@@ -32,6 +36,8 @@ constexpr double kTolerance = 1e-12;
 
 struct Layout {
   int64_t dp, ep, zero, microbatches;
+  /// parallel.expert_capacity (0: dropless).
+  double capacity = 0;
 };
 
 /// Rank `rank`'s part of a single-device tensor. Parameters split over ep
@@ -68,6 +74,7 @@ TEST_P(ExpertParallel, MatchesSingleDeviceStep) {
   auto [specPath, layout] = GetParam();
   std::optional<frontend::Spec> spec = repoSpec(specPath);
   ASSERT_TRUE(spec);
+  spec->parallel.expertCapacity = layout.capacity;
   frontend::Spec perRank = *spec;
   perRank.train.microBatch = 1;
   const int64_t globalRows = layout.dp * layout.microbatches * perRank.train.microBatch;
@@ -102,11 +109,19 @@ TEST_P(ExpertParallel, MatchesSingleDeviceStep) {
   const std::string label = specPath.substr(specPath.rfind('/') + 1) + " dp " +
                             std::to_string(layout.dp) + " ep " + std::to_string(layout.ep) +
                             " zero " + std::to_string(layout.zero) + " mb " +
-                            std::to_string(layout.microbatches);
+                            std::to_string(layout.microbatches) + " capacity " +
+                            llvm::formatv("{0}", layout.capacity).str();
   Comparison cmp =
       comparePartitioned(*spec, globalRows, single, partitioned, perRank, shardOf, 2, label);
   EXPECT_GT(cmp.tensors, 0);
   EXPECT_LE(cmp.worst, kTolerance) << cmp.where;
+  // Under capacity some rows must actually drop, or the case proves nothing.
+  std::printf("[%s] %g of %g routed rows dropped\n", label.c_str(), cmp.droppedRows(),
+              cmp.routedRows);
+  EXPECT_EQ(cmp.capacity, layout.capacity > 0);
+  if (layout.capacity > 0) {
+    EXPECT_GT(cmp.droppedRows(), 0);
+  }
 }
 
 /// DeepEP's dispatch test, on the exchange kiln-expert-parallel builds: 4
@@ -117,7 +132,7 @@ TEST_P(ExpertParallel, MatchesSingleDeviceStep) {
 /// source's dispatch order; and combine(dispatch(x)) with unit weights,
 /// divided by top_k, must give x back.
 void checkExchange(int64_t routable) {
-  constexpr int64_t kRanks = 4, kExperts = 8, kLocal = 2, kTokens = 6, kTopK = 3;
+  constexpr int64_t kRanks = 4, kLocal = 2, kTokens = 6, kTopK = 3; // 8 experts
   constexpr int64_t kPairs = kTokens * kTopK, kCapacity = kRanks * kTokens * kTopK;
   const std::string source = R"mlir(
 module attributes {kiln.grid = #kiln.grid<axes = ["edp", "ep"], shape = [1, 4]>} {
@@ -204,7 +219,8 @@ std::string name(const ::testing::TestParamInfo<std::tuple<std::string, Layout>>
   std::string spec = specTestName(std::get<0>(info.param));
   const Layout &l = std::get<1>(info.param);
   return spec + "_dp" + std::to_string(l.dp) + "_ep" + std::to_string(l.ep) + "_zero" +
-         std::to_string(l.zero) + "_mb" + std::to_string(l.microbatches);
+         std::to_string(l.zero) + "_mb" + std::to_string(l.microbatches) +
+         (l.capacity > 0 ? "_capacity" + std::to_string(int(l.capacity * 100)) : "");
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -212,7 +228,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::Values("models/r1-tiny.json",
                                          "test/Reference/specs/r1-balance.json"),
                        ::testing::Values(Layout{2, 2, 0, 1}, Layout{4, 4, 0, 1},
-                                         Layout{4, 2, 1, 1}, Layout{2, 2, 0, 2})),
+                                         Layout{4, 2, 1, 1}, Layout{2, 2, 0, 2},
+                                         Layout{2, 2, 0, 1, 1.0}, Layout{4, 2, 1, 2, 1.25})),
     name);
 
 } // namespace

@@ -545,43 +545,66 @@ TEST(GradOpCheck, SegmentTranspose) {
   }
 }
 
-TEST(GradOpCheck, MoELayer) {
-  // router -> dispatch -> grouped_matmul -> combine, differentiated end to end
-  // (x through dispatch and the rows, logits through the routing weights).
+/// router -> [expert_capacity ->] dispatch -> grouped_matmul -> combine,
+/// differentiated end to end (x through dispatch and the rows, logits
+/// through the routing weights). With `capacity`, tokens 0 and 1 route to
+/// the same experts and each expert takes one pair per 2 tokens: token 1's
+/// pairs drop and must get no gradient through the experts.
+void checkMoELayer(const std::string &name, bool capacity) {
   SeededRng rng(43, "moe_layer");
-  GradCheck gc{"moe layer (router..combine) chain", R"mlir(
-    func.func @f(%x: tensor<4x3xf32>, %l: tensor<4x8xf32>, %b: tensor<8xf32>, %w: tensor<8x3x3xf32>)
-        -> tensor<4x3xf32> {
-      %i, %rw = kiln.router %l, %b {scoring = "sigmoid", group_score = "top2_sum", n_group = 2 : i64,
+  const std::string router = R"mlir(
+      %ri, %rw = kiln.router %l, %b {scoring = "sigmoid", group_score = "top2_sum", n_group = 2 : i64,
           topk_group = 1 : i64, top_k = 2 : i64, norm_topk_prob = true, routed_scaling_factor = 2.0 : f64}
-          : (tensor<4x8xf32>, tensor<8xf32>) -> (tensor<4x2xi32>, tensor<4x2xf32>)
+          : (tensor<4x8xf32>, tensor<8xf32>) -> (tensor<4x2xi32>, tensor<4x2xf32>))mlir";
+  const std::string kept =
+      capacity ? R"mlir(
+      %i = kiln.expert_capacity %ri {num_experts = 8 : i64, group_tokens = 2 : i64, capacity = 1 : i64}
+          : (tensor<4x2xi32>) -> tensor<4x2xi32>)mlir"
+               : R"mlir(
+      %i = arith.addi %ri, %ri_zero : tensor<4x2xi32>)mlir";
+  const std::string forward = router + R"mlir(
+      %ri_zero = arith.constant dense<0> : tensor<4x2xi32>)mlir" + kept + R"mlir(
       %r, %o, %s = kiln.dispatch %x, %i {num_experts = 8 : i64}
           : (tensor<4x3xf32>, tensor<4x2xi32>) -> (tensor<8x3xf32>, tensor<9xi32>, tensor<8xi32>)
-      %h = kiln.grouped_matmul %r, %w, %o : (tensor<8x3xf32>, tensor<8x3x3xf32>, tensor<9xi32>) -> tensor<8x3xf32>
+      %h = kiln.grouped_matmul %r, %w, %o : (tensor<8x3xf32>, tensor<8x3x3xf32>, tensor<9xi32>) -> tensor<8x3xf32>)mlir";
+  GradCheck gc{name, R"mlir(
+    func.func @f(%x: tensor<4x3xf32>, %l: tensor<4x8xf32>, %b: tensor<8xf32>, %w: tensor<8x3x3xf32>)
+        -> (tensor<4x3xf32>, tensor<9xi32>) {)mlir" + forward + R"mlir(
       %y = kiln.combine %h, %rw, %s : (tensor<8x3xf32>, tensor<4x2xf32>, tensor<8xi32>) -> tensor<4x3xf32>
-      return %y : tensor<4x3xf32>
+      return %y, %o : tensor<4x3xf32>, tensor<9xi32>
     }
     func.func @g(%x: tensor<4x3xf32>, %l: tensor<4x8xf32>, %b: tensor<8xf32>, %w: tensor<8x3x3xf32>,
-                 %dy: tensor<4x3xf32>) -> (tensor<4x3xf32>, tensor<4x8xf32>, tensor<8x3x3xf32>) {
-      %i, %rw = kiln.router %l, %b {scoring = "sigmoid", group_score = "top2_sum", n_group = 2 : i64,
-          topk_group = 1 : i64, top_k = 2 : i64, norm_topk_prob = true, routed_scaling_factor = 2.0 : f64}
-          : (tensor<4x8xf32>, tensor<8xf32>) -> (tensor<4x2xi32>, tensor<4x2xf32>)
-      %r, %o, %s = kiln.dispatch %x, %i {num_experts = 8 : i64}
-          : (tensor<4x3xf32>, tensor<4x2xi32>) -> (tensor<8x3xf32>, tensor<9xi32>, tensor<8xi32>)
-      %h = kiln.grouped_matmul %r, %w, %o : (tensor<8x3xf32>, tensor<8x3x3xf32>, tensor<9xi32>) -> tensor<8x3xf32>
+                 %dy: tensor<4x3xf32>) -> (tensor<4x3xf32>, tensor<4x8xf32>, tensor<8x3x3xf32>) {)mlir" +
+                   forward + R"mlir(
       %dh, %drw = kiln.combine_grad %h, %rw, %s, %dy
           : (tensor<8x3xf32>, tensor<4x2xf32>, tensor<8xi32>, tensor<4x3xf32>) -> (tensor<8x3xf32>, tensor<4x2xf32>)
       %dr = kiln.grouped_matmul_dgrad %dh, %w, %o : (tensor<8x3xf32>, tensor<8x3x3xf32>, tensor<9xi32>) -> tensor<8x3xf32>
       %dw = kiln.grouped_matmul_wgrad %dh, %r, %o : (tensor<8x3xf32>, tensor<8x3xf32>, tensor<9xi32>) -> tensor<8x3x3xf32>
       %dx = kiln.dispatch_grad %dr, %s {top_k = 2 : i64} : (tensor<8x3xf32>, tensor<8xi32>) -> tensor<4x3xf32>
-      %dl = kiln.router_grad %l, %i, %drw {scoring = "sigmoid", norm_topk_prob = true, routed_scaling_factor = 2.0 : f64}
+      %dl = kiln.router_grad %l, %ri, %drw {scoring = "sigmoid", norm_topk_prob = true, routed_scaling_factor = 2.0 : f64}
           : (tensor<4x8xf32>, tensor<4x2xi32>, tensor<4x2xf32>) -> tensor<4x8xf32>
       return %dx, %dl, %dw : tensor<4x3xf32>, tensor<4x8xf32>, tensor<8x3x3xf32>
     })mlir",
                {normal(rng, {4, 3}), routerLogits(rng, 4, 8), tensor({8}), normal(rng, {8, 3, 3})},
                {0, 1, 3}};
+  if (capacity) // token 1 routes like token 0, up to a small shift
+    for (int64_t e = 0; e < 8; ++e)
+      gc.inputs[1].data[8 + e] = gc.inputs[1].data[e] + 0.01 * double(e % 2);
   gc.checkMargin = true;
   runGradCheck(gc);
+  if (capacity) {
+    // Token 1's two pairs dropped (tokens 2 and 3 may collide too): at most
+    // 6 of the 8 rows reach an expert.
+    Module m(gc.source);
+    FailureOr<SmallVector<RefTensor>> y = m.call("f", gc.inputs);
+    ASSERT_TRUE(mlir::succeeded(y));
+    EXPECT_LE((*y)[1].data[8], 6.0);
+  }
+}
+
+TEST(GradOpCheck, MoELayer) { checkMoELayer("moe layer (router..combine) chain", false); }
+TEST(GradOpCheck, MoELayerCapacity) {
+  checkMoELayer("moe layer with expert_capacity drops", true);
 }
 
 //===----------------------------------------------------------------------===//
@@ -853,7 +876,8 @@ TEST(GradOpRuntimeErrors, BadValuesAreReported) {
             %r = kiln.expert_load %i {num_experts = 3 : i64} : (tensor<2x2xi32>) -> tensor<3xf32>
             return %r : tensor<3xf32> })",
        {tensor({2, 2}, {0, 2, 3, 1})},
-       "reference evaluator: expert index 3 at flat position 2 is outside [0, 3)"},
+       "reference evaluator: expert index 3 at flat position 2 is outside [0, 3) and not -1 "
+         "(dropped)"},
       {R"(func.func @f(%l: tensor<2x3xf32>, %i: tensor<2x1xi32>) -> tensor<f32> {
             %r = kiln.balance_loss %l, %i {scoring = "softmax", num_sequences = 1 : i64} : (tensor<2x3xf32>, tensor<2x1xi32>) -> tensor<f32>
             return %r : tensor<f32> })",

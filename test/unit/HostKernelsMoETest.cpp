@@ -228,9 +228,42 @@ std::vector<int32_t> routedIndices(SeededRng &rng) {
   return idx;
 }
 
-TEST(HostKernelsMoE, ExpertLoadDispatchCombine) {
+/// Routed indices past expert_capacity: 4 groups of 16 tokens, at most 3
+/// pairs per expert and group (the balanced load is 4), checked against the
+/// evaluator; some pairs must drop.
+std::vector<int32_t> cappedIndices(const std::vector<int32_t> &idx) {
+  constexpr int64_t kGroup = kTokens / kSequences, kCapacity = 3;
+  std::vector<int32_t> kept[2];
+  for (int run = 0; run < 2; ++run) {
+    std::string e;
+    kept[run].assign(kPairs, 99);
+    EXPECT_TRUE(kk::expertCapacity(idx.data(), kTokens, kTopK, kExperts, kGroup, kCapacity,
+                                   kept[run].data(), &e))
+        << e;
+  }
+  std::string I = ty({kTokens, kTopK}, "i32");
+  SmallVector<RefTensor> r = evaluate(
+      "func.func @f(%i: " + I + ") -> " + I + " {\n  %k = kiln.expert_capacity %i {num_experts = " +
+          std::to_string(kExperts) + " : i64, group_tokens = " + std::to_string(kGroup) +
+          " : i64, capacity = " + std::to_string(kCapacity) + " : i64} : (" + I + ") -> " + I +
+          "\n  return %k : " + I + "\n}\n",
+      {ref(idx, {kTokens, kTopK})});
+  compareInts("expert_capacity", kept[0], r[0]);
+  expectBitIdentical("expert_capacity", kept[0], kept[1]);
+  const auto dropped = std::count(kept[0].begin(), kept[0].end(), -1);
+  std::printf("[expert_capacity] %lld of %lld pairs dropped\n", (long long)dropped,
+              (long long)kPairs);
+  EXPECT_GT(dropped, 0);
+  return kept[0];
+}
+
+/// expert_load, dispatch and combine with their gradients against the
+/// evaluator; `capped`: on indices with dropped (-1) pairs.
+void checkDispatchCombine(bool capped) {
   SeededRng rng(10, "dispatch");
   std::vector<int32_t> idx = routedIndices(rng);
+  if (capped)
+    idx = cappedIndices(idx);
   std::vector<float> x = normal(rng, kTokens * kHidden), w = normal(rng, kPairs),
                      drows = normal(rng, kPairs * kHidden),
                      expertOut = normal(rng, kPairs * kHidden),
@@ -301,7 +334,14 @@ TEST(HostKernelsMoE, ExpertLoadDispatchCombine) {
   expectBitIdentical("combine", y[0], y[1]);
   expectBitIdentical("combine_grad drows", dr[0], dr[1]);
   expectBitIdentical("combine_grad dweights", dw[0], dw[1]);
+  if (capped) {
+    const auto kept = std::count_if(idx.begin(), idx.end(), [](int32_t e) { return e >= 0; });
+    EXPECT_EQ(offsets[0][kExperts], kept) << "dropped pairs sort after every expert";
+  }
 }
+
+TEST(HostKernelsMoE, ExpertLoadDispatchCombine) { checkDispatchCombine(false); }
+TEST(HostKernelsMoE, ExpertCapacityDispatchCombine) { checkDispatchCombine(true); }
 
 //===----------------------------------------------------------------------===//
 // grouped_matmul, _dgrad, _wgrad (experts 2 and 5 empty; then with the last
@@ -575,6 +615,17 @@ TEST(HostKernelsMoE, Errors) {
                               1.0f, dl.data(), &e));
   EXPECT_NE(e.find("outside [0, 8)"), std::string::npos) << e;
   EXPECT_FALSE(kk::expertLoad(idx.data(), 4, 8, load.data(), &e));
+  std::vector<int32_t> kept(4);
+  EXPECT_FALSE(kk::expertCapacity(idx.data(), 2, 2, 8, 1, 1, kept.data(), &e));
+  EXPECT_NE(e.find("expert index 9 of token 1"), std::string::npos) << e;
+  std::vector<int32_t> valid = {0, 1, 2, 3};
+  EXPECT_FALSE(kk::expertCapacity(valid.data(), 2, 2, 8, 3, 1, kept.data(), &e));
+  std::printf("expert_capacity: %s\n", e.c_str());
+  EXPECT_NE(e.find("group_tokens 3 does not divide the 2 tokens"), std::string::npos) << e;
+  std::vector<int32_t> minusTwo = {0, 1, -2, 3};
+  EXPECT_FALSE(kk::dispatch(x.data(), minusTwo.data(), 2, 4, 2, 8, rows.data(),
+                            offsets.data(), source.data(), &e));
+  EXPECT_NE(e.find("and not -1 (dropped)"), std::string::npos) << e;
   EXPECT_FALSE(kk::balanceLoss(logits.data(), idx.data(), 2, 8, 2, 1, false, dl.data(), &e));
   std::vector<int32_t> badSource = {0, 1, 4, 2};
   EXPECT_FALSE(kk::combine(rows.data(), dw.data(), badSource.data(), 2, 2, 4, x.data(), &e));

@@ -93,6 +93,13 @@ const std::vector<Layout> kExpertLayouts = {
     {"ep4", 2, json{{"dp", 4}, {"ep", 4}}, true},
 };
 
+/// parallel.expert_capacity 1.0 (rows over capacity dropped per sequence):
+/// one rank, and dp 2 x ep 2.
+const std::vector<Layout> kCapacityLayouts = {
+    {"dp1capacity", 8, json{{"expert_capacity", 1.0}}, false},
+    {"ep2capacity", 4, json{{"dp", 2}, {"ep", 2}, {"expert_capacity", 1.0}}, true},
+};
+
 bool hasRoutedExperts(const std::string &model) { return model == "r1-tiny"; }
 
 class MultiRankExecutable : public ::testing::TestWithParam<std::string> {
@@ -115,8 +122,10 @@ protected:
         newestInput = std::max(newestInput, fs::last_write_time(entry.path(), ec));
     json spec = json::parse(readFile(std::string(KILN_SOURCE_DIR) + "/models/" + model + ".json"));
     std::vector<Layout> layouts = kLayouts;
-    if (hasRoutedExperts(model))
+    if (hasRoutedExperts(model)) {
       layouts.insert(layouts.end(), kExpertLayouts.begin(), kExpertLayouts.end());
+      layouts.insert(layouts.end(), kCapacityLayouts.begin(), kCapacityLayouts.end());
+    }
     for (const Layout &l : layouts) {
       json s = spec;
       s["train"]["micro_batch"] = l.microBatch;
@@ -388,6 +397,41 @@ TEST_P(MultiRankExecutable, ExpertParallelFollowsDp1) {
                 l.name.c_str(), worstGrad);
     EXPECT_LE(worstGrad, kTolerance) << l.name;
   }
+}
+
+// Under expert capacity the same rows drop on every layout (capacity is per
+// sequence), so dp 2 x ep 2 follows one rank, and both report the drops:
+// routed_rows and dropped_rows in the metrics log, equal on both, and a
+// warning at the first step that drops.
+TEST_P(MultiRankExecutable, ExpertCapacityDropsTheSameRowsOnEveryLayout) {
+  if (!hasRoutedExperts(model))
+    GTEST_SKIP() << model << " has no routed experts";
+  std::vector<std::vector<json>> runs;
+  for (const Layout &l : kCapacityLayouts) {
+    const std::string log = dir + "/" + l.name + ".jsonl";
+    fs::remove(log);
+    ASSERT_EQ(train(l, "--steps 10 --log " + log, "run"), 0);
+    runs.push_back(metrics(log));
+    ASSERT_EQ(runs.back().size(), 10u) << l.name;
+    const std::string out = readFile(dir + "/" + l.name + ".run.out");
+    EXPECT_NE(out.find("warning: step 1: "), std::string::npos) << out;
+    EXPECT_NE(out.find("over parallel.expert_capacity and dropped"), std::string::npos) << out;
+    EXPECT_NE(out.find("% of routed rows"), std::string::npos) << out;
+  }
+  const std::vector<json> &want = runs[0], &got = runs[1];
+  for (size_t s = 0; s < want.size(); ++s) {
+    // 8 sequences of 32 tokens, top 2, 3 MoE layers (2 decoder + MTP).
+    EXPECT_EQ(want[s]["routed_rows"], 8 * 32 * 2 * 3) << "step " << s + 1;
+    EXPECT_GT(want[s]["dropped_rows"].get<int64_t>(), 0) << "step " << s + 1;
+    EXPECT_EQ(got[s]["routed_rows"], want[s]["routed_rows"]) << "step " << s + 1;
+    EXPECT_EQ(got[s]["dropped_rows"], want[s]["dropped_rows"]) << "step " << s + 1;
+  }
+  const double worst = worstLossDifference(got, want);
+  std::printf("[%s ep2capacity] 10 steps within %.3g of dp 1; step 1 dropped %s of %s routed "
+              "rows, step 10 %s\n",
+              model.c_str(), worst, want[0]["dropped_rows"].dump().c_str(),
+              want[0]["routed_rows"].dump().c_str(), want[9]["dropped_rows"].dump().c_str());
+  EXPECT_LE(worst, kTolerance);
 }
 
 TEST_P(MultiRankExecutable, ExpertParallelCheckpointsResumeOnAnyLayout) {

@@ -38,6 +38,7 @@
 #include <cstdio>
 #include <functional>
 #include <map>
+#include <numeric>
 #include <string>
 
 namespace kiln::test {
@@ -56,17 +57,17 @@ struct StepIO {
     return "input:" + step.getArgAttrOfType<mlir::StringAttr>(i, "kiln.input").str();
   }
   /// Results: "param:<name>", "exp_avg:<name>", "exp_avg_sq:<name>", or the
-  /// role (loss, main_loss, grad_norm, lr, expert_load#k).
+  /// role (loss, main_loss, grad_norm, lr, expert_load#k, expert_kept#k).
   std::vector<std::string> resultKeys() const {
     std::vector<std::string> keys;
-    int loads = 0;
+    std::map<std::string, int> counts;
     for (unsigned r = 0; r < step.getNumResults(); ++r) {
       auto role = step.getResultAttrOfType<mlir::StringAttr>(r, "kiln.result").str();
       auto param = step.getResultAttrOfType<mlir::StringAttr>(r, "kiln.param");
       if (param)
         keys.push_back(role + ":" + param.str());
-      else if (role == "expert_load")
-        keys.push_back(role + "#" + std::to_string(loads++));
+      else if (role == "expert_load" || role == "expert_kept")
+        keys.push_back(role + "#" + std::to_string(counts[role]++));
       else
         keys.push_back(role);
     }
@@ -94,6 +95,11 @@ struct Comparison {
   double worst = 0;
   std::string where;
   int tensors = 0;
+  /// Of the single-device steps: rows routed to experts (expert_load
+  /// outputs) and, under expert capacity, those kept (expert_kept).
+  double routedRows = 0, keptRows = 0;
+  bool capacity = false;
+  double droppedRows() const { return capacity ? routedRows - keptRows : 0; }
   void add(const std::string &what, const RefTensor &got, const RefTensor &want) {
     ++tensors;
     if (got.data.size() != want.data.size()) {
@@ -263,6 +269,15 @@ inline Comparison comparePartitioned(const frontend::Spec &spec, int64_t globalR
                     manyKeys[r],
                 (*got)[rank][r], expected);
       }
+    for (unsigned r = 0; r < oneKeys.size(); ++r) {
+      const double rows = std::accumulate((*want)[r].data.begin(), (*want)[r].data.end(), 0.0);
+      if (oneKeys[r].rfind("expert_load#", 0) == 0) {
+        cmp.routedRows += rows;
+      } else if (oneKeys[r].rfind("expert_kept#", 0) == 0) {
+        cmp.keptRows += rows;
+        cmp.capacity = true;
+      }
+    }
     for (const char *scalar : {"loss", "main_loss", "grad_norm"})
       if (oneResultOf.count(scalar))
         std::printf("[%s] step %d %-9s single %.17g  rank 0 %.17g\n", label.c_str(), t, scalar,

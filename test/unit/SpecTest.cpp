@@ -258,6 +258,13 @@ const BadSpec kBadSpecs[] = {
       "any machine"}},
     {"EpOnDense", kLlamaBase, R"({"parallel": {"ep": 2}})",
      {"parallel.ep: 2 needs routed experts"}},
+    {"CapacityZero", kDeepSeekBase, R"({"parallel": {"expert_capacity": 0}})",
+     {"parallel.expert_capacity: 0 is out of range; expected a number > 0"}},
+    {"CapacityString", kDeepSeekBase, R"({"parallel": {"expert_capacity": "1.25"}})",
+     {"parallel.expert_capacity"}},
+    {"CapacityOnDense", kLlamaBase, R"({"parallel": {"expert_capacity": 1.25}})",
+     {"parallel.expert_capacity: bounds the rows routed experts take, and this model has "
+      "none"}},
     {"PpBeyondLayers", kDeepSeekBase, R"({"parallel": {"pp": 4}})",
      {"parallel.pp: 4 stages is more than num_hidden_layers 3"}},
     {"PipelineSchedule", kDeepSeekBase,
@@ -540,6 +547,28 @@ TEST(SpecTest, NeverThrowsOnGarbage) {
     EXPECT_FALSE(parseSpec(text, "g.json", error).has_value()) << text;
     EXPECT_EQ(error.rfind("g.json: ", 0), 0u) << error;
   }
+}
+
+// Capacity is per sequence: ceil(factor x seq_len x top_k / experts) rows
+// per expert, never 0, and 0 (dropless) when it can never bind.
+TEST(SpecTest, ExpertCapacity) {
+  std::string error;
+  std::optional<Spec> s =
+      parseSpec(patched(kDeepSeekBase, R"({"parallel": {"expert_capacity": 1.25}})"),
+                "spec.json", error);
+  ASSERT_TRUE(s) << error;
+  EXPECT_DOUBLE_EQ(s->parallel.expertCapacity, 1.25);
+  EXPECT_EQ(s->parallel.expertCapacityPairs(32, 2, 8), 10); // 1.25 x 8
+  EXPECT_EQ(s->parallel.expertCapacityPairs(30, 2, 8), 10); // ceil(9.375)
+  EXPECT_EQ(s->parallel.expertCapacityPairs(4, 1, 256), 1);  // at least 1
+  EXPECT_EQ(s->parallel.expertCapacityPairs(32, 8, 8), 0);  // 40 >= 32: never binds
+  s->parallel.expertCapacity = 1e300;
+  EXPECT_EQ(s->parallel.expertCapacityPairs(4096, 8, 256), 0);
+  s = parseSpec(patched(kDeepSeekBase, R"({"parallel": {"expert_capacity": null}})"),
+                "spec.json", error);
+  ASSERT_TRUE(s) << error;
+  EXPECT_EQ(s->parallel.expertCapacity, 0.0);
+  EXPECT_EQ(s->parallel.expertCapacityPairs(32, 2, 8), 0);
 }
 
 TEST(SpecTest, CheckpointBudgetObject) {

@@ -67,6 +67,28 @@ void addMoERules(RuleTable &table) {
     return success();
   });
 
+  table.add("kiln.expert_capacity", [](Operation *op, ArrayRef<const RefTensor *> in,
+                                       SmallVectorImpl<RefTensor> &out) -> LogicalResult {
+    auto cap = cast<ExpertCapacityOp>(op);
+    const int64_t experts = cap.getNumExperts(), capacity = cap.getCapacity();
+    const RefTensor &idx = *in[0];
+    const int64_t topk = idx.shape[1], groupPairs = int64_t(cap.getGroupTokens()) * topk;
+    RefTensor kept = resultLike(op, 0);
+    std::vector<int64_t> taken(experts);
+    for (int64_t p = 0; p < idx.numElements(); ++p) {
+      if (p % groupPairs == 0)
+        std::fill(taken.begin(), taken.end(), 0);
+      const double e = idx.data[p];
+      if (!(e >= 0 && e < experts))
+        return op->emitError() << "reference evaluator: expert index " << formatNumber(e)
+                               << " of token " << p / topk << " is outside [0, " << experts
+                               << ")";
+      kept.data[p] = taken[int64_t(e)]++ < capacity ? e : -1.0;
+    }
+    out.push_back(std::move(kept));
+    return success();
+  });
+
   table.add("kiln.dispatch", [](Operation *op, ArrayRef<const RefTensor *> in,
                                 SmallVectorImpl<RefTensor> &out) -> LogicalResult {
     int64_t experts = cast<DispatchOp>(op).getNumExperts();
@@ -74,20 +96,22 @@ void addMoERules(RuleTable &table) {
     int64_t hidden = x.shape[1], topk = idx.shape[1], pairs = idx.numElements();
     RefTensor rows = resultLike(op, 0), offsets = resultLike(op, 1),
               source = resultLike(op, 2);
-    std::vector<int64_t> count(experts, 0);
+    // Bucket `experts` holds the dropped pairs (index -1), after every expert.
+    std::vector<int64_t> count(experts + 1, 0);
+    auto bucket = [&](int64_t p) { return idx.data[p] < 0 ? experts : int64_t(idx.data[p]); };
     for (int64_t p = 0; p < pairs; ++p) {
       double e = idx.data[p];
-      if (!(e >= 0 && e < experts))
+      if (!(e == -1 || (e >= 0 && e < experts)))
         return op->emitError() << "reference evaluator: expert index " << formatNumber(e)
-                               << " of token " << p / topk
-                               << " is outside [0, " << experts << ")";
-      ++count[int64_t(e)];
+                               << " of token " << p / topk << " is outside [0, " << experts
+                               << ") and not -1 (dropped)";
+      ++count[bucket(p)];
     }
     for (int64_t e = 0; e < experts; ++e)
       offsets.data[e + 1] = offsets.data[e] + count[e];
-    std::vector<int64_t> next(offsets.data.begin(), offsets.data.end() - 1);
+    std::vector<int64_t> next(offsets.data.begin(), offsets.data.end());
     for (int64_t p = 0; p < pairs; ++p) { // token-major: a stable sort by expert
-      int64_t r = next[int64_t(idx.data[p])]++;
+      int64_t r = next[bucket(p)]++;
       source.data[r] = double(p);
       std::copy_n(&x.data[(p / topk) * hidden], hidden, &rows.data[r * hidden]);
     }

@@ -64,10 +64,12 @@ static void addBalanceRules(RuleTable &table) {
     int64_t experts = load.numElements();
     for (int64_t i = 0; i < indices.numElements(); ++i) {
       double e = indices.data[i];
+      if (e == -1)
+        continue; // dropped by kiln.expert_capacity
       if (!(e >= 0 && e < experts))
         return op->emitError() << "reference evaluator: expert index " << formatNumber(e)
                                << " at flat position " << i << " is outside [0, "
-                               << experts << ")";
+                               << experts << ") and not -1 (dropped)";
       load.data[int64_t(e)] += 1;
     }
     out.push_back(std::move(load));

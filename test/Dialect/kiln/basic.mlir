@@ -80,6 +80,14 @@ func.func @moe(%x: tensor<128x64xf32>, %logits: tensor<128x8xf32>, %bias: tensor
   return %y : tensor<128x64xf32>
 }
 
+// CHECK-LABEL: func.func @expert_capacity
+func.func @expert_capacity(%idx: tensor<128x2xi32>) -> tensor<128x2xi32> {
+  // CHECK: kiln.expert_capacity %{{.*}} {capacity = 20 : i64, group_tokens = 64 : i64, num_experts = 8 : i64} : (tensor<128x2xi32>) -> tensor<128x2xi32>
+  %kept = kiln.expert_capacity %idx {num_experts = 8 : i64, group_tokens = 64 : i64, capacity = 20 : i64}
+      : (tensor<128x2xi32>) -> tensor<128x2xi32>
+  return %kept : tensor<128x2xi32>
+}
+
 // CHECK-LABEL: func.func @expert_parallel_reorder
 func.func @expert_parallel_reorder(%offsets: tensor<9xi32>, %received: tensor<512x64xf32>) -> tensor<512x64xf32> {
   // CHECK: %[[PE:.*]], %{{.*}} = kiln.expert_counts %{{.*}} {groups = 2 : i64} : (tensor<9xi32>) -> (tensor<2x4xi32>, tensor<2xi32>)

@@ -574,6 +574,50 @@ func.func @router_element_type(%l: tensor<128x8xf32>, %b: tensor<8xf32>) {
 }
 
 //===----------------------------------------------------------------------===//
+// kiln.expert_capacity
+//===----------------------------------------------------------------------===//
+
+// -----
+
+func.func @expert_capacity_rank(%i: tensor<128xi32>) {
+  // expected-error @+1 {{'kiln.expert_capacity' op expects indices ([tokens, top_k]) of rank 2, got rank 1 (shape [128])}}
+  %k = "kiln.expert_capacity"(%i) {num_experts = 8 : i64, group_tokens = 64 : i64, capacity = 20 : i64} : (tensor<128xi32>) -> tensor<128xi32>
+  return
+}
+
+// -----
+
+func.func @expert_capacity_result(%i: tensor<128x2xi32>) {
+  // expected-error @+1 {{'kiln.expert_capacity' op expects a result of the indices' shape [128, 2], got [128, 1]}}
+  %k = "kiln.expert_capacity"(%i) {num_experts = 8 : i64, group_tokens = 64 : i64, capacity = 20 : i64} : (tensor<128x2xi32>) -> tensor<128x1xi32>
+  return
+}
+
+// -----
+
+func.func @expert_capacity_group(%i: tensor<128x2xi32>) {
+  // expected-error @+1 {{'kiln.expert_capacity' op expects group_tokens to divide the 128 tokens, got group_tokens = 48}}
+  %k = "kiln.expert_capacity"(%i) {num_experts = 8 : i64, group_tokens = 48 : i64, capacity = 20 : i64} : (tensor<128x2xi32>) -> tensor<128x2xi32>
+  return
+}
+
+// -----
+
+func.func @expert_capacity_zero(%i: tensor<128x2xi32>) {
+  // expected-error @+1 {{'kiln.expert_capacity' op expects capacity >= 1 pairs per expert and group, got 0}}
+  %k = "kiln.expert_capacity"(%i) {num_experts = 8 : i64, group_tokens = 64 : i64, capacity = 0 : i64} : (tensor<128x2xi32>) -> tensor<128x2xi32>
+  return
+}
+
+// -----
+
+func.func @expert_capacity_experts(%i: tensor<128x2xi32>) {
+  // expected-error @+1 {{'kiln.expert_capacity' op expects num_experts > 0, got -8}}
+  %k = "kiln.expert_capacity"(%i) {num_experts = -8 : i64, group_tokens = 64 : i64, capacity = 20 : i64} : (tensor<128x2xi32>) -> tensor<128x2xi32>
+  return
+}
+
+//===----------------------------------------------------------------------===//
 // kiln.expert_counts, kiln.segment_transpose
 //===----------------------------------------------------------------------===//
 
