@@ -41,7 +41,9 @@ FailureOr<StringRef> cppElementType(Location loc, Type type) {
     return StringRef("int32_t");
   if (type.isInteger(64))
     return StringRef("int64_t");
-  return emitError(loc) << "the host target supports f32, i32 and i64 buffers, got " << type
+  if (type.isInteger(8))
+    return StringRef("int8_t");
+  return emitError(loc) << "the host target supports f32, i32, i64 and i8 buffers, got " << type
                         << " (other precisions come with the mixed-precision passes)";
 }
 
@@ -127,6 +129,7 @@ private:
   // Per param arg number: the buffer of its gradient (from its adamw).
   llvm::DenseMap<unsigned, Value> gradOf;
   int64_t numExpertLoads = 0, numExpertKept = 0, numExperts = 0, batch = 0, seqLen = 0;
+  int64_t gradResiduals = 0;
   int64_t numKernels = 0;
 };
 
@@ -156,10 +159,14 @@ LogicalResult Emitter::classifyArguments() {
     if (auto state = step.getArgAttrOfType<StringAttr>(i, "kiln.state")) {
       auto name = step.getArgAttrOfType<StringAttr>(i, "kiln.param");
       auto it = name ? trainableIndex.find(name.getValue()) : trainableIndex.end();
-      if (it == trainableIndex.end() || (state != "exp_avg" && state != "exp_avg_sq"))
+      if (it == trainableIndex.end() ||
+          (state != "exp_avg" && state != "exp_avg_sq" && state != "grad_residual"))
         return argError(i) << "is optimizer state of no trainable parameter";
-      names[arg] = std::string(state == "exp_avg" ? "io.expAvg[" : "io.expAvgSq[") +
+      names[arg] = std::string(state == "exp_avg"      ? "io.expAvg["
+                               : state == "exp_avg_sq" ? "io.expAvgSq["
+                                                       : "io.gradResidual[") +
                    std::to_string(it->second) + "]";
+      gradResiduals += state == "grad_residual";
     } else if (auto input = step.getArgAttrOfType<StringAttr>(i, "kiln.input")) {
       StringRef role = input.getValue();
       if (role == "step")
@@ -311,6 +318,32 @@ LogicalResult Emitter::emitModelDesc() {
       << "    /*shardedState=*/" << (sharded ? "true" : "false") << ",\n"
       << "    /*ep=*/" << ep << ",\n"
       << "    /*numExpertKept=*/" << numExpertKept << ",\n";
+  // Gradient compression: whether every trainable parameter has an
+  // error-feedback residual, and the bytes its messages and the all_reduce
+  // they replace move per step on a rank.
+  int64_t sent = 0, uncompressed = 0;
+  step.walk([&](kernel::LaunchOp launch) {
+    if (launch.getKernel() != "topk_compress")
+      return;
+    sent += cast<MemRefType>(launch.getOuts()[0].getType()).getNumElements();
+    uncompressed += 4 * cast<MemRefType>(launch.getIns()[0].getType()).getNumElements();
+  });
+  if (gradResiduals != 0 && gradResiduals != int64_t(roles.trainable.size()))
+    return step.emitError() << gradResiduals << " of " << roles.trainable.size()
+                            << " trainable parameters have a grad_residual; the driver "
+                               "expects all or none";
+  // Expert parallelism: each MoE layer call's all_to_all bytes per ep group
+  // (kiln-expert-parallel put them on its dispatch), over the ranks' groups.
+  int64_t allToAll = 0;
+  step.walk([&](kernel::LaunchOp launch) {
+    if (launch.getKernel() == "dispatch")
+      if (auto bytes = launch.getParams().getAs<IntegerAttr>("kiln.all_to_all_bytes"))
+        allToAll += bytes.getInt();
+  });
+  *os << "    /*gradResiduals=*/" << (gradResiduals ? "true" : "false") << ",\n"
+      << "    /*gradBytesSent=*/" << sent << "u,\n"
+      << "    /*gradBytesUncompressed=*/" << uncompressed << "u,\n"
+      << "    /*allToAllBytesPerStep=*/" << allToAll * (ranks / ep) << "u,\n";
   *os << "};\n\n";
   return success();
 }
@@ -543,6 +576,7 @@ LogicalResult Emitter::emit() {
       << "#include \"runtime/kernels/Copy.h\"\n"
       << "#include \"runtime/kernels/Dense.h\"\n"
       << "#include \"runtime/kernels/ExpertParallel.h\"\n"
+      << "#include \"runtime/kernels/GradCompress.h\"\n"
       << "#include \"runtime/kernels/Loss.h\"\n"
       << "#include \"runtime/kernels/MoE.h\"\n"
       << "#include \"runtime/kernels/Optimizer.h\"\n\n"

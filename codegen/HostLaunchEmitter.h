@@ -96,6 +96,8 @@ private:
   void groupedMatmulWgrad();
   void expertLoad();
   void expertCapacity();
+  void topkCompress();
+  void topkDecompress();
   void balanceLoss();
   void balanceLossGrad();
   void expertCounts();

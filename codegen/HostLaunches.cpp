@@ -27,12 +27,14 @@ namespace detail {
 void LaunchEmitter::checkElement(Type type, char want, StringRef what, unsigned index) {
   bool ok = want == 'f'   ? type.isF32()
             : want == 'i' ? type.isSignlessInteger(32)
+            : want == 'b' ? type.isSignlessInteger(8)
                           : type.isSignlessInteger(64);
   if (ok)
     return;
-  StringRef wanted = want == 'f' ? "f32" : want == 'i' ? "i32" : "i64";
+  StringRef wanted = want == 'f' ? "f32" : want == 'i' ? "i32" : want == 'b' ? "i8" : "i64";
   StringRef role = want == 'f'   ? "data"
                    : want == 'i' ? "ids, indices, offsets and sources"
+                   : want == 'b' ? "a compressed-gradient message"
                                  : "the step or all_to_all row counts";
   fail(what, " #", index, " has element type ", type, ", but the host target expects ",
        wanted, " here (it supports f32 data, i32 ids/indices/offsets/sources and an i64 "
@@ -188,6 +190,8 @@ const std::pair<StringRef, LaunchEmitter::EmitFn> LaunchEmitter::kEmitters[] = {
     {"grouped_matmul_wgrad", &LaunchEmitter::groupedMatmulWgrad},
     {"expert_load", &LaunchEmitter::expertLoad},
     {"expert_capacity", &LaunchEmitter::expertCapacity},
+    {"topk_compress", &LaunchEmitter::topkCompress},
+    {"topk_decompress", &LaunchEmitter::topkDecompress},
     {"balance_loss", &LaunchEmitter::balanceLoss},
     {"balance_loss_grad", &LaunchEmitter::balanceLossGrad},
     {"expert_counts", &LaunchEmitter::expertCounts},

@@ -43,7 +43,11 @@ void LaunchEmitter::allReduce() {
 /// all_gather, reduce_scatter and local_shard: `fn(io.comm, group, in, out,
 /// outer, inner)` with the split taken at `dim` of the smaller side.
 void LaunchEmitter::resizingCollective(StringRef fn, bool gather) {
-  elements("f", "f");
+  // f32 data, or the bytes of compressed-gradient messages (all_gather).
+  if (gather && inType(0).getElementType().isSignlessInteger(8))
+    elements("b", "b");
+  else
+    elements("f", "f");
   auto axes = dyn_cast_or_null<ArrayAttr>(param("axes", "array", false));
   int64_t dim = i64("dim");
   if (failed)

@@ -93,4 +93,36 @@ void LaunchEmitter::biasUpdate() {
               {in(0), in(1), intLiteral(inCount(0)), floatLiteral(speed), out(0)});
 }
 
+// topk_compress(grad, residual) -> (message [bytes], new_residual)
+void LaunchEmitter::topkCompress() {
+  elements("ff", "bf");
+  int64_t k = i64("k");
+  StringRef quantize = str("quantize");
+  if (failed)
+    return;
+  sameCount(inCount(0), inCount(1), "the sizes of grad and residual");
+  sameCount(inCount(0), outCount(1), "the sizes of grad and new_residual");
+  if (failed)
+    return;
+  checkedCall("topkCompress", {in(0), in(1), intLiteral(inCount(0)), intLiteral(k),
+                               boolLiteral(quantize == "int8"), out(0), out(1)});
+}
+
+// topk_decompress(messages [ranks x bytes]) -> dense sum
+void LaunchEmitter::topkDecompress() {
+  elements("b", "f");
+  int64_t k = i64("k");
+  StringRef quantize = str("quantize");
+  if (failed)
+    return;
+  const bool int8 = quantize == "int8";
+  const int64_t bytes = int8 ? 4 + 5 * k : 8 * k;
+  if (bytes <= 0 || inCount(0) % bytes != 0) {
+    fail("the messages' ", inCount(0), " bytes are not whole messages of ", bytes);
+    return;
+  }
+  checkedCall("topkDecompress", {in(0), intLiteral(inCount(0) / bytes), intLiteral(outCount(0)),
+                                 intLiteral(k), boolLiteral(int8), out(0)});
+}
+
 } // namespace kiln::codegen::detail

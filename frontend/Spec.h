@@ -113,6 +113,15 @@ struct TrainConfig {
 
 /// The layout of a step over ranks. World size = dp x pp; ep divides dp (and
 /// n_routed_experts). One step trains dp x microbatches x micro_batch rows.
+/// parallel.grad_compression: top-k per tensor with int8 (or f32) values and
+/// error feedback, for the data-parallel gradient sum (kiln-grad-compression).
+struct GradCompressionConfig {
+  bool enabled = false;
+  double ratio = 0.05;
+  std::string quantize = "int8"; // int8 | none
+  bool errorFeedback = true;
+};
+
 struct ParallelConfig {
   int64_t dp = 1, ep = 1, pp = 1;
   /// 0: every dp rank holds the whole AdamW state; 1: the state is sharded
@@ -126,6 +135,7 @@ struct ParallelConfig {
   /// takes at most expertCapacityPairs() pairs of each sequence and drops
   /// the rest. 0: dropless.
   double expertCapacity = 0;
+  GradCompressionConfig gradCompression;
 
   /// ceil(expertCapacity x seqLen x topK / experts), the pairs an expert
   /// keeps per sequence; 0 when dropless or when that bound can never be

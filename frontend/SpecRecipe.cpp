@@ -33,7 +33,10 @@ const std::vector<std::string> kScheduleKeys = {"warmup_steps", "min_lr"};
 const std::vector<std::string> kCheckpointPolicies = {"none", "full",
                                                       "selective", "budget"};
 const std::vector<std::string> kParallelKeys = {
-    "dp", "ep", "pp", "zero", "schedule", "microbatches", "virtual_stages", "expert_capacity"};
+    "dp", "ep", "pp", "zero", "schedule", "microbatches", "virtual_stages", "expert_capacity",
+    "grad_compression"};
+const std::vector<std::string> kGradCompressionKeys = {"method", "ratio", "quantize",
+                                                       "error_feedback"};
 const std::vector<std::string> kPipelineSchedules = {
     "gpipe", "1f1b", "interleaved", "zero-bubble", "dualpipev"};
 const std::vector<std::string> kTargetKeys = {"kind", "sm", "path"};
@@ -164,6 +167,23 @@ TrainConfig parseTrain(const Json &train, const std::string &file) {
   return c;
 }
 
+void parseGradCompression(const Fields &p, ParallelConfig &c) {
+  if (!p.hasNonNull("grad_compression"))
+    return;
+  Fields g(*p.at("grad_compression").value, p.file(), "parallel.grad_compression");
+  g.rejectUnknown(kGradCompressionKeys);
+  GradCompressionConfig &gc = c.gradCompression;
+  gc.enabled = true;
+  g.getChoice("method", "topk", {"topk"});
+  gc.ratio = g.doubleAtLeast("ratio", gc.ratio, 0.0, /*strict=*/true);
+  if (gc.ratio > 1.0)
+    g.failAt("ratio", formatNumber(gc.ratio) +
+                          " is out of range; expected the fraction of each gradient sent, in "
+                          "(0, 1] (e.g. 0.05)");
+  gc.quantize = g.getChoice("quantize", gc.quantize, {"int8", "none"});
+  gc.errorFeedback = g.getBool("error_feedback", gc.errorFeedback);
+}
+
 ParallelConfig parseParallel(const Json &parallel, const std::string &file) {
   Fields p(parallel, file, "parallel");
   p.rejectUnknown(kParallelKeys);
@@ -180,6 +200,7 @@ ParallelConfig parseParallel(const Json &parallel, const std::string &file) {
   c.schedule = p.getChoice("schedule", c.schedule, kPipelineSchedules);
   c.microbatches = p.intAtLeast("microbatches", c.microbatches, 1);
   c.virtualStages = p.intAtLeast("virtual_stages", c.virtualStages, 1);
+  parseGradCompression(p, c);
   // null (Megatron's None) is dropless, the default.
   if (p.hasNonNull("expert_capacity"))
     c.expertCapacity = p.doubleAtLeast("expert_capacity", 0.0, 0.0, /*strict=*/true);
@@ -394,6 +415,17 @@ void checkRecipe(const Spec &spec, const Fields &model) {
              "; expert parallelism is carved out of data parallelism, so "
              "expected ep to divide dp (e.g. dp " +
              std::to_string(p.ep * ((p.dp + p.ep - 1) / p.ep)) + ")");
+  if (p.gradCompression.enabled) {
+    const char *why = p.dp == 1   ? "compresses the data-parallel gradient sum, and dp is 1; "
+                                    "expected dp > 1"
+                      : p.zero == 1 ? "is built for replicated optimizer state (the all_reduce "
+                                      "of gradients), not ZeRO-1's reduce_scatter; expected "
+                                      "zero 0"
+                      : p.pp > 1    ? "is not built for pipeline parallelism; expected pp 1"
+                                    : nullptr;
+    if (why)
+      fail(file, "parallel.grad_compression", why);
+  }
   if (p.zero == 1 && p.dp == 1)
     fail(file, "parallel.zero",
          "1 shards the optimizer state over dp, and dp is 1; expected zero 0 "

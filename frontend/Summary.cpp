@@ -379,6 +379,13 @@ std::string formatSummaryText(const Spec &spec, const ModelSummary &s) {
                        : std::string("never reached (an expert takes at most seq_len ") +
                              std::to_string(t.seqLen) + " rows of a sequence): dropless"));
   }
+  if (p.gradCompression.enabled)
+    row("grad compression",
+        "top-k " + detail::formatNumber(100 * p.gradCompression.ratio) + "% of each gradient, " +
+            (p.gradCompression.quantize == "int8" ? "int8 values (an f32 scale per tensor)"
+                                                  : "f32 values") +
+            (p.gradCompression.errorFeedback ? ", error feedback" : ", no error feedback") +
+            ", all_gather over dp instead of all_reduce (bytes: kilnc --report)");
   row("global batch",
       std::to_string(s.globalBatchRows) + " rows (dp " + std::to_string(p.dp) +
           " x microbatches " + std::to_string(p.microbatches) +

@@ -162,6 +162,9 @@ LogicalResult StepLowering::checkInput() {
       return failure();
     if (isa<BiasUpdateOp>(op) && failed(checkInPlace(&op, {0})))
       return failure();
+    if (isa<TopkCompressOp>(op) && isa<BlockArgument>(op.getOperand(1)) &&
+        failed(checkInPlace(&op, {1})))
+      return failure();
   }
   return success();
 }
@@ -286,6 +289,22 @@ LogicalResult StepLowering::lowerOp(Operation *op) {
         launch(b, op, "adamw", buffersOf(op->getOperands()), state, op->getAttrDictionary());
         return success();
       })
+      .Case([&](TopkCompressOp compress) {
+        // Error feedback: the new residual overwrites the old one (a step
+        // argument); without it the residual is zeros and the new one a
+        // temporary nothing reads.
+        Value message = AllocOp::create(b, op->getLoc(), bufferTypeOf(compress.getMessage().getType()));
+        Value residual = isa<BlockArgument>(compress.getResidual())
+                             ? bufferOf(compress.getResidual())
+                             : AllocOp::create(b, op->getLoc(),
+                                               bufferTypeOf(compress.getNewResidual().getType()))
+                                   .getResult();
+        buffers.map(compress.getMessage(), message);
+        buffers.map(compress.getNewResidual(), residual);
+        launch(b, op, "topk_compress", buffersOf(op->getOperands()), {message, residual},
+               op->getAttrDictionary());
+        return success();
+      })
       .Case([&](BiasUpdateOp update) {
         Value bias = bufferOf(update.getBias());
         buffers.map(update.getResult(), bias);
@@ -346,7 +365,8 @@ LogicalResult StepLowering::lowerReturn(func::ReturnOp ret) {
       return ret.emitError() << "result #" << i << " of @" << step.getSymName()
                              << " has no kiln.result role";
     Value buffer = bufferOf(result);
-    if (role == "param" || role == "exp_avg" || role == "exp_avg_sq") {
+    if (role == "param" || role == "exp_avg" || role == "exp_avg_sq" ||
+        role == "grad_residual") {
       // State must have been updated in its own argument's buffer.
       auto name = attrs.getAs<StringAttr>(kParamAttr);
       auto arg = dyn_cast<BlockArgument>(buffer);

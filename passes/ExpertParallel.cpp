@@ -195,6 +195,13 @@ FailureOr<int64_t> ExpertParallelRewrite::rewrite(MoELayer &layer) {
   // (counts + pairs rows out + pairs rows back) per call, whatever the routing.
   allToAllBytes += ep * (bytesOf(perExpertType) + bytesOf(rows.getType()) +
                          bytesOf(returned.getResult().getType()));
+  // Per call, forward and backward, for the driver to check: every
+  // all_to_all first exchanges its counts (ep x i64 per rank): 3 forward, 2
+  // backward (the counts have no gradient); then the per-expert counts
+  // (ep x L x i64 per rank) and the rows, out and back, forward and backward.
+  const int64_t callBytes = 5 * ep * ep * 8 + ep * bytesOf(perExpertType) +
+                            4 * ep * bytesOf(rows.getType());
+  dispatch->setAttr("kiln.all_to_all_bytes", b.getI64IntegerAttr(callBytes));
 
   auto func = dispatch->getParentOfType<func::FuncOp>();
   for (unsigned arg : layer.weightArgs)

@@ -110,7 +110,11 @@ def KilnExpertParallel : Pass<"kiln-expert-parallel", "mlir::ModuleOp"> {
     ep x L x groups x capacity (every source sends each expert at most
     `capacity` rows per group of tokens; the pairs over it were dropped
     before the dispatch, identically on every layout). `report=true` prints
-    C per layer with the all-to-all bytes. Shared
+    C per layer with the all-to-all bytes. Each rewritten dispatch gets
+    `kiln.all_to_all_bytes`: what its ep group passes to the all_to_alls of
+    one call, forward and backward, dropless (the count exchange every
+    all_to_all starts with, the per-expert counts, the rows out and back
+    twice); the host driver checks the ranks' measured sum against it. Shared
     experts, attention and dense layers are untouched (kiln-data-parallel
     reduces their gradients over all ranks, and the experts' over "edp").
 
@@ -194,6 +198,50 @@ def KilnDataParallel : Pass<"kiln-data-parallel", "mlir::ModuleOp"> {
   let dependentDialects = ["::kiln::KilnDialect", "::mlir::func::FuncDialect",
                            "::mlir::arith::ArithDialect", "::mlir::tensor::TensorDialect",
                            "::mlir::math::MathDialect"];
+}
+
+def KilnGradCompression : Pass<"kiln-grad-compression", "mlir::ModuleOp"> {
+  let summary = "Top-k gradient compression with int8 values and error feedback for data parallelism";
+  let description = [{
+    Runs after kiln-data-parallel (zero 0), on its step. Each gradient's sum
+    over ranks (the `kiln.all_reduce` before its AdamW) becomes:
+
+    1. `kiln.topk_compress` of the rank's gradient plus its residual: the k
+       = ceil(ratio x n) largest-magnitude elements of the tensor (top-k per
+       tensor, not per bucket: each tensor keeps its own share, so a small
+       tensor with large gradients is never crowded out by a large one), as
+       one message of indices and values, int8 with one f32 scale per tensor
+       (`quantize=int8`) or f32 (`none`);
+    2. a `kiln.all_gather` of the messages over the all_reduce's axes (one
+       collective per tensor; message sizes are static);
+    3. `kiln.topk_decompress`: the sum over ranks, in rank order, of every
+       message's values at their indices.
+
+    With `error-feedback=true` (the default) each rank keeps, per gradient,
+    what it computed but did not send (the residual, f32, the gradient's
+    shape): a step argument `kiln.state = "grad_residual"` and a result of
+    the same role and `kiln.param`, added to the next step's gradient before
+    its top-k, so nothing is lost, only delayed. Without it the rest is
+    dropped. Everything after the sum (global norm, clipping, AdamW) sees the
+    decompressed gradient, identical on every rank.
+
+    `report=true` emits the bytes each rank sends per step against the
+    all_reduce's. Errors: no grid or one rank, a gradient that is
+    reduce-scattered (ZeRO-1: use zero 0) or that reaches AdamW other than
+    from an all_reduce, a non-sum reduction, bad options.
+  }];
+  let options = [
+    Option<"entry", "entry", "std::string", "\"train_step\"", "Training step to rewrite">,
+    Option<"ratio", "ratio", "double", "0.05", "Fraction of each tensor's elements sent">,
+    Option<"quantize", "quantize", "std::string", "\"int8\"",
+           "Values sent: int8 (one f32 scale per tensor) or none (f32)">,
+    Option<"errorFeedback", "error-feedback", "bool", "true",
+           "Keep what is not sent as a per-rank residual added to the next gradient">,
+    Option<"report", "report", "bool", "false",
+           "Emit a remark: bytes sent per rank per step against the all_reduce">
+  ];
+  let dependentDialects = ["::kiln::KilnDialect", "::mlir::func::FuncDialect",
+                           "::mlir::arith::ArithDialect"];
 }
 
 def ConvertKilnToKernel : Pass<"convert-kiln-to-kernel", "mlir::ModuleOp"> {

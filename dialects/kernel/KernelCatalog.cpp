@@ -39,6 +39,9 @@ static const KernelInfo kCatalog[] = {
     {"grouped_matmul_wgrad", 3, 1},
     {"expert_load", 1, 1},
     {"expert_capacity", 1, 1},
+    // Gradient compression (kiln-grad-compression).
+    {"topk_compress", 2, 2},
+    {"topk_decompress", 1, 1},
     {"balance_loss", 2, 1},
     {"balance_loss_grad", 3, 1},
     // Expert parallelism (kiln-expert-parallel), around the all_to_all.

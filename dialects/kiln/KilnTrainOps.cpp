@@ -3,6 +3,8 @@
 #include "dialects/kiln/KilnDialect.h"
 #include "dialects/kiln/ShapeCheck.h"
 
+#include "mlir/IR/TypeUtilities.h"
+
 using namespace mlir;
 
 namespace kiln {
@@ -99,6 +101,50 @@ LogicalResult BiasUpdateOp::verify() {
       failed(expectShape(*this, "load", shapeOf(getLoad()), b)))
     return failure();
   return expectShape(*this, "new_bias", shapeOf(getNewBias()), b);
+}
+
+/// k, the quantization and the message size of a top-k message.
+static LogicalResult verifyTopkMessage(Operation *op, int64_t n, int64_t k, StringRef quantize,
+                                       int64_t *bytes) {
+  if (quantize != "int8" && quantize != "none")
+    return op->emitOpError() << "expects quantize \"int8\" or \"none\", got \"" << quantize
+                             << "\"";
+  if (k < 1 || k > n)
+    return op->emitOpError() << "expects 1 <= k <= " << n << " (the tensor's elements), got k = "
+                             << k;
+  *bytes = quantize == "int8" ? 4 + 5 * k : 8 * k;
+  return success();
+}
+
+LogicalResult TopkCompressOp::verify() {
+  ArrayRef<int64_t> grad = shapeOf(getGrad());
+  if (shapeOf(getResidual()) != grad || shapeOf(getNewResidual()) != grad)
+    return emitOpError() << "expects residual and new_residual of the gradient's shape "
+                         << formatShape(grad);
+  for (Value v : {getGrad(), getResidual(), getNewResidual()})
+    if (!getElementTypeOrSelf(v.getType()).isF32())
+      return emitOpError() << "expects f32 gradients and residuals (the message holds f32), got "
+                           << v.getType();
+  int64_t bytes = 0;
+  if (failed(verifyTopkMessage(*this, cast<ShapedType>(getGrad().getType()).getNumElements(),
+                               int64_t(getK()), getQuantize(), &bytes)))
+    return failure();
+  return expectShape(*this, "message", shapeOf(getMessage()), {bytes});
+}
+
+LogicalResult TopkDecompressOp::verify() {
+  if (!getElementTypeOrSelf(getResult().getType()).isF32())
+    return emitOpError() << "expects an f32 result, got " << getResult().getType();
+  int64_t bytes = 0;
+  if (failed(verifyTopkMessage(*this, cast<ShapedType>(getResult().getType()).getNumElements(),
+                               int64_t(getK()), getQuantize(), &bytes)))
+    return failure();
+  ArrayRef<int64_t> messages = shapeOf(getMessages());
+  if (messages.size() != 1 || messages[0] % bytes != 0 || messages[0] == 0)
+    return emitOpError() << "expects messages of shape [ranks x " << bytes
+                         << "] (whole messages of k = " << getK() << "), got "
+                         << formatShape(messages);
+  return success();
 }
 
 } // namespace kiln

@@ -194,4 +194,55 @@ def Kiln_BiasUpdateOp : Kiln_Op<"bias_update", [Pure]> {
   let hasVerifier = 1;
 }
 
+def Kiln_TopkCompressOp : Kiln_Op<"topk_compress", [Pure]> {
+  let summary = "Top-k gradient compression with error feedback, into one message";
+  let description = [{
+    `grad` and `residual` have one shape of n f32 elements. `acc = grad +
+    residual`; the `k` elements of largest |acc| (NaN first, ties to the
+    lower index) go into `message`, in increasing index order, as their
+    index and value: f32 values with `quantize = "none"`, or int8 values
+    with one f32 scale per tensor (max |acc| of the kept / 127, values
+    rounded to nearest even and clamped to [-127, 127]) with `quantize =
+    "int8"`. The message is bytes, packed little-endian (runtime/kernels/
+    GradCompressMath.h): [scale f32][k x i32 index][k x i8 value] (4 + 5k
+    bytes) or [k x i32 index][k x f32 value] (8k bytes). `new_residual` is
+    acc minus what the message carries (error feedback: what is not sent
+    now is sent later); with error feedback off its producer passes zeros
+    and ignores it.
+
+    Defined in f32 (the message holds f32 bits): the reference evaluator
+    runs the kernel's own code. No gradient: it compresses gradients.
+
+    ```mlir
+    %msg, %res2 = kiln.topk_compress %g, %res {k = 13 : i64, quantize = "int8"}
+        : (tensor<16x16xf32>, tensor<16x16xf32>) -> (tensor<69xi8>, tensor<16x16xf32>)
+    ```
+  }];
+  let arguments = (ins Kiln_FloatTensor:$grad, Kiln_FloatTensor:$residual, I64Attr:$k,
+                       StrAttr:$quantize);
+  let results = (outs StaticShapeTensorOf<[I8]>:$message, Kiln_FloatTensor:$new_residual);
+  let assemblyFormat = "$grad `,` $residual attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Kiln_TopkDecompressOp : Kiln_Op<"topk_decompress", [Pure]> {
+  let summary = "Sums the gathered top-k messages of every rank into a dense tensor";
+  let description = [{
+    `messages` is the `kiln.all_gather` of one `kiln.topk_compress` message
+    per rank ([ranks x message bytes], rank order). The result (the
+    compressed gradient's shape) is the sum over ranks, in rank order, of
+    each message's values scattered to their indices: zero where no rank
+    sent a value. An index outside the tensor is a runtime error.
+
+    ```mlir
+    %sum = kiln.topk_decompress %gathered {k = 13 : i64, quantize = "int8"}
+        : (tensor<138xi8>) -> tensor<16x16xf32>
+    ```
+  }];
+  let arguments = (ins StaticShapeTensorOf<[I8]>:$messages, I64Attr:$k, StrAttr:$quantize);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = "$messages attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
 #endif // KILN_TRAIN_OPS_TD

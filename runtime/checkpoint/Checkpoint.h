@@ -12,7 +12,12 @@
 //                                        ("optimizer.exp_avg.<HF name>", ...),
 //                                        with the step, RNG state, spec
 //                                        fingerprint and rank r's data
-//                                        position in the metadata
+//                                        position in the metadata; and
+//                                        rank r's own state, which belongs
+//                                        to no whole tensor (gradient
+//                                        compression's error-feedback
+//                                        residuals: "rank_state.<what>.<HF
+//                                        name>", listed in "rank_state")
 //
 // Slices are contiguous ranges of a tensor's row-major elements; the loader
 // reassembles whole tensors by name, so a checkpoint written by any layout
@@ -79,6 +84,11 @@ struct Checkpoint {
   uint64_t dataPosition = 0;
   std::string specFingerprint;
   std::vector<Tensor> tensors;
+  /// The rank state of the rank loadLatest was asked for, when the
+  /// checkpoint was written by `rankStateRanks` ranks (the same layout is
+  /// the caller's to check: rank state does not carry over to another).
+  std::vector<Tensor> rankState;
+  int rankStateRanks = 0;
 };
 
 /// `step-NNNNNNNN`, the directory of a step's checkpoint.
@@ -102,6 +112,8 @@ struct RankShard {
   std::vector<SliceRef> model;
   /// This rank's slices of the optimizer state.
   std::vector<SliceRef> optimizer;
+  /// This rank's own state, whole tensors named "rank_state.*".
+  std::vector<SliceRef> rankState;
 };
 
 /// Bytes of the files one rank wrote (0 for a model file it does not write).
@@ -145,9 +157,11 @@ bool save(const std::string &dir, const Checkpoint &ckpt, std::string &error);
 /// tensors (names and shapes; values ignored) and `specFingerprint` the run's
 /// spec: a missing, extra or differently shaped tensor, optimizer slices that
 /// leave a gap or overlap, ranks that disagree, or another spec's
-/// fingerprint is an error naming the file and tensor.
+/// fingerprint is an error naming the file and tensor. With `rankStateOf` >=
+/// 0, the rank state in that rank's optimizer file goes to ckpt.rankState.
 bool loadLatest(const std::string &dir, const std::vector<Tensor> &layout,
-                const std::string &specFingerprint, Checkpoint &ckpt, std::string &error);
+                const std::string &specFingerprint, Checkpoint &ckpt, std::string &error,
+                int rankStateOf = -1);
 
 /// True when `<dir>/latest` exists (a run can resume from it).
 bool hasLatest(const std::string &dir);

@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <set>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -234,7 +235,7 @@ bool checkCoverage(const std::string &stepDir, const std::string &name, uint64_t
 bool readOptimizerFile(const std::string &path, int rank, int ranks, const Index &index,
                        const std::map<std::string, size_t> &position, Checkpoint &loaded,
                        std::vector<uint64_t> &dataPositions, std::map<std::string, Coverage> &cover,
-                       std::string &error) {
+                       int rankStateOf, std::string &error) {
   std::optional<safetensors::Reader> reader = openKilnFile(path, "optimizer file", error);
   if (!reader)
     return false;
@@ -279,7 +280,31 @@ bool readOptimizerFile(const std::string &path, int rank, int ranks, const Index
             "); expected {name: {\"offset\": N, \"shape\": [...]}}";
     return false;
   }
+  std::set<std::string> rankStateNames;
+  if (auto listed = meta.find("rank_state"); listed != meta.end()) {
+    try {
+      for (const auto &name : nlohmann::json::parse(listed->second))
+        rankStateNames.insert(name.get<std::string>());
+    } catch (const std::exception &e) {
+      error = path + ": metadata 'rank_state' is not valid (" + e.what() +
+              "); expected a list of tensor names";
+      return false;
+    }
+  }
   for (const safetensors::TensorInfo &info : reader->tensors()) {
+    if (info.name.rfind("rank_state.", 0) == 0) {
+      if (!rankStateNames.count(info.name)) {
+        error = path + ": rank state '" + info.name + "' is not listed in the 'rank_state' metadata";
+        return false;
+      }
+      if (rank != rankStateOf)
+        continue;
+      std::vector<double> values;
+      if (!reader->readAsDouble(info.name, values, error))
+        return false;
+      loaded.rankState.push_back({info.name, info.shape, {values.begin(), values.end()}});
+      continue;
+    }
     auto where = position.find(info.name);
     if (where == position.end() || !isOptimizerName(info.name)) {
       error = notInModel(path, info.name);
@@ -315,7 +340,8 @@ bool readOptimizerFile(const std::string &path, int rank, int ranks, const Index
 }
 
 bool loadStepDirectory(const std::string &stepDir, const std::vector<Tensor> &layout,
-                       const std::string &specFingerprint, Checkpoint &ckpt, std::string &error) {
+                       const std::string &specFingerprint, Checkpoint &ckpt, int rankStateOf,
+                       std::string &error) {
   const std::string indexPath = stepDir + "/" + kIndexName;
   Index index;
   if (!readIndex(indexPath, index, error) ||
@@ -378,8 +404,9 @@ bool loadStepDirectory(const std::string &stepDir, const std::vector<Tensor> &la
   const int ranks = int(index.optimizerFiles.size());
   for (int r = 0; r < ranks; ++r)
     if (!readOptimizerFile(stepDir + "/" + index.optimizerFiles[r], r, ranks, index, position,
-                           loaded, dataPositions, cover, error))
+                           loaded, dataPositions, cover, rankStateOf, error))
       return false;
+  loaded.rankStateRanks = ranks;
   for (Tensor &t : loaded.tensors)
     if (isOptimizerName(t.name) &&
         !checkCoverage(stepDir, t.name, elementCount(t.shape), cover[t.name], error))
@@ -406,7 +433,8 @@ bool hasLatest(const std::string &dir) {
 }
 
 bool loadLatest(const std::string &dir, const std::vector<Tensor> &layout,
-                const std::string &specFingerprint, Checkpoint &ckpt, std::string &error) {
+                const std::string &specFingerprint, Checkpoint &ckpt, std::string &error,
+                int rankStateOf) {
   const std::string latestPath = dir + "/latest";
   FILE *f = std::fopen(latestPath.c_str(), "r");
   if (!f) {
@@ -422,7 +450,7 @@ bool loadLatest(const std::string &dir, const std::vector<Tensor> &layout,
     name.pop_back();
   const std::string singleFileSuffix = ".safetensors";
   if (isStepStem(name))
-    return loadStepDirectory(dir + "/" + name, layout, specFingerprint, ckpt, error);
+    return loadStepDirectory(dir + "/" + name, layout, specFingerprint, ckpt, rankStateOf, error);
   if (name.size() == 13 + singleFileSuffix.size() && isStepStem(name.substr(0, 13)) &&
       name.compare(13, std::string::npos, singleFileSuffix) == 0)
     return loadSingleFile(dir + "/" + name, layout, specFingerprint, ckpt, error);

@@ -101,6 +101,16 @@ bool writeOptimizerFile(const std::string &path, const StepInfo &info, const Ran
     if (!addF32(writer, s.name, {int64_t(s.count)}, s.values, s.count, error))
       return false;
   }
+  nlohmann::json rankState = nlohmann::json::array();
+  for (const SliceRef &s : shard.rankState) {
+    if (s.name.rfind("rank_state.", 0) != 0 || s.offset != 0 || s.count != elementCount(*s.shape)) {
+      error = path + ": rank state '" + s.name + "' must be a whole tensor named rank_state.*";
+      return false;
+    }
+    rankState.push_back(s.name);
+    if (!addF32(writer, s.name, *s.shape, s.values, s.count, error))
+      return false;
+  }
   if (!writer.setMetadata("format", "kiln-checkpoint", error) ||
       !writer.setMetadata("step", std::to_string(info.step), error) ||
       !writer.setMetadata("rng_state", std::to_string(info.rngState), error) ||
@@ -108,7 +118,8 @@ bool writeOptimizerFile(const std::string &path, const StepInfo &info, const Ran
       !writer.setMetadata("spec_fingerprint", info.specFingerprint, error) ||
       !writer.setMetadata("rank", std::to_string(shard.rank), error) ||
       !writer.setMetadata("ranks", std::to_string(shard.ranks), error) ||
-      !writer.setMetadata("slices", slices.dump(), error))
+      !writer.setMetadata("slices", slices.dump(), error) ||
+      (!shard.rankState.empty() && !writer.setMetadata("rank_state", rankState.dump(), error)))
     return false;
   return writeFile(writer, path, bytes, error);
 }

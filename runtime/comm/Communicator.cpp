@@ -24,6 +24,8 @@ size_t dtypeBytes(DType dtype) {
   case DType::F64:
   case DType::I64:
     return 8;
+  case DType::I8:
+    return 1;
   }
   return 0;
 }
@@ -38,6 +40,8 @@ const char *dtypeName(DType dtype) {
     return "i32";
   case DType::I64:
     return "i64";
+  case DType::I8:
+    return "i8";
   }
   return "unknown-dtype";
 }

@@ -45,12 +45,12 @@
 
 namespace kiln::comm {
 
-enum class DType { F32, F64, I32, I64 };
+enum class DType { F32, F64, I32, I64, I8 };
 enum class ReduceOp { Sum, Max };
 
-/// Bytes of one element (4 or 8); 0 for a value outside the enum.
+/// Bytes of one element (1, 4 or 8); 0 for a value outside the enum.
 size_t dtypeBytes(DType dtype);
-/// "f32", "f64", "i32", "i64".
+/// "f32", "f64", "i32", "i64", "i8".
 const char *dtypeName(DType dtype);
 /// "sum", "max".
 const char *reduceOpName(ReduceOp op);

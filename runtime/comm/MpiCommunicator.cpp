@@ -67,6 +67,8 @@ MPI_Datatype mpiType(DType dtype) {
     return MPI_INT32_T;
   case DType::I64:
     return MPI_INT64_T;
+  case DType::I8:
+    return MPI_INT8_T;
   }
   return MPI_DATATYPE_NULL;
 }

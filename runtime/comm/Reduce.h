@@ -55,6 +55,8 @@ inline void combineInto(void *acc, const void *in, size_t count, DType dtype, Re
     return combineTyped(static_cast<int32_t *>(acc), static_cast<const int32_t *>(in), count, op);
   case DType::I64:
     return combineTyped(static_cast<int64_t *>(acc), static_cast<const int64_t *>(in), count, op);
+  case DType::I8:
+    return combineTyped(static_cast<int8_t *>(acc), static_cast<const int8_t *>(in), count, op);
   }
 }
 

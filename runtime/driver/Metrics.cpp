@@ -33,6 +33,14 @@ std::string formatMetricsLine(const StepMetrics &m) {
     line += ",\"routed_rows\":" + std::to_string(m.routedRows);
     line += ",\"dropped_rows\":" + std::to_string(m.droppedRows);
   }
+  if (m.allToAllBytesPredicted > 0) {
+    line += ",\"all_to_all_bytes\":" + std::to_string(m.allToAllBytes);
+    line += ",\"all_to_all_bytes_dropless\":" + std::to_string(m.allToAllBytesPredicted);
+  }
+  if (m.gradBytesSent > 0) {
+    line += ",\"grad_bytes_sent\":" + std::to_string(m.gradBytesSent);
+    line += ",\"grad_bytes_uncompressed\":" + std::to_string(m.gradBytesUncompressed);
+  }
   line += "}";
   return line;
 }

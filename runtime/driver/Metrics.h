@@ -52,6 +52,16 @@ struct StepMetrics {
   bool expertCapacity = false;
   uint64_t routedRows = 0;
   uint64_t droppedRows = 0;
+  /// parallel.grad_compression only (sent > 0): the bytes of rank 0's
+  /// compressed gradient messages this step, and of the all_reduce they
+  /// replace.
+  uint64_t gradBytesSent = 0;
+  uint64_t gradBytesUncompressed = 0;
+  /// Expert parallelism only (predicted > 0): the bytes every rank passed to
+  /// the all_to_alls this step, summed over ranks, and the compiler's
+  /// dropless prediction of that sum.
+  uint64_t allToAllBytes = 0;
+  uint64_t allToAllBytesPredicted = 0;
 };
 
 /// `value` as a JSON number in its shortest round-tripping form, or "null"
@@ -60,8 +70,10 @@ std::string formatJsonNumber(double value);
 
 /// One jsonl record for `m` (no trailing newline). Keys, in order: step,
 /// loss, main_loss, lr, grad_norm, tokens_per_s, elapsed_s, for multi-rank
-/// steps comm_s, comm_bytes, and with expert capacity routed_rows,
-/// dropped_rows.
+/// steps comm_s, comm_bytes, with expert capacity routed_rows,
+/// dropped_rows, with gradient compression grad_bytes_sent,
+/// grad_bytes_uncompressed, and with expert parallelism all_to_all_bytes,
+/// all_to_all_bytes_dropless.
 std::string formatMetricsLine(const StepMetrics &m);
 
 /// An open jsonl metrics file. Move-only; closes on destruction.

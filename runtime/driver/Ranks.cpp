@@ -67,6 +67,7 @@ public:
     return bytes;
   }
   void resetStats() override {
+    allToAllBytes = 0;
     world_.resetStats();
     for (auto &[name, group] : groups_)
       if (group)

@@ -41,19 +41,30 @@ bool allReduce(StepComm *stepComm, const char *axes, const float *in, float *out
   return true;
 }
 
-bool allGather(StepComm *stepComm, const char *axes, const float *in, float *out, int64_t outer,
-               int64_t inner, std::string *error) {
+template <typename T>
+static bool allGatherOf(StepComm *stepComm, const char *axes, const T *in, T *out,
+                        int64_t outer, int64_t inner, DType dtype, std::string *error) {
   Communicator *group = groupOf(stepComm, axes, "all_gather", error);
   if (!group)
     return false;
   int64_t size = group->size();
   if (outer == 1) // the pieces are already in rank order
-    return group->allGather(in, out, size_t(inner), DType::F32) || failedIn(*group, error);
-  std::vector<float> byRank(size_t(size * outer * inner));
-  if (!group->allGather(in, byRank.data(), size_t(outer * inner), DType::F32))
+    return group->allGather(in, out, size_t(inner), dtype) || failedIn(*group, error);
+  std::vector<T> byRank(size_t(size * outer * inner));
+  if (!group->allGather(in, byRank.data(), size_t(outer * inner), dtype))
     return failedIn(*group, error);
   comm::interleavePiecesOfRanks(byRank.data(), outer, size, inner, out);
   return true;
+}
+
+bool allGather(StepComm *stepComm, const char *axes, const float *in, float *out, int64_t outer,
+               int64_t inner, std::string *error) {
+  return allGatherOf(stepComm, axes, in, out, outer, inner, DType::F32, error);
+}
+
+bool allGather(StepComm *stepComm, const char *axes, const int8_t *in, int8_t *out,
+               int64_t outer, int64_t inner, std::string *error) {
+  return allGatherOf(stepComm, axes, in, out, outer, inner, DType::I8, error);
 }
 
 bool reduceScatter(StepComm *stepComm, const char *axes, const float *in, float *out,
@@ -134,6 +145,7 @@ static bool allToAllRows(StepComm *stepComm, const char *axes, const T *in,
   }
   if (!group->allToAllV(in, sendElems.data(), out, recvElems.data(), dtype))
     return failedIn(*group, error);
+  stepComm->allToAllBytes += uint64_t(size) * sizeof(int64_t) + uint64_t(sent * rowSize) * sizeof(T);
   std::fill(out + received * rowSize, out + outRows * rowSize, T(0));
   return true;
 }

@@ -37,7 +37,11 @@ public:
   /// since the last resetStats() (the jsonl's comm_s and comm_bytes).
   virtual double commSeconds() = 0;
   virtual uint64_t commBytes() = 0;
+  /// Zeroes the statistics, allToAllBytes included.
   virtual void resetStats() = 0;
+  /// The input bytes of this rank's all_to_alls since resetStats(): each
+  /// one's count exchange (i64 per group rank) and the rows it sent.
+  uint64_t allToAllBytes = 0;
 };
 
 /// out = the sum (or max) over the group of every rank's `in` (n values).
@@ -47,6 +51,9 @@ bool allReduce(StepComm *comm, const char *axes, const float *in, float *out, in
 /// `in` is [outer][inner]; out is [outer][size * inner] with rank r's piece at
 /// [r * inner, (r + 1) * inner) of each outer row.
 bool allGather(StepComm *comm, const char *axes, const float *in, float *out, int64_t outer,
+               int64_t inner, std::string *error);
+/// The same for bytes (kiln.topk_compress messages).
+bool allGather(StepComm *comm, const char *axes, const int8_t *in, int8_t *out, int64_t outer,
                int64_t inner, std::string *error);
 
 /// `in` is [outer][size * inner]; out ([outer][inner]) is this rank's piece of

@@ -238,10 +238,16 @@ bool describeParams(const ModelDesc &model, const Placement &placement,
   return true;
 }
 
+/// Checkpoint names of the error-feedback residuals (rank state).
+const std::string kResidualPrefix = "rank_state.grad_residual.";
+
 /// Parameters and AdamW moments; moments[k] belong to the k-th trainable
 /// parameter (trainable[k] is its index in ModelDesc::params).
 struct TrainState {
   std::vector<AlignedArray<float>> params, expAvg, expAvgSq;
+  /// Gradient compression's error-feedback residuals (this rank's own),
+  /// like the moments indexed by trainable parameter; empty without it.
+  std::vector<AlignedArray<float>> gradResidual;
   std::vector<size_t> trainable;
 };
 
@@ -352,13 +358,13 @@ bool prepareCheckpointDir(const std::string &dir, std::string &error) {
 /// fingerprint) is checkpoint::loadLatest's, and `state` is only written
 /// once everything has been read.
 bool resumeState(const std::string &dir, const ModelDesc &model,
-                 const std::vector<ParamLayout> &layouts, TrainState &state,
+                 const std::vector<ParamLayout> &layouts, TrainState &state, int rank,
                  checkpoint::Checkpoint &ckpt, std::string &error) {
   std::vector<StoredTensor> tensors = checkpointTensors(layouts, state);
   std::vector<checkpoint::Tensor> layout;
   for (const StoredTensor &t : tensors)
     layout.push_back({t.name, *t.shape, {}});
-  if (!checkpoint::loadLatest(dir, layout, model.specFingerprint, ckpt, error))
+  if (!checkpoint::loadLatest(dir, layout, model.specFingerprint, ckpt, error, rank))
     return false;
   for (size_t i = 0; i < tensors.size(); ++i)
     std::copy(ckpt.tensors[i].values.begin(), ckpt.tensors[i].values.end(), tensors[i].values);
@@ -440,6 +446,13 @@ checkpoint::RankShard rankShard(const std::vector<ParamLayout> &layouts, const T
     addMoment("optimizer.exp_avg.", layouts[state.trainable[k]], state.expAvg[k].data());
   for (size_t k = 0; k < state.trainable.size(); ++k)
     addMoment("optimizer.exp_avg_sq.", layouts[state.trainable[k]], state.expAvgSq[k].data());
+  // Gradient compression's residuals are this rank's alone.
+  for (size_t k = 0; k < state.gradResidual.size(); ++k) {
+    const ParamLayout &l = layouts[state.trainable[k]];
+    for (size_t e = 0; e < l.hfNames.size(); ++e)
+      shard.rankState.push_back({kResidualPrefix + l.hfNames[e], &l.hfShape, 0, l.perStored,
+                                 state.gradResidual[k].data() + e * l.perStored});
+  }
   return shard;
 }
 
@@ -685,6 +698,8 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
   if (!initState(layouts, options.seed, /*seeded=*/!options.resume, state, error))
     return failJob(error);
   uint64_t startStep = 0, seed = options.seed, dataPosition = 0;
+  std::vector<checkpoint::Tensor> checkpointRankState; // this rank's, when resuming
+  int checkpointRanks = 0;
   if (options.resume) {
     checkpoint::Checkpoint ckpt;
     // A checkpoint holds whole tensors of the whole model; the rank keeps
@@ -693,7 +708,7 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     TrainState whole;
     if (!describeParams(model, Placement{}, wholeLayouts, error) ||
         !initState(wholeLayouts, options.seed, /*seeded=*/false, whole, error) ||
-        !resumeState(ckptDir, model, wholeLayouts, whole, ckpt, error))
+        !resumeState(ckptDir, model, wholeLayouts, whole, ranks.rank, ckpt, error))
       return failJob(error);
     for (size_t i = 0; i < layouts.size(); ++i) {
       const ParamLayout &l = layouts[i];
@@ -710,6 +725,8 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     }
     startStep = ckpt.step;
     dataPosition = ckpt.dataPosition;
+    checkpointRankState = std::move(ckpt.rankState);
+    checkpointRanks = ckpt.rankStateRanks;
     // The seed chose the synthetic corpus; the resumed run must read the
     // same one to continue bit-exactly.
     if (ckpt.rngState != options.seed && ranks.lead())
@@ -783,7 +800,51 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
   if (!allocated)
     return failJob("out of memory for the step buffers (arena of " + std::to_string(model.arenaBytes) +
                 " bytes)");
-  std::vector<float *> paramPtrs, expAvgPtrs, expAvgSqPtrs, loadPtrs, keptPtrs;
+  std::vector<float *> paramPtrs, expAvgPtrs, expAvgSqPtrs, loadPtrs, keptPtrs, residualPtrs;
+  if (model.gradResiduals)
+    for (size_t k = 0; k < state.trainable.size(); ++k) {
+      AlignedArray<float> residual; // zeros: nothing held back before step 1
+      if (!residual.allocate(layouts[state.trainable[k]].numElements))
+        return failJob("out of memory for the gradient residual of '" +
+                       std::string(layouts[state.trainable[k]].desc->name) + "'");
+      residualPtrs.push_back(residual.data());
+      state.gradResidual.push_back(std::move(residual));
+    }
+  // A resumed run continues with the residuals its rank held, which only
+  // mean something on the layout that wrote them.
+  if (model.gradResiduals && options.resume) {
+    std::map<std::string, const checkpoint::Tensor *> saved;
+    for (const checkpoint::Tensor &t : checkpointRankState)
+      saved[t.name] = &t;
+    size_t restored = 0, wanted = 0;
+    for (size_t k = 0; k < state.trainable.size(); ++k) {
+      const ParamLayout &l = layouts[state.trainable[k]];
+      for (size_t e = 0; e < l.hfNames.size(); ++e, ++wanted) {
+        auto it = saved.find(kResidualPrefix + l.hfNames[e]);
+        if (it == saved.end())
+          continue;
+        if (it->second->values.size() != l.perStored)
+          return failJob(ckptDir + ": the gradient residual '" + it->first + "' of rank " +
+                         std::to_string(ranks.rank) + " has " +
+                         std::to_string(it->second->values.size()) + " elements, expected " +
+                         std::to_string(l.perStored));
+        std::copy(it->second->values.begin(), it->second->values.end(),
+                  state.gradResidual[k].data() + e * l.perStored);
+        ++restored;
+      }
+    }
+    if (restored != wanted && restored != 0)
+      return failJob(ckptDir + ": rank " + std::to_string(ranks.rank) + " found " +
+                     std::to_string(restored) + " of its " + std::to_string(wanted) +
+                     " gradient residuals in the checkpoint; it was written by another "
+                     "model or layout");
+    if (restored == 0 && ranks.lead())
+      std::fprintf(stderr,
+                   "note: the checkpoint holds no gradient residuals for this layout (written "
+                   "by %d ranks%s); error feedback starts again from zero\n",
+                   checkpointRanks,
+                   checkpointRanks == ranks.size ? " without error feedback" : "");
+  }
   for (auto &p : state.params)
     paramPtrs.push_back(p.data());
   for (auto &m : state.expAvg)
@@ -857,6 +918,7 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     buffers.lr = &lr;
     buffers.expertLoads = loadPtrs.data();
     buffers.expertKept = keptPtrs.empty() ? nullptr : keptPtrs.data();
+    buffers.gradResidual = residualPtrs.empty() ? nullptr : residualPtrs.data();
     buffers.arena = arena.data();
     buffers.gradSink = wantGrads ? captureGrads : nullptr;
     buffers.gradSinkContext = wantGrads ? &capture : nullptr;
@@ -893,6 +955,16 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     metrics.multiRank = ranks.size > 1;
     metrics.commSec = ranks.stepComm ? ranks.stepComm->commSeconds() : 0.0;
     metrics.commBytes = ranks.stepComm ? ranks.stepComm->commBytes() : 0;
+    if (model.allToAllBytesPerStep > 0 && ranks.stepComm) {
+      // The prediction is for all ranks together: sum what each passed.
+      int64_t bytes = int64_t(ranks.stepComm->allToAllBytes);
+      if (!ranks.world->allReduce(&bytes, 1, comm::DType::I64, comm::ReduceOp::Sum))
+        return stop(ranks.world->error());
+      metrics.allToAllBytes = uint64_t(bytes);
+      metrics.allToAllBytesPredicted = model.allToAllBytesPerStep;
+    }
+    metrics.gradBytesSent = model.gradBytesSent;
+    metrics.gradBytesUncompressed = model.gradBytesUncompressed;
     if (model.numExpertKept > 0) {
       metrics.expertCapacity = true;
       metrics.routedRows = countRows(loads);

@@ -75,6 +75,20 @@ struct ModelDesc {
   /// the order of the expert_load outputs, holding the pairs each expert
   /// kept; routed minus kept is what capacity dropped. 0: dropless.
   int64_t numExpertKept = 0;
+  /// parallel.grad_compression with error feedback: every trainable
+  /// parameter has a residual (StepBuffers::gradResidual), this rank's own,
+  /// of the parameter's shape on this rank, zero at the start.
+  bool gradResiduals = false;
+  /// Gradient compression: bytes of this rank's messages per step, and of
+  /// the gradient all_reduce they replace.
+  uint64_t gradBytesSent = 0;
+  uint64_t gradBytesUncompressed = 0;
+  /// Expert parallelism: what the compiler predicts every rank together
+  /// passes to the all_to_alls of one step, dropless (kiln-expert-parallel's
+  /// kiln.all_to_all_bytes per MoE layer call, times the calls and the ep
+  /// groups); under expert capacity each dropped row is 4 rows fewer (out
+  /// and back, forward and backward).
+  uint64_t allToAllBytesPerStep = 0;
 };
 
 /// Called inside the step with every trainable parameter's gradient (in
@@ -107,6 +121,9 @@ struct StepBuffers {
   /// out: [numExpertKept][numExperts] pairs kept under capacity; null when
   /// numExpertKept is 0.
   float *const *expertKept = nullptr;
+  /// Error-feedback residuals, indexed like expAvg, updated in place; null
+  /// unless ModelDesc::gradResiduals.
+  float *const *gradResidual = nullptr;
 };
 
 using TrainStepFn = bool (*)(const StepBuffers &buffers, std::string &error);

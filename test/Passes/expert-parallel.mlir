@@ -27,7 +27,10 @@ func.func @forward(%x: tensor<16x8xf32>, %logits: tensor<16x8xf32>, %bias: tenso
 // CHECK-LABEL: func.func private @moe
 // CHECK-SAME: %[[WG:[a-z0-9]+]]: tensor<4x6x8xf32>, %[[WD:[a-z0-9]+]]: tensor<4x8x6xf32>
 // CHECK: %[[IDX:.*]], %[[W:.*]] = kiln.router
-// CHECK: %[[ROWS:.*]], %[[OFF:.*]], %[[SRC:.*]] = kiln.dispatch %{{.*}}, %[[IDX]] {num_experts = 8 : i64} : (tensor<16x8xf32>, tensor<16x2xi32>) -> (tensor<32x8xf32>, tensor<9xi32>, tensor<32xi32>)
+// The dispatch carries the bytes the ep group passes to all_to_alls per call,
+// forward and backward: 5 count exchanges (2 x 2 x 8 bytes each), the
+// per-expert counts (2 x 64) and the rows 4 times (2 x 1024): 8480.
+// CHECK: %[[ROWS:.*]], %[[OFF:.*]], %[[SRC:.*]] = kiln.dispatch %{{.*}}, %[[IDX]] {kiln.all_to_all_bytes = 8480 : i64, num_experts = 8 : i64} : (tensor<16x8xf32>, tensor<16x2xi32>) -> (tensor<32x8xf32>, tensor<9xi32>, tensor<32xi32>)
 // CHECK: %[[PE:.*]], %[[PR:.*]] = kiln.expert_counts %[[OFF]] {groups = 2 : i64} : (tensor<9xi32>) -> (tensor<2x4xi64>, tensor<2xi64>)
 // CHECK: %[[ONES:.*]] = arith.constant dense<1> : tensor<2xi64>
 // CHECK: %[[PEIN:.*]], %{{.*}} = kiln.all_to_all %[[PE]], %[[ONES]] {axes = ["ep"]} : (tensor<2x4xi64>, tensor<2xi64>) -> (tensor<2x4xi64>, tensor<2xi64>)

@@ -259,6 +259,47 @@ TEST(ShardedCheckpoint, AnyNumberOfRanksLoadsTheSameTensors) {
   }
 }
 
+// Rank state (gradient compression's residuals) belongs to one rank: each
+// rank gets its own back, from the layout that wrote it; a rank_state
+// tensor the file does not list is refused.
+TEST(ShardedCheckpoint, RankStateComesBackToItsRank) {
+  const ShardedSample sample;
+  const std::vector<int64_t> shape = {2, 2};
+  std::vector<std::vector<float>> residuals = {{1, 2, 3, 4}, {-1, -2, -3, -4}};
+  std::string dir = freshDir("rank-state"), error;
+  const StepInfo info{3, 42, 21, "r1-tiny:abc"};
+  Manifest manifest;
+  std::vector<ShardBytes> written(2);
+  for (int r = 0; r < 2; ++r) {
+    RankShard shard = shardOf(sample, r, 2, manifest);
+    shard.rankState.push_back(
+        {"rank_state.grad_residual.lm_head.weight", &shape, 0, 4, residuals[r].data()});
+    ASSERT_TRUE(writeShard(dir, info, shard, written[r], error)) << error;
+  }
+  manifest.written = written;
+  ASSERT_TRUE(commit(dir, info, manifest, error)) << error;
+  for (int r = 0; r < 2; ++r) {
+    Checkpoint got;
+    ASSERT_TRUE(loadLatest(dir, sample.layout(), "r1-tiny:abc", got, error, r)) << error;
+    EXPECT_EQ(got.rankStateRanks, 2);
+    ASSERT_EQ(got.rankState.size(), 1u);
+    EXPECT_EQ(got.rankState[0].name, "rank_state.grad_residual.lm_head.weight");
+    EXPECT_EQ(got.rankState[0].shape, shape);
+    EXPECT_EQ(got.rankState[0].values, residuals[r]);
+  }
+  Checkpoint none;
+  ASSERT_TRUE(loadLatest(dir, sample.layout(), "r1-tiny:abc", none, error)) << error;
+  EXPECT_TRUE(none.rankState.empty());
+
+  // A rank_state tensor missing from the file's list.
+  RankShard shard = shardOf(sample, 0, 1, manifest);
+  shard.rankState.push_back(
+      {"optimizer.grad_residual.lm_head.weight", &shape, 0, 4, residuals[0].data()});
+  ShardBytes bytes;
+  EXPECT_FALSE(writeShard(freshDir("rank-state-bad"), info, shard, bytes, error));
+  EXPECT_NE(error.find("must be a whole tensor named rank_state.*"), std::string::npos) << error;
+}
+
 TEST(ShardedCheckpoint, ModelFilesAreContiguousNonEmptyAndBalanced) {
   EXPECT_EQ(assignModelFiles({4, 4, 4, 4}, 2), (std::vector<int>{0, 0, 1, 1}));
   EXPECT_EQ(assignModelFiles({100, 1, 1, 1}, 4), (std::vector<int>{0, 1, 2, 3}));

@@ -372,6 +372,24 @@ std::vector<Case> cases() {
        {1},
        "{axes = [\"dp\"], dim = 1 : i64}",
        {"kiln::driver::allGather(io.comm, \"dp\", b0, b1, 4, 6, &error)"}},
+      {"all_gather",
+       {"memref<69xi8>", "memref<138xi8>"},
+       {0},
+       {1},
+       "{axes = [\"dp\"], dim = 0 : i64}",
+       {"kiln::driver::allGather(io.comm, \"dp\", b0, b1, 1, 69, &error)"}},
+      {"topk_compress",
+       {"memref<16x16xf32>", "memref<16x16xf32>", "memref<69xi8>", "memref<16x16xf32>"},
+       {0, 1},
+       {2, 3},
+       "{k = 13 : i64, quantize = \"int8\"}",
+       {"kiln::kernels::topkCompress(b0, b1, 256, 13, true, b2, b3, &error)"}},
+      {"topk_decompress",
+       {"memref<138xi8>", "memref<16x16xf32>"},
+       {0},
+       {1},
+       "{k = 13 : i64, quantize = \"int8\"}",
+       {"kiln::kernels::topkDecompress(b0, 2, 256, 13, true, b1, &error)"}},
       {"reduce_scatter",
        {"memref<16384xf32>", "memref<8192xf32>"},
        {0},
@@ -481,6 +499,8 @@ protected:
       return "float";
     if (memref.find("i32>") != std::string::npos)
       return "int32_t";
+    if (memref.find("xi8>") != std::string::npos)
+      return "int8_t";
     return "int64_t";
   }
 
@@ -523,6 +543,7 @@ TEST_F(HostLaunchesTest, EmittedCodeCompiles) {
          "#include \"runtime/kernels/Copy.h\"\n"
          "#include \"runtime/kernels/Dense.h\"\n"
          "#include \"runtime/kernels/ExpertParallel.h\"\n"
+         "#include \"runtime/kernels/GradCompress.h\"\n"
          "#include \"runtime/kernels/Loss.h\"\n"
          "#include \"runtime/kernels/MoE.h\"\n"
          "#include \"runtime/kernels/Optimizer.h\"\n"

@@ -100,6 +100,15 @@ const std::vector<Layout> kCapacityLayouts = {
     {"ep2capacity", 4, json{{"dp", 2}, {"ep", 2}, {"expert_capacity", 1.0}}, true},
 };
 
+/// parallel.grad_compression: dp 2, top-k 5% with int8 values and error
+/// feedback (every model).
+const Layout kCompressionLayout = {
+    "dp2topk", 4,
+    json{{"dp", 2},
+         {"grad_compression",
+          {{"method", "topk"}, {"ratio", 0.05}, {"quantize", "int8"}, {"error_feedback", true}}}},
+    true};
+
 bool hasRoutedExperts(const std::string &model) { return model == "r1-tiny"; }
 
 class MultiRankExecutable : public ::testing::TestWithParam<std::string> {
@@ -122,6 +131,7 @@ protected:
         newestInput = std::max(newestInput, fs::last_write_time(entry.path(), ec));
     json spec = json::parse(readFile(std::string(KILN_SOURCE_DIR) + "/models/" + model + ".json"));
     std::vector<Layout> layouts = kLayouts;
+    layouts.push_back(kCompressionLayout);
     if (hasRoutedExperts(model)) {
       layouts.insert(layouts.end(), kExpertLayouts.begin(), kExpertLayouts.end());
       layouts.insert(layouts.end(), kCapacityLayouts.begin(), kCapacityLayouts.end());
@@ -380,8 +390,17 @@ TEST_P(MultiRankExecutable, ExpertParallelFollowsDp1) {
     ASSERT_EQ(got.size(), 20u) << l.name;
     const double worst = worstLossDifference(got, want);
     std::printf("[%s %s] 20 steps: losses and gradient norms within %.3g of dp 1; %s comm "
-                "bytes per step\n",
-                model.c_str(), l.name.c_str(), worst, got[0]["comm_bytes"].dump().c_str());
+                "bytes per step; all_to_all bytes of all ranks %s, predicted %s\n",
+                model.c_str(), l.name.c_str(), worst, got[0]["comm_bytes"].dump().c_str(),
+                got[0]["all_to_all_bytes"].dump().c_str(),
+                got[0]["all_to_all_bytes_dropless"].dump().c_str());
+    // Dropless, the ranks together move exactly what the compiler predicted,
+    // whatever the routing.
+    for (size_t s = 0; s < got.size(); ++s) {
+      ASSERT_TRUE(got[s].contains("all_to_all_bytes")) << got[s].dump();
+      EXPECT_EQ(got[s]["all_to_all_bytes"], got[s]["all_to_all_bytes_dropless"])
+          << l.name << " step " << s + 1;
+    }
     EXPECT_LE(worst, kTolerance) << l.name;
     // Step-1 gradients, through exp_avg, each expert from the rank that holds it.
     const std::string ckpt1 = dir + "/ckpt1-" + l.name;
@@ -426,12 +445,52 @@ TEST_P(MultiRankExecutable, ExpertCapacityDropsTheSameRowsOnEveryLayout) {
     EXPECT_EQ(got[s]["routed_rows"], want[s]["routed_rows"]) << "step " << s + 1;
     EXPECT_EQ(got[s]["dropped_rows"], want[s]["dropped_rows"]) << "step " << s + 1;
   }
+  // Each dropped row is not sent out, back, and the same in backward: 4 rows
+  // of hidden_size 64 f32 fewer than the dropless prediction.
+  for (size_t s = 0; s < got.size(); ++s)
+    EXPECT_EQ(got[s]["all_to_all_bytes_dropless"].get<int64_t>() -
+                  got[s]["all_to_all_bytes"].get<int64_t>(),
+              4 * 64 * 4 * got[s]["dropped_rows"].get<int64_t>())
+        << "step " << s + 1;
   const double worst = worstLossDifference(got, want);
   std::printf("[%s ep2capacity] 10 steps within %.3g of dp 1; step 1 dropped %s of %s routed "
               "rows, step 10 %s\n",
               model.c_str(), worst, want[0]["dropped_rows"].dump().c_str(),
               want[0]["routed_rows"].dump().c_str(), want[9]["dropped_rows"].dump().c_str());
   EXPECT_LE(worst, kTolerance);
+}
+
+// Gradient compression trains (the loss falls), moves the bytes the compiler
+// put in the step (grad_bytes_sent in the log, inside comm_bytes), and a run
+// resumed from a checkpoint continues bit-exactly: the error-feedback
+// residuals are each rank's own checkpoint state.
+TEST_P(MultiRankExecutable, GradCompressionTrainsAndResumesBitExactly) {
+  const Layout &l = kCompressionLayout;
+  const std::string full = dir + "/topk-full.jsonl", part = dir + "/topk-part.jsonl",
+                    ckpt = dir + "/ckpt-topk";
+  fs::remove(full);
+  fs::remove(part);
+  fs::remove_all(ckpt);
+  ASSERT_EQ(train(l, "--steps 12 --log " + full, "full"), 0);
+  ASSERT_EQ(train(l, "--steps 6 --checkpoint-dir " + ckpt + " --log " + part, "first"), 0);
+  ASSERT_EQ(train(l, "--steps 12 --resume --checkpoint-dir " + ckpt + " --log " + part, "resumed"),
+            0);
+  const std::vector<json> want = metrics(full), got = metrics(part);
+  ASSERT_EQ(want.size(), 12u);
+  ASSERT_EQ(got.size(), 12u);
+  for (size_t s = 0; s < want.size(); ++s)
+    for (const char *key : {"loss", "main_loss", "grad_norm"})
+      EXPECT_EQ(got[s][key], want[s][key]) << key << " at step " << s + 1;
+  const uint64_t sent = want[0]["grad_bytes_sent"].get<uint64_t>(),
+                 whole = want[0]["grad_bytes_uncompressed"].get<uint64_t>();
+  EXPECT_GT(sent, 0u);
+  EXPECT_LT(sent, whole / 10) << "top-k 5% with int8 values sends about 6% of the bytes";
+  EXPECT_GE(want[0]["comm_bytes"].get<uint64_t>(), sent);
+  EXPECT_LT(want[11]["main_loss"].get<double>(), want[0]["main_loss"].get<double>());
+  std::printf("[%s dp2topk] %llu of %llu gradient bytes sent per rank per step; main loss %.4f -> "
+              "%.4f over 12 steps; resumed at 6 bit-exactly\n",
+              model.c_str(), (unsigned long long)sent, (unsigned long long)whole,
+              want[0]["main_loss"].get<double>(), want[11]["main_loss"].get<double>());
 }
 
 TEST_P(MultiRankExecutable, ExpertParallelCheckpointsResumeOnAnyLayout) {

@@ -265,6 +265,23 @@ const BadSpec kBadSpecs[] = {
     {"CapacityOnDense", kLlamaBase, R"({"parallel": {"expert_capacity": 1.25}})",
      {"parallel.expert_capacity: bounds the rows routed experts take, and this model has "
       "none"}},
+    {"CompressionWithoutDp", kDeepSeekBase, R"({"parallel": {"grad_compression": {}}})",
+     {"parallel.grad_compression: compresses the data-parallel gradient sum, and dp is 1"}},
+    {"CompressionWithZero", kDeepSeekBase,
+     R"({"parallel": {"dp": 2, "zero": 1, "grad_compression": {}}})",
+     {"parallel.grad_compression: is built for replicated optimizer state", "expected zero 0"}},
+    {"CompressionMethod", kDeepSeekBase,
+     R"({"parallel": {"dp": 2, "grad_compression": {"method": "powersgd"}}})",
+     {"parallel.grad_compression.method"}},
+    {"CompressionRatio", kDeepSeekBase,
+     R"({"parallel": {"dp": 2, "grad_compression": {"ratio": 1.5}}})",
+     {"parallel.grad_compression.ratio: 1.5 is out of range; expected the fraction"}},
+    {"CompressionQuantize", kDeepSeekBase,
+     R"({"parallel": {"dp": 2, "grad_compression": {"quantize": "fp8"}}})",
+     {"parallel.grad_compression.quantize"}},
+    {"CompressionTypo", kDeepSeekBase,
+     R"({"parallel": {"dp": 2, "grad_compression": {"error_feedbak": true}}})",
+     {"parallel.grad_compression.error_feedbak: unknown key; did you mean 'error_feedback'?"}},
     {"PpBeyondLayers", kDeepSeekBase, R"({"parallel": {"pp": 4}})",
      {"parallel.pp: 4 stages is more than num_hidden_layers 3"}},
     {"PipelineSchedule", kDeepSeekBase,
@@ -569,6 +586,30 @@ TEST(SpecTest, ExpertCapacity) {
   ASSERT_TRUE(s) << error;
   EXPECT_EQ(s->parallel.expertCapacity, 0.0);
   EXPECT_EQ(s->parallel.expertCapacityPairs(32, 2, 8), 0);
+}
+
+TEST(SpecTest, GradCompression) {
+  std::string error;
+  std::optional<Spec> s = parseSpec(
+      patched(kDeepSeekBase, R"({"parallel": {"dp": 2, "grad_compression": {"method": "topk"}}})"),
+      "spec.json", error);
+  ASSERT_TRUE(s) << error;
+  const GradCompressionConfig &g = s->parallel.gradCompression;
+  EXPECT_TRUE(g.enabled);
+  EXPECT_EQ(g.ratio, 0.05);
+  EXPECT_EQ(g.quantize, "int8");
+  EXPECT_TRUE(g.errorFeedback);
+  s = parseSpec(patched(kDeepSeekBase, R"({"parallel": {"dp": 2, "grad_compression": {"ratio":
+          0.01, "quantize": "none", "error_feedback": false}}})"),
+                "spec.json", error);
+  ASSERT_TRUE(s) << error;
+  EXPECT_EQ(s->parallel.gradCompression.ratio, 0.01);
+  EXPECT_EQ(s->parallel.gradCompression.quantize, "none");
+  EXPECT_FALSE(s->parallel.gradCompression.errorFeedback);
+  s = parseSpec(patched(kDeepSeekBase, R"({"parallel": {"dp": 2, "grad_compression": null}})"),
+                "spec.json", error);
+  ASSERT_TRUE(s) << error;
+  EXPECT_FALSE(s->parallel.gradCompression.enabled);
 }
 
 TEST(SpecTest, CheckpointBudgetObject) {

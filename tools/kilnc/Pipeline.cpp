@@ -57,6 +57,14 @@ LogicalResult lowerToPartitionedStep(ModuleOp module, const frontend::Spec &spec
     dp.microbatches = p.microbatches;
     dp.report = report;
     pm.addPass(createKilnDataParallel(dp));
+    if (p.gradCompression.enabled) {
+      KilnGradCompressionOptions compression;
+      compression.ratio = p.gradCompression.ratio;
+      compression.quantize = p.gradCompression.quantize;
+      compression.errorFeedback = p.gradCompression.errorFeedback;
+      compression.report = report;
+      pm.addPass(createKilnGradCompression(compression));
+    }
     // Every multi-rank build proves its ranks meet each other before any
     // code is emitted: a mismatch is a compile error, not a hang at step N.
     KilnVerifyCollectivesOptions verify;

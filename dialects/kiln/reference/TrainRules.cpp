@@ -9,6 +9,7 @@
 #include "dialects/kiln/KilnDialect.h"
 #include "dialects/kiln/reference/Evaluator.h"
 #include "dialects/kiln/reference/RoutingMath.h"
+#include "runtime/kernels/GradCompressMath.h"
 
 #include <algorithm>
 #include <cmath>
@@ -18,8 +19,8 @@ using namespace mlir;
 
 namespace kiln::reference {
 
-static RefTensor resultLike(Operation *op) {
-  auto type = cast<ShapedType>(op->getResult(0).getType());
+static RefTensor resultLike(Operation *op, unsigned i = 0) {
+  auto type = cast<ShapedType>(op->getResult(i).getType());
   return RefTensor(type.getElementType(), type.getShape());
 }
 
@@ -229,9 +230,56 @@ static void addOptimizerRules(RuleTable &table) {
   });
 }
 
+/// Top-k compression is defined on f32 and bytes (its message holds f32 and
+/// int8 bits): the rules run the kernels' own code on f32 copies.
+static void addCompressionRules(RuleTable &table) {
+  auto floats = [](const RefTensor &t) { return std::vector<float>(t.data.begin(), t.data.end()); };
+  table.add("kiln.topk_compress", [floats](Operation *op, ArrayRef<const RefTensor *> in,
+                                           SmallVectorImpl<RefTensor> &out) -> LogicalResult {
+    auto compress = cast<TopkCompressOp>(op);
+    std::vector<float> grad = floats(*in[0]), residual = floats(*in[1]), next(grad.size());
+    RefTensor message = resultLike(op, 0), newResidual = resultLike(op, 1);
+    std::vector<unsigned char> bytes(size_t(message.numElements()));
+    std::vector<int64_t> order;
+    std::vector<float> sent;
+    kernels::topkCompressTensor(grad.data(), residual.data(), int64_t(grad.size()),
+                                int64_t(compress.getK()), compress.getQuantize() == "int8",
+                                bytes.data(), next.data(), order, sent);
+    for (size_t i = 0; i < bytes.size(); ++i)
+      message.data[i] = double(int8_t(bytes[i]));
+    std::copy(next.begin(), next.end(), newResidual.data.begin());
+    out.push_back(std::move(message));
+    out.push_back(std::move(newResidual));
+    return success();
+  });
+  table.add("kiln.topk_decompress", [](Operation *op, ArrayRef<const RefTensor *> in,
+                                       SmallVectorImpl<RefTensor> &out) -> LogicalResult {
+    auto decompress = cast<TopkDecompressOp>(op);
+    const bool int8 = decompress.getQuantize() == "int8";
+    const int64_t k = decompress.getK(), size = kernels::topkMessageBytes(k, int8);
+    std::vector<unsigned char> bytes(in[0]->data.size());
+    for (size_t i = 0; i < bytes.size(); ++i)
+      bytes[i] = (unsigned char)int8_t(in[0]->data[i]);
+    RefTensor result = resultLike(op, 0);
+    std::vector<float> sum(size_t(result.numElements()), 0.0f);
+    for (int64_t r = 0; r < int64_t(bytes.size()) / size; ++r) {
+      int64_t bad = 0;
+      if (!kernels::topkDecompressAdd(bytes.data() + r * size, int64_t(sum.size()), k, int8,
+                                      sum.data(), &bad))
+        return op->emitError() << "reference evaluator: the message of rank " << r
+                               << " holds index " << bad << ", outside [0, " << sum.size()
+                               << ")";
+    }
+    std::copy(sum.begin(), sum.end(), result.data.begin());
+    out.push_back(std::move(result));
+    return success();
+  });
+}
+
 void addTrainRules(RuleTable &table) {
   addBalanceRules(table);
   addOptimizerRules(table);
+  addCompressionRules(table);
 }
 
 } // namespace kiln::reference

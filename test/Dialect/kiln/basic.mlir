@@ -88,6 +88,17 @@ func.func @expert_capacity(%idx: tensor<128x2xi32>) -> tensor<128x2xi32> {
   return %kept : tensor<128x2xi32>
 }
 
+// CHECK-LABEL: func.func @topk_compression
+func.func @topk_compression(%g: tensor<16x16xf32>, %r: tensor<16x16xf32>) -> (tensor<16x16xf32>, tensor<16x16xf32>) {
+  // CHECK: %[[MSG:.*]], %{{.*}} = kiln.topk_compress %{{.*}}, %{{.*}} {k = 13 : i64, quantize = "int8"} : (tensor<16x16xf32>, tensor<16x16xf32>) -> (tensor<69xi8>, tensor<16x16xf32>)
+  %msg, %res = kiln.topk_compress %g, %r {k = 13 : i64, quantize = "int8"}
+      : (tensor<16x16xf32>, tensor<16x16xf32>) -> (tensor<69xi8>, tensor<16x16xf32>)
+  %all = kiln.all_gather %msg {axes = ["dp"], dim = 0 : i64} : (tensor<69xi8>) -> tensor<276xi8>
+  // CHECK: kiln.topk_decompress %{{.*}} {k = 13 : i64, quantize = "int8"} : (tensor<276xi8>) -> tensor<16x16xf32>
+  %sum = kiln.topk_decompress %all {k = 13 : i64, quantize = "int8"} : (tensor<276xi8>) -> tensor<16x16xf32>
+  return %sum, %res : tensor<16x16xf32>, tensor<16x16xf32>
+}
+
 // CHECK-LABEL: func.func @expert_parallel_reorder
 func.func @expert_parallel_reorder(%offsets: tensor<9xi32>, %received: tensor<512x64xf32>) -> tensor<512x64xf32> {
   // CHECK: %[[PE:.*]], %{{.*}} = kiln.expert_counts %{{.*}} {groups = 2 : i64} : (tensor<9xi32>) -> (tensor<2x4xi32>, tensor<2xi32>)

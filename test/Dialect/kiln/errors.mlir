@@ -618,6 +618,58 @@ func.func @expert_capacity_experts(%i: tensor<128x2xi32>) {
 }
 
 //===----------------------------------------------------------------------===//
+// kiln.topk_compress, kiln.topk_decompress
+//===----------------------------------------------------------------------===//
+
+// -----
+
+func.func @topk_k_too_large(%g: tensor<4x4xf32>) {
+  // expected-error @+1 {{'kiln.topk_compress' op expects 1 <= k <= 16 (the tensor's elements), got k = 17}}
+  %m, %r = "kiln.topk_compress"(%g, %g) {k = 17 : i64, quantize = "int8"} : (tensor<4x4xf32>, tensor<4x4xf32>) -> (tensor<89xi8>, tensor<4x4xf32>)
+  return
+}
+
+// -----
+
+func.func @topk_quantize(%g: tensor<4x4xf32>) {
+  // expected-error @+1 {{'kiln.topk_compress' op expects quantize "int8" or "none", got "fp8"}}
+  %m, %r = "kiln.topk_compress"(%g, %g) {k = 2 : i64, quantize = "fp8"} : (tensor<4x4xf32>, tensor<4x4xf32>) -> (tensor<14xi8>, tensor<4x4xf32>)
+  return
+}
+
+// -----
+
+func.func @topk_message_size(%g: tensor<4x4xf32>) {
+  // expected-error @+1 {{'kiln.topk_compress' op expects message of shape [16], got [14]}}
+  %m, %r = "kiln.topk_compress"(%g, %g) {k = 2 : i64, quantize = "none"} : (tensor<4x4xf32>, tensor<4x4xf32>) -> (tensor<14xi8>, tensor<4x4xf32>)
+  return
+}
+
+// -----
+
+func.func @topk_residual_shape(%g: tensor<4x4xf32>, %r: tensor<16xf32>) {
+  // expected-error @+1 {{'kiln.topk_compress' op expects residual and new_residual of the gradient's shape [4, 4]}}
+  %m, %n = "kiln.topk_compress"(%g, %r) {k = 2 : i64, quantize = "int8"} : (tensor<4x4xf32>, tensor<16xf32>) -> (tensor<14xi8>, tensor<16xf32>)
+  return
+}
+
+// -----
+
+func.func @topk_bf16(%g: tensor<4x4xbf16>) {
+  // expected-error @+1 {{'kiln.topk_compress' op expects f32 gradients and residuals (the message holds f32), got 'tensor<4x4xbf16>'}}
+  %m, %r = "kiln.topk_compress"(%g, %g) {k = 2 : i64, quantize = "int8"} : (tensor<4x4xbf16>, tensor<4x4xbf16>) -> (tensor<14xi8>, tensor<4x4xbf16>)
+  return
+}
+
+// -----
+
+func.func @topk_decompress_partial(%m: tensor<20xi8>) {
+  // expected-error @+1 {{'kiln.topk_decompress' op expects messages of shape [ranks x 14] (whole messages of k = 2), got [20]}}
+  %d = "kiln.topk_decompress"(%m) {k = 2 : i64, quantize = "int8"} : (tensor<20xi8>) -> tensor<4x4xf32>
+  return
+}
+
+//===----------------------------------------------------------------------===//
 // kiln.expert_counts, kiln.segment_transpose
 //===----------------------------------------------------------------------===//
 
