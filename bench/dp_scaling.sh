@@ -5,7 +5,8 @@
 # global batch doubles; with ep 2 each rank holds half the routed experts and
 # exchanges rows with all_to_all). Prints step time, tokens/s, rank 0's time
 # and bytes in collectives per step (all groups, all_to_all included), and
-# the ring all-reduce volume 2(N-1)/N x gradient bytes for comparison. Needs
+# the ring all-reduce volume 2(N-1)/N x gradient bytes for comparison, and
+# from rank 0's --profile table the grouped-GEMM and all_to_all time. Needs
 # a built tree (./scripts/build.sh) and Open MPI.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,10 +27,10 @@ grad_bytes=$("$build/bin/kilnc" "$out/dp1.json" --summary=json | /usr/bin/python
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; Open MPI $(mpirun --version | head -1 | awk '{print $NF}')"
 echo "config: r1-mini, micro_batch and seq_len from the spec per rank, $steps steps, --threads 1 per rank"
 rm -f "$out"/*.jsonl
-"$out/dp1/train" --steps "$steps" --threads 1 --log "$out/dp1.jsonl" 2> "$out/dp1.err"
+"$out/dp1/train" --steps "$steps" --threads 1 --profile --log "$out/dp1.jsonl" 2> "$out/dp1.err"
 for v in dp2 ep2; do
   mpirun --allow-run-as-root --oversubscribe -np 2 "$out/$v/train" --steps "$steps" --threads 1 \
-    --log "$out/$v.jsonl" 2> "$out/$v.err"
+    --profile --log "$out/$v.jsonl" 2> "$out/$v.err"
 done
 /usr/bin/python3 - "$out" "$grad_bytes" <<'PY'
 import json, statistics, sys
@@ -44,9 +45,24 @@ def load(name):
     return step, tok, comm, nbytes
 ring = 2 * (2 - 1) / 2 * grad_bytes
 print(f"gradient bytes (f32): {grad_bytes}; ring all-reduce per rank for N = 2: 2(N-1)/N x that = {ring:.0f} bytes")
-print("| layout | median step (ms) | tokens/s (job) | comm s/step (rank 0) | comm bytes/step (rank 0) |")
-print("|---|---|---|---|---|")
+def profile(name):
+    # rank 0's --profile table (all steps, warm-up included): ms per step by kernel.
+    rows = {}
+    for line in open(f"{out}/{name}.err"):
+        parts = line.split()
+        if len(parts) == 4 and parts[3].endswith("%") and parts[0] != "kernel":
+            rows[parts[0]] = float(parts[2])
+    return rows
+print("| layout | median step (ms) | tokens/s (job) | comm s/step (rank 0) | comm bytes/step (rank 0) "
+      "| grouped GEMMs fwd+bwd ms/step (rank 0) | all_to_all ms/step (rank 0) | all_to_all bytes/step (all ranks) |")
+print("|---|---|---|---|---|---|---|---|")
 for name in ["dp1", "dp2", "ep2"]:
     step, tok, comm, nbytes = load(name)
-    print(f"| {name} | {step*1e3:.1f} | {tok:.0f} | {comm*1e3:.1f} ms | {nbytes:.0f} |")
+    rows = profile(name)
+    gemm = sum(v for k, v in rows.items() if k.startswith("grouped_matmul"))
+    a2a = rows.get("all_to_all", 0.0)
+    last = json.loads(open(f"{out}/{name}.jsonl").readlines()[-1])
+    a2a_bytes = last.get("all_to_all_bytes", "—")
+    print(f"| {name} | {step*1e3:.1f} | {tok:.0f} | {comm*1e3:.1f} ms | {nbytes:.0f} | {gemm:.1f} | "
+          f"{a2a:.1f} | {a2a_bytes} |")
 PY

@@ -507,8 +507,10 @@ LogicalResult Emitter::emitStep() {
           *os << (k ? " + " : "") << cast<StringAttr>(origin).getValue();
         *os << "\n";
         declareUsed(loop->getOperands(), declared);
+        *os << "  {\n    kiln::driver::KernelTimer timer(io.profile, \"fused_elementwise\");\n";
         if (failed(emitLoop(loop)))
           return failure();
+        *os << "  }\n";
         ++numKernels;
         continue;
       }
@@ -532,8 +534,11 @@ LogicalResult Emitter::emitStep() {
         args.ins.push_back(nameOf(in));
       for (Value out : launch.getOuts())
         args.outs.push_back(nameOf(out));
-      if (failed(emitHostLaunch(launch, args, "  ", *os)))
+      *os << "  {\n    kiln::driver::KernelTimer timer(io.profile, \"" << launch.getKernel()
+          << "\");\n";
+      if (failed(emitHostLaunch(launch, args, "    ", *os)))
         return failure();
+      *os << "  }\n";
       ++numKernels;
     }
     os = file;
@@ -571,6 +576,7 @@ LogicalResult Emitter::emit() {
       << "// The training step of " << info.specName << " for the host target: "
       << numKernels << " kernels over a " << arena.getInt() << "-byte arena, batch "
       << batch << " x " << seqLen << " tokens. build.sh next to this file rebuilds it.\n\n"
+      << "#include \"runtime/driver/KernelProfile.h\"\n"
       << "#include \"runtime/driver/TrainMain.h\"\n"
       << "#include \"runtime/kernels/Attention.h\"\n"
       << "#include \"runtime/kernels/Copy.h\"\n"

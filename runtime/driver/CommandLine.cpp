@@ -31,6 +31,8 @@ const FlagInfo kFlags[] = {
      "write the first step's gradients to FILE (f32 safetensors, Hugging Face names)"},
     {"--collective-timeout", "S", Kind::Count,
      "multi-rank runs: end the job when a collective waits longer than S seconds"},
+    {"--profile", "", Kind::Switch,
+     "time every kernel and print where each step's time went (rank 0) at the end"},
     {"--help", "", Kind::Switch, "print this help and exit"},
 };
 
@@ -127,7 +129,10 @@ bool parseInto(const std::vector<std::string> &args, TrainOptions &options, std:
         error = name + " takes no value, got '" + arg + "'; write just " + name;
         return false;
       }
-      options.resume = true; // --help is handled before parsing
+      if (name == "--profile")
+        options.profile = true;
+      else
+        options.resume = true; // --help is handled before parsing
       continue;
     }
     if (!inlineValue) {

@@ -51,6 +51,7 @@ struct TrainOptions {
                                ///< gradients, f32 safetensors under HF names.
   uint64_t collectiveTimeoutSec = 300; ///< --collective-timeout: how long a
                                ///< collective may wait for its peers.
+  bool profile = false;        ///< --profile: time every kernel, print a table.
   bool help = false;           ///< --help or -h was given; print helpText().
 };
 

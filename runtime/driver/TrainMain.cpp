@@ -13,6 +13,7 @@
 #include "runtime/data/SyntheticCorpus.h"
 #include "runtime/data/TokenLoader.h"
 #include "runtime/driver/CommandLine.h"
+#include "runtime/driver/KernelProfile.h"
 #include "runtime/driver/Metrics.h"
 #include "runtime/driver/Ranks.h"
 #include "runtime/driver/Timer.h"
@@ -865,6 +866,8 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     return uint64_t(rows);
   };
   uint64_t droppedTotal = 0, routedTotal = 0;
+  KernelProfile profile; // --profile
+  double profiledSeconds = 0;
 
   GradCapture capture;
   capture.layouts = &layouts;
@@ -919,6 +922,7 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     buffers.expertLoads = loadPtrs.data();
     buffers.expertKept = keptPtrs.empty() ? nullptr : keptPtrs.data();
     buffers.gradResidual = residualPtrs.empty() ? nullptr : residualPtrs.data();
+    buffers.profile = options.profile ? &profile : nullptr;
     buffers.arena = arena.data();
     buffers.gradSink = wantGrads ? captureGrads : nullptr;
     buffers.gradSinkContext = wantGrads ? &capture : nullptr;
@@ -930,6 +934,7 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     if (!step(buffers, stepError))
       return stop("step " + std::to_string(s) + ": " + stepError);
     const double stepSec = timer.lap();
+    profiledSeconds += stepSec;
 
     if (wantGrads) {
       if (!writeGrads(options.saveGradsPath, s, capture, error))
@@ -1046,6 +1051,8 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     summary += " | checkpoint " + lastCheckpoint;
   if (ranks.lead())
     std::fprintf(stderr, "%s\n", summary.c_str());
+  if (options.profile && ranks.lead())
+    std::fprintf(stderr, "%s", profile.format(stepsRun, profiledSeconds).c_str());
   return 0;
 }
 

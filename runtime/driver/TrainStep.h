@@ -21,6 +21,7 @@
 
 namespace kiln::driver {
 
+class KernelProfile;
 class StepComm;
 
 enum class InitKind { Normal, Ones, Zeros };
@@ -124,6 +125,9 @@ struct StepBuffers {
   /// Error-feedback residuals, indexed like expAvg, updated in place; null
   /// unless ModelDesc::gradResiduals.
   float *const *gradResidual = nullptr;
+  /// --profile: every launch adds its time to its kernel's row; null: no
+  /// timing (KernelProfile.h).
+  KernelProfile *profile = nullptr;
 };
 
 using TrainStepFn = bool (*)(const StepBuffers &buffers, std::string &error);

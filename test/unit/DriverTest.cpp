@@ -89,8 +89,11 @@ TEST(CommandLine, HelpWins) {
   EXPECT_NE(text.find("usage: train"), std::string::npos);
   for (const char *flag : {"--data FILE", "--steps N", "--checkpoint-dir D", "--checkpoint-every N",
                            "--resume", "--log FILE.jsonl", "--threads N", "--seed N",
-                           "--save-grads FILE", "--help"})
+                           "--save-grads FILE", "--profile", "--help"})
     EXPECT_NE(text.find(flag), std::string::npos) << flag;
+  EXPECT_TRUE(parseOk({"--profile"}).profile);
+  EXPECT_FALSE(parseOk({"--profile"}).resume);
+  EXPECT_FALSE(parseOk({"--resume", "--checkpoint-dir", "d"}).profile);
   EXPECT_NE(text.find("default 300"), std::string::npos);
   EXPECT_NE(text.find("default 1234"), std::string::npos);
   EXPECT_NE(text.find("exit codes: 0 done, 1 error"), std::string::npos);

@@ -33,6 +33,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <regex>
 #include <random>
 #include <signal.h>
 #include <sstream>
@@ -452,6 +453,31 @@ TEST_F(TrainExecutable, ResumeIsBitExact) {
 //===----------------------------------------------------------------------===//
 // 3. Determinism
 //===----------------------------------------------------------------------===//
+
+// --profile times every kernel without changing a bit of the training, and
+// prints one row per kernel (calls per step, ms per step, share of the step).
+TEST_F(TrainExecutable, ProfileTimesKernelsWithoutChangingNumbers) {
+  const std::string dir = freshDir("profile");
+  trainOk("r1-tiny", {"--steps", "5", "--threads", kThreads, "--log", dir + "/plain.jsonl"});
+  std::string what;
+  RunResult r = train("r1-tiny", {"--steps", "5", "--threads", kThreads, "--log",
+                                  dir + "/profiled.jsonl", "--profile"},
+                      &what);
+  ASSERT_EQ(r.exitCode, 0) << what;
+  const std::vector<LogLine> plain = readLog(dir + "/plain.jsonl"),
+                             profiled = readLog(dir + "/profiled.jsonl");
+  ASSERT_EQ(plain.size(), 5u);
+  ASSERT_EQ(profiled.size(), 5u);
+  for (size_t i = 0; i < 5; ++i)
+    for (const char *key : {"loss", "main_loss", "grad_norm"})
+      EXPECT_EQ(profiled[i].at(key), plain[i].at(key)) << key << " at step " << i + 1;
+  EXPECT_NE(r.err.find("kernel profile (rank 0, 5 steps, "), std::string::npos) << r.err;
+  // r1-tiny: 3 MoE layer calls (2 decoder layers, MTP) x 3 grouped GEMMs.
+  EXPECT_TRUE(std::regex_search(r.err, std::regex("\\n  grouped_matmul +9\\.0 +[0-9.]+ +[0-9.]+%")))
+      << r.err;
+  EXPECT_TRUE(std::regex_search(r.err, std::regex("\\n  adamw +[0-9]+\\.0 "))) << r.err;
+  EXPECT_NE(r.err.find("(outside kernels)"), std::string::npos) << r.err;
+}
 
 TEST_F(TrainExecutable, SameSeedAndThreadsIsDeterministic) {
   const std::string dir = freshDir("determinism");
