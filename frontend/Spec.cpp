@@ -179,6 +179,12 @@ std::string readTextFile(const std::string &path, const std::string &what) {
     fail(path, "", "is a directory; expected " + what);
   if (!S_ISREG(st.st_mode))
     fail(path, "", "is not a regular file; expected " + what);
+  // Specs and config.json files are kilobytes: a huge file is a wrong path,
+  // and reading it whole would only exhaust memory.
+  constexpr off_t kMaxTextBytes = off_t(64) << 20;
+  if (st.st_size > kMaxTextBytes)
+    fail(path, "", "is " + std::to_string(st.st_size) + " bytes, more than the 64 MiB a spec or "
+                   "config.json may have; expected " + what);
   std::ifstream in(path, std::ios::binary);
   if (!in)
     fail(path, "", std::string("cannot read (") + std::strerror(errno) +

@@ -677,6 +677,22 @@ TEST_F(SpecFilesTest, HfConfigWithOverrides) {
                                       "torch_dtype"}));
 }
 
+// A huge file given as the spec or its hf_config (a wrong path) is refused
+// by its size, not read into memory (a sparse file: no disk used).
+TEST_F(SpecFilesTest, HugeFilesAreRefusedBySize) {
+  std::string huge = write("hf/huge.json", "");
+  ASSERT_EQ(::truncate(huge.c_str(), off_t(100) << 20), 0);
+  std::string spec = write(
+      "spec.json", R"({"model": {"hf_config": "hf/huge.json"}, "train": {"seq_len": 16}})");
+  EXPECT_FALSE(load(spec));
+  EXPECT_NE(error.find("huge.json: is 104857600 bytes, more than the 64 MiB a spec or "
+                       "config.json may have"),
+            std::string::npos)
+      << error;
+  EXPECT_FALSE(load(huge));
+  EXPECT_NE(error.find("more than the 64 MiB"), std::string::npos) << error;
+}
+
 TEST_F(SpecFilesTest, BadValueInHfConfigNamesThatFile) {
   std::string hf = write("hf/config.json",
                          patched(kHfLlama, R"({"hidden_size": 100,
