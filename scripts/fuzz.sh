@@ -15,9 +15,10 @@ if ! command -v "$clangxx" > /dev/null; then
   echo "fuzz: skipped: $clangxx not found (Debian: clang-22 libclang-rt-22-dev, which scripts/install-deps.sh installs)" >&2
   exit 77
 fi
+mkdir -p "$build"
 cmake -S "$root/test/fuzz" -B "$build" -G Ninja -DCMAKE_CXX_COMPILER="$clangxx" \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo > "$build.cmake.log" 2>&1 || { cat "$build.cmake.log"; exit 1; }
-cmake --build "$build" > "$build.build.log" 2>&1 || { tail -50 "$build.build.log"; exit 1; }
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo > "$build/configure.log" 2>&1 || { cat "$build/configure.log"; exit 1; }
+cmake --build "$build" > "$build/build.log" 2>&1 || { tail -50 "$build/build.log"; exit 1; }
 
 mkdir -p "$build/findings"
 "$build/make_seeds" "$build/seeds"
