@@ -37,7 +37,19 @@ void fail(const std::string &file, const std::string &field,
   if (!field.empty())
     msg += ": " + field;
   msg += ": " + what;
-  throw SpecFailure{msg};
+  // Keys and strings come from the user's file: a control character in
+  // one (JSON "\n") would break the message's single line.
+  std::string line;
+  for (unsigned char c : msg) {
+    if (c >= 0x20 && c != 0x7f) {
+      line += char(c);
+      continue;
+    }
+    char escaped[8];
+    std::snprintf(escaped, sizeof(escaped), "\\x%02x", c);
+    line += escaped;
+  }
+  throw SpecFailure{line};
 }
 
 std::string formatNumber(double value) {

@@ -240,6 +240,9 @@ const BadSpec kBadSpecs[] = {
      R"({"train": {"steps": 10, "schedule": {"warmup_steps": 20}}})",
      {"train.schedule.warmup_steps: 20 is more than train.steps 10"}},
     // parallel.
+    // Found by fuzz_spec: a key with a JSON "\n" made a two-line message.
+    {"NewlineInKey", kDeepSeekBase, R"({"parallel": {"\nep": 2}})",
+     {"parallel.\\x0aep: unknown key; did you mean 'ep'?"}},
     {"ParallelTypo", kDeepSeekBase, R"({"parallel": {"schedul": "1f1b"}})",
      {"parallel.schedul: unknown key; did you mean 'schedule'?"}},
     {"EpNotDivisor", kDeepSeekBase, R"({"parallel": {"ep": 3}})",
