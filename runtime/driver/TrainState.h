@@ -1,0 +1,180 @@
+//===- TrainState.h - the state a rank trains: layout, buffers, checkpoints -*- C++ -*-===//
+//
+// What the training loop (TrainMain.cpp) holds between steps and how it
+// reaches the disk: the stored layout of each parameter (experts, ZeRO-1
+// shards), the zero-filled aligned buffers, the seeded initial state, and
+// the rank's part of a sharded checkpoint, written in two phases and
+// resumed on any layout.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_RUNTIME_DRIVER_TRAINSTATE_H
+#define KILN_RUNTIME_DRIVER_TRAINSTATE_H
+
+#include "runtime/checkpoint/Checkpoint.h"
+#include "runtime/driver/Ranks.h"
+#include "runtime/driver/TrainStep.h"
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace kiln::driver::detail {
+
+//===----------------------------------------------------------------------===//
+// Buffers
+//===----------------------------------------------------------------------===//
+
+/// A zero-filled, 64-byte aligned array: what the generated step expects of
+/// its parameter, moment and arena buffers (it may use aligned vector loads).
+template <class T> class AlignedArray {
+public:
+  AlignedArray() = default;
+  AlignedArray(AlignedArray &&other) noexcept : data_(other.data_), size_(other.size_) {
+    other.data_ = nullptr;
+    other.size_ = 0;
+  }
+  AlignedArray(const AlignedArray &) = delete;
+  AlignedArray &operator=(const AlignedArray &) = delete;
+  AlignedArray &operator=(AlignedArray &&) = delete;
+  ~AlignedArray() { std::free(data_); }
+
+  /// False when `count` elements do not fit in memory.
+  bool allocate(uint64_t count) {
+    // Round up to whole 64-byte lines; never 0 bytes, so data() is never null.
+    uint64_t bytes;
+    if (__builtin_mul_overflow(count, uint64_t(sizeof(T)), &bytes) || bytes > (uint64_t(1) << 62))
+      return false;
+    bytes = (bytes + 63) / 64 * 64;
+    if (bytes == 0)
+      bytes = 64;
+    void *p = nullptr;
+    if (::posix_memalign(&p, 64, size_t(bytes)) != 0)
+      return false;
+    std::memset(p, 0, size_t(bytes));
+    data_ = static_cast<T *>(p);
+    size_ = count;
+    return true;
+  }
+
+  T *data() const { return data_; }
+  uint64_t size() const { return size_; }
+
+private:
+  T *data_ = nullptr;
+  uint64_t size_ = 0;
+};
+
+//===----------------------------------------------------------------------===//
+// Parameter layout
+//===----------------------------------------------------------------------===//
+
+/// One ParamDesc as it is stored: a stacked expert tensor is `numStored`
+/// Hugging Face tensors of `hfShape`, expert e under hfNames[e].
+struct ParamLayout {
+  const ParamDesc *desc = nullptr;
+  uint64_t numElements = 0;
+  uint64_t perStored = 0;
+  std::vector<int64_t> hfShape;
+  std::vector<std::string> hfNames;
+  /// Where this rank's tensor sits in the whole model: an expert-parallel
+  /// rank holds experts [firstExpert, firstExpert + hfNames.size()) of
+  /// wholeExperts (0 and hfNames.size() otherwise).
+  uint64_t firstExpert = 0, wholeExperts = 0;
+  /// True when the rank holds only some of the tensor's experts.
+  bool expertSplit() const { return wholeExperts != hfNames.size(); }
+  /// ZeRO-1: the rank holds shard `momentShard` of `momentShards` of each
+  /// moment (ceil(numElements / momentShards) elements); 1: whole moments.
+  int momentShards = 1, momentShard = 0;
+};
+
+/// Which part of the model a rank holds (TrainStep.h: ModelDesc::ep and
+/// shardedState); the default is the whole model, unsharded.
+struct Placement {
+  int rank = 0, ranks = 1;
+  int64_t ep = 1;
+  bool shardedState = false;
+  bool wholeModel = true;
+};
+
+/// Checks what the generated file describes (a kilnc bug otherwise, but a
+/// clear message beats a crash) and derives the stored layout.
+bool describeParams(const ModelDesc &model, const Placement &placement,
+                    std::vector<ParamLayout> &out, std::string &error);
+
+/// Checkpoint names of the error-feedback residuals (rank state).
+inline const std::string kResidualPrefix = "rank_state.grad_residual.";
+
+/// Parameters and AdamW moments; moments[k] belong to the k-th trainable
+/// parameter (trainable[k] is its index in ModelDesc::params).
+struct TrainState {
+  std::vector<AlignedArray<float>> params, expAvg, expAvgSq;
+  /// Gradient compression's error-feedback residuals (this rank's own),
+  /// like the moments indexed by trainable parameter; empty without it.
+  std::vector<AlignedArray<float>> gradResidual;
+  std::vector<size_t> trainable;
+};
+
+/// Allocates the state (zeros) and, when `seeded`, initialises the
+/// parameters exactly as the reference evaluator does
+/// (dialects/kiln/reference/Parameters.cpp, initParameter): per HF tensor,
+/// SeededRng(seed, name).normal() * std rounded to f32, in row-major order.
+/// A state a checkpoint will overwrite is not seeded.
+bool initState(const std::vector<ParamLayout> &layouts, uint64_t seed, bool seeded,
+               TrainState &state, std::string &error);
+
+/// A view of one stored tensor of the state.
+struct StoredTensor {
+  std::string name;
+  const std::vector<int64_t> *shape;
+  float *values;
+  uint64_t count;
+};
+
+/// Every tensor of a checkpoint, in file order: the parameters, then
+/// exp_avg and exp_avg_sq of the trainable ones.
+std::vector<StoredTensor> checkpointTensors(const std::vector<ParamLayout> &layouts,
+                                            const TrainState &state);
+
+//===----------------------------------------------------------------------===//
+// Checkpoint directory, resume, save
+//===----------------------------------------------------------------------===//
+
+/// Creates `dir` (and missing parents) and proves it writable by creating
+/// and removing a probe file, so a bad --checkpoint-dir fails before any
+/// training rather than after hours of it.
+bool prepareCheckpointDir(const std::string &dir, std::string &error);
+
+/// Loads `<dir>/latest` into `state`; the layout check (names, shapes,
+/// fingerprint) is checkpoint::loadLatest's, and `state` is only written
+/// once everything has been read.
+bool resumeState(const std::string &dir, const ModelDesc &model,
+                 const std::vector<ParamLayout> &layouts, TrainState &state, int rank,
+                 checkpoint::Checkpoint &ckpt, std::string &error);
+
+/// Rank `rank`'s part of the checkpoint of `state`. Parameters every rank
+/// holds are spread over the model files (checkpoint::assignModelFiles); an
+/// expert-parallel rank's experts go to the file of the first rank holding
+/// them (edp coordinate 0, i.e. rank = its ep coordinate). Of every AdamW
+/// moment the rank writes its ZeRO-1 range (chunk `momentShard` of
+/// `momentShards`, or the same chunking of the whole moment it holds
+/// without ZeRO), cut where it spans several HF tensors and named by the
+/// experts' global indices, so the files do not depend on ZeRO. `manifest`
+/// gets the weight map every rank computes alike.
+checkpoint::RankShard rankShard(const std::vector<ParamLayout> &layouts, const TrainState &state,
+                                const Placement &placement, checkpoint::Manifest &manifest);
+
+/// The checkpoint of step `step`, a collective: every rank writes its files
+/// in parallel (phase one), the ranks exchange their files' sizes (or a
+/// failure), and only then rank 0 commits (phase two), so a rank killed
+/// mid-write leaves `latest` at the previous checkpoint.
+bool saveCheckpointOfRanks(Ranks &ranks, const std::string &dir, const ModelDesc &model,
+                           const Placement &placement, const std::vector<ParamLayout> &layouts,
+                           const TrainState &state, uint64_t step, uint64_t seed,
+                           uint64_t dataPosition, std::string &error);
+
+} // namespace kiln::driver::detail
+
+#endif // KILN_RUNTIME_DRIVER_TRAINSTATE_H
