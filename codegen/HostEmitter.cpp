@@ -321,25 +321,22 @@ LogicalResult Emitter::emitModelDesc() {
   // Gradient compression: whether every trainable parameter has an
   // error-feedback residual, and the bytes its messages and the all_reduce
   // they replace move per step on a rank.
-  int64_t sent = 0, uncompressed = 0;
+  // Expert parallelism: each MoE layer call's all_to_all bytes per ep group
+  // (kiln-expert-parallel put them on its dispatch), over the ranks' groups.
+  int64_t sent = 0, uncompressed = 0, allToAll = 0;
   step.walk([&](kernel::LaunchOp launch) {
-    if (launch.getKernel() != "topk_compress")
-      return;
-    sent += cast<MemRefType>(launch.getOuts()[0].getType()).getNumElements();
-    uncompressed += 4 * cast<MemRefType>(launch.getIns()[0].getType()).getNumElements();
+    if (launch.getKernel() == "topk_compress") {
+      sent += cast<MemRefType>(launch.getOuts()[0].getType()).getNumElements();
+      uncompressed += 4 * cast<MemRefType>(launch.getIns()[0].getType()).getNumElements();
+    } else if (launch.getKernel() == "dispatch") {
+      if (auto bytes = launch.getParams().getAs<IntegerAttr>("kiln.all_to_all_bytes"))
+        allToAll += bytes.getInt();
+    }
   });
   if (gradResiduals != 0 && gradResiduals != int64_t(roles.trainable.size()))
     return step.emitError() << gradResiduals << " of " << roles.trainable.size()
                             << " trainable parameters have a grad_residual; the driver "
                                "expects all or none";
-  // Expert parallelism: each MoE layer call's all_to_all bytes per ep group
-  // (kiln-expert-parallel put them on its dispatch), over the ranks' groups.
-  int64_t allToAll = 0;
-  step.walk([&](kernel::LaunchOp launch) {
-    if (launch.getKernel() == "dispatch")
-      if (auto bytes = launch.getParams().getAs<IntegerAttr>("kiln.all_to_all_bytes"))
-        allToAll += bytes.getInt();
-  });
   *os << "    /*gradResiduals=*/" << (gradResiduals ? "true" : "false") << ",\n"
       << "    /*gradBytesSent=*/" << sent << "u,\n"
       << "    /*gradBytesUncompressed=*/" << uncompressed << "u,\n"

@@ -9,6 +9,7 @@
 #include "codegen/HostLaunchEmitter.h"
 
 #include "dialects/kiln/KilnDialect.h"
+#include "runtime/kernels/GradCompressMath.h"
 
 namespace kiln::codegen::detail {
 
@@ -116,7 +117,7 @@ void LaunchEmitter::topkDecompress() {
   if (failed)
     return;
   const bool int8 = quantize == "int8";
-  const int64_t bytes = int8 ? 4 + 5 * k : 8 * k;
+  const int64_t bytes = kernels::topkMessageBytes(k, int8);
   if (bytes <= 0 || inCount(0) % bytes != 0) {
     fail("the messages' ", inCount(0), " bytes are not whole messages of ", bytes);
     return;

@@ -10,6 +10,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "passes/Passes.h"
+#include "runtime/kernels/GradCompressMath.h"
 
 #include <cstdio>
 
@@ -59,7 +60,7 @@ LogicalResult KilnGradCompression::compress(func::FuncOp step, AllReduceOp reduc
   const int64_t n = type.getNumElements();
   const int64_t k = std::clamp<int64_t>(int64_t(std::ceil(ratio * double(n))), 1, n);
   const bool int8 = quantize == "int8";
-  const int64_t bytes = int8 ? 4 + 5 * k : 8 * k;
+  const int64_t bytes = kernels::topkMessageBytes(k, int8);
   const int64_t ranks = grid.groupSize(reduce.getAxes());
   MLIRContext *ctx = &getContext();
   OpBuilder b(reduce);

@@ -2,6 +2,7 @@
 
 #include "dialects/kiln/KilnDialect.h"
 #include "dialects/kiln/ShapeCheck.h"
+#include "runtime/kernels/GradCompressMath.h"
 
 #include "mlir/IR/TypeUtilities.h"
 
@@ -112,7 +113,7 @@ static LogicalResult verifyTopkMessage(Operation *op, int64_t n, int64_t k, Stri
   if (k < 1 || k > n)
     return op->emitOpError() << "expects 1 <= k <= " << n << " (the tensor's elements), got k = "
                              << k;
-  *bytes = quantize == "int8" ? 4 + 5 * k : 8 * k;
+  *bytes = kernels::topkMessageBytes(k, quantize == "int8");
   return success();
 }
 

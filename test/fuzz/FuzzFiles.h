@@ -14,6 +14,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 #include <sys/stat.h>
@@ -41,6 +43,12 @@ inline void writeBytes(const std::string &path, const uint8_t *data, size_t size
   if (size && std::fwrite(data, 1, size, f) != size)
     std::abort();
   std::fclose(f);
+}
+
+/// The whole file at `path` ("" when it cannot be read).
+inline std::string readAll(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 /// A small valid checkpoint written to `dir` (checkpoint::save): step 3 of

@@ -30,10 +30,6 @@ struct Sample {
   std::vector<std::string> originals; // their bytes
 };
 
-std::string readAll(const std::string &path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 const Sample &sample() {
   static const Sample s = [] {

@@ -26,10 +26,6 @@ void put(const std::string &path, const std::string &bytes) {
   kiln::fuzz::writeBytes(path, reinterpret_cast<const uint8_t *>(bytes.data()), bytes.size());
 }
 
-std::string readAll(const std::string &path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 std::string bytesOf(const std::vector<uint8_t> &v) { return std::string(v.begin(), v.end()); }
 
@@ -50,9 +46,9 @@ int main(int argc, char **argv) {
   const std::vector<std::string> files = kiln::fuzz::writeSampleCheckpoint(ckpt, layout);
   for (size_t i = 0; i < files.size(); ++i)
     put(out + "/checkpoint/seed-" + std::to_string(i),
-        std::string(1, char(i)) + readAll(ckpt + "/" + files[i]));
-  put(out + "/safetensors/model", readAll(ckpt + "/" + files[1]));
-  put(out + "/safetensors/optimizer", readAll(ckpt + "/" + files[2]));
+        std::string(1, char(i)) + kiln::fuzz::readAll(ckpt + "/" + files[i]));
+  put(out + "/safetensors/model", kiln::fuzz::readAll(ckpt + "/" + files[1]));
+  put(out + "/safetensors/optimizer", kiln::fuzz::readAll(ckpt + "/" + files[2]));
 
   // Tokens: an llm.c shard, and a Megatron pair (length-prefixed .idx, .bin).
   put(out + "/tokens/llmc", std::string(1, '\0') + bytesOf(kiln::data::serializeLlmcShard({1, 2, 3, 250})));
