@@ -3,7 +3,7 @@
 # (lit + ctest) and end with one line counting what passed and failed.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-build=${KILN_BUILD_DIR:-$root/build}
+source "$root/scripts/build-dir.sh"
 "$root/scripts/install-deps.sh" || exit 1
 "$root/scripts/build.sh" || exit 1
 

@@ -14,6 +14,7 @@
 #include "runtime/data/TokenLoader.h"
 #include "runtime/driver/CommandLine.h"
 #include "runtime/driver/KernelProfile.h"
+#include "runtime/driver/MemoryCheck.h"
 #include "runtime/driver/Metrics.h"
 #include "runtime/driver/Ranks.h"
 #include "runtime/driver/Timer.h"
@@ -285,10 +286,15 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
 
   // 4. State: seeded init, or the checkpoint's. This rank's part of the
   // model: its experts (expert parallelism), its moment shards (ZeRO-1).
+  // What the whole run allocates is checked against the machine first.
   const Placement placement{ranks.rank, ranks.size, model.ep, model.shardedState,
                             /*wholeModel=*/false};
+  std::vector<ParamLayout> wholeModel = std::move(layouts);
   layouts.clear();
   if (!describeParams(model, placement, layouts, error))
+    return failJob(error);
+  if (!checkMemoryFits(rankMemory(model, layouts, options.resume ? &wholeModel : nullptr),
+                       ranksOnThisMachine(), error))
     return failJob(error);
   TrainState state;
   if (!initState(layouts, options.seed, /*seeded=*/!options.resume, state, error))
@@ -300,11 +306,9 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     checkpoint::Checkpoint ckpt;
     // A checkpoint holds whole tensors of the whole model; the rank keeps
     // its part.
-    std::vector<ParamLayout> wholeLayouts;
     TrainState whole;
-    if (!describeParams(model, Placement{}, wholeLayouts, error) ||
-        !initState(wholeLayouts, options.seed, /*seeded=*/false, whole, error) ||
-        !resumeState(ckptDir, model, wholeLayouts, whole, ranks.rank, ckpt, error))
+    if (!initState(wholeModel, options.seed, /*seeded=*/false, whole, error) ||
+        !resumeState(ckptDir, model, wholeModel, whole, ranks.rank, ckpt, error))
       return failJob(error);
     for (size_t i = 0; i < layouts.size(); ++i) {
       const ParamLayout &l = layouts[i];

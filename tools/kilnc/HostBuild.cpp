@@ -1,7 +1,10 @@
 //===- HostBuild.cpp - Compile an emitted host program into DIR/train -----===//
 
 #include "tools/kilnc/HostBuild.h"
+#include "frontend/Spec.h"
+#include "frontend/Summary.h"
 #include "runtime/io/AtomicFile.h"
+#include "runtime/io/SystemMemory.h"
 
 #include "llvm/ADT/SmallString.h"
 #include "llvm/ADT/StringExtras.h"
@@ -18,6 +21,8 @@ namespace kiln {
 // Baked in by CMake: where the runtime headers and static libraries are.
 static const char kSourceDir[] = KILN_SOURCE_DIR;
 static const char kRuntimeLibs[] = KILN_RUNTIME_LIBS; // ':'-separated, link order
+// ':'-separated; empty unless Kiln was configured with KILN_SANITIZE.
+static const char kSanitizeFlags[] = KILN_SANITIZE_FLAGS;
 // Debian's libopenblas0-openmp (scripts/install-deps.sh installs it).
 static const char kOpenBlasOpenMPDir[] = "/usr/lib/x86_64-linux-gnu/openblas-openmp";
 
@@ -29,6 +34,10 @@ static std::vector<std::string> compileCommand(const std::string &cxx, const std
   std::vector<std::string> args = {cxx,         "-std=c++17", "-O3", "-march=native",
                                    "-ffp-contract=off", "-fopenmp",
                                    "-I" + std::string(kSourceDir), src, "-o", out};
+  SmallVector<StringRef> sanitizeFlags;
+  StringRef(kSanitizeFlags).split(sanitizeFlags, ':', -1, false);
+  for (StringRef flag : sanitizeFlags)
+    args.push_back(flag.str());
   SmallVector<StringRef> libs;
   StringRef(kRuntimeLibs).split(libs, ':', -1, false);
   for (StringRef lib : libs)
@@ -119,6 +128,29 @@ bool buildHostExecutable(const std::string &dir, const std::string &source,
     return false;
   }
   return true;
+}
+
+void warnIfTooBigForThisMachine(const frontend::Spec &spec, uint64_t arenaBytes,
+                                const std::string &dir) {
+  std::optional<io::AvailableMemory> available = io::availableMemory();
+  if (!available)
+    return;
+  const frontend::ModelSummary summary = frontend::summarize(spec);
+  const uint64_t ranks = uint64_t(summary.worldSize);
+  const uint64_t perRank = uint64_t(summary.memoryPerRankBytes) + arenaBytes;
+  // Past 2^64 bytes it fits nowhere; the product only needs to compare.
+  uint64_t total;
+  if (__builtin_mul_overflow(perRank, ranks, &total))
+    total = UINT64_MAX;
+  if (total <= available->bytes)
+    return;
+  errs() << "kilnc: warning: " << dir << "/train needs about " << io::formatBytes(total)
+         << (ranks > 1 ? " for its " + std::to_string(ranks) + " ranks" : std::string())
+         << " (model state " << io::formatBytes(uint64_t(summary.memoryPerRankBytes))
+         << " and an arena of " << io::formatBytes(arenaBytes)
+         << (ranks > 1 ? " per rank" : "") << ") and this machine has "
+         << io::formatBytes(available->bytes) << " available (" << available->source
+         << "); it will refuse to start here\n";
 }
 
 } // namespace kiln

@@ -12,12 +12,24 @@
 #ifndef KILN_TOOLS_KILNC_HOSTBUILD_H
 #define KILN_TOOLS_KILNC_HOSTBUILD_H
 
+#include <cstdint>
 #include <string>
 
 namespace kiln {
+namespace frontend {
+struct Spec;
+} // namespace frontend
 
 bool buildHostExecutable(const std::string &dir, const std::string &source,
                          std::string &error);
+
+/// Warns on stderr when the built program will not fit this machine: every
+/// rank of the spec's layout runs here (mpirun on one host), each holding
+/// its model state (the summary's memory_per_rank, which also counts the
+/// gradients the arena holds, so this errs high) and the `arenaBytes` arena.
+/// `DIR/train` checks exactly before it allocates and refuses to start.
+void warnIfTooBigForThisMachine(const frontend::Spec &spec, uint64_t arenaBytes,
+                                const std::string &dir);
 
 } // namespace kiln
 

@@ -273,6 +273,7 @@ int main(int argc, char **argv) {
         llvm::errs() << "kilnc: wrote " << outputDir
                      << "/train (and train.cpp, build.sh): " << numKernels
                      << " kernels per step, arena of " << arena.getInt() << " bytes\n";
+        kiln::warnIfTooBigForThisMachine(*spec, uint64_t(arena.getInt()), outputDir);
       }
     }
   }

@@ -1,0 +1,9 @@
+# Sourced by build.sh and test.sh: the build directory, and the sanitizer
+# runtime options when KILN_SANITIZE asks for a sanitized build.
+build=${KILN_BUILD_DIR:-$root/build${KILN_SANITIZE:+-sanitize}}
+if [[ -n "${KILN_SANITIZE:-}" ]]; then
+  # Open MPI and OpenBLAS keep allocations to process exit; their leaks are
+  # theirs (suppressed by library), Kiln's own still fail the run.
+  export LSAN_OPTIONS="suppressions=$root/scripts/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+  export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+fi
