@@ -290,6 +290,14 @@ Json parseJsonText(const std::string &text, const std::string &file) {
     throw SpecFailure{(file.empty() ? std::string("<spec>") : file) +
                       ": line " + std::to_string(line) + ", column " +
                       std::to_string(column) + ": JSON " + what};
+  } catch (const Json::out_of_range &e) {
+    // nlohmann throws 406 for a number past the double range (1e400) and
+    // gives no position; it names the number, which we keep.
+    std::string what = e.what();
+    size_t at = what.find("number overflow");
+    what = at == std::string::npos ? "a value is out of range" : what.substr(at);
+    throw SpecFailure{(file.empty() ? std::string("<spec>") : file) + ": JSON " + what +
+                      "; numbers must be within the range of a double (about 1.8e308)"};
   }
 }
 
@@ -475,6 +483,8 @@ Fields modelFields(const Json &model, const std::string &specFile,
   return fields;
 }
 
+} // namespace
+
 Spec parseSpecOrThrow(const std::string &text, const std::string &path) {
   Documents docs;
   docs.spec = parseJsonText(text, path);
@@ -504,7 +514,6 @@ Spec parseSpecOrThrow(const std::string &text, const std::string &path) {
   checkRecipe(spec, model);
   return spec;
 }
-} // namespace
 
 } // namespace detail
 

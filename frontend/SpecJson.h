@@ -31,6 +31,10 @@ struct SpecFailure {
   std::string message;
 };
 
+/// parseSpec() without its catch-alls: refusals throw SpecFailure, and
+/// anything else that escapes is a bug (fuzz_spec calls this to find them).
+Spec parseSpecOrThrow(const std::string &text, const std::string &path);
+
 [[noreturn]] void fail(const std::string &file, const std::string &field,
                        const std::string &what);
 

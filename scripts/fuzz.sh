@@ -27,18 +27,20 @@ if ! command -v "$clangxx" > /dev/null; then
 fi
 mkdir -p "$build"
 cmake -S "$root/test/fuzz" -B "$build" -G Ninja -DCMAKE_CXX_COMPILER="$clangxx" \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo > "$build/configure.log" 2>&1 || { cat "$build/configure.log"; exit 1; }
+  -DCMAKE_BUILD_TYPE=Release > "$build/configure.log" 2>&1 || { cat "$build/configure.log"; exit 1; }
 cmake --build "$build" > "$build/build.log" 2>&1 || { tail -50 "$build/build.log"; exit 1; }
 
 mkdir -p "$build/findings"
 "$build/make_seeds" "$build/seeds"
 failed=0
-for harness in spec safetensors checkpoint tokens; do
+for harness in spec safetensors checkpoint tokens kiln_ir; do
   work="$build/corpus/$harness"
   mkdir -p "$work"
   seeds=("$root/test/fuzz/corpus/$harness")
   [[ -d "$build/seeds/$harness" ]] && seeds+=("$build/seeds/$harness")
   [[ "$harness" == spec ]] && seeds+=("$root/models")
+  # Every lit test's IR, valid and invalid (-verify-diagnostics inputs).
+  [[ "$harness" == kiln_ir ]] && seeds+=("$root/test/Dialect" "$root/test/Passes")
   log="$build/$harness.log"
   # The first corpus directory collects new inputs; the rest are read.
   if ASAN_OPTIONS=detect_leaks=1 "$build/fuzz_$harness" "$work" "${seeds[@]}" \

@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "test/fuzz/FuzzFiles.h"
+#include "test/fuzz/Refusal.h"
 
 #include "runtime/checkpoint/Checkpoint.h"
 
@@ -54,8 +55,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   writeBytes(path, data + 1, size - 1);
   Checkpoint loaded;
   std::string error;
-  if (!loadLatest(s.dir, s.layout, "fuzz", loaded, error, 0) && error.empty())
-    std::abort(); // a refusal says why
+  if (!loadLatest(s.dir, s.layout, "fuzz", loaded, error, 0))
+    checkRefusal(error);
   const std::string &original = s.originals[which];
   writeBytes(path, reinterpret_cast<const uint8_t *>(original.data()), original.size());
   return 0;

@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/safetensors/Safetensors.h"
+#include "test/fuzz/Refusal.h"
 
 #include <cstdint>
 #include <cstdlib>
@@ -18,8 +19,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   std::optional<kiln::safetensors::Reader> reader = kiln::safetensors::Reader::fromBytes(
       std::vector<uint8_t>(data, data + size), "fuzz.safetensors", error);
   if (!reader) {
-    if (error.empty())
-      std::abort();
+    kiln::fuzz::checkRefusal(error);
     return 0;
   }
   std::vector<double> values;
@@ -27,7 +27,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (reader->find(t.name) != &t)
       std::abort();
     std::string readError;
-    (void)reader->readAsDouble(t.name, values, readError);
+    if (!reader->readAsDouble(t.name, values, readError))
+      kiln::fuzz::checkRefusal(readError);
   }
   return 0;
 }

@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "test/fuzz/FuzzFiles.h"
+#include "test/fuzz/Refusal.h"
 
 #include "runtime/data/LlmcShard.h"
 #include "runtime/data/MegatronIndexed.h"
@@ -29,7 +30,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const std::string path = scratchDir() + "/shard.bin";
     writeBytes(path, data, size);
     std::optional<kiln::data::LlmcShard> shard = kiln::data::LlmcShard::open(path, error, 256);
-    if (shard && shard->numTokens() > 0) {
+    if (!shard)
+      checkRefusal(error);
+    else if (shard->numTokens() > 0) {
       tokens.resize(shard->numTokens());
       shard->readTokens(0, shard->numTokens(), tokens.data());
     }
@@ -46,7 +49,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   writeBytes(kiln::data::megatronDataPath(prefix), data + idxSize, size - idxSize);
   std::optional<kiln::data::MegatronIndexed> indexed =
       kiln::data::MegatronIndexed::open(prefix, error, 1000);
-  if (indexed)
+  if (!indexed)
+    checkRefusal(error);
+  else
     for (uint64_t s = 0; s < indexed->numSequences(); ++s) {
       tokens.resize(indexed->sequenceLength(s));
       if (!tokens.empty())

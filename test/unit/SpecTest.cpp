@@ -550,6 +550,15 @@ TEST(SpecTest, JsonSyntaxErrorHasLineAndColumn) {
       << error;
 }
 
+// Found by fuzz_spec: nlohmann throws out_of_range (not parse_error) for a
+// number past the double range, which ended in "internal error".
+TEST(SpecTest, NumberPastDoubleRangeIsASpecError) {
+  std::string error;
+  EXPECT_FALSE(parseSpec(R"({"model": {"vocab_size": 1e10000}})", "huge.json", error));
+  EXPECT_EQ(error, "huge.json: JSON number overflow parsing '1e10000'; numbers must be within "
+                   "the range of a double (about 1.8e308)");
+}
+
 TEST(SpecTest, DuplicateKey) {
   std::string error;
   EXPECT_FALSE(parseSpec(

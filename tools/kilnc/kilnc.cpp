@@ -197,7 +197,12 @@ int main(int argc, char **argv) {
   });
   OwningOpRef<ModuleOp> module = kiln::frontend::buildForwardModule(context, *spec);
   if (failed(verify(*module))) {
-    llvm::errs() << "kilnc: internal error: the generated module does not verify\n";
+    // The spec passed validation, which exists so that this cannot happen
+    // (fuzz_spec and SpecSweepTest build and verify every spec they get
+    // accepted); if it does, the user can only report it.
+    llvm::errs() << "kilnc: internal error: the kiln IR built from " << spec->path
+                 << " does not verify (errors above); the spec passed validation, so this is "
+                    "a bug in Kiln's frontend: please report it with the spec\n";
     return 1;
   }
   PassManager pm(&context);
