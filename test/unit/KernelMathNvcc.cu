@@ -9,6 +9,7 @@
 #include "runtime/kernels/AttentionMath.h"
 #include "runtime/kernels/DenseMath.h"
 #include "runtime/kernels/KernelMath.h"
+#include "runtime/kernels/PrecisionMath.h"
 
 using namespace kiln::kernels;
 
@@ -35,4 +36,12 @@ __global__ void rowMath(float *rows, const float *q, const float *k, const float
   p[0] = q[r] + k[r] + v[r];
   attentionScoreGradRow(p, ds, len, 0.125f);
   row[1] = y0 + y1 + rowMax(row, len);
+}
+
+__global__ void precisionMath(float *y, const float *x, int64_t n) {
+  int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= n)
+    return;
+  const float factor = fp8QuantizeFactor(x[0]), scale = fp8DequantizeScale(x[0]);
+  y[i] = roundToBf16(x[i]) + roundToF16(x[i]) + roundToE4m3(x[i] * factor) * scale;
 }

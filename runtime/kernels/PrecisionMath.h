@@ -1,0 +1,183 @@
+//===- PrecisionMath.h - f32 <-> bf16 / f16 / e4m3, and FP8 block scales ---===//
+//
+// The one definition of how Kiln rounds to the narrow element types kiln IR
+// names (MLIR's bf16, f16, f8E4M3FN), shared by the host kernels, the CUDA
+// kernels' host mirrors and the tests; the as-typed evaluator must agree with
+// it bit for bit (it uses llvm::APFloat, an independent implementation).
+//
+// Rounding is IEEE round-to-nearest-even on the exact f32 value, with
+// gradual underflow (subnormals) in every format. What differs is overflow:
+//
+//   bf16, f16   past the largest finite value -> +-inf (IEEE; what
+//               cvt.rn.bf16.f32 / cvt.rn.f16.f32 and oneDNN do);
+//   e4m3 (FN)   saturating: every finite value past 448 and +-inf -> +-448.
+//               The format has no infinity (S.1111.111 is NaN), and the
+//               alternative, overflow -> NaN (llvm::APFloat's and the OCP
+//               spec's non-saturating mode), would turn one outlier into a
+//               NaN loss. Saturation is what the FP8 GEMM paths of
+//               Transformer Engine, DeepGEMM and cuBLASLt produce
+//               (cvt.rn.satfinite.e4m3x2.f32). With the block scales below
+//               the scaled values are at most 448 anyway; only inf reaches it.
+//
+// NaN stays NaN with its sign (bf16/f16: quiet, payload dropped; e4m3:
+// S.1111.111).
+//
+// FP8 block scales, as DeepSeek-V3 trains (technical report 3.3) and as
+// DeepGEMM's per_token_cast_to_fp8 / per_block_cast_to_fp8 compute them:
+//
+//   amax  = max |x| over the tile (1x128 of an activation row, 128x128 of
+//           a weight), floored at 1e-4 so an all-zero tile has a scale;
+//   q     = e4m3(x * (448 / amax))     the factor rounded to f32 once, then
+//                                      one f32 multiply per element;
+//   scale = amax / 448                 stored in f32; x ~ float(q) * scale.
+//
+// Multiplying by the rounded factor 448/amax is not the same as dividing by
+// the scale (x / (amax/448)): the two differ at rounding boundaries. Kiln
+// multiplies, as DeepGEMM does, so its quantized tensors match DeepSeek's.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_RUNTIME_PRECISIONMATH_H
+#define KILN_RUNTIME_PRECISIONMATH_H
+
+#include "runtime/kernels/KernelMath.h"
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+namespace kiln::kernels {
+
+/// A binary floating-point format narrower than f32: 1 sign bit,
+/// `exponentBits`, `mantissaBits`; normal exponents minExponent..maxExponent
+/// (unbiased); `maxTopSignificand` is the largest significand (implicit bit
+/// included, as an integer of mantissaBits + 1 bits) allowed at maxExponent.
+struct NarrowFormat {
+  int exponentBits, mantissaBits, bias, minExponent, maxExponent;
+  uint32_t maxTopSignificand;
+  bool saturates; ///< no infinity: overflow -> largest finite (else -> inf)
+  uint32_t nanBits, infBits; ///< without the sign; infBits unused when saturating
+};
+
+// Functions rather than constants: device code cannot refer to a host
+// variable.
+KILN_HD constexpr NarrowFormat bf16Format() {
+  return {8, 7, 127, -126, 127, 0xFF, false, 0x7FC0, 0x7F80};
+}
+KILN_HD constexpr NarrowFormat f16Format() {
+  return {5, 10, 15, -14, 15, 0x7FF, false, 0x7E00, 0x7C00};
+}
+/// OCP FP8 E4M3 ("FN": finite and NaN only); 448 = 1.75 x 2^8 is the top.
+KILN_HD constexpr NarrowFormat e4m3Format() { return {4, 3, 7, -6, 8, 0xE, true, 0x7F, 0}; }
+
+constexpr float kE4m3Max = 448.0f;
+/// The amax floor of the block scales (DeepGEMM's clamp(1e-4)).
+constexpr float kFp8AmaxFloor = 1e-4f;
+/// Tile edge of the block scales: 1x128 activations, 128x128 weights.
+constexpr int64_t kFp8BlockSize = 128;
+
+KILN_HD uint32_t bitsOfFloat(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+}
+
+KILN_HD float floatOfBits(uint32_t u) {
+  float x;
+  std::memcpy(&x, &u, sizeof x);
+  return x;
+}
+
+/// `x` rounded to `f` (see the file comment), as f's bit pattern in the low
+/// 1 + exponentBits + mantissaBits bits.
+KILN_HD uint32_t narrowBitsOf(float x, NarrowFormat f) {
+  const uint32_t u = bitsOfFloat(x);
+  const uint32_t signShift = uint32_t(f.exponentBits + f.mantissaBits);
+  const uint32_t sign = (u >> 31) << signShift;
+  const uint32_t topSignificand = (1u << (f.mantissaBits + 1)) - 1;
+  const uint32_t maxFinite = (uint32_t(f.maxExponent + f.bias) << f.mantissaBits) |
+                             (f.maxTopSignificand & (topSignificand >> 1));
+  const uint32_t exponentField = (u >> 23) & 0xFF, mantissa = u & 0x7FFFFF;
+  if (exponentField == 0xFF) {
+    if (mantissa != 0)
+      return sign | f.nanBits;
+    return sign | (f.saturates ? maxFinite : f.infBits);
+  }
+  if (exponentField == 0 && mantissa == 0)
+    return sign;
+  // x = significand x 2^(exponent - 23), significand of 24 bits (f32
+  // subnormals: exponent -126 without the implicit bit; bf16 keeps some).
+  const int exponent = exponentField ? int(exponentField) - 127 : -126;
+  const uint32_t significand = exponentField ? (1u << 23) | mantissa : mantissa;
+  // The result's quantum is 2^(e - mantissaBits) with e the result's
+  // exponent, clamped below at minExponent (gradual underflow).
+  int e = exponent < f.minExponent ? f.minExponent : exponent;
+  const int shift = (e - f.mantissaBits) - (exponent - 23);
+  uint32_t q;
+  if (shift > 25) {
+    q = 0; // below half the smallest subnormal
+  } else {
+    q = significand >> shift;
+    const uint32_t rest = significand & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rest > half || (rest == half && (q & 1)))
+      ++q;
+  }
+  if (q > topSignificand) { // rounded up to the next binade
+    q >>= 1;
+    ++e;
+  }
+  if (q == 0)
+    return sign;
+  if (e > f.maxExponent || (e == f.maxExponent && q > f.maxTopSignificand))
+    return sign | (f.saturates ? maxFinite : f.infBits);
+  if (q < (1u << f.mantissaBits)) // subnormal: exponent field 0
+    return sign | q;
+  return sign | (uint32_t(e + f.bias) << f.mantissaBits) | (q - (1u << f.mantissaBits));
+}
+
+/// The f32 value of `f`'s bit pattern `bits` (exact: f32 holds every value
+/// of every narrower format).
+KILN_HD float floatOfNarrowBits(uint32_t bits, NarrowFormat f) {
+  const uint32_t signShift = uint32_t(f.exponentBits + f.mantissaBits);
+  const uint32_t sign = ((bits >> signShift) & 1u) << 31;
+  const uint32_t exponentField = (bits >> f.mantissaBits) & ((1u << f.exponentBits) - 1);
+  const uint32_t mantissa = bits & ((1u << f.mantissaBits) - 1);
+  const uint32_t magnitude = bits & ((1u << signShift) - 1);
+  if (magnitude == f.nanBits || (!f.saturates && exponentField == (1u << f.exponentBits) - 1))
+    return floatOfBits(sign | (mantissa == 0 && !f.saturates ? 0x7F800000u : 0x7FC00000u));
+  if (exponentField == 0) // zero or subnormal: mantissa x 2^(minExponent - mantissaBits), exact
+    return floatOfBits(sign | bitsOfFloat(ldexpf(float(mantissa), f.minExponent - f.mantissaBits)));
+  const int exponent = int(exponentField) - f.bias;
+  return floatOfBits(sign | (uint32_t(exponent + 127) << 23) |
+                     (mantissa << (23 - f.mantissaBits)));
+}
+
+KILN_HD uint16_t bf16BitsOf(float x) { return uint16_t(narrowBitsOf(x, bf16Format())); }
+KILN_HD uint16_t f16BitsOf(float x) { return uint16_t(narrowBitsOf(x, f16Format())); }
+KILN_HD uint8_t e4m3BitsOf(float x) { return uint8_t(narrowBitsOf(x, e4m3Format())); }
+KILN_HD float floatOfBf16(uint16_t bits) { return floatOfNarrowBits(bits, bf16Format()); }
+KILN_HD float floatOfF16(uint16_t bits) { return floatOfNarrowBits(bits, f16Format()); }
+KILN_HD float floatOfE4m3(uint8_t bits) { return floatOfNarrowBits(bits, e4m3Format()); }
+
+/// `x` rounded to the format and back: what storing it in that type keeps.
+KILN_HD float roundToBf16(float x) { return floatOfBf16(bf16BitsOf(x)); }
+KILN_HD float roundToF16(float x) { return floatOfF16(f16BitsOf(x)); }
+KILN_HD float roundToE4m3(float x) { return floatOfE4m3(e4m3BitsOf(x)); }
+
+/// The block-scale factor of a tile whose largest |x| is `amax`. A NaN in
+/// the tile makes it NaN (every value of the tile then quantizes to NaN, and
+/// the loss shows it); an inf makes it 0 (the inf itself becomes NaN).
+KILN_HD float fp8QuantizeFactor(float amax) {
+  const float floored = amax > kFp8AmaxFloor ? amax : (amax != amax ? amax : kFp8AmaxFloor);
+  return kE4m3Max / floored;
+}
+
+/// The stored scale of the same tile: float(q) * scale approximates x.
+KILN_HD float fp8DequantizeScale(float amax) {
+  const float floored = amax > kFp8AmaxFloor ? amax : (amax != amax ? amax : kFp8AmaxFloor);
+  return floored / kE4m3Max;
+}
+
+} // namespace kiln::kernels
+
+#endif // KILN_RUNTIME_PRECISIONMATH_H
