@@ -10,6 +10,7 @@
 
 #include "frontend/Spec.h"
 #include "frontend/SpecJson.h"
+#include "runtime/io/OneLine.h"
 
 #include <sys/stat.h>
 
@@ -37,19 +38,8 @@ void fail(const std::string &file, const std::string &field,
   if (!field.empty())
     msg += ": " + field;
   msg += ": " + what;
-  // Keys and strings come from the user's file: a control character in
-  // one (JSON "\n") would break the message's single line.
-  std::string line;
-  for (unsigned char c : msg) {
-    if (c >= 0x20 && c != 0x7f) {
-      line += char(c);
-      continue;
-    }
-    char escaped[8];
-    std::snprintf(escaped, sizeof(escaped), "\\x%02x", c);
-    line += escaped;
-  }
-  throw SpecFailure{line};
+  // Keys and strings come from the user's file.
+  throw SpecFailure{io::oneLine(msg)};
 }
 
 std::string formatNumber(double value) {

@@ -10,6 +10,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/checkpoint/Checkpoint.h"
+#include "runtime/io/OneLine.h"
 #include "runtime/safetensors/Safetensors.h"
 
 #include <nlohmann/json.hpp>
@@ -457,7 +458,7 @@ bool loadLatest(const std::string &dir, const std::vector<Tensor> &layout,
   error = latestPath +
           ": expected the name of a step-NNNNNNNN checkpoint directory (or of an "
           "older step-NNNNNNNN.safetensors file), got '" +
-          name + "'";
+          io::oneLine(name) + "'";
   return false;
 }
 

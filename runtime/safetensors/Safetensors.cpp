@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/safetensors/Safetensors.h"
+#include "runtime/io/OneLine.h"
 
 #include <nlohmann/json.hpp>
 
@@ -62,12 +63,7 @@ std::string formatDouble(double v) {
   return buf;
 }
 
-std::string inQuotes(std::string_view s) {
-  std::string out = "'";
-  out.append(s.data(), s.size());
-  out += "'";
-  return out;
-}
+std::string inQuotes(std::string_view s) { return "'" + io::oneLine(s) + "'"; }
 
 uint64_t loadLE(const uint8_t *p, size_t n) {
   uint64_t v = 0;

@@ -113,6 +113,11 @@ TEST(Checkpoint, RejectsTruncatedFileAndBadLatest) {
   EXPECT_NE(error.find("expected the name of a step-NNNNNNNN checkpoint directory"),
             std::string::npos)
       << error;
+  // Found by fuzz_checkpoint: a second line in `latest` split the message.
+  std::ofstream(dir + "/latest", std::ios::trunc) << "step-00000003\nstep-00000004\n";
+  EXPECT_FALSE(loadLatest(dir, layoutOf(sample(3)), "r1-tiny:abc", got, error));
+  EXPECT_NE(error.find("got 'step-00000003\\x0astep-00000004'"), std::string::npos) << error;
+  EXPECT_EQ(error.find('\n'), std::string::npos) << error;
   EXPECT_FALSE(loadLatest(freshDir("empty"), layoutOf(sample(3)), "r1-tiny:abc", got, error));
   EXPECT_NE(error.find("latest"), std::string::npos) << error;
 }

@@ -426,6 +426,15 @@ TEST(SafetensorsReject, EntryExtraKey) {
   EXPECT_TRUE(contains(rejectMessage(file(header, 1)), {"tensor 'w'", "unexpected key 'stride'"}));
 }
 
+TEST(SafetensorsReject, ControlCharactersInNamesKeepTheMessageOnOneLine) {
+  // JSON "\n" in a tensor name and a key: quoted as \x0a.
+  std::string header =
+      "{\"w\\n1\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"a\\nb\":[1]}}";
+  const std::string message = rejectMessage(file(header, 1));
+  EXPECT_TRUE(contains(message, {"tensor 'w\\x0a1'", "unexpected key 'a\\x0ab'"})) << message;
+  EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+}
+
 TEST(SafetensorsReject, UnknownDType) {
   auto withDType = [](const std::string &dtype) {
     return file("{\"w\":{\"dtype\":" + dtype + ",\"shape\":[1],\"data_offsets\":[0,1]}}", 1);
