@@ -1,7 +1,7 @@
 //===- kiln-run.cpp - run a kiln function on the reference evaluator ------===//
 //
 //   kiln-run FILE.mlir --entry F [--seed S] [--params P.safetensors]
-//            [--tokens T.json] [--print-limit N]
+//            [--tokens T.json] [--rounding ideal|as-typed] [--print-limit N]
 //
 // Arguments marked kiln.param are initialised from the seed (or read from
 // --params by HF name); kiln.input arguments get the seeded token batch (or
@@ -34,6 +34,12 @@ static cl::opt<std::string> entry("entry", cl::desc("Function to run"), cl::init
 static cl::opt<uint64_t> seed("seed", cl::desc("Seed for parameters and inputs"), cl::init(0));
 static cl::opt<std::string> paramsPath("params", cl::desc("Parameters (safetensors, HF names)"));
 static cl::opt<std::string> tokensPath("tokens", cl::desc("Token batch (JSON array of rows)"));
+static cl::opt<Rounding> rounding(
+    "rounding", cl::desc("How element types are treated"), cl::init(Rounding::Ideal),
+    cl::values(clEnumValN(Rounding::Ideal, "ideal", "f64 throughout (the math's ground truth)"),
+               clEnumValN(Rounding::AsTyped, "as-typed",
+                          "every value rounded to its declared element type as the kernels "
+                          "store it")));
 static cl::opt<int64_t> printLimit("print-limit",
                                    cl::desc("Print at most this many values per result"),
                                    cl::init(64));
@@ -111,7 +117,7 @@ int main(int argc, char **argv) {
     }
   }
 
-  Evaluator evaluator(*module);
+  Evaluator evaluator(*module, rounding);
   FailureOr<SmallVector<RefTensor>> results = evaluator.call(entry, args);
   if (failed(results))
     return 1;

@@ -2,6 +2,7 @@
 
 #include "dialects/kiln/reference/Evaluator.h"
 #include "dialects/kiln/ShapeCheck.h"
+#include "dialects/kiln/reference/AsTyped.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/BuiltinTypes.h"
@@ -24,7 +25,7 @@ std::string formatNumber(double value) {
 // that a recursive function fails with a message instead of a stack overflow.
 static constexpr int kMaxCallDepth = 64;
 
-Evaluator::Evaluator(ModuleOp module) : module(module) {
+Evaluator::Evaluator(ModuleOp module, Rounding rounding) : module(module), rounding(rounding) {
   addDenseRules(rules);
   addAttentionRules(rules);
   addMoERules(rules);
@@ -32,6 +33,16 @@ Evaluator::Evaluator(ModuleOp module) : module(module) {
   addUpstreamRules(rules);
   addGradRules(rules);
   addTrainRules(rules);
+}
+
+void Evaluator::roundToDeclaredType(RefTensor &t, Type type) const {
+  if (rounding != Rounding::AsTyped)
+    return;
+  Type elementType = getElementTypeOrSelf(type);
+  if (!isa<FloatType>(elementType))
+    return;
+  for (double &x : t.data)
+    x = roundAsTyped(x, elementType);
 }
 
 FailureOr<SmallVector<RefTensor>> Evaluator::call(StringRef name,
@@ -79,6 +90,7 @@ Evaluator::run(Operation *funcOp, ArrayRef<RefTensor> args, int depth) {
       return failure();
     env[arg] = args[i];
     env[arg].elementType = getElementTypeOrSelf(arg.getType());
+    roundToDeclaredType(env[arg], arg.getType());
   }
 
   auto operandsOf = [&](Operation &op) {
@@ -129,6 +141,9 @@ Evaluator::run(Operation *funcOp, ArrayRef<RefTensor> args, int depth) {
       if (failed(checkValueType(&op, "a result", value.getType(), result)))
         return failure();
       result.elementType = getElementTypeOrSelf(value.getType());
+      // A call's results were rounded by the callee's own ops.
+      if (!isa<func::CallOp>(op))
+        roundToDeclaredType(result, value.getType());
       env[value] = std::move(result);
     }
   }

@@ -55,9 +55,19 @@ void addUpstreamRules(RuleTable &table);
 void addGradRules(RuleTable &table);
 void addTrainRules(RuleTable &table);
 
+/// How the evaluator treats element types (../shared/DESIGN.md).
+enum class Rounding {
+  /// f64 throughout, whatever the declared types: the math's ground truth.
+  Ideal,
+  /// Every argument and every op's result rounded to its declared element
+  /// type as Kiln's kernels store it (AsTyped.h): the bits a precision
+  /// policy's program computes, so a pass is checked against its emulation.
+  AsTyped,
+};
+
 class Evaluator {
 public:
-  explicit Evaluator(mlir::ModuleOp module);
+  explicit Evaluator(mlir::ModuleOp module, Rounding rounding = Rounding::Ideal);
 
   /// Runs function `name` on `args` (one per function argument, with the
   /// argument's shape). Errors are emitted as diagnostics at the failing op;
@@ -74,7 +84,11 @@ private:
   mlir::FailureOr<llvm::SmallVector<RefTensor>>
   run(mlir::Operation *func, llvm::ArrayRef<RefTensor> args, int depth);
 
+  /// Rounds `t` to `type`'s element type in AsTyped mode.
+  void roundToDeclaredType(RefTensor &t, mlir::Type type) const;
+
   mlir::ModuleOp module;
+  Rounding rounding;
   RuleTable rules;
 };
 

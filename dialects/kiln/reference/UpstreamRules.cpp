@@ -117,7 +117,8 @@ void addUpstreamRules(RuleTable &table) {
   addBinary(table, "arith.subi", [](double a, double b) { return a - b; });
   addBinary(table, "arith.muli", [](double a, double b) { return a * b; });
   addUnary(table, "arith.negf", [](double a) { return -a; });
-  // Ideal mode: conversions between float types are exact in f64.
+  // Conversions between float types keep the f64 value; in as-typed mode the
+  // evaluator then rounds it to the result type, as for every op.
   for (StringRef name : {"arith.extf", "arith.truncf", "arith.sitofp", "arith.uitofp"})
     addUnary(table, name, [](double a) { return a; });
   addUnary(table, "math.sqrt", [](double a) { return std::sqrt(a); });
