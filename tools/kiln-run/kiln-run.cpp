@@ -15,6 +15,7 @@
 #include "dialects/kiln/reference/Batch.h"
 #include "dialects/kiln/reference/Evaluator.h"
 #include "dialects/kiln/reference/Parameters.h"
+#include "tools/common/HelpOptions.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Math/IR/Math.h"
@@ -29,20 +30,29 @@ using namespace mlir;
 using namespace kiln::reference;
 namespace cl = llvm::cl;
 
-static cl::opt<std::string> inputFile(cl::Positional, cl::desc("<file.mlir>"), cl::Required);
-static cl::opt<std::string> entry("entry", cl::desc("Function to run"), cl::init("main"));
-static cl::opt<uint64_t> seed("seed", cl::desc("Seed for parameters and inputs"), cl::init(0));
-static cl::opt<std::string> paramsPath("params", cl::desc("Parameters (safetensors, HF names)"));
-static cl::opt<std::string> tokensPath("tokens", cl::desc("Token batch (JSON array of rows)"));
+/// What --help lists: these, not the LLVM flags libMLIR.so registers.
+static cl::OptionCategory runOptions("kiln-run options");
+
+static cl::opt<std::string> inputFile(cl::Positional, cl::desc("<file.mlir>"), cl::Required,
+                                      cl::cat(runOptions));
+static cl::opt<std::string> entry("entry", cl::desc("Function to run"), cl::init("main"),
+                                  cl::cat(runOptions));
+static cl::opt<uint64_t> seed("seed", cl::desc("Seed for parameters and inputs"), cl::init(0),
+                              cl::cat(runOptions));
+static cl::opt<std::string> paramsPath("params", cl::desc("Parameters (safetensors, HF names)"),
+                                       cl::cat(runOptions));
+static cl::opt<std::string> tokensPath("tokens", cl::desc("Token batch (JSON array of rows)"),
+                                       cl::cat(runOptions));
 static cl::opt<Rounding> rounding(
     "rounding", cl::desc("How element types are treated"), cl::init(Rounding::Ideal),
     cl::values(clEnumValN(Rounding::Ideal, "ideal", "f64 throughout (the math's ground truth)"),
                clEnumValN(Rounding::AsTyped, "as-typed",
                           "every value rounded to its declared element type as the kernels "
-                          "store it")));
+                          "store it")),
+    cl::cat(runOptions));
 static cl::opt<int64_t> printLimit("print-limit",
                                    cl::desc("Print at most this many values per result"),
-                                   cl::init(64));
+                                   cl::init(64), cl::cat(runOptions));
 
 static int fail(const std::string &message) {
   llvm::errs() << "kiln-run: error: " << message << "\n";
@@ -51,6 +61,7 @@ static int fail(const std::string &message) {
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
+  kiln::tools::showOnlyToolAndMlirOptions({&runOptions});
   cl::ParseCommandLineOptions(argc, argv, "Kiln reference evaluator\n");
 
   MLIRContext context;

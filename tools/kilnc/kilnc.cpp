@@ -27,6 +27,7 @@
 #include "frontend/Spec.h"
 #include "frontend/Summary.h"
 #include "dialects/kiln/reference/Batch.h"
+#include "tools/common/HelpOptions.h"
 #include "tools/kilnc/Evaluate.h"
 #include "tools/kilnc/HostBuild.h"
 #include "tools/kilnc/Pipeline.h"
@@ -47,12 +48,16 @@
 using namespace mlir;
 namespace cl = llvm::cl;
 
-/// Kiln's own options: what --help lists, next to MLIR's (IR printing,
-/// pass timing). LLVM's back-end flags still parse but stay out of --help.
-static cl::OptionCategory kilnOptions("Kiln options");
+/// Kiln's own options by purpose: what --help lists, next to MLIR's (IR
+/// printing, pass manager). LLVM's back-end flags still parse but stay out
+/// of --help (tools/common/HelpOptions.h).
+static cl::OptionCategory specOptions("Spec and summary");
+static cl::OptionCategory emitOptions("Emit and inspect");
+static cl::OptionCategory buildOptions("Build");
+static cl::OptionCategory evalOptions("Evaluation (the f64 reference evaluator)");
 
 static cl::opt<std::string> specPath(cl::Positional, cl::desc("<spec.json>"), cl::Required,
-                                     cl::cat(kilnOptions));
+                                     cl::cat(specOptions));
 
 enum class Emit { None, Kiln, Train, Partitioned, Kernels, Cpp };
 static cl::opt<Emit>
@@ -64,61 +69,56 @@ static cl::opt<Emit>
                                "parallel layout (kiln-expert-parallel, kiln-data-parallel)"),
                     clEnumValN(Emit::Kernels, "kernels", "the planned kernel-level step"),
                     clEnumValN(Emit::Cpp, "cpp", "the host C++ training program")),
-         cl::cat(kilnOptions));
+         cl::cat(emitOptions));
 static cl::opt<std::string> outputDir("o", cl::desc("Build the training executable DIR/train"),
-                                      cl::value_desc("DIR"), cl::cat(kilnOptions));
+                                      cl::value_desc("DIR"), cl::cat(buildOptions));
 static cl::opt<bool> report("report",
                             cl::desc("Print the lowering passes' remarks (fusion, arena)"),
-                            cl::cat(kilnOptions));
+                            cl::cat(emitOptions));
 static cl::opt<bool>
     fuseElementwise("fuse-elementwise", cl::init(true),
                     cl::desc("Merge elementwise chains into one loop (default on)"),
-                    cl::cat(kilnOptions));
+                    cl::cat(buildOptions));
 static cl::opt<bool>
     arenaReuse("arena-reuse", cl::init(true),
                cl::desc("Share arena bytes between buffers with disjoint lifetimes (default on)"),
-               cl::cat(kilnOptions));
+               cl::cat(buildOptions));
 static cl::opt<std::string> summaryFormat("summary", cl::desc("Summary format: text or json"),
-                                          cl::init("text"), cl::cat(kilnOptions));
+                                          cl::init("text"), cl::cat(specOptions));
 static cl::opt<bool> evaluate("eval", cl::desc("Print the forward loss on a batch"),
-                              cl::cat(kilnOptions));
+                              cl::cat(evalOptions));
 static cl::opt<std::string> paramsPath("params",
                                        cl::desc("Parameters (safetensors, HF names) for --eval"),
-                                       cl::cat(kilnOptions));
+                                       cl::cat(evalOptions));
 static cl::opt<std::string> tokensPath("tokens",
                                        cl::desc("Token batch (JSON array of rows) for --eval"),
-                                       cl::cat(kilnOptions));
+                                       cl::cat(evalOptions));
 static cl::opt<std::string> saveParams("save-params",
                                        cl::desc("Write the initial parameters (safetensors)"),
-                                       cl::cat(kilnOptions));
+                                       cl::cat(evalOptions));
 static cl::opt<std::string> saveBatch("save-batch", cl::desc("Write the token batch as JSON"),
-                                      cl::cat(kilnOptions));
+                                      cl::cat(evalOptions));
 static cl::opt<std::string> evalJson("eval-json",
                                      cl::desc("Write losses and logits statistics as JSON"),
-                                     cl::cat(kilnOptions));
+                                     cl::cat(evalOptions));
 static cl::opt<std::string>
     saveGrads("save-grads",
               cl::desc("With --eval: write the loss gradients (safetensors, HF names)"),
-              cl::cat(kilnOptions));
+              cl::cat(evalOptions));
 static cl::opt<std::string>
     evalLoss("eval-loss",
              cl::desc("Loss --eval prints and --save-grads differentiates: main (default) "
                       "or total (with the MTP and balance terms)"),
-             cl::init("main"), cl::cat(kilnOptions));
+             cl::init("main"), cl::cat(evalOptions));
 static cl::opt<int64_t> seedOverride("seed", cl::desc("Seed (default: the spec's train.seed)"),
-                                     cl::init(-1), cl::cat(kilnOptions));
+                                     cl::init(-1), cl::cat(evalOptions));
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   registerAsmPrinterCLOptions();
   registerMLIRContextCLOptions();
   registerPassManagerCLOptions();
-  for (auto &entry : cl::getRegisteredOptions()) {
-    cl::Option *option = entry.second;
-    if (!llvm::is_contained(option->Categories, &kilnOptions) &&
-        !entry.first.starts_with("mlir-") && entry.first != "help" && entry.first != "version")
-      option->setHiddenFlag(cl::Hidden);
-  }
+  kiln::tools::showOnlyToolAndMlirOptions({&specOptions, &emitOptions, &buildOptions, &evalOptions});
   cl::ParseCommandLineOptions(argc, argv, "Kiln: model spec -> training executable\n");
 
   if (summaryFormat != "text" && summaryFormat != "json") {
