@@ -15,7 +15,7 @@ exclude=()
 [[ -n "${KILN_SANITIZE:-}" ]] && exclude=(-E '^FuzzSmoke$')
 (cd "$build" && ctest --output-on-failure -j "${KILN_JOBS:-2}" "${exclude[@]}") 2>&1 | tee "$log/ctest.txt"
 
-count() { grep -E "^\s*$1: *[0-9]+" "$2" | head -1 | grep -oE '[0-9]+' | head -1; }
+count() { grep -E "^\s*$1 *: *[0-9]+" "$2" | head -1 | grep -oE '[0-9]+' | head -1; }
 lit_pass=$(count Passed "$log/lit.txt"); lit_pass=${lit_pass:-0}
 lit_fail=0
 for k in Failed Unresolved "Timed Out" "Unexpectedly Passed"; do
