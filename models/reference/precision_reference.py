@@ -40,10 +40,6 @@ def f32_bits(x):
     return struct.unpack("<I", struct.pack("<f", x))[0]
 
 
-def f32_from_bits(b):
-    return struct.unpack("<f", struct.pack("<I", b))[0]
-
-
 def f32_exact(bits):
     """The exact rational value of a finite f32 bit pattern."""
     sign = -1 if bits >> 31 else 1

@@ -164,19 +164,18 @@ KILN_HD float roundToBf16(float x) { return floatOfBf16(bf16BitsOf(x)); }
 KILN_HD float roundToF16(float x) { return floatOfF16(f16BitsOf(x)); }
 KILN_HD float roundToE4m3(float x) { return floatOfE4m3(e4m3BitsOf(x)); }
 
+/// A tile's amax floored at kFp8AmaxFloor (NaN stays NaN).
+KILN_HD float fp8FlooredAmax(float amax) {
+  return amax > kFp8AmaxFloor ? amax : (amax != amax ? amax : kFp8AmaxFloor);
+}
+
 /// The block-scale factor of a tile whose largest |x| is `amax`. A NaN in
 /// the tile makes it NaN (every value of the tile then quantizes to NaN, and
 /// the loss shows it); an inf makes it 0 (the inf itself becomes NaN).
-KILN_HD float fp8QuantizeFactor(float amax) {
-  const float floored = amax > kFp8AmaxFloor ? amax : (amax != amax ? amax : kFp8AmaxFloor);
-  return kE4m3Max / floored;
-}
+KILN_HD float fp8QuantizeFactor(float amax) { return kE4m3Max / fp8FlooredAmax(amax); }
 
 /// The stored scale of the same tile: float(q) * scale approximates x.
-KILN_HD float fp8DequantizeScale(float amax) {
-  const float floored = amax > kFp8AmaxFloor ? amax : (amax != amax ? amax : kFp8AmaxFloor);
-  return floored / kE4m3Max;
-}
+KILN_HD float fp8DequantizeScale(float amax) { return fp8FlooredAmax(amax) / kE4m3Max; }
 
 } // namespace kiln::kernels
 

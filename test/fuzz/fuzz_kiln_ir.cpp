@@ -45,35 +45,32 @@ mlir::DialectRegistry &registry() {
   return *r;
 }
 
-/// Parses (which verifies) `text`; null when refused.
-mlir::OwningOpRef<mlir::ModuleOp> parse(mlir::MLIRContext &context, llvm::StringRef text) {
-  return mlir::parseSourceString<mlir::ModuleOp>(text, &context);
-}
+/// A fresh context per parse: what one input interns never changes how the
+/// next parses, so every finding reproduces alone. Refusals are expected;
+/// their diagnostics are not the harness's output.
+struct QuietContext {
+  mlir::MLIRContext context{registry(), mlir::MLIRContext::Threading::DISABLED};
+  mlir::ScopedDiagnosticHandler quiet{&context, [](mlir::Diagnostic &) { return mlir::success(); }};
+  QuietContext() { context.loadAllAvailableDialects(); }
+
+  /// Parses (which verifies) `text`; null when refused.
+  mlir::OwningOpRef<mlir::ModuleOp> parse(llvm::StringRef text) {
+    return mlir::parseSourceString<mlir::ModuleOp>(text, &context);
+  }
+};
 
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  // A fresh context per input: what one input interns never changes how the
-  // next parses, so every finding reproduces alone.
-  mlir::MLIRContext context(registry(), mlir::MLIRContext::Threading::DISABLED);
-  context.loadAllAvailableDialects();
-  // Refusals are expected; their diagnostics are not the harness's output.
-  mlir::ScopedDiagnosticHandler quiet(&context, [](mlir::Diagnostic &) {
-    return mlir::success();
-  });
+  QuietContext first;
   mlir::OwningOpRef<mlir::ModuleOp> module =
-      parse(context, llvm::StringRef(reinterpret_cast<const char *>(data), size));
+      first.parse(llvm::StringRef(reinterpret_cast<const char *>(data), size));
   if (!module)
     return 0;
   std::string printed;
   llvm::raw_string_ostream os(printed);
   module->print(os);
-  mlir::MLIRContext again(registry(), mlir::MLIRContext::Threading::DISABLED);
-  again.loadAllAvailableDialects();
-  mlir::ScopedDiagnosticHandler quietAgain(&again, [](mlir::Diagnostic &) {
-    return mlir::success();
-  });
-  if (!parse(again, printed))
+  if (!QuietContext().parse(printed))
     std::abort(); // verified IR whose printed form does not parse back
   return 0;
 }
