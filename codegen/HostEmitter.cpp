@@ -12,6 +12,7 @@
 #include "codegen/HostEmitter.h"
 #include "dialects/kiln/KilnDialect.h"
 #include "codegen/CppLiterals.h"
+#include "codegen/CppTypes.h"
 #include "codegen/HostLaunches.h"
 
 #include "mlir/IR/Location.h"
@@ -32,20 +33,6 @@ using kiln::kernel::YieldOp;
 
 namespace kiln::codegen {
 namespace {
-
-/// The C++ element type of a buffer.
-FailureOr<StringRef> cppElementType(Location loc, Type type) {
-  if (type.isF32())
-    return StringRef("float");
-  if (type.isInteger(32))
-    return StringRef("int32_t");
-  if (type.isInteger(64))
-    return StringRef("int64_t");
-  if (type.isInteger(8))
-    return StringRef("int8_t");
-  return emitError(loc) << "the host target supports f32, i32, i64 and i8 buffers, got " << type
-                        << " (other precisions come with the mixed-precision passes)";
-}
 
 /// "model.layers.1.mlp.gate" for a call-site location from inlining.
 std::string describeLoc(Location loc) {
@@ -354,6 +341,8 @@ FailureOr<std::string> scalarExpr(Operation &op, llvm::DenseMap<Value, std::stri
       .Case([&](arith::MulFOp) { return v(0) + " * " + v(1); })
       .Case([&](arith::DivFOp) { return v(0) + " / " + v(1); })
       .Case([&](arith::NegFOp) { return "-" + v(0); })
+      // The loop rounds a narrow result to its type; widening is exact.
+      .Case<arith::TruncFOp, arith::ExtFOp>([&](Operation *) { return v(0); })
       .Case([&](arith::MaximumFOp) { return "std::fmax(" + v(0) + ", " + v(1) + ")"; })
       .Case([&](math::ExpOp) { return "std::exp(" + v(0) + ")"; })
       .Case([&](math::LogOp) { return "std::log(" + v(0) + ")"; })
@@ -379,28 +368,45 @@ LogicalResult Emitter::emitLoop(ElementwiseOp loop) {
   if (n >= 32768)
     *os << "  #pragma omp parallel for schedule(static)\n";
   *os << "  for (int64_t i = 0; i < " << n << "; ++i) {\n";
+  // bf16 / f16 / e4m3 values are f32 variables holding exactly what their
+  // type can store: loaded with widen(), every result of a narrow type
+  // rounded to it (the as-typed evaluator's semantics), stored with narrowTo.
   for (auto [k, arg] : llvm::enumerate(body.getArguments())) {
     FailureOr<StringRef> elem = cppElementType(loop.getLoc(), arg.getType());
     if (failed(elem))
       return failure();
     vars[arg] = "a" + std::to_string(k);
-    *os << "    const " << *elem << " a" << k << " = " << nameOf(loop.getIns()[k]) << "[i];\n";
+    std::string load = nameOf(loop.getIns()[k]) + "[i]";
+    if (isNarrowFloat(arg.getType()))
+      *os << "    const float a" << k << " = kiln::kernels::widen(" << load << ");\n";
+    else
+      *os << "    const " << *elem << " a" << k << " = " << load << ";\n";
   }
   int64_t next = 0;
   for (Operation &op : body.without_terminator()) {
     FailureOr<std::string> expr = scalarExpr(op, vars);
     if (failed(expr))
       return failure();
-    FailureOr<StringRef> elem = cppElementType(op.getLoc(), op.getResult(0).getType());
+    Type type = op.getResult(0).getType();
+    FailureOr<StringRef> elem = cppElementType(op.getLoc(), type);
     if (failed(elem))
       return failure();
     std::string var = "v" + std::to_string(next++);
     vars[op.getResult(0)] = var;
-    *os << "    const " << *elem << " " << var << " = " << *expr << ";\n";
+    if (isNarrowFloat(type))
+      *os << "    const float " << var << " = kiln::kernels::widen(kiln::kernels::narrowTo<"
+          << *elem << ">(" << *expr << "));\n";
+    else
+      *os << "    const " << *elem << " " << var << " = " << *expr << ";\n";
   }
   auto yield = cast<YieldOp>(body.getTerminator());
-  for (auto [value, out] : llvm::zip(yield.getValues(), loop.getOuts()))
-    *os << "    " << nameOf(out) << "[i] = " << vars.lookup(value) << ";\n";
+  for (auto [value, out] : llvm::zip(yield.getValues(), loop.getOuts())) {
+    Type type = cast<MemRefType>(out.getType()).getElementType();
+    std::string v = vars.lookup(value);
+    if (isNarrowFloat(type))
+      v = "kiln::kernels::narrowTo<" + cppElementType(loop.getLoc(), type)->str() + ">(" + v + ")";
+    *os << "    " << nameOf(out) << "[i] = " << v << ";\n";
+  }
   *os << "  }\n";
   return success();
 }
@@ -422,6 +428,13 @@ LogicalResult Emitter::emitGradSink(Location loc) {
 LogicalResult Emitter::declarePointers() {
   // Arguments: from the driver's StepBuffers.
   for (auto [arg, decl] : llvm::zip(step.getArguments(), argDecls)) {
+    // Parameters, optimizer state and inputs cross into the driver, whose
+    // buffers are f32 (master weights) and integers.
+    if (isNarrowFloat(decl.type.getElementType()))
+      return step.emitError() << "step argument '" << decl.name << "' has element type "
+                              << decl.type.getElementType()
+                              << "; the host driver passes f32 and integer buffers (keep "
+                                 "master weights and state in f32 and convert inside the step)";
     FailureOr<StringRef> elem = cppElementType(step.getLoc(), decl.type.getElementType());
     if (failed(elem))
       return failure();
@@ -582,7 +595,8 @@ LogicalResult Emitter::emit() {
       << "#include \"runtime/kernels/GradCompress.h\"\n"
       << "#include \"runtime/kernels/Loss.h\"\n"
       << "#include \"runtime/kernels/MoE.h\"\n"
-      << "#include \"runtime/kernels/Optimizer.h\"\n\n"
+      << "#include \"runtime/kernels/Optimizer.h\"\n"
+      << "#include \"runtime/kernels/Precision.h\"\n\n"
       << "#include <cmath>\n#include <cstdint>\n#include <string>\n\n"
       << "namespace {\n\n"
       << desc << body << "} // namespace\n\n"

@@ -120,6 +120,9 @@ private:
   void allToAll();
   void send();
   void recv();
+  void quantizeFp8();
+  void dequantizeFp8();
+  void scaledMatmul();
   void pointToPoint(bool isSend);
   void resizingCollective(StringRef fn, bool gather);
   void globalSequences(std::vector<std::string> callArgs);
@@ -150,8 +153,9 @@ private:
   /// `*p`: the value of a scalar buffer.
   std::string deref(const std::string &p) { return "*" + p; }
 
-  /// Checks element types: one letter per in and per out, 'f' f32, 'i' i32,
-  /// 'l' i64. A single letter stands for every operand of a variadic list.
+  /// Checks element types: one letter per in and per out, 'f' f32, 'w' f32
+  /// or bf16 or f16, 'q' f8E4M3FN, 'i' i32, 'b' i8, 'l' i64. A single letter
+  /// stands for every operand of a variadic list.
   void elements(StringRef ins, StringRef outs);
   void checkElement(Type type, char want, StringRef what, unsigned index);
   /// Checks that every operand has the same element type, f32 or i32;
@@ -172,6 +176,10 @@ private:
   SmallVector<int64_t> i64Array(StringRef name, int64_t size);
   /// scoring = "softmax" (true) or "sigmoid" (false).
   bool softmaxScoring();
+  /// `kiln::kernels::Fp8Tiles{...}` for a buffer of `shape` quantized in
+  /// tiles of the `blockName` attribute, after checking that the scales
+  /// buffer `scales` has one entry per tile.
+  std::string fp8Tiles(ArrayRef<int64_t> shape, StringRef blockName, MemRefType scales);
 
   // Output.
   void line(const Twine &s) { stream << indent << s << "\n"; }

@@ -26,20 +26,27 @@ namespace detail {
 
 void LaunchEmitter::checkElement(Type type, char want, StringRef what, unsigned index) {
   bool ok = want == 'f'   ? type.isF32()
+            : want == 'w' ? type.isF32() || type.isBF16() || type.isF16()
+            : want == 'q' ? isa<Float8E4M3FNType>(type)
             : want == 'i' ? type.isSignlessInteger(32)
             : want == 'b' ? type.isSignlessInteger(8)
                           : type.isSignlessInteger(64);
   if (ok)
     return;
-  StringRef wanted = want == 'f' ? "f32" : want == 'i' ? "i32" : want == 'b' ? "i8" : "i64";
+  StringRef wanted = want == 'f'   ? "f32"
+                     : want == 'w' ? "f32, bf16 or f16"
+                     : want == 'q' ? "f8E4M3FN"
+                     : want == 'i' ? "i32"
+                     : want == 'b' ? "i8"
+                                   : "i64";
   StringRef role = want == 'f'   ? "data"
+                   : want == 'w' ? "data a kernel reads or writes in any wide float type"
+                   : want == 'q' ? "FP8 values"
                    : want == 'i' ? "ids, indices, offsets and sources"
                    : want == 'b' ? "a compressed-gradient message"
                                  : "the step or all_to_all row counts";
   fail(what, " #", index, " has element type ", type, ", but the host target expects ",
-       wanted, " here (it supports f32 data, i32 ids/indices/offsets/sources and an i64 "
-               "step and row counts; this operand is ",
-       role, ")");
+       wanted, " here (this operand is ", role, ")");
 }
 
 void LaunchEmitter::elements(StringRef ins, StringRef outs) {
@@ -214,6 +221,9 @@ const std::pair<StringRef, LaunchEmitter::EmitFn> LaunchEmitter::kEmitters[] = {
     {"all_to_all", &LaunchEmitter::allToAll},
     {"send", &LaunchEmitter::send},
     {"recv", &LaunchEmitter::recv},
+    {"quantize_fp8", &LaunchEmitter::quantizeFp8},
+    {"dequantize_fp8", &LaunchEmitter::dequantizeFp8},
+    {"scaled_matmul", &LaunchEmitter::scaledMatmul},
 };
 
 LogicalResult LaunchEmitter::run(raw_ostream &os) {

@@ -48,7 +48,7 @@ MemRefType bufferTypeOf(Type type) {
 
 bool isElementwise(Operation *op) {
   if (isa<arith::AddFOp, arith::SubFOp, arith::MulFOp, arith::DivFOp, arith::NegFOp,
-          math::SqrtOp>(op))
+          math::SqrtOp, arith::TruncFOp, arith::ExtFOp>(op))
     return isa<RankedTensorType>(op->getResult(0).getType());
   return isa<ScaleOp, SiluOp, SwigluOp, SiluGradOp, SwigluGradOp>(op);
 }
@@ -79,6 +79,14 @@ SmallVector<Value> buildScalarBody(OpBuilder &b, Location loc, Operation *op, Va
         return SmallVector<Value>{arith::DivFOp::create(b, loc, a[0], a[1])};
       })
       .Case([&](math::SqrtOp) { return SmallVector<Value>{math::SqrtOp::create(b, loc, a[0])}; })
+      .Case([&](arith::TruncFOp) {
+        Type to = getElementTypeOrSelf(op->getResult(0).getType());
+        return SmallVector<Value>{arith::TruncFOp::create(b, loc, to, a[0])};
+      })
+      .Case([&](arith::ExtFOp) {
+        Type to = getElementTypeOrSelf(op->getResult(0).getType());
+        return SmallVector<Value>{arith::ExtFOp::create(b, loc, to, a[0])};
+      })
       .Case([&](arith::NegFOp) {
         return SmallVector<Value>{arith::NegFOp::create(b, loc, a[0])};
       })

@@ -72,6 +72,11 @@ static const KernelInfo kCatalog[] = {
     {"all_to_all", 2, 2},
     {"send", 1, 0},
     {"recv", 0, 1},
+    // FP8 (KilnPrecisionOps.td): quantize to e4m3 + block scales, back, and
+    // the block-scaled GEMM.
+    {"quantize_fp8", 1, 2},
+    {"dequantize_fp8", 2, 1},
+    {"scaled_matmul", 4, 1},
 };
 
 ArrayRef<KernelInfo> kernelCatalog() { return kCatalog; }

@@ -9,6 +9,7 @@ include "dialects/kiln/KilnMoEOps.td"
 include "dialects/kiln/KilnLossOps.td"
 include "dialects/kiln/KilnGradOps.td"
 include "dialects/kiln/KilnTrainOps.td"
+include "dialects/kiln/KilnPrecisionOps.td"
 include "dialects/kiln/KilnCollectiveOps.td"
 
 #endif // KILN_OPS_TD

@@ -39,6 +39,25 @@ struct NegFGrad : GradModel<NegFGrad, arith::NegFOp> {
   }
 };
 
+// Precision conversions: the gradient goes back to the operand's type, as
+// the backward of a PyTorch autocast cast does (a bf16 weight copy's
+// gradient reaches the f32 master weight widened, exactly).
+struct TruncFGrad : GradModel<TruncFGrad, arith::TruncFOp> {
+  LogicalResult buildGradients(Operation *op, OpBuilder &b, GradientContext &ctx) const {
+    ctx.setOperandGrad(0, arith::ExtFOp::create(b, ctx.loc(), op->getOperand(0).getType(),
+                                                ctx.resultGradOrZeros(b, 0)));
+    return success();
+  }
+};
+
+struct ExtFGrad : GradModel<ExtFGrad, arith::ExtFOp> {
+  LogicalResult buildGradients(Operation *op, OpBuilder &b, GradientContext &ctx) const {
+    ctx.setOperandGrad(0, arith::TruncFOp::create(b, ctx.loc(), op->getOperand(0).getType(),
+                                                  ctx.resultGradOrZeros(b, 0)));
+    return success();
+  }
+};
+
 struct MulFGrad : GradModel<MulFGrad, arith::MulFOp> {
   LogicalResult buildGradients(Operation *op, OpBuilder &b, GradientContext &ctx) const {
     Value dy = ctx.resultGradOrZeros(b, 0);
@@ -142,6 +161,8 @@ void registerUpstreamGradientModels(DialectRegistry &registry) {
     arith::NegFOp::attachInterface<NegFGrad>(*ctx);
     arith::MulFOp::attachInterface<MulFGrad>(*ctx);
     arith::DivFOp::attachInterface<DivFGrad>(*ctx);
+    arith::TruncFOp::attachInterface<TruncFGrad>(*ctx);
+    arith::ExtFOp::attachInterface<ExtFGrad>(*ctx);
   });
   registry.addExtension(+[](MLIRContext *ctx, tensor::TensorDialect *) {
     tensor::ExtractSliceOp::attachInterface<ExtractSliceGrad>(*ctx);

@@ -20,6 +20,15 @@ each format, every tie between neighbours, the f32 values just beside each tie (
 STRIDE-th for the 16-bit formats), the overflow and underflow boundaries, infinities, NaNs and seeded random f32
 values, and every bit pattern to decode, and prints one line per format with the count of
 cases and mismatches; it exits 1 on any mismatch.
+
+It then checks Kiln's FP8 block quantization (runtime/kernels/Precision.h, the semantics of kiln.quantize_fp8 and
+kiln.dequantize_fp8) with lines "quantize TR TC R C x..." (an R x C f32 matrix in TR x TC tiles), to which the
+probe answers with the e4m3 values, the f32 scales, and the matrix dequantized to f32 and to bf16. The reference
+arithmetic, as Kiln documents it (DeepGEMM's): amax = max |x| over the tile, floored at f32(1e-4); factor =
+f32(448 / amax); q = e4m3(f32(x * factor)); scale = f32(amax / 448); dequantized = f32(e4m3 value * scale), and
+bf16 of that. Every E4M3 value and tie goes through a tile whose amax is 448 (factor 1, so q is the plain
+encoding), and seeded random tiles of [1, 128], [128, 128] and [128, 1], partial ones, all-zero and tiny ones
+exercise the factor's rounding.
 """
 
 import random
@@ -167,6 +176,115 @@ def encode_cases(fmt, rng):
     return sorted(inputs | {b | 0x80000000 for b in inputs})
 
 
+def round_f32(v):
+    """The f32 bit pattern nearest the rational v: ties to even, gradual underflow, inf from the overflow
+    midpoint up (IEEE 754 binary32, from its definition)."""
+    sign = 0x80000000 if v < 0 else 0
+    a = abs(v)
+    if a == 0:
+        return sign
+    e = a.numerator.bit_length() - a.denominator.bit_length()  # 2^e <= a < 2^(e+1), after the fix-up
+    while Fraction(2) ** e > a:
+        e -= 1
+    while Fraction(2) ** (e + 1) <= a:
+        e += 1
+    e = max(e, -126)  # subnormals have the smallest normal exponent's spacing
+    ulp = Fraction(2) ** (e - 23)
+    q = a // ulp
+    rest = a - q * ulp
+    if rest > ulp / 2 or (rest == ulp / 2 and q % 2 == 1):
+        q += 1
+    if e == -126 and q < (1 << 23):
+        return sign | int(q)  # subnormal (or the carry into the smallest normal, q == 2^23, below)
+    if q == 1 << 24:  # the rounding carried into the next binade
+        q, e = 1 << 23, e + 1
+    if e > 127:
+        return sign | 0x7F800000
+    return sign | ((e + 127) << 23) | (int(q) - (1 << 23))
+
+
+def quantize_reference(xbits, tile_rows, tile_cols, rows, cols, e4m3, bf16):
+    """(values, scale bits, dequantized f32 bits, dequantized bf16 bits) for finite inputs."""
+    floor = f32_exact(round_f32(Fraction(1, 10000)))
+    scale_cols = -(-cols // tile_cols)
+    factors, scales = {}, {}
+    for tr in range(-(-rows // tile_rows)):
+        for tc in range(scale_cols):
+            tile = [abs(f32_exact(xbits[r * cols + c]))
+                    for r in range(tr * tile_rows, min(rows, (tr + 1) * tile_rows))
+                    for c in range(tc * tile_cols, min(cols, (tc + 1) * tile_cols))]
+            amax = max(max(tile), floor)
+            factors[tr, tc] = f32_exact(round_f32(448 / amax))
+            scales[tr, tc] = round_f32(amax / 448)
+    values, wide, narrow = [], [], []
+    for r in range(rows):
+        for c in range(cols):
+            key = (r // tile_rows, c // tile_cols)
+            # Signs apart: a Fraction has no -0, and -0 * factor is -0. Factors and scales are positive.
+            x = xbits[r * cols + c]
+            q = e4m3.encode((x & 0x80000000) | round_f32(abs(f32_exact(x)) * factors[key]))
+            values.append(q)
+            w = ((q & 0x80) << 24) | round_f32(e4m3.value(q & 0x7F) * f32_exact(scales[key]))
+            wide.append(w)
+            narrow.append(bf16.encode(w))
+    ordered_scales = [scales[tr, tc] for tr in range(-(-rows // tile_rows)) for tc in range(scale_cols)]
+    return values, ordered_scales, wide, narrow
+
+
+def random_f32(rng, lo_exp, hi_exp):
+    """A finite f32 pattern with a random sign, exponent in [lo_exp, hi_exp] and mantissa."""
+    e = rng.randint(lo_exp, hi_exp)
+    return (rng.getrandbits(1) << 31) | ((e + 127) << 23) | rng.getrandbits(23)
+
+
+def quantize_cases(rng, e4m3):
+    """(name, TR, TC, R, C, x bits) cases."""
+    cases = []
+    # Every value and tie of E4M3 (and their f32 neighbours) in [1, 128] tiles led by 448: factor 1.
+    finite = [b for b in encode_cases(e4m3, rng)
+              if (b >> 23) & 0xFF != 0xFF and abs(f32_exact(b)) <= 448]
+    rows = [[0x43E00000] + finite[i:i + 127] for i in range(0, len(finite), 127)]
+    rows[-1] += [0] * (128 - len(rows[-1]))
+    cases.append(("every e4m3 value and tie", 1, 128, len(rows), 128, [b for row in rows for b in row]))
+    # Random magnitudes: the factor 448 / amax is inexact and x * factor rounds twice (f32, then e4m3).
+    for name, tr, tc, r, c, lo, hi in [
+        ("[1, 128] activations, partial last tile", 1, 128, 6, 300, -12, 6),
+        ("[128, 128] weights, partial tiles", 128, 128, 130, 200, -20, 2),
+        ("[128, 1] transposed activations", 128, 1, 256, 3, -8, 12),
+        ("tiny values under the amax floor", 1, 128, 2, 128, -40, -16),
+    ]:
+        cases.append((name, tr, tc, r, c, [random_f32(rng, lo, hi) for _ in range(r * c)]))
+    cases.append(("all-zero tiles", 1, 128, 2, 256, [0, 0x80000000] * 256))
+    return cases
+
+
+def check_quantize(probe_path, rng):
+    e4m3, bf16 = Format("e4m3"), Format("bf16")
+    failed = False
+    for name, tr, tc, r, c, xbits in quantize_cases(rng, e4m3):
+        line = f"quantize {tr} {tc} {r} {c} " + " ".join(f"{b:x}" for b in xbits)
+        probe = subprocess.run([probe_path], input=line + "\n", capture_output=True, text=True, check=True)
+        got = [int(t, 16) for t in probe.stdout.split()]
+        values, scales, wide, narrow = quantize_reference(xbits, tr, tc, r, c, e4m3, bf16)
+        want = values + scales + wide + narrow
+        parts = [("value", len(values)), ("scale", len(scales)), ("f32", len(wide)), ("bf16", len(narrow))]
+        mismatches = []
+        if len(got) != len(want):
+            mismatches.append(f"the probe printed {len(got)} numbers, expected {len(want)}")
+        else:
+            at = 0
+            for part, count in parts:
+                for i in range(count):
+                    if got[at + i] != want[at + i]:
+                        mismatches.append(f"{part} #{i}: probe {got[at + i]:x}, reference {want[at + i]:x}")
+                at += count
+        print(f"quantize ({name}): [{r}, {c}] in [{tr}, {tc}] tiles, {len(mismatches)} mismatches")
+        for m in mismatches[:10]:
+            print("  " + m)
+        failed |= bool(mismatches)
+    return failed
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: precision_reference.py PROBE")
@@ -195,6 +313,7 @@ def main():
         for m in mismatches[:10]:
             print("  " + m)
         failed |= bool(mismatches)
+    failed |= check_quantize(sys.argv[1], rng)
     sys.exit(1 if failed else 0)
 
 

@@ -164,6 +164,41 @@ KILN_HD float roundToBf16(float x) { return floatOfBf16(bf16BitsOf(x)); }
 KILN_HD float roundToF16(float x) { return floatOfF16(f16BitsOf(x)); }
 KILN_HD float roundToE4m3(float x) { return floatOfE4m3(e4m3BitsOf(x)); }
 
+/// Buffer element types of generated code and kernels for the narrow
+/// formats: the bit pattern, wrapped so that overloads tell bf16 from f16.
+/// Values are loaded with widen() and stored with narrowTo<T>(): kernels
+/// compute in f32 and store the declared type.
+struct Bf16 {
+  uint16_t bits;
+};
+struct F16 {
+  uint16_t bits;
+};
+struct E4m3 {
+  uint8_t bits;
+};
+
+KILN_HD float widen(float x) { return x; }
+KILN_HD float widen(Bf16 x) { return floatOfBf16(x.bits); }
+KILN_HD float widen(F16 x) { return floatOfF16(x.bits); }
+KILN_HD float widen(E4m3 x) { return floatOfE4m3(x.bits); }
+
+template <typename T> struct NarrowTo;
+template <> struct NarrowTo<float> {
+  KILN_HD static float from(float x) { return x; }
+};
+template <> struct NarrowTo<Bf16> {
+  KILN_HD static Bf16 from(float x) { return {bf16BitsOf(x)}; }
+};
+template <> struct NarrowTo<F16> {
+  KILN_HD static F16 from(float x) { return {f16BitsOf(x)}; }
+};
+template <> struct NarrowTo<E4m3> {
+  KILN_HD static E4m3 from(float x) { return {e4m3BitsOf(x)}; }
+};
+/// `x` stored as a T (rounded as the file comment says).
+template <typename T> KILN_HD T narrowTo(float x) { return NarrowTo<T>::from(x); }
+
 /// A tile's amax floored at kFp8AmaxFloor (NaN stays NaN).
 KILN_HD float fp8FlooredAmax(float amax) {
   return amax > kFp8AmaxFloor ? amax : (amax != amax ? amax : kFp8AmaxFloor);

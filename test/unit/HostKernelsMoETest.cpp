@@ -23,6 +23,7 @@
 
 #include "dialects/kiln/KilnDialect.h"
 #include "dialects/kiln/reference/Evaluator.h"
+#include "test/unit/EvaluateSource.h"
 #include "dialects/kiln/reference/Parameters.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -46,21 +47,7 @@ namespace {
 
 constexpr double kTolerance = 1e-5;
 
-/// Runs `@f` of a kiln module on the reference evaluator.
-SmallVector<RefTensor> evaluate(const std::string &source, llvm::ArrayRef<RefTensor> args) {
-  mlir::MLIRContext context;
-  context.loadDialect<kiln::KilnDialect, mlir::func::FuncDialect, mlir::arith::ArithDialect,
-                      mlir::tensor::TensorDialect>();
-  mlir::OwningOpRef<mlir::ModuleOp> module =
-      mlir::parseSourceString<mlir::ModuleOp>(source, &context);
-  EXPECT_TRUE(module && mlir::succeeded(mlir::verify(*module))) << source;
-  if (!module)
-    return {};
-  Evaluator evaluator(*module);
-  mlir::FailureOr<SmallVector<RefTensor>> r = evaluator.call("f", args);
-  EXPECT_TRUE(mlir::succeeded(r)) << source;
-  return mlir::succeeded(r) ? *r : SmallVector<RefTensor>{};
-}
+using kiln::test::evaluateSource;
 
 /// "tensor<4x8xf32>" for shape {4, 8}; "tensor<f32>" for {}.
 std::string ty(llvm::ArrayRef<int64_t> shape, const char *element = "f32") {
@@ -185,7 +172,7 @@ void checkRouter(const std::string &name, const kk::RouterConfig &c, uint64_t se
                 double(c.routedScalingFactor));
   std::string L = ty({kTokens, kExperts}), B = ty({kExperts}), I = ty({kTokens, k}, "i32"),
               W = ty({kTokens, k});
-  SmallVector<RefTensor> r = evaluate(
+  SmallVector<RefTensor> r = evaluateSource(
       "func.func @f(%l: " + L + ", %b: " + B + ", %dw: " + W + ") -> (" + I + ", " + W +
           ", " + L + ") {\n  %i, %w = kiln.router %l, %b {" + attrs + "} : (" + L + ", " + B +
           ") -> (" + I + ", " + W + ")\n  %dl = kiln.router_grad %l, %i, %dw {" + gradAttrs +
@@ -242,7 +229,7 @@ std::vector<int32_t> cappedIndices(const std::vector<int32_t> &idx) {
         << e;
   }
   std::string I = ty({kTokens, kTopK}, "i32");
-  SmallVector<RefTensor> r = evaluate(
+  SmallVector<RefTensor> r = evaluateSource(
       "func.func @f(%i: " + I + ") -> " + I + " {\n  %k = kiln.expert_capacity %i {num_experts = " +
           std::to_string(kExperts) + " : i64, group_tokens = " + std::to_string(kGroup) +
           " : i64, capacity = " + std::to_string(kCapacity) + " : i64} : (" + I + ") -> " + I +
@@ -299,7 +286,7 @@ void checkDispatchCombine(bool capped) {
               R = ty({kPairs, kHidden}), O = ty({kExperts + 1}, "i32"),
               S = ty({kPairs}, "i32"), W = ty({kTokens, kTopK}), Ld = ty({kExperts});
   std::string ne = std::to_string(kExperts), tk = std::to_string(kTopK);
-  SmallVector<RefTensor> r = evaluate(
+  SmallVector<RefTensor> r = evaluateSource(
       "func.func @f(%x: " + X + ", %i: " + I + ", %dr: " + R + ", %eo: " + R + ", %w: " + W +
           ", %dy: " + X + ") -> (" + Ld + ", " + R + ", " + O + ", " + S + ", " + X + ", " +
           X + ", " + R + ", " + W + ") {\n"
@@ -370,7 +357,7 @@ void checkGroupedMatmul(const std::vector<int32_t> &offsets) {
   }
   std::string X = ty({kPairs, kHidden}), Wt = ty({kExperts, kN, kHidden}),
               O = ty({kExperts + 1}, "i32"), Y = ty({kPairs, kN});
-  SmallVector<RefTensor> r = evaluate(
+  SmallVector<RefTensor> r = evaluateSource(
       "func.func @f(%x: " + X + ", %w: " + Wt + ", %o: " + O + ", %dy: " + Y + ") -> (" + Y +
           ", " + X + ", " + Wt + ") {\n"
           "  %y = kiln.grouped_matmul %x, %w, %o : (" + X + ", " + Wt + ", " + O + ") -> " + Y +
@@ -425,7 +412,7 @@ TEST(HostKernelsMoE, ExpertParallelReorder) {
       << e;
   const std::string O = ty({9}, "i32"), PE = ty({2, 4}, "i64"), PR = ty({2}, "i64"),
                     X = ty({capacity, rowSize}), C = ty({3, 4}, "i64");
-  SmallVector<RefTensor> r = evaluate(
+  SmallVector<RefTensor> r = evaluateSource(
       "func.func @f(%o: " + O + ", %x: " + X + ", %c: " + C + ") -> (" + PE + ", " + PR + ", " +
           X + ", " + ty({5}, "i32") + ", " + X + ", " + ty({4}, "i32") + ") {\n"
           "  %pe, %pr = kiln.expert_counts %o {groups = 2 : i64} : (" + O + ") -> (" + PE + ", " +
@@ -478,7 +465,7 @@ void checkBalance(const std::string &name, bool softmax, uint64_t seed) {
   std::string attrs = std::string("{scoring = \"") + (softmax ? "softmax" : "sigmoid") +
                       "\", num_sequences = " + std::to_string(kSequences) + " : i64}";
   std::string L = ty({kTokens, kExperts}), I = ty({kTokens, kTopK}, "i32"), S = ty({});
-  SmallVector<RefTensor> r = evaluate(
+  SmallVector<RefTensor> r = evaluateSource(
       "func.func @f(%l: " + L + ", %i: " + I + ", %d: " + S + ") -> (" + S + ", " + L +
           ") {\n  %loss = kiln.balance_loss %l, %i " + attrs + " : (" + L + ", " + I +
           ") -> " + S + "\n  %dl = kiln.balance_loss_grad %l, %i, %d " + attrs + " : (" + L +
@@ -562,7 +549,7 @@ TEST(HostKernelsMoE, Optimizer) {
       ") -> " + E + "\n"
       "  return %n, %c1, %c2, %c3, %p2, %m2, %v2, %b2 : " + S + ", " + S + ", " + S + ", " + S +
       ", " + P + ", " + P + ", " + P + ", " + E + "\n}\n";
-  SmallVector<RefTensor> r = evaluate(
+  SmallVector<RefTensor> r = evaluateSource(
       body, {ref(a, {int64_t(a.size())}), ref(b, {int64_t(b.size())}), ref(p, {size}),
              ref(g, {size}), ref(m, {size}), ref(v, {size}), ref(std::vector<float>{lr}, {}),
              ref(std::vector<int64_t>{step}, {}), ref(std::vector<float>{scale}, {}),

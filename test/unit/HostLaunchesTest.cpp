@@ -6,7 +6,8 @@
 // representative kernels is checked against the expected call; then every
 // case's snippet (emitted twice, to catch clashing locals) is compiled with
 // `c++ -fsyntax-only` against the real runtime/kernels headers. Error cases:
-// a bf16 buffer, a missing attribute, a bad attribute.
+// a bf16 buffer where the kernel reads f32, FP8 values stored as bf16, a
+// missing attribute, a bad attribute.
 //
 //===----------------------------------------------------------------------===//
 
@@ -441,6 +442,42 @@ std::vector<Case> cases() {
        {0},
        "{axis = \"pp\", peer = 0 : i64}",
        {"if (!kiln::driver::recv(io.comm, \"pp\", 0, b0, 8192, &error)) return false;"}},
+      {"quantize_fp8",
+       {"memref<4x300xf32>", "memref<4x300xf8E4M3FN>", "memref<4x3xf32>"},
+       {0},
+       {1, 2},
+       "{block = array<i64: 1, 128>}",
+       {"kiln::kernels::quantizeFp8(b1, b2, b0, kiln::kernels::Fp8Tiles{4, 300, 1, 128});"}},
+      {"quantize_fp8",
+       {"memref<2x128x256xbf16>", "memref<2x128x256xf8E4M3FN>", "memref<2x2xf32>"},
+       {0},
+       {1, 2},
+       "{block = array<i64: 128, 128>}",
+       {"kiln::kernels::quantizeFp8(b1, b2, b0, kiln::kernels::Fp8Tiles{256, 256, 128, 128});"}},
+      {"dequantize_fp8",
+       {"memref<4x300xf8E4M3FN>", "memref<4x3xf32>", "memref<4x300xbf16>"},
+       {0, 1},
+       {2},
+       "{block = array<i64: 1, 128>}",
+       {"kiln::kernels::dequantizeFp8(b2, b0, b1, kiln::kernels::Fp8Tiles{4, 300, 1, 128});"}},
+      {"scaled_matmul",
+       {"memref<256x200xf8E4M3FN>", "memref<256x2xf32>", "memref<300x200xf8E4M3FN>",
+        "memref<3x2xf32>", "memref<256x300xbf16>"},
+       {0, 1, 2, 3},
+       {4},
+       "{lhs_block = array<i64: 1, 128>, rhs_block = array<i64: 128, 128>, transpose_rhs = true}",
+       {"kiln::kernels::scaledMatmul(b4, kiln::kernels::ScaledOperand{b0, b1, "
+        "kiln::kernels::Fp8Tiles{256, 200, 1, 128}, false}, kiln::kernels::ScaledOperand{b2, b3, "
+        "kiln::kernels::Fp8Tiles{300, 200, 128, 128}, false}, 256, 300, 200);"}},
+      {"scaled_matmul",
+       {"memref<256x300xf8E4M3FN>", "memref<2x300xf32>", "memref<256x200xf8E4M3FN>",
+        "memref<2x200xf32>", "memref<300x200xf32>"},
+       {0, 1, 2, 3},
+       {4},
+       "{lhs_block = array<i64: 128, 1>, rhs_block = array<i64: 128, 1>, transpose_lhs = true}",
+       {"kiln::kernels::scaledMatmul(b4, kiln::kernels::ScaledOperand{b0, b1, "
+        "kiln::kernels::Fp8Tiles{256, 300, 128, 1}, true}, kiln::kernels::ScaledOperand{b2, b3, "
+        "kiln::kernels::Fp8Tiles{256, 200, 128, 1}, true}, 300, 200, 256);"}},
   };
 }
 
@@ -495,6 +532,10 @@ protected:
 
   /// The C++ pointer type of a memref's element.
   static std::string cppElement(const std::string &memref) {
+    if (memref.find("bf16>") != std::string::npos)
+      return "kiln::kernels::Bf16";
+    if (memref.find("f8E4M3FN>") != std::string::npos)
+      return "kiln::kernels::E4m3";
     if (memref.find("f32>") != std::string::npos)
       return "float";
     if (memref.find("i32>") != std::string::npos)
@@ -547,6 +588,7 @@ TEST_F(HostLaunchesTest, EmittedCodeCompiles) {
          "#include \"runtime/kernels/Loss.h\"\n"
          "#include \"runtime/kernels/MoE.h\"\n"
          "#include \"runtime/kernels/Optimizer.h\"\n"
+         "#include \"runtime/kernels/Precision.h\"\n"
          "#include \"runtime/driver/StepComm.h\"\n"
          "#include \"runtime/driver/TrainStep.h\"\n"
          "#include <cstdint>\n#include <string>\n\n";
@@ -588,6 +630,16 @@ TEST_F(HostLaunchesTest, RejectsOtherElementTypes) {
   EXPECT_EQ(text, "");
   EXPECT_NE(diagnostics.find("bf16"), std::string::npos) << diagnostics;
   EXPECT_NE(diagnostics.find("host target"), std::string::npos) << diagnostics;
+
+  Case fp8{"quantize_fp8",
+           {"memref<4x256xf32>", "memref<4x256xbf16>", "memref<4x2xf32>"},
+           {0},
+           {1, 2},
+           "{block = array<i64: 1, 128>}",
+           {}};
+  diagnostics.clear();
+  EXPECT_TRUE(failed(emit(fp8, text, diagnostics)));
+  EXPECT_NE(diagnostics.find("expects f8E4M3FN"), std::string::npos) << diagnostics;
 
   Case ids{"embedding",
            {"memref<256x64xf32>", "memref<4x32xi64>", "memref<4x32x64xf32>"},

@@ -33,6 +33,7 @@ Evaluator::Evaluator(ModuleOp module, Rounding rounding) : module(module), round
   addUpstreamRules(rules);
   addGradRules(rules);
   addTrainRules(rules);
+  addPrecisionRules(rules);
 }
 
 void Evaluator::roundToDeclaredType(RefTensor &t, Type type) const {

@@ -5,8 +5,8 @@
 // and every generated kernel is checked against, so it favours the plainest
 // loops over speed. Each op family's execution rule lives in its own file
 // (DenseRules.cpp, AttentionRules.cpp, MoERules.cpp, LossRules.cpp,
-// GradRules.cpp, TrainRules.cpp, UpstreamRules.cpp); an op without a rule
-// is an error naming the op.
+// GradRules.cpp, TrainRules.cpp, PrecisionRules.cpp, UpstreamRules.cpp); an
+// op without a rule is an error naming the op.
 //
 //===----------------------------------------------------------------------===//
 
@@ -54,6 +54,7 @@ void addLossRules(RuleTable &table);
 void addUpstreamRules(RuleTable &table);
 void addGradRules(RuleTable &table);
 void addTrainRules(RuleTable &table);
+void addPrecisionRules(RuleTable &table);
 
 /// How the evaluator treats element types (../shared/DESIGN.md).
 enum class Rounding {

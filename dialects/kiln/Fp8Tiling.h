@@ -1,0 +1,50 @@
+//===- Fp8Tiling.h - how kiln.quantize_fp8 cuts a tensor into tiles -------===//
+//
+// A quantized tensor is seen as a matrix [R, C] (C its last dimension, R the
+// product of the others) cut into tiles of block = [rows, cols]; each tile
+// has one scale, at [r / rows, c / cols] of the scales matrix. The verifiers,
+// the evaluator and the code emitters all use this one definition.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_FP8TILING_H
+#define KILN_FP8TILING_H
+
+#include "runtime/kernels/PrecisionMath.h"
+#include "llvm/ADT/ArrayRef.h"
+
+#include <cstdint>
+
+namespace kiln {
+
+/// The promotion interval of scaled GEMMs (the K extent every scale tile of
+/// their operands must have), DeepSeek-V3's tile edge.
+constexpr int64_t kFp8TileEdge = kernels::kFp8BlockSize;
+
+struct Fp8Tiling {
+  int64_t rows = 1, cols = 1;         ///< the matrix the tensor is seen as
+  int64_t tileRows = 1, tileCols = 1; ///< the block attribute
+
+  int64_t scaleRows() const { return (rows + tileRows - 1) / tileRows; }
+  int64_t scaleCols() const { return (cols + tileCols - 1) / tileCols; }
+  /// Flat index into the scales of element [r, c].
+  int64_t scaleIndex(int64_t r, int64_t c) const {
+    return (r / tileRows) * scaleCols() + c / tileCols;
+  }
+};
+
+/// The tiling of a tensor of `shape` (rank >= 1) by `block` (two entries,
+/// each >= 1; the verifiers check both before anyone calls this).
+inline Fp8Tiling fp8TilingOf(llvm::ArrayRef<int64_t> shape, llvm::ArrayRef<int64_t> block) {
+  Fp8Tiling t;
+  t.cols = shape.empty() ? 1 : shape.back();
+  for (int64_t d : shape.drop_back())
+    t.rows *= d;
+  t.tileRows = block[0];
+  t.tileCols = block[1];
+  return t;
+}
+
+} // namespace kiln
+
+#endif // KILN_FP8TILING_H

@@ -1,0 +1,65 @@
+//===- Precision.h - host kernels of the FP8 quantize and GEMM ops ---------===//
+//
+// The kernels of KilnPrecisionOps.td. A quantized tensor is a matrix [rows,
+// cols] cut into tiles [tileRows, tileCols] with one f32 scale each
+// (dialects/kiln/Fp8Tiling.h); the scale arithmetic and the rounding are
+// PrecisionMath.h's. Exactness, per kernel:
+//
+//   quantizeFp8, dequantizeFp8   exact: the same bits as the as-typed
+//                                evaluator (one f32 multiply and one
+//                                rounding per element);
+//   scaledMatmul                 each 128-wide K block is an f32 GEMM of
+//                                e4m3 values (their products are exact in
+//                                f32, as in a bf16 GEMM), scaled and added
+//                                in f32; only the summation order differs
+//                                from the evaluator, so the results agree to
+//                                f32 accumulation error (|error| <= about
+//                                K * 2^-24 * sum |terms|), then one rounding
+//                                to the output type.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_RUNTIME_PRECISION_H
+#define KILN_RUNTIME_PRECISION_H
+
+#include "runtime/kernels/PrecisionMath.h"
+
+#include <cstdint>
+
+namespace kiln::kernels {
+
+/// The tiling of one quantized matrix.
+struct Fp8Tiles {
+  int64_t rows, cols, tileRows, tileCols;
+};
+
+/// kiln.quantize_fp8: `values` [rows, cols] and `scales` [ceil(rows /
+/// tileRows), ceil(cols / tileCols)] from `x`. In is float, Bf16 or F16.
+template <typename In>
+void quantizeFp8(E4m3 *values, float *scales, const In *x, Fp8Tiles tiles);
+
+/// kiln.dequantize_fp8: out = f32(values) * scale of its tile, stored as Out
+/// (float, Bf16 or F16).
+template <typename Out>
+void dequantizeFp8(Out *out, const E4m3 *values, const float *scales, Fp8Tiles tiles);
+
+/// One operand of kiln.scaled_matmul: `values` as stored (tiles.rows x
+/// tiles.cols) with its scales; `kMajor` when it is stored [K, other]
+/// rather than [other, K].
+struct ScaledOperand {
+  const E4m3 *values;
+  const float *scales;
+  Fp8Tiles tiles;
+  bool kMajor;
+};
+
+/// kiln.scaled_matmul: out [m, n] = sum over 128-wide K blocks of
+/// (lhs' block @ rhs' block) * lhs scale * rhs scale, with lhs' [m, k] and
+/// rhs' [k, n]. Out is float, Bf16 or F16.
+template <typename Out>
+void scaledMatmul(Out *out, ScaledOperand lhs, ScaledOperand rhs, int64_t m, int64_t n,
+                  int64_t k);
+
+} // namespace kiln::kernels
+
+#endif // KILN_RUNTIME_PRECISION_H

@@ -1,0 +1,261 @@
+//===- HostKernelsPrecisionTest.cpp - FP8 host kernels vs the evaluator ----===//
+//
+// runtime/kernels/Precision.h against the as-typed reference evaluator
+// running the matching kiln op on the same inputs:
+//
+//   quantize_fp8, dequantize_fp8   bit for bit (values, scales, results),
+//                                  for f32 and bf16 inputs and outputs, the
+//                                  three tilings of DeepSeek-V3's recipe with
+//                                  partial tiles, and tiles holding a NaN, an
+//                                  inf, only zeros or only tiny values;
+//   scaled_matmul                  Fprop, Dgrad and Wgrad layouts with three
+//                                  K blocks (one partial): within f32
+//                                  accumulation error of the evaluator's f64
+//                                  sum (kTolerance of the largest |result|),
+//                                  and bf16 results within one bf16 ulp.
+//
+// Each kernel runs twice and must give the same bits. A last case checks
+// that a bad tiling stops the kernel with a message.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/kernels/Precision.h"
+
+#include "dialects/kiln/KilnDialect.h"
+#include "dialects/kiln/reference/Evaluator.h"
+#include "test/unit/EvaluateSource.h"
+#include "dialects/kiln/reference/Parameters.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/Verifier.h"
+#include "mlir/Parser/Parser.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+
+using namespace kiln::reference;
+namespace kk = kiln::kernels;
+using llvm::SmallVector;
+
+namespace {
+
+/// f32 accumulation over K = 300 terms of mixed signs, relative to the
+/// largest |result| (measured: ~1e-7; the bound leaves room for any order).
+constexpr double kTolerance = 2e-6;
+
+SmallVector<RefTensor> evaluateAsTyped(const std::string &source, llvm::ArrayRef<RefTensor> args) {
+  return kiln::test::evaluateSource(source, args, Rounding::AsTyped);
+}
+
+std::string ty(int64_t rows, int64_t cols, const char *element) {
+  return "tensor<" + std::to_string(rows) + "x" + std::to_string(cols) + "x" + element + ">";
+}
+
+std::string blockAttr(int64_t r, int64_t c) {
+  return "array<i64: " + std::to_string(r) + ", " + std::to_string(c) + ">";
+}
+
+template <typename T> RefTensor ref(const std::vector<T> &values, int64_t rows, int64_t cols) {
+  RefTensor t(mlir::Type(), {rows, cols});
+  for (size_t i = 0; i < values.size(); ++i)
+    t.data[i] = double(kk::widen(values[i]));
+  return t;
+}
+
+int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/// Same value, or both NaN (a NaN's sign and payload are not specified).
+bool sameFloat(double a, float b) {
+  if (std::isnan(a) || std::isnan(b))
+    return std::isnan(a) && std::isnan(b);
+  return a == double(b) && std::signbit(a) == std::signbit(b);
+}
+
+/// Seeded inputs of magnitudes 2^lo .. 2^hi, random signs.
+std::vector<float> spread(SeededRng &rng, int64_t n, int lo, int hi) {
+  std::vector<float> x(n);
+  for (float &v : x) {
+    double u = rng.uniform(), e = lo + (hi - lo) * rng.uniform();
+    v = float((u < 0.5 ? -1 : 1) * (1 + u) * std::ldexp(1.0, int(e)));
+  }
+  return x;
+}
+
+struct QuantizeCase {
+  const char *name;
+  int64_t rows, cols, tileRows, tileCols;
+  int lo, hi;
+};
+
+template <typename In> const char *elementName();
+template <> const char *elementName<float>() { return "f32"; }
+template <> const char *elementName<kk::Bf16>() { return "bf16"; }
+
+template <typename In> void checkQuantizeRoundTrip(const QuantizeCase &c, std::vector<float> x) {
+  SCOPED_TRACE(std::string(c.name) + " from " + elementName<In>());
+  int64_t n = c.rows * c.cols;
+  std::vector<In> input(n);
+  for (int64_t i = 0; i < n; ++i)
+    input[i] = kk::narrowTo<In>(x[i]);
+  kk::Fp8Tiles tiles{c.rows, c.cols, c.tileRows, c.tileCols};
+  int64_t scaleRows = ceilDiv(c.rows, c.tileRows), scaleCols = ceilDiv(c.cols, c.tileCols);
+  std::vector<kk::E4m3> values(n), again(n);
+  std::vector<float> scales(scaleRows * scaleCols), scalesAgain(scales.size());
+  kk::quantizeFp8(values.data(), scales.data(), input.data(), tiles);
+  kk::quantizeFp8(again.data(), scalesAgain.data(), input.data(), tiles);
+  EXPECT_EQ(std::memcmp(values.data(), again.data(), n), 0) << "quantize is not deterministic";
+  std::vector<float> wide(n);
+  std::vector<kk::Bf16> narrow(n);
+  kk::dequantizeFp8(wide.data(), values.data(), scales.data(), tiles);
+  kk::dequantizeFp8(narrow.data(), values.data(), scales.data(), tiles);
+
+  std::string in = ty(c.rows, c.cols, elementName<In>()), q = ty(c.rows, c.cols, "f8E4M3FN"),
+              s = ty(scaleRows, scaleCols, "f32"), block = blockAttr(c.tileRows, c.tileCols);
+  std::string source =
+      "func.func @f(%x: " + in + ") -> (" + q + ", " + s + ", " + ty(c.rows, c.cols, "f32") +
+      ", " + ty(c.rows, c.cols, "bf16") + ") {\n  %q, %s = kiln.quantize_fp8 %x {block = " +
+      block + "} : " + in + " -> " + q + ", " + s + "\n  %w = kiln.dequantize_fp8 %q, %s {block = " +
+      block + "} : " + q + ", " + s + " -> " + ty(c.rows, c.cols, "f32") +
+      "\n  %b = kiln.dequantize_fp8 %q, %s {block = " + block + "} : " + q + ", " + s + " -> " +
+      ty(c.rows, c.cols, "bf16") + "\n  return %q, %s, %w, %b : " + q + ", " + s + ", " +
+      ty(c.rows, c.cols, "f32") + ", " + ty(c.rows, c.cols, "bf16") + "\n}\n";
+  SmallVector<RefTensor> r = evaluateAsTyped(source, {ref(input, c.rows, c.cols)});
+  ASSERT_EQ(r.size(), 4u);
+  int64_t mismatches = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    mismatches += !sameFloat(r[0].data[i], kk::widen(values[i]));
+    mismatches += !sameFloat(r[2].data[i], wide[i]);
+    mismatches += !sameFloat(r[3].data[i], kk::widen(narrow[i]));
+  }
+  for (size_t i = 0; i < scales.size(); ++i)
+    mismatches += !sameFloat(r[1].data[i], scales[i]);
+  EXPECT_EQ(mismatches, 0);
+  std::printf("  %-44s from %-4s: %lld values, %zu scales, %lld mismatches (first: q %g s %g)\n",
+              c.name, elementName<In>(), (long long)n, scales.size(), (long long)mismatches,
+              kk::widen(values[0]), scales[0]);
+}
+
+TEST(HostKernelsPrecision, QuantizeAndDequantizeMatchTheEvaluatorBitForBit) {
+  SeededRng rng(11, "quantize");
+  const QuantizeCase cases[] = {
+      {"[1, 128] activations, partial tile", 3, 200, 1, 128, -6, 4},
+      {"[128, 128] weights, partial tiles", 130, 257, 128, 128, -10, 0},
+      {"[128, 1] transposed activations", 256, 3, 128, 1, -3, 9},
+      {"tiny values under the amax floor", 2, 128, 1, 128, -40, -15},
+  };
+  for (const QuantizeCase &c : cases) {
+    std::vector<float> x = spread(rng, c.rows * c.cols, c.lo, c.hi);
+    checkQuantizeRoundTrip<float>(c, x);
+    checkQuantizeRoundTrip<kk::Bf16>(c, x);
+  }
+}
+
+TEST(HostKernelsPrecision, SpecialTilesMatchTheEvaluator) {
+  // Four [1, 128] tiles: one with a NaN (the whole tile becomes NaN), one
+  // with an inf (factor 0: finite values become 0, the inf NaN), one of
+  // zeros (floored amax, zeros out), one ordinary.
+  SeededRng rng(12, "special tiles");
+  QuantizeCase c{"NaN, inf, zero and ordinary tiles", 4, 128, 1, 128, -4, 4};
+  std::vector<float> x = spread(rng, 4 * 128, -4, 4);
+  x[5] = std::numeric_limits<float>::quiet_NaN();
+  x[128 + 7] = -std::numeric_limits<float>::infinity();
+  std::fill(x.begin() + 256, x.begin() + 384, 0.0f);
+  checkQuantizeRoundTrip<float>(c, x);
+}
+
+struct GemmCase {
+  const char *name;
+  int64_t m, n, k;
+  bool transposeLhs, transposeRhs;
+  int64_t lhsBlock[2], rhsBlock[2];
+};
+
+template <typename Out> const char *outName();
+template <> const char *outName<float>() { return "f32"; }
+template <> const char *outName<kk::Bf16>() { return "bf16"; }
+
+template <typename Out> void checkScaledMatmul(const GemmCase &c, SeededRng &rng) {
+  SCOPED_TRACE(std::string(c.name) + " to " + outName<Out>());
+  // Stored shapes: lhs [M, K] or [K, M], rhs [K, N] or [N, K].
+  int64_t ar = c.transposeLhs ? c.k : c.m, ac = c.transposeLhs ? c.m : c.k;
+  int64_t br = c.transposeRhs ? c.n : c.k, bc = c.transposeRhs ? c.k : c.n;
+  auto quantized = [&](int64_t rows, int64_t cols, const int64_t *block,
+                       std::vector<kk::E4m3> &q, std::vector<float> &s, int lo, int hi) {
+    std::vector<float> x = spread(rng, rows * cols, lo, hi);
+    q.resize(x.size());
+    s.resize(ceilDiv(rows, block[0]) * ceilDiv(cols, block[1]));
+    kk::quantizeFp8(q.data(), s.data(), x.data(), kk::Fp8Tiles{rows, cols, block[0], block[1]});
+  };
+  std::vector<kk::E4m3> a, b;
+  std::vector<float> as, bs;
+  quantized(ar, ac, c.lhsBlock, a, as, -4, 2);
+  quantized(br, bc, c.rhsBlock, b, bs, -8, -2);
+  kk::ScaledOperand lhs{a.data(), as.data(), {ar, ac, c.lhsBlock[0], c.lhsBlock[1]}, c.transposeLhs};
+  kk::ScaledOperand rhs{b.data(), bs.data(), {br, bc, c.rhsBlock[0], c.rhsBlock[1]}, !c.transposeRhs};
+  std::vector<Out> out(c.m * c.n), again(c.m * c.n);
+  kk::scaledMatmul(out.data(), lhs, rhs, c.m, c.n, c.k);
+  kk::scaledMatmul(again.data(), lhs, rhs, c.m, c.n, c.k);
+  EXPECT_EQ(std::memcmp(out.data(), again.data(), out.size() * sizeof(Out)), 0)
+      << "scaled_matmul is not deterministic";
+
+  int64_t asr = ceilDiv(ar, c.lhsBlock[0]), asc = ceilDiv(ac, c.lhsBlock[1]);
+  int64_t bsr = ceilDiv(br, c.rhsBlock[0]), bsc = ceilDiv(bc, c.rhsBlock[1]);
+  std::string types = "(" + ty(ar, ac, "f8E4M3FN") + ", " + ty(asr, asc, "f32") + ", " +
+                      ty(br, bc, "f8E4M3FN") + ", " + ty(bsr, bsc, "f32") + ")";
+  std::string result = ty(c.m, c.n, outName<Out>());
+  std::string source = "func.func @f(%a: " + ty(ar, ac, "f8E4M3FN") + ", %as: " +
+                       ty(asr, asc, "f32") + ", %b: " + ty(br, bc, "f8E4M3FN") + ", %bs: " +
+                       ty(bsr, bsc, "f32") + ") -> " + result +
+                       " {\n  %y = kiln.scaled_matmul %a, %as, %b, %bs {lhs_block = " +
+                       blockAttr(c.lhsBlock[0], c.lhsBlock[1]) +
+                       ", rhs_block = " + blockAttr(c.rhsBlock[0], c.rhsBlock[1]) +
+                       ", transpose_lhs = " + (c.transposeLhs ? "true" : "false") +
+                       ", transpose_rhs = " + (c.transposeRhs ? "true" : "false") + "} : " +
+                       types + " -> " + result + "\n  return %y : " + result + "\n}\n";
+  SmallVector<RefTensor> r = evaluateAsTyped(
+      source, {ref(a, ar, ac), ref(as, asr, asc), ref(b, br, bc), ref(bs, bsr, bsc)});
+  ASSERT_EQ(r.size(), 1u);
+  double largest = 0, worst = 0;
+  for (double v : r[0].data)
+    largest = std::max(largest, std::fabs(v));
+  for (size_t i = 0; i < out.size(); ++i) {
+    double got = kk::widen(out[i]), want = r[0].data[i];
+    // A bf16 result may round the other way from a nearby f32 sum: allow
+    // one bf16 ulp of the value on top of the accumulation error.
+    double allowed = kTolerance * largest;
+    if (std::is_same_v<Out, kk::Bf16>)
+      allowed += std::ldexp(std::fabs(want), -7);
+    worst = std::max(worst, std::fabs(got - want) / largest);
+    EXPECT_LE(std::fabs(got - want), allowed) << "at " << i << ": " << got << " vs " << want;
+  }
+  std::printf("  %-28s to %-4s: [%lld x %lld] K %lld, max |error| / max |ref| = %.3g\n", c.name,
+              outName<Out>(), (long long)c.m, (long long)c.n, (long long)c.k, worst);
+}
+
+TEST(HostKernelsPrecision, ScaledMatmulMatchesTheEvaluator) {
+  SeededRng rng(13, "scaled matmul");
+  // x [70, 300] (3 K blocks, the last of 44), W [150, 300], dy [70, 150].
+  const GemmCase cases[] = {
+      {"Fprop x W^T", 70, 150, 300, false, true, {1, 128}, {128, 128}},
+      {"Dgrad dy W", 70, 300, 150, false, false, {1, 128}, {128, 128}},
+      {"Wgrad dy^T x", 150, 300, 270, true, false, {128, 1}, {128, 1}},
+  };
+  for (const GemmCase &c : cases) {
+    checkScaledMatmul<float>(c, rng);
+    checkScaledMatmul<kk::Bf16>(c, rng);
+  }
+}
+
+TEST(HostKernelsPrecisionDeathTest, BadTilingStopsWithAMessage) {
+  std::vector<float> x(8, 1.0f), scales(8);
+  std::vector<kk::E4m3> q(8);
+  EXPECT_EXIT(kk::quantizeFp8(q.data(), scales.data(), x.data(), kk::Fp8Tiles{2, 4, 0, 128}),
+              ::testing::ExitedWithCode(1), "tiles of \\[0, 128\\]");
+}
+
+} // namespace
