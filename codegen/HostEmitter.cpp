@@ -595,6 +595,7 @@ LogicalResult Emitter::emit() {
       << "#include \"runtime/kernels/GradCompress.h\"\n"
       << "#include \"runtime/kernels/Loss.h\"\n"
       << "#include \"runtime/kernels/MoE.h\"\n"
+      << "#include \"runtime/kernels/NarrowGemm.h\"\n"
       << "#include \"runtime/kernels/Optimizer.h\"\n"
       << "#include \"runtime/kernels/Precision.h\"\n\n"
       << "#include <cmath>\n#include <cstdint>\n#include <string>\n\n"

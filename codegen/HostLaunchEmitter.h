@@ -161,6 +161,9 @@ private:
   /// Checks that every operand has the same element type, f32 or i32;
   /// returns "float" or "int32_t".
   std::string sameElements();
+  /// Checks that the float operands all have one element type (a GEMM that
+  /// kiln-mixed-precision lowered reads and writes one narrow type).
+  void sameFloatElements();
   /// Checks that the operand has rank `rank` (or at least `minRank`).
   void rank(bool isIn, unsigned i, int64_t rank);
   void minRank(bool isIn, unsigned i, int64_t rank);

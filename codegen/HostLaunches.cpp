@@ -74,6 +74,24 @@ std::string LaunchEmitter::sameElements() {
   return first.isF32() ? "float" : "int32_t";
 }
 
+void LaunchEmitter::sameFloatElements() {
+  Type first;
+  auto check = [&](ValueRange values, StringRef what) {
+    for (auto [i, v] : llvm::enumerate(values)) {
+      Type t = cast<MemRefType>(v.getType()).getElementType();
+      if (!isa<FloatType>(t))
+        continue;
+      if (!first)
+        first = t;
+      else if (t != first)
+        fail(what, " #", i, " has element type ", t, ", but the other float operands have ",
+             first, " (the host target's GEMMs read and write one element type)");
+    }
+  };
+  check(launch.getIns(), "in");
+  check(launch.getOuts(), "out");
+}
+
 void LaunchEmitter::rank(bool isIn, unsigned i, int64_t r) {
   MemRefType t = isIn ? inType(i) : outType(i);
   if (t.getRank() != r)

@@ -38,7 +38,8 @@ void LaunchEmitter::embeddingGrad() {
 
 // linear(x [rows, in], w [out, in]) -> [rows, out]
 void LaunchEmitter::linear() {
-  elements("ff", "f");
+  elements("ww", "w");
+  sameFloatElements();
   minRank(true, 0, 1);
   rank(true, 1, 2);
   if (failed)
@@ -54,7 +55,8 @@ void LaunchEmitter::linear() {
 
 // linear_dgrad(dy [rows, out], w [out, in]) -> dx [rows, in]
 void LaunchEmitter::linearDgrad() {
-  elements("ff", "f");
+  elements("ww", "w");
+  sameFloatElements();
   minRank(true, 0, 1);
   rank(true, 1, 2);
   if (failed)
@@ -69,7 +71,8 @@ void LaunchEmitter::linearDgrad() {
 
 // linear_wgrad(dy [rows, out], x [rows, in]) -> dw [out, in]
 void LaunchEmitter::linearWgrad() {
-  elements("ff", "f");
+  elements("ww", "w");
+  sameFloatElements();
   minRank(true, 0, 1);
   minRank(true, 1, 1);
   rank(false, 0, 2);

@@ -118,7 +118,8 @@ void LaunchEmitter::combineGrad() {
 
 // grouped_matmul(x [rows, K], weight [E, N, K], offsets [E + 1]) -> [rows, N]
 void LaunchEmitter::groupedMatmul() {
-  elements("ffi", "f");
+  elements("wwi", "w");
+  sameFloatElements();
   rank(true, 0, 2);
   rank(true, 1, 3);
   if (failed)
@@ -130,7 +131,8 @@ void LaunchEmitter::groupedMatmul() {
 
 // grouped_matmul_dgrad(dy [rows, N], weight [E, N, K], offsets) -> dx [rows, K]
 void LaunchEmitter::groupedMatmulDgrad() {
-  elements("ffi", "f");
+  elements("wwi", "w");
+  sameFloatElements();
   rank(true, 0, 2);
   rank(true, 1, 3);
   if (failed)
@@ -143,7 +145,8 @@ void LaunchEmitter::groupedMatmulDgrad() {
 
 // grouped_matmul_wgrad(dy [rows, N], x [rows, K], offsets) -> dweight [E, N, K]
 void LaunchEmitter::groupedMatmulWgrad() {
-  elements("ffi", "f");
+  elements("wwi", "w");
+  sameFloatElements();
   rank(true, 0, 2);
   rank(false, 0, 3);
   if (failed)

@@ -244,6 +244,64 @@ def KilnGradCompression : Pass<"kiln-grad-compression", "mlir::ModuleOp"> {
                            "::mlir::arith::ArithDialect"];
 }
 
+def KilnMixedPrecision : Pass<"kiln-mixed-precision", "mlir::ModuleOp"> {
+  let summary = "Runs the model's GEMMs in bf16 or f16 (train.precision), keeping the rest in f32";
+  let description = [{
+    Runs on the forward module, before `kiln-autodiff`. Each GEMM of a
+    low-precision family reads its operands rounded to the policy's type and
+    writes its result in that type, which is widened back to f32 for its
+    users:
+
+    ```
+    %y = kiln.linear %x, %w : (f32, f32) -> f32
+      becomes
+    %xl = arith.truncf %x : f32 -> bf16     (one per GEMM operand)
+    %wl = arith.truncf %w : f32 -> bf16
+    %yl = kiln.linear %xl, %wl : (bf16, bf16) -> bf16
+    %y  = arith.extf %yl : bf16 -> f32
+    ```
+
+    This is PyTorch autocast's contract for GEMMs, and autodiff then builds
+    its backward: dgrad and wgrad in the low type, each gradient widened to
+    f32 by the conversions' gradient rules before it is accumulated, so the
+    parameters (master weights), their gradients and the AdamW moments stay
+    f32. Every op that is not a GEMM keeps computing in f32.
+
+    Families (which ops are GEMMs the policy may lower), with DeepSeek-V3's
+    defaults (technical report 3.3: embedding, output head, MoE gating,
+    normalisation, attention and the losses keep their precision):
+
+    | family      | ops                                             | default |
+    |-------------|-------------------------------------------------|---------|
+    | `linear`    | `kiln.linear` not listed below                  | low     |
+    | `expert`    | `kiln.grouped_matmul` (routed experts)          | low     |
+    | `head`      | `kiln.linear` whose result reaches a            | f32     |
+    |             | `kiln.cross_entropy` (output and MTP heads)     |         |
+    | `gate`      | `kiln.linear` whose result reaches a            | f32     |
+    |             | `kiln.router` (MoE gating)                      |         |
+
+    "Reaches" follows reshapes, function results and call sites.
+    `high-precision` keeps more families in f32, `low-precision` lowers the
+    f32 ones; a family named in both, or a name not in the table, is an
+    error. Embedding, normalisation, attention (scores and softmax) and the
+    losses are not GEMMs the pass lowers. `policy=fp8` is not built yet and
+    fails. A GEMM whose operands are not all f32 (already lowered) is left
+    as it is, so running the pass twice changes nothing. `report=true`
+    emits a remark with the count per family.
+  }];
+  let options = [
+    Option<"policy", "policy", "std::string", "\"bf16\"",
+           "Low-precision type of the GEMMs: bf16 | fp16 (fp8 is not built yet)">,
+    ListOption<"highPrecision", "high-precision", "std::string",
+               "Families kept in f32 besides head and gate (linear, expert)">,
+    ListOption<"lowPrecision", "low-precision", "std::string",
+               "Families lowered besides linear and expert (head, gate)">,
+    Option<"report", "report", "bool", "false",
+           "Emit a remark: GEMMs lowered and kept per family">
+  ];
+  let dependentDialects = ["::kiln::KilnDialect", "::mlir::arith::ArithDialect"];
+}
+
 def ConvertKilnToKernel : Pass<"convert-kiln-to-kernel", "mlir::ModuleOp"> {
   let summary = "Lowers a kiln training step to kernel launches over buffers";
   let description = [{

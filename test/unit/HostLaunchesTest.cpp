@@ -442,6 +442,18 @@ std::vector<Case> cases() {
        {0},
        "{axis = \"pp\", peer = 0 : i64}",
        {"if (!kiln::driver::recv(io.comm, \"pp\", 0, b0, 8192, &error)) return false;"}},
+      {"linear",
+       {"memref<4x32x64xbf16>", "memref<128x64xbf16>", "memref<4x32x128xbf16>"},
+       {0, 1},
+       {2},
+       "{}",
+       {"kiln::kernels::linearForward(b2, b0, b1, 128, 64, 128);"}},
+      {"grouped_matmul_wgrad",
+       {"memref<256x32xf16>", "memref<256x64xf16>", "memref<9xi32>", "memref<8x32x64xf16>"},
+       {0, 1, 2},
+       {3},
+       "{}",
+       {"kiln::kernels::groupedMatmulWgrad(b0, b1, b2, 256, 32, 64, 8, b3, &error)"}},
       {"quantize_fp8",
        {"memref<4x300xf32>", "memref<4x300xf8E4M3FN>", "memref<4x3xf32>"},
        {0},
@@ -534,6 +546,8 @@ protected:
   static std::string cppElement(const std::string &memref) {
     if (memref.find("bf16>") != std::string::npos)
       return "kiln::kernels::Bf16";
+    if (memref.find("xf16>") != std::string::npos)
+      return "kiln::kernels::F16";
     if (memref.find("f8E4M3FN>") != std::string::npos)
       return "kiln::kernels::E4m3";
     if (memref.find("f32>") != std::string::npos)
@@ -587,6 +601,7 @@ TEST_F(HostLaunchesTest, EmittedCodeCompiles) {
          "#include \"runtime/kernels/GradCompress.h\"\n"
          "#include \"runtime/kernels/Loss.h\"\n"
          "#include \"runtime/kernels/MoE.h\"\n"
+         "#include \"runtime/kernels/NarrowGemm.h\"\n"
          "#include \"runtime/kernels/Optimizer.h\"\n"
          "#include \"runtime/kernels/Precision.h\"\n"
          "#include \"runtime/driver/StepComm.h\"\n"

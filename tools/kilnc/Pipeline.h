@@ -16,6 +16,11 @@ namespace kiln {
 /// kiln-autodiff options for the spec's training recipe.
 KilnAutodiffOptions autodiffOptionsFor(const frontend::Spec &spec);
 
+/// Adds kiln-mixed-precision with the spec's train.precision (nothing for
+/// fp32; a warning and nothing for fp8, which it does not lower yet); it runs
+/// on the forward module, before kiln-autodiff.
+void addMixedPrecision(mlir::OpPassManager &pm, const frontend::Spec &spec, bool report);
+
 /// Lowers a forward module (from MLIRGen) in place to the per-rank training
 /// step of the spec's layout: kiln-autodiff, then (when dp or microbatches
 /// > 1) kiln-data-parallel and kiln-verify-collectives. Layouts the passes do not build yet (ep, pp > 1)

@@ -221,6 +221,7 @@ int main(int argc, char **argv) {
     PassManager trainPm(&context);
     if (failed(applyPassManagerCLOptions(trainPm)))
       return 1;
+    kiln::addMixedPrecision(trainPm, *spec, report);
     trainPm.addPass(kiln::createKilnAutodiff(kiln::autodiffOptionsFor(*spec)));
     if (failed(trainPm.run(*train)))
       return 1;

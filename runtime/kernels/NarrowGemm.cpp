@@ -1,0 +1,90 @@
+//===- NarrowGemm.cpp - bf16 / f16 GEMMs through the f32 kernels ----------===//
+
+#include "runtime/kernels/NarrowGemm.h"
+#include "runtime/kernels/Dense.h"
+#include "runtime/kernels/MoE.h"
+
+#include <vector>
+
+namespace kiln::kernels {
+
+namespace {
+
+template <typename T> std::vector<float> widened(const T *x, int64_t n) {
+  std::vector<float> out(n);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i)
+    out[i] = widen(x[i]);
+  return out;
+}
+
+template <typename T> void storeNarrow(T *out, const std::vector<float> &x) {
+  int64_t n = int64_t(x.size());
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i)
+    out[i] = narrowTo<T>(x[i]);
+}
+
+/// Runs `f32Kernel(result, a, b)` on widened copies of a [aCount] and
+/// b [bCount] and stores the [resultCount] result narrowed.
+template <typename T, typename Kernel>
+auto throughF32(T *result, int64_t resultCount, const T *a, int64_t aCount, const T *b,
+                int64_t bCount, Kernel f32Kernel) {
+  std::vector<float> wa = widened(a, aCount), wb = widened(b, bCount), wr(resultCount);
+  auto status = f32Kernel(wr.data(), wa.data(), wb.data());
+  storeNarrow(result, wr);
+  return status;
+}
+
+} // namespace
+
+#define KILN_NARROW_GEMMS(T)                                                                 \
+  void linearForward(T *y, const T *x, const T *w, int64_t rows, int64_t in, int64_t out) {  \
+    throughF32(y, rows * out, x, rows * in, w, out * in, [&](float *r, float *a, float *b) { \
+      linearForward(r, a, b, rows, in, out);                                                 \
+      return 0;                                                                              \
+    });                                                                                      \
+  }                                                                                          \
+  void linearDgrad(T *dx, const T *dy, const T *w, int64_t rows, int64_t in, int64_t out) {  \
+    throughF32(dx, rows * in, dy, rows * out, w, out * in, [&](float *r, float *a, float *b) { \
+      linearDgrad(r, a, b, rows, in, out);                                                   \
+      return 0;                                                                              \
+    });                                                                                      \
+  }                                                                                          \
+  void linearWgrad(T *dw, const T *dy, const T *x, int64_t rows, int64_t in, int64_t out) {  \
+    throughF32(dw, out * in, dy, rows * out, x, rows * in, [&](float *r, float *a, float *b) { \
+      linearWgrad(r, a, b, rows, in, out);                                                   \
+      return 0;                                                                              \
+    });                                                                                      \
+  }                                                                                          \
+  bool groupedMatmul(const T *x, const T *weight, const int32_t *offsets, int64_t rows,      \
+                     int64_t k, int64_t experts, int64_t n, T *out, std::string *error) {    \
+    return throughF32(out, rows * n, x, rows * k, weight, experts * n * k,                   \
+                      [&](float *r, float *a, float *b) {                                    \
+                        return groupedMatmul(a, b, offsets, rows, k, experts, n, r, error);  \
+                      });                                                                    \
+  }                                                                                          \
+  bool groupedMatmulDgrad(const T *dy, const T *weight, const int32_t *offsets, int64_t rows, \
+                          int64_t n, int64_t experts, int64_t k, T *dx, std::string *error) { \
+    return throughF32(dx, rows * k, dy, rows * n, weight, experts * n * k,                   \
+                      [&](float *r, float *a, float *b) {                                    \
+                        return groupedMatmulDgrad(a, b, offsets, rows, n, experts, k, r,     \
+                                                  error);                                    \
+                      });                                                                    \
+  }                                                                                          \
+  bool groupedMatmulWgrad(const T *dy, const T *x, const int32_t *offsets, int64_t rows,     \
+                          int64_t n, int64_t k, int64_t experts, T *dweight,                 \
+                          std::string *error) {                                              \
+    return throughF32(dweight, experts * n * k, dy, rows * n, x, rows * k,                   \
+                      [&](float *r, float *a, float *b) {                                    \
+                        return groupedMatmulWgrad(a, b, offsets, rows, n, k, experts, r,     \
+                                                  error);                                    \
+                      });                                                                    \
+  }
+
+KILN_NARROW_GEMMS(Bf16)
+KILN_NARROW_GEMMS(F16)
+
+#undef KILN_NARROW_GEMMS
+
+} // namespace kiln::kernels
