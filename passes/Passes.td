@@ -284,14 +284,20 @@ def KilnMixedPrecision : Pass<"kiln-mixed-precision", "mlir::ModuleOp"> {
     `high-precision` keeps more families in f32, `low-precision` lowers the
     f32 ones; a family named in both, or a name not in the table, is an
     error. Embedding, normalisation, attention (scores and softmax) and the
-    losses are not GEMMs the pass lowers. `policy=fp8` is not built yet and
-    fails. A GEMM whose operands are not all f32 (already lowered) is left
-    as it is, so running the pass twice changes nothing. `report=true`
-    emits a remark with the count per family.
+    losses are not GEMMs the pass lowers. A GEMM whose operands are not all
+    f32 (already lowered) is left as it is, so running the pass twice
+    changes nothing. `report=true` emits a remark with the count per family.
+
+    `policy=fp8` (DeepSeek-V3's recipe) marks each low-precision
+    `kiln.linear` with the unit attribute `kiln.fp8` and changes nothing
+    else; autodiff copies the mark to the linear's `linear_dgrad` and
+    `linear_wgrad`, and `kiln-lower-fp8`, after autodiff, turns the three
+    into block-quantized FP8 GEMMs. The expert GEMMs are lowered to bf16 with
+    a warning: grouped FP8 GEMMs are not built yet.
   }];
   let options = [
     Option<"policy", "policy", "std::string", "\"bf16\"",
-           "Low-precision type of the GEMMs: bf16 | fp16 (fp8 is not built yet)">,
+           "Low-precision type of the GEMMs: bf16 | fp16 | fp8">,
     ListOption<"highPrecision", "high-precision", "std::string",
                "Families kept in f32 besides head and gate (linear, expert)">,
     ListOption<"lowPrecision", "low-precision", "std::string",
@@ -300,6 +306,37 @@ def KilnMixedPrecision : Pass<"kiln-mixed-precision", "mlir::ModuleOp"> {
            "Emit a remark: GEMMs lowered and kept per family">
   ];
   let dependentDialects = ["::kiln::KilnDialect", "::mlir::arith::ArithDialect"];
+}
+
+def KilnLowerFp8 : Pass<"kiln-lower-fp8", "mlir::ModuleOp"> {
+  let summary = "Lowers the linears marked kiln.fp8 to block-quantized FP8 GEMMs (DeepSeek-V3)";
+  let description = [{
+    Runs after `kiln-autodiff` on every function. Each `kiln.linear`,
+    `kiln.linear_dgrad` and `kiln.linear_wgrad` carrying `kiln.fp8` (set by
+    `kiln-mixed-precision policy=fp8`) becomes `kiln.quantize_fp8` of its
+    two operands and one `kiln.scaled_matmul`, with the tilings of the
+    DeepSeek-V3 technical report (3.3):
+
+    | GEMM   | computes      | lhs tiles             | rhs tiles           |
+    |--------|---------------|-----------------------|---------------------|
+    | Fprop  | y  = x W^T    | x: 1x128              | W: 128x128          |
+    | Dgrad  | dx = dy W     | dy: 1x128             | W: 128x128          |
+    | Wgrad  | dW = dy^T x   | dy: 128x1 (transpose) | x: 128x1 (transpose)|
+
+    so that every scale is constant over each 128-wide block of the
+    contracted dimension, and the GEMM promotes to f32 per block. Leading
+    dimensions of activations are collapsed into rows (tensor.collapse_shape)
+    and restored after. Results keep the op's element type (f32). The
+    quantization of W is done where its GEMM is, once per GEMM: a function
+    that holds both Fprop and Dgrad of one weight gets two (CSE merges them).
+
+    Errors: a marked op whose operands are not f32, bf16 or f16.
+    `report=true` emits a remark counting the GEMMs lowered.
+  }];
+  let options = [
+    Option<"report", "report", "bool", "false", "Emit a remark: FP8 GEMMs lowered">
+  ];
+  let dependentDialects = ["::kiln::KilnDialect", "::mlir::tensor::TensorDialect"];
 }
 
 def ConvertKilnToKernel : Pass<"convert-kiln-to-kernel", "mlir::ModuleOp"> {

@@ -14,9 +14,16 @@ LogicalResult EmbeddingOp::buildGradients(OpBuilder &b, GradientContext &ctx) {
 
 LogicalResult LinearOp::buildGradients(OpBuilder &b, GradientContext &ctx) {
   Value dy = ctx.resultGradOrZeros(b, 0);
-  ctx.setOperandGrad(0, LinearDgradOp::create(b, ctx.loc(), getX().getType(), dy, ctx.operand(1)));
-  ctx.setOperandGrad(1, LinearWgradOp::create(b, ctx.loc(), getWeight().getType(), dy,
-                                              ctx.operand(0)));
+  auto dgrad = LinearDgradOp::create(b, ctx.loc(), getX().getType(), dy, ctx.operand(1));
+  auto wgrad = LinearWgradOp::create(b, ctx.loc(), getWeight().getType(), dy, ctx.operand(0));
+  // A linear that kiln-mixed-precision marked for FP8 runs its Dgrad and
+  // Wgrad in FP8 too; kiln-lower-fp8 lowers all three.
+  if (Attribute fp8 = (*this)->getDiscardableAttr(kFp8Attr)) {
+    dgrad->setDiscardableAttr(kFp8Attr, fp8);
+    wgrad->setDiscardableAttr(kFp8Attr, fp8);
+  }
+  ctx.setOperandGrad(0, dgrad);
+  ctx.setOperandGrad(1, wgrad);
   return success();
 }
 

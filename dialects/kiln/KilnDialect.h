@@ -21,6 +21,11 @@
 #include "dialects/kiln/KilnDialect.h.inc"
 
 namespace kiln {
+/// Marks a kiln.linear (and the linear_dgrad / linear_wgrad autodiff makes
+/// of it) whose GEMM kiln-lower-fp8 runs in FP8 (kiln-mixed-precision
+/// policy=fp8 sets it).
+inline constexpr llvm::StringLiteral kFp8Attr = "kiln.fp8";
+
 /// Parses an f64 attribute parameter written as a float literal.
 mlir::FailureOr<llvm::APFloat> parseF64Parameter(mlir::AsmParser &parser);
 } // namespace kiln

@@ -3,6 +3,8 @@
 // RUN: kiln-opt %s --kiln-mixed-precision --kiln-mixed-precision | FileCheck %s --check-prefix=TWICE
 // RUN: kiln-opt %s --kiln-mixed-precision="report=true" -o /dev/null 2>&1 | FileCheck %s --check-prefix=REPORT
 // RUN: kiln-opt %s --kiln-mixed-precision --kiln-autodiff | FileCheck %s --check-prefix=GRAD
+// RUN: kiln-opt %s --kiln-mixed-precision="policy=fp8" 2>&1 | FileCheck %s --check-prefix=FP8
+// RUN: kiln-opt %s --kiln-mixed-precision="policy=fp8" --kiln-autodiff --kiln-lower-fp8 2>/dev/null | FileCheck %s --check-prefix=FP8GRAD
 
 // A block with one GEMM of each family: a projection (linear), the routed
 // experts (expert), the MoE gate (gate: its result reaches kiln.router), and
@@ -89,3 +91,21 @@ func.func @forward(%x: tensor<4x8xf32> {kiln.param = "x"}, %w: tensor<8x8xf32> {
 // GRAD: %[[DW:.*]] = kiln.linear_wgrad {{.*}} : (tensor<4x8xbf16>, tensor<4x8xbf16>) -> tensor<8x8xbf16>
 // GRAD-DAG: arith.extf %[[DX]] : tensor<4x8xbf16> to tensor<4x8xf32>
 // GRAD-DAG: arith.extf %[[DW]] : tensor<8x8xbf16> to tensor<8x8xf32>
+
+// fp8 marks the projection for kiln-lower-fp8 and runs the experts in bf16,
+// saying so.
+// FP8: warning: kiln-mixed-precision: fp8: the 1 expert GEMMs (kiln.grouped_matmul) run in bf16; grouped FP8 GEMMs are not built yet
+// FP8-LABEL: func.func private @block
+// FP8: kiln.linear %arg0, %arg1 {kiln.fp8} : (tensor<4x8xf32>, tensor<8x8xf32>) -> tensor<4x8xf32>
+// FP8: kiln.linear {{.*}}, %arg2 : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x4xf32>
+// FP8: kiln.grouped_matmul {{.*}} : (tensor<4x8xbf16>, tensor<2x8x8xbf16>, tensor<3xi32>) -> tensor<4x8xbf16>
+
+// Autodiff copies the mark to the projection's dgrad and wgrad, and
+// kiln-lower-fp8 turns all three into scaled GEMMs; the gate keeps its f32 ones.
+// FP8GRAD-LABEL: func.func private @block_fwd
+// FP8GRAD: kiln.scaled_matmul {{.*}}transpose_rhs = true{{.*}} -> tensor<4x8xf32>
+// FP8GRAD-LABEL: func.func private @block_bwd
+// FP8GRAD-DAG: kiln.scaled_matmul {{.*}}{lhs_block = array<i64: 1, 128>, rhs_block = array<i64: 128, 128>} : {{.*}} -> tensor<4x8xf32>
+// FP8GRAD-DAG: kiln.scaled_matmul {{.*}}{lhs_block = array<i64: 128, 1>, rhs_block = array<i64: 128, 1>, transpose_lhs = true} : {{.*}} -> tensor<8x8xf32>
+// FP8GRAD-DAG: kiln.linear_dgrad {{.*}} : (tensor<4x4xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+// FP8GRAD-DAG: kiln.linear_wgrad {{.*}} : (tensor<4x4xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>

@@ -34,18 +34,18 @@ void addMixedPrecision(OpPassManager &pm, const frontend::Spec &spec, bool repor
   const std::string &precision = spec.train.precision;
   if (precision == "fp32")
     return;
-  if (precision == "fp8") {
-    // Printing the IR of an fp8 spec (DeepSeek-V3's) stays possible; building
-    // it is refused by checkHostTarget.
-    llvm::errs() << "kilnc: warning: " << spec.path
-                 << ": train.precision: 'fp8' is not lowered yet (kiln-mixed-precision builds "
-                    "bf16 and fp16); the step is printed in f32\n";
-    return;
-  }
   KilnMixedPrecisionOptions options;
   options.policy = precision;
   options.report = report;
   pm.addPass(createKilnMixedPrecision(options));
+}
+
+void addFp8Lowering(OpPassManager &pm, const frontend::Spec &spec, bool report) {
+  if (spec.train.precision != "fp8")
+    return;
+  KilnLowerFp8Options options;
+  options.report = report;
+  pm.addPass(createKilnLowerFp8(options));
 }
 
 LogicalResult lowerToPartitionedStep(ModuleOp module, const frontend::Spec &spec, bool report,
@@ -69,6 +69,7 @@ LogicalResult lowerToPartitionedStep(ModuleOp module, const frontend::Spec &spec
   }
   addMixedPrecision(pm, spec, report);
   pm.addPass(createKilnAutodiff(autodiffOptionsFor(spec)));
+  addFp8Lowering(pm, spec, report);
   if (p.dp > 1 || p.microbatches > 1) {
     KilnDataParallelOptions dp;
     dp.dp = p.dp;
@@ -132,12 +133,9 @@ bool checkHostTarget(const frontend::Spec &spec, std::string &error) {
                               "' cannot be built yet; the host target (\"target\": \"host\") can");
   if (t.precision == "fp16")
     return fail("train.precision", "'fp16' needs dynamic loss scaling (GradScaler's rules), "
-                                   "which is not built yet; the host target trains in \"fp32\" "
-                                   "and \"bf16\"");
-  if (t.precision == "fp8")
-    return fail("train.precision", "'fp8' is not built yet (kiln-mixed-precision lowers to "
-                                   "bf16 and f16); the host target trains in \"fp32\" and "
-                                   "\"bf16\"");
+                                   "which is not built yet; the host target trains in \"fp32\", "
+                                   "\"bf16\" and \"fp8\"");
+
   if (t.checkpointing != "none")
     return fail("train.checkpointing",
                 "'" + t.checkpointing + "' is not built yet; use \"none\"");

@@ -17,9 +17,12 @@ namespace kiln {
 KilnAutodiffOptions autodiffOptionsFor(const frontend::Spec &spec);
 
 /// Adds kiln-mixed-precision with the spec's train.precision (nothing for
-/// fp32; a warning and nothing for fp8, which it does not lower yet); it runs
-/// on the forward module, before kiln-autodiff.
+/// fp32); it runs on the forward module, before kiln-autodiff.
 void addMixedPrecision(mlir::OpPassManager &pm, const frontend::Spec &spec, bool report);
+
+/// Adds kiln-lower-fp8 when train.precision is fp8; it runs after
+/// kiln-autodiff.
+void addFp8Lowering(mlir::OpPassManager &pm, const frontend::Spec &spec, bool report);
 
 /// Lowers a forward module (from MLIRGen) in place to the per-rank training
 /// step of the spec's layout: kiln-autodiff, then (when dp or microbatches

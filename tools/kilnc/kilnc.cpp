@@ -223,6 +223,7 @@ int main(int argc, char **argv) {
       return 1;
     kiln::addMixedPrecision(trainPm, *spec, report);
     trainPm.addPass(kiln::createKilnAutodiff(kiln::autodiffOptionsFor(*spec)));
+    kiln::addFp8Lowering(trainPm, *spec, report);
     if (failed(trainPm.run(*train)))
       return 1;
     train->print(llvm::outs());

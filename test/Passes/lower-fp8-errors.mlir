@@ -1,0 +1,8 @@
+// RUN: kiln-opt %s --kiln-lower-fp8 -verify-diagnostics
+
+// Only wide floats are quantized: an operand already in FP8 is an error.
+func.func @already_fp8(%x: tensor<4x8xf8E4M3FN>, %w: tensor<8x8xf8E4M3FN>) -> tensor<4x8xf8E4M3FN> {
+  // expected-error @+1 {{kiln-lower-fp8: operand of element type 'f8E4M3FN' cannot be quantized to FP8 (expected f32, bf16 or f16)}}
+  %y = kiln.linear %x, %w {kiln.fp8} : (tensor<4x8xf8E4M3FN>, tensor<8x8xf8E4M3FN>) -> tensor<4x8xf8E4M3FN>
+  return %y : tensor<4x8xf8E4M3FN>
+}
