@@ -62,9 +62,13 @@ struct QuietContext {
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  // MLIR's lexer stops at a NUL, not at the end of the StringRef, so it
+  // needs NUL-terminated text. Every Kiln tool hands it one (files through
+  // llvm::MemoryBuffer, strings as std::string); libFuzzer's buffer is not,
+  // and an input ending inside an identifier was read past its end.
+  const std::string text(reinterpret_cast<const char *>(data), size);
   QuietContext first;
-  mlir::OwningOpRef<mlir::ModuleOp> module =
-      first.parse(llvm::StringRef(reinterpret_cast<const char *>(data), size));
+  mlir::OwningOpRef<mlir::ModuleOp> module = first.parse(text);
   if (!module)
     return 0;
   std::string printed;
