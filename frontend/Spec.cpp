@@ -399,6 +399,30 @@ std::string Fields::getChoice(const std::string &key, const std::string &def,
   return s;
 }
 
+std::vector<std::string> Fields::getChoiceList(const std::string &key,
+                                               const std::vector<std::string> &allowed) const {
+  std::vector<std::string> out;
+  if (!hasNonNull(key))
+    return out;
+  const Json &list = valueOf(key);
+  if (!list.is_array())
+    failAt(key, "found " + describe(list) + "; expected an array of " + quotedList(allowed));
+  for (const Json &item : list) {
+    if (!item.is_string())
+      failAt(key, "found " + describe(item) + " in the array; expected " + quotedList(allowed));
+    std::string s = item.get<std::string>();
+    if (std::find(allowed.begin(), allowed.end(), s) == allowed.end()) {
+      std::string guess = closestKey(s, allowed);
+      failAt(key, "'" + s + "' is not supported; expected " + quotedList(allowed) +
+                      (guess.empty() ? "" : " (did you mean '" + guess + "'?)"));
+    }
+    if (std::find(out.begin(), out.end(), s) != out.end())
+      failAt(key, "'" + s + "' is listed twice");
+    out.push_back(s);
+  }
+  return out;
+}
+
 int64_t Fields::intAtLeast(const std::string &key, int64_t def,
                            int64_t min) const {
   int64_t v = getInt(key, def);

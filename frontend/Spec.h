@@ -101,6 +101,9 @@ struct TrainConfig {
   double gradClip = 1.0;
   double labelSmoothing = 0.0;
   std::string precision = "fp32"; // fp32 | bf16 | fp16 | fp8
+  /// GEMM families kiln-mixed-precision keeps in f32 / lowers, beyond its
+  /// defaults (linear, expert, head, gate).
+  std::vector<std::string> highPrecision, lowPrecision;
   std::string checkpointing = "none"; // none | full | selective | budget
   /// checkpointing "budget": activation memory allowed per rank, in GB
   /// (10^9 bytes); written {"policy": "budget", "budget_gb": 40}. 0 otherwise.

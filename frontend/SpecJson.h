@@ -116,6 +116,9 @@ public:
   /// A string that must be one of `allowed`.
   std::string getChoice(const std::string &key, const std::string &def,
                         const std::vector<std::string> &allowed) const;
+  /// An array of distinct strings, each one of `allowed` (empty when absent).
+  std::vector<std::string> getChoiceList(const std::string &key,
+                                         const std::vector<std::string> &allowed) const;
   /// Checks a present key's integer/double value against bounds.
   int64_t intAtLeast(const std::string &key, int64_t def, int64_t min) const;
   double doubleAtLeast(const std::string &key, double def, double min,

@@ -25,7 +25,8 @@ const std::vector<std::string> kTrainKeys = {
     "stage",           "micro_batch",     "seq_len",
     "steps",           "seed",            "optimizer",
     "schedule",        "grad_clip",       "label_smoothing",
-    "precision",       "checkpointing",   "sparsity",
+    "precision",       "high_precision",  "low_precision",
+    "checkpointing",   "sparsity",
     "bias_update_speed", "aux_loss_alpha", "mtp_loss_weight"};
 const std::vector<std::string> kOptimizerKeys = {"lr", "betas", "eps",
                                                  "weight_decay"};
@@ -157,6 +158,17 @@ TrainConfig parseTrain(const Json &train, const std::string &file) {
                                     "[0, 1)");
   c.precision =
       t.getChoice("precision", c.precision, {"fp32", "bf16", "fp16", "fp8"});
+  // Overrides of kiln-mixed-precision's rule table (passes/Passes.td).
+  const std::vector<std::string> families = {"linear", "expert", "head", "gate"};
+  c.highPrecision = t.getChoiceList("high_precision", families);
+  c.lowPrecision = t.getChoiceList("low_precision", families);
+  for (const char *key : {"high_precision", "low_precision"})
+    if (t.hasNonNull(key) && c.precision == "fp32")
+      t.failAt(key, "applies only with a mixed precision; train.precision is \"fp32\" (use "
+                    "\"bf16\", \"fp16\" or \"fp8\")");
+  for (const std::string &family : c.highPrecision)
+    if (std::find(c.lowPrecision.begin(), c.lowPrecision.end(), family) != c.lowPrecision.end())
+      t.failAt("low_precision", "'" + family + "' is also in train.high_precision");
   parseCheckpointing(t, c);
   c.sparsity = t.getChoice("sparsity", c.sparsity, {"none", "2:4"});
   c.biasUpdateSpeed =

@@ -36,6 +36,8 @@ void addMixedPrecision(OpPassManager &pm, const frontend::Spec &spec, bool repor
     return;
   KilnMixedPrecisionOptions options;
   options.policy = precision;
+  options.highPrecision.assign(spec.train.highPrecision.begin(), spec.train.highPrecision.end());
+  options.lowPrecision.assign(spec.train.lowPrecision.begin(), spec.train.lowPrecision.end());
   options.report = report;
   pm.addPass(createKilnMixedPrecision(options));
 }
