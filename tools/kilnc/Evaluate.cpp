@@ -166,13 +166,13 @@ bool runEvaluation(ModuleOp module, const frontend::Spec &spec, const EvalOption
   if (!opts.evaluate)
     return true;
 
-  Evaluator evaluator(module);
+  Evaluator evaluator(module, opts.rounding);
   FailureOr<SmallVector<RefTensor>> results = evaluator.call("forward", args);
   if (failed(results))
     return false;
   std::optional<double> gradLoss;
   if (opts.gradModule) {
-    Evaluator gradEvaluator(opts.gradModule);
+    Evaluator gradEvaluator(opts.gradModule, opts.rounding);
     FailureOr<SmallVector<RefTensor>> grads = gradEvaluator.call("forward_grad", args);
     if (failed(grads))
       return false;

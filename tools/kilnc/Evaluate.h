@@ -3,6 +3,7 @@
 #ifndef KILN_TOOLS_KILNC_EVALUATE_H
 #define KILN_TOOLS_KILNC_EVALUATE_H
 
+#include "dialects/kiln/reference/Evaluator.h"
 #include "frontend/Spec.h"
 
 #include "mlir/IR/BuiltinOps.h"
@@ -21,6 +22,8 @@ struct EvalOptions {
   std::string evalJson;     ///< write losses and logits statistics here
   std::string saveGrads;    ///< write the loss gradients here (HF names)
   bool evaluate = false;
+  /// The evaluator's arithmetic (ideal f64, or as-typed).
+  reference::Rounding rounding = reference::Rounding::Ideal;
   /// A module holding @forward_grad (kiln-autodiff mode=gradient) when the
   /// printed loss is the total loss or gradients are saved; null otherwise.
   mlir::ModuleOp gradModule;

@@ -112,6 +112,11 @@ static cl::opt<std::string>
              cl::init("main"), cl::cat(evalOptions));
 static cl::opt<int64_t> seedOverride("seed", cl::desc("Seed (default: the spec's train.seed)"),
                                      cl::init(-1), cl::cat(evalOptions));
+static cl::opt<std::string>
+    rounding("rounding",
+             cl::desc("--eval arithmetic: ideal (f64 whatever the types, the default) or as-typed "
+                      "(every value rounded to its element type, as the kernels store it)"),
+             cl::init("ideal"), cl::cat(evalOptions));
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
@@ -284,6 +289,23 @@ int main(int argc, char **argv) {
       }
     }
   }
+  if (rounding != "ideal" && rounding != "as-typed") {
+    llvm::errs() << "kilnc: error: --rounding must be ideal or as-typed, got '" << rounding
+                 << "'\n";
+    return 1;
+  }
+  // --eval evaluates the forward as the spec trains it: with train.precision
+  // other than fp32, after kiln-mixed-precision (and, for fp8,
+  // kiln-lower-fp8). Ideal rounding then gives the f32 math to f64
+  // rounding; as-typed, what the kernels compute.
+  OwningOpRef<ModuleOp> evalModule = module->clone();
+  {
+    PassManager evalPm(&context);
+    kiln::addMixedPrecision(evalPm, *spec, /*report=*/false);
+    kiln::addFp8Lowering(evalPm, *spec, /*report=*/false);
+    if (failed(evalPm.run(*evalModule)))
+      return 1;
+  }
   OwningOpRef<ModuleOp> gradModule;
   if (evaluate && (!saveGrads.empty() || evalLoss == "total")) {
     gradModule = module->clone();
@@ -291,7 +313,9 @@ int main(int argc, char **argv) {
     options.mode = "gradient";
     options.lossKind = evalLoss;
     PassManager gradPm(&context);
+    kiln::addMixedPrecision(gradPm, *spec, /*report=*/false);
     gradPm.addPass(kiln::createKilnAutodiff(options));
+    kiln::addFp8Lowering(gradPm, *spec, /*report=*/false);
     if (failed(gradPm.run(*gradModule)))
       return 1;
   }
@@ -306,7 +330,9 @@ int main(int argc, char **argv) {
     opts.evaluate = evaluate;
     opts.saveGrads = saveGrads;
     opts.gradModule = gradModule ? *gradModule : ModuleOp();
-    if (!kiln::runEvaluation(*module, *spec, opts, llvm::outs()))
+    opts.rounding = rounding == "as-typed" ? kiln::reference::Rounding::AsTyped
+                                           : kiln::reference::Rounding::Ideal;
+    if (!kiln::runEvaluation(*evalModule, *spec, opts, llvm::outs()))
       return 1;
   }
   return 0;
