@@ -24,15 +24,19 @@ namespace {
 
 constexpr int64_t kEdge = kFp8TileEdge;
 
+/// The type of the [rows, last] matrix of a tensor of rank >= 1.
+RankedTensorType matrixTypeOf(RankedTensorType type) {
+  int64_t last = type.getShape().back();
+  return RankedTensorType::get({type.getNumElements() / last, last}, type.getElementType());
+}
+
 /// The [rows, last] matrix of a tensor of rank >= 1 (a vector is one row).
 Value asMatrix(OpBuilder &b, Location loc, Value v) {
   auto type = cast<RankedTensorType>(v.getType());
   int64_t rank = type.getRank();
   if (rank == 2)
     return v;
-  int64_t last = type.getShape().back();
-  auto matrix = RankedTensorType::get({type.getNumElements() / last, last},
-                                      type.getElementType());
+  RankedTensorType matrix = matrixTypeOf(type);
   if (rank == 1)
     return tensor::ExpandShapeOp::create(b, loc, matrix, v, {{0, 1}});
   ReassociationIndices rows;
@@ -96,10 +100,6 @@ FailureOr<Value> KilnLowerFp8::lower(OpBuilder &b, Operation *op) const {
                              << " cannot be quantized to FP8 (expected f32, bf16 or f16)";
   }
   auto resultType = cast<RankedTensorType>(op->getResult(0).getType());
-  auto matrixOf = [&](RankedTensorType t) {
-    int64_t last = t.getShape().back();
-    return RankedTensorType::get({t.getNumElements() / last, last}, t.getElementType());
-  };
   // Operands in order, each collapsed then quantized (lhs first).
   auto operand = [&](unsigned i, ArrayRef<int64_t> block) {
     return quantize(b, loc, asMatrix(b, loc, op->getOperand(i)), block);
@@ -107,13 +107,13 @@ FailureOr<Value> KilnLowerFp8::lower(OpBuilder &b, Operation *op) const {
   if (isa<LinearOp>(op)) {
     // y = x W^T: x [M, K] in 1x128 tiles, W [N, K] in 128x128 blocks.
     Quantized x = operand(0, {1, kEdge}), w = operand(1, {kEdge, kEdge});
-    Value y = scaledMatmul(b, loc, matrixOf(resultType), x, w, false, true);
+    Value y = scaledMatmul(b, loc, matrixTypeOf(resultType), x, w, false, true);
     return fromMatrix(b, loc, y, resultType);
   }
   if (isa<LinearDgradOp>(op)) {
     // dx = dy W: dy [M, N] in 1x128 tiles, W [N, K] in 128x128 blocks.
     Quantized dy = operand(0, {1, kEdge}), w = operand(1, {kEdge, kEdge});
-    Value dx = scaledMatmul(b, loc, matrixOf(resultType), dy, w, false, false);
+    Value dx = scaledMatmul(b, loc, matrixTypeOf(resultType), dy, w, false, false);
     return fromMatrix(b, loc, dx, resultType);
   }
   // dW = dy^T x over the tokens: both quantized in 128x1 tiles.

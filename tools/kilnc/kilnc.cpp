@@ -294,18 +294,6 @@ int main(int argc, char **argv) {
                  << "'\n";
     return 1;
   }
-  // --eval evaluates the forward as the spec trains it: with train.precision
-  // other than fp32, after kiln-mixed-precision (and, for fp8,
-  // kiln-lower-fp8). Ideal rounding then gives the f32 math to f64
-  // rounding; as-typed, what the kernels compute.
-  OwningOpRef<ModuleOp> evalModule = module->clone();
-  {
-    PassManager evalPm(&context);
-    kiln::addMixedPrecision(evalPm, *spec, /*report=*/false);
-    kiln::addFp8Lowering(evalPm, *spec, /*report=*/false);
-    if (failed(evalPm.run(*evalModule)))
-      return 1;
-  }
   OwningOpRef<ModuleOp> gradModule;
   if (evaluate && (!saveGrads.empty() || evalLoss == "total")) {
     gradModule = module->clone();
@@ -320,6 +308,16 @@ int main(int argc, char **argv) {
       return 1;
   }
   if (evaluate || !saveParams.empty() || !saveBatch.empty()) {
+    // --eval evaluates the forward as the spec trains it: with
+    // train.precision other than fp32, after kiln-mixed-precision (and, for
+    // fp8, kiln-lower-fp8). Ideal rounding then gives the f32 math to f64
+    // rounding; as-typed, what the kernels compute.
+    OwningOpRef<ModuleOp> evalModule = module->clone();
+    PassManager evalPm(&context);
+    kiln::addMixedPrecision(evalPm, *spec, /*report=*/false);
+    kiln::addFp8Lowering(evalPm, *spec, /*report=*/false);
+    if (failed(evalPm.run(*evalModule)))
+      return 1;
     kiln::EvalOptions opts;
     opts.seed = seedOverride >= 0 ? uint64_t(seedOverride) : spec->train.seed;
     opts.paramsPath = paramsPath;
