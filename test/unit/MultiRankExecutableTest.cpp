@@ -118,7 +118,10 @@ protected:
       GTEST_SKIP() << "mpirun not found: the multi-rank executables cannot run here";
     model = GetParam();
     dir = std::string(KILN_BINARY_DIR) + "/test/multirank/" + model;
-    fs::create_directories(dir);
+    // The test's name without its "/model" suffix (dir names the model).
+    const std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    runDir = dir + "/run-" + test.substr(0, test.find('/'));
+    fs::create_directories(runDir);
     // ctest runs each case in its own process: the builds are shared
     // between them, and redone when kilnc or a runtime library it links
     // into them is newer than a build.
@@ -160,7 +163,7 @@ protected:
   /// `train` of a layout with `flags`, under mpirun when it is multi-rank.
   int train(const Layout &l, const std::string &flags, const std::string &tag) {
     std::string exe = dir + "/" + l.name + "/train --threads 1 " + flags;
-    std::string log = dir + "/" + l.name + "." + tag + ".out";
+    std::string log = runDir + "/" + l.name + "." + tag + ".out";
     const int64_t ranks = l.parallel.is_null() ? 1 : l.parallel.value("dp", int64_t(1));
     int code = run((l.multiRank ? mpirun(ranks) : std::string("timeout 120 ")) + exe, log);
     EXPECT_EQ(code, 0) << l.name << " " << flags << ":\n" << readFile(log);
@@ -175,7 +178,11 @@ protected:
     return out;
   }
 
-  std::string model, dir;
+  /// `dir` holds the model's builds, shared by every test process; `runDir`
+  /// holds this test's logs and checkpoints: ctest -j runs several cases of
+  /// one model at once, and two of them writing `ref.jsonl` in one place
+  /// read each other's half-written logs.
+  std::string model, dir, runDir;
 };
 
 /// The checkpoint `latest` names in `ckptDir`, reassembled by the runtime's
@@ -256,13 +263,13 @@ double relative(double got, double want) {
 
 TEST_P(MultiRankExecutable, LayoutsTrainTheSameModel) {
   for (const Layout &l : kLayouts) {
-    fs::remove(dir + "/" + l.name + ".jsonl");
-    train(l, "--steps 20 --log " + dir + "/" + l.name + ".jsonl", "train");
+    fs::remove(runDir + "/" + l.name + ".jsonl");
+    train(l, "--steps 20 --log " + runDir + "/" + l.name + ".jsonl", "train");
   }
-  std::vector<json> want = metrics(dir + "/dp1.jsonl");
+  std::vector<json> want = metrics(runDir + "/dp1.jsonl");
   ASSERT_EQ(want.size(), 20u);
   for (const Layout &l : kLayouts) {
-    std::vector<json> got = metrics(dir + "/" + l.name + ".jsonl");
+    std::vector<json> got = metrics(runDir + "/" + l.name + ".jsonl");
     ASSERT_EQ(got.size(), 20u) << l.name;
     double worst = 0;
     for (size_t s = 0; s < 20; ++s)
@@ -283,18 +290,18 @@ TEST_P(MultiRankExecutable, LayoutsTrainTheSameModel) {
 
 TEST_P(MultiRankExecutable, StepOneGradientsAgree) {
   for (const Layout &l : kLayouts) {
-    fs::remove_all(dir + "/ckpt1-" + l.name);
-    train(l, "--steps 1 --checkpoint-dir " + dir + "/ckpt1-" + l.name, "step1");
+    fs::remove_all(runDir + "/ckpt1-" + l.name);
+    train(l, "--steps 1 --checkpoint-dir " + runDir + "/ckpt1-" + l.name, "step1");
   }
-  std::optional<kiln::checkpoint::Checkpoint> want = loadCheckpoint(dir + "/ckpt1-dp1");
+  std::optional<kiln::checkpoint::Checkpoint> want = loadCheckpoint(runDir + "/ckpt1-dp1");
   ASSERT_TRUE(want);
   // Each rank of a multi-rank layout wrote its own files.
-  EXPECT_TRUE(fs::exists(dir + "/ckpt1-dp2zero1/step-00000001/model-00002-of-00002.safetensors"));
+  EXPECT_TRUE(fs::exists(runDir + "/ckpt1-dp2zero1/step-00000001/model-00002-of-00002.safetensors"));
   EXPECT_TRUE(
-      fs::exists(dir + "/ckpt1-dp2zero1/step-00000001/optimizer-00002-of-00002.safetensors"));
+      fs::exists(runDir + "/ckpt1-dp2zero1/step-00000001/optimizer-00002-of-00002.safetensors"));
   int moments = 0;
   for (const Layout &l : kLayouts) {
-    std::optional<kiln::checkpoint::Checkpoint> got = loadCheckpoint(dir + "/ckpt1-" + l.name);
+    std::optional<kiln::checkpoint::Checkpoint> got = loadCheckpoint(runDir + "/ckpt1-" + l.name);
     ASSERT_TRUE(got);
     ASSERT_EQ(got->tensors.size(), want->tensors.size()) << l.name;
     std::string where;
@@ -311,24 +318,24 @@ TEST_P(MultiRankExecutable, StepOneGradientsAgree) {
 
 TEST_P(MultiRankExecutable, CheckpointsResumeOnAnyLayout) {
   const Layout &dp1 = kLayouts[0], &dp2 = kLayouts[1], &zero = kLayouts[2], &mb2 = kLayouts[3];
-  fs::remove(dir + "/ref.jsonl");
-  train(dp1, "--steps 20 --log " + dir + "/ref.jsonl", "ref");
-  const std::vector<json> want = metrics(dir + "/ref.jsonl");
+  fs::remove(runDir + "/ref.jsonl");
+  train(dp1, "--steps 20 --log " + runDir + "/ref.jsonl", "ref");
+  const std::vector<json> want = metrics(runDir + "/ref.jsonl");
   ASSERT_EQ(want.size(), 20u);
   // The uninterrupted ZeRO-1 run, for the same-layout resume.
-  fs::remove_all(dir + "/ckpt-zero-20");
-  train(zero, "--steps 20 --checkpoint-every 10 --checkpoint-dir " + dir + "/ckpt-zero-20",
+  fs::remove_all(runDir + "/ckpt-zero-20");
+  train(zero, "--steps 20 --checkpoint-every 10 --checkpoint-dir " + runDir + "/ckpt-zero-20",
         "zero20");
   for (const Layout *from : {&zero, &mb2}) {
-    const std::string first = dir + "/ckpt-" + from->name + "-10";
+    const std::string first = runDir + "/ckpt-" + from->name + "-10";
     fs::remove_all(first);
     train(*from, "--steps 10 --checkpoint-dir " + first, "first10");
     std::vector<const Layout *> to = {&dp2};
     if (from == &zero)
       to = {&zero, &dp1, &dp2, &mb2};
     for (const Layout *l : to) {
-      const std::string ckpt = dir + "/ckpt-" + l->name + "-from-" + from->name;
-      const std::string log = dir + "/resumed-" + l->name + "-from-" + from->name + ".jsonl";
+      const std::string ckpt = runDir + "/ckpt-" + l->name + "-from-" + from->name;
+      const std::string log = runDir + "/resumed-" + l->name + "-from-" + from->name + ".jsonl";
       fs::remove_all(ckpt);
       fs::remove(log);
       fs::copy(first, ckpt, fs::copy_options::recursive);
@@ -347,7 +354,7 @@ TEST_P(MultiRankExecutable, CheckpointsResumeOnAnyLayout) {
       if (l == from) {
         // The same layout resumes bit-exactly: every rank's files of step 20
         // equal those of the uninterrupted run.
-        const auto a = snapshot(dir + "/ckpt-zero-20/step-00000020"),
+        const auto a = snapshot(runDir + "/ckpt-zero-20/step-00000020"),
                    b = snapshot(ckpt + "/step-00000020");
         EXPECT_EQ(a.size(), 5u) << "2 model files, 2 optimizer files, the index";
         EXPECT_TRUE(a == b) << "a resumed ZeRO-1 run's step-20 checkpoint differs";
@@ -372,18 +379,18 @@ TEST_P(MultiRankExecutable, ExpertParallelFollowsDp1) {
   if (!hasRoutedExperts(model))
     GTEST_SKIP() << model << " has no routed experts to shard";
   const Layout &dp1 = kLayouts[0];
-  fs::remove(dir + "/ref.jsonl");
-  train(dp1, "--steps 20 --log " + dir + "/ref.jsonl", "ref");
-  const std::vector<json> want = metrics(dir + "/ref.jsonl");
+  fs::remove(runDir + "/ref.jsonl");
+  train(dp1, "--steps 20 --log " + runDir + "/ref.jsonl", "ref");
+  const std::vector<json> want = metrics(runDir + "/ref.jsonl");
   ASSERT_EQ(want.size(), 20u);
-  const std::string ref1 = dir + "/ckpt1-ref";
+  const std::string ref1 = runDir + "/ckpt1-ref";
   fs::remove_all(ref1);
   train(dp1, "--steps 1 --checkpoint-dir " + ref1, "step1");
   std::optional<kiln::checkpoint::Checkpoint> b = loadCheckpoint(ref1);
   ASSERT_TRUE(b);
   for (const Layout &l : kExpertLayouts) {
     // 20 steps: losses and gradient norms.
-    const std::string log = dir + "/" + l.name + ".jsonl";
+    const std::string log = runDir + "/" + l.name + ".jsonl";
     fs::remove(log);
     train(l, "--steps 20 --log " + log, "run");
     const std::vector<json> got = metrics(log);
@@ -403,7 +410,7 @@ TEST_P(MultiRankExecutable, ExpertParallelFollowsDp1) {
     }
     EXPECT_LE(worst, kTolerance) << l.name;
     // Step-1 gradients, through exp_avg, each expert from the rank that holds it.
-    const std::string ckpt1 = dir + "/ckpt1-" + l.name;
+    const std::string ckpt1 = runDir + "/ckpt1-" + l.name;
     fs::remove_all(ckpt1);
     train(l, "--steps 1 --checkpoint-dir " + ckpt1, "step1");
     std::optional<kiln::checkpoint::Checkpoint> a = loadCheckpoint(ckpt1);
@@ -427,12 +434,12 @@ TEST_P(MultiRankExecutable, ExpertCapacityDropsTheSameRowsOnEveryLayout) {
     GTEST_SKIP() << model << " has no routed experts";
   std::vector<std::vector<json>> runs;
   for (const Layout &l : kCapacityLayouts) {
-    const std::string log = dir + "/" + l.name + ".jsonl";
+    const std::string log = runDir + "/" + l.name + ".jsonl";
     fs::remove(log);
     ASSERT_EQ(train(l, "--steps 10 --log " + log, "run"), 0);
     runs.push_back(metrics(log));
     ASSERT_EQ(runs.back().size(), 10u) << l.name;
-    const std::string out = readFile(dir + "/" + l.name + ".run.out");
+    const std::string out = readFile(runDir + "/" + l.name + ".run.out");
     EXPECT_NE(out.find("warning: step 1: "), std::string::npos) << out;
     EXPECT_NE(out.find("over parallel.expert_capacity and dropped"), std::string::npos) << out;
     EXPECT_NE(out.find("% of routed rows"), std::string::npos) << out;
@@ -466,8 +473,8 @@ TEST_P(MultiRankExecutable, ExpertCapacityDropsTheSameRowsOnEveryLayout) {
 // residuals are each rank's own checkpoint state.
 TEST_P(MultiRankExecutable, GradCompressionTrainsAndResumesBitExactly) {
   const Layout &l = kCompressionLayout;
-  const std::string full = dir + "/topk-full.jsonl", part = dir + "/topk-part.jsonl",
-                    ckpt = dir + "/ckpt-topk";
+  const std::string full = runDir + "/topk-full.jsonl", part = runDir + "/topk-part.jsonl",
+                    ckpt = runDir + "/ckpt-topk";
   fs::remove(full);
   fs::remove(part);
   fs::remove_all(ckpt);
@@ -498,17 +505,17 @@ TEST_P(MultiRankExecutable, ExpertParallelCheckpointsResumeOnAnyLayout) {
     GTEST_SKIP() << model << " has no routed experts to shard";
   const Layout &dp1 = kLayouts[0], &ep2 = kExpertLayouts[0], &ep2zero = kExpertLayouts[1],
                &ep4 = kExpertLayouts[2];
-  fs::remove(dir + "/ref.jsonl");
-  train(dp1, "--steps 20 --log " + dir + "/ref.jsonl", "ref");
-  const std::vector<json> want = metrics(dir + "/ref.jsonl");
+  fs::remove(runDir + "/ref.jsonl");
+  train(dp1, "--steps 20 --log " + runDir + "/ref.jsonl", "ref");
+  const std::vector<json> want = metrics(runDir + "/ref.jsonl");
   // ep 2 + ZeRO-1 -> dp 1 and ep 2 (zero 0); dp 1 -> ep 2 + ZeRO-1; ep 4 ->
   // ep 2 and dp 1.
   const std::vector<std::pair<const Layout *, const Layout *>> moves = {
       {&ep2zero, &dp1}, {&ep2zero, &ep2}, {&dp1, &ep2zero}, {&ep4, &ep2}, {&ep4, &dp1}};
   for (auto [from, to] : moves) {
-    const std::string first = dir + "/ckpt-ep-" + from->name + "-10",
-                      ckpt = dir + "/ckpt-ep-" + from->name + "-to-" + to->name,
-                      log = dir + "/resumed-ep-" + from->name + "-to-" + to->name + ".jsonl";
+    const std::string first = runDir + "/ckpt-ep-" + from->name + "-10",
+                      ckpt = runDir + "/ckpt-ep-" + from->name + "-to-" + to->name,
+                      log = runDir + "/resumed-ep-" + from->name + "-to-" + to->name + ".jsonl";
     fs::remove_all(first);
     fs::remove_all(ckpt);
     fs::remove(log);
@@ -527,13 +534,13 @@ TEST_P(MultiRankExecutable, ExpertParallelCheckpointsResumeOnAnyLayout) {
 TEST_P(MultiRankExecutable, KilledRankEndsTheJob) {
   // Rank 1 kills itself after a few steps; mpirun must end the job.
   std::string exe = dir + "/dp2/train --threads 1 --steps 100000";
-  std::string script = dir + "/kill-rank1.sh";
+  std::string script = runDir + "/kill-rank1.sh";
   std::ofstream(script) << "#!/bin/sh\n"
                         << "if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then (sleep 2; kill -9 $$) & fi\n"
                         << "exec " << exe << "\n";
   fs::permissions(script, fs::perms::owner_all);
   auto start = std::chrono::steady_clock::now();
-  std::string log = dir + "/killed.out";
+  std::string log = runDir + "/killed.out";
   int code = run("timeout 90 mpirun --allow-run-as-root --oversubscribe -np 2 " + script, log);
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -546,13 +553,13 @@ TEST_P(MultiRankExecutable, KilledRankEndsTheJob) {
   // A rank that hangs (stopped, not dead: mpirun sees nothing) is found by
   // its peer's --collective-timeout, which names the collective, the step
   // and the rank, and ends the job.
-  std::string hang = dir + "/hang-rank1.sh";
+  std::string hang = runDir + "/hang-rank1.sh";
   std::ofstream(hang) << "#!/bin/sh\n"
                       << "if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then (sleep 2; kill -STOP $$) & fi\n"
                       << "exec " << exe << " --collective-timeout 3\n";
   fs::permissions(hang, fs::perms::owner_all);
   start = std::chrono::steady_clock::now();
-  std::string hangLog = dir + "/hung.out";
+  std::string hangLog = runDir + "/hung.out";
   code = run("timeout 90 mpirun --allow-run-as-root --oversubscribe -np 2 " + hang, hangLog);
   seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("[%s] rank 1 stopped after 2 s, --collective-timeout 3: the job ended with %d "
@@ -566,7 +573,7 @@ TEST_P(MultiRankExecutable, KilledRankEndsTheJob) {
   EXPECT_NE(hungOutput.find("within 3 s"), std::string::npos) << hungOutput;
   EXPECT_NE(hungOutput.find("(step "), std::string::npos) << hungOutput;
 
-  std::string alone = dir + "/alone.out";
+  std::string alone = runDir + "/alone.out";
   EXPECT_EQ(run("env -u OMPI_COMM_WORLD_SIZE -u PMIX_RANK " + dir + "/dp2/train --steps 1", alone),
             1);
   EXPECT_NE(readFile(alone).find("was built for 2 data-parallel ranks; launch it with mpirun "
@@ -581,9 +588,9 @@ TEST_P(MultiRankExecutable, KilledDuringCheckpointsLeavesLatestLoadable) {
   // `latest` must then name a complete checkpoint that the dp 1 build resumes.
   const Layout &zero = kLayouts[2], &dp1 = kLayouts[0];
   for (int trial = 0; trial < 4; ++trial) {
-    std::string ckpt = dir + "/ckpt-killed-" + std::to_string(trial);
+    std::string ckpt = runDir + "/ckpt-killed-" + std::to_string(trial);
     fs::remove_all(ckpt);
-    std::string script = dir + "/kill-during-checkpoints.sh";
+    std::string script = runDir + "/kill-during-checkpoints.sh";
     std::ofstream(script) << "#!/bin/sh\n"
                           << "if [ \"$OMPI_COMM_WORLD_RANK\" = " << trial % 2 << " ]; then (sleep "
                           << 1.0 + 0.37 * trial << "; kill -9 $$) & fi\n"
@@ -592,7 +599,7 @@ TEST_P(MultiRankExecutable, KilledDuringCheckpointsLeavesLatestLoadable) {
                              "--checkpoint-dir "
                           << ckpt << "\n";
     fs::permissions(script, fs::perms::owner_all);
-    std::string log = dir + "/killed-checkpoint.out";
+    std::string log = runDir + "/killed-checkpoint.out";
     int code = run("timeout 90 mpirun --allow-run-as-root --oversubscribe -np 2 " + script, log);
     ASSERT_NE(code, 0) << readFile(log);
     ASSERT_NE(code, 124) << "hung:\n" << readFile(log);
@@ -600,7 +607,7 @@ TEST_P(MultiRankExecutable, KilledDuringCheckpointsLeavesLatestLoadable) {
     size_t digits = latest.find_first_of("0123456789");
     ASSERT_NE(digits, std::string::npos) << "no checkpoint before the kill: " << latest;
     uint64_t step = std::stoull(latest.substr(digits));
-    std::string resumeLog = dir + "/resumed-after-kill.out";
+    std::string resumeLog = runDir + "/resumed-after-kill.out";
     EXPECT_EQ(run("timeout 120 " + dir + "/" + dp1.name + "/train --threads 1 --resume --steps " +
                       std::to_string(step + 1) + " --checkpoint-dir " + ckpt,
                   resumeLog),
