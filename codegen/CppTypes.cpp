@@ -26,8 +26,10 @@ FailureOr<StringRef> cppElementType(Location loc, Type type) {
     return StringRef("int64_t");
   if (type.isInteger(8))
     return StringRef("int8_t");
-  return emitError(loc) << "the host target supports f32, bf16, f16, f8E4M3FN, i32, i64 and "
-                           "i8 buffers, got "
+  if (type.isInteger(1))
+    return StringRef("bool");
+  return emitError(loc) << "the host target supports f32, bf16, f16, f8E4M3FN, i32, i64, "
+                           "i8 and i1 buffers, got "
                         << type;
 }
 

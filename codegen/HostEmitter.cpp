@@ -117,6 +117,8 @@ private:
   llvm::DenseMap<unsigned, Value> gradOf;
   int64_t numExpertLoads = 0, numExpertKept = 0, numExperts = 0, batch = 0, seqLen = 0;
   int64_t gradResiduals = 0;
+  int64_t scalerStateArgs = 0;
+  double initialLossScale = 0; ///< 0: no loss scaling
   int64_t numKernels = 0;
 };
 
@@ -143,7 +145,27 @@ LogicalResult Emitter::classifyArguments() {
   for (BlockArgument arg : step.getArguments()) {
     unsigned i = arg.getArgNumber();
     auto type = cast<MemRefType>(arg.getType());
-    if (auto state = step.getArgAttrOfType<StringAttr>(i, "kiln.state")) {
+    auto scalerState = step.getArgAttrOfType<StringAttr>(i, "kiln.state");
+    if (scalerState && !step.getArgAttr(i, "kiln.param") &&
+        llvm::is_contained({"loss_scale", "growth_tracker", "optimizer_updates"},
+                           scalerState.getValue())) {
+      // Dynamic loss scaling's state (kiln-autodiff loss-scale=dynamic).
+      const bool isScale = scalerState == "loss_scale";
+      if (type.getRank() != 0 || (isScale ? !type.getElementType().isF32()
+                                          : !type.getElementType().isInteger(64)))
+        return argError(i) << "(" << scalerState.getValue() << ") must be a 0-d "
+                           << (isScale ? "f32" : "i64") << " buffer, got " << type;
+      names[arg] = isScale ? "io.lossScale"
+                   : scalerState == "growth_tracker" ? "io.growthTracker"
+                                                     : "io.optimizerUpdates";
+      if (isScale) {
+        auto initial = step.getArgAttrOfType<FloatAttr>(i, "kiln.initial");
+        if (!initial || !(initial.getValueAsDouble() > 0))
+          return argError(i) << "(loss_scale) needs kiln.initial, the scale a run starts with";
+        initialLossScale = initial.getValueAsDouble();
+      }
+      ++scalerStateArgs;
+    } else if (auto state = step.getArgAttrOfType<StringAttr>(i, "kiln.state")) {
       auto name = step.getArgAttrOfType<StringAttr>(i, "kiln.param");
       auto it = name ? trainableIndex.find(name.getValue()) : trainableIndex.end();
       if (it == trainableIndex.end() ||
@@ -195,6 +217,10 @@ LogicalResult Emitter::classifyArguments() {
   }
   if (batch == 0)
     return step.emitError() << "@" << step.getSymName() << " has no tokens input";
+  if (scalerStateArgs != 0 && (scalerStateArgs != 3 || initialLossScale == 0))
+    return step.emitError() << "@" << step.getSymName()
+                            << " has part of the loss scaler's state; the driver expects "
+                               "loss_scale, growth_tracker and optimizer_updates together";
   for (StringRef required : {"io.loss", "io.mainLoss", "io.gradNorm", "io.lr"})
     if (llvm::none_of(names, [&](auto &entry) { return entry.second == required; }))
       return step.emitError() << "@" << step.getSymName() << " has no output for "
@@ -219,6 +245,8 @@ void Emitter::nameArguments() {
     if (param) {
       id = identifierFor(!state ? "p_" : state == "exp_avg" ? "m_" : "v_", param.getValue());
       comment = (!state ? "" : state.getValue() + " of ").str() + param.getValue().str();
+    } else if (state) {
+      id = state.getValue().str();
     } else if (input) {
       id = input.getValue().str();
     } else if (output) {
@@ -327,7 +355,8 @@ LogicalResult Emitter::emitModelDesc() {
   *os << "    /*gradResiduals=*/" << (gradResiduals ? "true" : "false") << ",\n"
       << "    /*gradBytesSent=*/" << sent << "u,\n"
       << "    /*gradBytesUncompressed=*/" << uncompressed << "u,\n"
-      << "    /*allToAllBytesPerStep=*/" << allToAll * (ranks / ep) << "u,\n";
+      << "    /*allToAllBytesPerStep=*/" << allToAll * (ranks / ep) << "u,\n"
+      << "    /*initialLossScale=*/" << doubleLiteral(initialLossScale) << ",\n";
   *os << "};\n\n";
   return success();
 }

@@ -107,6 +107,7 @@ private:
   void lrSchedule();
   void globalNorm();
   void clipScale();
+  void gradScaler();
   void adamw();
   void biasUpdate();
   void fill();

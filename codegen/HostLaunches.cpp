@@ -30,6 +30,7 @@ void LaunchEmitter::checkElement(Type type, char want, StringRef what, unsigned 
             : want == 'q' ? isa<Float8E4M3FNType>(type)
             : want == 'i' ? type.isSignlessInteger(32)
             : want == 'b' ? type.isSignlessInteger(8)
+            : want == 'k' ? type.isSignlessInteger(1)
                           : type.isSignlessInteger(64);
   if (ok)
     return;
@@ -38,13 +39,15 @@ void LaunchEmitter::checkElement(Type type, char want, StringRef what, unsigned 
                      : want == 'q' ? "f8E4M3FN"
                      : want == 'i' ? "i32"
                      : want == 'b' ? "i8"
+                     : want == 'k' ? "i1"
                                    : "i64";
   StringRef role = want == 'f'   ? "data"
                    : want == 'w' ? "data a kernel reads or writes in any wide float type"
                    : want == 'q' ? "FP8 values"
                    : want == 'i' ? "ids, indices, offsets and sources"
                    : want == 'b' ? "a compressed-gradient message"
-                                 : "the step or all_to_all row counts";
+                   : want == 'k' ? "the skip flag of a step kiln.grad_scaler skips"
+                                 : "the step, loss-scaling counters or all_to_all row counts";
   fail(what, " #", index, " has element type ", type, ", but the host target expects ",
        wanted, " here (this operand is ", role, ")");
 }
@@ -226,6 +229,7 @@ const std::pair<StringRef, LaunchEmitter::EmitFn> LaunchEmitter::kEmitters[] = {
     {"lr_schedule", &LaunchEmitter::lrSchedule},
     {"global_norm", &LaunchEmitter::globalNorm},
     {"clip_scale", &LaunchEmitter::clipScale},
+    {"grad_scaler", &LaunchEmitter::gradScaler},
     {"adamw", &LaunchEmitter::adamw},
     {"bias_update", &LaunchEmitter::biasUpdate},
     {"fill", &LaunchEmitter::fill},

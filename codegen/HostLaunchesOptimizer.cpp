@@ -58,9 +58,30 @@ void LaunchEmitter::clipScale() {
        floatLiteral(maxNorm) + ");");
 }
 
-// adamw(param, grad, m, v, lr, step, grad_scale) -> (param, m, v), in place.
+// grad_scaler(norm, scale, tracker, updates) -> (skip, inv_scale, scale,
+// tracker, updates), the state in place.
+void LaunchEmitter::gradScaler() {
+  elements("ffll", "kffll");
+  for (unsigned i = 0; i < 4; ++i)
+    scalar(true, i);
+  for (unsigned o = 0; o < 5; ++o)
+    scalar(false, o);
+  double growth = f64("growth_factor"), backoff = f64("backoff_factor");
+  int64_t interval = i64("growth_interval");
+  if (failed)
+    return;
+  checkedCall("gradScaler", {deref(in(0)), deref(in(1)), deref(in(2)), deref(in(3)),
+                             floatLiteral(growth), floatLiteral(backoff), intLiteral(interval),
+                             out(0), out(1), out(2), out(3), out(4)});
+}
+
+// adamw(param, grad, m, v, lr, step, grad_scale [, skip]) -> (param, m, v),
+// in place; a true skip (kiln.grad_scaler) leaves the state as it was.
 void LaunchEmitter::adamw() {
-  elements("ffffflf", "fff");
+  const bool skippable = launch.getIns().size() == 8;
+  elements(skippable ? "ffffflfk" : "ffffflf", "fff");
+  if (skippable)
+    scalar(true, 7);
   for (unsigned i : {4u, 5u, 6u})
     scalar(true, i);
   int64_t size = inCount(0);
@@ -75,14 +96,25 @@ void LaunchEmitter::adamw() {
   copyInPlace(0, 0);
   copyInPlace(2, 1);
   copyInPlace(3, 2);
-  checkedCall("adamw", {out(0), in(1), out(1), out(2), intLiteral(size), deref(in(4)),
-                        deref(in(5)), deref(in(6)), floatLiteral(beta1), floatLiteral(beta2),
-                        floatLiteral(eps), floatLiteral(weightDecay)});
+  std::string update = "if (!kiln::kernels::adamw(" +
+                       llvm::join(ArrayRef<std::string>{out(0), in(1), out(1), out(2),
+                                                        intLiteral(size), deref(in(4)),
+                                                        deref(in(5)), deref(in(6)),
+                                                        floatLiteral(beta1), floatLiteral(beta2),
+                                                        floatLiteral(eps),
+                                                        floatLiteral(weightDecay), "&error"},
+                                  ", ") +
+                       ")) return false;";
+  line(skippable ? "if (!" + deref(in(7)) + ") " + update : update);
 }
 
-// bias_update(bias [experts], load [experts]) -> new bias (may be bias itself)
+// bias_update(bias [experts], load [experts] [, skip]) -> new bias (may be
+// bias itself); a true skip leaves the bias as it was.
 void LaunchEmitter::biasUpdate() {
-  elements("ff", "f");
+  const bool skippable = launch.getIns().size() == 3;
+  elements(skippable ? "ffk" : "ff", "f");
+  if (skippable)
+    scalar(true, 2);
   double speed = f64("speed");
   if (failed)
     return;
@@ -90,8 +122,15 @@ void LaunchEmitter::biasUpdate() {
   sameCount(inCount(0), outCount(0), "the sizes of bias and the new bias");
   if (failed)
     return;
+  if (skippable) {
+    copyInPlace(0, 0);
+    line("if (!" + deref(in(2)) + ")");
+    indent += "  ";
+  }
   checkedCall("biasUpdate",
               {in(0), in(1), intLiteral(inCount(0)), floatLiteral(speed), out(0)});
+  if (skippable)
+    indent.resize(indent.size() - 2);
 }
 
 // topk_compress(grad, residual) -> (message [bytes], new_residual)

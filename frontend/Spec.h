@@ -86,6 +86,15 @@ struct ModelConfig {
   }
 };
 
+/// Dynamic loss scaling (kiln-autodiff loss-scale=dynamic), GradScaler's
+/// defaults.
+struct LossScaleConfig {
+  double init = 65536.0;
+  double growthFactor = 2.0;
+  double backoffFactor = 0.5;
+  int64_t growthInterval = 2000;
+};
+
 struct TrainConfig {
   std::string stage = "pretrain"; // pretrain | sft | grpo
   int64_t microBatch = 1;
@@ -104,6 +113,9 @@ struct TrainConfig {
   /// GEMM families kiln-mixed-precision keeps in f32 / lowers, beyond its
   /// defaults (linear, expert, head, gate).
   std::vector<std::string> highPrecision, lowPrecision;
+  /// precision "fp16": torch GradScaler's dynamic loss scaling, with its
+  /// defaults (train.loss_scale overrides them).
+  LossScaleConfig lossScale;
   std::string checkpointing = "none"; // none | full | selective | budget
   /// checkpointing "budget": activation memory allowed per rank, in GB
   /// (10^9 bytes); written {"policy": "budget", "budget_gb": 40}. 0 otherwise.

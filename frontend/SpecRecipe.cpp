@@ -16,6 +16,7 @@
 #include "frontend/SpecJson.h"
 
 #include <algorithm>
+#include <cmath>
 #include <tuple>
 
 namespace kiln::frontend::detail {
@@ -26,11 +27,13 @@ const std::vector<std::string> kTrainKeys = {
     "steps",           "seed",            "optimizer",
     "schedule",        "grad_clip",       "label_smoothing",
     "precision",       "high_precision",  "low_precision",
-    "checkpointing",   "sparsity",
+    "loss_scale",      "checkpointing",   "sparsity",
     "bias_update_speed", "aux_loss_alpha", "mtp_loss_weight"};
 const std::vector<std::string> kOptimizerKeys = {"lr", "betas", "eps",
                                                  "weight_decay"};
 const std::vector<std::string> kScheduleKeys = {"warmup_steps", "min_lr"};
+const std::vector<std::string> kLossScaleKeys = {"init", "growth_factor", "backoff_factor",
+                                                 "growth_interval"};
 const std::vector<std::string> kCheckpointPolicies = {"none", "full",
                                                       "selective", "budget"};
 const std::vector<std::string> kParallelKeys = {
@@ -86,6 +89,28 @@ void parseLrSchedule(const Fields &t, TrainConfig &c) {
     s.failAt("min_lr", formatNumber(c.minLr) +
                            " is more than train.optimizer.lr " +
                            formatNumber(c.lr) + "; expected at most the peak lr");
+}
+
+/// train.loss_scale: GradScaler's knobs, for fp16 only.
+void parseLossScale(const Fields &t, TrainConfig &c) {
+  if (!t.hasNonNull("loss_scale"))
+    return;
+  if (c.precision != "fp16")
+    t.failAt("loss_scale", "applies only to train.precision \"fp16\" (dynamic loss scaling); "
+                           "train.precision is \"" + c.precision + "\"");
+  Fields s(*t.at("loss_scale").value, t.file(), "train.loss_scale");
+  s.rejectUnknown(kLossScaleKeys);
+  LossScaleConfig &l = c.lossScale;
+  l.init = s.doubleAtLeast("init", l.init, 0.0, /*strict=*/true);
+  if (!std::isfinite(l.init) || l.init > 3.4e38)
+    s.failAt("init", formatNumber(l.init) + " is out of range; expected a scale an f32 holds, "
+                                            "e.g. 65536");
+  l.growthFactor = s.doubleAtLeast("growth_factor", l.growthFactor, 1.0, /*strict=*/true);
+  l.backoffFactor = s.doubleAtLeast("backoff_factor", l.backoffFactor, 0.0, /*strict=*/true);
+  if (l.backoffFactor >= 1.0)
+    s.failAt("backoff_factor", formatNumber(l.backoffFactor) +
+                                   " is out of range; expected a number in (0, 1), e.g. 0.5");
+  l.growthInterval = s.intAtLeast("growth_interval", l.growthInterval, 1);
 }
 
 void parseCheckpointing(const Fields &t, TrainConfig &c) {
@@ -169,6 +194,7 @@ TrainConfig parseTrain(const Json &train, const std::string &file) {
   for (const std::string &family : c.highPrecision)
     if (std::find(c.lowPrecision.begin(), c.lowPrecision.end(), family) != c.lowPrecision.end())
       t.failAt("low_precision", "'" + family + "' is also in train.high_precision");
+  parseLossScale(t, c);
   parseCheckpointing(t, c);
   c.sparsity = t.getChoice("sparsity", c.sparsity, {"none", "2:4"});
   c.biasUpdateSpeed =

@@ -17,6 +17,8 @@
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringSet.h"
 
+#include <cmath>
+
 namespace kiln {
 #define GEN_PASS_DEF_KILNAUTODIFF
 #include "passes/Passes.h.inc"
@@ -187,6 +189,21 @@ LogicalResult AutodiffPass::checkOptions() {
     return module.emitError()
            << "kiln-autodiff: invalid options: weights, speeds, lr, steps, grad-clip and "
               "weight-decay must be >= 0 (min-lr <= lr), betas in [0, 1), eps > 0";
+  if (lossScale != "none" && lossScale != "dynamic")
+    return module.emitError() << "kiln-autodiff: loss-scale must be 'none' or 'dynamic', got '"
+                              << lossScale << "'";
+  if (lossScale == "dynamic" && mode != "train")
+    return module.emitError() << "kiln-autodiff: loss-scale=dynamic scales a training step; "
+                                 "mode=gradient gives the unscaled gradients";
+  if (lossScale == "dynamic" &&
+      (!(lossScaleInit > 0) || !std::isfinite(lossScaleInit) || !(lossScaleGrowthFactor > 1) ||
+       !std::isfinite(lossScaleGrowthFactor) ||
+       !(lossScaleBackoffFactor > 0 && lossScaleBackoffFactor < 1) ||
+       lossScaleGrowthInterval < 1))
+    return module.emitError()
+           << "kiln-autodiff: invalid loss scaling: loss-scale-init must be finite and > 0, "
+              "loss-scale-growth-factor finite and > 1, loss-scale-backoff-factor in (0, 1) and "
+              "loss-scale-growth-interval >= 1 (GradScaler's defaults: 65536, 2, 0.5, 2000)";
   return success();
 }
 
@@ -443,7 +460,8 @@ LogicalResult AutodiffPass::buildEntry(func::FuncOp entryFunc) {
     argAttrs.push_back(attrs ? attrs : b.getDictionaryAttr({}));
     return argTypes.size() - 1;
   };
-  unsigned firstM = 0, firstV = 0, stepArg = 0;
+  unsigned firstM = 0, firstV = 0, stepArg = 0, scaleArg = 0;
+  const bool scaled = mode == "train" && lossScale == "dynamic";
   if (mode == "train") {
     for (unsigned p : params)
       entryArgPos[p] = addArg(entryFunc.getArgumentTypes()[p], entryFunc.getArgAttrDict(p));
@@ -460,6 +478,20 @@ LogicalResult AutodiffPass::buildEntry(func::FuncOp entryFunc) {
       addArg(entryFunc.getArgumentTypes()[p], stateAttrs(p, "exp_avg_sq"));
     stepArg = addArg(RankedTensorType::get({}, b.getI64Type()),
                      b.getDictionaryAttr({b.getNamedAttr("kiln.input", b.getStringAttr("step"))}));
+    if (scaled) {
+      // GradScaler's state: the scale (with its initial value for the
+      // driver), the finite steps since it last changed, and the AdamW
+      // updates applied.
+      auto state = [&](StringRef role) { return b.getNamedAttr("kiln.state", b.getStringAttr(role)); };
+      scaleArg = addArg(RankedTensorType::get({}, b.getF32Type()),
+                        b.getDictionaryAttr({state("loss_scale"),
+                                             b.getNamedAttr("kiln.initial",
+                                                            b.getF64FloatAttr(lossScaleInit))}));
+      addArg(RankedTensorType::get({}, b.getI64Type()),
+             b.getDictionaryAttr({state("growth_tracker")}));
+      addArg(RankedTensorType::get({}, b.getI64Type()),
+             b.getDictionaryAttr({state("optimizer_updates")}));
+    }
     for (unsigned i : inputs)
       entryArgPos[i] = addArg(entryFunc.getArgumentTypes()[i], entryFunc.getArgAttrDict(i));
   } else {
@@ -500,7 +532,11 @@ LogicalResult AutodiffPass::buildEntry(func::FuncOp entryFunc) {
   Value totalLoss = mainLoss;
   OpBuilder sweepBuilder = OpBuilder::atBlockEnd(entry);
   ReverseSweep sweep(sweepBuilder, [](Value v) { return v; }, blocks);
-  Value one = scalarConstant(b, loc, scalar, 1.0);
+  // The seed: 1, or the loss scale (every gradient then comes out scaled).
+  if (scaled && scalar != entry->getArgument(scaleArg).getType())
+    return entryFunc.emitError() << "kiln-autodiff: loss-scale=dynamic needs an f32 loss, got "
+                                 << scalar;
+  Value one = scaled ? Value(entry->getArgument(scaleArg)) : scalarConstant(b, loc, scalar, 1.0);
   sweep.addGrad(mainLoss, one);
   if (total) {
     double mtpWeight = mtpIndices.empty() ? 0.0 : mtpLossWeight / mtpIndices.size();
@@ -544,8 +580,30 @@ LogicalResult AutodiffPass::buildEntry(func::FuncOp entryFunc) {
     for (unsigned p : trainable)
       grads.push_back(sweep.gradOrZeros(entry->getArgument(entryArgPos[p])));
     Value norm = GlobalNormOp::create(b, loc, scalar, grads);
-    Value scale = ClipScaleOp::create(b, loc, scalar, norm, b.getF64FloatAttr(gradClip));
     Value stepValue = entry->getArgument(stepArg);
+    // Dynamic loss scaling: unscale the norm and the clipping coefficient,
+    // skip the updates on overflow, count AdamW's own steps.
+    Value skip, invScale, adamStep = stepValue;
+    SmallVector<Value> scalerState;
+    if (scaled) {
+      auto zeroD = [](Type t) { return RankedTensorType::get({}, t); };
+      auto scaler = GradScalerOp::create(
+          b, loc,
+          TypeRange{zeroD(b.getI1Type()), zeroD(b.getF32Type()), zeroD(b.getF32Type()),
+                    zeroD(b.getI64Type()), zeroD(b.getI64Type())},
+          norm, entry->getArgument(scaleArg), entry->getArgument(scaleArg + 1),
+          entry->getArgument(scaleArg + 2), b.getF64FloatAttr(lossScaleGrowthFactor),
+          b.getF64FloatAttr(lossScaleBackoffFactor),
+          b.getI64IntegerAttr(lossScaleGrowthInterval));
+      skip = scaler.getSkip();
+      invScale = scaler.getInvScale();
+      norm = arith::MulFOp::create(b, loc, norm, invScale);
+      adamStep = scaler.getNewUpdates();
+      scalerState = {scaler.getNewScale(), scaler.getNewGrowthTracker(), scaler.getNewUpdates()};
+    }
+    Value scale = ClipScaleOp::create(b, loc, scalar, norm, b.getF64FloatAttr(gradClip));
+    if (scaled)
+      scale = arith::MulFOp::create(b, loc, scale, invScale);
     Value lrValue = LrScheduleOp::create(b, loc, scalar, stepValue, b.getF64FloatAttr(lr),
                                          b.getF64FloatAttr(minLr),
                                          b.getI64IntegerAttr(warmupSteps),
@@ -558,7 +616,7 @@ LogicalResult AutodiffPass::buildEntry(func::FuncOp entryFunc) {
       auto update = AdamWOp::create(
           b, entryFunc.getArgument(p).getLoc(), param.getType(), param.getType(),
           param.getType(), param, grads[k], entry->getArgument(firstM + k),
-          entry->getArgument(firstV + k), lrValue, stepValue, scale,
+          entry->getArgument(firstV + k), lrValue, adamStep, scale, skip,
           b.getF64FloatAttr(beta1), b.getF64FloatAttr(beta2), b.getF64FloatAttr(eps),
           b.getF64FloatAttr(decay ? weightDecay.getValue() : 0.0));
       newParams[p] = update.getNewParam();
@@ -578,7 +636,7 @@ LogicalResult AutodiffPass::buildEntry(func::FuncOp entryFunc) {
                                         "trainable; each MoE layer needs its own "
                                         "kiln.trainable = false bias";
       newParams[p] = BiasUpdateOp::create(b, loc, v.getType(), entry->getArgument(a.biasArg),
-                                          v, b.getF64FloatAttr(biasUpdateSpeed));
+                                          v, skip, b.getF64FloatAttr(biasUpdateSpeed));
     }
     for (unsigned p : params) {
       Value updated = newParams.lookup(p);
@@ -593,6 +651,9 @@ LogicalResult AutodiffPass::buildEntry(func::FuncOp entryFunc) {
     addResult(mainLoss, "main_loss");
     addResult(norm, "grad_norm");
     addResult(lrValue, "lr");
+    const StringRef scalerRoles[] = {"loss_scale", "growth_tracker", "optimizer_updates"};
+    for (auto [value, role] : llvm::zip(scalerState, scalerRoles))
+      addResult(value, role);
     for (Value load : loads)
       addResult(load, "expert_load");
     for (Value load : kept)

@@ -170,6 +170,8 @@ LogicalResult StepLowering::checkInput() {
       return failure();
     if (isa<BiasUpdateOp>(op) && failed(checkInPlace(&op, {0})))
       return failure();
+    if (isa<GradScalerOp>(op) && failed(checkInPlace(&op, {1, 2, 3})))
+      return failure();
     if (isa<TopkCompressOp>(op) && isa<BlockArgument>(op.getOperand(1)) &&
         failed(checkInPlace(&op, {1})))
       return failure();
@@ -313,6 +315,22 @@ LogicalResult StepLowering::lowerOp(Operation *op) {
                op->getAttrDictionary());
         return success();
       })
+      .Case([&](GradScalerOp scaler) {
+        // In place: the scale, tracker and update count overwrite their
+        // arguments; the skip flag and the inverse scale are new.
+        Value skip = AllocOp::create(b, loc, bufferTypeOf(scaler.getSkip().getType()));
+        Value inv = AllocOp::create(b, loc, bufferTypeOf(scaler.getInvScale().getType()));
+        buffers.map(scaler.getSkip(), skip);
+        buffers.map(scaler.getInvScale(), inv);
+        SmallVector<Value> outs = {skip, inv};
+        for (auto [result, state] :
+             llvm::zip(op->getResults().drop_front(2), op->getOperands().drop_front())) {
+          buffers.map(result, bufferOf(state));
+          outs.push_back(bufferOf(state));
+        }
+        launch(b, op, "grad_scaler", buffersOf(op->getOperands()), outs, op->getAttrDictionary());
+        return success();
+      })
       .Case([&](BiasUpdateOp update) {
         Value bias = bufferOf(update.getBias());
         buffers.map(update.getResult(), bias);
@@ -352,6 +370,12 @@ static Operation *lastUserOfBuffer(Value buffer, Operation *end) {
   return last;
 }
 
+/// Dynamic loss scaling's step state (kiln.grad_scaler), which belongs to
+/// no parameter.
+static bool isScalerStateRole(StringRef role) {
+  return role == "loss_scale" || role == "growth_tracker" || role == "optimizer_updates";
+}
+
 /// `to` = `from`, as an identity elementwise loop.
 static void emitCopy(OpBuilder &b, Location loc, Value from, Value to) {
   auto copy = ElementwiseOp::create(b, loc, ValueRange{from}, ValueRange{to},
@@ -374,7 +398,7 @@ LogicalResult StepLowering::lowerReturn(func::ReturnOp ret) {
                              << " has no kiln.result role";
     Value buffer = bufferOf(result);
     if (role == "param" || role == "exp_avg" || role == "exp_avg_sq" ||
-        role == "grad_residual") {
+        role == "grad_residual" || isScalerStateRole(role)) {
       // State must have been updated in its own argument's buffer.
       auto name = attrs.getAs<StringAttr>(kParamAttr);
       auto arg = dyn_cast<BlockArgument>(buffer);

@@ -34,7 +34,7 @@ namespace kiln {
 namespace {
 
 bool isOptimizerOp(Operation *op) {
-  return isa<GlobalNormOp, ClipScaleOp, LrScheduleOp, AdamWOp, BiasUpdateOp>(op);
+  return isa<GlobalNormOp, ClipScaleOp, LrScheduleOp, GradScalerOp, AdamWOp, BiasUpdateOp>(op);
 }
 
 StringRef inputRole(func::FuncOp f, unsigned i) {
@@ -607,7 +607,7 @@ LogicalResult DataParallelRewrite::buildStep(func::FuncOp micro) {
           b, loc, TypeRange{gradShard.getType(), gradShard.getType(), gradShard.getType()},
           paramShard, gradShard, map.lookup(adam.getM()), map.lookup(adam.getV()),
           map.lookup(adam.getLr()), map.lookup(adam.getStep()), map.lookup(adam.getGradScale()),
-          adam.getBeta1Attr(), adam.getBeta2Attr(), adam.getEpsAttr(), adam.getWeightDecayAttr());
+          adam.getSkip() ? map.lookup(adam.getSkip()) : Value(), adam.getBeta1Attr(), adam.getBeta2Attr(), adam.getEpsAttr(), adam.getWeightDecayAttr());
       auto paddedType =
           RankedTensorType::get({shardSize(adam.getParam().getType(), axes) * ranks},
                                 getElementTypeOrSelf(gradShard.getType()));

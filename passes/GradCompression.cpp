@@ -132,6 +132,15 @@ void KilnGradCompression::runOnOperation() {
   }
   SmallVector<std::pair<AllReduceOp, AdamWOp>> sums;
   for (auto adam : step.getOps<AdamWOp>()) {
+    if (adam.getSkip()) {
+      // The residuals would hold scaled gradients (whose scale changes) and,
+      // after an overflow, inf or NaN for every later step.
+      adam.emitError() << "kiln-grad-compression: this AdamW is skipped on overflow (dynamic "
+                          "loss scaling, precision fp16); error feedback would carry scaled and "
+                          "non-finite gradients across steps: use precision bf16 with "
+                          "compression";
+      return signalPassFailure();
+    }
     Operation *def = adam.getGrad().getDefiningOp();
     if (isa_and_nonnull<ReduceScatterOp>(def)) {
       adam.emitError() << "kiln-grad-compression: this gradient is reduce-scattered (ZeRO-1); "

@@ -40,6 +40,17 @@ def KilnAutodiff : Pass<"kiln-autodiff", "mlir::ModuleOp"> {
     with total loss = loss + mtp-loss-weight / D * sum_k mtp_loss_k
     + aux-loss-alpha * balance losses, global-norm clipping, the learning
     rate schedule and AdamW (no weight decay on 1-D parameters).
+    `loss-scale=dynamic` (fp16, torch.amp.GradScaler's semantics and
+    defaults) adds three state arguments after `%step` — `%loss_scale`
+    (f32, `kiln.state = "loss_scale"`, `kiln.initial` = loss-scale-init),
+    `%growth_tracker` and `%optimizer_updates` (i64) — and their updated
+    values as results after `lr`. The backward is seeded with the scale
+    instead of 1; `kiln.grad_scaler` reads the scaled gradients' norm and
+    gives the skip flag (inf/NaN anywhere), the inverse scale, and the next
+    state; the reported and clipped norm is the unscaled one, the clipping
+    coefficient is multiplied by the inverse scale, and AdamW (bias
+    correction counting applied updates) and the bias updates are skipped
+    on overflow.
     `mode=gradient` builds `@<entry>_grad(args...) -> (loss, gradients of the
     parameters...)` for the `main` or `total` loss, which `kilnc --save-grads`
     and the gradient checks use; on a function without kiln.param arguments it
@@ -67,6 +78,16 @@ def KilnAutodiff : Pass<"kiln-autodiff", "mlir::ModuleOp"> {
     Option<"weightDecay", "weight-decay", "double", "0.1",
            "Decoupled weight decay (not applied to 1-D parameters)">,
     Option<"gradClip", "grad-clip", "double", "1.0", "Global-norm clipping (0 disables it)">,
+    Option<"lossScale", "loss-scale", "std::string", "\"none\"",
+           "none | dynamic (fp16: torch GradScaler's dynamic loss scaling)">,
+    Option<"lossScaleInit", "loss-scale-init", "double", "65536.0",
+           "Initial loss scale (GradScaler's init_scale, 2^16)">,
+    Option<"lossScaleGrowthFactor", "loss-scale-growth-factor", "double", "2.0",
+           "Scale multiplier after growth-interval finite steps">,
+    Option<"lossScaleBackoffFactor", "loss-scale-backoff-factor", "double", "0.5",
+           "Scale multiplier after a step with inf/NaN gradients (which is skipped)">,
+    Option<"lossScaleGrowthInterval", "loss-scale-growth-interval", "int64_t", "2000",
+           "Consecutive finite steps before the scale grows">,
     Option<"report", "report", "bool", "false",
            "Emit remarks: ops differentiated, values saved for backward, bytes saved">
   ];

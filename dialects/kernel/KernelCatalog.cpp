@@ -50,13 +50,16 @@ static const KernelInfo kCatalog[] = {
     // Loss.
     {"cross_entropy", 3, 1, /*optionalIns=*/1},
     {"cross_entropy_grad", 4, 1, /*optionalIns=*/1},
-    // Optimizer. adamw and bias_update update their state in place: the
-    // outs are the same buffers as ins 0, 2, 3 (adamw) and 0 (bias_update).
+    // Optimizer. adamw, bias_update and grad_scaler update their state in
+    // place: the outs are the same buffers as ins 0, 2, 3 (adamw), 0
+    // (bias_update) and outs 2, 3, 4 as ins 1, 2, 3 (grad_scaler). The
+    // optional last in of adamw and bias_update is grad_scaler's skip flag.
     {"lr_schedule", 1, 1},
     {"global_norm", kVariadic, 1},
     {"clip_scale", 1, 1},
-    {"adamw", 7, 3},
-    {"bias_update", 2, 1},
+    {"grad_scaler", 4, 5},
+    {"adamw", 7, 3, /*optionalIns=*/1},
+    {"bias_update", 2, 1, /*optionalIns=*/1},
     // Data movement (from tensor ops and splat constants).
     {"fill", 0, 1},
     {"extract_slice", 1, 1},

@@ -6,6 +6,8 @@
 
 #include "mlir/IR/TypeUtilities.h"
 
+#include <cmath>
+
 using namespace mlir;
 
 namespace kiln {
@@ -93,6 +95,18 @@ LogicalResult AdamWOp::verify() {
     return emitOpError() << "expects betas in [0, 1), got " << b1 << " and " << b2;
   if (!(getEps().convertToDouble() > 0) || !(getWeightDecay().convertToDouble() >= 0))
     return emitOpError("expects eps > 0 and weight_decay >= 0");
+  return success();
+}
+
+LogicalResult GradScalerOp::verify() {
+  double growth = getGrowthFactor().convertToDouble(),
+         backoff = getBackoffFactor().convertToDouble();
+  if (!(growth > 1) || !std::isfinite(growth))
+    return emitOpError() << "expects a finite growth_factor > 1, got " << growth;
+  if (!(backoff > 0 && backoff < 1))
+    return emitOpError() << "expects backoff_factor in (0, 1), got " << backoff;
+  if (getGrowthInterval() < 1)
+    return emitOpError() << "expects growth_interval >= 1, got " << getGrowthInterval();
   return success();
 }
 

@@ -157,6 +157,11 @@ def Kiln_AdamWOp : Kiln_Op<"adamw", [Pure]> {
     weights), as Megatron-LM and TorchTitan do; every matrix, the embedding
     and the router gate are decayed.
 
+    With the optional `skip` (an i1 from `kiln.grad_scaler`), a true value
+    leaves the parameter and both moments exactly as they were: the step
+    whose scaled gradients overflowed is skipped, as GradScaler.step skips
+    optimizer.step.
+
     ```mlir
     %p2, %m2, %v2 = kiln.adamw %p, %g, %m, %v, %lr, %step, %scale
         {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.1 : f64}
@@ -167,11 +172,66 @@ def Kiln_AdamWOp : Kiln_Op<"adamw", [Pure]> {
   let arguments = (ins Kiln_FloatTensor:$param, Kiln_FloatTensor:$grad,
                        Kiln_FloatTensor:$m, Kiln_FloatTensor:$v, Kiln_Scalar:$lr,
                        0DTensorOf<[I64]>:$step, Kiln_Scalar:$grad_scale,
+                       Optional<0DTensorOf<[I1]>>:$skip,
                        F64Attr:$beta1, F64Attr:$beta2, F64Attr:$eps, F64Attr:$weight_decay);
   let results = (outs Kiln_FloatTensor:$new_param, Kiln_FloatTensor:$new_m,
                       Kiln_FloatTensor:$new_v);
   let assemblyFormat = [{
-    $param `,` $grad `,` $m `,` $v `,` $lr `,` $step `,` $grad_scale attr-dict `:`
+    $param `,` $grad `,` $m `,` $v `,` $lr `,` $step `,` $grad_scale (`skip` $skip^)? attr-dict
+    `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Kiln_GradScalerOp : Kiln_Op<"grad_scaler", [Pure]> {
+  let summary = "Dynamic loss scaling: overflow check and the next scale (torch GradScaler)";
+  let description = [{
+    The step seeds its backward with `scale` instead of 1, so every gradient
+    is `scale` times too large; this op reads the global norm of those scaled
+    gradients and decides the step, with torch.amp.GradScaler's semantics:
+
+    ```
+    overflow     = norm is inf or NaN    (some gradient is: the squares of
+                                          finite f32 values cannot overflow
+                                          the f64 sum global_norm keeps)
+    skip         = overflow
+    inv_scale    = 1 / scale             (exact: scales are powers of two
+                                          with the default factors)
+    if overflow:   new_scale = scale * backoff_factor, new_tracker = 0,
+                   new_updates = updates
+    else:          new_tracker = tracker + 1, new_updates = updates + 1,
+                   if new_tracker == growth_interval:
+                     new_scale = scale * growth_factor, new_tracker = 0
+                   else new_scale = scale
+    ```
+
+    `updates` counts the AdamW updates applied so far (steps minus skipped
+    steps): AdamW's bias correction counts these, as torch.optim.AdamW's
+    per-parameter `step` does when GradScaler skips optimizer.step, while
+    the learning rate schedule keeps counting every step. Unscaling folds
+    into the norm and the clipping coefficient (`norm * inv_scale`,
+    `clip_scale(...) * inv_scale`): with a power-of-two scale these are
+    exactly GradScaler.unscale_'s products, without a pass over every
+    gradient. kiln-autodiff's `loss-scale=dynamic` builds this; the scale,
+    the tracker and the update count are step state (arguments updated in
+    place) that the driver checkpoints.
+
+    ```mlir
+    %skip, %inv, %s2, %t2, %u2 = kiln.grad_scaler %norm, %s, %t, %u
+        {growth_factor = 2.0 : f64, backoff_factor = 5.0e-01 : f64, growth_interval = 2000 : i64}
+        : (tensor<f32>, tensor<f32>, tensor<i64>, tensor<i64>)
+        -> (tensor<i1>, tensor<f32>, tensor<f32>, tensor<i64>, tensor<i64>)
+    ```
+  }];
+  let arguments = (ins Kiln_Scalar:$norm, 0DTensorOf<[F32]>:$scale,
+                       0DTensorOf<[I64]>:$growth_tracker, 0DTensorOf<[I64]>:$updates,
+                       F64Attr:$growth_factor, F64Attr:$backoff_factor,
+                       I64Attr:$growth_interval);
+  let results = (outs 0DTensorOf<[I1]>:$skip, 0DTensorOf<[F32]>:$inv_scale,
+                      0DTensorOf<[F32]>:$new_scale, 0DTensorOf<[I64]>:$new_growth_tracker,
+                      0DTensorOf<[I64]>:$new_updates);
+  let assemblyFormat = [{
+    $norm `,` $scale `,` $growth_tracker `,` $updates attr-dict `:`
     functional-type(operands, results)
   }];
   let hasVerifier = 1;
@@ -182,15 +242,20 @@ def Kiln_BiasUpdateOp : Kiln_Op<"bias_update", [Pure]> {
   let description = [{
     `bias'[e] = bias[e] + speed * sign(mean(load) - load[e])` (sign(0) = 0),
     after each step, from the step's `kiln.expert_load`: under-loaded experts
-    become more likely to be selected. The bias never gets a gradient.
+    become more likely to be selected. The bias never gets a gradient. With
+    the optional `skip` true (a step `kiln.grad_scaler` skips), the bias is
+    left as it was, so a skipped step changes no parameter.
 
     ```mlir
     %b2 = kiln.bias_update %b, %load {speed = 1.0e-03 : f64} : (tensor<8xf32>, tensor<8xf32>) -> tensor<8xf32>
     ```
   }];
-  let arguments = (ins Kiln_FloatTensor:$bias, Kiln_FloatTensor:$load, F64Attr:$speed);
+  let arguments = (ins Kiln_FloatTensor:$bias, Kiln_FloatTensor:$load,
+                       Optional<0DTensorOf<[I1]>>:$skip, F64Attr:$speed);
   let results = (outs Kiln_FloatTensor:$new_bias);
-  let assemblyFormat = "$bias `,` $load attr-dict `:` functional-type(operands, results)";
+  let assemblyFormat = [{
+    $bias `,` $load (`skip` $skip^)? attr-dict `:` functional-type(operands, results)
+  }];
   let hasVerifier = 1;
 }
 

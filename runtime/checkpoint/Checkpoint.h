@@ -68,12 +68,24 @@ struct SliceRef {
   const float *values;
 };
 
+/// Dynamic loss scaling's state (fp16 programs), the same on every rank;
+/// in each optimizer file's metadata as loss_scale (the f32's shortest
+/// round-trip decimal), growth_tracker and optimizer_updates.
+struct LossScalerState {
+  bool present = false;
+  float scale = 0;
+  uint64_t growthTracker = 0;
+  /// AdamW updates applied (steps minus the skipped ones).
+  uint64_t optimizerUpdates = 0;
+};
+
 /// Run state written with every checkpoint.
 struct StepInfo {
   uint64_t step = 0;
   uint64_t rngState = 0;
   uint64_t dataPosition = 0;
   std::string specFingerprint;
+  LossScalerState scaler;
 };
 
 struct Checkpoint {
@@ -89,6 +101,9 @@ struct Checkpoint {
   /// the caller's to check: rank state does not carry over to another).
   std::vector<Tensor> rankState;
   int rankStateRanks = 0;
+  /// The loss scaler's state, when the writing program had one (every rank
+  /// agreed on it).
+  LossScalerState scaler;
 };
 
 /// `step-NNNNNNNN`, the directory of a step's checkpoint.

@@ -17,6 +17,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -93,6 +95,27 @@ std::optional<safetensors::Reader> openKilnFile(const std::string &path, const c
     return std::nullopt;
   }
   return reader;
+}
+
+/// The loss scaler's state of an optimizer file: absent (a program without
+/// loss scaling wrote it), or all three keys, the scale finite and > 0.
+bool parseScaler(const std::map<std::string, std::string> &meta, const std::string &file,
+                 LossScalerState &out, std::string &error) {
+  auto scale = meta.find("loss_scale");
+  if (scale == meta.end())
+    return true;
+  char *end = nullptr;
+  errno = 0;
+  out.scale = std::strtof(scale->second.c_str(), &end);
+  if (scale->second.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(out.scale) ||
+      !(out.scale > 0)) {
+    error = file + ": metadata 'loss_scale' is '" + scale->second +
+            "', not a finite f32 above 0";
+    return false;
+  }
+  out.present = true;
+  return parseUnsigned(meta, "growth_tracker", file, out.growthTracker, error) &&
+         parseUnsigned(meta, "optimizer_updates", file, out.optimizerUpdates, error);
 }
 
 //===----------------------------------------------------------------------===//
@@ -264,6 +287,18 @@ bool readOptimizerFile(const std::string &path, int rank, int ranks, const Index
   else if (rngState != loaded.rngState) {
     error = path + ": RNG state " + std::to_string(rngState) + " differs from rank 0's " +
             std::to_string(loaded.rngState);
+    return false;
+  }
+  LossScalerState scaler;
+  if (!parseScaler(meta, path, scaler, error))
+    return false;
+  if (rank == 0) {
+    loaded.scaler = scaler;
+  } else if (scaler.present != loaded.scaler.present || scaler.scale != loaded.scaler.scale ||
+             scaler.growthTracker != loaded.scaler.growthTracker ||
+             scaler.optimizerUpdates != loaded.scaler.optimizerUpdates) {
+    error = path + ": its loss scaler state differs from rank 0's; the step directory mixes "
+                   "files of different runs";
     return false;
   }
   dataPositions.push_back(dataPosition);

@@ -121,6 +121,15 @@ bool writeOptimizerFile(const std::string &path, const StepInfo &info, const Ran
       !writer.setMetadata("slices", slices.dump(), error) ||
       (!shard.rankState.empty() && !writer.setMetadata("rank_state", rankState.dump(), error)))
     return false;
+  if (info.scaler.present) {
+    char scale[32];
+    std::snprintf(scale, sizeof(scale), "%.9g", double(info.scaler.scale)); // round-trips f32
+    if (!writer.setMetadata("loss_scale", scale, error) ||
+        !writer.setMetadata("growth_tracker", std::to_string(info.scaler.growthTracker), error) ||
+        !writer.setMetadata("optimizer_updates", std::to_string(info.scaler.optimizerUpdates),
+                            error))
+      return false;
+  }
   return writeFile(writer, path, bytes, error);
 }
 
@@ -230,7 +239,8 @@ bool commit(const std::string &dir, const StepInfo &info, const Manifest &manife
 }
 
 bool save(const std::string &dir, const Checkpoint &ckpt, std::string &error) {
-  const StepInfo info{ckpt.step, ckpt.rngState, ckpt.dataPosition, ckpt.specFingerprint};
+  const StepInfo info{ckpt.step, ckpt.rngState, ckpt.dataPosition, ckpt.specFingerprint,
+                      ckpt.scaler};
   RankShard shard;
   Manifest manifest;
   for (const Tensor &t : ckpt.tensors) {

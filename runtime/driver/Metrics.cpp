@@ -41,6 +41,10 @@ std::string formatMetricsLine(const StepMetrics &m) {
     line += ",\"grad_bytes_sent\":" + std::to_string(m.gradBytesSent);
     line += ",\"grad_bytes_uncompressed\":" + std::to_string(m.gradBytesUncompressed);
   }
+  if (m.lossScaling) {
+    line += ",\"loss_scale\":" + formatJsonNumber(m.lossScale);
+    line += std::string(",\"skipped\":") + (m.skipped ? "true" : "false");
+  }
   line += "}";
   return line;
 }

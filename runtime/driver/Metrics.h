@@ -62,6 +62,11 @@ struct StepMetrics {
   /// dropless prediction of that sum.
   uint64_t allToAllBytes = 0;
   uint64_t allToAllBytesPredicted = 0;
+  /// Dynamic loss scaling only: the scale this step's backward was seeded
+  /// with, and whether its gradients overflowed so that no update was made.
+  bool lossScaling = false;
+  double lossScale = 0;
+  bool skipped = false;
 };
 
 /// `value` as a JSON number in its shortest round-tripping form, or "null"
@@ -72,8 +77,8 @@ std::string formatJsonNumber(double value);
 /// loss, main_loss, lr, grad_norm, tokens_per_s, elapsed_s, for multi-rank
 /// steps comm_s, comm_bytes, with expert capacity routed_rows,
 /// dropped_rows, with gradient compression grad_bytes_sent,
-/// grad_bytes_uncompressed, and with expert parallelism all_to_all_bytes,
-/// all_to_all_bytes_dropless.
+/// grad_bytes_uncompressed, with expert parallelism all_to_all_bytes,
+/// all_to_all_bytes_dropless, and with loss scaling loss_scale, skipped.
 std::string formatMetricsLine(const StepMetrics &m);
 
 /// An open jsonl metrics file. Move-only; closes on destruction.

@@ -299,6 +299,11 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
   TrainState state;
   if (!initState(layouts, options.seed, /*seeded=*/!options.resume, state, error))
     return failJob(error);
+  if (model.initialLossScale > 0 && !state.lossScaling) {
+    // GradScaler's start; a checkpoint's state replaces it below.
+    state.lossScaling = true;
+    state.lossScale = float(model.initialLossScale);
+  }
   uint64_t startStep = 0, seed = options.seed, dataPosition = 0;
   std::vector<checkpoint::Tensor> checkpointRankState; // this rank's, when resuming
   int checkpointRanks = 0;
@@ -325,6 +330,26 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     }
     startStep = ckpt.step;
     dataPosition = ckpt.dataPosition;
+    if (model.initialLossScale > 0 && ckpt.scaler.present) {
+      state.lossScale = ckpt.scaler.scale;
+      state.growthTracker = int64_t(ckpt.scaler.growthTracker);
+      state.optimizerUpdates = int64_t(ckpt.scaler.optimizerUpdates);
+    } else if (model.initialLossScale > 0) {
+      state.optimizerUpdates = int64_t(ckpt.step);
+      if (ranks.lead())
+        std::fprintf(stderr,
+                     "note: the checkpoint has no loss scaler state (its program had no loss "
+                     "scaling); the scale starts again at %g, with all %llu steps counted "
+                     "as AdamW updates\n",
+                     model.initialLossScale, (unsigned long long)ckpt.step);
+    } else if (ckpt.scaler.present && ranks.lead()) {
+      std::fprintf(stderr,
+                   "note: the checkpoint's loss scaler state (scale %g, %llu of %llu steps "
+                   "applied) is not used: this program has no loss scaling, and AdamW's bias "
+                   "correction counts every step from here\n",
+                   double(ckpt.scaler.scale), (unsigned long long)ckpt.scaler.optimizerUpdates,
+                   (unsigned long long)ckpt.step);
+    }
     checkpointRankState = std::move(ckpt.rankState);
     checkpointRanks = ckpt.rankStateRanks;
     // The seed chose the synthetic corpus; the resumed run must read the
@@ -489,6 +514,8 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
   Timer timer;
   std::string lastCheckpoint;
   float lastLoss = std::nanf("");
+  uint64_t skippedSteps = 0, nonFiniteRun = 0;
+  constexpr uint64_t kMaxNonFiniteSkips = 20;
   for (uint64_t s = startStep + 1; s <= options.steps; ++s) {
     timer.lap(); // Starts this step's lap; saving the previous one is not step time.
     if (!loader->next(batch.data(), batchMask.data(), error))
@@ -526,6 +553,13 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     buffers.gradSink = wantGrads ? captureGrads : nullptr;
     buffers.gradSinkContext = wantGrads ? &capture : nullptr;
     buffers.comm = ranks.stepComm.get();
+    const float stepLossScale = state.lossScale;
+    const int64_t updatesBefore = state.optimizerUpdates;
+    if (state.lossScaling) {
+      buffers.lossScale = &state.lossScale;
+      buffers.growthTracker = &state.growthTracker;
+      buffers.optimizerUpdates = &state.optimizerUpdates;
+    }
     ranks.world->setStep(stepNumber);
     if (ranks.stepComm)
       ranks.stepComm->resetStats();
@@ -540,13 +574,24 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
         return stop(error);
       wantGrads = false;
     }
-    if (!std::isfinite(loss))
+    // Loss scaling skips a step whose gradients overflowed, as GradScaler
+    // does; a forward that overflows (a non-finite loss) is skipped too, but
+    // no scale fixes it, so many in a row end the run.
+    const bool skipped = state.lossScaling && state.optimizerUpdates == updatesBefore;
+    skippedSteps += skipped;
+    nonFiniteRun = std::isfinite(loss) ? 0 : nonFiniteRun + 1;
+    if (!std::isfinite(loss) && (!skipped || nonFiniteRun >= kMaxNonFiniteSkips))
       return stop(
           "step " + std::to_string(s) + ": the loss is " + std::to_string(loss) +
           "; stopping without a checkpoint for this step" +
           (lastCheckpoint.empty() ? std::string() : " (the last one is " + lastCheckpoint + ")") +
+          (skipped ? "; the loss was not finite on " + std::to_string(nonFiniteRun) +
+                         " steps in a row, which loss scaling skipped: the forward pass "
+                         "overflows whatever the scale"
+                   : std::string()) +
           "; try a lower learning rate");
-    lastLoss = loss;
+    if (std::isfinite(loss))
+      lastLoss = loss;
 
     StepMetrics metrics;
     metrics.step = s;
@@ -567,6 +612,9 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
       metrics.allToAllBytes = uint64_t(bytes);
       metrics.allToAllBytesPredicted = model.allToAllBytesPerStep;
     }
+    metrics.lossScaling = state.lossScaling;
+    metrics.lossScale = stepLossScale;
+    metrics.skipped = skipped;
     metrics.gradBytesSent = model.gradBytesSent;
     metrics.gradBytesUncompressed = model.gradBytesUncompressed;
     if (model.numExpertKept > 0) {
@@ -644,6 +692,12 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
   if (model.numExpertKept > 0) {
     std::snprintf(buffer, sizeof(buffer), " | dropped %.3g%% of routed rows",
                   routedTotal ? 100.0 * double(droppedTotal) / double(routedTotal) : 0.0);
+    summary += buffer;
+  }
+  if (state.lossScaling) {
+    std::snprintf(buffer, sizeof(buffer), " | loss scale %g, %llu step%s skipped",
+                  double(state.lossScale), (unsigned long long)skippedSteps,
+                  skippedSteps == 1 ? "" : "s");
     summary += buffer;
   }
   if (!lastCheckpoint.empty())

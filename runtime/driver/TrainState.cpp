@@ -286,7 +286,11 @@ bool saveCheckpointOfRanks(Ranks &ranks, const std::string &dir, const ModelDesc
                            const Placement &placement, const std::vector<ParamLayout> &layouts,
                            const TrainState &state, uint64_t step, uint64_t seed,
                            uint64_t dataPosition, std::string &error) {
-  const checkpoint::StepInfo info{step, seed, dataPosition, model.specFingerprint};
+  checkpoint::LossScalerState scaler;
+  if (state.lossScaling)
+    scaler = {true, state.lossScale, uint64_t(state.growthTracker),
+              uint64_t(state.optimizerUpdates)};
+  const checkpoint::StepInfo info{step, seed, dataPosition, model.specFingerprint, scaler};
   checkpoint::Manifest manifest;
   const checkpoint::RankShard shard = rankShard(layouts, state, placement, manifest);
   checkpoint::ShardBytes mine;

@@ -115,6 +115,11 @@ struct TrainState {
   /// like the moments indexed by trainable parameter; empty without it.
   std::vector<AlignedArray<float>> gradResidual;
   std::vector<size_t> trainable;
+  /// Dynamic loss scaling (ModelDesc::initialLossScale > 0): the step's
+  /// StepBuffers::lossScale, growthTracker and optimizerUpdates.
+  bool lossScaling = false;
+  float lossScale = 0;
+  int64_t growthTracker = 0, optimizerUpdates = 0;
 };
 
 /// Allocates the state (zeros) and, when `seeded`, initialises the

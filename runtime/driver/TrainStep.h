@@ -90,6 +90,10 @@ struct ModelDesc {
   /// groups); under expert capacity each dropped row is 4 rows fewer (out
   /// and back, forward and backward).
   uint64_t allToAllBytesPerStep = 0;
+  /// Dynamic loss scaling (fp16; kiln-autodiff loss-scale=dynamic): the
+  /// scale a run starts with; the step then keeps StepBuffers::lossScale,
+  /// growthTracker and optimizerUpdates. 0: the step has no loss scaling.
+  double initialLossScale = 0;
 };
 
 /// Called inside the step with every trainable parameter's gradient (in
@@ -128,6 +132,14 @@ struct StepBuffers {
   /// --profile: every launch adds its time to its kernel's row; null: no
   /// timing (KernelProfile.h).
   KernelProfile *profile = nullptr;
+  /// Dynamic loss scaling's state, updated in place (null unless
+  /// ModelDesc::initialLossScale): the scale this step's backward is seeded
+  /// with, the finite steps since the scale last changed, and the AdamW
+  /// updates applied so far. A step that leaves optimizerUpdates unchanged
+  /// was skipped (its gradients overflowed).
+  float *lossScale = nullptr;
+  int64_t *growthTracker = nullptr;
+  int64_t *optimizerUpdates = nullptr;
 };
 
 using TrainStepFn = bool (*)(const StepBuffers &buffers, std::string &error);

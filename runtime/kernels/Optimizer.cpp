@@ -81,6 +81,35 @@ bool adamw(float *param, const float *grad, float *m, float *v, int64_t size, fl
   return true;
 }
 
+bool gradScaler(float norm, float scale, int64_t tracker, int64_t updates, float growthFactor,
+                float backoffFactor, int64_t growthInterval, bool *skip, float *invScale,
+                float *newScale, int64_t *newTracker, int64_t *newUpdates, std::string *error) {
+  if (!(scale > 0) || !std::isfinite(scale) || tracker < 0 || updates < 0 || growthInterval < 1)
+    return fail(error, "grad_scaler: expected a finite scale > 0, tracker and updates >= 0 and "
+                       "growth_interval >= 1, got scale " +
+                           std::to_string(scale) + ", tracker " + std::to_string(tracker) +
+                           ", updates " + std::to_string(updates) + ", interval " +
+                           std::to_string(growthInterval));
+  const bool overflow = !std::isfinite(norm);
+  *skip = overflow;
+  *invScale = float(1.0 / double(scale)); // GradScaler: scale.double().reciprocal().float()
+  if (overflow) {
+    *newScale = scale * backoffFactor;
+    *newTracker = 0;
+    *newUpdates = updates;
+    return true;
+  }
+  *newUpdates = updates + 1;
+  if (tracker + 1 == growthInterval) {
+    *newScale = scale * growthFactor;
+    *newTracker = 0;
+  } else {
+    *newScale = scale;
+    *newTracker = tracker + 1;
+  }
+  return true;
+}
+
 bool biasUpdate(const float *bias, const float *load, int64_t experts, float speed,
                 float *newBias, std::string *error) {
   if (experts < 1)

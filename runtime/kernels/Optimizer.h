@@ -1,8 +1,8 @@
 //===- Optimizer.h - host kernels of the training step's optimizer ops ----===//
 //
 // f32 host launchers for kiln.lr_schedule, kiln.global_norm, kiln.clip_scale,
-// kiln.adamw (one parameter tensor, updated in place) and kiln.bias_update
-// (KilnTrainOps.td). Bad arguments (a step below 1, mismatched sizes) return
+// kiln.grad_scaler, kiln.adamw (one parameter tensor, updated in place) and
+// kiln.bias_update (KilnTrainOps.td). Bad arguments (a step below 1, mismatched sizes) return
 // false with a message in `*error` (when non-null). global_norm sums squares
 // in fixed 4096-element chunks combined in chunk order, so its result does
 // not depend on the thread count.
@@ -32,6 +32,15 @@ float clipScale(float norm, float maxNorm);
 bool adamw(float *param, const float *grad, float *m, float *v, int64_t size, float lr,
            int64_t step, float gradScale, float beta1, float beta2, float eps,
            float weightDecay, std::string *error = nullptr);
+
+/// Dynamic loss scaling (kiln.grad_scaler, torch GradScaler.update): from
+/// the scaled gradients' `norm` and the state (scale, growth tracker, AdamW
+/// updates applied), whether to skip the step (norm inf or NaN), 1 / scale,
+/// and the next state. The state outputs may alias the inputs.
+bool gradScaler(float norm, float scale, int64_t tracker, int64_t updates, float growthFactor,
+                float backoffFactor, int64_t growthInterval, bool *skip, float *invScale,
+                float *newScale, int64_t *newTracker, int64_t *newUpdates,
+                std::string *error = nullptr);
 
 /// newBias[e] = bias[e] + speed * sign(mean(load) - load[e]) over `experts`.
 bool biasUpdate(const float *bias, const float *load, int64_t experts, float speed,

@@ -3,9 +3,15 @@
 // RUN: not kiln-opt %s --kiln-autodiff="loss=mtp" 2>&1 | FileCheck %s --check-prefix=LOSS
 // RUN: not kiln-opt %s --kiln-autodiff="beta1=1.5" 2>&1 | FileCheck %s --check-prefix=BETA
 // RUN: not kiln-opt %s --kiln-autodiff="entry=missing" 2>&1 | FileCheck %s --check-prefix=ENTRY
+// RUN: not kiln-opt %s --kiln-autodiff="loss-scale=static" 2>&1 | FileCheck %s --check-prefix=SCALING
+// RUN: not kiln-opt %s --kiln-autodiff="loss-scale=dynamic loss-scale-backoff-factor=1.5" 2>&1 | FileCheck %s --check-prefix=BACKOFF
+// RUN: not kiln-opt %s --kiln-autodiff="loss-scale=dynamic mode=gradient" 2>&1 | FileCheck %s --check-prefix=GRADMODE
 // MODE: error: kiln-autodiff: mode must be 'train' or 'gradient', got 'fast'
 // LOSS: error: kiln-autodiff: loss must be 'main' or 'total', got 'mtp'
 // BETA: error: kiln-autodiff: invalid options: {{.*}}betas in [0, 1)
+// SCALING: error: kiln-autodiff: loss-scale must be 'none' or 'dynamic', got 'static'
+// BACKOFF: error: kiln-autodiff: invalid loss scaling: {{.*}}loss-scale-backoff-factor in (0, 1){{.*}}(GradScaler's defaults: 65536, 2, 0.5, 2000)
+// GRADMODE: error: kiln-autodiff: loss-scale=dynamic scales a training step; mode=gradient gives the unscaled gradients
 // ENTRY: error: kiln-autodiff: no function @missing with a body
 
 func.func @forward(%x: tensor<4xf32> {kiln.param = "x"}) -> (tensor<f32> {kiln.result = "loss"}) {

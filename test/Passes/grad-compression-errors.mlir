@@ -25,6 +25,21 @@ module attributes {kiln.grid = #kiln.grid<axes = ["dp"], shape = [2]>} {
 
 // -----
 
+// A step that loss scaling may skip: error feedback would carry its scaled
+// and non-finite gradients.
+module attributes {kiln.grid = #kiln.grid<axes = ["dp"], shape = [2]>} {
+  func.func @train_step(%p: tensor<2xf32> {kiln.param = "w"}, %g: tensor<2xf32>, %m: tensor<2xf32>,
+                        %v: tensor<2xf32>, %lr: tensor<f32>, %step: tensor<i64>, %s: tensor<f32>, %skip: tensor<i1>) -> tensor<2xf32> {
+    %sum = kiln.all_reduce %g {axes = ["dp"], kind = "sum"} : tensor<2xf32>
+    // expected-error @+1 {{kiln-grad-compression: this AdamW is skipped on overflow (dynamic loss scaling, precision fp16); error feedback would carry scaled and non-finite gradients across steps: use precision bf16 with compression}}
+    %np, %nm, %nv = kiln.adamw %p, %sum, %m, %v, %lr, %step, %s skip %skip {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.0 : f64}
+        : (tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<f32>, tensor<i64>, tensor<f32>, tensor<i1>) -> (tensor<2xf32>, tensor<2xf32>, tensor<2xf32>)
+    return %np : tensor<2xf32>
+  }
+}
+
+// -----
+
 // A gradient that is not the sum over ranks.
 module attributes {kiln.grid = #kiln.grid<axes = ["dp"], shape = [2]>} {
   func.func @train_step(%p: tensor<2xf32> {kiln.param = "w"}, %g: tensor<2xf32>, %m: tensor<2xf32>,

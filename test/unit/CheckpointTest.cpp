@@ -264,6 +264,48 @@ TEST(ShardedCheckpoint, AnyNumberOfRanksLoadsTheSameTensors) {
   }
 }
 
+// Dynamic loss scaling's state (fp16) rides in every optimizer file: it
+// comes back exactly, is absent for programs without it, and ranks that
+// disagree on it (files of two runs) are refused.
+TEST(ShardedCheckpoint, LossScalerStateRoundTripsAndRanksMustAgree) {
+  const ShardedSample sample;
+  const StepInfo plain{4, 42, 28, "r1-tiny:abc"};
+  StepInfo scaled = plain;
+  scaled.scaler = {true, 0x1p-3f * 3, 17, 1234}; // 0.375: not a power of two, still exact
+  for (const StepInfo *info : {&plain, static_cast<const StepInfo *>(&scaled)}) {
+    std::string dir = freshDir(info->scaler.present ? "scaler" : "no-scaler"), error;
+    Manifest manifest;
+    std::vector<ShardBytes> written(2);
+    for (int r = 0; r < 2; ++r)
+      ASSERT_TRUE(writeShard(dir, *info, shardOf(sample, r, 2, manifest), written[r], error))
+          << error;
+    manifest.written = written;
+    ASSERT_TRUE(commit(dir, *info, manifest, error)) << error;
+    Checkpoint got;
+    ASSERT_TRUE(loadLatest(dir, sample.layout(), "r1-tiny:abc", got, error)) << error;
+    EXPECT_EQ(got.scaler.present, info->scaler.present);
+    EXPECT_EQ(got.scaler.scale, info->scaler.scale);
+    EXPECT_EQ(got.scaler.growthTracker, info->scaler.growthTracker);
+    EXPECT_EQ(got.scaler.optimizerUpdates, info->scaler.optimizerUpdates);
+  }
+  // Rank 1's file from a run whose scale had moved on.
+  std::string dir = freshDir("scaler-disagree"), error;
+  StepInfo other = scaled;
+  other.scaler.scale = 0.75f;
+  Manifest manifest;
+  std::vector<ShardBytes> written(2);
+  ASSERT_TRUE(writeShard(dir, scaled, shardOf(sample, 0, 2, manifest), written[0], error));
+  ASSERT_TRUE(writeShard(dir, other, shardOf(sample, 1, 2, manifest), written[1], error));
+  manifest.written = written;
+  ASSERT_TRUE(commit(dir, scaled, manifest, error)) << error;
+  Checkpoint got;
+  EXPECT_FALSE(loadLatest(dir, sample.layout(), "r1-tiny:abc", got, error));
+  EXPECT_NE(error.find("optimizer-00002-of-00002.safetensors: its loss scaler state differs from "
+                       "rank 0's"),
+            std::string::npos)
+      << error;
+}
+
 // Rank state (gradient compression's residuals) belongs to one rank: each
 // rank gets its own back, from the layout that wrote it; a rank_state
 // tensor the file does not list is refused.

@@ -289,6 +289,27 @@ std::vector<Case> cases() {
        {0},
        "{speed = 1.0e-03 : f64}",
        {"if (!kiln::kernels::biasUpdate(b0, b1, 8, 0.001f, b0, &error)) return false;"}},
+      {"bias_update", // skipped when the loss scaler's flag is set
+       {"memref<8xf32>", "memref<8xf32>", "memref<i1>"},
+       {0, 1, 2},
+       {0},
+       "{speed = 1.0e-03 : f64}",
+       {"  if (!*b2)\n", "    if (!kiln::kernels::biasUpdate(b0, b1, 8, 0.001f, b0, &error)) "
+                         "return false;"}},
+      {"grad_scaler",
+       {f, f, "memref<i64>", "memref<i64>", "memref<i1>", f},
+       {0, 1, 2, 3},
+       {4, 5, 1, 2, 3},
+       "{growth_factor = 2.0 : f64, backoff_factor = 5.0e-01 : f64, growth_interval = 2000 : i64}",
+       {"if (!kiln::kernels::gradScaler(*b0, *b1, *b2, *b3, 2.0f, 0.5f, 2000, b4, b5, b1, b2, b3, "
+        "&error)) return false;"}},
+      {"adamw", // skippable (loss scaling)
+       {m, m, m, m, f, "memref<i64>", f, "memref<i1>"},
+       {0, 1, 2, 3, 4, 5, 6, 7},
+       {0, 2, 3},
+       "{beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.1 : f64}",
+       {"if (!*b7) if (!kiln::kernels::adamw(b0, b1, b2, b3, 4096, *b4, *b5, *b6, 0.9f, 0.95f, "
+        "1e-08f, 0.1f, &error)) return false;"}},
       {"fill", {"memref<4x8xf32>"}, {}, {0}, "{value = -1.5 : f64}",
        {"kiln::kernels::fill(b0, 32, -1.5f);"}},
       {"fill", {"memref<4x8xi32>"}, {}, {0}, "{value = -100.0 : f64}",
@@ -556,6 +577,8 @@ protected:
       return "int32_t";
     if (memref.find("xi8>") != std::string::npos)
       return "int8_t";
+    if (memref.find("i1>") != std::string::npos)
+      return "bool";
     return "int64_t";
   }
 

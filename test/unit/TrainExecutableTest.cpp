@@ -7,8 +7,10 @@
 //     lr, grad_norm, and the step-1 gradients (--save-grads) through the
 //     per-tensor statistics of models/reference/training.py stats();
 //  2. resuming from a checkpoint is bit-exact (jsonl and checkpoint bytes),
-//     in f32 and with train.precision bf16 and fp8, whose 20-step loss
-//     trajectories also stay close to the f32 one;
+//     in f32 and with train.precision bf16, fp8 and fp16, whose 20-step
+//     loss trajectories also stay close to the f32 one; fp16's dynamic loss
+//     scaling follows GradScaler's rules, and its skipped steps change no
+//     parameter or moment;
 //  3. two runs with the same seed and thread count are identical;
 //  4. bad inputs fail with exit code 1 and an `error:` naming the problem,
 //     leaving an existing checkpoint directory byte-for-byte unchanged;
@@ -202,7 +204,11 @@ double number(const LogLine &line, const std::string &key) {
 /// The fields that must match bit for bit between runs (all but timings).
 const char *const kExactFields[] = {"step", "loss", "main_loss", "lr", "grad_norm"};
 
-/// "" when `got` matches `want` on kExactFields, else the first difference.
+/// Loss scaling's fields, exact too where the log has them.
+const char *const kScalerFields[] = {"loss_scale", "skipped"};
+
+/// "" when `got` matches `want` on kExactFields (and kScalerFields where
+/// `want` has them), else the first difference.
 std::string compareLines(const LogLine &got, const LogLine &want) {
   for (const char *key : kExactFields) {
     auto g = got.find(key), w = want.find(key);
@@ -210,6 +216,14 @@ std::string compareLines(const LogLine &got, const LogLine &want) {
       return std::string("missing field '") + key + "'";
     if (g->second != w->second)
       return std::string(key) + " " + g->second + " vs " + w->second;
+  }
+  for (const char *key : kScalerFields) {
+    auto g = got.find(key), w = want.find(key);
+    if (w == want.end())
+      continue;
+    if (g == got.end() || g->second != w->second)
+      return std::string(key) + " " + (g == got.end() ? "missing" : g->second) + " vs " +
+             w->second;
   }
   return "";
 }
@@ -284,11 +298,15 @@ protected:
       runTool({binDir + "/kilnc", root + "/models/" + model + ".json", "-o", dir});
       exe[model] = dir + "/train";
     }
-    // r1-tiny with train.precision bf16 and fp8 (kiln-mixed-precision).
-    for (const char *precision : {"bf16", "fp8"}) {
+    // r1-tiny with train.precision bf16, fp8 and fp16 (kiln-mixed-precision),
+    // and fp16 from a loss scale of 2^26 that overflows for the first steps,
+    // growing after every 3 finite steps (GradScaler's state machine, fast).
+    for (const char *precision : {"bf16", "fp8", "fp16", "fp16-overflow"}) {
       std::ifstream in(root + "/models/r1-tiny.json");
       json spec = json::parse(in);
-      spec["train"]["precision"] = precision;
+      spec["train"]["precision"] = std::string(precision).substr(0, 4);
+      if (std::string(precision) == "fp16-overflow")
+        spec["train"]["loss_scale"] = {{"init", std::ldexp(1.0, 26)}, {"growth_interval", 3}};
       const std::string name = std::string("r1-tiny-") + precision;
       writeFile(tmp + "/" + name + ".json", spec.dump(2));
       runTool({binDir + "/kilnc", tmp + "/" + name + ".json", "-o", tmp + "/" + name});
@@ -467,6 +485,12 @@ void TrainExecutable::checkResumeIsBitExact(const std::string &model) {
 TEST_F(TrainExecutable, ResumeIsBitExact) { checkResumeIsBitExact("r1-tiny"); }
 TEST_F(TrainExecutable, ResumeIsBitExactInBf16) { checkResumeIsBitExact("r1-tiny-bf16"); }
 TEST_F(TrainExecutable, ResumeIsBitExactInFp8) { checkResumeIsBitExact("r1-tiny-fp8"); }
+// The loss scaler's scale, growth tracker and update count are checkpoint
+// state: resumed at step 10 (after skips, updates and a scale change) the
+// run continues through the same skips and scale changes.
+TEST_F(TrainExecutable, ResumeIsBitExactInFp16WithSkippedSteps) {
+  checkResumeIsBitExact("r1-tiny-fp16-overflow");
+}
 
 // Mixed precision keeps f32 master weights, gradients and moments: the
 // trajectory follows the f32 one closely without being it. The step-1
@@ -500,6 +524,96 @@ void TrainExecutable::checkTracksFp32(const std::string &model, double bound) {
 
 TEST_F(TrainExecutable, Bf16TracksFp32R1Tiny) { checkTracksFp32("r1-tiny-bf16", 5e-3); }
 TEST_F(TrainExecutable, Fp8TracksFp32R1Tiny) { checkTracksFp32("r1-tiny-fp8", 5e-3); }
+TEST_F(TrainExecutable, Fp16TracksFp32R1Tiny) { checkTracksFp32("r1-tiny-fp16", 5e-3); }
+
+// Dynamic loss scaling follows torch GradScaler's rules step by step: from
+// 2^26 the steps overflow (skipped, grad_norm not finite, the scale halved)
+// until the scale fits; then each 3rd finite step in a row doubles
+// the scale and each overflow halves it and restarts the count. The model
+// still trains, and the default fp16 run (2^16) skips nothing.
+TEST_F(TrainExecutable, Fp16LossScalingFollowsGradScaler) {
+  const std::string dir = freshDir("fp16-scaler");
+  trainOk("r1-tiny-fp16-overflow", {"--data", corpus, "--steps", "40", "--log",
+                                    dir + "/over.jsonl", "--threads", kThreads});
+  trainOk("r1-tiny-fp16", {"--data", corpus, "--steps", "20", "--log", dir + "/plain.jsonl",
+                           "--threads", kThreads});
+  ASSERT_FALSE(HasFailure());
+  const std::vector<LogLine> over = readLog(dir + "/over.jsonl"),
+                             plain = readLog(dir + "/plain.jsonl");
+  ASSERT_EQ(over.size(), 40u);
+  ASSERT_EQ(plain.size(), 20u);
+  double scale = std::ldexp(1.0, 26);
+  int tracker = 0, skipped = 0, grown = 0;
+  for (size_t i = 0; i < over.size(); ++i) {
+    const LogLine &line = over[i];
+    ASSERT_TRUE(line.count("loss_scale") && line.count("skipped")) << "step " << i + 1;
+    EXPECT_EQ(number(line, "loss_scale"), scale) << "step " << i + 1;
+    const bool skip = line.at("skipped") == "true";
+    EXPECT_EQ(skip, !std::isfinite(number(line, "grad_norm"))) << "step " << i + 1;
+    if (skip) {
+      scale *= 0.5, tracker = 0, ++skipped;
+    } else if (++tracker == 3) {
+      scale *= 2, tracker = 0, ++grown;
+    }
+  }
+  EXPECT_EQ(over[0].at("skipped"), "true") << "2^26 overflows fp16";
+  EXPECT_GT(grown, 0) << "no scale growth in 40 steps";
+  EXPECT_LT(number(over[39], "main_loss"), number(over[0], "main_loss") - 0.5);
+  for (size_t i = 0; i < plain.size(); ++i) {
+    EXPECT_EQ(plain[i].at("skipped"), "false") << "step " << i + 1;
+    EXPECT_EQ(number(plain[i], "loss_scale"), 65536.0) << "step " << i + 1;
+  }
+  std::printf("[r1-tiny fp16] from 2^26: %d of 40 steps skipped, the scale grew %d times, ends "
+              "at %g; main loss %s -> %s\n",
+              skipped, grown, scale, over[0].at("main_loss").c_str(),
+              over[39].at("main_loss").c_str());
+}
+
+// A skipped step changes no parameter and no moment: the checkpoints after
+// steps 1 and 2 (both overflowing) hold the initial parameters and zero
+// moments, and only the scaler's state moved.
+TEST_F(TrainExecutable, Fp16SkippedStepsLeaveTheStateUntouched) {
+  const std::string dir = freshDir("fp16-skipped");
+  trainOk("r1-tiny-fp16-overflow", {"--data", corpus, "--steps", "2", "--checkpoint-dir", dir,
+                                    "--checkpoint-every", "1", "--threads", kThreads});
+  ASSERT_FALSE(HasFailure());
+  std::string error;
+  std::map<std::string, std::vector<double>> first;
+  for (const char *step : {"/step-00000001", "/step-00000002"}) {
+    int moments = 0, params = 0;
+    for (const auto &entry : fs::directory_iterator(dir + step)) {
+      if (entry.path().extension() != ".safetensors")
+        continue;
+      auto reader = kiln::safetensors::Reader::open(entry.path().string(), error);
+      ASSERT_TRUE(reader) << error;
+      for (const auto &tensor : reader->tensors()) {
+        std::vector<double> values;
+        ASSERT_TRUE(reader->readAsDouble(tensor.name, values, error)) << error;
+        if (tensor.name.rfind("optimizer.", 0) == 0) {
+          ++moments;
+          EXPECT_TRUE(std::all_of(values.begin(), values.end(), [](double v) { return v == 0; }))
+              << step << ": " << tensor.name << " is not zero after skipped steps";
+        } else {
+          ++params;
+          if (!first.count(tensor.name))
+            first[tensor.name] = values;
+          else
+            EXPECT_TRUE(values == first[tensor.name]) << tensor.name << " changed in step 2";
+        }
+      }
+      if (entry.path().filename().string().rfind("optimizer", 0) == 0) {
+        const auto &meta = reader->metadata();
+        EXPECT_EQ(meta.at("optimizer_updates"), "0") << step;
+        EXPECT_EQ(meta.at("growth_tracker"), "0") << step;
+        // 2^25 after one skip, 2^24 after two, as %.9g (which round-trips f32).
+        EXPECT_EQ(meta.at("loss_scale"), std::string(step).back() == '1' ? "33554432" : "16777216")
+            << step;
+      }
+    }
+    EXPECT_GT(params, 10) << step;
+    EXPECT_GT(moments, 10) << step;
+  }
+}
 
 //===----------------------------------------------------------------------===//
 // 3. Determinism

@@ -27,6 +27,13 @@ KilnAutodiffOptions autodiffOptionsFor(const frontend::Spec &spec) {
   o.eps = t.eps;
   o.weightDecay = t.weightDecay;
   o.gradClip = t.gradClip;
+  if (t.precision == "fp16") {
+    o.lossScale = "dynamic";
+    o.lossScaleInit = t.lossScale.init;
+    o.lossScaleGrowthFactor = t.lossScale.growthFactor;
+    o.lossScaleBackoffFactor = t.lossScale.backoffFactor;
+    o.lossScaleGrowthInterval = t.lossScale.growthInterval;
+  }
   return o;
 }
 
@@ -133,10 +140,6 @@ bool checkHostTarget(const frontend::Spec &spec, std::string &error) {
   if (spec.target.kind != "host")
     return fail("target", "'" + spec.target.kind +
                               "' cannot be built yet; the host target (\"target\": \"host\") can");
-  if (t.precision == "fp16")
-    return fail("train.precision", "'fp16' needs dynamic loss scaling (GradScaler's rules), "
-                                   "which is not built yet; the host target trains in \"fp32\", "
-                                   "\"bf16\" and \"fp8\"");
 
   if (t.checkpointing != "none")
     return fail("train.checkpointing",

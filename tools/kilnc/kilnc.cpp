@@ -300,6 +300,7 @@ int main(int argc, char **argv) {
     kiln::KilnAutodiffOptions options = kiln::autodiffOptionsFor(*spec);
     options.mode = "gradient";
     options.lossKind = evalLoss;
+    options.lossScale = "none"; // --save-grads gives the true, unscaled gradients
     PassManager gradPm(&context);
     kiln::addMixedPrecision(gradPm, *spec, /*report=*/false);
     gradPm.addPass(kiln::createKilnAutodiff(options));

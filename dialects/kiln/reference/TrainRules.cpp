@@ -146,6 +146,10 @@ static void addBalanceRules(RuleTable &table) {
                                    SmallVectorImpl<RefTensor> &out) -> LogicalResult {
     double speed = cast<BiasUpdateOp>(op).getSpeed().convertToDouble();
     const RefTensor &bias = *in[0], &load = *in[1];
+    if (cast<BiasUpdateOp>(op).getSkip() && in[2]->data[0] != 0) {
+      out.push_back(bias); // a skipped step
+      return success();
+    }
     double mean = 0;
     for (double v : load.data)
       mean += v;
@@ -202,6 +206,29 @@ static void addOptimizerRules(RuleTable &table) {
     return success();
   });
 
+  table.add("kiln.grad_scaler", [](Operation *op, ArrayRef<const RefTensor *> in,
+                                   SmallVectorImpl<RefTensor> &out) -> LogicalResult {
+    auto scaler = cast<GradScalerOp>(op);
+    const double norm = in[0]->data[0], scale = in[1]->data[0];
+    const double tracker = in[2]->data[0], updates = in[3]->data[0];
+    const bool overflow = !std::isfinite(norm);
+    double newScale = scale, newTracker = tracker + 1, newUpdates = updates + 1;
+    if (overflow) {
+      newScale = scale * scaler.getBackoffFactor().convertToDouble();
+      newTracker = 0;
+      newUpdates = updates;
+    } else if (newTracker == double(scaler.getGrowthInterval())) {
+      newScale = scale * scaler.getGrowthFactor().convertToDouble();
+      newTracker = 0;
+    }
+    for (double v : {double(overflow), 1 / scale, newScale, newTracker, newUpdates}) {
+      RefTensor r = resultLike(op, out.size());
+      r.data[0] = v;
+      out.push_back(std::move(r));
+    }
+    return success();
+  });
+
   table.add("kiln.adamw", [](Operation *op, ArrayRef<const RefTensor *> in,
                              SmallVectorImpl<RefTensor> &out) -> LogicalResult {
     auto adamw = cast<AdamWOp>(op);
@@ -210,6 +237,11 @@ static void addOptimizerRules(RuleTable &table) {
     if (failed(t))
       return failure();
     double lr = in[4]->data[0], gradScale = in[6]->data[0];
+    if (adamw.getSkip() && in[7]->data[0] != 0) {
+      // A step kiln.grad_scaler skips: the state stays as it was.
+      out.append({p, m, v});
+      return success();
+    }
     double b1 = adamw.getBeta1().convertToDouble(), b2 = adamw.getBeta2().convertToDouble();
     double eps = adamw.getEps().convertToDouble();
     double decay = 1 - lr * adamw.getWeightDecay().convertToDouble();

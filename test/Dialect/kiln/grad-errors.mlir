@@ -712,6 +712,30 @@ func.func @adamw_eps(%p: tensor<4x4xf32>, %g: tensor<4x4xf32>, %m: tensor<4x4xf3
 
 // -----
 
+func.func @grad_scaler_growth(%n: tensor<f32>, %s: tensor<f32>, %t: tensor<i64>, %u: tensor<i64>) {
+  // expected-error @+1 {{expects a finite growth_factor > 1, got 1}}
+  %0:5 = "kiln.grad_scaler"(%n, %s, %t, %u) {growth_factor = 1.0 : f64, backoff_factor = 0.5 : f64, growth_interval = 2000 : i64} : (tensor<f32>, tensor<f32>, tensor<i64>, tensor<i64>) -> (tensor<i1>, tensor<f32>, tensor<f32>, tensor<i64>, tensor<i64>)
+  return
+}
+
+// -----
+
+func.func @grad_scaler_backoff(%n: tensor<f32>, %s: tensor<f32>, %t: tensor<i64>, %u: tensor<i64>) {
+  // expected-error @+1 {{expects backoff_factor in (0, 1), got 1}}
+  %0:5 = "kiln.grad_scaler"(%n, %s, %t, %u) {growth_factor = 2.0 : f64, backoff_factor = 1.0 : f64, growth_interval = 2000 : i64} : (tensor<f32>, tensor<f32>, tensor<i64>, tensor<i64>) -> (tensor<i1>, tensor<f32>, tensor<f32>, tensor<i64>, tensor<i64>)
+  return
+}
+
+// -----
+
+func.func @grad_scaler_interval(%n: tensor<f32>, %s: tensor<f32>, %t: tensor<i64>, %u: tensor<i64>) {
+  // expected-error @+1 {{expects growth_interval >= 1, got 0}}
+  %0:5 = "kiln.grad_scaler"(%n, %s, %t, %u) {growth_factor = 2.0 : f64, backoff_factor = 0.5 : f64, growth_interval = 0 : i64} : (tensor<f32>, tensor<f32>, tensor<i64>, tensor<i64>) -> (tensor<i1>, tensor<f32>, tensor<f32>, tensor<i64>, tensor<i64>)
+  return
+}
+
+// -----
+
 func.func @bias_update_rank(%b: tensor<2x4xf32>, %l: tensor<2x4xf32>) {
   // expected-error @+1 {{expects bias of rank 1, got rank 2 (shape [2, 4])}}
   %0 = "kiln.bias_update"(%b, %l) {speed = 1.0e-03 : f64} : (tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x4xf32>

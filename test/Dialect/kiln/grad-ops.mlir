@@ -127,3 +127,24 @@ func.func @train_step(%idx: tensor<128x2xi32>, %b: tensor<8xf32>, %step: tensor<
          tensor<f32>, tensor<i64>, tensor<f32>) -> (tensor<64x64xf32>, tensor<64x64xf32>, tensor<64x64xf32>)
   return %b2, %p2, %m2, %v2 : tensor<8xf32>, tensor<64x64xf32>, tensor<64x64xf32>, tensor<64x64xf32>
 }
+
+// Dynamic loss scaling: kiln.grad_scaler and the skippable updates.
+// CHECK-LABEL: func.func @scaled_step
+func.func @scaled_step(%n: tensor<f32>, %scale: tensor<f32>, %tracker: tensor<i64>, %updates: tensor<i64>,
+                       %b: tensor<8xf32>, %load: tensor<8xf32>, %lr: tensor<f32>,
+                       %p: tensor<64xf32>, %g: tensor<64xf32>, %m: tensor<64xf32>, %v: tensor<64xf32>)
+    -> (tensor<8xf32>, tensor<64xf32>, tensor<f32>, tensor<i64>) {
+  // CHECK: %[[SKIP:[a-z0-9_]+]], %[[INV:[a-z0-9_]+]], %{{.*}}, %{{.*}}, %[[U:[a-z0-9_]+]] = kiln.grad_scaler %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} {backoff_factor = 5.000000e-01 : f64, growth_factor = 2.000000e+00 : f64, growth_interval = 2000 : i64} : (tensor<f32>, tensor<f32>, tensor<i64>, tensor<i64>) -> (tensor<i1>, tensor<f32>, tensor<f32>, tensor<i64>, tensor<i64>)
+  %skip, %inv, %s2, %t2, %u2 = kiln.grad_scaler %n, %scale, %tracker, %updates
+      {growth_factor = 2.0 : f64, backoff_factor = 0.5 : f64, growth_interval = 2000 : i64}
+      : (tensor<f32>, tensor<f32>, tensor<i64>, tensor<i64>)
+      -> (tensor<i1>, tensor<f32>, tensor<f32>, tensor<i64>, tensor<i64>)
+  // CHECK: kiln.bias_update %{{.*}}, %{{.*}} skip %[[SKIP]] {speed = 1.000000e-03 : f64} : (tensor<8xf32>, tensor<8xf32>, tensor<i1>) -> tensor<8xf32>
+  %b2 = kiln.bias_update %b, %load skip %skip {speed = 1.0e-03 : f64} : (tensor<8xf32>, tensor<8xf32>, tensor<i1>) -> tensor<8xf32>
+  // CHECK: kiln.adamw %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %[[U]], %[[INV]] skip %[[SKIP]] {beta1
+  %p2, %m2, %v2 = kiln.adamw %p, %g, %m, %v, %lr, %u2, %inv skip %skip
+      {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.0 : f64}
+      : (tensor<64xf32>, tensor<64xf32>, tensor<64xf32>, tensor<64xf32>,
+         tensor<f32>, tensor<i64>, tensor<f32>, tensor<i1>) -> (tensor<64xf32>, tensor<64xf32>, tensor<64xf32>)
+  return %b2, %p2, %s2, %t2 : tensor<8xf32>, tensor<64xf32>, tensor<f32>, tensor<i64>
+}
