@@ -17,7 +17,9 @@
 //  5. a rank killed mid-run ends the job (non-zero, within 60 s); a rank that
 //     hangs is found by its peer's --collective-timeout, whose error names the
 //     collective, the step and the rank; a dp 2 program run without mpirun
-//     says how to launch it.
+//     says how to launch it;
+//  6. fp16's dynamic loss scaling skips the same steps with the same scales
+//     on dp 2 ZeRO-1 as in one process over the same micro-batches.
 // Every mpirun is wrapped in `timeout` so that a hang fails the test.
 //
 //===----------------------------------------------------------------------===//
@@ -75,6 +77,7 @@ struct Layout {
   int64_t microBatch;
   json parallel; // null: none
   bool multiRank;
+  json train = nullptr; // keys set in the spec's train section; null: none
 };
 
 const std::vector<Layout> kLayouts = {
@@ -109,6 +112,17 @@ const Layout kCompressionLayout = {
           {{"method", "topk"}, {"ratio", 0.05}, {"quantize", "int8"}, {"error_feedback", true}}}},
     true};
 
+/// fp16 with loss scaling from 2^26, which overflows for the first steps,
+/// growing after 3 finite steps: micro-batches of 4 rows in one process, and
+/// dp 2 ZeRO-1 (4 rows per rank). The same micro-batch rows overflow alike;
+/// a rank must never skip a step its peer applies.
+const json kFp16Overflow = {{"precision", "fp16"},
+                            {"loss_scale", {{"init", 67108864.0}, {"growth_interval", 3}}}};
+const std::vector<Layout> kFp16Layouts = {
+    {"mb2fp16", 4, json{{"microbatches", 2}}, false, kFp16Overflow},
+    {"dp2zero1fp16", 4, json{{"dp", 2}, {"zero", 1}}, true, kFp16Overflow},
+};
+
 bool hasRoutedExperts(const std::string &model) { return model == "r1-tiny"; }
 
 class MultiRankExecutable : public ::testing::TestWithParam<std::string> {
@@ -135,6 +149,7 @@ protected:
     json spec = json::parse(readFile(std::string(KILN_SOURCE_DIR) + "/models/" + model + ".json"));
     std::vector<Layout> layouts = kLayouts;
     layouts.push_back(kCompressionLayout);
+    layouts.insert(layouts.end(), kFp16Layouts.begin(), kFp16Layouts.end());
     if (hasRoutedExperts(model)) {
       layouts.insert(layouts.end(), kExpertLayouts.begin(), kExpertLayouts.end());
       layouts.insert(layouts.end(), kCapacityLayouts.begin(), kCapacityLayouts.end());
@@ -144,6 +159,8 @@ protected:
       s["train"]["micro_batch"] = l.microBatch;
       if (!l.parallel.is_null())
         s["parallel"] = l.parallel;
+      if (!l.train.is_null())
+        s["train"].update(l.train);
       std::string path = dir + "/" + l.name + ".json", exe = dir + "/" + l.name + "/train";
       std::string text = s.dump(2);
       if (readFile(path) == text && fs::exists(exe) &&
@@ -498,6 +515,37 @@ TEST_P(MultiRankExecutable, GradCompressionTrainsAndResumesBitExactly) {
               "%.4f over 12 steps; resumed at 6 bit-exactly\n",
               model.c_str(), (unsigned long long)sent, (unsigned long long)whole,
               want[0]["main_loss"].get<double>(), want[11]["main_loss"].get<double>());
+}
+
+// fp16's loss scaler decides from the global gradient norm, which every
+// rank computes alike (ZeRO-1 sums the shards' squares over the ranks): dp 2
+// skips exactly the steps the one-process run over the same micro-batches
+// skips, with the same scales, and its losses follow (fp16 rounds the two
+// reductions' sums differently, so within 1e-3).
+TEST_P(MultiRankExecutable, Fp16LossScalingAgreesAcrossRanks) {
+  std::vector<std::vector<json>> runs;
+  for (const Layout &l : kFp16Layouts) {
+    const std::string log = runDir + "/" + l.name + ".jsonl";
+    fs::remove(log);
+    ASSERT_EQ(train(l, "--steps 20 --log " + log, "run"), 0);
+    runs.push_back(metrics(log));
+    ASSERT_EQ(runs.back().size(), 20u) << l.name;
+  }
+  const std::vector<json> &want = runs[0], &got = runs[1];
+  int skipped = 0;
+  double worst = 0;
+  for (size_t s = 0; s < want.size(); ++s) {
+    EXPECT_EQ(got[s]["loss_scale"], want[s]["loss_scale"]) << "step " << s + 1;
+    EXPECT_EQ(got[s]["skipped"], want[s]["skipped"]) << "step " << s + 1;
+    skipped += want[s]["skipped"].get<bool>();
+    worst = std::max(worst, relative(got[s]["loss"], want[s]["loss"]));
+  }
+  std::printf("[%s fp16] dp 2 ZeRO-1 and micro-batches 2: the same %d of 20 steps skipped, the "
+              "same scales (step 20: %s), losses within %.3g\n",
+              model.c_str(), skipped, want[19]["loss_scale"].dump().c_str(), worst);
+  EXPECT_GT(skipped, 0) << "2^26 overflows fp16 at step 1";
+  EXPECT_LT(skipped, 20);
+  EXPECT_LE(worst, 1e-3);
 }
 
 TEST_P(MultiRankExecutable, ExpertParallelCheckpointsResumeOnAnyLayout) {
