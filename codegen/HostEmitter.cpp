@@ -118,6 +118,7 @@ private:
   int64_t numExpertLoads = 0, numExpertKept = 0, numExperts = 0, batch = 0, seqLen = 0;
   int64_t gradResiduals = 0;
   int64_t scalerStateArgs = 0;
+  int64_t bf16MomentArgs = 0, f32MomentArgs = 0;
   double initialLossScale = 0; ///< 0: no loss scaling
   int64_t numKernels = 0;
 };
@@ -171,8 +172,15 @@ LogicalResult Emitter::classifyArguments() {
       if (it == trainableIndex.end() ||
           (state != "exp_avg" && state != "exp_avg_sq" && state != "grad_residual"))
         return argError(i) << "is optimizer state of no trainable parameter";
-      names[arg] = std::string(state == "exp_avg"      ? "io.expAvg["
-                               : state == "exp_avg_sq" ? "io.expAvgSq["
+      // bf16 moments (moment-type=bf16) have their own driver arrays.
+      const bool bf16 = type.getElementType().isBF16() && state != "grad_residual";
+      if (state != "grad_residual" && !bf16 && !type.getElementType().isF32())
+        return argError(i) << "(" << state.getValue() << ") is " << type
+                           << "; the driver holds f32 or bf16 moments";
+      (bf16 ? bf16MomentArgs : f32MomentArgs) += state != "grad_residual";
+      names[arg] = std::string(state == "exp_avg"      ? (bf16 ? "io.expAvgBf16[" : "io.expAvg[")
+                               : state == "exp_avg_sq" ? (bf16 ? "io.expAvgSqBf16["
+                                                               : "io.expAvgSq[")
                                                        : "io.gradResidual[") +
                    std::to_string(it->second) + "]";
       gradResiduals += state == "grad_residual";
@@ -217,6 +225,10 @@ LogicalResult Emitter::classifyArguments() {
   }
   if (batch == 0)
     return step.emitError() << "@" << step.getSymName() << " has no tokens input";
+  if (bf16MomentArgs && f32MomentArgs)
+    return step.emitError() << "@" << step.getSymName() << " has " << bf16MomentArgs
+                            << " bf16 and " << f32MomentArgs
+                            << " f32 AdamW moments; the driver holds all of one kind";
   if (scalerStateArgs != 0 && (scalerStateArgs != 3 || initialLossScale == 0))
     return step.emitError() << "@" << step.getSymName()
                             << " has part of the loss scaler's state; the driver expects "
@@ -356,7 +368,8 @@ LogicalResult Emitter::emitModelDesc() {
       << "    /*gradBytesSent=*/" << sent << "u,\n"
       << "    /*gradBytesUncompressed=*/" << uncompressed << "u,\n"
       << "    /*allToAllBytesPerStep=*/" << allToAll * (ranks / ep) << "u,\n"
-      << "    /*initialLossScale=*/" << doubleLiteral(initialLossScale) << ",\n";
+      << "    /*initialLossScale=*/" << doubleLiteral(initialLossScale) << ",\n"
+      << "    /*bf16Moments=*/" << (bf16MomentArgs ? "true" : "false") << ",\n";
   *os << "};\n\n";
   return success();
 }
@@ -458,12 +471,16 @@ LogicalResult Emitter::declarePointers() {
   // Arguments: from the driver's StepBuffers.
   for (auto [arg, decl] : llvm::zip(step.getArguments(), argDecls)) {
     // Parameters, optimizer state and inputs cross into the driver, whose
-    // buffers are f32 (master weights) and integers.
-    if (isNarrowFloat(decl.type.getElementType()))
+    // buffers are f32 (master weights) and integers; the AdamW moments may
+    // be bf16 (its expAvgBf16 / expAvgSqBf16).
+    const bool bf16Moment = StringRef(decl.source).starts_with("io.expAvgBf16[") ||
+                            StringRef(decl.source).starts_with("io.expAvgSqBf16[");
+    if (isNarrowFloat(decl.type.getElementType()) && !bf16Moment)
       return step.emitError() << "step argument '" << decl.name << "' has element type "
                               << decl.type.getElementType()
-                              << "; the host driver passes f32 and integer buffers (keep "
-                                 "master weights and state in f32 and convert inside the step)";
+                              << "; the host driver passes f32 and integer buffers and bf16 "
+                                 "AdamW moments (keep master weights and other state in f32 and "
+                                 "convert inside the step)";
     FailureOr<StringRef> elem = cppElementType(step.getLoc(), decl.type.getElementType());
     if (failed(elem))
       return failure();

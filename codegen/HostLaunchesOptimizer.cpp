@@ -76,10 +76,21 @@ void LaunchEmitter::gradScaler() {
 }
 
 // adamw(param, grad, m, v, lr, step, grad_scale [, skip]) -> (param, m, v),
-// in place; a true skip (kiln.grad_scaler) leaves the state as it was.
+// in place; a true skip (kiln.grad_scaler) leaves the state as it was. The
+// moments are f32 or bf16 (an overload of the kernel), updated in place when
+// bf16 (the copy kernels move f32 only).
 void LaunchEmitter::adamw() {
   const bool skippable = launch.getIns().size() == 8;
-  elements(skippable ? "ffffflfk" : "ffffflf", "fff");
+  elements(skippable ? "ffwwflfk" : "ffwwflf", "fww");
+  Type moment = inType(2).getElementType();
+  if (!failed && (moment.isF16() || inType(3).getElementType() != moment ||
+                  outType(1).getElementType() != moment ||
+                  outType(2).getElementType() != moment))
+    fail("the moments (ins 2, 3 and outs 1, 2) must all be f32 or all bf16, got ", inType(2),
+         ", ", inType(3), ", ", outType(1), ", ", outType(2));
+  if (!failed && moment.isBF16() &&
+      (launch.getIns()[2] != launch.getOuts()[1] || launch.getIns()[3] != launch.getOuts()[2]))
+    fail("bf16 moments must be updated in place (outs 1, 2 the buffers of ins 2, 3)");
   if (skippable)
     scalar(true, 7);
   for (unsigned i : {4u, 5u, 6u})

@@ -105,6 +105,9 @@ struct TrainConfig {
   double beta1 = 0.9, beta2 = 0.95;
   double eps = 1e-8;
   double weightDecay = 0.1;
+  /// AdamW moments' storage: "fp32", or "bf16" (DeepSeek-V3's choice; the
+  /// update still computes in f32).
+  std::string stateDtype = "fp32";
   int64_t warmupSteps = 0;
   double minLr = 0.0;
   double gradClip = 1.0;

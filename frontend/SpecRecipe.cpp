@@ -30,7 +30,7 @@ const std::vector<std::string> kTrainKeys = {
     "loss_scale",      "checkpointing",   "sparsity",
     "bias_update_speed", "aux_loss_alpha", "mtp_loss_weight"};
 const std::vector<std::string> kOptimizerKeys = {"lr", "betas", "eps",
-                                                 "weight_decay"};
+                                                 "weight_decay", "state_dtype"};
 const std::vector<std::string> kScheduleKeys = {"warmup_steps", "min_lr"};
 const std::vector<std::string> kLossScaleKeys = {"init", "growth_factor", "backoff_factor",
                                                  "growth_interval"};
@@ -70,6 +70,7 @@ void parseOptimizer(const Fields &t, TrainConfig &c) {
   }
   c.eps = o.doubleAtLeast("eps", c.eps, 0.0, /*strict=*/true);
   c.weightDecay = o.doubleAtLeast("weight_decay", c.weightDecay, 0.0, false);
+  c.stateDtype = o.getChoice("state_dtype", c.stateDtype, {"fp32", "bf16"});
 }
 
 void parseLrSchedule(const Fields &t, TrainConfig &c) {

@@ -189,6 +189,9 @@ LogicalResult AutodiffPass::checkOptions() {
     return module.emitError()
            << "kiln-autodiff: invalid options: weights, speeds, lr, steps, grad-clip and "
               "weight-decay must be >= 0 (min-lr <= lr), betas in [0, 1), eps > 0";
+  if (momentType != "f32" && momentType != "bf16")
+    return module.emitError() << "kiln-autodiff: moment-type must be 'f32' or 'bf16', got '"
+                              << momentType << "'";
   if (lossScale != "none" && lossScale != "dynamic")
     return module.emitError() << "kiln-autodiff: loss-scale must be 'none' or 'dynamic', got '"
                               << lossScale << "'";
@@ -470,12 +473,17 @@ LogicalResult AutodiffPass::buildEntry(func::FuncOp entryFunc) {
                                   b.getNamedAttr("kiln.param",
                                                  entryFunc.getArgAttr(p, "kiln.param"))});
     };
+    // The moments have the parameter's shape, in moment-type.
+    auto momentTypeOf = [&](unsigned p) -> Type {
+      auto type = cast<RankedTensorType>(entryFunc.getArgumentTypes()[p]);
+      return momentType == "bf16" ? type.clone(b.getBF16Type()) : type;
+    };
     firstM = argTypes.size();
     for (unsigned p : trainable)
-      addArg(entryFunc.getArgumentTypes()[p], stateAttrs(p, "exp_avg"));
+      addArg(momentTypeOf(p), stateAttrs(p, "exp_avg"));
     firstV = argTypes.size();
     for (unsigned p : trainable)
-      addArg(entryFunc.getArgumentTypes()[p], stateAttrs(p, "exp_avg_sq"));
+      addArg(momentTypeOf(p), stateAttrs(p, "exp_avg_sq"));
     stepArg = addArg(RankedTensorType::get({}, b.getI64Type()),
                      b.getDictionaryAttr({b.getNamedAttr("kiln.input", b.getStringAttr("step"))}));
     if (scaled) {
@@ -614,8 +622,9 @@ LogicalResult AutodiffPass::buildEntry(func::FuncOp entryFunc) {
       Value param = entry->getArgument(entryArgPos[p]);
       bool decay = cast<RankedTensorType>(param.getType()).getRank() > 1;
       auto update = AdamWOp::create(
-          b, entryFunc.getArgument(p).getLoc(), param.getType(), param.getType(),
-          param.getType(), param, grads[k], entry->getArgument(firstM + k),
+          b, entryFunc.getArgument(p).getLoc(), param.getType(),
+          entry->getArgument(firstM + k).getType(), entry->getArgument(firstV + k).getType(),
+          param, grads[k], entry->getArgument(firstM + k),
           entry->getArgument(firstV + k), lrValue, adamStep, scale, skip,
           b.getF64FloatAttr(beta1), b.getF64FloatAttr(beta2), b.getF64FloatAttr(eps),
           b.getF64FloatAttr(decay ? weightDecay.getValue() : 0.0));

@@ -603,9 +603,10 @@ LogicalResult DataParallelRewrite::buildStep(func::FuncOp micro) {
           LocalShardOp::create(b, loc, gradShard.getType(),
                                flatPadded(b, loc, map.lookup(adam.getParam()), ranks), axes,
                                b.getI64IntegerAttr(0));
+      const Value m = map.lookup(adam.getM()), v = map.lookup(adam.getV());
       auto update = AdamWOp::create(
-          b, loc, TypeRange{gradShard.getType(), gradShard.getType(), gradShard.getType()},
-          paramShard, gradShard, map.lookup(adam.getM()), map.lookup(adam.getV()),
+          b, loc, TypeRange{gradShard.getType(), m.getType(), v.getType()},
+          paramShard, gradShard, m, v,
           map.lookup(adam.getLr()), map.lookup(adam.getStep()), map.lookup(adam.getGradScale()),
           adam.getSkip() ? map.lookup(adam.getSkip()) : Value(), adam.getBeta1Attr(), adam.getBeta2Attr(), adam.getEpsAttr(), adam.getWeightDecayAttr());
       auto paddedType =

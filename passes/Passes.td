@@ -40,6 +40,11 @@ def KilnAutodiff : Pass<"kiln-autodiff", "mlir::ModuleOp"> {
     with total loss = loss + mtp-loss-weight / D * sum_k mtp_loss_k
     + aux-loss-alpha * balance losses, global-norm clipping, the learning
     rate schedule and AdamW (no weight decay on 1-D parameters).
+    `moment-type=bf16` stores both AdamW moments in bf16 (DeepSeek-V3's
+    choice, half their memory): `kiln.adamw` computes each update in f32 from
+    the widened moments and stores the new moments rounded to nearest even;
+    the parameters and gradients stay f32.
+
     `loss-scale=dynamic` (fp16, torch.amp.GradScaler's semantics and
     defaults) adds three state arguments after `%step` — `%loss_scale`
     (f32, `kiln.state = "loss_scale"`, `kiln.initial` = loss-scale-init),
@@ -78,6 +83,8 @@ def KilnAutodiff : Pass<"kiln-autodiff", "mlir::ModuleOp"> {
     Option<"weightDecay", "weight-decay", "double", "0.1",
            "Decoupled weight decay (not applied to 1-D parameters)">,
     Option<"gradClip", "grad-clip", "double", "1.0", "Global-norm clipping (0 disables it)">,
+    Option<"momentType", "moment-type", "std::string", "\"f32\"",
+           "Element type of the AdamW moments: f32 | bf16 (computed in f32, stored rounded)">,
     Option<"lossScale", "loss-scale", "std::string", "\"none\"",
            "none | dynamic (fp16: torch GradScaler's dynamic loss scaling)">,
     Option<"lossScaleInit", "loss-scale-init", "double", "65536.0",

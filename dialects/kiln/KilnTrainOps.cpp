@@ -90,6 +90,20 @@ LogicalResult AdamWOp::verify() {
                          {"new_m", getNewM()}, {"new_v", getNewV()}})
     if (failed(expectShape(*this, name, shapeOf(v), p)))
       return failure();
+  // f32 master weights and gradients; moments in f32 or stored in bf16.
+  for (auto [name, v] : {std::pair<StringRef, Value>{"param", getParam()}, {"grad", getGrad()},
+                         {"new_param", getNewParam()}})
+    if (!getElementTypeOrSelf(v.getType()).isF32())
+      return emitOpError() << "expects an f32 " << name << " (master weights and gradients stay "
+                              "f32), got "
+                           << v.getType();
+  Type moment = getElementTypeOrSelf(getM().getType());
+  if (!moment.isF32() && !moment.isBF16())
+    return emitOpError() << "expects moments in f32 or bf16, got " << getM().getType();
+  for (Value v : {getV(), getNewM(), getNewV()})
+    if (getElementTypeOrSelf(v.getType()) != moment)
+      return emitOpError() << "expects both moments and their new values in one element type ("
+                           << moment << "), got " << v.getType();
   double b1 = getBeta1().convertToDouble(), b2 = getBeta2().convertToDouble();
   if (!(b1 >= 0 && b1 < 1) || !(b2 >= 0 && b2 < 1))
     return emitOpError() << "expects betas in [0, 1), got " << b1 << " and " << b2;

@@ -157,6 +157,11 @@ def Kiln_AdamWOp : Kiln_Op<"adamw", [Pure]> {
     weights), as Megatron-LM and TorchTitan do; every matrix, the embedding
     and the router gate are decayed.
 
+    The parameter and the gradient are f32. The moments are f32, or bf16
+    (kiln-autodiff `moment-type=bf16`, DeepSeek-V3's storage): then the
+    update computes in f32 from the widened moments, `p'` uses the f32
+    `m'` and `v'`, and the new moments are stored rounded to nearest even.
+
     With the optional `skip` (an i1 from `kiln.grad_scaler`), a true value
     leaves the parameter and both moments exactly as they were: the step
     whose scaled gradients overflowed is skipped, as GradScaler.step skips

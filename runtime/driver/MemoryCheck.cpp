@@ -60,7 +60,10 @@ RankMemory rankMemory(const ModelDesc &model, const std::vector<ParamLayout> &la
     m.parameters = add(m.parameters, floatBytes(l.numElements));
     if (!l.desc->trainable)
       continue;
-    m.moments = add(m.moments, mul(2, floatBytes(shardElements(l.numElements, l.momentShards))));
+    // Two moments of 4 bytes an element, or 2 in bf16.
+    const uint64_t momentElements = shardElements(l.numElements, l.momentShards);
+    m.moments = add(m.moments, model.bf16Moments ? mul(4, momentElements)
+                                                 : mul(2, floatBytes(momentElements)));
     if (model.gradResiduals)
       m.residuals = add(m.residuals, floatBytes(l.numElements));
   }

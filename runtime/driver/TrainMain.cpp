@@ -297,6 +297,7 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
                        ranksOnThisMachine(), error))
     return failJob(error);
   TrainState state;
+  state.bf16Moments = model.bf16Moments;
   if (!initState(layouts, options.seed, /*seeded=*/!options.resume, state, error))
     return failJob(error);
   if (model.initialLossScale > 0 && !state.lossScaling) {
@@ -323,10 +324,23 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     for (size_t k = 0; k < state.trainable.size(); ++k) {
       const ParamLayout &l = layouts[state.trainable[k]];
       const uint64_t first = l.firstExpert * l.perStored;
-      takeShard(whole.expAvg[k].data() + first, l.numElements, l.momentShard, l.momentShards,
-                state.expAvg[k].data());
-      takeShard(whole.expAvgSq[k].data() + first, l.numElements, l.momentShard, l.momentShards,
-                state.expAvgSq[k].data());
+      if (!state.bf16Moments) {
+        takeShard(whole.expAvg[k].data() + first, l.numElements, l.momentShard, l.momentShards,
+                  state.expAvg[k].data());
+        takeShard(whole.expAvgSq[k].data() + first, l.numElements, l.momentShard,
+                  l.momentShards, state.expAvgSq[k].data());
+        continue;
+      }
+      // bf16 moments: exact for a checkpoint of bf16 moments, rounded to
+      // nearest even for one of f32 moments.
+      std::vector<float> shard(state.expAvgBf16[k].size());
+      for (auto [from, to] : {std::pair{&whole.expAvg[k], &state.expAvgBf16[k]},
+                              std::pair{&whole.expAvgSq[k], &state.expAvgSqBf16[k]}}) {
+        takeShard(from->data() + first, l.numElements, l.momentShard, l.momentShards,
+                  shard.data());
+        for (size_t i = 0; i < shard.size(); ++i)
+          to->data()[i] = kernels::narrowTo<kernels::Bf16>(shard[i]);
+      }
     }
     startStep = ckpt.step;
     dataPosition = ckpt.dataPosition;
@@ -476,6 +490,11 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     expAvgPtrs.push_back(m.data());
   for (auto &v : state.expAvgSq)
     expAvgSqPtrs.push_back(v.data());
+  std::vector<kernels::Bf16 *> expAvgBf16Ptrs, expAvgSqBf16Ptrs;
+  for (auto &m : state.expAvgBf16)
+    expAvgBf16Ptrs.push_back(m.data());
+  for (auto &v : state.expAvgSqBf16)
+    expAvgSqBf16Ptrs.push_back(v.data());
   for (auto &l : loads)
     loadPtrs.push_back(l.data());
   for (auto &l : kept)
@@ -537,6 +556,8 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     buffers.params = paramPtrs.data();
     buffers.expAvg = expAvgPtrs.data();
     buffers.expAvgSq = expAvgSqPtrs.data();
+    buffers.expAvgBf16 = expAvgBf16Ptrs.data();
+    buffers.expAvgSqBf16 = expAvgSqBf16Ptrs.data();
     buffers.step = &stepNumber;
     buffers.tokens = tokens.data();
     buffers.targets = targets.data();

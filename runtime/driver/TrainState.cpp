@@ -113,14 +113,23 @@ bool initState(const std::vector<ParamLayout> &layouts, uint64_t seed, bool seed
     if (!l.desc->trainable)
       continue;
     state.trainable.push_back(i);
-    AlignedArray<float> m, v;
     const uint64_t momentElements = shardElements(l.numElements, l.momentShards);
-    if (!m.allocate(momentElements) || !v.allocate(momentElements)) {
+    bool allocated;
+    if (state.bf16Moments) {
+      AlignedArray<kernels::Bf16> m, v; // zero bits: +0
+      allocated = m.allocate(momentElements) && v.allocate(momentElements);
+      state.expAvgBf16.push_back(std::move(m));
+      state.expAvgSqBf16.push_back(std::move(v));
+    } else {
+      AlignedArray<float> m, v;
+      allocated = m.allocate(momentElements) && v.allocate(momentElements);
+      state.expAvg.push_back(std::move(m));
+      state.expAvgSq.push_back(std::move(v));
+    }
+    if (!allocated) {
       error = "out of memory for the AdamW state of '" + std::string(l.desc->name) + "'";
       return false;
     }
-    state.expAvg.push_back(std::move(m));
-    state.expAvgSq.push_back(std::move(v));
   }
   return true;
 }
@@ -282,19 +291,51 @@ checkpoint::RankShard rankShard(const std::vector<ParamLayout> &layouts, const T
 /// in parallel (phase one), the ranks exchange their files' sizes (or a
 /// failure), and only then rank 0 commits (phase two), so a rank killed
 /// mid-write leaves `latest` at the previous checkpoint.
+/// f32 copies of bf16 moments, widened exactly, in state.expAvg / expAvgSq.
+static bool widenMoments(TrainState &state, std::string &error) {
+  for (auto [from, to] : {std::pair{&state.expAvgBf16, &state.expAvg},
+                          std::pair{&state.expAvgSqBf16, &state.expAvgSq}}) {
+    to->clear();
+    for (const AlignedArray<kernels::Bf16> &moment : *from) {
+      AlignedArray<float> wide;
+      if (!wide.allocate(moment.size())) {
+        error = "out of memory for the f32 copy of the bf16 AdamW moments a checkpoint writes";
+        return false;
+      }
+      for (uint64_t i = 0; i < moment.size(); ++i)
+        wide.data()[i] = kernels::widen(moment.data()[i]);
+      to->push_back(std::move(wide));
+    }
+  }
+  return true;
+}
+
 bool saveCheckpointOfRanks(Ranks &ranks, const std::string &dir, const ModelDesc &model,
                            const Placement &placement, const std::vector<ParamLayout> &layouts,
-                           const TrainState &state, uint64_t step, uint64_t seed,
+                           TrainState &state, uint64_t step, uint64_t seed,
                            uint64_t dataPosition, std::string &error) {
+  // bf16 moments: f32 copies for the write, freed after it. A rank that
+  // cannot make them reports a failed write in the exchange below.
+  struct FreeCopies {
+    TrainState &state;
+    ~FreeCopies() {
+      if (state.bf16Moments) {
+        state.expAvg.clear();
+        state.expAvgSq.clear();
+      }
+    }
+  } freeCopies{state};
+  const bool widened = !state.bf16Moments || widenMoments(state, error);
   checkpoint::LossScalerState scaler;
   if (state.lossScaling)
     scaler = {true, state.lossScale, uint64_t(state.growthTracker),
               uint64_t(state.optimizerUpdates)};
   const checkpoint::StepInfo info{step, seed, dataPosition, model.specFingerprint, scaler};
   checkpoint::Manifest manifest;
-  const checkpoint::RankShard shard = rankShard(layouts, state, placement, manifest);
   checkpoint::ShardBytes mine;
-  const bool wrote = checkpoint::writeShard(dir, info, shard, mine, error);
+  const bool wrote =
+      widened && checkpoint::writeShard(dir, info, rankShard(layouts, state, placement, manifest),
+                                        mine, error);
   manifest.written.assign(size_t(ranks.size), {});
   if (ranks.size == 1) {
     if (!wrote)

@@ -14,6 +14,7 @@
 #include "runtime/checkpoint/Checkpoint.h"
 #include "runtime/driver/Ranks.h"
 #include "runtime/driver/TrainStep.h"
+#include "runtime/kernels/PrecisionMath.h"
 
 #include <cstdint>
 #include <cstdlib>
@@ -108,9 +109,13 @@ bool describeParams(const ModelDesc &model, const Placement &placement,
 inline const std::string kResidualPrefix = "rank_state.grad_residual.";
 
 /// Parameters and AdamW moments; moments[k] belong to the k-th trainable
-/// parameter (trainable[k] is its index in ModelDesc::params).
+/// parameter (trainable[k] is its index in ModelDesc::params). With
+/// bf16Moments the step's moments are expAvgBf16 / expAvgSqBf16, and expAvg
+/// / expAvgSq hold f32 copies only while a checkpoint is written or read.
 struct TrainState {
   std::vector<AlignedArray<float>> params, expAvg, expAvgSq;
+  bool bf16Moments = false;
+  std::vector<AlignedArray<kernels::Bf16>> expAvgBf16, expAvgSqBf16;
   /// Gradient compression's error-feedback residuals (this rank's own),
   /// like the moments indexed by trainable parameter; empty without it.
   std::vector<AlignedArray<float>> gradResidual;
@@ -175,9 +180,11 @@ checkpoint::RankShard rankShard(const std::vector<ParamLayout> &layouts, const T
 /// in parallel (phase one), the ranks exchange their files' sizes (or a
 /// failure), and only then rank 0 commits (phase two), so a rank killed
 /// mid-write leaves `latest` at the previous checkpoint.
+/// bf16 moments are widened into f32 copies for the write (checkpoints hold
+/// f32, so a program with f32 moments resumes them too), freed after it.
 bool saveCheckpointOfRanks(Ranks &ranks, const std::string &dir, const ModelDesc &model,
                            const Placement &placement, const std::vector<ParamLayout> &layouts,
-                           const TrainState &state, uint64_t step, uint64_t seed,
+                           TrainState &state, uint64_t step, uint64_t seed,
                            uint64_t dataPosition, std::string &error);
 
 } // namespace kiln::driver::detail

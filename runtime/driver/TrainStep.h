@@ -19,6 +19,10 @@
 #include <cstdint>
 #include <string>
 
+namespace kiln::kernels {
+struct Bf16; // runtime/kernels/PrecisionMath.h
+} // namespace kiln::kernels
+
 namespace kiln::driver {
 
 class KernelProfile;
@@ -94,6 +98,10 @@ struct ModelDesc {
   /// scale a run starts with; the step then keeps StepBuffers::lossScale,
   /// growthTracker and optimizerUpdates. 0: the step has no loss scaling.
   double initialLossScale = 0;
+  /// train.optimizer.state_dtype "bf16": the step reads and writes the AdamW
+  /// moments through StepBuffers::expAvgBf16 / expAvgSqBf16, not expAvg /
+  /// expAvgSq.
+  bool bf16Moments = false;
 };
 
 /// Called inside the step with every trainable parameter's gradient (in
@@ -140,6 +148,9 @@ struct StepBuffers {
   float *lossScale = nullptr;
   int64_t *growthTracker = nullptr;
   int64_t *optimizerUpdates = nullptr;
+  /// The AdamW moments when ModelDesc::bf16Moments (indexed like expAvg).
+  kernels::Bf16 *const *expAvgBf16 = nullptr;
+  kernels::Bf16 *const *expAvgSqBf16 = nullptr;
 };
 
 using TrainStepFn = bool (*)(const StepBuffers &buffers, std::string &error);

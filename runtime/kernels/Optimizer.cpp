@@ -8,6 +8,7 @@
 
 #include "runtime/kernels/Optimizer.h"
 #include "runtime/kernels/MoEMath.h"
+#include "runtime/kernels/PrecisionMath.h"
 
 #include <algorithm>
 #include <cmath>
@@ -63,9 +64,12 @@ bool globalNorm(const float *const *tensors, const int64_t *sizes, int64_t count
 
 float clipScale(float norm, float maxNorm) { return clipScaleOf(norm, maxNorm); }
 
-bool adamw(float *param, const float *grad, float *m, float *v, int64_t size, float lr,
-           int64_t step, float gradScale, float beta1, float beta2, float eps,
-           float weightDecay, std::string *error) {
+/// AdamW over moments stored as `Moment` (float, or Bf16: widened to f32
+/// for the update, stored rounded to nearest even).
+template <typename Moment>
+static bool adamwOf(float *param, const float *grad, Moment *m, Moment *v, int64_t size,
+                    float lr, int64_t step, float gradScale, float beta1, float beta2, float eps,
+                    float weightDecay, std::string *error) {
   if (step < 1)
     return fail(error, "adamw: step " + std::to_string(step) +
                            " is not a 1-based step (expected >= 1)");
@@ -75,10 +79,28 @@ bool adamw(float *param, const float *grad, float *m, float *v, int64_t size, fl
   float correction2 = float(1.0 - std::pow(double(beta2), double(step)));
   float decay = 1.0f - lr * weightDecay;
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < size; ++i)
-    adamwElement(param[i], m[i], v[i], grad[i], gradScale, lr, beta1, beta2, eps, decay,
+  for (int64_t i = 0; i < size; ++i) {
+    float mi = widen(m[i]), vi = widen(v[i]);
+    adamwElement(param[i], mi, vi, grad[i], gradScale, lr, beta1, beta2, eps, decay,
                  correction1, correction2);
+    m[i] = narrowTo<Moment>(mi);
+    v[i] = narrowTo<Moment>(vi);
+  }
   return true;
+}
+
+bool adamw(float *param, const float *grad, float *m, float *v, int64_t size, float lr,
+           int64_t step, float gradScale, float beta1, float beta2, float eps,
+           float weightDecay, std::string *error) {
+  return adamwOf(param, grad, m, v, size, lr, step, gradScale, beta1, beta2, eps, weightDecay,
+                 error);
+}
+
+bool adamw(float *param, const float *grad, Bf16 *m, Bf16 *v, int64_t size, float lr,
+           int64_t step, float gradScale, float beta1, float beta2, float eps,
+           float weightDecay, std::string *error) {
+  return adamwOf(param, grad, m, v, size, lr, step, gradScale, beta1, beta2, eps, weightDecay,
+                 error);
 }
 
 bool gradScaler(float norm, float scale, int64_t tracker, int64_t updates, float growthFactor,

@@ -28,8 +28,15 @@ bool globalNorm(const float *const *tensors, const int64_t *sizes, int64_t count
 /// min(1, maxNorm / (norm + 1e-6)), 1 when maxNorm is 0.
 float clipScale(float norm, float maxNorm);
 
+struct Bf16;
+
 /// One AdamW step of param/m/v [size] in place, gradient grad * gradScale.
 bool adamw(float *param, const float *grad, float *m, float *v, int64_t size, float lr,
+           int64_t step, float gradScale, float beta1, float beta2, float eps,
+           float weightDecay, std::string *error = nullptr);
+/// The same with the moments stored in bf16 (train.optimizer.state_dtype):
+/// each update computes in f32 and stores the new moments rounded.
+bool adamw(float *param, const float *grad, Bf16 *m, Bf16 *v, int64_t size, float lr,
            int64_t step, float gradScale, float beta1, float beta2, float eps,
            float weightDecay, std::string *error = nullptr);
 

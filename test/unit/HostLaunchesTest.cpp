@@ -303,6 +303,13 @@ std::vector<Case> cases() {
        "{growth_factor = 2.0 : f64, backoff_factor = 5.0e-01 : f64, growth_interval = 2000 : i64}",
        {"if (!kiln::kernels::gradScaler(*b0, *b1, *b2, *b3, 2.0f, 0.5f, 2000, b4, b5, b1, b2, b3, "
         "&error)) return false;"}},
+      {"adamw", // bf16 moments (train.optimizer.state_dtype), in place
+       {m, m, "memref<64x64xbf16>", "memref<64x64xbf16>", f, "memref<i64>", f},
+       {0, 1, 2, 3, 4, 5, 6},
+       {0, 2, 3},
+       "{beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.1 : f64}",
+       {"if (!kiln::kernels::adamw(b0, b1, b2, b3, 4096, *b4, *b5, *b6, 0.9f, 0.95f, 1e-08f, "
+        "0.1f, &error)) return false;"}},
       {"adamw", // skippable (loss scaling)
        {m, m, m, m, f, "memref<i64>", f, "memref<i1>"},
        {0, 1, 2, 3, 4, 5, 6, 7},

@@ -27,6 +27,7 @@ KilnAutodiffOptions autodiffOptionsFor(const frontend::Spec &spec) {
   o.eps = t.eps;
   o.weightDecay = t.weightDecay;
   o.gradClip = t.gradClip;
+  o.momentType = t.stateDtype == "bf16" ? "bf16" : "f32";
   if (t.precision == "fp16") {
     o.lossScale = "dynamic";
     o.lossScaleInit = t.lossScale.init;

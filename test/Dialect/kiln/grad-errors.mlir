@@ -712,6 +712,30 @@ func.func @adamw_eps(%p: tensor<4x4xf32>, %g: tensor<4x4xf32>, %m: tensor<4x4xf3
 
 // -----
 
+func.func @adamw_f16_moments(%p: tensor<4xf32>, %g: tensor<4xf32>, %m: tensor<4xf16>, %v: tensor<4xf16>, %lr: tensor<f32>, %t: tensor<i64>, %s: tensor<f32>) {
+  // expected-error @+1 {{expects moments in f32 or bf16, got 'tensor<4xf16>'}}
+  %0:3 = "kiln.adamw"(%p, %g, %m, %v, %lr, %t, %s) {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.1 : f64} : (tensor<4xf32>, tensor<4xf32>, tensor<4xf16>, tensor<4xf16>, tensor<f32>, tensor<i64>, tensor<f32>) -> (tensor<4xf32>, tensor<4xf16>, tensor<4xf16>)
+  return
+}
+
+// -----
+
+func.func @adamw_mixed_moments(%p: tensor<4xf32>, %g: tensor<4xf32>, %m: tensor<4xbf16>, %v: tensor<4xf32>, %lr: tensor<f32>, %t: tensor<i64>, %s: tensor<f32>) {
+  // expected-error @+1 {{expects both moments and their new values in one element type ('bf16'), got 'tensor<4xf32>'}}
+  %0:3 = "kiln.adamw"(%p, %g, %m, %v, %lr, %t, %s) {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.1 : f64} : (tensor<4xf32>, tensor<4xf32>, tensor<4xbf16>, tensor<4xf32>, tensor<f32>, tensor<i64>, tensor<f32>) -> (tensor<4xf32>, tensor<4xbf16>, tensor<4xf32>)
+  return
+}
+
+// -----
+
+func.func @adamw_bf16_param(%p: tensor<4xbf16>, %g: tensor<4xf32>, %m: tensor<4xf32>, %v: tensor<4xf32>, %lr: tensor<f32>, %t: tensor<i64>, %s: tensor<f32>) {
+  // expected-error @+1 {{expects an f32 param (master weights and gradients stay f32), got 'tensor<4xbf16>'}}
+  %0:3 = "kiln.adamw"(%p, %g, %m, %v, %lr, %t, %s) {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.1 : f64} : (tensor<4xbf16>, tensor<4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<f32>, tensor<i64>, tensor<f32>) -> (tensor<4xbf16>, tensor<4xf32>, tensor<4xf32>)
+  return
+}
+
+// -----
+
 func.func @grad_scaler_growth(%n: tensor<f32>, %s: tensor<f32>, %t: tensor<i64>, %u: tensor<i64>) {
   // expected-error @+1 {{expects a finite growth_factor > 1, got 1}}
   %0:5 = "kiln.grad_scaler"(%n, %s, %t, %u) {growth_factor = 1.0 : f64, backoff_factor = 0.5 : f64, growth_interval = 2000 : i64} : (tensor<f32>, tensor<f32>, tensor<i64>, tensor<i64>) -> (tensor<i1>, tensor<f32>, tensor<f32>, tensor<i64>, tensor<i64>)
