@@ -110,13 +110,21 @@ std::vector<Tensor> mtpModule(const ModelConfig &m, int64_t k) {
   return t;
 }
 
+/// What the bytes depend on: train.precision and the AdamW moments' storage
+/// (train.optimizer.state_dtype).
+struct StateTypes {
+  std::string precision;
+  bool bf16Moments = false;
+};
+
 /// Sums over a list of tensors.
 struct Totals {
   int64_t params = 0, active = 0;
   int64_t activeMatmul = 0; // MACs per token
   int64_t weightBytes = 0, gradBytes = 0, optimizerBytes = 0, masterBytes = 0;
 
-  void add(const Tensor &t, const std::string &precision) {
+  void add(const Tensor &t, const StateTypes &types) {
+    const std::string &precision = types.precision;
     const int64_t all = numel(t) * t.copies;
     params += all;
     active += numel(t) * t.activeCopies;
@@ -139,21 +147,20 @@ struct Totals {
       gradBytes += 2 * all;
       masterBytes += 4 * all;
     }
-    optimizerBytes += 8 * all;
+    optimizerBytes += (types.bf16Moments ? 4 : 8) * all;
   }
-  void add(const std::vector<Tensor> &ts, const std::string &precision) {
+  void add(const std::vector<Tensor> &ts, const StateTypes &types) {
     for (const Tensor &t : ts)
-      add(t, precision);
+      add(t, types);
   }
 };
 
 /// Model-state bytes of the largest pipeline stage on one rank: weights,
 /// gradients, fp32 master weights and Adam moments (Summary.h has the layout
 /// rules). Activations are not included: the arena planner prices them.
-int64_t memoryPerRank(const Spec &spec) {
+int64_t memoryPerRank(const Spec &spec, const StateTypes &types) {
   const ModelConfig &m = spec.model;
   const ParallelConfig &p = spec.parallel;
-  const std::string &precision = spec.train.precision;
   const int64_t V = m.vocabSize, H = m.hiddenSize;
   auto ceilDiv = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
   // Bytes of one tensor on one rank: routed experts are split over ep; with
@@ -161,7 +168,7 @@ int64_t memoryPerRank(const Spec &spec) {
   // over the ranks that hold the same tensor (dp, or dp/ep for experts).
   auto onRank = [&](const Tensor &t) {
     Totals one;
-    one.add(t, precision);
+    one.add(t, types);
     const bool routedExpert = t.copies > 1;
     const int64_t holders = routedExpert ? p.dp / p.ep : p.dp;
     const int64_t split = routedExpert ? p.ep : 1;
@@ -235,23 +242,44 @@ std::string humanFlops(double v) {
   return s;
 }
 
+/// The whole model's (main + MTP) totals under `types`.
+Totals modelTotals(const ModelConfig &m, const StateTypes &types) {
+  const int64_t V = m.vocabSize, H = m.hiddenSize;
+  Totals all;
+  all.add(Tensor{"embed_tokens", V, H, Role::Embedding}, types);
+  if (!m.tieWordEmbeddings)
+    all.add(Tensor{"lm_head", V, H, Role::HighMatmul}, types);
+  all.add(Tensor{"norm", H, 1, Role::Norm}, types);
+  for (int64_t l = 0; l < m.numHiddenLayers; ++l)
+    all.add(decoderLayer(m, l), types);
+  for (int64_t k = 1; k <= m.numNextnPredictLayers; ++k)
+    all.add(mtpModule(m, k), types);
+  return all;
+}
+
+double bytesPerParam(const Totals &t) {
+  return t.params == 0 ? 0.0
+                       : double(t.weightBytes + t.gradBytes + t.masterBytes + t.optimizerBytes) /
+                             double(t.params);
+}
+
 } // namespace
 
 ModelSummary summarize(const Spec &spec) {
   const ModelConfig &m = spec.model;
-  const std::string &precision = spec.train.precision;
+  const StateTypes types{spec.train.precision, spec.train.stateDtype == "bf16"};
   const int64_t V = m.vocabSize, H = m.hiddenSize;
 
   Totals main;
-  main.add(Tensor{"embed_tokens", V, H, Role::Embedding}, precision);
+  main.add(Tensor{"embed_tokens", V, H, Role::Embedding}, types);
   if (!m.tieWordEmbeddings)
-    main.add(Tensor{"lm_head", V, H, Role::HighMatmul}, precision);
-  main.add(Tensor{"norm", H, 1, Role::Norm}, precision);
+    main.add(Tensor{"lm_head", V, H, Role::HighMatmul}, types);
+  main.add(Tensor{"norm", H, 1, Role::Norm}, types);
   for (int64_t l = 0; l < m.numHiddenLayers; ++l)
-    main.add(decoderLayer(m, l), precision);
+    main.add(decoderLayer(m, l), types);
   Totals mtp;
   for (int64_t k = 1; k <= m.numNextnPredictLayers; ++k)
-    mtp.add(mtpModule(m, k), precision);
+    mtp.add(mtpModule(m, k), types);
 
   ModelSummary s;
   s.paramsTotal = main.params;
@@ -281,7 +309,14 @@ ModelSummary summarize(const Spec &spec) {
   s.worldSize = p.worldSize();
   s.globalBatchRows = p.globalBatchRows(spec.train.microBatch);
   s.globalBatchTokens = double(s.globalBatchRows) * double(spec.train.seqLen);
-  s.memoryPerRankBytes = memoryPerRank(spec);
+  s.memoryPerRankBytes = memoryPerRank(spec, types);
+  s.bytesPerParam = bytesPerParam(modelTotals(m, types));
+  // The same model and layout in every precision, with the spec's moments.
+  for (const char *precision : {"fp32", "bf16", "fp16", "fp8"}) {
+    const StateTypes other{precision, types.bf16Moments};
+    s.byPrecision.push_back(
+        {precision, bytesPerParam(modelTotals(m, other)), memoryPerRank(spec, other)});
+  }
   return s;
 }
 
@@ -347,14 +382,18 @@ std::string formatSummaryText(const Spec &spec, const ModelSummary &s) {
               " per token");
   const int64_t total =
       s.weightBytes + s.gradBytes + s.optimizerBytes + s.masterWeightBytes;
+  const std::string adam = t.stateDtype == "bf16" ? "adam (bf16) " : "adam ";
   row(("memory (" + t.precision + ")").c_str(),
       pad(human(double(total), true)) + ": weights " +
           human(double(s.weightBytes), true) + ", grads " +
           human(double(s.gradBytes), true) + ", master " +
-          human(double(s.masterWeightBytes), true) + ", adam " +
+          human(double(s.masterWeightBytes), true) + ", " + adam +
           human(double(s.optimizerBytes), true));
   const ParallelConfig &p = spec.parallel;
   row("", "all ranks together");
+  char perParam[32];
+  std::snprintf(perParam, sizeof perParam, "%.2f", s.bytesPerParam);
+  row("bytes per param", pad(perParam) + ": weights, grads, master and adam per parameter");
   std::string layout = "dp " + std::to_string(p.dp) + " x pp " +
                        std::to_string(p.pp) + " = " +
                        std::to_string(s.worldSize) + " rank" +
@@ -396,6 +435,15 @@ std::string formatSummaryText(const Spec &spec, const ModelSummary &s) {
       pad(human(double(s.memoryPerRankBytes), true)) +
           ": weights, grads, master and adam of the largest stage "
           "(activations: kilnc -o --report)");
+  std::string precisions;
+  for (const ModelSummary::PrecisionCost &c : s.byPrecision) {
+    char cost[96];
+    std::snprintf(cost, sizeof cost, "%s%s %.2f B/param %s", precisions.empty() ? "" : ", ",
+                  c.precision.c_str(), c.bytesPerParam,
+                  human(double(c.memoryPerRankBytes), true).c_str());
+    precisions += cost;
+  }
+  row("by precision", precisions + (t.stateDtype == "bf16" ? " (bf16 adam)" : ""));
   return out;
 }
 
@@ -430,6 +478,13 @@ std::string formatSummaryJson(const Spec &spec, const ModelSummary &s) {
   else
     j["global_batch_tokens"] = s.globalBatchTokens;
   j["memory_per_rank_bytes"] = s.memoryPerRankBytes;
+  j["state_dtype"] = spec.train.stateDtype;
+  j["bytes_per_param"] = s.bytesPerParam;
+  nlohmann::ordered_json byPrecision;
+  for (const ModelSummary::PrecisionCost &c : s.byPrecision)
+    byPrecision[c.precision] = {{"bytes_per_param", c.bytesPerParam},
+                                {"memory_per_rank_bytes", c.memoryPerRankBytes}};
+  j["by_precision"] = byPrecision;
   return j.dump();
 }
 

@@ -49,6 +49,9 @@
 //               (e4m3) plus one fp32 scale per 128x128 block; embedding,
 //               lm_head, router gate and norms stay bf16 (2), as in
 //               DeepSeek-V3; grads bf16 (2); fp32 master 4; Adam 8.
+//   train.optimizer.state_dtype "bf16" stores Adam's m and v in bf16: 4
+//   bytes instead of 8 in every precision (DeepSeek-V3 in fp8 with bf16
+//   moments: about 11 bytes per parameter).
 //   The router bias (e_score_correction_bias) is an fp32 buffer (4 bytes)
 //   moved by the bias-update rule, so it has no grad, master or Adam state.
 //
@@ -61,6 +64,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace kiln::frontend {
 
@@ -97,6 +101,16 @@ struct ModelSummary {
   /// master weights divided further by the ranks that hold the same tensor
   /// (dp, or dp/ep for routed experts). Activations are not included.
   int64_t memoryPerRankBytes = 0;
+  /// (weights + grads + master + Adam) / params over the whole model.
+  double bytesPerParam = 0;
+  /// The same model and layout in fp32, bf16, fp16 and fp8, each with the
+  /// spec's moment storage: bytes per parameter and memory per rank.
+  struct PrecisionCost {
+    std::string precision;
+    double bytesPerParam = 0;
+    int64_t memoryPerRankBytes = 0;
+  };
+  std::vector<PrecisionCost> byPrecision;
 };
 
 ModelSummary summarize(const Spec &spec);

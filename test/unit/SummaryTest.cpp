@@ -206,6 +206,36 @@ TEST(SummaryTest, DenseTinyPrecisions) {
   EXPECT_EQ(s.optimizerBytes, 821760);
 }
 
+// train.optimizer.state_dtype "bf16" halves Adam's bytes (4 per parameter),
+// in every precision; bytes per parameter and the per-precision table use the
+// same inventory: dense-tiny (no router bias) is 16 bytes per parameter in
+// fp32, bf16 and fp16 with f32 moments, 12 with bf16 ones.
+TEST(SummaryTest, Bf16MomentsAndBytesPerParam) {
+  Spec spec = load("models/dense-tiny.json");
+  ModelSummary f32 = summarize(spec);
+  EXPECT_DOUBLE_EQ(f32.bytesPerParam, 16.0);
+  ASSERT_EQ(f32.byPrecision.size(), 4u);
+  EXPECT_EQ(f32.byPrecision[0].precision, "fp32");
+  EXPECT_EQ(f32.byPrecision[0].memoryPerRankBytes, f32.memoryPerRankBytes);
+  EXPECT_DOUBLE_EQ(f32.byPrecision[1].bytesPerParam, 16.0); // bf16: 2 + 2 + 4 master + 8
+  EXPECT_DOUBLE_EQ(f32.byPrecision[2].bytesPerParam, 16.0); // fp16
+  EXPECT_LT(f32.byPrecision[3].bytesPerParam, 16.0);        // fp8's 1-byte matmul weights
+  spec.train.stateDtype = "bf16";
+  ModelSummary half = summarize(spec);
+  EXPECT_EQ(half.optimizerBytes, 821760 / 2);
+  EXPECT_DOUBLE_EQ(half.bytesPerParam, 12.0);
+  EXPECT_EQ(half.memoryPerRankBytes, 1643520 - 4 * 102720);
+  spec.train.precision = "bf16";
+  ModelSummary bf16 = summarize(spec);
+  EXPECT_DOUBLE_EQ(bf16.bytesPerParam, 12.0);
+  EXPECT_EQ(bf16.byPrecision[1].memoryPerRankBytes, bf16.memoryPerRankBytes);
+  nlohmann::json j = nlohmann::json::parse(formatSummaryJson(spec, bf16));
+  EXPECT_EQ(j["state_dtype"], "bf16");
+  EXPECT_DOUBLE_EQ(j["bytes_per_param"].get<double>(), 12.0);
+  EXPECT_EQ(j["by_precision"]["bf16"]["memory_per_rank_bytes"], bf16.memoryPerRankBytes);
+  EXPECT_EQ(j["by_precision"].size(), 4u);
+}
+
 TEST(SummaryTest, R1MiniIsTensOfMillions) {
   ModelSummary s = summarize(load("models/r1-mini.json"));
   print("r1-mini", s);
