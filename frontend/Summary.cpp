@@ -242,25 +242,35 @@ std::string humanFlops(double v) {
   return s;
 }
 
-/// The whole model's (main + MTP) totals under `types`.
-Totals modelTotals(const ModelConfig &m, const StateTypes &types) {
+/// The main model's totals under `types`: embedding, head, final norm and
+/// the decoder layers.
+Totals mainTotals(const ModelConfig &m, const StateTypes &types) {
   const int64_t V = m.vocabSize, H = m.hiddenSize;
-  Totals all;
-  all.add(Tensor{"embed_tokens", V, H, Role::Embedding}, types);
+  Totals main;
+  main.add(Tensor{"embed_tokens", V, H, Role::Embedding}, types);
   if (!m.tieWordEmbeddings)
-    all.add(Tensor{"lm_head", V, H, Role::HighMatmul}, types);
-  all.add(Tensor{"norm", H, 1, Role::Norm}, types);
+    main.add(Tensor{"lm_head", V, H, Role::HighMatmul}, types);
+  main.add(Tensor{"norm", H, 1, Role::Norm}, types);
   for (int64_t l = 0; l < m.numHiddenLayers; ++l)
-    all.add(decoderLayer(m, l), types);
-  for (int64_t k = 1; k <= m.numNextnPredictLayers; ++k)
-    all.add(mtpModule(m, k), types);
-  return all;
+    main.add(decoderLayer(m, l), types);
+  return main;
 }
 
-double bytesPerParam(const Totals &t) {
-  return t.params == 0 ? 0.0
-                       : double(t.weightBytes + t.gradBytes + t.masterBytes + t.optimizerBytes) /
-                             double(t.params);
+/// The MTP modules' totals (without the shared embedding and head).
+Totals mtpTotals(const ModelConfig &m, const StateTypes &types) {
+  Totals mtp;
+  for (int64_t k = 1; k <= m.numNextnPredictLayers; ++k)
+    mtp.add(mtpModule(m, k), types);
+  return mtp;
+}
+
+/// (weights + grads + master + Adam) / params of the main model and MTP.
+double bytesPerParam(const Totals &main, const Totals &mtp) {
+  const int64_t params = main.params + mtp.params;
+  const int64_t bytes = main.weightBytes + main.gradBytes + main.masterBytes +
+                        main.optimizerBytes + mtp.weightBytes + mtp.gradBytes + mtp.masterBytes +
+                        mtp.optimizerBytes;
+  return params == 0 ? 0.0 : double(bytes) / double(params);
 }
 
 } // namespace
@@ -269,17 +279,7 @@ ModelSummary summarize(const Spec &spec) {
   const ModelConfig &m = spec.model;
   const StateTypes types{spec.train.precision, spec.train.stateDtype == "bf16"};
   const int64_t V = m.vocabSize, H = m.hiddenSize;
-
-  Totals main;
-  main.add(Tensor{"embed_tokens", V, H, Role::Embedding}, types);
-  if (!m.tieWordEmbeddings)
-    main.add(Tensor{"lm_head", V, H, Role::HighMatmul}, types);
-  main.add(Tensor{"norm", H, 1, Role::Norm}, types);
-  for (int64_t l = 0; l < m.numHiddenLayers; ++l)
-    main.add(decoderLayer(m, l), types);
-  Totals mtp;
-  for (int64_t k = 1; k <= m.numNextnPredictLayers; ++k)
-    mtp.add(mtpModule(m, k), types);
+  const Totals main = mainTotals(m, types), mtp = mtpTotals(m, types);
 
   ModelSummary s;
   s.paramsTotal = main.params;
@@ -310,12 +310,13 @@ ModelSummary summarize(const Spec &spec) {
   s.globalBatchRows = p.globalBatchRows(spec.train.microBatch);
   s.globalBatchTokens = double(s.globalBatchRows) * double(spec.train.seqLen);
   s.memoryPerRankBytes = memoryPerRank(spec, types);
-  s.bytesPerParam = bytesPerParam(modelTotals(m, types));
+  s.bytesPerParam = bytesPerParam(main, mtp);
   // The same model and layout in every precision, with the spec's moments.
   for (const char *precision : {"fp32", "bf16", "fp16", "fp8"}) {
     const StateTypes other{precision, types.bf16Moments};
     s.byPrecision.push_back(
-        {precision, bytesPerParam(modelTotals(m, other)), memoryPerRank(spec, other)});
+        {precision, bytesPerParam(mainTotals(m, other), mtpTotals(m, other)),
+         memoryPerRank(spec, other)});
   }
   return s;
 }
