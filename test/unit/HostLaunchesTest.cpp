@@ -703,6 +703,23 @@ TEST_F(HostLaunchesTest, RejectsOtherElementTypes) {
   diagnostics.clear();
   EXPECT_TRUE(failed(emit(step, text, diagnostics)));
   EXPECT_NE(diagnostics.find("i64"), std::string::npos) << diagnostics;
+
+  // AdamW moments: all f32 or all bf16, bf16 ones in place.
+  const std::string p = "memref<64xf32>", m16 = "memref<64xf16>", b16 = "memref<64xbf16>";
+  const std::string adamParams =
+      "{beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.0 : f64}";
+  Case f16Moments{"adamw", {p, p, m16, m16, "memref<f32>", "memref<i64>", "memref<f32>"},
+                  {0, 1, 2, 3, 4, 5, 6}, {0, 2, 3}, adamParams, {}};
+  diagnostics.clear();
+  EXPECT_TRUE(failed(emit(f16Moments, text, diagnostics)));
+  EXPECT_NE(diagnostics.find("must all be f32 or all bf16"), std::string::npos) << diagnostics;
+  Case copiedBf16{"adamw",
+                  {p, p, b16, b16, "memref<f32>", "memref<i64>", "memref<f32>", p, b16, b16},
+                  {0, 1, 2, 3, 4, 5, 6}, {7, 8, 9}, adamParams, {}};
+  diagnostics.clear();
+  EXPECT_TRUE(failed(emit(copiedBf16, text, diagnostics)));
+  EXPECT_NE(diagnostics.find("bf16 moments must be updated in place"), std::string::npos)
+      << diagnostics;
 }
 
 TEST_F(HostLaunchesTest, RejectsMissingOrBadAttributes) {
