@@ -316,6 +316,11 @@ def KilnMixedPrecision : Pass<"kiln-mixed-precision", "mlir::ModuleOp"> {
     f32 (already lowered) is left as it is, so running the pass twice
     changes nothing. `report=true` emits a remark with the count per family.
 
+    `policy=fp16` lowers the same families to f16, whose range (max 65504)
+    the gradients overflow without loss scaling: pair it with
+    `kiln-autodiff loss-scale=dynamic` (kilnc does, for train.precision
+    fp16).
+
     `policy=fp8` (DeepSeek-V3's recipe) marks each low-precision
     `kiln.linear` with the unit attribute `kiln.fp8` and changes nothing
     else; autodiff copies the mark to the linear's `linear_dgrad` and
