@@ -148,8 +148,7 @@ LogicalResult Emitter::classifyArguments() {
     auto type = cast<MemRefType>(arg.getType());
     auto scalerState = step.getArgAttrOfType<StringAttr>(i, "kiln.state");
     if (scalerState && !step.getArgAttr(i, "kiln.param") &&
-        llvm::is_contained({"loss_scale", "growth_tracker", "optimizer_updates"},
-                           scalerState.getValue())) {
+        isLossScalerStateRole(scalerState.getValue())) {
       // Dynamic loss scaling's state (kiln-autodiff loss-scale=dynamic).
       const bool isScale = scalerState == "loss_scale";
       if (type.getRank() != 0 || (isScale ? !type.getElementType().isF32()
@@ -473,9 +472,10 @@ LogicalResult Emitter::declarePointers() {
     // Parameters, optimizer state and inputs cross into the driver, whose
     // buffers are f32 (master weights) and integers; the AdamW moments may
     // be bf16 (its expAvgBf16 / expAvgSqBf16).
-    const bool bf16Moment = StringRef(decl.source).starts_with("io.expAvgBf16[") ||
-                            StringRef(decl.source).starts_with("io.expAvgSqBf16[");
-    if (isNarrowFloat(decl.type.getElementType()) && !bf16Moment)
+    auto state = step.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "kiln.state");
+    const bool moment = state && (state == "exp_avg" || state == "exp_avg_sq");
+    if (isNarrowFloat(decl.type.getElementType()) &&
+        !(moment && decl.type.getElementType().isBF16()))
       return step.emitError() << "step argument '" << decl.name << "' has element type "
                               << decl.type.getElementType()
                               << "; the host driver passes f32 and integer buffers and bf16 "

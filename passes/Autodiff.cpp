@@ -176,12 +176,18 @@ private:
 
 LogicalResult AutodiffPass::checkOptions() {
   ModuleOp module = getOperation();
-  if (mode != "train" && mode != "gradient")
-    return module.emitError() << "kiln-autodiff: mode must be 'train' or 'gradient', got '"
-                              << mode << "'";
-  if (lossKind != "main" && lossKind != "total")
-    return module.emitError() << "kiln-autodiff: loss must be 'main' or 'total', got '"
-                              << lossKind << "'";
+  // An option with two accepted values, named in the error.
+  auto checkChoice = [&](StringRef option, StringRef value, StringRef a, StringRef b) {
+    if (value == a || value == b)
+      return success();
+    return LogicalResult(module.emitError() << "kiln-autodiff: " << option << " must be '" << a
+                                            << "' or '" << b << "', got '" << value << "'");
+  };
+  if (failed(checkChoice("mode", mode, "train", "gradient")) ||
+      failed(checkChoice("loss", lossKind, "main", "total")) ||
+      failed(checkChoice("moment-type", momentType, "f32", "bf16")) ||
+      failed(checkChoice("loss-scale", lossScale, "none", "dynamic")))
+    return failure();
   if (mtpLossWeight < 0 || auxLossAlpha < 0 || biasUpdateSpeed < 0 || lr < 0 ||
       minLr < 0 || minLr > lr || warmupSteps < 0 || totalSteps < 0 || gradClip < 0 ||
       weightDecay < 0 || !(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1) ||
@@ -189,12 +195,6 @@ LogicalResult AutodiffPass::checkOptions() {
     return module.emitError()
            << "kiln-autodiff: invalid options: weights, speeds, lr, steps, grad-clip and "
               "weight-decay must be >= 0 (min-lr <= lr), betas in [0, 1), eps > 0";
-  if (momentType != "f32" && momentType != "bf16")
-    return module.emitError() << "kiln-autodiff: moment-type must be 'f32' or 'bf16', got '"
-                              << momentType << "'";
-  if (lossScale != "none" && lossScale != "dynamic")
-    return module.emitError() << "kiln-autodiff: loss-scale must be 'none' or 'dynamic', got '"
-                              << lossScale << "'";
   if (lossScale == "dynamic" && mode != "train")
     return module.emitError() << "kiln-autodiff: loss-scale=dynamic scales a training step; "
                                  "mode=gradient gives the unscaled gradients";
@@ -492,13 +492,11 @@ LogicalResult AutodiffPass::buildEntry(func::FuncOp entryFunc) {
       // updates applied.
       auto state = [&](StringRef role) { return b.getNamedAttr("kiln.state", b.getStringAttr(role)); };
       scaleArg = addArg(RankedTensorType::get({}, b.getF32Type()),
-                        b.getDictionaryAttr({state("loss_scale"),
+                        b.getDictionaryAttr({state(kLossScalerStateRoles[0]),
                                              b.getNamedAttr("kiln.initial",
                                                             b.getF64FloatAttr(lossScaleInit))}));
-      addArg(RankedTensorType::get({}, b.getI64Type()),
-             b.getDictionaryAttr({state("growth_tracker")}));
-      addArg(RankedTensorType::get({}, b.getI64Type()),
-             b.getDictionaryAttr({state("optimizer_updates")}));
+      for (StringRef counter : ArrayRef(kLossScalerStateRoles).drop_front())
+        addArg(RankedTensorType::get({}, b.getI64Type()), b.getDictionaryAttr({state(counter)}));
     }
     for (unsigned i : inputs)
       entryArgPos[i] = addArg(entryFunc.getArgumentTypes()[i], entryFunc.getArgAttrDict(i));
@@ -660,8 +658,7 @@ LogicalResult AutodiffPass::buildEntry(func::FuncOp entryFunc) {
     addResult(mainLoss, "main_loss");
     addResult(norm, "grad_norm");
     addResult(lrValue, "lr");
-    const StringRef scalerRoles[] = {"loss_scale", "growth_tracker", "optimizer_updates"};
-    for (auto [value, role] : llvm::zip(scalerState, scalerRoles))
+    for (auto [value, role] : llvm::zip(scalerState, kLossScalerStateRoles))
       addResult(value, role);
     for (Value load : loads)
       addResult(load, "expert_load");

@@ -370,12 +370,6 @@ static Operation *lastUserOfBuffer(Value buffer, Operation *end) {
   return last;
 }
 
-/// Dynamic loss scaling's step state (kiln.grad_scaler), which belongs to
-/// no parameter.
-static bool isScalerStateRole(StringRef role) {
-  return role == "loss_scale" || role == "growth_tracker" || role == "optimizer_updates";
-}
-
 /// `to` = `from`, as an identity elementwise loop.
 static void emitCopy(OpBuilder &b, Location loc, Value from, Value to) {
   auto copy = ElementwiseOp::create(b, loc, ValueRange{from}, ValueRange{to},
@@ -398,7 +392,7 @@ LogicalResult StepLowering::lowerReturn(func::ReturnOp ret) {
                              << " has no kiln.result role";
     Value buffer = bufferOf(result);
     if (role == "param" || role == "exp_avg" || role == "exp_avg_sq" ||
-        role == "grad_residual" || isScalerStateRole(role)) {
+        role == "grad_residual" || isLossScalerStateRole(role)) {
       // State must have been updated in its own argument's buffer.
       auto name = attrs.getAs<StringAttr>(kParamAttr);
       auto arg = dyn_cast<BlockArgument>(buffer);

@@ -12,6 +12,7 @@
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 #include "mlir/IR/OpDefinition.h"
 #include "mlir/IR/OpImplementation.h"
+#include "llvm/ADT/STLExtras.h"
 #include "mlir/Interfaces/InferTypeOpInterface.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 
@@ -25,6 +26,15 @@ namespace kiln {
 /// of it) whose GEMM kiln-lower-fp8 runs in FP8 (kiln-mixed-precision
 /// policy=fp8 sets it).
 inline constexpr llvm::StringLiteral kFp8Attr = "kiln.fp8";
+
+/// The `kiln.state` roles of dynamic loss scaling's step state
+/// (kiln-autodiff loss-scale=dynamic, kiln.grad_scaler's operands 1-3 and
+/// results 2-4, in that order), which belong to no parameter.
+inline constexpr llvm::StringLiteral kLossScalerStateRoles[] = {
+    "loss_scale", "growth_tracker", "optimizer_updates"};
+inline bool isLossScalerStateRole(llvm::StringRef role) {
+  return llvm::is_contained(kLossScalerStateRoles, role);
+}
 
 /// Parses an f64 attribute parameter written as a float literal.
 mlir::FailureOr<llvm::APFloat> parseF64Parameter(mlir::AsmParser &parser);

@@ -300,11 +300,9 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
   state.bf16Moments = model.bf16Moments;
   if (!initState(layouts, options.seed, /*seeded=*/!options.resume, state, error))
     return failJob(error);
-  if (model.initialLossScale > 0 && !state.lossScaling) {
-    // GradScaler's start; a checkpoint's state replaces it below.
-    state.lossScaling = true;
+  const bool lossScaling = model.initialLossScale > 0;
+  if (lossScaling) // GradScaler's start; a checkpoint's state replaces it below.
     state.lossScale = float(model.initialLossScale);
-  }
   uint64_t startStep = 0, seed = options.seed, dataPosition = 0;
   std::vector<checkpoint::Tensor> checkpointRankState; // this rank's, when resuming
   int checkpointRanks = 0;
@@ -344,11 +342,11 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     }
     startStep = ckpt.step;
     dataPosition = ckpt.dataPosition;
-    if (model.initialLossScale > 0 && ckpt.scaler.present) {
+    if (lossScaling && ckpt.scaler.present) {
       state.lossScale = ckpt.scaler.scale;
       state.growthTracker = int64_t(ckpt.scaler.growthTracker);
       state.optimizerUpdates = int64_t(ckpt.scaler.optimizerUpdates);
-    } else if (model.initialLossScale > 0) {
+    } else if (lossScaling) {
       state.optimizerUpdates = int64_t(ckpt.step);
       if (ranks.lead())
         std::fprintf(stderr,
@@ -576,7 +574,7 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     buffers.comm = ranks.stepComm.get();
     const float stepLossScale = state.lossScale;
     const int64_t updatesBefore = state.optimizerUpdates;
-    if (state.lossScaling) {
+    if (lossScaling) {
       buffers.lossScale = &state.lossScale;
       buffers.growthTracker = &state.growthTracker;
       buffers.optimizerUpdates = &state.optimizerUpdates;
@@ -598,7 +596,7 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     // Loss scaling skips a step whose gradients overflowed, as GradScaler
     // does; a forward that overflows (a non-finite loss) is skipped too, but
     // no scale fixes it, so many in a row end the run.
-    const bool skipped = state.lossScaling && state.optimizerUpdates == updatesBefore;
+    const bool skipped = lossScaling && state.optimizerUpdates == updatesBefore;
     skippedSteps += skipped;
     nonFiniteRun = std::isfinite(loss) ? 0 : nonFiniteRun + 1;
     if (!std::isfinite(loss) && (!skipped || nonFiniteRun >= kMaxNonFiniteSkips))
@@ -633,7 +631,7 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
       metrics.allToAllBytes = uint64_t(bytes);
       metrics.allToAllBytesPredicted = model.allToAllBytesPerStep;
     }
-    metrics.lossScaling = state.lossScaling;
+    metrics.lossScaling = lossScaling;
     metrics.lossScale = stepLossScale;
     metrics.skipped = skipped;
     metrics.gradBytesSent = model.gradBytesSent;
@@ -715,7 +713,7 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
                   routedTotal ? 100.0 * double(droppedTotal) / double(routedTotal) : 0.0);
     summary += buffer;
   }
-  if (state.lossScaling) {
+  if (lossScaling) {
     std::snprintf(buffer, sizeof(buffer), " | loss scale %g, %llu step%s skipped",
                   double(state.lossScale), (unsigned long long)skippedSteps,
                   skippedSteps == 1 ? "" : "s");

@@ -287,10 +287,6 @@ checkpoint::RankShard rankShard(const std::vector<ParamLayout> &layouts, const T
   return shard;
 }
 
-/// The checkpoint of step `step`, a collective: every rank writes its files
-/// in parallel (phase one), the ranks exchange their files' sizes (or a
-/// failure), and only then rank 0 commits (phase two), so a rank killed
-/// mid-write leaves `latest` at the previous checkpoint.
 /// f32 copies of bf16 moments, widened exactly, in state.expAvg / expAvgSq.
 static bool widenMoments(TrainState &state, std::string &error) {
   for (auto [from, to] : {std::pair{&state.expAvgBf16, &state.expAvg},
@@ -310,6 +306,10 @@ static bool widenMoments(TrainState &state, std::string &error) {
   return true;
 }
 
+/// The checkpoint of step `step`, a collective: every rank writes its files
+/// in parallel (phase one), the ranks exchange their files' sizes (or a
+/// failure), and only then rank 0 commits (phase two), so a rank killed
+/// mid-write leaves `latest` at the previous checkpoint.
 bool saveCheckpointOfRanks(Ranks &ranks, const std::string &dir, const ModelDesc &model,
                            const Placement &placement, const std::vector<ParamLayout> &layouts,
                            TrainState &state, uint64_t step, uint64_t seed,
@@ -327,7 +327,7 @@ bool saveCheckpointOfRanks(Ranks &ranks, const std::string &dir, const ModelDesc
   } freeCopies{state};
   const bool widened = !state.bf16Moments || widenMoments(state, error);
   checkpoint::LossScalerState scaler;
-  if (state.lossScaling)
+  if (model.initialLossScale > 0)
     scaler = {true, state.lossScale, uint64_t(state.growthTracker),
               uint64_t(state.optimizerUpdates)};
   const checkpoint::StepInfo info{step, seed, dataPosition, model.specFingerprint, scaler};

@@ -122,7 +122,6 @@ struct TrainState {
   std::vector<size_t> trainable;
   /// Dynamic loss scaling (ModelDesc::initialLossScale > 0): the step's
   /// StepBuffers::lossScale, growthTracker and optimizerUpdates.
-  bool lossScaling = false;
   float lossScale = 0;
   int64_t growthTracker = 0, optimizerUpdates = 0;
 };

@@ -187,6 +187,17 @@ protected:
     return code;
   }
 
+  /// `steps` steps of `l` logging to runDir/<name>.jsonl (output in
+  /// <name>.run.out): the log's records, none when the run failed (train()
+  /// has reported it).
+  std::vector<json> trainLogged(const Layout &l, int steps) {
+    const std::string log = runDir + "/" + l.name + ".jsonl";
+    fs::remove(log);
+    if (train(l, "--steps " + std::to_string(steps) + " --log " + log, "run") != 0)
+      return {};
+    return metrics(log);
+  }
+
   std::vector<json> metrics(const std::string &path) {
     std::vector<json> out;
     std::ifstream in(path);
@@ -451,10 +462,7 @@ TEST_P(MultiRankExecutable, ExpertCapacityDropsTheSameRowsOnEveryLayout) {
     GTEST_SKIP() << model << " has no routed experts";
   std::vector<std::vector<json>> runs;
   for (const Layout &l : kCapacityLayouts) {
-    const std::string log = runDir + "/" + l.name + ".jsonl";
-    fs::remove(log);
-    ASSERT_EQ(train(l, "--steps 10 --log " + log, "run"), 0);
-    runs.push_back(metrics(log));
+    runs.push_back(trainLogged(l, 10));
     ASSERT_EQ(runs.back().size(), 10u) << l.name;
     const std::string out = readFile(runDir + "/" + l.name + ".run.out");
     EXPECT_NE(out.find("warning: step 1: "), std::string::npos) << out;
@@ -525,10 +533,7 @@ TEST_P(MultiRankExecutable, GradCompressionTrainsAndResumesBitExactly) {
 TEST_P(MultiRankExecutable, Fp16LossScalingAgreesAcrossRanks) {
   std::vector<std::vector<json>> runs;
   for (const Layout &l : kFp16Layouts) {
-    const std::string log = runDir + "/" + l.name + ".jsonl";
-    fs::remove(log);
-    ASSERT_EQ(train(l, "--steps 20 --log " + log, "run"), 0);
-    runs.push_back(metrics(log));
+    runs.push_back(trainLogged(l, 20));
     ASSERT_EQ(runs.back().size(), 20u) << l.name;
   }
   const std::vector<json> &want = runs[0], &got = runs[1];
