@@ -11,6 +11,8 @@
 #ifndef KILN_TEST_UNIT_GRADIENTSTATS_H
 #define KILN_TEST_UNIT_GRADIENTSTATS_H
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -61,6 +63,31 @@ struct Worst {
       error = e, where = what;
   }
 };
+
+/// Compares a tensor's statistics with a golden's (a json object with shape,
+/// sum, abs_sum, sq_sum, proj, first): sums and the projection relative to
+/// the golden's abs_sum (so tiny or cancelling sums compare sensibly),
+/// sq_sum relative to itself, first values relative to the mean |value|;
+/// each kind into its own Worst (or the same one thrice).
+inline void compareStats(const std::string &name, const Stats &got, const nlohmann::json &want,
+                         Worst &sums, Worst &squares, Worst &firsts) {
+  double n = 1;
+  for (const nlohmann::json &d : want["shape"])
+    n *= d.get<double>();
+  const double absSum = want["abs_sum"].get<double>();
+  if (absSum == 0) { // an all-zero golden: compare absolutely
+    sums.check(got.absSum, 0, 1.0, name + " abs_sum");
+    return;
+  }
+  sums.check(got.absSum, absSum, absSum, name + " abs_sum");
+  sums.check(got.sum, want["sum"].get<double>(), absSum, name + " sum");
+  sums.check(got.proj, want["proj"].get<double>(), absSum, name + " proj");
+  squares.check(got.sqSum, want["sq_sum"].get<double>(), want["sq_sum"].get<double>(),
+                name + " sq_sum");
+  for (size_t i = 0; i < got.first.size() && i < want["first"].size(); ++i)
+    firsts.check(got.first[i], want["first"][i].get<double>(), absSum / n,
+                 name + " first[" + std::to_string(i) + "]");
+}
 
 } // namespace kiln::test
 
