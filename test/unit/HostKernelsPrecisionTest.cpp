@@ -140,6 +140,30 @@ template <typename In> void checkQuantizeRoundTrip(const QuantizeCase &c, std::v
               kk::widen(values[0]), scales[0]);
 }
 
+// The bf16 fast paths (bit arithmetic) against the general narrowing of
+// every format: every sign, exponent and mantissa of the 16 kept bits, each
+// with the low halves that decide rounding (below, at and above the tie,
+// both parities of the kept bit come from the high half), infinities and
+// NaN payloads; then every bf16 pattern widened.
+TEST(HostKernelsPrecision, Bf16FastPathsMatchTheGeneralRounding) {
+  const uint32_t lows[] = {0x0000, 0x0001, 0x3FFF, 0x7FFE, 0x7FFF, 0x8000,
+                           0x8001, 0xBFFF, 0xC000, 0xFFFE, 0xFFFF, 0x1234};
+  int64_t checked = 0;
+  for (uint32_t high = 0; high <= 0xFFFF; ++high)
+    for (uint32_t low : lows) {
+      const float x = kk::floatOfBits((high << 16) | low);
+      const uint32_t fast = kk::bf16BitsOf(x), general = kk::narrowBitsOf(x, kk::bf16Format());
+      ASSERT_EQ(fast, general) << std::hex << "f32 bits 0x" << ((high << 16) | low);
+      ++checked;
+    }
+  for (uint32_t bits = 0; bits <= 0xFFFF; ++bits) {
+    const float fast = kk::floatOfBf16(uint16_t(bits)),
+                general = kk::floatOfNarrowBits(bits, kk::bf16Format());
+    ASSERT_EQ(kk::bitsOfFloat(fast), kk::bitsOfFloat(general)) << std::hex << "bf16 0x" << bits;
+  }
+  EXPECT_EQ(checked, 65536 * 12);
+}
+
 TEST(HostKernelsPrecision, QuantizeAndDequantizeMatchTheEvaluatorBitForBit) {
   SeededRng rng(11, "quantize");
   const QuantizeCase cases[] = {
