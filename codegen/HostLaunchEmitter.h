@@ -124,6 +124,9 @@ private:
   void quantizeFp8();
   void dequantizeFp8();
   void scaledMatmul();
+  void quantizeFp8Grouped();
+  void scaledGroupedMatmul();
+  void scaledGroupedMatmulWgrad();
   void pointToPoint(bool isSend);
   void resizingCollective(StringRef fn, bool gather);
   void globalSequences(std::vector<std::string> callArgs);

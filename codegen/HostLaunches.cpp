@@ -246,6 +246,9 @@ const std::pair<StringRef, LaunchEmitter::EmitFn> LaunchEmitter::kEmitters[] = {
     {"quantize_fp8", &LaunchEmitter::quantizeFp8},
     {"dequantize_fp8", &LaunchEmitter::dequantizeFp8},
     {"scaled_matmul", &LaunchEmitter::scaledMatmul},
+    {"quantize_fp8_grouped", &LaunchEmitter::quantizeFp8Grouped},
+    {"scaled_grouped_matmul", &LaunchEmitter::scaledGroupedMatmul},
+    {"scaled_grouped_matmul_wgrad", &LaunchEmitter::scaledGroupedMatmulWgrad},
 };
 
 LogicalResult LaunchEmitter::run(raw_ostream &os) {

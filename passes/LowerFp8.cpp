@@ -1,8 +1,9 @@
 //===- LowerFp8.cpp - kiln-lower-fp8: marked linears as FP8 GEMMs ---------===//
 //
-// After autodiff, every linear GEMM kiln-mixed-precision marked kiln.fp8
-// (Fprop, Dgrad, Wgrad) becomes the quantization of its two operands and a
-// block-scaled GEMM, with DeepSeek-V3's tilings (Passes.td has the table).
+// After autodiff, every linear and expert GEMM kiln-mixed-precision marked
+// kiln.fp8 (Fprop, Dgrad, Wgrad) becomes the quantization of its two
+// operands and a block-scaled GEMM, with DeepSeek-V3's tilings (Passes.td
+// has the table).
 //
 //===----------------------------------------------------------------------===//
 
@@ -64,13 +65,28 @@ struct Quantized {
   SmallVector<int64_t, 2> block;
 };
 
-Quantized quantize(OpBuilder &b, Location loc, Value matrix, ArrayRef<int64_t> block) {
-  auto type = cast<RankedTensorType>(matrix.getType());
+/// `x` quantized in tiles of `block` (two entries, or [1, r, c] for each
+/// matrix of a rank-3 tensor).
+Quantized quantize(OpBuilder &b, Location loc, Value x, ArrayRef<int64_t> block) {
+  auto type = cast<RankedTensorType>(x.getType());
   Fp8Tiling t = fp8TilingOf(type.getShape(), block);
   auto values = RankedTensorType::get(type.getShape(), Float8E4M3FNType::get(b.getContext()));
-  auto scales = RankedTensorType::get({t.scaleRows(), t.scaleCols()}, b.getF32Type());
-  auto op = QuantizeFp8Op::create(b, loc, values, scales, matrix, b.getDenseI64ArrayAttr(block));
+  auto scales = RankedTensorType::get(t.scaleShape(), b.getF32Type());
+  auto op = QuantizeFp8Op::create(b, loc, values, scales, x, b.getDenseI64ArrayAttr(block));
   return {op.getValues(), op.getScales(), SmallVector<int64_t, 2>(block)};
+}
+
+/// Expert-sorted rows [rows, C] quantized in 128x1 tiles within each expert.
+Quantized quantizeGrouped(OpBuilder &b, Location loc, Value rows, Value offsets) {
+  auto type = cast<RankedTensorType>(rows.getType());
+  int64_t experts = cast<RankedTensorType>(offsets.getType()).getShape()[0] - 1;
+  ArrayRef<int64_t> shape = type.getShape();
+  auto values = RankedTensorType::get(shape, Float8E4M3FNType::get(b.getContext()));
+  auto scales = RankedTensorType::get(
+      {kernels::fp8GroupedScaleRows(shape[0], experts, kEdge), shape[1]}, b.getF32Type());
+  auto op = QuantizeFp8GroupedOp::create(b, loc, values, scales, rows, offsets,
+                                         b.getDenseI64ArrayAttr({kEdge, 1}));
+  return {op.getValues(), op.getScales(), {kEdge, 1}};
 }
 
 Value scaledMatmul(OpBuilder &b, Location loc, RankedTensorType result, const Quantized &lhs,
@@ -93,7 +109,7 @@ private:
 
 FailureOr<Value> KilnLowerFp8::lower(OpBuilder &b, Operation *op) const {
   Location loc = op->getLoc();
-  for (Value v : op->getOperands()) {
+  for (Value v : op->getOperands().take_front(2)) { // the expert offsets come third
     Type t = cast<RankedTensorType>(v.getType()).getElementType();
     if (!t.isF32() && !t.isBF16() && !t.isF16())
       return op->emitError() << "kiln-lower-fp8: operand of element type " << t
@@ -116,31 +132,60 @@ FailureOr<Value> KilnLowerFp8::lower(OpBuilder &b, Operation *op) const {
     Value dx = scaledMatmul(b, loc, matrixTypeOf(resultType), dy, w, false, false);
     return fromMatrix(b, loc, dx, resultType);
   }
-  // dW = dy^T x over the tokens: both quantized in 128x1 tiles.
-  Quantized dy = operand(0, {kEdge, 1}), x = operand(1, {kEdge, 1});
-  return scaledMatmul(b, loc, resultType, dy, x, true, false);
+  if (isa<LinearWgradOp>(op)) {
+    // dW = dy^T x over the tokens: both quantized in 128x1 tiles.
+    Quantized dy = operand(0, {kEdge, 1}), x = operand(1, {kEdge, 1});
+    return scaledMatmul(b, loc, resultType, dy, x, true, false);
+  }
+  // The expert GEMMs: rows [rows, *] sorted by expert, weights [E, N, K],
+  // offsets last.
+  Value offsets = op->getOperand(2);
+  if (isa<GroupedMatmulOp, GroupedMatmulDgradOp>(op)) {
+    // Fprop h = x W_e^T and Dgrad dx = dh W_e: rows in 1x128 tiles, each
+    // expert's weights in its own 128x128 blocks.
+    Quantized rows = operand(0, {1, kEdge});
+    Quantized w = quantize(b, loc, op->getOperand(1), {1, kEdge, kEdge});
+    return ScaledGroupedMatmulOp::create(b, loc, resultType, rows.values, rows.scales,
+                                         w.values, w.scales, offsets,
+                                         b.getBoolAttr(isa<GroupedMatmulOp>(op)))
+        .getResult();
+  }
+  // Wgrad dW_e = dh_e^T x_e over expert e's rows: 128x1 tiles within each
+  // expert, so that each 128-row K block has one scale per column.
+  Quantized dy = quantizeGrouped(b, loc, op->getOperand(0), offsets);
+  Quantized x = quantizeGrouped(b, loc, op->getOperand(1), offsets);
+  return ScaledGroupedMatmulWgradOp::create(b, loc, resultType, dy.values, dy.scales, x.values,
+                                            x.scales, offsets)
+      .getResult();
 }
 
 void KilnLowerFp8::runOnOperation() {
   SmallVector<Operation *> marked;
   getOperation().walk([&](Operation *op) {
-    if (isa<LinearOp, LinearDgradOp, LinearWgradOp>(op) && op->hasAttr(kFp8Attr))
+    if (isa<LinearOp, LinearDgradOp, LinearWgradOp, GroupedMatmulOp, GroupedMatmulDgradOp,
+            GroupedMatmulWgradOp>(op) &&
+        op->hasAttr(kFp8Attr))
       marked.push_back(op);
   });
-  int64_t counts[3] = {};
+  // Fprop, Dgrad, Wgrad; linear then expert.
+  int64_t counts[2][3] = {};
   for (Operation *op : marked) {
     OpBuilder b(op);
     FailureOr<Value> result = lower(b, op);
     if (failed(result))
       return signalPassFailure();
-    counts[isa<LinearOp>(op) ? 0 : isa<LinearDgradOp>(op) ? 1 : 2]++;
+    bool expert = isa<GroupedMatmulOp, GroupedMatmulDgradOp, GroupedMatmulWgradOp>(op);
+    counts[expert][isa<LinearOp, GroupedMatmulOp>(op)                 ? 0
+                   : isa<LinearDgradOp, GroupedMatmulDgradOp>(op) ? 1
+                                                                    : 2]++;
     op->getResult(0).replaceAllUsesWith(*result);
     op->erase();
   }
   if (report)
     emitRemark(getOperation().getLoc())
-        << "kiln-lower-fp8: " << counts[0] << " Fprop, " << counts[1] << " Dgrad and "
-        << counts[2] << " Wgrad GEMMs in FP8";
+        << "kiln-lower-fp8: " << counts[0][0] << " Fprop, " << counts[0][1] << " Dgrad and "
+        << counts[0][2] << " Wgrad GEMMs in FP8; experts: " << counts[1][0] << " Fprop, "
+        << counts[1][1] << " Dgrad and " << counts[1][2] << " Wgrad grouped GEMMs";
 }
 
 } // namespace

@@ -3,9 +3,9 @@
 // Lowers the GEMMs of the low-precision families (Passes.td has the table)
 // to the policy's type with explicit conversions around them, before
 // autodiff, so that the backward GEMMs come out in the same type and every
-// gradient is widened to f32 before it is accumulated. FP8 linears are only
-// marked here: their three GEMMs exist after autodiff, and kiln-lower-fp8
-// quantizes each as DeepSeek-V3 does.
+// gradient is widened to f32 before it is accumulated. FP8 linear and expert
+// GEMMs are only marked here: their three GEMMs exist after autodiff, and
+// kiln-lower-fp8 quantizes each as DeepSeek-V3 does.
 //
 //===----------------------------------------------------------------------===//
 
@@ -174,8 +174,9 @@ void KilnMixedPrecision::lower(Operation *op, FloatType low) const {
 void KilnMixedPrecision::runOnOperation() {
   ModuleOp module = getOperation();
   MLIRContext *context = &getContext();
-  // fp8 marks the linears for kiln-lower-fp8 and runs the expert GEMMs in
-  // bf16 (DeepSeek-V3's precision outside its FP8 GEMMs).
+  // fp8 marks every GEMM of a lowered family (all are linears or grouped
+  // expert GEMMs) for kiln-lower-fp8; the elementwise math around them is
+  // f32 here and bf16 in DeepSeek-V3.
   const bool fp8 = policy == "fp8";
   FloatType low;
   if (policy == "bf16" || fp8)
@@ -203,7 +204,7 @@ void KilnMixedPrecision::runOnOperation() {
       return !t || !isa<FloatType>(t.getElementType()) || t.getElementType().isF32();
     }) && isF32Tensor(op->getResult(0).getType());
     if (allF32 && lowSet->contains(unsigned(family))) {
-      if (fp8 && isa<LinearOp>(op))
+      if (fp8 && isa<LinearOp, GroupedMatmulOp>(op))
         op->setDiscardableAttr(kFp8Attr, UnitAttr::get(context));
       else
         lower(op, low);
@@ -212,11 +213,6 @@ void KilnMixedPrecision::runOnOperation() {
       ++kept[unsigned(family)];
     }
   }
-  if (fp8 && lowered[unsigned(Family::Expert)] > 0)
-    emitWarning(module.getLoc())
-        << "kiln-mixed-precision: fp8: the " << lowered[unsigned(Family::Expert)]
-        << " expert GEMMs (kiln.grouped_matmul) run in bf16; grouped FP8 GEMMs are not built "
-           "yet";
   if (report) {
     InFlightDiagnostic remark = emitRemark(module.getLoc()) << "kiln-mixed-precision: " << policy
                                                     << " GEMMs";

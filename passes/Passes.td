@@ -322,11 +322,10 @@ def KilnMixedPrecision : Pass<"kiln-mixed-precision", "mlir::ModuleOp"> {
     fp16).
 
     `policy=fp8` (DeepSeek-V3's recipe) marks each low-precision
-    `kiln.linear` with the unit attribute `kiln.fp8` and changes nothing
-    else; autodiff copies the mark to the linear's `linear_dgrad` and
-    `linear_wgrad`, and `kiln-lower-fp8`, after autodiff, turns the three
-    into block-quantized FP8 GEMMs. The expert GEMMs are lowered to bf16 with
-    a warning: grouped FP8 GEMMs are not built yet.
+    `kiln.linear` and `kiln.grouped_matmul` with the unit attribute
+    `kiln.fp8` and changes nothing else; autodiff copies the mark to their
+    dgrad and wgrad, and `kiln-lower-fp8`, after autodiff, turns the three
+    into block-quantized FP8 GEMMs.
   }];
   let options = [
     Option<"policy", "policy", "std::string", "\"bf16\"",
@@ -342,7 +341,7 @@ def KilnMixedPrecision : Pass<"kiln-mixed-precision", "mlir::ModuleOp"> {
 }
 
 def KilnLowerFp8 : Pass<"kiln-lower-fp8", "mlir::ModuleOp"> {
-  let summary = "Lowers the linears marked kiln.fp8 to block-quantized FP8 GEMMs (DeepSeek-V3)";
+  let summary = "Lowers the GEMMs marked kiln.fp8 to block-quantized FP8 GEMMs (DeepSeek-V3)";
   let description = [{
     Runs after `kiln-autodiff` on every function. Each `kiln.linear`,
     `kiln.linear_dgrad` and `kiln.linear_wgrad` carrying `kiln.fp8` (set by
@@ -357,7 +356,16 @@ def KilnLowerFp8 : Pass<"kiln-lower-fp8", "mlir::ModuleOp"> {
     | Wgrad  | dW = dy^T x   | dy: 128x1 (transpose) | x: 128x1 (transpose)|
 
     so that every scale is constant over each 128-wide block of the
-    contracted dimension, and the GEMM promotes to f32 per block. Leading
+    contracted dimension, and the GEMM promotes to f32 per block.
+
+    The expert GEMMs (`kiln.grouped_matmul` and its dgrad and wgrad, marked
+    the same way) become the grouped forms with the same tilings, per
+    expert: x and dy in 1x128 tiles (`kiln.quantize_fp8`: a row belongs to
+    one expert), the stacked weights [E, N, K] in [1, 128, 128] blocks (no
+    block mixes two experts), and for the Wgrad dy and x in 128x1 tiles that
+    restart at each expert's first row (`kiln.quantize_fp8_grouped`), into
+    `kiln.scaled_grouped_matmul` (Fprop with `transpose_rhs`, Dgrad without)
+    and `kiln.scaled_grouped_matmul_wgrad`. Leading
     dimensions of activations are collapsed into rows (tensor.collapse_shape)
     and restored after. Results keep the op's element type (f32). The
     quantization of W is done where its GEMM is, once per GEMM: a function

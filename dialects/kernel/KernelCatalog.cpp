@@ -76,10 +76,14 @@ static const KernelInfo kCatalog[] = {
     {"send", 1, 0},
     {"recv", 0, 1},
     // FP8 (KilnPrecisionOps.td): quantize to e4m3 + block scales, back, and
-    // the block-scaled GEMM.
+    // the block-scaled GEMM; the grouped forms for the experts take the
+    // expert offsets last.
     {"quantize_fp8", 1, 2},
     {"dequantize_fp8", 2, 1},
     {"scaled_matmul", 4, 1},
+    {"quantize_fp8_grouped", 2, 2},
+    {"scaled_grouped_matmul", 5, 1},
+    {"scaled_grouped_matmul_wgrad", 5, 1},
 };
 
 ArrayRef<KernelInfo> kernelCatalog() { return kCatalog; }

@@ -31,10 +31,17 @@ LogicalResult DispatchOp::buildGradients(OpBuilder &b, GradientContext &ctx) {
 
 LogicalResult GroupedMatmulOp::buildGradients(OpBuilder &b, GradientContext &ctx) {
   Value dy = ctx.resultGradOrZeros(b, 0);
-  ctx.setOperandGrad(0, GroupedMatmulDgradOp::create(b, ctx.loc(), getX().getType(), dy,
-                                                     ctx.operand(1), ctx.operand(2)));
-  ctx.setOperandGrad(1, GroupedMatmulWgradOp::create(b, ctx.loc(), getWeight().getType(), dy,
-                                                     ctx.operand(0), ctx.operand(2)));
+  auto dgrad = GroupedMatmulDgradOp::create(b, ctx.loc(), getX().getType(), dy, ctx.operand(1),
+                                            ctx.operand(2));
+  auto wgrad = GroupedMatmulWgradOp::create(b, ctx.loc(), getWeight().getType(), dy,
+                                            ctx.operand(0), ctx.operand(2));
+  // kiln-mixed-precision's FP8 mark covers all three GEMMs (kiln-lower-fp8).
+  if (Attribute fp8 = (*this)->getDiscardableAttr(kFp8Attr)) {
+    dgrad->setDiscardableAttr(kFp8Attr, fp8);
+    wgrad->setDiscardableAttr(kFp8Attr, fp8);
+  }
+  ctx.setOperandGrad(0, dgrad);
+  ctx.setOperandGrad(1, wgrad);
   return success();
 }
 

@@ -48,6 +48,11 @@ def Kiln_QuantizeFp8Op : Kiln_Op<"quantize_fp8", [Pure]> {
     token and 128 channels), [128, 128] for weights, and [128, 1] for the
     activations and output gradients a weight gradient contracts over tokens.
 
+    `block = [1, rows, cols]` on a rank-3 tensor [B, R, C] tiles each of the
+    B matrices [R, C] alone, and `scales` is [B, ceil(R / rows),
+    ceil(C / cols)]: stacked expert weights [experts, N, K] in [1, 128, 128]
+    blocks, so that no block mixes two experts.
+
     In the evaluator's ideal mode `values` keeps the exact product
     `x * factor` (the factor itself is still rounded to f32); in the
     as-typed mode it is rounded to e4m3 as the kernels store it.
@@ -124,6 +129,100 @@ def Kiln_ScaledMatmulOp : Kiln_Op<"scaled_matmul", [Pure]> {
                        DefaultValuedAttr<BoolAttr, "false">:$transpose_rhs);
   let results = (outs Kiln_FloatTensor:$result);
   let assemblyFormat = "$lhs `,` $lhs_scales `,` $rhs `,` $rhs_scales attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Kiln_QuantizeFp8GroupedOp : Kiln_Op<"quantize_fp8_grouped", [Pure]> {
+  let summary = "Block-scaled quantization of expert-sorted rows, tiles within each expert";
+  let description = [{
+    `x` is [rows, C] sorted by expert with `offsets` [experts + 1] from
+    `kiln.dispatch` (as for `kiln.grouped_matmul`). The quantization and
+    its arithmetic are `kiln.quantize_fp8`'s, but the row tiles restart at
+    each expert's first row: tile t of expert e covers rows
+    `offsets[e] + t * rows` up to the next tile or `offsets[e+1]`, so a
+    weight gradient that contracts expert e's rows in 128-row K blocks finds
+    one scale per block (DeepSeek-V3's 128x1 tiles of the MoE Wgrad).
+
+    The scales are [rows / block_rows + experts, ceil(C / cols)] (rows /
+    block_rows rounded down): expert e's tile t is at scale row
+    `offsets[e] / block_rows + e + t`, a position each expert finds from its
+    own offset (runtime/kernels/PrecisionMath.h shows the tiles of two
+    experts never share a row). Scale rows that no tile uses are 0, and rows
+    from `offsets[experts]` on (receive-buffer capacity) quantize to 0.
+
+    ```mlir
+    %q, %s = kiln.quantize_fp8_grouped %dy, %offsets {block = array<i64: 128, 1>}
+        : tensor<256x32xf32>, tensor<9xi32> -> tensor<256x32xf8E4M3FN>, tensor<10x32xf32>
+    ```
+  }];
+  let arguments = (ins Kiln_FloatTensor:$x, Kiln_IntTensor:$offsets,
+                       DenseI64ArrayAttr:$block);
+  let results = (outs Kiln_Fp8Tensor:$values, Kiln_ScaleMatrix:$scales);
+  let assemblyFormat = [{
+    $x `,` $offsets attr-dict `:` type($x) `,` type($offsets) `->` type($values) `,` type($scales)
+  }];
+  let hasVerifier = 1;
+}
+
+def Kiln_ScaledGroupedMatmulOp : Kiln_Op<"scaled_grouped_matmul", [Pure]> {
+  let summary = "FP8 per-expert GEMMs over expert-sorted rows, with block scales";
+  let description = [{
+    The FP8 form of `kiln.grouped_matmul` (Fprop) and
+    `kiln.grouped_matmul_dgrad` (Dgrad). `lhs` is [rows, K] sorted by
+    expert, quantized in [1, 128] tiles (a row never spans two experts);
+    `rhs` is the stacked expert weights [experts, N, K] with `transpose_rhs`
+    (Fprop) or [experts, K, N] without (Dgrad), quantized per expert in
+    [1, 128, 128] blocks. For offsets[e] <= r < offsets[e+1]:
+
+        result[r, n] = sum over K blocks b of
+                         (sum_{k in b} lhs[r, k] * rhs'[e, k, n])
+                         * (lhs_scale(r, b) * rhs_scale(e, b, n))
+
+    promoted to f32 every 128 of K exactly as `kiln.scaled_matmul`; rows
+    from offsets[experts] on are 0. `offsets` must be non-decreasing, start
+    at 0 and end at most at `rows`.
+
+    ```mlir
+    %h = kiln.scaled_grouped_matmul %xq, %xs, %wq, %ws, %offsets {transpose_rhs = true}
+        : (tensor<256x64xf8E4M3FN>, tensor<256x1xf32>, tensor<8x32x64xf8E4M3FN>,
+           tensor<8x1x1xf32>, tensor<9xi32>) -> tensor<256x32xf32>
+    ```
+  }];
+  let arguments = (ins Kiln_Fp8Tensor:$lhs, Kiln_ScaleMatrix:$lhs_scales,
+                       Kiln_Fp8Tensor:$rhs, Kiln_ScaleMatrix:$rhs_scales,
+                       Kiln_IntTensor:$offsets,
+                       DefaultValuedAttr<BoolAttr, "false">:$transpose_rhs);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = "$lhs `,` $lhs_scales `,` $rhs `,` $rhs_scales `,` $offsets attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Kiln_ScaledGroupedMatmulWgradOp : Kiln_Op<"scaled_grouped_matmul_wgrad", [Pure]> {
+  let summary = "FP8 per-expert weight gradients over expert-sorted rows";
+  let description = [{
+    The FP8 form of `kiln.grouped_matmul_wgrad`: `dy` [rows, N] and `x`
+    [rows, K], both from `kiln.quantize_fp8_grouped` with [128, 1] tiles
+    and the same `offsets`, so that each expert's rows are contracted in
+    128-row K blocks with one scale per block, column and operand:
+
+        result[e, n, k] = sum over expert e's row blocks b of
+                            (sum_{r in b} dy[r, n] * x[r, k])
+                            * (dy_scale(b, n) * x_scale(b, k))
+
+    promoted to f32 per block as `kiln.scaled_matmul`; an expert with no
+    rows gets 0. The result is [experts, N, K].
+
+    ```mlir
+    %dw = kiln.scaled_grouped_matmul_wgrad %dyq, %dys, %xq, %xs, %offsets
+        : (tensor<256x32xf8E4M3FN>, tensor<10x32xf32>, tensor<256x64xf8E4M3FN>,
+           tensor<10x64xf32>, tensor<9xi32>) -> tensor<8x32x64xf32>
+    ```
+  }];
+  let arguments = (ins Kiln_Fp8Tensor:$dy, Kiln_ScaleMatrix:$dy_scales,
+                       Kiln_Fp8Tensor:$x, Kiln_ScaleMatrix:$x_scales,
+                       Kiln_IntTensor:$offsets);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = "$dy `,` $dy_scales `,` $x `,` $x_scales `,` $offsets attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
 }
 

@@ -10,6 +10,7 @@
 
 #include "runtime/kernels/MoE.h"
 #include "runtime/kernels/MoEMath.h"
+#include "runtime/kernels/ExpertOffsets.h"
 
 #include <algorithm>
 #include <cblas.h>
@@ -59,21 +60,6 @@ static bool checkSource(std::string *error, const char *op, const int32_t *sourc
                              " of row " + std::to_string(r) + " is outside [0, " +
                              std::to_string(pairs) + ")");
   return true;
-}
-
-/// offsets [experts + 1] start at 0, never decrease and end at most at rows
-/// (rows after the last offset are receive-buffer capacity).
-static bool checkOffsets(std::string *error, const char *op, const int32_t *offsets,
-                         int64_t experts, int64_t rows) {
-  bool ok = offsets[0] == 0 && offsets[experts] <= rows;
-  for (int64_t e = 1; ok && e <= experts; ++e)
-    ok = offsets[e] >= offsets[e - 1];
-  if (ok)
-    return true;
-  return fail(error, std::string(op) + ": expert offsets must start at 0, never decrease "
-                                       "and end at most at the row count " +
-                         std::to_string(rows) + "; got first " + std::to_string(offsets[0]) +
-                         ", last " + std::to_string(offsets[experts]));
 }
 
 /// Stable counting sort of items 0..n-1 by key(i) in [0, buckets): items of
@@ -298,7 +284,7 @@ bool groupedMatmul(const float *x, const float *weight, const int32_t *offsets,
                    int64_t rows, int64_t k, int64_t experts, int64_t n, float *out,
                    std::string *error) {
   if (!checkPositive(error, "grouped_matmul", {{"K", k}, {"N", n}, {"experts", experts}}) ||
-      !checkOffsets(error, "grouped_matmul", offsets, experts, rows))
+      !checkExpertOffsets(error, "grouped_matmul", offsets, experts, rows))
     return false;
   for (int64_t e = 0; e < experts; ++e) {
     int64_t m = offsets[e + 1] - offsets[e];
@@ -317,7 +303,7 @@ bool groupedMatmulDgrad(const float *dy, const float *weight, const int32_t *off
                         std::string *error) {
   if (!checkPositive(error, "grouped_matmul_dgrad",
                      {{"K", k}, {"N", n}, {"experts", experts}}) ||
-      !checkOffsets(error, "grouped_matmul_dgrad", offsets, experts, rows))
+      !checkExpertOffsets(error, "grouped_matmul_dgrad", offsets, experts, rows))
     return false;
   for (int64_t e = 0; e < experts; ++e) {
     int64_t m = offsets[e + 1] - offsets[e];
@@ -336,7 +322,7 @@ bool groupedMatmulWgrad(const float *dy, const float *x, const int32_t *offsets,
                         float *dweight, std::string *error) {
   if (!checkPositive(error, "grouped_matmul_wgrad",
                      {{"K", k}, {"N", n}, {"experts", experts}}) ||
-      !checkOffsets(error, "grouped_matmul_wgrad", offsets, experts, rows))
+      !checkExpertOffsets(error, "grouped_matmul_wgrad", offsets, experts, rows))
     return false;
   for (int64_t e = 0; e < experts; ++e) {
     int64_t m = offsets[e + 1] - offsets[e];

@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/kernels/Precision.h"
+#include "runtime/kernels/ExpertOffsets.h"
 #include "runtime/kernels/KernelCheck.h"
 
 #include <cblas.h>
@@ -22,14 +23,40 @@ namespace {
 int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 void checkTiles(const Fp8Tiles &t) {
-  KILN_KERNEL_CHECK(t.rows >= 0 && t.cols >= 0 && t.tileRows > 0 && t.tileCols > 0,
-                    "expects a [%lld, %lld] matrix in tiles of [%lld, %lld], all > 0",
-                    (long long)t.rows, (long long)t.cols, (long long)t.tileRows,
-                    (long long)t.tileCols);
+  KILN_KERNEL_CHECK(t.rows >= 0 && t.cols >= 0 && t.tileRows > 0 && t.tileCols > 0 &&
+                        t.matrices > 0 && t.rows % t.matrices == 0,
+                    "expects %lld matrices of [%lld / %lld, %lld] in tiles of [%lld, %lld], "
+                    "sizes >= 0, tiles and matrices > 0",
+                    (long long)t.matrices, (long long)t.rows, (long long)t.matrices,
+                    (long long)t.cols, (long long)t.tileRows, (long long)t.tileCols);
 }
 
+int64_t tileRowsPerMatrix(const Fp8Tiles &t) { return ceilDiv(t.rows / t.matrices, t.tileRows); }
+
 int64_t scaleIndex(const Fp8Tiles &t, int64_t r, int64_t c) {
-  return (r / t.tileRows) * ceilDiv(t.cols, t.tileCols) + c / t.tileCols;
+  int64_t matrixRows = t.rows / t.matrices;
+  return ((r / matrixRows) * tileRowsPerMatrix(t) + (r % matrixRows) / t.tileRows) *
+             ceilDiv(t.cols, t.tileCols) +
+         c / t.tileCols;
+}
+
+/// Quantizes the tile rows [r0, r1) x columns [c0, c1) of `x` (row stride
+/// `cols`) into `values` and returns its scale.
+template <typename In>
+float quantizeTile(E4m3 *values, const In *x, int64_t cols, int64_t r0, int64_t r1, int64_t c0,
+                   int64_t c1) {
+  float amax = 0.0f;
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t c = c0; c < c1; ++c) {
+      float a = std::fabs(widen(x[r * cols + c]));
+      if (a != a || a > amax) // NaN propagates: once amax is NaN no a > amax
+        amax = amax != amax ? amax : a;
+    }
+  float factor = fp8QuantizeFactor(amax);
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t c = c0; c < c1; ++c)
+      values[r * cols + c] = narrowTo<E4m3>(widen(x[r * cols + c]) * factor);
+  return fp8DequantizeScale(amax);
 }
 
 /// Every e4m3 bit pattern's f32 value: decoding is a table lookup.
@@ -50,25 +77,17 @@ const E4m3Table &e4m3Table() {
 template <typename In>
 void quantizeFp8(E4m3 *values, float *scales, const In *x, Fp8Tiles t) {
   checkTiles(t);
-  int64_t tileRowCount = ceilDiv(t.rows, t.tileRows), tileColCount = ceilDiv(t.cols, t.tileCols);
+  int64_t perMatrix = tileRowsPerMatrix(t), matrixRows = t.rows / t.matrices;
+  int64_t tileRowCount = t.matrices * perMatrix, tileColCount = ceilDiv(t.cols, t.tileCols);
 #pragma omp parallel for schedule(static)
-  for (int64_t tr = 0; tr < tileRowCount; ++tr)
+  for (int64_t tr = 0; tr < tileRowCount; ++tr) {
+    int64_t start = (tr / perMatrix) * matrixRows, r0 = start + (tr % perMatrix) * t.tileRows;
+    int64_t r1 = std::min(start + matrixRows, r0 + t.tileRows);
     for (int64_t tc = 0; tc < tileColCount; ++tc) {
-      int64_t r0 = tr * t.tileRows, r1 = std::min(t.rows, r0 + t.tileRows);
       int64_t c0 = tc * t.tileCols, c1 = std::min(t.cols, c0 + t.tileCols);
-      float amax = 0.0f;
-      for (int64_t r = r0; r < r1; ++r)
-        for (int64_t c = c0; c < c1; ++c) {
-          float a = std::fabs(widen(x[r * t.cols + c]));
-          if (a != a || a > amax) // NaN propagates: once amax is NaN no a > amax
-            amax = amax != amax ? amax : a;
-        }
-      float factor = fp8QuantizeFactor(amax);
-      scales[tr * tileColCount + tc] = fp8DequantizeScale(amax);
-      for (int64_t r = r0; r < r1; ++r)
-        for (int64_t c = c0; c < c1; ++c)
-          values[r * t.cols + c] = narrowTo<E4m3>(widen(x[r * t.cols + c]) * factor);
+      scales[tr * tileColCount + tc] = quantizeTile(values, x, t.cols, r0, r1, c0, c1);
     }
+  }
 }
 
 template <typename Out>
@@ -134,6 +153,84 @@ void scaledMatmul(Out *out, ScaledOperand lhs, ScaledOperand rhs, int64_t m, int
     out[i] = narrowTo<Out>(acc[i]);
 }
 
+template <typename In>
+bool quantizeFp8Grouped(E4m3 *values, float *scales, const In *x, const int32_t *offsets,
+                        int64_t rows, int64_t cols, int64_t experts, int64_t tileRows,
+                        int64_t tileCols, std::string *error) {
+  checkTiles({rows, cols, tileRows, tileCols});
+  if (!checkExpertOffsets(error, "quantize_fp8_grouped", offsets, experts, rows))
+    return false;
+  int64_t scaleCols = ceilDiv(cols, tileCols);
+  std::fill(scales, scales + fp8GroupedScaleRows(rows, experts, tileRows) * scaleCols, 0.0f);
+  std::fill(values + int64_t(offsets[experts]) * cols, values + rows * cols, E4m3{0});
+  // Every tile row of every expert, with its scale row.
+  struct TileRows {
+    int64_t r0, r1, scaleRow;
+  };
+  std::vector<TileRows> tiles;
+  for (int64_t e = 0; e < experts; ++e)
+    for (int64_t r0 = offsets[e], t = 0; r0 < offsets[e + 1]; r0 += tileRows, ++t)
+      tiles.push_back({r0, std::min<int64_t>(offsets[e + 1], r0 + tileRows),
+                       fp8GroupedScaleRowBase(offsets[e], e, tileRows) + t});
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < tiles.size(); ++i)
+    for (int64_t tc = 0; tc < scaleCols; ++tc) {
+      int64_t c0 = tc * tileCols, c1 = std::min(cols, c0 + tileCols);
+      scales[tiles[i].scaleRow * scaleCols + tc] =
+          quantizeTile(values, x, cols, tiles[i].r0, tiles[i].r1, c0, c1);
+    }
+  return true;
+}
+
+template <typename Out>
+bool scaledGroupedMatmul(Out *out, const E4m3 *lhs, const float *lhsScales, const E4m3 *weight,
+                         const float *weightScales, const int32_t *offsets, int64_t rows,
+                         int64_t k, int64_t experts, int64_t wRows, int64_t wCols,
+                         bool transposeRhs, std::string *error) {
+  if (!checkExpertOffsets(error, "scaled_grouped_matmul", offsets, experts, rows))
+    return false;
+  KILN_KERNEL_CHECK((transposeRhs ? wCols : wRows) == k,
+                    "expects weights [experts, %lld, %lld] to contract K = %lld", (long long)wRows,
+                    (long long)wCols, (long long)k);
+  int64_t n = transposeRhs ? wRows : wCols, kBlocks = ceilDiv(k, kFp8BlockSize);
+  Fp8Tiles wTiles{wRows, wCols, kFp8BlockSize, kFp8BlockSize};
+  int64_t wScaleCount = ceilDiv(wRows, kFp8BlockSize) * ceilDiv(wCols, kFp8BlockSize);
+  for (int64_t e = 0; e < experts; ++e) {
+    int64_t first = offsets[e], m = offsets[e + 1] - first;
+    if (m == 0)
+      continue;
+    ScaledOperand a{lhs + first * k, lhsScales + first * kBlocks, {m, k, 1, kFp8BlockSize}, false};
+    ScaledOperand b{weight + e * wRows * wCols, weightScales + e * wScaleCount, wTiles,
+                    !transposeRhs};
+    scaledMatmul(out + first * n, a, b, m, n, k);
+  }
+  std::fill(out + int64_t(offsets[experts]) * n, out + rows * n, narrowTo<Out>(0.0f));
+  return true;
+}
+
+template <typename Out>
+bool scaledGroupedMatmulWgrad(Out *out, const E4m3 *dy, const float *dyScales, const E4m3 *x,
+                              const float *xScales, const int32_t *offsets, int64_t rows,
+                              int64_t n, int64_t k, int64_t experts, std::string *error) {
+  if (!checkExpertOffsets(error, "scaled_grouped_matmul_wgrad", offsets, experts, rows))
+    return false;
+  for (int64_t e = 0; e < experts; ++e) {
+    int64_t first = offsets[e], m = offsets[e + 1] - first;
+    Out *dw = out + e * n * k;
+    if (m == 0) {
+      std::fill(dw, dw + n * k, narrowTo<Out>(0.0f));
+      continue;
+    }
+    // The expert's rows are the contracted dimension: both operands are
+    // stored K-major, their grouped tiles starting at its scale row base.
+    int64_t base = fp8GroupedScaleRowBase(first, e, kFp8BlockSize);
+    ScaledOperand a{dy + first * n, dyScales + base * n, {m, n, kFp8BlockSize, 1}, true};
+    ScaledOperand b{x + first * k, xScales + base * k, {m, k, kFp8BlockSize, 1}, true};
+    scaledMatmul(dw, a, b, n, k, m);
+  }
+  return true;
+}
+
 template void quantizeFp8(E4m3 *, float *, const float *, Fp8Tiles);
 template void quantizeFp8(E4m3 *, float *, const Bf16 *, Fp8Tiles);
 template void quantizeFp8(E4m3 *, float *, const F16 *, Fp8Tiles);
@@ -143,5 +240,19 @@ template void dequantizeFp8(F16 *, const E4m3 *, const float *, Fp8Tiles);
 template void scaledMatmul(float *, ScaledOperand, ScaledOperand, int64_t, int64_t, int64_t);
 template void scaledMatmul(Bf16 *, ScaledOperand, ScaledOperand, int64_t, int64_t, int64_t);
 template void scaledMatmul(F16 *, ScaledOperand, ScaledOperand, int64_t, int64_t, int64_t);
+
+#define KILN_GROUPED_FP8(In)                                                                \
+  template bool quantizeFp8Grouped(E4m3 *, float *, const In *, const int32_t *, int64_t,        \
+                                   int64_t, int64_t, int64_t, int64_t, std::string *);          \
+  template bool scaledGroupedMatmul(In *, const E4m3 *, const float *, const E4m3 *,            \
+                                    const float *, const int32_t *, int64_t, int64_t, int64_t,  \
+                                    int64_t, int64_t, bool, std::string *);                     \
+  template bool scaledGroupedMatmulWgrad(In *, const E4m3 *, const float *, const E4m3 *,       \
+                                         const float *, const int32_t *, int64_t, int64_t,      \
+                                         int64_t, int64_t, std::string *);
+KILN_GROUPED_FP8(float)
+KILN_GROUPED_FP8(Bf16)
+KILN_GROUPED_FP8(F16)
+#undef KILN_GROUPED_FP8
 
 } // namespace kiln::kernels

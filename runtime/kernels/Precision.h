@@ -5,7 +5,8 @@
 // (dialects/kiln/Fp8Tiling.h); the scale arithmetic and the rounding are
 // PrecisionMath.h's. Exactness, per kernel:
 //
-//   quantizeFp8, dequantizeFp8   exact: the same bits as the as-typed
+//   quantizeFp8, dequantizeFp8,  exact: the same bits as the as-typed
+//   quantizeFp8Grouped
 //                                evaluator (one f32 multiply and one
 //                                rounding per element);
 //   scaledMatmul                 each 128-wide K block is an f32 GEMM of
@@ -15,7 +16,10 @@
 //                                from the evaluator, so the results agree to
 //                                f32 accumulation error (|error| <= about
 //                                K * 2^-24 * sum |terms|), then one rounding
-//                                to the output type.
+//                                to the output type;
+//   scaledGroupedMatmul,         scaledMatmul per expert over its rows:
+//   scaledGroupedMatmulWgrad     the same bound, K being the expert's rows
+//                                for the weight gradient.
 //
 //===----------------------------------------------------------------------===//
 
@@ -25,12 +29,15 @@
 #include "runtime/kernels/PrecisionMath.h"
 
 #include <cstdint>
+#include <string>
 
 namespace kiln::kernels {
 
-/// The tiling of one quantized matrix.
+/// The tiling of one quantized matrix [rows, cols], or of `matrices` stacked
+/// matrices [rows / matrices, cols] each tiled alone (dialects/kiln/Fp8Tiling.h).
 struct Fp8Tiles {
   int64_t rows, cols, tileRows, tileCols;
+  int64_t matrices = 1;
 };
 
 /// kiln.quantize_fp8: `values` [rows, cols] and `scales` [ceil(rows /
@@ -59,6 +66,34 @@ struct ScaledOperand {
 template <typename Out>
 void scaledMatmul(Out *out, ScaledOperand lhs, ScaledOperand rhs, int64_t m, int64_t n,
                   int64_t k);
+
+/// kiln.quantize_fp8_grouped: `x` [rows, cols] sorted by expert, tiles of
+/// [tileRows, tileCols] restarting at each expert's first row; `scales` is
+/// [fp8GroupedScaleRows(rows, experts, tileRows), ceil(cols / tileCols)],
+/// 0 where no tile is, and rows from offsets[experts] on quantize to 0.
+/// False with *error set for bad offsets.
+template <typename In>
+bool quantizeFp8Grouped(E4m3 *values, float *scales, const In *x, const int32_t *offsets,
+                        int64_t rows, int64_t cols, int64_t experts, int64_t tileRows,
+                        int64_t tileCols, std::string *error);
+
+/// kiln.scaled_grouped_matmul: out [rows, n] from lhs [rows, k] in [1, 128]
+/// tiles and the stacked weights [experts, wRows, wCols] in per-expert
+/// [128, 128] blocks, read as [n, k] (transposeRhs) or [k, n]; rows from
+/// offsets[experts] on are 0.
+template <typename Out>
+bool scaledGroupedMatmul(Out *out, const E4m3 *lhs, const float *lhsScales, const E4m3 *weight,
+                         const float *weightScales, const int32_t *offsets, int64_t rows,
+                         int64_t k, int64_t experts, int64_t wRows, int64_t wCols,
+                         bool transposeRhs, std::string *error);
+
+/// kiln.scaled_grouped_matmul_wgrad: out [experts, n, k] = per expert, dy^T x
+/// over its rows, dy [rows, n] and x [rows, k] from quantizeFp8Grouped with
+/// [128, 1] tiles.
+template <typename Out>
+bool scaledGroupedMatmulWgrad(Out *out, const E4m3 *dy, const float *dyScales, const E4m3 *x,
+                              const float *xScales, const int32_t *offsets, int64_t rows,
+                              int64_t n, int64_t k, int64_t experts, std::string *error);
 
 } // namespace kiln::kernels
 

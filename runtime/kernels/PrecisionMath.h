@@ -230,6 +230,24 @@ KILN_HD float fp8QuantizeFactor(float amax) { return kE4m3Max / fp8FlooredAmax(a
 /// The stored scale of the same tile: float(q) * scale approximates x.
 KILN_HD float fp8DequantizeScale(float amax) { return fp8FlooredAmax(amax) / kE4m3Max; }
 
+/// Grouped tiles (kiln.quantize_fp8_grouped): expert e's rows [offsets[e],
+/// offsets[e+1]) are cut into row tiles of their own, starting at the
+/// expert's first row, so that no tile mixes two experts. Its tiles' scale
+/// rows start at offsets[e] / tileRows + e: a position computable from the
+/// expert's own offset, with no prefix sum over the experts before it, that
+/// never overlaps the next expert's (the expert adds at most
+/// ceil(n_e / tileRows) <= the growth of offset / tileRows, plus one).
+KILN_HD constexpr int64_t fp8GroupedScaleRowBase(int64_t offset, int64_t expert,
+                                                 int64_t tileRows) {
+  return offset / tileRows + expert;
+}
+/// The scale rows of grouped tiles of `rows` rows over `experts` experts:
+/// every base above plus its tiles stays below this.
+KILN_HD constexpr int64_t fp8GroupedScaleRows(int64_t rows, int64_t experts,
+                                              int64_t tileRows) {
+  return rows / tileRows + experts;
+}
+
 } // namespace kiln::kernels
 
 #endif // KILN_RUNTIME_PRECISIONMATH_H

@@ -92,19 +92,27 @@ func.func @forward(%x: tensor<4x8xf32> {kiln.param = "x"}, %w: tensor<8x8xf32> {
 // GRAD-DAG: arith.extf %[[DX]] : tensor<4x8xbf16> to tensor<4x8xf32>
 // GRAD-DAG: arith.extf %[[DW]] : tensor<8x8xbf16> to tensor<8x8xf32>
 
-// fp8 marks the projection for kiln-lower-fp8 and runs the experts in bf16,
-// saying so.
-// FP8: warning: kiln-mixed-precision: fp8: the 1 expert GEMMs (kiln.grouped_matmul) run in bf16; grouped FP8 GEMMs are not built yet
+// fp8 marks the projection and the experts for kiln-lower-fp8 and changes
+// no type; the gate is not marked.
+// FP8-NOT: warning
 // FP8-LABEL: func.func private @block
 // FP8: kiln.linear %arg0, %arg1 {kiln.fp8} : (tensor<4x8xf32>, tensor<8x8xf32>) -> tensor<4x8xf32>
 // FP8: kiln.linear {{.*}}, %arg2 : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x4xf32>
-// FP8: kiln.grouped_matmul {{.*}} : (tensor<4x8xbf16>, tensor<2x8x8xbf16>, tensor<3xi32>) -> tensor<4x8xbf16>
+// FP8: kiln.grouped_matmul {{.*}} {kiln.fp8} : (tensor<4x8xf32>, tensor<2x8x8xf32>, tensor<3xi32>) -> tensor<4x8xf32>
 
-// Autodiff copies the mark to the projection's dgrad and wgrad, and
-// kiln-lower-fp8 turns all three into scaled GEMMs; the gate keeps its f32 ones.
+// Autodiff copies the mark to the projection's and the experts' dgrad and
+// wgrad, and kiln-lower-fp8 turns all six into scaled GEMMs, the experts'
+// into the grouped forms (weights in per-expert blocks, the Wgrad operands
+// in 128x1 tiles within each expert); the gate keeps its f32 ones.
 // FP8GRAD-LABEL: func.func private @block_fwd
 // FP8GRAD: kiln.scaled_matmul {{.*}}transpose_rhs = true{{.*}} -> tensor<4x8xf32>
+// FP8GRAD: kiln.quantize_fp8 %arg4 {block = array<i64: 1, 128, 128>} : tensor<2x8x8xf32> -> tensor<2x8x8xf8E4M3FN>, tensor<2x1x1xf32>
+// FP8GRAD: kiln.scaled_grouped_matmul {{.*}}, %arg5 {transpose_rhs = true} : {{.*}} -> tensor<4x8xf32>
 // FP8GRAD-LABEL: func.func private @block_bwd
+// FP8GRAD: kiln.scaled_grouped_matmul {{.*}}, %arg5 : (tensor<4x8xf8E4M3FN>, tensor<4x1xf32>, tensor<2x8x8xf8E4M3FN>, tensor<2x1x1xf32>, tensor<3xi32>) -> tensor<4x8xf32>
+// FP8GRAD: kiln.quantize_fp8_grouped {{.*}}, %arg5 {block = array<i64: 128, 1>} : tensor<4x8xf32>, tensor<3xi32> -> tensor<4x8xf8E4M3FN>, tensor<2x8xf32>
+// FP8GRAD: kiln.scaled_grouped_matmul_wgrad {{.*}}, %arg5 : {{.*}} -> tensor<2x8x8xf32>
+// FP8GRAD-NOT: kiln.grouped_matmul
 // FP8GRAD-DAG: kiln.scaled_matmul {{.*}}{lhs_block = array<i64: 1, 128>, rhs_block = array<i64: 128, 128>} : {{.*}} -> tensor<4x8xf32>
 // FP8GRAD-DAG: kiln.scaled_matmul {{.*}}{lhs_block = array<i64: 128, 1>, rhs_block = array<i64: 128, 1>, transpose_lhs = true} : {{.*}} -> tensor<8x8xf32>
 // FP8GRAD-DAG: kiln.linear_dgrad {{.*}} : (tensor<4x4xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>

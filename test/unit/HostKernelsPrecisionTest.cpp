@@ -12,7 +12,13 @@
 //                                  K blocks (one partial): within f32
 //                                  accumulation error of the evaluator's f64
 //                                  sum (kTolerance of the largest |result|),
-//                                  and bf16 results within one bf16 ulp.
+//                                  and bf16 results within one bf16 ulp;
+//   the expert forms               per-expert weight blocks and grouped
+//                                  128x1 tiles bit for bit, the grouped
+//                                  Fprop, Dgrad and Wgrad as scaled_matmul,
+//                                  over experts with partial, two and no
+//                                  tiles and capacity rows; bad offsets are
+//                                  refused with a message.
 //
 // Each kernel runs twice and must give the same bits. A last case checks
 // that a bad tiling stops the kernel with a message.
@@ -272,6 +278,177 @@ TEST(HostKernelsPrecision, ScaledMatmulMatchesTheEvaluator) {
   for (const GemmCase &c : cases) {
     checkScaledMatmul<float>(c, rng);
     checkScaledMatmul<kk::Bf16>(c, rng);
+  }
+}
+
+/// The MLIR type of a tensor of `shape` with `element`.
+std::string tensorType(std::initializer_list<int64_t> shape, const char *element) {
+  std::string t = "tensor<";
+  for (int64_t d : shape)
+    t += std::to_string(d) + "x";
+  return t + element + ">";
+}
+
+/// `values` as a RefTensor of `shape` (element type left to the function).
+template <typename T>
+RefTensor refOf(const std::vector<T> &values, std::initializer_list<int64_t> shape) {
+  RefTensor t{mlir::Type(), llvm::SmallVector<int64_t>(shape)};
+  for (size_t i = 0; i < values.size(); ++i)
+    t.data[i] = double(kk::widen(values[i]));
+  return t;
+}
+
+/// Counts the elements of `got` that differ from `want` (bit for bit, NaN
+/// as NaN).
+template <typename T> int64_t mismatchesOf(const RefTensor &want, const std::vector<T> &got) {
+  int64_t bad = want.numElements() == int64_t(got.size()) ? 0 : 1;
+  for (size_t i = 0; i < got.size() && i < want.data.size(); ++i)
+    bad += !sameFloat(want.data[i], kk::widen(got[i]));
+  return bad;
+}
+
+/// The largest |got - want| relative to the largest |want|; fails where an
+/// element is further off than the f32 accumulation bound (plus one bf16 ulp
+/// for bf16 results).
+template <typename T>
+double checkWithinAccumulation(const char *what, const RefTensor &want, const std::vector<T> &got) {
+  double largest = 0, worst = 0;
+  for (double v : want.data)
+    largest = std::max(largest, std::fabs(v));
+  EXPECT_EQ(want.numElements(), int64_t(got.size())) << what;
+  for (size_t i = 0; i < got.size() && i < want.data.size(); ++i) {
+    double g = kk::widen(got[i]), w = want.data[i];
+    double allowed = kTolerance * largest;
+    if (std::is_same_v<T, kk::Bf16>)
+      allowed += std::ldexp(std::fabs(w), -7);
+    worst = std::max(worst, std::fabs(g - w) / largest);
+    EXPECT_LE(std::fabs(g - w), allowed) << what << " at " << i << ": " << g << " vs " << w;
+  }
+  return worst;
+}
+
+// The expert GEMMs of one layer in FP8: 300 rows over 3 experts with
+// offsets [0, 70, 70, 260] (70 rows: one partial 128-row tile; none; 190:
+// a full and a partial tile) and 40 rows of capacity; K = 200 (two K
+// blocks, one partial), N = 136 (a partial weight block). The per-expert
+// weight quantization and both grouped quantizations must give the
+// evaluator's bits; the Fprop (f32), Dgrad (bf16) and Wgrad (f32) GEMMs its
+// numbers within f32 accumulation error.
+TEST(HostKernelsPrecision, GroupedExpertKernelsMatchTheEvaluator) {
+  SeededRng rng(14, "grouped fp8");
+  const int64_t rows = 300, experts = 3, n = 136, k = 200;
+  const std::vector<int32_t> offsets = {0, 70, 70, 260};
+  std::vector<float> x = spread(rng, rows * k, -4, 2), w = spread(rng, experts * n * k, -8, -2),
+                     dy = spread(rng, rows * n, -6, 0);
+  const int64_t kBlocks = ceilDiv(k, 128), nBlocks = ceilDiv(n, 128);
+  const int64_t groupedRows = kk::fp8GroupedScaleRows(rows, experts, 128);
+  ASSERT_EQ(groupedRows, 5);
+
+  auto quantized = [&](int64_t count) { return std::vector<kk::E4m3>(count); };
+  std::vector<kk::E4m3> wq = quantized(w.size()), xq = quantized(x.size()),
+                        dq = quantized(dy.size()), gdq = quantized(dy.size()),
+                        gxq = quantized(x.size());
+  std::vector<float> ws(experts * nBlocks * kBlocks), xs(rows * kBlocks),
+      ds(rows * nBlocks), gds(groupedRows * n, -1.0f), gxs(groupedRows * k, -1.0f);
+  kk::quantizeFp8(wq.data(), ws.data(), w.data(), kk::Fp8Tiles{experts * n, k, 128, 128, experts});
+  kk::quantizeFp8(xq.data(), xs.data(), x.data(), kk::Fp8Tiles{rows, k, 1, 128});
+  kk::quantizeFp8(dq.data(), ds.data(), dy.data(), kk::Fp8Tiles{rows, n, 1, 128});
+  std::string error;
+  ASSERT_TRUE(kk::quantizeFp8Grouped(gdq.data(), gds.data(), dy.data(), offsets.data(), rows, n,
+                                     experts, 128, 1, &error)) << error;
+  ASSERT_TRUE(kk::quantizeFp8Grouped(gxq.data(), gxs.data(), x.data(), offsets.data(), rows, k,
+                                     experts, 128, 1, &error)) << error;
+  std::vector<float> y(rows * n, -1.0f), dw(experts * n * k, -1.0f), again(rows * n);
+  std::vector<kk::Bf16> dx(rows * k, kk::narrowTo<kk::Bf16>(-1.0f));
+  ASSERT_TRUE(kk::scaledGroupedMatmul(y.data(), xq.data(), xs.data(), wq.data(), ws.data(),
+                                      offsets.data(), rows, k, experts, n, k, true, &error))
+      << error;
+  ASSERT_TRUE(kk::scaledGroupedMatmul(again.data(), xq.data(), xs.data(), wq.data(), ws.data(),
+                                      offsets.data(), rows, k, experts, n, k, true, &error));
+  EXPECT_EQ(std::memcmp(y.data(), again.data(), y.size() * sizeof(float)), 0)
+      << "scaled_grouped_matmul is not deterministic";
+  ASSERT_TRUE(kk::scaledGroupedMatmul(dx.data(), dq.data(), ds.data(), wq.data(), ws.data(),
+                                      offsets.data(), rows, n, experts, n, k, false, &error))
+      << error;
+  ASSERT_TRUE(kk::scaledGroupedMatmulWgrad(dw.data(), gdq.data(), gds.data(), gxq.data(),
+                                           gxs.data(), offsets.data(), rows, n, k, experts,
+                                           &error))
+      << error;
+
+  const std::string tx = tensorType({rows, k}, "f32"), tw = tensorType({experts, n, k}, "f32"),
+                    tdy = tensorType({rows, n}, "f32"), to = tensorType({experts + 1}, "i32");
+  const std::string qx = tensorType({rows, k}, "f8E4M3FN"),
+                    qw = tensorType({experts, n, k}, "f8E4M3FN"),
+                    qdy = tensorType({rows, n}, "f8E4M3FN");
+  const std::string sw = tensorType({experts, nBlocks, kBlocks}, "f32"),
+                    sx = tensorType({rows, kBlocks}, "f32"), sdy = tensorType({rows, nBlocks}, "f32"),
+                    gsdy = tensorType({groupedRows, n}, "f32"),
+                    gsx = tensorType({groupedRows, k}, "f32");
+  const std::string ty = tensorType({rows, n}, "f32"), tdx = tensorType({rows, k}, "bf16");
+  const std::string source =
+      "func.func @f(%x: " + tx + ", %w: " + tw + ", %dy: " + tdy + ", %o: " + to + ") -> (" +
+      qw + ", " + sw + ", " + qdy + ", " + gsdy + ", " + qx + ", " + gsx + ", " + ty + ", " +
+      tdx + ", " + tw + ") {\n"
+      "  %wq, %ws = kiln.quantize_fp8 %w {block = array<i64: 1, 128, 128>} : " + tw + " -> " +
+      qw + ", " + sw + "\n"
+      "  %xq, %xs = kiln.quantize_fp8 %x {block = array<i64: 1, 128>} : " + tx + " -> " + qx +
+      ", " + sx + "\n"
+      "  %dq, %ds = kiln.quantize_fp8 %dy {block = array<i64: 1, 128>} : " + tdy + " -> " + qdy +
+      ", " + sdy + "\n"
+      "  %gdq, %gds = kiln.quantize_fp8_grouped %dy, %o {block = array<i64: 128, 1>} : " + tdy +
+      ", " + to + " -> " + qdy + ", " + gsdy + "\n"
+      "  %gxq, %gxs = kiln.quantize_fp8_grouped %x, %o {block = array<i64: 128, 1>} : " + tx +
+      ", " + to + " -> " + qx + ", " + gsx + "\n"
+      "  %y = kiln.scaled_grouped_matmul %xq, %xs, %wq, %ws, %o {transpose_rhs = true} : (" + qx +
+      ", " + sx + ", " + qw + ", " + sw + ", " + to + ") -> " + ty + "\n"
+      "  %dx = kiln.scaled_grouped_matmul %dq, %ds, %wq, %ws, %o : (" + qdy + ", " + sdy + ", " +
+      qw + ", " + sw + ", " + to + ") -> " + tdx + "\n"
+      "  %dw = kiln.scaled_grouped_matmul_wgrad %gdq, %gds, %gxq, %gxs, %o : (" + qdy + ", " +
+      gsdy + ", " + qx + ", " + gsx + ", " + to + ") -> " + tw + "\n"
+      "  return %wq, %ws, %gdq, %gds, %gxq, %gxs, %y, %dx, %dw : " + qw + ", " + sw + ", " + qdy +
+      ", " + gsdy + ", " + qx + ", " + gsx + ", " + ty + ", " + tdx + ", " + tw + "\n}\n";
+  std::vector<float> offsetValues(offsets.begin(), offsets.end());
+  SmallVector<RefTensor> r =
+      evaluateAsTyped(source, {refOf(x, {rows, k}), refOf(w, {experts, n, k}),
+                               refOf(dy, {rows, n}), refOf(offsetValues, {experts + 1})});
+  ASSERT_EQ(r.size(), 9u);
+  EXPECT_EQ(mismatchesOf(r[0], wq), 0) << "per-expert weight values";
+  EXPECT_EQ(mismatchesOf(r[1], ws), 0) << "per-expert weight scales";
+  EXPECT_EQ(mismatchesOf(r[2], gdq), 0) << "grouped dy values";
+  EXPECT_EQ(mismatchesOf(r[3], gds), 0) << "grouped dy scales";
+  EXPECT_EQ(mismatchesOf(r[4], gxq), 0) << "grouped x values";
+  EXPECT_EQ(mismatchesOf(r[5], gxs), 0) << "grouped x scales";
+  // Expert 0's one tile is scale row 0, expert 2's two are rows 2 and 3
+  // (70 / 128 + 2); rows 1 and 4 are unused and 0.
+  for (int64_t c = 0; c < n; ++c) {
+    EXPECT_EQ(gds[1 * n + c], 0.0f);
+    EXPECT_EQ(gds[4 * n + c], 0.0f);
+    EXPECT_GT(gds[3 * n + c], 0.0f);
+  }
+  double fprop = checkWithinAccumulation("Fprop", r[6], y);
+  double dgrad = checkWithinAccumulation("Dgrad", r[7], dx);
+  double wgrad = checkWithinAccumulation("Wgrad", r[8], dw);
+  for (int64_t i = 260 * n; i < rows * n; ++i)
+    ASSERT_EQ(y[i], 0.0f) << "capacity rows of the Fprop must be 0";
+  for (int64_t i = 1 * n * k; i < 2 * n * k; ++i)
+    ASSERT_EQ(dw[i], 0.0f) << "the empty expert's weight gradient must be 0";
+  std::printf("  grouped: quantizations bit-exact; max |error| / max |ref|: Fprop %.3g, Dgrad "
+              "(bf16) %.3g, Wgrad %.3g\n",
+              fprop, dgrad, wgrad);
+}
+
+TEST(HostKernelsPrecision, GroupedKernelsRefuseBadOffsets) {
+  std::vector<float> x(8 * 4, 1.0f), scales(8 * 4);
+  std::vector<kk::E4m3> q(8 * 4);
+  const std::vector<int32_t> decreasing = {0, 5, 3}, pastTheRows = {0, 4, 9};
+  for (const std::vector<int32_t> *offsets : {&decreasing, &pastTheRows}) {
+    std::string error;
+    EXPECT_FALSE(kk::quantizeFp8Grouped(q.data(), scales.data(), x.data(), offsets->data(), 8, 4,
+                                        2, 128, 1, &error));
+    EXPECT_NE(error.find("quantize_fp8_grouped: expert offsets must start at 0, never decrease "
+                         "and end at most at the row count 8"),
+              std::string::npos)
+        << error;
   }
 }
 

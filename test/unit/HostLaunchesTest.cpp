@@ -518,6 +518,46 @@ std::vector<Case> cases() {
        {"kiln::kernels::scaledMatmul(b4, kiln::kernels::ScaledOperand{b0, b1, "
         "kiln::kernels::Fp8Tiles{256, 300, 128, 1}, true}, kiln::kernels::ScaledOperand{b2, b3, "
         "kiln::kernels::Fp8Tiles{256, 200, 128, 1}, true}, 300, 200, 256);"}},
+      // The expert forms: per-expert weight blocks, grouped 128x1 tiles
+      // (300 / 128 + 8 = 10 scale rows), and the grouped GEMMs.
+      {"quantize_fp8",
+       {"memref<8x136x200xbf16>", "memref<8x136x200xf8E4M3FN>", "memref<8x2x2xf32>"},
+       {0},
+       {1, 2},
+       "{block = array<i64: 1, 128, 128>}",
+       {"kiln::kernels::quantizeFp8(b1, b2, b0, kiln::kernels::Fp8Tiles{1088, 200, 128, 128, "
+        "8});"}},
+      {"quantize_fp8_grouped",
+       {"memref<300x64xf32>", "memref<9xi32>", "memref<300x64xf8E4M3FN>", "memref<10x64xf32>"},
+       {0, 1},
+       {2, 3},
+       "{block = array<i64: 128, 1>}",
+       {"if (!kiln::kernels::quantizeFp8Grouped(b2, b3, b0, b1, 300, 64, 8, 128, 1, &error)) "
+        "return false;"}},
+      {"scaled_grouped_matmul",
+       {"memref<300x200xf8E4M3FN>", "memref<300x2xf32>", "memref<8x136x200xf8E4M3FN>",
+        "memref<8x2x2xf32>", "memref<9xi32>", "memref<300x136xf32>"},
+       {0, 1, 2, 3, 4},
+       {5},
+       "{transpose_rhs = true}",
+       {"if (!kiln::kernels::scaledGroupedMatmul(b5, b0, b1, b2, b3, b4, 300, 200, 8, 136, 200, "
+        "true, &error)) return false;"}},
+      {"scaled_grouped_matmul",
+       {"memref<300x136xf8E4M3FN>", "memref<300x2xf32>", "memref<8x136x200xf8E4M3FN>",
+        "memref<8x2x2xf32>", "memref<9xi32>", "memref<300x200xbf16>"},
+       {0, 1, 2, 3, 4},
+       {5},
+       "{}",
+       {"if (!kiln::kernels::scaledGroupedMatmul(b5, b0, b1, b2, b3, b4, 300, 136, 8, 136, 200, "
+        "false, &error)) return false;"}},
+      {"scaled_grouped_matmul_wgrad",
+       {"memref<300x136xf8E4M3FN>", "memref<10x136xf32>", "memref<300x200xf8E4M3FN>",
+        "memref<10x200xf32>", "memref<9xi32>", "memref<8x136x200xf32>"},
+       {0, 1, 2, 3, 4},
+       {5},
+       "{}",
+       {"if (!kiln::kernels::scaledGroupedMatmulWgrad(b5, b0, b1, b2, b3, b4, 300, 136, 200, 8, "
+        "&error)) return false;"}},
   };
 }
 
@@ -759,6 +799,42 @@ TEST_F(HostLaunchesTest, RejectsMissingOrBadAttributes) {
   diagnostics.clear();
   EXPECT_TRUE(failed(emit(slice, text, diagnostics)));
   EXPECT_NE(diagnostics.find("'static_strides'"), std::string::npos) << diagnostics;
+
+  // FP8 expert forms whose scales do not fit their tilings.
+  Case batched{"quantize_fp8",
+               {"memref<8x136x200xf32>", "memref<8x136x200xf8E4M3FN>", "memref<2x2xf32>"},
+               {0},
+               {1, 2},
+               "{block = array<i64: 1, 128, 128>}",
+               {}};
+  diagnostics.clear();
+  EXPECT_TRUE(failed(emit(batched, text, diagnostics)));
+  EXPECT_NE(diagnostics.find("expects 16 x 2 scales for block"), std::string::npos)
+      << diagnostics;
+  Case weights{"scaled_grouped_matmul",
+               {"memref<300x200xf8E4M3FN>", "memref<300x2xf32>", "memref<8x136x200xf8E4M3FN>",
+                "memref<2x2xf32>", "memref<9xi32>", "memref<300x136xf32>"},
+               {0, 1, 2, 3, 4},
+               {5},
+               "{transpose_rhs = true}",
+               {}};
+  diagnostics.clear();
+  EXPECT_TRUE(failed(emit(weights, text, diagnostics)));
+  EXPECT_NE(diagnostics.find("rhs_scales' count and rhs's per-expert [128, 128] blocks"),
+            std::string::npos)
+      << diagnostics;
+  Case grouped{"scaled_grouped_matmul_wgrad",
+               {"memref<300x136xf8E4M3FN>", "memref<3x136xf32>", "memref<300x200xf8E4M3FN>",
+                "memref<10x200xf32>", "memref<9xi32>", "memref<8x136x200xf32>"},
+               {0, 1, 2, 3, 4},
+               {5},
+               "{}",
+               {}};
+  diagnostics.clear();
+  EXPECT_TRUE(failed(emit(grouped, text, diagnostics)));
+  EXPECT_NE(diagnostics.find("dy_scales' count and dy's grouped [128, 1] tiles"),
+            std::string::npos)
+      << diagnostics;
 }
 
 } // namespace
