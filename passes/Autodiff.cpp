@@ -390,6 +390,8 @@ LogicalResult AutodiffPass::differentiateBlock(func::FuncOp f) {
   ret.erase();
   fwd.setFunctionType(b.getFunctionType(fwd.getArgumentTypes(),
                                         ValueRange(results).getTypes()));
+  bwd->setAttr(kForwardAttr, FlatSymbolRefAttr::get(fwd.getSymNameAttr()));
+  bwd->setAttr(kSavedAttr, b.getI64IntegerAttr(bg.numSaved));
 
   if (report) {
     int64_t bytes = 0;

@@ -340,6 +340,42 @@ def KilnMixedPrecision : Pass<"kiln-mixed-precision", "mlir::ModuleOp"> {
   let dependentDialects = ["::kiln::KilnDialect", "::mlir::arith::ArithDialect"];
 }
 
+def KilnActivationCheckpointing : Pass<"kiln-activation-checkpointing", "mlir::ModuleOp"> {
+  let summary = "Recomputes block activations in the backward instead of keeping them";
+  let description = [{
+    Runs after `kiln-autodiff` (and `kiln-lower-fp8`), before
+    `kiln-data-parallel`, driven by `train.checkpointing`. It works on the
+    block functions autodiff builds: `F_fwd` returns F's results and then the
+    values `F_bwd` needs; `F_bwd` carries `kiln.forward = @F_fwd` and
+    `kiln.saved = N`, its last N arguments being those values.
+
+    * `policy=none` changes nothing.
+    * `policy=full` (Megatron's `--recompute-granularity full`, per layer):
+      each block the step calls keeps only its inputs. Its `F_bwd` starts
+      with a copy of `F_fwd`'s body on its own arguments, uses the copies of
+      the saved values, and no longer takes them (the saved-value operands
+      of its calls are dropped; ops only F's results needed are not
+      copied). A block called inside such a block (the MTP module's decoder
+      layer) keeps taking its saved values, from the outer recomputation,
+      through a copy `F_bwd_saved`, so nothing is computed a third time.
+
+    Recomputation runs the same ops on the same values: the trained numbers
+    are bit-identical to `none`. Forward collectives inside a block (expert
+    parallelism's all_to_all) are recomputed too, on every rank alike.
+
+    Errors: a policy that is not built (`selective`, `budget`), a module
+    without a block backward the step calls, or a backward whose arguments
+    do not match its forward's.
+    `report=true` emits a remark per block and the bytes no longer kept.
+  }];
+  let options = [
+    Option<"policy", "policy", "std::string", "\"none\"", "none | full">,
+    Option<"report", "report", "bool", "false",
+           "Emit remarks: saved values recomputed per block, bytes per step">
+  ];
+  let dependentDialects = ["::kiln::KilnDialect", "::mlir::func::FuncDialect"];
+}
+
 def KilnLowerFp8 : Pass<"kiln-lower-fp8", "mlir::ModuleOp"> {
   let summary = "Lowers the GEMMs marked kiln.fp8 to block-quantized FP8 GEMMs (DeepSeek-V3)";
   let description = [{

@@ -27,6 +27,13 @@ namespace kiln {
 /// policy=fp8 sets it).
 inline constexpr llvm::StringLiteral kFp8Attr = "kiln.fp8";
 
+/// On a block function's backward F_bwd (kiln-autodiff): its forward F_fwd
+/// (a FlatSymbolRefAttr) and how many saved values its last arguments are,
+/// which are F_fwd's last results. kiln-activation-checkpointing reads them
+/// to recompute the saved values instead of keeping them.
+inline constexpr llvm::StringLiteral kForwardAttr = "kiln.forward";
+inline constexpr llvm::StringLiteral kSavedAttr = "kiln.saved";
+
 /// The `kiln.state` roles of dynamic loss scaling's step state
 /// (kiln-autodiff loss-scale=dynamic, kiln.grad_scaler's operands 1-3 and
 /// results 2-4, in that order), which belong to no parameter.

@@ -58,6 +58,15 @@ void addFp8Lowering(OpPassManager &pm, const frontend::Spec &spec, bool report) 
   pm.addPass(createKilnLowerFp8(options));
 }
 
+void addActivationCheckpointing(OpPassManager &pm, const frontend::Spec &spec, bool report) {
+  if (spec.train.checkpointing == "none")
+    return;
+  KilnActivationCheckpointingOptions options;
+  options.policy = spec.train.checkpointing;
+  options.report = report;
+  pm.addPass(createKilnActivationCheckpointing(options));
+}
+
 LogicalResult lowerToPartitionedStep(ModuleOp module, const frontend::Spec &spec, bool report,
                                      std::string &error) {
   const frontend::ParallelConfig &p = spec.parallel;
@@ -80,6 +89,7 @@ LogicalResult lowerToPartitionedStep(ModuleOp module, const frontend::Spec &spec
   addMixedPrecision(pm, spec, report);
   pm.addPass(createKilnAutodiff(autodiffOptionsFor(spec)));
   addFp8Lowering(pm, spec, report);
+  addActivationCheckpointing(pm, spec, report);
   if (p.dp > 1 || p.microbatches > 1) {
     KilnDataParallelOptions dp;
     dp.dp = p.dp;
@@ -142,9 +152,9 @@ bool checkHostTarget(const frontend::Spec &spec, std::string &error) {
     return fail("target", "'" + spec.target.kind +
                               "' cannot be built yet; the host target (\"target\": \"host\") can");
 
-  if (t.checkpointing != "none")
+  if (t.checkpointing != "none" && t.checkpointing != "full")
     return fail("train.checkpointing",
-                "'" + t.checkpointing + "' is not built yet; use \"none\"");
+                "'" + t.checkpointing + "' is not built yet; use \"none\" or \"full\"");
   if (t.sparsity != "none")
     return fail("train.sparsity", "'" + t.sparsity + "' is not built yet; use \"none\"");
   if (t.stage == "grpo")

@@ -23,6 +23,9 @@ void addMixedPrecision(mlir::OpPassManager &pm, const frontend::Spec &spec, bool
 /// Adds kiln-lower-fp8 when train.precision is fp8; it runs after
 /// kiln-autodiff.
 void addFp8Lowering(mlir::OpPassManager &pm, const frontend::Spec &spec, bool report);
+/// kiln-activation-checkpointing with train.checkpointing's policy (none: no pass).
+void addActivationCheckpointing(mlir::OpPassManager &pm, const frontend::Spec &spec,
+                                bool report);
 
 /// Lowers a forward module (from MLIRGen) in place to the per-rank training
 /// step of the spec's layout: kiln-autodiff, then (when dp or microbatches

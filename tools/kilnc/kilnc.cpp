@@ -229,6 +229,7 @@ int main(int argc, char **argv) {
     kiln::addMixedPrecision(trainPm, *spec, report);
     trainPm.addPass(kiln::createKilnAutodiff(kiln::autodiffOptionsFor(*spec)));
     kiln::addFp8Lowering(trainPm, *spec, report);
+    kiln::addActivationCheckpointing(trainPm, *spec, report);
     if (failed(trainPm.run(*train)))
       return 1;
     train->print(llvm::outs());

@@ -1,0 +1,46 @@
+// RUN: kiln-opt %s -split-input-file --kiln-activation-checkpointing="policy=full" -verify-diagnostics
+// RUN: not kiln-opt %s -split-input-file --kiln-activation-checkpointing="policy=selective" 2>&1 | FileCheck %s --check-prefix=SELECTIVE
+
+// A policy that is not built is refused (every split, before looking at it).
+// SELECTIVE-COUNT-3: error: kiln-activation-checkpointing: policy 'selective' is not built yet; use none or full
+
+// expected-error @+1 {{kiln-activation-checkpointing: no block backward with saved values is called from the step; run kiln-autodiff first}}
+module {
+  func.func @train_step(%x: tensor<4xf32>) -> tensor<4xf32> {
+    return %x : tensor<4xf32>
+  }
+}
+
+// -----
+
+module {
+  // expected-error @+1 {{kiln-activation-checkpointing: @b_bwd names a forward that does not exist}}
+  func.func private @b_bwd(%x: tensor<4xf32>, %dy: tensor<4xf32>, %s: tensor<4xf32>) -> tensor<4xf32>
+      attributes {kiln.forward = @b_fwd, kiln.saved = 1 : i64} {
+    %d = arith.mulf %dy, %s : tensor<4xf32>
+    return %d : tensor<4xf32>
+  }
+  func.func @train_step(%x: tensor<4xf32>, %dy: tensor<4xf32>) -> tensor<4xf32> {
+    %d = call @b_bwd(%x, %dy, %x) : (tensor<4xf32>, tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
+    return %d : tensor<4xf32>
+  }
+}
+
+// -----
+
+module {
+  func.func private @b_fwd(%x: tensor<8xf32>) -> (tensor<8xf32>, tensor<8xf32>) {
+    %y = arith.mulf %x, %x : tensor<8xf32>
+    return %y, %x : tensor<8xf32>, tensor<8xf32>
+  }
+  // expected-error @+1 {{kiln-activation-checkpointing: @b_bwd does not start with @b_fwd's arguments and end with its 1 saved values; expected a backward built by kiln-autodiff}}
+  func.func private @b_bwd(%x: tensor<4xf32>, %dy: tensor<4xf32>, %s: tensor<4xf32>) -> tensor<4xf32>
+      attributes {kiln.forward = @b_fwd, kiln.saved = 1 : i64} {
+    %d = arith.mulf %dy, %s : tensor<4xf32>
+    return %d : tensor<4xf32>
+  }
+  func.func @train_step(%x: tensor<4xf32>, %dy: tensor<4xf32>) -> tensor<4xf32> {
+    %d = call @b_bwd(%x, %dy, %x) : (tensor<4xf32>, tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
+    return %d : tensor<4xf32>
+  }
+}
