@@ -19,6 +19,8 @@
 
 #include "passes/Passes.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/Transforms/RegionUtils.h"
 #include "llvm/ADT/BitVector.h"
@@ -47,6 +49,52 @@ int64_t savedCountOf(func::FuncOp f) {
   return saved ? saved.getInt() : 0;
 }
 
+/// The selective rule: ops cheap to recompute per byte they would keep.
+/// Normalisation, activations, RoPE, broadcasts and scales, elementwise
+/// arithmetic and data movement (reshapes, slices, concatenations), and,
+/// as DeepSeek-V3 does, MLA's up-projections (the linears of q_b_proj and
+/// kv_b_proj, which expand small latents into wide heads). Attention
+/// probabilities are never saved: attention_grad recomputes them itself.
+bool isCheapToRecompute(Operation *op) {
+  if (isa<RMSNormOp, SiluOp, SwigluOp, RopeOp, BroadcastOp, ScaleOp, arith::AddFOp,
+          arith::SubFOp, arith::MulFOp, arith::NegFOp, arith::ConstantOp, arith::TruncFOp,
+          arith::ExtFOp, tensor::ExpandShapeOp, tensor::CollapseShapeOp, tensor::ExtractSliceOp,
+          tensor::ConcatOp>(op))
+    return true;
+  auto linear = dyn_cast<LinearOp>(op);
+  if (!linear)
+    return false;
+  auto weight = dyn_cast<BlockArgument>(linear.getWeight());
+  if (!weight)
+    return false;
+  auto fn = dyn_cast<func::FuncOp>(weight.getOwner()->getParentOp());
+  auto name = fn ? fn.getArgAttrOfType<StringAttr>(weight.getArgNumber(), "kiln.param")
+                 : StringAttr();
+  return name && (name.getValue().ends_with("q_b_proj.weight") ||
+                  name.getValue().ends_with("kv_b_proj.weight"));
+}
+
+/// Checks that `bwd` starts with `fwd`'s arguments and ends with its
+/// `saved` values, as kiln-autodiff builds them.
+LogicalResult checkPair(func::FuncOp bwd, func::FuncOp fwd, int64_t saved) {
+  const unsigned fwdArgs = fwd.getNumArguments(), bwdArgs = bwd.getNumArguments();
+  auto ret = cast<func::ReturnOp>(fwd.getBody().front().getTerminator());
+  if (bwdArgs >= fwdArgs + saved && int64_t(ret.getNumOperands()) >= saved &&
+      fwd.getArgumentTypes() == bwd.getArgumentTypes().take_front(fwdArgs))
+    return success();
+  return bwd.emitError() << "kiln-activation-checkpointing: @" << bwd.getSymName()
+                         << " does not start with @" << fwd.getSymName()
+                         << "'s arguments and end with its " << saved
+                         << " saved values; expected a backward built by kiln-autodiff";
+}
+
+/// Whether kiln-autodiff has built any block backward in `module`.
+bool hasBlockBackward(ModuleOp module) {
+  bool found = false;
+  module.walk([&](func::FuncOp f) { found |= f->hasAttr(kForwardAttr); });
+  return found;
+}
+
 struct KilnActivationCheckpointing
     : impl::KilnActivationCheckpointingBase<KilnActivationCheckpointing> {
   using Base::Base;
@@ -57,19 +105,180 @@ private:
   /// Makes `bwd` recompute its saved values from `fwd` instead of taking
   /// them; returns the bytes per call it no longer keeps.
   FailureOr<int64_t> recompute(func::FuncOp bwd, func::FuncOp fwd, int64_t saved);
+  /// Makes `bwd` recompute the saved values the selective rule allows from
+  /// its inputs and the values it keeps; returns the saved-argument indices
+  /// it no longer takes (the caller drops those operands) and adds the bytes
+  /// to `bytes`.
+  FailureOr<llvm::BitVector> recomputeSelected(func::FuncOp bwd, func::FuncOp fwd, int64_t saved,
+                                               int64_t &bytes, int64_t &count);
+  void runSelective(ModuleOp module, SymbolTable &symbols);
 };
+
+FailureOr<llvm::BitVector>
+KilnActivationCheckpointing::recomputeSelected(func::FuncOp bwd, func::FuncOp fwd, int64_t saved,
+                                               int64_t &bytes, int64_t &count) {
+  Block &entry = bwd.getBody().front(), &fwdEntry = fwd.getBody().front();
+  const unsigned fwdArgs = fwd.getNumArguments(), bwdArgs = bwd.getNumArguments();
+  auto ret = cast<func::ReturnOp>(fwdEntry.getTerminator());
+  if (failed(checkPair(bwd, fwd, saved)))
+    return failure();
+  const unsigned firstSaved = bwdArgs - saved, firstResult = ret.getNumOperands() - saved;
+  // Saved value -> its index among the saved values.
+  DenseMap<Value, unsigned> savedIndex;
+  for (int64_t i = 0; i < saved; ++i)
+    savedIndex.try_emplace(ret.getOperand(firstResult + i), i);
+  // Decide in program order: a value is available in the backward when it is
+  // a block argument, kept, or recomputable from available values through
+  // cheap ops.
+  DenseSet<Value> kept;
+  DenseMap<Value, bool> recomputable;
+  std::function<bool(Value)> available = [&](Value v) -> bool {
+    if (isa<BlockArgument>(v) || kept.contains(v))
+      return true;
+    auto it = recomputable.find(v);
+    if (it != recomputable.end())
+      return it->second;
+    Operation *op = v.getDefiningOp();
+    bool ok = op && op->getBlock() == &fwdEntry && isCheapToRecompute(op) &&
+              llvm::all_of(op->getOperands(), available);
+    recomputable[v] = ok;
+    return ok;
+  };
+  llvm::BitVector drop(saved);
+  for (Operation &op : fwdEntry.without_terminator())
+    for (Value result : op.getResults()) {
+      auto it = savedIndex.find(result);
+      if (it == savedIndex.end())
+        continue;
+      recomputable.erase(result);
+      if (isCheapToRecompute(&op) && llvm::all_of(op.getOperands(), available)) {
+        recomputable[result] = true;
+        drop.set(it->second);
+      } else {
+        kept.insert(result);
+      }
+    }
+  if (drop.none())
+    return drop;
+  // Clone, in program order, the ops the dropped values need.
+  llvm::SetVector<Operation *> needed;
+  SmallVector<Value> work;
+  for (unsigned i : drop.set_bits())
+    work.push_back(ret.getOperand(firstResult + i));
+  while (!work.empty()) {
+    Value v = work.pop_back_val();
+    if (isa<BlockArgument>(v) || kept.contains(v))
+      continue;
+    Operation *op = v.getDefiningOp();
+    if (needed.insert(op))
+      work.append(op->operand_begin(), op->operand_end());
+  }
+  IRMapping map;
+  for (unsigned i = 0; i < fwdArgs; ++i)
+    map.map(fwdEntry.getArgument(i), entry.getArgument(i));
+  for (Value v : kept)
+    map.map(v, entry.getArgument(firstSaved + savedIndex.lookup(v)));
+  OpBuilder b = OpBuilder::atBlockBegin(&entry);
+  for (Operation &op : fwdEntry.without_terminator())
+    if (needed.contains(&op))
+      b.clone(op, map);
+  llvm::BitVector erase(bwdArgs);
+  for (unsigned i : drop.set_bits()) {
+    BlockArgument arg = entry.getArgument(firstSaved + i);
+    arg.replaceAllUsesWith(map.lookup(ret.getOperand(firstResult + i)));
+    bytes += bytesOf(arg.getType());
+    erase.set(firstSaved + i);
+  }
+  if (failed(bwd.eraseArguments(erase)))
+    return failure();
+  count += drop.count();
+  bwd->setAttr(kSavedAttr, b.getI64IntegerAttr(saved - int64_t(drop.count())));
+  return drop;
+}
+
+void KilnActivationCheckpointing::runSelective(ModuleOp module, SymbolTable &symbols) {
+  SmallVector<func::CallOp> calls;
+  module.walk([&](func::CallOp call) { calls.push_back(call); });
+  int64_t bytesPerStep = 0, blocks = 0;
+  for (func::FuncOp bwd : llvm::to_vector(module.getOps<func::FuncOp>())) {
+    const int64_t saved = savedCountOf(bwd);
+    auto forward = bwd->getAttrOfType<FlatSymbolRefAttr>(kForwardAttr);
+    if (saved == 0 || !forward)
+      continue;
+    auto fwd = symbols.lookup<func::FuncOp>(forward.getValue());
+    if (!fwd)
+      return bwd.emitError() << "kiln-activation-checkpointing: @" << bwd.getSymName()
+                             << " names a forward that does not exist",
+             signalPassFailure();
+    const unsigned firstSaved = bwd.getNumArguments() - saved;
+    int64_t bytes = 0, count = 0;
+    FailureOr<llvm::BitVector> drop = recomputeSelected(bwd, fwd, saved, bytes, count);
+    if (failed(drop))
+      return signalPassFailure();
+    if (drop->none())
+      continue;
+    int64_t callCount = 0;
+    for (func::CallOp call : calls) {
+      if (call.getCallee() != bwd.getSymName())
+        continue;
+      llvm::BitVector erase(call.getNumOperands());
+      for (unsigned i : drop->set_bits())
+        erase.set(firstSaved + i);
+      call->eraseOperands(erase);
+      ++callCount;
+    }
+    ++blocks;
+    bytesPerStep += bytes * callCount;
+    if (report)
+      bwd.emitRemark() << "kiln-activation-checkpointing: @" << bwd.getSymName()
+                       << " recomputes " << count << " of its " << saved << " saved values ("
+                       << bytes << " bytes per call, " << callCount << " calls)";
+  }
+  // A saved value an outer block kept only to hand to a nested block that now
+  // recomputes it is no longer used: stop keeping it too, until none is left.
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (func::FuncOp bwd : module.getOps<func::FuncOp>()) {
+      const int64_t saved = savedCountOf(bwd);
+      const unsigned firstSaved = bwd.getNumArguments() - saved;
+      llvm::BitVector erase(bwd.getNumArguments());
+      for (int64_t i = 0; i < saved; ++i)
+        if (bwd.getArgument(firstSaved + i).use_empty())
+          erase.set(firstSaved + i);
+      if (erase.none())
+        continue;
+      int64_t unused = erase.count(), callCount = 0;
+      for (func::CallOp call : calls)
+        if (call.getCallee() == bwd.getSymName()) {
+          call->eraseOperands(erase);
+          ++callCount;
+        }
+      for (unsigned i : erase.set_bits())
+        bytesPerStep += bytesOf(bwd.getArgument(i).getType()) * callCount;
+      if (failed(bwd.eraseArguments(erase)))
+        return signalPassFailure();
+      bwd->setAttr(kSavedAttr, IntegerAttr::get(IntegerType::get(&getContext(), 64),
+                                                saved - unused));
+      if (report)
+        bwd.emitRemark() << "kiln-activation-checkpointing: @" << bwd.getSymName()
+                         << " no longer takes " << unused
+                         << " saved values that only a nested block's backward needed";
+      changed = true;
+    }
+  }
+  if (report)
+    emitRemark(module.getLoc()) << "kiln-activation-checkpointing: policy selective: " << blocks
+                                << " block backwards recompute, " << bytesPerStep
+                                << " bytes of saved values no longer kept per step";
+}
 
 FailureOr<int64_t> KilnActivationCheckpointing::recompute(func::FuncOp bwd, func::FuncOp fwd,
                                                           int64_t saved) {
   Block &entry = bwd.getBody().front(), &fwdEntry = fwd.getBody().front();
   const unsigned fwdArgs = fwd.getNumArguments(), bwdArgs = bwd.getNumArguments();
   auto ret = cast<func::ReturnOp>(fwdEntry.getTerminator());
-  if (bwdArgs < fwdArgs + saved || int64_t(ret.getNumOperands()) < saved ||
-      fwd.getArgumentTypes() != bwd.getArgumentTypes().take_front(fwdArgs))
-    return bwd.emitError() << "kiln-activation-checkpointing: @" << bwd.getSymName()
-                           << " does not start with @" << fwd.getSymName()
-                           << "'s arguments and end with its " << saved
-                           << " saved values; expected a backward built by kiln-autodiff";
+  if (failed(checkPair(bwd, fwd, saved)))
+    return failure();
   // The forward's body, on the backward's copies of its arguments.
   IRMapping map;
   for (unsigned i = 0; i < fwdArgs; ++i)
@@ -106,10 +315,18 @@ void KilnActivationCheckpointing::runOnOperation() {
   ModuleOp module = getOperation();
   if (policy == "none")
     return;
-  if (policy != "full")
+  if (policy != "full" && policy != "selective")
     return module.emitError() << "kiln-activation-checkpointing: policy '" << policy
-                              << "' is not built yet; use none or full",
+                              << "' is not built yet; use none, full or selective",
            signalPassFailure();
+  if (policy == "selective") {
+    if (!hasBlockBackward(module))
+      return module.emitError() << "kiln-activation-checkpointing: no block backward "
+                                   "(kiln.forward) in the module; run kiln-autodiff first",
+             signalPassFailure();
+    SymbolTable symbols(module);
+    return runSelective(module, symbols);
+  }
 
   // Targets: backwards with saved values that a non-backward function (the
   // step) calls. Their calls from inside another target keep the saved
@@ -124,10 +341,15 @@ void KilnActivationCheckpointing::runOnOperation() {
     if (callee && savedCountOf(callee) > 0 && !caller->hasAttr(kForwardAttr))
       targets.insert(callee);
   });
-  if (targets.empty())
-    return module.emitError() << "kiln-activation-checkpointing: no block backward with saved "
-                                 "values is called from the step; run kiln-autodiff first",
+  if (targets.empty()) {
+    // Nothing left to recompute (a step whose blocks save nothing, or one
+    // this pass already rewrote) is fine; a module autodiff never saw is not.
+    if (hasBlockBackward(module))
+      return;
+    return module.emitError() << "kiln-activation-checkpointing: no block backward "
+                                 "(kiln.forward) in the module; run kiln-autodiff first",
            signalPassFailure();
+  }
   DenseMap<func::FuncOp, func::FuncOp> keepsSaved;
   for (func::CallOp call : calls) {
     auto callee = symbols.lookup<func::FuncOp>(call.getCallee());

@@ -359,17 +359,32 @@ def KilnActivationCheckpointing : Pass<"kiln-activation-checkpointing", "mlir::M
       layer) keeps taking its saved values, from the outer recomputation,
       through a copy `F_bwd_saved`, so nothing is computed a third time.
 
+    * `policy=selective` (Megatron's selective recompute, with DeepSeek-V3's
+      choices) recomputes a saved value when it comes from cheap ops alone:
+      normalisation (`kiln.rms_norm`), activations (`silu`, `swiglu`),
+      `rope`, `broadcast`, `scale`, elementwise `arith` (add, sub, mul, neg,
+      truncf, extf, constants), data movement (`tensor.expand_shape`,
+      `collapse_shape`, `extract_slice`, `concat`) and MLA's up-projections
+      (a `kiln.linear` whose weight is a `*q_b_proj.weight` or
+      `*kv_b_proj.weight` parameter), reading only the block's arguments and
+      the saved values it keeps. Other GEMMs, attention and MoE ops stay
+      saved (attention probabilities are never saved: `attention_grad`
+      recomputes them). Every backward drops the values it recomputes, at
+      every call; an outer block then stops keeping the values it only
+      handed to a nested block.
+
     Recomputation runs the same ops on the same values: the trained numbers
     are bit-identical to `none`. Forward collectives inside a block (expert
     parallelism's all_to_all) are recomputed too, on every rank alike.
 
-    Errors: a policy that is not built (`selective`, `budget`), a module
-    without a block backward the step calls, or a backward whose arguments
-    do not match its forward's.
+    Errors: a policy that is not built (`budget`), a module
+    without any block backward (autodiff has not run), or a backward whose
+    arguments do not match its forward's. A module whose called backwards
+    save nothing (or already recompute) is left as it is.
     `report=true` emits a remark per block and the bytes no longer kept.
   }];
   let options = [
-    Option<"policy", "policy", "std::string", "\"none\"", "none | full">,
+    Option<"policy", "policy", "std::string", "\"none\"", "none | full | selective">,
     Option<"report", "report", "bool", "false",
            "Emit remarks: saved values recomputed per block, bytes per step">
   ];

@@ -1,10 +1,10 @@
 // RUN: kiln-opt %s -split-input-file --kiln-activation-checkpointing="policy=full" -verify-diagnostics
-// RUN: not kiln-opt %s -split-input-file --kiln-activation-checkpointing="policy=selective" 2>&1 | FileCheck %s --check-prefix=SELECTIVE
+// RUN: not kiln-opt %s -split-input-file --kiln-activation-checkpointing="policy=budget" 2>&1 | FileCheck %s --check-prefix=BUDGET
 
 // A policy that is not built is refused (every split, before looking at it).
-// SELECTIVE-COUNT-3: error: kiln-activation-checkpointing: policy 'selective' is not built yet; use none or full
+// BUDGET-COUNT-3: error: kiln-activation-checkpointing: policy 'budget' is not built yet; use none, full or selective
 
-// expected-error @+1 {{kiln-activation-checkpointing: no block backward with saved values is called from the step; run kiln-autodiff first}}
+// expected-error @+1 {{kiln-activation-checkpointing: no block backward (kiln.forward) in the module; run kiln-autodiff first}}
 module {
   func.func @train_step(%x: tensor<4xf32>) -> tensor<4xf32> {
     return %x : tensor<4xf32>

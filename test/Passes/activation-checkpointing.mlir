@@ -1,6 +1,9 @@
 // RUN: kiln-opt %s --kiln-autodiff="lr=0.01 total-steps=10" --kiln-activation-checkpointing="policy=full" | FileCheck %s
 // RUN: kiln-opt %s --kiln-autodiff="lr=0.01 total-steps=10" --kiln-activation-checkpointing="policy=full report=true" -mlir-print-op-on-diagnostic=false -o /dev/null 2>&1 | FileCheck %s --check-prefix=REPORT
 // RUN: kiln-opt %s --kiln-autodiff="lr=0.01 total-steps=10" --kiln-activation-checkpointing="policy=none" | FileCheck %s --check-prefix=NONE
+// RUN: kiln-opt %s --kiln-autodiff="lr=0.01 total-steps=10" --kiln-activation-checkpointing="policy=selective report=true" -mlir-print-op-on-diagnostic=false 2>&1 | FileCheck %s --check-prefix=SELECTIVE
+// Running it twice changes nothing more.
+// RUN: kiln-opt %s --kiln-autodiff="lr=0.01 total-steps=10" --kiln-activation-checkpointing="policy=full" --kiln-activation-checkpointing="policy=full" | FileCheck %s
 
 // Two layers of one block and an outer block that calls it (as the MTP
 // module calls a decoder layer). With policy=full each backward the step
@@ -75,3 +78,24 @@ func.func @forward(%emb: tensor<16x8xf32> {kiln.param = "embed.weight"},
 // NONE-SAME: %arg4: tensor<2x4x8xf32>, %arg5: tensor<2x4x8xf32>)
 // NONE-SAME: kiln.forward = @block_fwd, kiln.saved = 2 : i64
 // NONE-NOT: @block_bwd_saved
+
+// policy=selective recomputes only what is cheap: the block's norm, not its
+// projection (the linear's output stays saved). Every call site, the nested
+// one in @outer_bwd included, drops the norm; @outer_bwd then no longer keeps
+// the norm it only handed on.
+// SELECTIVE-DAG: remark: kiln-activation-checkpointing: @block_bwd recomputes 1 of its 2 saved values (256 bytes per call, 3 calls)
+// SELECTIVE-DAG: remark: kiln-activation-checkpointing: @outer_bwd no longer takes 1 saved values that only a nested block's backward needed
+// SELECTIVE-DAG: remark: kiln-activation-checkpointing: policy selective: 1 block backwards recompute, 1024 bytes of saved values no longer kept per step
+// SELECTIVE-LABEL: func.func private @block_bwd(
+// SELECTIVE-SAME: %arg3: tensor<2x4x8xf32>, %arg4: tensor<2x4x8xf32>) -> (
+// SELECTIVE-SAME: kiln.forward = @block_fwd, kiln.saved = 1 : i64
+// SELECTIVE-NEXT: %[[N:.*]] = kiln.rms_norm %arg0, %arg1
+// SELECTIVE-NOT: kiln.linear %
+// SELECTIVE: kiln.silu_grad %arg3, %arg4
+// SELECTIVE: kiln.linear_wgrad {{.*}}, %[[N]]
+// SELECTIVE-LABEL: func.func private @outer_bwd(
+// SELECTIVE-SAME: kiln.saved = 2 : i64
+// SELECTIVE: call @block_bwd(%arg0, %arg1, %arg2, %{{[^,]*}}, %arg5)
+// SELECTIVE-LABEL: func.func @train_step(
+// SELECTIVE: call @outer_bwd(%{{[^,]*}}, %arg5, %arg6, %{{[^,]*}}, %{{[^,]*}}, %{{[^,)]*}}) :
+// SELECTIVE: call @block_bwd(%{{[^,]*}}, %arg3, %arg4, %{{[^,]*}}, %{{[^,)]*}}) :

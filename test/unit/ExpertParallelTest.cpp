@@ -16,8 +16,8 @@
 // micro-batches; and under parallel.expert_capacity (rows dropped per
 // sequence, the same on every layout) dp 2 x ep 2 at 1.0 and dp 4 x ep 2
 // with ZeRO-1 and 2 micro-batches at 1.25; and dp 2 x ep 2 with 2
-// micro-batches under full activation checkpointing (the single device
-// keeps its activations).
+// micro-batches under full and under selective activation checkpointing
+// (the single device keeps its activations).
 //
 //===----------------------------------------------------------------------===//
 
@@ -40,9 +40,9 @@ struct Layout {
   int64_t dp, ep, zero, microbatches;
   /// parallel.expert_capacity (0: dropless).
   double capacity = 0;
-  /// kiln-activation-checkpointing policy=full on the partitioned step (the
-  /// backward recomputes each layer's forward, its all_to_all included).
-  bool recompute = false;
+  /// kiln-activation-checkpointing's policy on the partitioned step (full:
+  /// the backward recomputes each layer's forward, its all_to_all included).
+  const char *checkpointing = "none";
 };
 
 /// Rank `rank`'s part of a single-device tensor. Parameters split over ep
@@ -92,9 +92,9 @@ TEST_P(ExpertParallel, MatchesSingleDeviceStep) {
     ep.dp = layout.dp;
     pm.addPass(createKilnExpertParallel(ep));
     pm.addPass(createKilnAutodiff(autodiff));
-    if (layout.recompute) {
+    if (std::string(layout.checkpointing) != "none") {
       KilnActivationCheckpointingOptions checkpointing;
-      checkpointing.policy = "full";
+      checkpointing.policy = layout.checkpointing;
       pm.addPass(createKilnActivationCheckpointing(checkpointing));
     }
     KilnDataParallelOptions dp;
@@ -121,7 +121,7 @@ TEST_P(ExpertParallel, MatchesSingleDeviceStep) {
                             " zero " + std::to_string(layout.zero) + " mb " +
                             std::to_string(layout.microbatches) + " capacity " +
                             llvm::formatv("{0}", layout.capacity).str() +
-                            (layout.recompute ? " full recompute" : "");
+                            " checkpointing " + layout.checkpointing;
   Comparison cmp =
       comparePartitioned(*spec, globalRows, single, partitioned, perRank, shardOf, 2, label);
   EXPECT_GT(cmp.tensors, 0);
@@ -232,7 +232,7 @@ std::string name(const ::testing::TestParamInfo<std::tuple<std::string, Layout>>
   return spec + "_dp" + std::to_string(l.dp) + "_ep" + std::to_string(l.ep) + "_zero" +
          std::to_string(l.zero) + "_mb" + std::to_string(l.microbatches) +
          (l.capacity > 0 ? "_capacity" + std::to_string(int(l.capacity * 100)) : "") +
-         (l.recompute ? "_recompute" : "");
+         (std::string(l.checkpointing) != "none" ? "_" + std::string(l.checkpointing) : "");
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -242,7 +242,8 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(Layout{2, 2, 0, 1}, Layout{4, 4, 0, 1},
                                          Layout{4, 2, 1, 1}, Layout{2, 2, 0, 2},
                                          Layout{2, 2, 0, 1, 1.0}, Layout{4, 2, 1, 2, 1.25},
-                                         Layout{2, 2, 0, 2, 0, /*recompute=*/true})),
+                                         Layout{2, 2, 0, 2, 0, "full"},
+                                         Layout{2, 2, 0, 2, 0, "selective"})),
     name);
 
 } // namespace

@@ -231,7 +231,7 @@ protected:
 
   /// Builds r1-tiny and dense-tiny, and with `precisions` r1-tiny's
   /// precision variants, with `checkpointing` both with
-  /// train.checkpointing "full" (r1-tiny-full, dense-tiny-full). Each ctest
+  /// train.checkpointing "full" and "selective" (r1-tiny-full, ...). Each ctest
   /// case runs in its own process and builds what its suite needs.
   static void buildModels(bool precisions, bool checkpointing) {
     setupError.clear();
@@ -271,18 +271,19 @@ protected:
     // and fp16 from a loss scale of 2^26 that overflows for the first steps,
     // growing after every 3 finite steps (GradScaler's state machine, fast).
     // bf16 with bf16 AdamW moments (train.optimizer.state_dtype).
-    // The same spec with train.checkpointing "full".
-    for (const char *model : {"r1-tiny", "dense-tiny"}) {
-      if (!checkpointing)
-        break;
-      std::ifstream in(root + "/models/" + model + ".json");
-      json spec = json::parse(in);
-      spec["train"]["checkpointing"] = "full";
-      const std::string name = std::string(model) + "-full";
-      writeFile(tmp + "/" + name + ".json", spec.dump(2));
-      runTool({binDir + "/kilnc", tmp + "/" + name + ".json", "-o", tmp + "/" + name});
-      exe[name] = tmp + "/" + name + "/train";
-    }
+    // The same specs with train.checkpointing "full" and "selective".
+    for (const char *model : {"r1-tiny", "dense-tiny"})
+      for (const char *policy : {"full", "selective"}) {
+        if (!checkpointing)
+          break;
+        std::ifstream in(root + "/models/" + model + ".json");
+        json spec = json::parse(in);
+        spec["train"]["checkpointing"] = policy;
+        const std::string name = std::string(model) + "-" + policy;
+        writeFile(tmp + "/" + name + ".json", spec.dump(2));
+        runTool({binDir + "/kilnc", tmp + "/" + name + ".json", "-o", tmp + "/" + name});
+        exe[name] = tmp + "/" + name + "/train";
+      }
     for (const char *precision : {"bf16", "fp8", "fp16", "fp16-overflow", "bf16-moments"}) {
       if (!precisions)
         break;

@@ -152,9 +152,9 @@ bool checkHostTarget(const frontend::Spec &spec, std::string &error) {
     return fail("target", "'" + spec.target.kind +
                               "' cannot be built yet; the host target (\"target\": \"host\") can");
 
-  if (t.checkpointing != "none" && t.checkpointing != "full")
+  if (t.checkpointing == "budget")
     return fail("train.checkpointing",
-                "'" + t.checkpointing + "' is not built yet; use \"none\" or \"full\"");
+                "the budget policy is not built yet; use \"none\", \"full\" or \"selective\"");
   if (t.sparsity != "none")
     return fail("train.sparsity", "'" + t.sparsity + "' is not built yet; use \"none\"");
   if (t.stage == "grpo")
