@@ -9,11 +9,15 @@
 // F_bwd the step calls recomputes its saved values at its start, from a copy
 // of F_fwd's body, and no longer takes them. A block nested in another (the
 // MTP module's decoder layer) keeps its saved values: the outer block's
-// recomputation produces them, so nothing is computed three times.
+// recomputation produces them, so nothing is computed three times. Policy
+// `selective` recomputes only the saved values cheap ops make from the
+// block's inputs and the values it keeps (isCheapToRecompute has the rule),
+// in every backward, and then drops what an outer block kept only for a
+// nested one.
 //
 // Recomputation runs the same ops on the same inputs, so every policy gives
-// the same bits as `none` (TrainExecutableTest checks it on r1-tiny and
-// dense-tiny).
+// the same bits as `none` (TrainExecutableCheckpointing checks it on
+// r1-tiny and dense-tiny).
 //
 //===----------------------------------------------------------------------===//
 
