@@ -40,13 +40,6 @@ using namespace mlir;
 namespace kiln {
 namespace {
 
-int64_t bytesOf(Type type) {
-  auto shaped = dyn_cast<ShapedType>(type);
-  if (!shaped || !shaped.hasStaticShape())
-    return 0;
-  return shaped.getNumElements() * int64_t((shaped.getElementTypeBitWidth() + 7) / 8);
-}
-
 /// The number of saved values F_bwd takes last (0 for other functions).
 int64_t savedCountOf(func::FuncOp f) {
   auto saved = f->getAttrOfType<IntegerAttr>(kSavedAttr);
@@ -110,17 +103,17 @@ private:
   /// them; returns the bytes per call it no longer keeps.
   FailureOr<int64_t> recompute(func::FuncOp bwd, func::FuncOp fwd, int64_t saved);
   /// Makes `bwd` recompute the saved values the selective rule allows from
-  /// its inputs and the values it keeps; returns the saved-argument indices
-  /// it no longer takes (the caller drops those operands) and adds the bytes
+  /// its inputs and the values it keeps; returns the saved-value indices it
+  /// no longer takes (the caller drops those operands) and adds their bytes
   /// to `bytes`.
   FailureOr<llvm::BitVector> recomputeSelected(func::FuncOp bwd, func::FuncOp fwd, int64_t saved,
-                                               int64_t &bytes, int64_t &count);
+                                               int64_t &bytes);
   void runSelective(ModuleOp module, SymbolTable &symbols);
 };
 
 FailureOr<llvm::BitVector>
 KilnActivationCheckpointing::recomputeSelected(func::FuncOp bwd, func::FuncOp fwd, int64_t saved,
-                                               int64_t &bytes, int64_t &count) {
+                                               int64_t &bytes) {
   Block &entry = bwd.getBody().front(), &fwdEntry = fwd.getBody().front();
   const unsigned fwdArgs = fwd.getNumArguments(), bwdArgs = bwd.getNumArguments();
   auto ret = cast<func::ReturnOp>(fwdEntry.getTerminator());
@@ -195,7 +188,6 @@ KilnActivationCheckpointing::recomputeSelected(func::FuncOp bwd, func::FuncOp fw
   }
   if (failed(bwd.eraseArguments(erase)))
     return failure();
-  count += drop.count();
   bwd->setAttr(kSavedAttr, b.getI64IntegerAttr(saved - int64_t(drop.count())));
   return drop;
 }
@@ -215,8 +207,8 @@ void KilnActivationCheckpointing::runSelective(ModuleOp module, SymbolTable &sym
                              << " names a forward that does not exist",
              signalPassFailure();
     const unsigned firstSaved = bwd.getNumArguments() - saved;
-    int64_t bytes = 0, count = 0;
-    FailureOr<llvm::BitVector> drop = recomputeSelected(bwd, fwd, saved, bytes, count);
+    int64_t bytes = 0;
+    FailureOr<llvm::BitVector> drop = recomputeSelected(bwd, fwd, saved, bytes);
     if (failed(drop))
       return signalPassFailure();
     if (drop->none())
@@ -235,7 +227,7 @@ void KilnActivationCheckpointing::runSelective(ModuleOp module, SymbolTable &sym
     bytesPerStep += bytes * callCount;
     if (report)
       bwd.emitRemark() << "kiln-activation-checkpointing: @" << bwd.getSymName()
-                       << " recomputes " << count << " of its " << saved << " saved values ("
+                       << " recomputes " << drop->count() << " of its " << saved << " saved values ("
                        << bytes << " bytes per call, " << callCount << " calls)";
   }
   // A saved value an outer block kept only to hand to a nested block that now

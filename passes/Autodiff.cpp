@@ -34,11 +34,6 @@ bool isFloatTensor(Type type) {
   return t && isa<FloatType>(t.getElementType());
 }
 
-int64_t bytesOf(Type type) {
-  auto t = cast<RankedTensorType>(type);
-  return t.getNumElements() * ((t.getElementTypeBitWidth() + 7) / 8);
-}
-
 Value scalarConstant(OpBuilder &b, Location loc, Type type, double value) {
   auto t = cast<RankedTensorType>(type);
   return arith::ConstantOp::create(

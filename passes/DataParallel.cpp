@@ -50,11 +50,6 @@ bool isBatchInput(func::FuncOp f, unsigned i) {
 
 int64_t numElements(Type t) { return cast<ShapedType>(t).getNumElements(); }
 
-int64_t bytesOf(Type t) {
-  auto shaped = cast<ShapedType>(t);
-  return shaped.getNumElements() * int64_t((shaped.getElementTypeBitWidth() + 7) / 8);
-}
-
 class DataParallelRewrite {
 public:
   /// `dpAxes` are the grid axes the batch is split over (all of them).

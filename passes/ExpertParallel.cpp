@@ -91,11 +91,6 @@ FailureOr<MoELayer> findLayer(DispatchOp dispatch) {
   return layer;
 }
 
-int64_t bytesOf(Type type) {
-  auto shaped = cast<ShapedType>(type);
-  return shaped.getNumElements() * int64_t((shaped.getElementTypeBitWidth() + 7) / 8);
-}
-
 RankedTensorType withRows(Type type, int64_t rows) {
   auto shaped = cast<RankedTensorType>(type);
   SmallVector<int64_t> shape(shaped.getShape());

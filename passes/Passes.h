@@ -17,6 +17,13 @@ namespace kiln {
 #define GEN_PASS_REGISTRATION
 #include "passes/Passes.h.inc"
 
+/// The bytes of a statically shaped tensor of `type` (sub-byte elements
+/// round up to a byte), as the passes' reports and cost models count them.
+inline int64_t bytesOf(mlir::Type type) {
+  auto shaped = mlir::cast<mlir::ShapedType>(type);
+  return shaped.getNumElements() * int64_t((shaped.getElementTypeBitWidth() + 7) / 8);
+}
+
 } // namespace kiln
 
 #endif // KILN_PASSES_PASSES_H
