@@ -120,9 +120,11 @@ struct TrainConfig {
   /// defaults (train.loss_scale overrides them).
   LossScaleConfig lossScale;
   std::string checkpointing = "none"; // none | full | selective | budget
-  /// checkpointing "budget": activation memory allowed per rank, in GB
-  /// (10^9 bytes); written {"policy": "budget", "budget_gb": 40}. 0 otherwise.
-  double checkpointBudgetGb = 0.0;
+  /// checkpointing "budget": the planned arena (activations and every other
+  /// temporary of one rank's step) must fit this many bytes; written
+  /// {"budget_bytes": N} or {"policy": "budget", "budget_gb": 40} (GB = 10^9
+  /// bytes). 0 otherwise.
+  int64_t checkpointBudgetBytes = 0;
   std::string sparsity = "none";      // none | 2:4
   double biasUpdateSpeed = 0.001;
   double auxLossAlpha = 0.0;

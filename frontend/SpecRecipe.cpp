@@ -7,9 +7,9 @@
 // fp8 vs the GPU generation).
 //
 // checkpointing is either a policy name ("none" | "full" | "selective") or an
-// object {"policy": "budget", "budget_gb": 40} (an activation-memory budget
-// per rank in GB = 1e9 bytes); the object form also accepts the other
-// policies without a budget.
+// object: {"budget_bytes": N} (the planned arena of one rank's step must fit
+// N bytes), or {"policy": "budget", "budget_gb": 40} (GB = 1e9 bytes); the
+// object form also accepts the other policies without a budget.
 //
 //===----------------------------------------------------------------------===//
 
@@ -122,28 +122,42 @@ void parseCheckpointing(const Fields &t, TrainConfig &c) {
     c.checkpointing = t.getChoice("checkpointing", "none", kCheckpointPolicies);
     if (c.checkpointing == "budget")
       t.failAt("checkpointing",
-               "'budget' needs a memory budget; write {\"policy\": "
-               "\"budget\", \"budget_gb\": 40}");
+               "'budget' needs a memory budget; write {\"budget_bytes\": N} or "
+               "{\"policy\": \"budget\", \"budget_gb\": 40}");
     return;
   }
   if (!v.is_object())
     t.failAt("checkpointing",
              "found " + describe(v) +
-                 "; expected 'none', 'full', 'selective' or {\"policy\": "
-                 "\"budget\", \"budget_gb\": 40}");
+                 "; expected 'none', 'full', 'selective' or {\"budget_bytes\": N}");
   Fields p(v, t.file(), "train.checkpointing");
-  p.rejectUnknown({"policy", "budget_gb"});
-  if (!p.has("policy"))
-    p.failAt("policy", "missing; expected " + quotedList(kCheckpointPolicies));
-  c.checkpointing = p.getChoice("policy", "none", kCheckpointPolicies);
-  if (c.checkpointing == "budget") {
-    if (!p.has("budget_gb"))
-      p.failAt("budget_gb", "missing; policy 'budget' needs the activation "
-                            "memory allowed per rank in GB (a number > 0)");
-    c.checkpointBudgetGb = p.doubleAtLeast("budget_gb", 0.0, 0.0, true);
-  } else if (p.has("budget_gb")) {
-    p.failAt("budget_gb", "is only meaningful with policy 'budget'; remove it "
-                          "or set \"policy\": \"budget\"");
+  p.rejectUnknown({"policy", "budget_bytes", "budget_gb"});
+  const bool bytes = p.has("budget_bytes"), gb = p.has("budget_gb");
+  if (bytes && gb)
+    p.failAt("budget_gb", "and budget_bytes both give the budget; keep one");
+  if (!p.has("policy") && !bytes && !gb)
+    p.failAt("policy", "missing; expected " + quotedList(kCheckpointPolicies) +
+                           " or a budget (\"budget_bytes\": N)");
+  c.checkpointing = p.has("policy") ? p.getChoice("policy", "none", kCheckpointPolicies)
+                                    : std::string("budget");
+  if (c.checkpointing != "budget") {
+    if (bytes || gb)
+      p.failAt(bytes ? "budget_bytes" : "budget_gb",
+               "is only meaningful with policy 'budget'; remove it or set \"policy\": "
+               "\"budget\"");
+    return;
+  }
+  if (bytes) {
+    c.checkpointBudgetBytes = p.intAtLeast("budget_bytes", 0, 1);
+  } else if (gb) {
+    // 9.2e9 GB is the most an int64 byte count holds.
+    const double value = p.doubleAtLeast("budget_gb", 0.0, 0.0, true);
+    if (value > 9.2e9)
+      p.failAt("budget_gb", formatNumber(value) + " is out of range; expected at most 9.2e9");
+    c.checkpointBudgetBytes = std::max<int64_t>(1, int64_t(value * 1e9));
+  } else {
+    p.failAt("budget_bytes", "missing; policy 'budget' needs the arena bytes allowed per rank "
+                             "(an integer > 0), or budget_gb");
   }
 }
 

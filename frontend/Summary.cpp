@@ -432,10 +432,34 @@ std::string formatSummaryText(const Spec &spec, const ModelSummary &s) {
           " x micro_batch " + std::to_string(t.microBatch) + ") x seq_len " +
           std::to_string(t.seqLen) + " = " + human(s.globalBatchTokens) +
           " tokens per step");
+  const ModelSummary::CheckpointingCost *own = nullptr;
+  for (const ModelSummary::CheckpointingCost &c : s.checkpointing)
+    if (c.policy == t.checkpointing)
+      own = &c;
   row("memory per rank",
       pad(human(double(s.memoryPerRankBytes), true)) +
-          ": weights, grads, master and adam of the largest stage "
-          "(activations: kilnc -o --report)");
+          ": weights, grads, master and adam of the largest stage" +
+          (own ? ", + " + human(double(own->arenaBytes), true) + " arena (" + t.checkpointing +
+                     ") = " + human(double(s.memoryPerRankBytes + own->arenaBytes), true)
+               : std::string()));
+  const char *label = "checkpointing";
+  for (const ModelSummary::CheckpointingCost &c : s.checkpointing) {
+    int64_t saved = 0, most = 0;
+    for (int64_t bytes : c.savedBytesPerBlock) {
+      saved += bytes;
+      most = std::max(most, bytes);
+    }
+    char policy[16];
+    std::snprintf(policy, sizeof policy, "%-10s", c.policy.c_str());
+    row(label, policy + pad(human(double(c.arenaBytes), true)) + " arena, keeps " +
+                   human(double(saved), true) + " over " +
+                   std::to_string(c.savedBytesPerBlock.size()) + " blocks (at most " +
+                   human(double(most), true) + "), recomputes " + humanFlops(c.recomputeFlops) +
+                   " FLOPs per step" + (c.policy == t.checkpointing ? " <- this spec" : ""));
+    label = "";
+  }
+  if (!s.checkpointingNote.empty())
+    row(label, s.checkpointingNote);
   std::string precisions;
   for (const ModelSummary::PrecisionCost &c : s.byPrecision) {
     char cost[96];
@@ -486,6 +510,19 @@ std::string formatSummaryJson(const Spec &spec, const ModelSummary &s) {
     byPrecision[c.precision] = {{"bytes_per_param", c.bytesPerParam},
                                 {"memory_per_rank_bytes", c.memoryPerRankBytes}};
   j["by_precision"] = byPrecision;
+  if (!s.checkpointing.empty()) {
+    nlohmann::ordered_json policies;
+    for (const ModelSummary::CheckpointingCost &c : s.checkpointing) {
+      policies[c.policy] = {{"arena_bytes", c.arenaBytes},
+                            {"saved_bytes_per_block", c.savedBytesPerBlock},
+                            {"recompute_flops", c.recomputeFlops}};
+      if (c.policy == spec.train.checkpointing)
+        j["memory_per_rank_with_arena_bytes"] = s.memoryPerRankBytes + c.arenaBytes;
+    }
+    j["checkpointing"] = policies;
+  }
+  if (!s.checkpointingNote.empty())
+    j["checkpointing_note"] = s.checkpointingNote;
   return j.dump();
 }
 

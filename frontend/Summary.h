@@ -111,6 +111,21 @@ struct ModelSummary {
     int64_t memoryPerRankBytes = 0;
   };
   std::vector<PrecisionCost> byPrecision;
+  /// Activation checkpointing, priced by building the step (the frontend
+  /// runs no passes: kilnc --activations fills this in). Per policy (none, selective, full,
+  /// and the spec's own budget): the planned arena of one rank's step, the
+  /// bytes of saved values each block call keeps (forward order: layers,
+  /// then MTP), and the FLOPs recomputation adds per step (StepCost.h's
+  /// model). Empty, with `checkpointingNote` saying why, when the step is
+  /// not built (pp > 1).
+  struct CheckpointingCost {
+    std::string policy;
+    int64_t arenaBytes = 0;
+    std::vector<int64_t> savedBytesPerBlock;
+    double recomputeFlops = 0;
+  };
+  std::vector<CheckpointingCost> checkpointing;
+  std::string checkpointingNote;
 };
 
 ModelSummary summarize(const Spec &spec);
@@ -122,7 +137,10 @@ std::string formatSummaryText(const Spec &spec, const ModelSummary &summary);
 /// params_embedding, params_mtp, params_mtp_active, flops_per_token,
 /// flops_per_token_mtp, weight_bytes, grad_bytes, optimizer_bytes,
 /// master_weight_bytes, model_type, layers, moe_layers, seq_len, precision,
-/// world_size, global_batch_tokens, memory_per_rank_bytes.
+/// world_size, global_batch_tokens, memory_per_rank_bytes, and when priced
+/// "checkpointing": {policy: {arena_bytes, saved_bytes_per_block,
+/// recompute_flops}} with memory_per_rank_with_arena_bytes (the spec's
+/// policy), else checkpointing_note.
 std::string formatSummaryJson(const Spec &spec, const ModelSummary &summary);
 
 } // namespace kiln::frontend

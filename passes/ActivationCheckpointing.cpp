@@ -5,15 +5,27 @@
 // them as its last arguments (kiln.forward and kiln.saved on F_bwd say which
 // and how many). Between the two calls those values are live across the rest
 // of the forward and the backward of the later layers: that is the
-// activation memory. Policy `full` keeps only each block's inputs: every
-// F_bwd the step calls recomputes its saved values at its start, from a copy
-// of F_fwd's body, and no longer takes them. A block nested in another (the
-// MTP module's decoder layer) keeps its saved values: the outer block's
-// recomputation produces them, so nothing is computed three times. Policy
-// `selective` recomputes only the saved values cheap ops make from the
-// block's inputs and the values it keeps (isCheapToRecompute has the rule),
-// in every backward, and then drops what an outer block kept only for a
-// nested one.
+// activation memory. Recompute.h rewrites one backward to recompute them;
+// this pass decides which backwards do, per policy:
+//
+//  * full keeps only each block's inputs: every F_bwd the step calls
+//    recomputes all its saved values. A block nested in another (the MTP
+//    module's decoder layer) keeps its saved values: the outer block's
+//    recomputation produces them, so nothing is computed three times.
+//  * selective recomputes only the saved values cheap ops make from the
+//    block's inputs and the values it keeps (isCheapToRecompute), in every
+//    backward, and then drops what an outer block kept only for a nested one.
+//  * budget chooses, per block call of the step, none, selective or full so
+//    that the planned arena fits the budget with the fewest recompute FLOPs
+//    (StepCost.h counts them). The arena of a choice is priced by planning
+//    it: a clone of the module is rewritten and lowered to the kernel level
+//    by the pricer (by default inline, convert-kiln-to-kernel,
+//    kiln-fuse-elementwise, kiln-plan-arena; kilnc adds its own passes
+//    between, so the price is the arena it will build). The search is
+//    greedy: raise the call that frees the most arena per added FLOP until
+//    the plan fits, then lower back every call the plan can do without.
+//    Calls of one backward are raised in forward order (the first layer's
+//    saved values are live the longest).
 //
 // Recomputation runs the same ops on the same inputs, so every policy gives
 // the same bits as `none` (TrainExecutableCheckpointing checks it on
@@ -22,13 +34,15 @@
 //===----------------------------------------------------------------------===//
 
 #include "passes/Passes.h"
+#include "passes/Recompute.h"
+#include "passes/StepCost.h"
 
-#include "mlir/Dialect/Arith/IR/Arith.h"
-#include "mlir/Dialect/Tensor/IR/Tensor.h"
-#include "mlir/IR/IRMapping.h"
-#include "mlir/Transforms/RegionUtils.h"
+#include "mlir/Pass/PassManager.h"
 #include "llvm/ADT/BitVector.h"
 #include "llvm/ADT/SetVector.h"
+
+#include <cmath>
+#include <map>
 
 namespace kiln {
 #define GEN_PASS_DEF_KILNACTIVATIONCHECKPOINTING
@@ -40,51 +54,6 @@ using namespace mlir;
 namespace kiln {
 namespace {
 
-/// The number of saved values F_bwd takes last (0 for other functions).
-int64_t savedCountOf(func::FuncOp f) {
-  auto saved = f->getAttrOfType<IntegerAttr>(kSavedAttr);
-  return saved ? saved.getInt() : 0;
-}
-
-/// The selective rule: ops cheap to recompute per byte they would keep.
-/// Normalisation, activations, RoPE, broadcasts and scales, elementwise
-/// arithmetic and data movement (reshapes, slices, concatenations), and,
-/// as DeepSeek-V3 does, MLA's up-projections (the linears of q_b_proj and
-/// kv_b_proj, which expand small latents into wide heads). Attention
-/// probabilities are never saved: attention_grad recomputes them itself.
-bool isCheapToRecompute(Operation *op) {
-  if (isa<RMSNormOp, SiluOp, SwigluOp, RopeOp, BroadcastOp, ScaleOp, arith::AddFOp,
-          arith::SubFOp, arith::MulFOp, arith::NegFOp, arith::ConstantOp, arith::TruncFOp,
-          arith::ExtFOp, tensor::ExpandShapeOp, tensor::CollapseShapeOp, tensor::ExtractSliceOp,
-          tensor::ConcatOp>(op))
-    return true;
-  auto linear = dyn_cast<LinearOp>(op);
-  if (!linear)
-    return false;
-  auto weight = dyn_cast<BlockArgument>(linear.getWeight());
-  if (!weight)
-    return false;
-  auto fn = dyn_cast<func::FuncOp>(weight.getOwner()->getParentOp());
-  auto name = fn ? fn.getArgAttrOfType<StringAttr>(weight.getArgNumber(), "kiln.param")
-                 : StringAttr();
-  return name && (name.getValue().ends_with("q_b_proj.weight") ||
-                  name.getValue().ends_with("kv_b_proj.weight"));
-}
-
-/// Checks that `bwd` starts with `fwd`'s arguments and ends with its
-/// `saved` values, as kiln-autodiff builds them.
-LogicalResult checkPair(func::FuncOp bwd, func::FuncOp fwd, int64_t saved) {
-  const unsigned fwdArgs = fwd.getNumArguments(), bwdArgs = bwd.getNumArguments();
-  auto ret = cast<func::ReturnOp>(fwd.getBody().front().getTerminator());
-  if (bwdArgs >= fwdArgs + saved && int64_t(ret.getNumOperands()) >= saved &&
-      fwd.getArgumentTypes() == bwd.getArgumentTypes().take_front(fwdArgs))
-    return success();
-  return bwd.emitError() << "kiln-activation-checkpointing: @" << bwd.getSymName()
-                         << " does not start with @" << fwd.getSymName()
-                         << "'s arguments and end with its " << saved
-                         << " saved values; expected a backward built by kiln-autodiff";
-}
-
 /// Whether kiln-autodiff has built any block backward in `module`.
 bool hasBlockBackward(ModuleOp module) {
   bool found = false;
@@ -92,105 +61,122 @@ bool hasBlockBackward(ModuleOp module) {
   return found;
 }
 
+/// How much of its forward one block backward call recomputes.
+enum class Level : uint8_t { None, Selective, Full };
+
+StringRef nameOf(Level level) {
+  switch (level) {
+  case Level::None:
+    return "none";
+  case Level::Selective:
+    return "selective";
+  case Level::Full:
+    return "full";
+  }
+  llvm_unreachable("unknown level");
+}
+
+/// The calls of block backwards with saved values that functions other than
+/// block backwards (the step) make, in program order: a clone of the module
+/// lists the same calls in the same order.
+SmallVector<func::CallOp> stepBackwardCalls(ModuleOp module) {
+  SymbolTableCollection symbols;
+  SmallVector<func::CallOp> calls;
+  module.walk([&](func::CallOp call) {
+    auto callee = symbols.lookupNearestSymbolFrom<func::FuncOp>(call, call.getCalleeAttr());
+    auto caller = call->getParentOfType<func::FuncOp>();
+    if (callee && savedCountOf(callee) > 0 && !caller->hasAttr(kForwardAttr))
+      calls.push_back(call);
+  });
+  return calls;
+}
+
+/// What one call recomputing at a level adds: FLOPs, and bytes no longer kept.
+struct LevelCost {
+  double flops = 0;
+  int64_t bytes = 0;
+};
+using LevelCosts = std::map<std::pair<std::string, Level>, LevelCost>;
+
+/// Makes the i-th of stepBackwardCalls(module) recompute at levels[i],
+/// through a variant of its callee (F_bwd_selective, F_bwd_full) made once
+/// per callee and level. Calls nested in a variant keep calling the
+/// originals, which take their saved values from the recomputed forward;
+/// originals no call needs any more are erased. Records what each variant
+/// adds in `costs`.
+LogicalResult applyLevels(ModuleOp module, ArrayRef<Level> levels, LevelCosts &costs) {
+  SmallVector<func::CallOp> calls = stepBackwardCalls(module);
+  assert(calls.size() == levels.size() && "levels for another module");
+  SymbolTable symbols(module);
+  struct Variant {
+    func::FuncOp function;
+    llvm::BitVector dropped; ///< saved values (by index) it recomputes
+  };
+  std::map<std::pair<std::string, Level>, Variant> variants;
+  for (auto [call, level] : llvm::zip(calls, levels)) {
+    if (level == Level::None)
+      continue;
+    auto bwd = symbols.lookup<func::FuncOp>(call.getCallee());
+    const int64_t saved = savedCountOf(bwd);
+    auto key = std::make_pair(bwd.getSymName().str(), level);
+    auto it = variants.find(key);
+    if (it == variants.end()) {
+      auto fwd = symbols.lookup<func::FuncOp>(
+          bwd->getAttrOfType<FlatSymbolRefAttr>(kForwardAttr).getValue());
+      if (!fwd)
+        return bwd.emitError() << "kiln-activation-checkpointing: @" << bwd.getSymName()
+                               << " names a forward that does not exist";
+      func::FuncOp variant = bwd.clone();
+      variant.setSymName((bwd.getSymName() + "_" + nameOf(level)).str());
+      symbols.insert(variant, std::next(Block::iterator(bwd)));
+      int64_t bytes = 0;
+      llvm::BitVector dropped(saved, true);
+      if (level == Level::Full) {
+        FailureOr<int64_t> full = recomputeAllSaved(variant, fwd);
+        if (failed(full))
+          return failure();
+        bytes = *full;
+      } else {
+        FailureOr<llvm::BitVector> cheap = recomputeCheapSaved(variant, fwd, bytes);
+        if (failed(cheap))
+          return failure();
+        dropped = *cheap;
+      }
+      SymbolTableCollection lookup;
+      costs[key] = {functionFlops(variant, lookup) - functionFlops(bwd, lookup), bytes};
+      it = variants.emplace(key, Variant{variant, dropped}).first;
+    }
+    const unsigned firstSaved = call.getNumOperands() - saved;
+    llvm::BitVector erase(call.getNumOperands());
+    for (unsigned i : it->second.dropped.set_bits())
+      erase.set(firstSaved + i);
+    call->eraseOperands(erase);
+    call.setCallee(it->second.function.getSymName());
+  }
+  for (auto &entry : variants) {
+    auto original = symbols.lookup<func::FuncOp>(entry.first.first);
+    if (original && SymbolTable::symbolKnownUseEmpty(original, module))
+      symbols.erase(original);
+  }
+  return success();
+}
+
 struct KilnActivationCheckpointing
     : impl::KilnActivationCheckpointingBase<KilnActivationCheckpointing> {
   using Base::Base;
+  KilnActivationCheckpointing(const KilnActivationCheckpointingOptions &options,
+                              ArenaPricer pricer)
+      : Base(options), pricer(std::move(pricer)) {}
 
   void runOnOperation() override;
 
 private:
-  /// Makes `bwd` recompute its saved values from `fwd` instead of taking
-  /// them; returns the bytes per call it no longer keeps.
-  FailureOr<int64_t> recompute(func::FuncOp bwd, func::FuncOp fwd, int64_t saved);
-  /// Makes `bwd` recompute the saved values the selective rule allows from
-  /// its inputs and the values it keeps; returns the saved-value indices it
-  /// no longer takes (the caller drops those operands) and adds their bytes
-  /// to `bytes`.
-  FailureOr<llvm::BitVector> recomputeSelected(func::FuncOp bwd, func::FuncOp fwd, int64_t saved,
-                                               int64_t &bytes);
   void runSelective(ModuleOp module, SymbolTable &symbols);
-};
+  void runBudget(ModuleOp module);
 
-FailureOr<llvm::BitVector>
-KilnActivationCheckpointing::recomputeSelected(func::FuncOp bwd, func::FuncOp fwd, int64_t saved,
-                                               int64_t &bytes) {
-  Block &entry = bwd.getBody().front(), &fwdEntry = fwd.getBody().front();
-  const unsigned fwdArgs = fwd.getNumArguments(), bwdArgs = bwd.getNumArguments();
-  auto ret = cast<func::ReturnOp>(fwdEntry.getTerminator());
-  if (failed(checkPair(bwd, fwd, saved)))
-    return failure();
-  const unsigned firstSaved = bwdArgs - saved, firstResult = ret.getNumOperands() - saved;
-  // Saved value -> its index among the saved values.
-  DenseMap<Value, unsigned> savedIndex;
-  for (int64_t i = 0; i < saved; ++i)
-    savedIndex.try_emplace(ret.getOperand(firstResult + i), i);
-  // Decide in program order: a value is available in the backward when it is
-  // a block argument, kept, or recomputable from available values through
-  // cheap ops.
-  DenseSet<Value> kept;
-  DenseMap<Value, bool> recomputable;
-  std::function<bool(Value)> available = [&](Value v) -> bool {
-    if (isa<BlockArgument>(v) || kept.contains(v))
-      return true;
-    auto it = recomputable.find(v);
-    if (it != recomputable.end())
-      return it->second;
-    Operation *op = v.getDefiningOp();
-    bool ok = op && op->getBlock() == &fwdEntry && isCheapToRecompute(op) &&
-              llvm::all_of(op->getOperands(), available);
-    recomputable[v] = ok;
-    return ok;
-  };
-  llvm::BitVector drop(saved);
-  for (Operation &op : fwdEntry.without_terminator())
-    for (Value result : op.getResults()) {
-      auto it = savedIndex.find(result);
-      if (it == savedIndex.end())
-        continue;
-      recomputable.erase(result);
-      if (isCheapToRecompute(&op) && llvm::all_of(op.getOperands(), available)) {
-        recomputable[result] = true;
-        drop.set(it->second);
-      } else {
-        kept.insert(result);
-      }
-    }
-  if (drop.none())
-    return drop;
-  // Clone, in program order, the ops the dropped values need.
-  llvm::SetVector<Operation *> needed;
-  SmallVector<Value> work;
-  for (unsigned i : drop.set_bits())
-    work.push_back(ret.getOperand(firstResult + i));
-  while (!work.empty()) {
-    Value v = work.pop_back_val();
-    if (isa<BlockArgument>(v) || kept.contains(v))
-      continue;
-    Operation *op = v.getDefiningOp();
-    if (needed.insert(op))
-      work.append(op->operand_begin(), op->operand_end());
-  }
-  IRMapping map;
-  for (unsigned i = 0; i < fwdArgs; ++i)
-    map.map(fwdEntry.getArgument(i), entry.getArgument(i));
-  for (Value v : kept)
-    map.map(v, entry.getArgument(firstSaved + savedIndex.lookup(v)));
-  OpBuilder b = OpBuilder::atBlockBegin(&entry);
-  for (Operation &op : fwdEntry.without_terminator())
-    if (needed.contains(&op))
-      b.clone(op, map);
-  llvm::BitVector erase(bwdArgs);
-  for (unsigned i : drop.set_bits()) {
-    BlockArgument arg = entry.getArgument(firstSaved + i);
-    arg.replaceAllUsesWith(map.lookup(ret.getOperand(firstResult + i)));
-    bytes += bytesOf(arg.getType());
-    erase.set(firstSaved + i);
-  }
-  if (failed(bwd.eraseArguments(erase)))
-    return failure();
-  bwd->setAttr(kSavedAttr, b.getI64IntegerAttr(saved - int64_t(drop.count())));
-  return drop;
-}
+  /// Plans a candidate's arena; the default lowers to the kernel level.
+  ArenaPricer pricer;
+};
 
 void KilnActivationCheckpointing::runSelective(ModuleOp module, SymbolTable &symbols) {
   SmallVector<func::CallOp> calls;
@@ -208,7 +194,7 @@ void KilnActivationCheckpointing::runSelective(ModuleOp module, SymbolTable &sym
              signalPassFailure();
     const unsigned firstSaved = bwd.getNumArguments() - saved;
     int64_t bytes = 0;
-    FailureOr<llvm::BitVector> drop = recomputeSelected(bwd, fwd, saved, bytes);
+    FailureOr<llvm::BitVector> drop = recomputeCheapSaved(bwd, fwd, bytes);
     if (failed(drop))
       return signalPassFailure();
     if (drop->none())
@@ -268,66 +254,181 @@ void KilnActivationCheckpointing::runSelective(ModuleOp module, SymbolTable &sym
                                 << " bytes of saved values no longer kept per step";
 }
 
-FailureOr<int64_t> KilnActivationCheckpointing::recompute(func::FuncOp bwd, func::FuncOp fwd,
-                                                          int64_t saved) {
-  Block &entry = bwd.getBody().front(), &fwdEntry = fwd.getBody().front();
-  const unsigned fwdArgs = fwd.getNumArguments(), bwdArgs = bwd.getNumArguments();
-  auto ret = cast<func::ReturnOp>(fwdEntry.getTerminator());
-  if (failed(checkPair(bwd, fwd, saved)))
-    return failure();
-  // The forward's body, on the backward's copies of its arguments.
-  IRMapping map;
-  for (unsigned i = 0; i < fwdArgs; ++i)
-    map.map(fwdEntry.getArgument(i), entry.getArgument(i));
-  OpBuilder b = OpBuilder::atBlockBegin(&entry);
-  SmallVector<Operation *> cloned;
-  for (Operation &op : fwdEntry.without_terminator())
-    cloned.push_back(b.clone(op, map));
-  int64_t bytes = 0;
-  llvm::BitVector erase(bwdArgs);
-  const unsigned firstSaved = bwdArgs - saved, firstResult = ret.getNumOperands() - saved;
-  for (int64_t s = 0; s < saved; ++s) {
-    BlockArgument arg = entry.getArgument(firstSaved + s);
-    Value value = map.lookup(ret.getOperand(firstResult + s));
-    if (value.getType() != arg.getType())
-      return bwd.emitError() << "kiln-activation-checkpointing: saved value #" << s << " of @"
-                             << bwd.getSymName() << " is " << arg.getType() << " but @"
-                             << fwd.getSymName() << " returns " << value.getType();
-    bytes += bytesOf(arg.getType());
-    arg.replaceAllUsesWith(value);
-    erase.set(firstSaved + s);
+void KilnActivationCheckpointing::runBudget(ModuleOp module) {
+  const int64_t budget = budgetBytes;
+  if (budget <= 0)
+    return module.emitError() << "kiln-activation-checkpointing: policy budget needs "
+                                 "budget-bytes > 0, got "
+                              << budget,
+           signalPassFailure();
+  SmallVector<func::CallOp> calls = stepBackwardCalls(module);
+  SmallVector<std::string> callees;
+  llvm::SetVector<StringRef> distinct;
+  for (func::CallOp call : calls)
+    callees.push_back(call.getCallee().str());
+  for (const std::string &callee : callees)
+    distinct.insert(callee);
+  const size_t n = calls.size();
+  using Levels = std::vector<Level>;
+
+  LevelCosts costs;
+  std::map<Levels, int64_t> priced;
+  auto price = [&](const Levels &levels) -> FailureOr<int64_t> {
+    auto it = priced.find(levels);
+    if (it != priced.end())
+      return it->second;
+    OwningOpRef<ModuleOp> candidate = module.clone();
+    if (failed(applyLevels(*candidate, levels, costs)))
+      return failure();
+    FailureOr<int64_t> bytes =
+        pricer ? pricer(*candidate) : plannedArenaBytes(*candidate, [](OpPassManager &pm) {
+          addKernelLowering(pm, /*fuseElementwise=*/true, /*arenaReuse=*/true, /*report=*/false);
+        });
+    if (failed(bytes))
+      return module.emitError() << "kiln-activation-checkpointing: could not plan the arena of "
+                                   "a candidate to price it (see the errors above)";
+    return priced[levels] = *bytes;
+  };
+  auto flopsOf = [&](const Levels &levels) {
+    double flops = 0;
+    for (size_t i = 0; i < n; ++i)
+      if (levels[i] != Level::None)
+        flops += costs[{callees[i], levels[i]}].flops;
+    return flops;
+  };
+
+  // The cheapest plans of the uniform policies bound what a budget can get.
+  const Levels none(n, Level::None), selective(n, Level::Selective), full(n, Level::Full);
+  FailureOr<int64_t> noneBytes = price(none);
+  if (failed(noneBytes))
+    return signalPassFailure();
+  if (*noneBytes <= budget) {
+    if (report)
+      emitRemark(module.getLoc()) << "kiln-activation-checkpointing: policy budget: the arena "
+                                  << "without recomputation, " << *noneBytes
+                                  << " bytes, fits the budget of " << budget << " bytes";
+    return;
   }
-  if (failed(bwd.eraseArguments(erase)))
-    return failure();
-  // What only the forward's results needed is not recomputed.
-  for (Operation *op : llvm::reverse(cloned))
-    if (isOpTriviallyDead(op))
-      op->erase();
-  bwd->setAttr(kSavedAttr, b.getI64IntegerAttr(0));
-  return bytes;
+  Levels floor = none;
+  int64_t floorBytes = *noneBytes;
+  for (const Levels *uniform : {&selective, &full}) {
+    FailureOr<int64_t> bytes = price(*uniform);
+    if (failed(bytes))
+      return signalPassFailure();
+    if (*bytes < floorBytes)
+      floor = *uniform, floorBytes = *bytes;
+  }
+  if (floorBytes > budget)
+    return module.emitError()
+               << "kiln-activation-checkpointing: a budget of " << budget
+               << " bytes is below the smallest arena this step plans in, " << floorBytes
+               << " bytes (policy " << nameOf(floor.empty() ? Level::None : floor.front())
+               << "; without recomputation " << *noneBytes
+               << "); the smallest feasible budget is " << floorBytes << " bytes",
+           signalPassFailure();
+
+  // Greedy: raise the call that frees the most arena per added FLOP.
+  Levels levels = none;
+  int64_t bytes = *noneBytes;
+  while (bytes > budget) {
+    std::optional<Levels> best, cheapest;
+    int64_t bestBytes = 0, cheapestBytes = 0;
+    double bestScore = 0, cheapestFlops = 0;
+    for (StringRef callee : distinct) {
+      for (Level level : {Level::Selective, Level::Full}) {
+        // The first block in forward order is the last backward call.
+        std::optional<size_t> pick;
+        for (size_t i = n; i-- > 0;)
+          if (callees[i] == callee && levels[i] < level) {
+            pick = i;
+            break;
+          }
+        if (!pick)
+          continue;
+        Levels trial = levels;
+        trial[*pick] = level;
+        FailureOr<int64_t> trialBytes = price(trial);
+        if (failed(trialBytes))
+          return signalPassFailure();
+        const double added = flopsOf(trial) - flopsOf(levels);
+        const double score = double(bytes - *trialBytes) / std::max(added, 1.0);
+        if (*trialBytes < bytes && (!best || score > bestScore))
+          best = trial, bestBytes = *trialBytes, bestScore = score;
+        if (!cheapest || added < cheapestFlops)
+          cheapest = trial, cheapestBytes = *trialBytes, cheapestFlops = added;
+      }
+    }
+    if (!best && !cheapest)
+      break; // every call recomputes in full
+    // No single step frees arena (the peak is elsewhere): take the cheapest
+    // and look again.
+    levels = best ? *best : *cheapest;
+    bytes = best ? bestBytes : cheapestBytes;
+  }
+  if (bytes > budget) {
+    levels = floor;
+    bytes = floorBytes;
+  }
+  // Lower back every call the plan fits without, the costliest first.
+  SmallVector<size_t> order = llvm::to_vector(llvm::seq<size_t>(0, n));
+  llvm::stable_sort(order, [&](size_t a, size_t b) {
+    return costs[{callees[a], levels[a]}].flops > costs[{callees[b], levels[b]}].flops;
+  });
+  for (size_t i : order) {
+    while (levels[i] != Level::None) {
+      Levels trial = levels;
+      trial[i] = Level(uint8_t(levels[i]) - 1);
+      FailureOr<int64_t> trialBytes = price(trial);
+      if (failed(trialBytes))
+        return signalPassFailure();
+      if (*trialBytes > budget)
+        break;
+      levels = trial;
+      bytes = *trialBytes;
+    }
+  }
+
+  if (failed(applyLevels(module, levels, costs)))
+    return signalPassFailure();
+  if (!report)
+    return;
+  int64_t counts[3] = {0, 0, 0};
+  for (size_t i = n; i-- > 0;) {
+    ++counts[uint8_t(levels[i])];
+    emitRemark(module.getLoc())
+        << "kiln-activation-checkpointing: policy budget: block " << (n - i) << " of " << n
+        << " (@" << callees[i] << ") recomputes " << nameOf(levels[i]);
+  }
+  emitRemark(module.getLoc()) << "kiln-activation-checkpointing: policy budget: an arena of "
+                              << bytes << " bytes fits the budget of " << budget
+                              << " bytes (without recomputation " << *noneBytes << ") with "
+                              << int64_t(std::llround(flopsOf(levels)))
+                              << " recompute FLOPs per step; blocks none " << counts[0]
+                              << ", selective " << counts[1] << ", full " << counts[2] << "; "
+                              << priced.size() << " plans priced";
 }
 
 void KilnActivationCheckpointing::runOnOperation() {
   ModuleOp module = getOperation();
   if (policy == "none")
     return;
-  if (policy != "full" && policy != "selective")
-    return module.emitError() << "kiln-activation-checkpointing: policy '" << policy
-                              << "' is not built yet; use none, full or selective",
+  if (policy != "full" && policy != "selective" && policy != "budget")
+    return module.emitError() << "kiln-activation-checkpointing: unknown policy '" << policy
+                              << "'; expected none, full, selective or budget",
            signalPassFailure();
-  if (policy == "selective") {
-    if (!hasBlockBackward(module))
-      return module.emitError() << "kiln-activation-checkpointing: no block backward "
-                                   "(kiln.forward) in the module; run kiln-autodiff first",
-             signalPassFailure();
-    SymbolTable symbols(module);
+  if (!hasBlockBackward(module))
+    return module.emitError() << "kiln-activation-checkpointing: no block backward "
+                                 "(kiln.forward) in the module; run kiln-autodiff first",
+           signalPassFailure();
+  if (policy == "budget")
+    return runBudget(module);
+  SymbolTable symbols(module);
+  if (policy == "selective")
     return runSelective(module, symbols);
-  }
 
   // Targets: backwards with saved values that a non-backward function (the
   // step) calls. Their calls from inside another target keep the saved
   // values, through a copy of the original.
-  SymbolTable symbols(module);
   llvm::SetVector<func::FuncOp> targets;
   SmallVector<func::CallOp> calls;
   module.walk([&](func::CallOp call) {
@@ -337,15 +438,10 @@ void KilnActivationCheckpointing::runOnOperation() {
     if (callee && savedCountOf(callee) > 0 && !caller->hasAttr(kForwardAttr))
       targets.insert(callee);
   });
-  if (targets.empty()) {
-    // Nothing left to recompute (a step whose blocks save nothing, or one
-    // this pass already rewrote) is fine; a module autodiff never saw is not.
-    if (hasBlockBackward(module))
-      return;
-    return module.emitError() << "kiln-activation-checkpointing: no block backward "
-                                 "(kiln.forward) in the module; run kiln-autodiff first",
-           signalPassFailure();
-  }
+  // Nothing left to recompute (a step whose blocks save nothing, or one this
+  // pass already rewrote) is fine.
+  if (targets.empty())
+    return;
   DenseMap<func::FuncOp, func::FuncOp> keepsSaved;
   for (func::CallOp call : calls) {
     auto callee = symbols.lookup<func::FuncOp>(call.getCallee());
@@ -380,7 +476,7 @@ void KilnActivationCheckpointing::runOnOperation() {
       call->setOperands(operands);
       ++callCount;
     }
-    FailureOr<int64_t> bytes = recompute(bwd, fwd, saved);
+    FailureOr<int64_t> bytes = recomputeAllSaved(bwd, fwd);
     if (failed(bytes))
       return signalPassFailure();
     bytesPerStep += *bytes * callCount;
@@ -397,4 +493,11 @@ void KilnActivationCheckpointing::runOnOperation() {
 }
 
 } // namespace
+
+std::unique_ptr<Pass>
+createKilnActivationCheckpointing(const KilnActivationCheckpointingOptions &options,
+                                  ArenaPricer pricer) {
+  return std::make_unique<KilnActivationCheckpointing>(options, std::move(pricer));
+}
+
 } // namespace kiln

@@ -373,22 +373,45 @@ def KilnActivationCheckpointing : Pass<"kiln-activation-checkpointing", "mlir::M
       every call; an outer block then stops keeping the values it only
       handed to a nested block.
 
+    * `policy=budget budget-bytes=N` chooses per block call of the step
+      (each layer, and the MTP module) `none`, `selective` or `full` so that
+      the planned arena of the step fits N bytes with the fewest recompute
+      FLOPs (`passes/StepCost.h` has the FLOP model). It prices each choice
+      by planning it: a clone of the module is rewritten (calls at a level
+      go to a copy `F_bwd_selective` or `F_bwd_full`) and lowered by the
+      pricer, by default `inline`, `convert-kiln-to-kernel`,
+      `kiln-fuse-elementwise` and `kiln-plan-arena` (kilnc adds the passes
+      it runs between, so the price is the arena it builds). The search is
+      greedy: it raises the call that frees the most arena per added FLOP
+      (calls of one backward in forward order) until the plan fits, then
+      lowers back each call the plan fits without. A budget below the
+      smallest arena of the uniform policies is an error naming that
+      smallest feasible budget; a budget the step fits without
+      recomputation changes nothing.
+
     Recomputation runs the same ops on the same values: the trained numbers
     are bit-identical to `none`. Forward collectives inside a block (expert
     parallelism's all_to_all) are recomputed too, on every rank alike.
 
-    Errors: a policy that is not built (`budget`), a module
-    without any block backward (autodiff has not run), or a backward whose
-    arguments do not match its forward's. A module whose called backwards
-    save nothing (or already recompute) is left as it is.
-    `report=true` emits a remark per block and the bytes no longer kept.
+    Errors: an unknown policy, `budget` without a positive `budget-bytes`,
+    a budget below the smallest feasible arena, a module without any block
+    backward (autodiff has not run), or a backward whose arguments do not
+    match its forward's. A module whose called backwards save nothing (or
+    already recompute) is left as it is. `report=true` emits a remark per
+    block and the bytes no longer kept (budget: each block's level, the
+    arena, the recompute FLOPs and how many plans were priced).
   }];
   let options = [
-    Option<"policy", "policy", "std::string", "\"none\"", "none | full | selective">,
+    Option<"policy", "policy", "std::string", "\"none\"", "none | full | selective | budget">,
+    Option<"budgetBytes", "budget-bytes", "int64_t", "0",
+           "policy=budget: the planned arena must fit this many bytes">,
     Option<"report", "report", "bool", "false",
            "Emit remarks: saved values recomputed per block, bytes per step">
   ];
-  let dependentDialects = ["::kiln::KilnDialect", "::mlir::func::FuncDialect"];
+  // The budget policy prices candidates by lowering them to the kernel level.
+  let dependentDialects = ["::kiln::KilnDialect", "::mlir::func::FuncDialect",
+                           "::kiln::kernel::KernelDialect", "::mlir::memref::MemRefDialect",
+                           "::mlir::arith::ArithDialect", "::mlir::math::MathDialect"];
 }
 
 def KilnLowerFp8 : Pass<"kiln-lower-fp8", "mlir::ModuleOp"> {

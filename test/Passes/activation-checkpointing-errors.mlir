@@ -1,8 +1,16 @@
 // RUN: kiln-opt %s -split-input-file --kiln-activation-checkpointing="policy=full" -verify-diagnostics
-// RUN: not kiln-opt %s -split-input-file --kiln-activation-checkpointing="policy=budget" 2>&1 | FileCheck %s --check-prefix=BUDGET
+// RUN: not kiln-opt %s -split-input-file --kiln-activation-checkpointing="policy=everything" 2>&1 | FileCheck %s --check-prefix=UNKNOWN
+// RUN: not kiln-opt %S/activation-checkpointing-budget.mlir --kiln-autodiff="lr=0.01 total-steps=10" --kiln-activation-checkpointing="policy=budget" 2>&1 | FileCheck %s --check-prefix=NO-BUDGET
+// RUN: not kiln-opt %S/activation-checkpointing-budget.mlir --kiln-autodiff="lr=0.01 total-steps=10" --kiln-activation-checkpointing="policy=budget budget-bytes=2687" 2>&1 | FileCheck %s --check-prefix=TOO-SMALL
 
-// A policy that is not built is refused (every split, before looking at it).
-// BUDGET-COUNT-3: error: kiln-activation-checkpointing: policy 'budget' is not built yet; use none, full or selective
+// An unknown policy is refused (every split, before looking at it).
+// UNKNOWN-COUNT-3: error: kiln-activation-checkpointing: unknown policy 'everything'; expected none, full, selective or budget
+
+// NO-BUDGET: error: kiln-activation-checkpointing: policy budget needs budget-bytes > 0, got 0
+
+// A budget below what every block recomputed in full plans in names the
+// smallest feasible one.
+// TOO-SMALL: error: kiln-activation-checkpointing: a budget of 2687 bytes is below the smallest arena this step plans in, 2688 bytes (policy full; without recomputation 4096); the smallest feasible budget is 2688 bytes
 
 // expected-error @+1 {{kiln-activation-checkpointing: no block backward (kiln.forward) in the module; run kiln-autodiff first}}
 module {

@@ -233,7 +233,16 @@ const BadSpec kBadSpecs[] = {
      {"train.checkpointing: 'budget' needs a memory budget"}},
     {"BudgetObjectMissingGb", kDeepSeekBase,
      R"({"train": {"checkpointing": {"policy": "budget"}}})",
-     {"train.checkpointing.budget_gb: missing"}},
+     {"train.checkpointing.budget_bytes: missing"}},
+    {"BudgetBothUnits", kDeepSeekBase,
+     R"({"train": {"checkpointing": {"budget_bytes": 10, "budget_gb": 1}}})",
+     {"train.checkpointing.budget_gb: and budget_bytes both give the budget"}},
+    {"BudgetZeroBytes", kDeepSeekBase,
+     R"({"train": {"checkpointing": {"budget_bytes": 0}}})",
+     {"train.checkpointing.budget_bytes:"}},
+    {"BudgetWithFull", kDeepSeekBase,
+     R"({"train": {"checkpointing": {"policy": "full", "budget_bytes": 100}}})",
+     {"train.checkpointing.budget_bytes: is only meaningful with policy 'budget'"}},
     {"Sparsity", kDeepSeekBase, R"({"train": {"sparsity": "4:8"}})",
      {"train.sparsity: '4:8' is not supported; expected 'none' or '2:4'"}},
     {"WarmupBeyondSteps", kDeepSeekBase,
@@ -632,7 +641,12 @@ TEST(SpecTest, CheckpointBudgetObject) {
       "spec.json", error);
   ASSERT_TRUE(s) << error;
   EXPECT_EQ(s->train.checkpointing, "budget");
-  EXPECT_DOUBLE_EQ(s->train.checkpointBudgetGb, 40.0);
+  EXPECT_EQ(s->train.checkpointBudgetBytes, 40'000'000'000);
+  s = parseSpec(patched(kDeepSeekBase, R"({"train": {"checkpointing": {"budget_bytes": 1234567}}})"),
+                "spec.json", error);
+  ASSERT_TRUE(s) << error;
+  EXPECT_EQ(s->train.checkpointing, "budget");
+  EXPECT_EQ(s->train.checkpointBudgetBytes, 1234567);
 }
 
 //===----------------------------------------------------------------------===//

@@ -1,11 +1,12 @@
 //===- TrainExecutableCheckpointingTest.cpp - `train` with recomputation ---===//
 //
-// r1-tiny and dense-tiny built with train.checkpointing "full" and
-// "selective" (kiln-activation-checkpointing) against the same specs
+// r1-tiny and dense-tiny built with train.checkpointing "full", "selective"
+// and a budget (kiln-activation-checkpointing) against the same specs
 // without: the planned arena must shrink (the saved activations no longer
-// live from the forward to the backward), full more than selective, and
-// training must give the same bits, step for step and in the checkpoint,
-// since recomputation runs the same kernels on the same values.
+// live from the forward to the backward), full more than selective, the
+// budget's fit its budget, and training must give the same bits, step for
+// step and in the checkpoint, since recomputation runs the same kernels on
+// the same values.
 //
 //===----------------------------------------------------------------------===//
 
@@ -37,17 +38,20 @@ protected:
   static void checkRecomputationIsBitIdentical(const std::string &model) {
     const int64_t none = arenaBytesOf(root + "/models/" + model + ".json"),
                   selective = arenaBytesOf(tmp + "/" + model + "-selective.json"),
-                  full = arenaBytesOf(tmp + "/" + model + "-full.json");
+                  full = arenaBytesOf(tmp + "/" + model + "-full.json"),
+                  budget = arenaBytesOf(tmp + "/" + model + "-budget.json");
     std::printf("[%s] arena: %lld bytes without checkpointing, %lld with selective (%.1f%%), "
-                "%lld with full (%.1f%%)\n",
+                "%lld with full (%.1f%%), %lld with the budget (%.1f%%)\n",
                 model.c_str(), (long long)none, (long long)selective, 100.0 * selective / none,
-                (long long)full, 100.0 * full / none);
+                (long long)full, 100.0 * full / none, (long long)budget, 100.0 * budget / none);
     EXPECT_LT(selective, none) << "selective checkpointing must keep fewer activations";
     EXPECT_LT(full, selective) << "full checkpointing must keep fewer activations than selective";
+    EXPECT_LE(budget, model == "r1-tiny" ? 2'000'000 : 1'100'000) << "the budget's arena";
 
     std::vector<std::vector<LogLine>> logs;
     std::vector<std::string> checkpoints;
-    const std::vector<std::string> names = {model, model + "-selective", model + "-full"};
+    const std::vector<std::string> names = {model, model + "-selective", model + "-full",
+                                            model + "-budget"};
     for (const std::string &name : names) {
       const std::string dir = freshDir("ckpt-" + name);
       trainOk(name, {"--data", corpus, "--steps", "10", "--log", dir + "/log.jsonl",

@@ -231,7 +231,8 @@ protected:
 
   /// Builds r1-tiny and dense-tiny, and with `precisions` r1-tiny's
   /// precision variants, with `checkpointing` both with
-  /// train.checkpointing "full" and "selective" (r1-tiny-full, ...). Each ctest
+  /// train.checkpointing "full", "selective" and a budget (r1-tiny-full, ...,
+  /// r1-tiny-budget). Each ctest
   /// case runs in its own process and builds what its suite needs.
   static void buildModels(bool precisions, bool checkpointing) {
     setupError.clear();
@@ -272,13 +273,19 @@ protected:
     // growing after every 3 finite steps (GradScaler's state machine, fast).
     // bf16 with bf16 AdamW moments (train.optimizer.state_dtype).
     // The same specs with train.checkpointing "full" and "selective".
+    // And with a budget (policy budget) that mixes the levels: r1-tiny's
+    // 2,000,000 bytes give blocks full, full, none, selective, dense-tiny's
+    // 1,100,000 full and none (kilnc --report says which).
     for (const char *model : {"r1-tiny", "dense-tiny"})
-      for (const char *policy : {"full", "selective"}) {
+      for (const char *policy : {"full", "selective", "budget"}) {
         if (!checkpointing)
           break;
         std::ifstream in(root + "/models/" + model + ".json");
         json spec = json::parse(in);
         spec["train"]["checkpointing"] = policy;
+        if (std::string(policy) == "budget")
+          spec["train"]["checkpointing"] = {
+              {"budget_bytes", std::string(model) == "r1-tiny" ? 2'000'000 : 1'100'000}};
         const std::string name = std::string(model) + "-" + policy;
         writeFile(tmp + "/" + name + ".json", spec.dump(2));
         runTool({binDir + "/kilnc", tmp + "/" + name + ".json", "-o", tmp + "/" + name});

@@ -2,7 +2,11 @@
 
 #include "tools/kilnc/Pipeline.h"
 #include "frontend/MLIRGen.h"
+#include "passes/StepCost.h"
 #include "runtime/init/SeededRng.h"
+
+#include "mlir/Dialect/Func/Extensions/InlinerExtension.h"
+#include "mlir/IR/Diagnostics.h"
 
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Transforms/Passes.h"
@@ -58,13 +62,51 @@ void addFp8Lowering(OpPassManager &pm, const frontend::Spec &spec, bool report) 
   pm.addPass(createKilnLowerFp8(options));
 }
 
+/// The passes between kiln-activation-checkpointing and the partitioned step:
+/// kiln-data-parallel (dp or micro-batches > 1), gradient compression, and
+/// kiln-verify-collectives.
+static void addDataParallel(OpPassManager &pm, const frontend::Spec &spec, bool report) {
+  const frontend::ParallelConfig &p = spec.parallel;
+  if (p.dp == 1 && p.microbatches == 1)
+    return;
+  KilnDataParallelOptions dp;
+  dp.dp = p.dp;
+  dp.zero = p.zero;
+  dp.microbatches = p.microbatches;
+  dp.report = report;
+  pm.addPass(createKilnDataParallel(dp));
+  if (p.gradCompression.enabled) {
+    KilnGradCompressionOptions compression;
+    compression.ratio = p.gradCompression.ratio;
+    compression.quantize = p.gradCompression.quantize;
+    compression.errorFeedback = p.gradCompression.errorFeedback;
+    compression.report = report;
+    pm.addPass(createKilnGradCompression(compression));
+  }
+  // Every multi-rank build proves its ranks meet each other before any
+  // code is emitted: a mismatch is a compile error, not a hang at step N.
+  KilnVerifyCollectivesOptions verify;
+  verify.report = report;
+  pm.addPass(createKilnVerifyCollectives(verify));
+}
+
 void addActivationCheckpointing(OpPassManager &pm, const frontend::Spec &spec, bool report) {
   if (spec.train.checkpointing == "none")
     return;
   KilnActivationCheckpointingOptions options;
   options.policy = spec.train.checkpointing;
+  options.budgetBytes = spec.train.checkpointBudgetBytes;
   options.report = report;
-  pm.addPass(createKilnActivationCheckpointing(options));
+  // A budget is for the arena this build plans: price candidates through
+  // the passes lowerToKernels runs after this one.
+  ArenaPricer pricer = [spec](ModuleOp candidate) {
+    return plannedArenaBytes(candidate, [&](OpPassManager &lowering) {
+      addDataParallel(lowering, spec, /*report=*/false);
+      addKernelLowering(lowering, /*fuseElementwise=*/true, /*arenaReuse=*/true,
+                        /*report=*/false);
+    });
+  };
+  pm.addPass(createKilnActivationCheckpointing(options, std::move(pricer)));
 }
 
 LogicalResult lowerToPartitionedStep(ModuleOp module, const frontend::Spec &spec, bool report,
@@ -90,27 +132,7 @@ LogicalResult lowerToPartitionedStep(ModuleOp module, const frontend::Spec &spec
   pm.addPass(createKilnAutodiff(autodiffOptionsFor(spec)));
   addFp8Lowering(pm, spec, report);
   addActivationCheckpointing(pm, spec, report);
-  if (p.dp > 1 || p.microbatches > 1) {
-    KilnDataParallelOptions dp;
-    dp.dp = p.dp;
-    dp.zero = p.zero;
-    dp.microbatches = p.microbatches;
-    dp.report = report;
-    pm.addPass(createKilnDataParallel(dp));
-    if (p.gradCompression.enabled) {
-      KilnGradCompressionOptions compression;
-      compression.ratio = p.gradCompression.ratio;
-      compression.quantize = p.gradCompression.quantize;
-      compression.errorFeedback = p.gradCompression.errorFeedback;
-      compression.report = report;
-      pm.addPass(createKilnGradCompression(compression));
-    }
-    // Every multi-rank build proves its ranks meet each other before any
-    // code is emitted: a mismatch is a compile error, not a hang at step N.
-    KilnVerifyCollectivesOptions verify;
-    verify.report = report;
-    pm.addPass(createKilnVerifyCollectives(verify));
-  }
+  addDataParallel(pm, spec, report);
   return pm.run(module);
 }
 
@@ -125,21 +147,68 @@ LogicalResult lowerToKernels(ModuleOp module, const frontend::Spec &spec,
   PassManager pm(module.getContext());
   if (failed(applyPassManagerCLOptions(pm)))
     return failure();
-  // Block functions are inlined into the step: the kernel level is one
-  // straight-line function, which is what liveness planning wants. No
-  // cleanup pipeline: canonicalization could refold arithmetic.
-  pm.addPass(createInlinerPass({}, [](OpPassManager &) {}));
-  pm.addPass(createConvertKilnToKernel());
-  if (options.fuseElementwise) {
-    KilnFuseElementwiseOptions fuse;
-    fuse.report = options.report;
-    pm.addNestedPass<func::FuncOp>(createKilnFuseElementwise(fuse));
-  }
-  KilnPlanArenaOptions plan;
-  plan.reuse = options.arenaReuse;
-  plan.report = options.report;
-  pm.addNestedPass<func::FuncOp>(createKilnPlanArena(plan));
+  addKernelLowering(pm, options.fuseElementwise, options.arenaReuse, options.report);
   return pm.run(module);
+}
+
+void priceCheckpointing(const frontend::Spec &spec, frontend::ModelSummary &summary) {
+  if (spec.parallel.pp != 1) {
+    summary.checkpointingNote = "activations not priced: pp " + std::to_string(spec.parallel.pp) +
+                                " steps are built once kiln-pipeline is";
+    return;
+  }
+  MLIRContext context;
+  DialectRegistry registry;
+  func::registerInlinerExtension(registry);
+  context.appendDialectRegistry(registry);
+  std::string errors;
+  ScopedDiagnosticHandler collect(&context, [&](Diagnostic &diag) {
+    if (diag.getSeverity() == DiagnosticSeverity::Error)
+      errors += (errors.empty() ? "" : "; ") + diag.str();
+    return success();
+  });
+  OwningOpRef<ModuleOp> forward = frontend::buildForwardModule(context, spec);
+  PassManager cse(&context);
+  cse.addNestedPass<func::FuncOp>(createCSEPass()); // as kilnc's forward module
+  if (!forward || failed(cse.run(*forward))) {
+    summary.checkpointingNote = "activations not priced: the forward module does not build";
+    return;
+  }
+  std::vector<std::string> policies = {"none", "selective", "full"};
+  if (spec.train.checkpointing == "budget")
+    policies.push_back("budget");
+  double noneFlops = 0;
+  for (const std::string &policy : policies) {
+    frontend::Spec priced = spec;
+    priced.train.checkpointing = policy;
+    OwningOpRef<ModuleOp> step = forward->clone();
+    std::string error;
+    errors.clear();
+    if (failed(lowerToPartitionedStep(*step, priced, /*report=*/false, error))) {
+      summary.checkpointingNote =
+          "activations not priced: policy " + policy + ": " + (error.empty() ? errors : error);
+      summary.checkpointing.clear();
+      return;
+    }
+    frontend::ModelSummary::CheckpointingCost cost;
+    cost.policy = policy;
+    for (const SavedBlock &block : savedValuesPerBlock(*step))
+      cost.savedBytesPerBlock.push_back(block.savedBytes);
+    const double flops = entryFlops(*step);
+    if (policy == "none")
+      noneFlops = flops;
+    cost.recomputeFlops = flops - noneFlops;
+    FailureOr<int64_t> arena = plannedArenaBytes(*step, [](OpPassManager &pm) {
+      addKernelLowering(pm, /*fuseElementwise=*/true, /*arenaReuse=*/true, /*report=*/false);
+    });
+    if (failed(arena)) {
+      summary.checkpointingNote = "activations not priced: policy " + policy + ": " + errors;
+      summary.checkpointing.clear();
+      return;
+    }
+    cost.arenaBytes = *arena;
+    summary.checkpointing.push_back(cost);
+  }
 }
 
 bool checkHostTarget(const frontend::Spec &spec, std::string &error) {
@@ -152,9 +221,6 @@ bool checkHostTarget(const frontend::Spec &spec, std::string &error) {
     return fail("target", "'" + spec.target.kind +
                               "' cannot be built yet; the host target (\"target\": \"host\") can");
 
-  if (t.checkpointing == "budget")
-    return fail("train.checkpointing",
-                "the budget policy is not built yet; use \"none\", \"full\" or \"selective\"");
   if (t.sparsity != "none")
     return fail("train.sparsity", "'" + t.sparsity + "' is not built yet; use \"none\"");
   if (t.stage == "grpo")

@@ -9,6 +9,7 @@
 #define KILN_TOOLS_KILNC_PIPELINE_H
 
 #include "frontend/Spec.h"
+#include "frontend/Summary.h"
 #include "passes/Passes.h"
 
 namespace kiln {
@@ -46,11 +47,18 @@ struct KernelLoweringOptions {
 mlir::LogicalResult lowerToKernels(mlir::ModuleOp module, const frontend::Spec &spec,
                                    const KernelLoweringOptions &options);
 
+/// Prices train.checkpointing for the summary: builds the spec's step with
+/// each policy (none, selective, full, and the spec's own budget) down to
+/// the planned kernel level and fills summary.checkpointing, or
+/// summary.checkpointingNote with why not (pp > 1, a budget below the
+/// smallest feasible arena).
+void priceCheckpointing(const frontend::Spec &spec, frontend::ModelSummary &summary);
+
 /// Whether the host C++ target can build `spec` as written. Recipe features
-/// the host program does not implement yet (another target, a precision
-/// other than fp32, activation checkpointing, 2:4 sparsity, GRPO, expert or
-/// pipeline parallelism) are errors naming the spec field, never silently
-/// dropped. Data parallelism and micro-batches build (mpirun for dp > 1).
+/// the host program does not implement yet (another target, 2:4 sparsity,
+/// GRPO, pipeline parallelism) are errors naming the spec field, never
+/// silently dropped. Data and expert parallelism and micro-batches build
+/// (mpirun for dp > 1).
 bool checkHostTarget(const frontend::Spec &spec, std::string &error);
 
 /// Hex FNV-1a of the printed forward module built for one row: a checkpoint

@@ -2,6 +2,8 @@
 //
 //   kilnc SPEC                      validate the spec, print the model summary
 //   kilnc SPEC --summary=json       the same as one JSON object
+//   kilnc SPEC --activations        the summary with each checkpointing policy
+//                                   priced (arena, saved bytes, recompute FLOPs)
 //   kilnc SPEC --emit=kiln          print the forward module (kiln IR)
 //   kilnc SPEC --eval [--params P.safetensors] [--tokens T.json]
 //                                   forward loss on a batch (reference evaluator)
@@ -85,6 +87,11 @@ static cl::opt<bool>
                cl::cat(buildOptions));
 static cl::opt<std::string> summaryFormat("summary", cl::desc("Summary format: text or json"),
                                           cl::init("text"), cl::cat(specOptions));
+static cl::opt<bool> priceActivations(
+    "activations",
+    cl::desc("Add to the summary each train.checkpointing policy's planned arena, saved bytes per "
+             "block and recompute FLOPs (builds the step once per policy)"),
+    cl::cat(specOptions));
 static cl::opt<bool> evaluate("eval", cl::desc("Print the forward loss on a batch"),
                               cl::cat(evalOptions));
 static cl::opt<std::string> paramsPath("params",
@@ -171,6 +178,8 @@ int main(int argc, char **argv) {
                      !outputDir.empty();
   if (!wantsModule) {
     kiln::frontend::ModelSummary summary = kiln::frontend::summarize(*spec);
+    if (priceActivations)
+      kiln::priceCheckpointing(*spec, summary);
     llvm::outs() << (summaryFormat == "json" ? kiln::frontend::formatSummaryJson(*spec, summary)
                                              : kiln::frontend::formatSummaryText(*spec, summary));
     return 0;
