@@ -95,6 +95,30 @@ struct LossScaleConfig {
   int64_t growthInterval = 2000;
 };
 
+/// train.sparsity: 2:4 structured sparsity through training
+/// (kiln-sparsity-2-4). "none", "2:4" (every default below), or
+/// {"pattern": "2:4", "targets": [...], "start_step": S, "method":
+/// "magnitude" | "sr-ste", "mask_every": K, "decay": 0.0002}.
+struct SparsityConfig {
+  std::string pattern = "none"; // none | 2:4
+  /// HF-name globs (`*` any run of characters, `?` one character); empty:
+  /// every linear and expert weight except embed_tokens and lm_head.
+  std::vector<std::string> targets;
+  /// The first step (1-based, as the log counts) trained with the mask; the
+  /// steps before it are dense.
+  int64_t startStep = 1;
+  /// magnitude: masked weights, gradients and moments are kept at zero
+  /// (Apex ASP); sr-ste: dense weights, the forward uses the masked ones,
+  /// the gradient passes straight through, and the pruned weights decay
+  /// by `decay` (SR-STE, Zhou et al. 2021).
+  std::string method = "magnitude";
+  /// The mask is recomputed from the weights' magnitudes every `maskEvery`
+  /// steps from startStep; 0 computes it once, at startStep, and freezes it.
+  int64_t maskEvery = 0;
+  /// SR-STE's lambda_W: the sparse-refined decay of the pruned weights.
+  double decay = 2e-4;
+};
+
 struct TrainConfig {
   std::string stage = "pretrain"; // pretrain | sft | grpo
   int64_t microBatch = 1;
@@ -125,7 +149,7 @@ struct TrainConfig {
   /// {"budget_bytes": N} or {"policy": "budget", "budget_gb": 40} (GB = 10^9
   /// bytes). 0 otherwise.
   int64_t checkpointBudgetBytes = 0;
-  std::string sparsity = "none";      // none | 2:4
+  SparsityConfig sparsity;
   double biasUpdateSpeed = 0.001;
   double auxLossAlpha = 0.0;
   double mtpLossWeight = 0.3;

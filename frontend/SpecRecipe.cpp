@@ -161,6 +161,47 @@ void parseCheckpointing(const Fields &t, TrainConfig &c) {
   }
 }
 
+void parseSparsity(const Fields &t, TrainConfig &c) {
+  if (!t.hasNonNull("sparsity"))
+    return;
+  SparsityConfig &sp = c.sparsity;
+  const Json &v = *t.at("sparsity").value;
+  if (v.is_string()) {
+    sp.pattern = t.getChoice("sparsity", sp.pattern, {"none", "2:4"});
+    return;
+  }
+  if (!v.is_object())
+    t.failAt("sparsity", "found " + describe(v) +
+                             "; expected 'none', '2:4' or {\"pattern\": \"2:4\", ...}");
+  Fields f(v, t.file(), "train.sparsity");
+  f.rejectUnknown({"pattern", "targets", "start_step", "method", "mask_every", "decay"});
+  if (!f.has("pattern"))
+    f.failAt("pattern", "missing; expected '2:4'");
+  sp.pattern = f.getChoice("pattern", sp.pattern, {"2:4"});
+  if (f.hasNonNull("targets")) {
+    const Json &list = *f.at("targets").value;
+    if (!list.is_array() || list.empty())
+      f.failAt("targets", "found " + (list.is_array() ? std::string("an empty array") : describe(list)) +
+                              "; expected a non-empty array of HF-name globs, e.g. "
+                              "[\"model.layers.*.mlp.*\"]");
+    for (const Json &item : list) {
+      if (!item.is_string() || item.get<std::string>().empty())
+        f.failAt("targets", "found " + describe(item) + " in the array; expected a non-empty "
+                                                        "glob string");
+      sp.targets.push_back(item.get<std::string>());
+    }
+  }
+  sp.startStep = f.intAtLeast("start_step", sp.startStep, 1);
+  if (c.steps > 0 && sp.startStep > c.steps)
+    f.failAt("start_step", std::to_string(sp.startStep) + " is after train.steps " +
+                               std::to_string(c.steps) + ": no step would be sparse");
+  sp.method = f.getChoice("method", sp.method, {"magnitude", "sr-ste"});
+  sp.maskEvery = f.intAtLeast("mask_every", sp.maskEvery, 0);
+  sp.decay = f.doubleAtLeast("decay", sp.decay, 0.0, /*strict=*/false);
+  if (f.has("decay") && sp.method != "sr-ste")
+    f.failAt("decay", "applies only with \"method\": \"sr-ste\"");
+}
+
 } // namespace
 
 TrainConfig parseTrain(const Json &train, const std::string &file) {
@@ -211,7 +252,7 @@ TrainConfig parseTrain(const Json &train, const std::string &file) {
       t.failAt("low_precision", "'" + family + "' is also in train.high_precision");
   parseLossScale(t, c);
   parseCheckpointing(t, c);
-  c.sparsity = t.getChoice("sparsity", c.sparsity, {"none", "2:4"});
+  parseSparsity(t, c);
   c.biasUpdateSpeed =
       t.doubleAtLeast("bias_update_speed", c.biasUpdateSpeed, 0.0, false);
   c.auxLossAlpha = t.doubleAtLeast("aux_loss_alpha", c.auxLossAlpha, 0.0, false);

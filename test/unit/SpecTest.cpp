@@ -245,6 +245,22 @@ const BadSpec kBadSpecs[] = {
      {"train.checkpointing.budget_bytes: is only meaningful with policy 'budget'"}},
     {"Sparsity", kDeepSeekBase, R"({"train": {"sparsity": "4:8"}})",
      {"train.sparsity: '4:8' is not supported; expected 'none' or '2:4'"}},
+    {"SparsityPattern", kDeepSeekBase, R"({"train": {"sparsity": {"pattern": "1:4"}}})",
+     {"train.sparsity.pattern: '1:4' is not supported"}},
+    {"SparsityNoPattern", kDeepSeekBase, R"({"train": {"sparsity": {"start_step": 5}}})",
+     {"train.sparsity.pattern: missing"}},
+    {"SparsityEmptyTargets", kDeepSeekBase,
+     R"({"train": {"sparsity": {"pattern": "2:4", "targets": []}}})",
+     {"train.sparsity.targets: found an empty array; expected a non-empty array of HF-name globs"}},
+    {"SparsityLateStart", kDeepSeekBase,
+     R"({"train": {"steps": 10, "sparsity": {"pattern": "2:4", "start_step": 11}}})",
+     {"train.sparsity.start_step: 11 is after train.steps 10"}},
+    {"SparsityDecayWithoutSrSte", kDeepSeekBase,
+     R"({"train": {"sparsity": {"pattern": "2:4", "decay": 0.001}}})",
+     {"train.sparsity.decay: applies only with \"method\": \"sr-ste\""}},
+    {"SparsityMethod", kDeepSeekBase,
+     R"({"train": {"sparsity": {"pattern": "2:4", "method": "ste"}}})",
+     {"train.sparsity.method: 'ste' is not supported"}},
     {"WarmupBeyondSteps", kDeepSeekBase,
      R"({"train": {"steps": 10, "schedule": {"warmup_steps": 20}}})",
      {"train.schedule.warmup_steps: 20 is more than train.steps 10"}},
@@ -631,6 +647,29 @@ TEST(SpecTest, GradCompression) {
                 "spec.json", error);
   ASSERT_TRUE(s) << error;
   EXPECT_FALSE(s->parallel.gradCompression.enabled);
+}
+
+TEST(SpecTest, SparsityObject) {
+  std::string error;
+  std::optional<Spec> s = parseSpec(
+      patched(kDeepSeekBase, R"({"train": {"steps": 300, "sparsity": {"pattern": "2:4",
+          "targets": ["model.layers.*.mlp.*"], "start_step": 100, "method": "sr-ste",
+          "mask_every": 10, "decay": 0.0005}}})"),
+      "spec.json", error);
+  ASSERT_TRUE(s) << error;
+  const SparsityConfig &sp = s->train.sparsity;
+  EXPECT_EQ(sp.pattern, "2:4");
+  EXPECT_EQ(sp.targets, std::vector<std::string>{"model.layers.*.mlp.*"});
+  EXPECT_EQ(sp.startStep, 100);
+  EXPECT_EQ(sp.method, "sr-ste");
+  EXPECT_EQ(sp.maskEvery, 10);
+  EXPECT_DOUBLE_EQ(sp.decay, 0.0005);
+  s = parseSpec(patched(kDeepSeekBase, R"({"train": {"sparsity": "2:4"}})"), "spec.json", error);
+  ASSERT_TRUE(s) << error;
+  EXPECT_EQ(s->train.sparsity.pattern, "2:4");
+  EXPECT_TRUE(s->train.sparsity.targets.empty());
+  EXPECT_EQ(s->train.sparsity.startStep, 1);
+  EXPECT_EQ(s->train.sparsity.method, "magnitude");
 }
 
 TEST(SpecTest, CheckpointBudgetObject) {

@@ -221,8 +221,8 @@ bool checkHostTarget(const frontend::Spec &spec, std::string &error) {
     return fail("target", "'" + spec.target.kind +
                               "' cannot be built yet; the host target (\"target\": \"host\") can");
 
-  if (t.sparsity != "none")
-    return fail("train.sparsity", "'" + t.sparsity + "' is not built yet; use \"none\"");
+  if (t.sparsity.pattern != "none")
+    return fail("train.sparsity", "'" + t.sparsity.pattern + "' is not built yet; use \"none\"");
   if (t.stage == "grpo")
     return fail("train.stage", "'grpo' is not built yet; \"pretrain\" and \"sft\" are");
   const frontend::ParallelConfig &p = spec.parallel;

@@ -1,0 +1,120 @@
+//===- Sparsity24Test.cpp - 2:4 selection and the compressed form ---------===//
+//
+// keep2of4 against a sort written here (every group over a set of values
+// with ties, zeros of both signs, infinities and NaN), and the compressed
+// form (values + mma.sp metadata) round-tripping masked random matrices,
+// with its errors.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/kernels/Sparsity24.h"
+#include "runtime/kernels/SparsityMath.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+namespace kiln::kernels {
+namespace {
+
+/// The two positions of largest magnitude (NaN largest, ties to the lower
+/// position), by sorting.
+unsigned keepBySorting(const float *w) {
+  auto key = [&](int j) {
+    float m = std::fabs(w[j]);
+    return std::isnan(m) ? std::numeric_limits<float>::infinity() : m;
+  };
+  std::vector<int> order = {0, 1, 2, 3};
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return key(a) > key(b); });
+  return (1u << order[0]) | (1u << order[1]);
+}
+
+TEST(Sparsity24, KeepsTheTwoLargestMagnitudesOfEveryGroup) {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::nanf("");
+  const float values[] = {-2.0f, -1.0f, -0.0f, 0.0f, 1.0f, 2.0f, inf, nan};
+  int groups = 0;
+  for (float a : values)
+    for (float b : values)
+      for (float c : values)
+        for (float d : values) {
+          const float w[4] = {a, b, c, d};
+          const unsigned keep = keep2of4(w);
+          ASSERT_EQ(keep, keepBySorting(w)) << a << " " << b << " " << c << " " << d;
+          EXPECT_TRUE(isValidMetadataNibble(metadataNibble(keep)));
+          ++groups;
+        }
+  EXPECT_EQ(groups, 4096);
+  const float w[4] = {1.0f, -3.0f, 2.0f, 0.5f};
+  EXPECT_EQ(keep2of4(w), 0b0110u);
+  EXPECT_EQ(metadataNibble(0b0110u), 0x9u); // positions 1 and 2
+  EXPECT_EQ(metadataNibble(0b1100u), 0xEu);
+  EXPECT_EQ(metadataNibble(0b0011u), 0x4u);
+  for (unsigned nibble : {0x0u, 0x5u, 0x6u, 0x7u, 0xAu, 0xFu, 0x1u})
+    EXPECT_FALSE(isValidMetadataNibble(nibble)) << nibble;
+}
+
+TEST(Sparsity24, CompressedFormRoundTrips) {
+  std::mt19937_64 rng(24);
+  std::normal_distribution<float> normal;
+  for (int64_t cols : {4, 32, 72, 128}) {
+    const int64_t rows = 5;
+    std::vector<float> w(size_t(rows * cols)), mask(w.size());
+    for (float &v : w)
+      v = normal(rng);
+    // Some groups with fewer than two nonzeros.
+    w[0] = w[1] = w[2] = 0.0f;
+    if (cols >= 8)
+      w[4] = w[5] = w[6] = w[7] = 0.0f;
+    sparsityMask24(w.data(), int64_t(w.size()), mask.data());
+    std::vector<float> sparse(w.size());
+    for (size_t i = 0; i < w.size(); ++i)
+      sparse[i] = w[i] * mask[i];
+    for (int64_t g = 0; g < rows * cols / 4; ++g) {
+      int kept = 0;
+      for (int j = 0; j < 4; ++j)
+        kept += mask[size_t(4 * g + j)] == 1.0f;
+      ASSERT_EQ(kept, 2) << "group " << g;
+    }
+    const int64_t words = metadataWordsPerRow(cols);
+    std::vector<float> values(size_t(rows * cols / 2));
+    std::vector<uint32_t> metadata(size_t(rows * words));
+    std::string error;
+    ASSERT_TRUE(compress24(sparse.data(), rows, cols, values.data(), metadata.data(), error))
+        << error;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t g = 0; g < 8 * words; ++g) {
+        const unsigned nibble = (metadata[size_t(r * words + g / 8)] >> (4 * (g % 8))) & 0xFu;
+        EXPECT_TRUE(isValidMetadataNibble(nibble)) << "row " << r << " group " << g;
+        if (g >= cols / 4) {
+          EXPECT_EQ(nibble, 0x4u) << "padding group " << g;
+        }
+      }
+    std::vector<float> back(w.size(), -1.0f);
+    ASSERT_TRUE(decompress24(values.data(), metadata.data(), rows, cols, back.data(), error))
+        << error;
+    EXPECT_EQ(back, sparse) << "cols " << cols;
+  }
+}
+
+TEST(Sparsity24, CompressionErrorsSayWhere) {
+  std::string error;
+  std::vector<float> dense = {1, 0, 0, 0, 1, 2, 3, 0};
+  std::vector<float> values(4);
+  std::vector<uint32_t> metadata(1);
+  EXPECT_FALSE(compress24(dense.data(), 1, 8, values.data(), metadata.data(), error));
+  EXPECT_EQ(error, "not 2:4 sparse at row 0, columns 4..7: 3 nonzeros in a group of 4");
+  EXPECT_FALSE(compress24(dense.data(), 1, 6, values.data(), metadata.data(), error));
+  EXPECT_EQ(error, "2:4 compression needs a column count divisible by 4, got 6");
+  metadata[0] = 0x44444474u; // group 1: 0x7 (positions 3 and 1: not ascending)
+  std::vector<float> back(8);
+  EXPECT_FALSE(decompress24(values.data(), metadata.data(), 1, 8, back.data(), error));
+  EXPECT_EQ(error, "invalid 2:4 metadata nibble 0x7 at row 0, columns 4..7; expected the lower "
+                   "kept index in bits 0-1 and the higher in bits 2-3");
+}
+
+} // namespace
+} // namespace kiln::kernels
