@@ -105,6 +105,7 @@ private:
   void crossEntropy();
   void crossEntropyGrad();
   void lrSchedule();
+  void sparsityMask24();
   void globalNorm();
   void clipScale();
   void gradScaler();

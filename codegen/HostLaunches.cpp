@@ -227,6 +227,7 @@ const std::pair<StringRef, LaunchEmitter::EmitFn> LaunchEmitter::kEmitters[] = {
     {"cross_entropy", &LaunchEmitter::crossEntropy},
     {"cross_entropy_grad", &LaunchEmitter::crossEntropyGrad},
     {"lr_schedule", &LaunchEmitter::lrSchedule},
+    {"sparsity_mask_2_4", &LaunchEmitter::sparsityMask24},
     {"global_norm", &LaunchEmitter::globalNorm},
     {"clip_scale", &LaunchEmitter::clipScale},
     {"grad_scaler", &LaunchEmitter::gradScaler},

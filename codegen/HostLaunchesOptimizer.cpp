@@ -30,6 +30,18 @@ void LaunchEmitter::lrSchedule() {
                              intLiteral(warmup), intLiteral(total), out(0)});
 }
 
+// sparsity_mask_2_4(weight, mask, step: i64 scalar) -> mask
+void LaunchEmitter::sparsityMask24() {
+  elements("ffl", "f");
+  sameCount(inCount(0), inCount(1), "the weight's and the mask's element counts");
+  scalar(true, 2);
+  int64_t start = i64("start_step"), every = i64("mask_every");
+  if (failed)
+    return;
+  checkedCall("sparsityMaskUpdate24", {in(0), in(1), deref(in(2)), intLiteral(start),
+                                       intLiteral(every), intLiteral(inCount(0)), out(0)});
+}
+
 // global_norm(tensors...) -> scalar
 void LaunchEmitter::globalNorm() {
   elements("f", "f");

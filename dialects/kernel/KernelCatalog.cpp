@@ -55,6 +55,7 @@ static const KernelInfo kCatalog[] = {
     // (bias_update) and outs 2, 3, 4 as ins 1, 2, 3 (grad_scaler). The
     // optional last in of adamw and bias_update is grad_scaler's skip flag.
     {"lr_schedule", 1, 1},
+    {"sparsity_mask_2_4", 3, 1},
     {"global_norm", kVariadic, 1},
     {"clip_scale", 1, 1},
     {"grad_scaler", 4, 5},

@@ -71,6 +71,22 @@ LogicalResult LrScheduleOp::verify() {
   return success();
 }
 
+LogicalResult SparsityMask24Op::verify() {
+  auto weight = cast<ShapedType>(getWeight().getType());
+  if (getMask().getType() != weight || getResult().getType() != weight)
+    return emitOpError() << "expects the mask and the result of the weight's type " << weight
+                         << ", got " << getMask().getType() << " and " << getResult().getType();
+  if (weight.getRank() < 2 || weight.getShape().back() % 4 != 0)
+    return emitOpError() << "expects a weight of rank >= 2 whose last (input) dimension is "
+                            "divisible by 4 (groups of 4), got "
+                         << weight;
+  const int64_t start = getStartStepAttr().getInt(), every = getMaskEveryAttr().getInt();
+  if (start < 1 || every < 0)
+    return emitOpError() << "expects start_step >= 1 and mask_every >= 0, got " << start
+                         << " and " << every;
+  return success();
+}
+
 LogicalResult GlobalNormOp::verify() {
   if (getTensors().empty())
     return emitOpError("expects at least one tensor");

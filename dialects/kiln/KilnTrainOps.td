@@ -315,4 +315,40 @@ def Kiln_TopkDecompressOp : Kiln_Op<"topk_decompress", [Pure]> {
   let hasVerifier = 1;
 }
 
+def Kiln_SparsityMask24Op : Kiln_Op<"sparsity_mask_2_4", [Pure]> {
+  let summary = "The 2:4 sparsity mask of a weight at this step (kiln-sparsity-2-4)";
+  let description = [{
+    `weight` and `mask` are f32 of the same shape, the last dimension (the
+    input dimension of a `[out, in]` or `[experts, out, in]` weight)
+    divisible by 4; `step` is the 1-based training step. The result is the
+    mask this step trains with:
+
+    ```
+    step <  start_step                                        all ones (dense)
+    step == start_step, or mask_every > 0 and
+      (step - start_step) % mask_every == 0                   2:4 of weight
+    otherwise                                                 mask
+    ```
+
+    The 2:4 mask keeps, in every group of 4 consecutive values along the
+    last dimension, the 2 of largest magnitude as 1.0 and the others as 0.0:
+    NaN counts as the largest magnitude and ties go to the lower index
+    (runtime/kernels/SparsityMath.h; the values are compared as f32). With
+    `mask_every = 0` the mask is chosen once, at `start_step`, and frozen.
+    It has no gradient.
+
+    ```mlir
+    %m2 = kiln.sparsity_mask_2_4 %w, %m, %step {start_step = 100 : i64, mask_every = 0 : i64}
+        : (tensor<64x64xf32>, tensor<64x64xf32>, tensor<i64>) -> tensor<64x64xf32>
+    ```
+  }];
+  let arguments = (ins StaticShapeTensorOf<[F32]>:$weight, StaticShapeTensorOf<[F32]>:$mask,
+                       0DTensorOf<[I64]>:$step, I64Attr:$start_step, I64Attr:$mask_every);
+  let results = (outs StaticShapeTensorOf<[F32]>:$result);
+  let assemblyFormat = [{
+    $weight `,` $mask `,` $step attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
 #endif // KILN_TRAIN_OPS_TD

@@ -3,6 +3,8 @@
 #include "runtime/kernels/Sparsity24.h"
 #include "runtime/kernels/SparsityMath.h"
 
+#include <algorithm>
+
 namespace kiln::kernels {
 
 void sparsityMask24(const float *w, int64_t n, float *mask) {
@@ -12,6 +14,33 @@ void sparsityMask24(const float *w, int64_t n, float *mask) {
     for (int64_t j = 0; j < 4; ++j)
       mask[4 * g + j] = (keep >> j) & 1u ? 1.0f : 0.0f;
   }
+}
+
+bool sparsityMaskUpdate24(const float *weight, const float *mask, int64_t step, int64_t startStep,
+                          int64_t maskEvery, int64_t n, float *out, std::string *error) {
+  if (step < 1 || n % 4 != 0) {
+    if (error)
+      *error = "sparsity_mask_2_4: " + (step < 1 ? "step " + std::to_string(step) +
+                                                      " is not a 1-based step (expected >= 1)"
+                                                : std::to_string(n) +
+                                                      " elements are not groups of 4");
+    return false;
+  }
+  switch (maskStep(step, startStep, maskEvery)) {
+  case MaskStep::Dense:
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i)
+      out[i] = 1.0f;
+    break;
+  case MaskStep::Select:
+    sparsityMask24(weight, n, out);
+    break;
+  case MaskStep::Keep:
+    if (out != mask)
+      std::copy(mask, mask + n, out);
+    break;
+  }
+  return true;
 }
 
 namespace {

@@ -3,7 +3,8 @@
 // Host kernels of 2:4 structured sparsity (SparsityMath.h has the per-group
 // rule):
 //  * sparsityMask24: the 0/1 mask of a weight, groups of 4 along its last
-//    (input) dimension.
+//    (input) dimension; sparsityMaskUpdate24 (kiln.sparsity_mask_2_4) the
+//    mask a step trains with.
 //  * compress24 / decompress24: a [rows, cols] matrix with at most 2
 //    nonzeros in every group of 4 of a row, as sparse tensor cores take it:
 //    values [rows, cols / 2], the two stored values of each group in
@@ -26,6 +27,12 @@ namespace kiln::kernels {
 /// mask[i] = 1 where 2:4 selection keeps w[i], else 0; `n` elements, groups
 /// of 4 consecutive ones (n % 4 == 0, as the verifier demands).
 void sparsityMask24(const float *w, int64_t n, float *mask);
+
+/// kiln.sparsity_mask_2_4: the mask `weight` [n] trains with at 1-based
+/// `step` (SparsityMath.h's maskStep): ones, its 2:4 mask, or `mask` (`out`
+/// may be `mask`: in place). Fails on a step < 1 or n % 4 != 0.
+bool sparsityMaskUpdate24(const float *weight, const float *mask, int64_t step, int64_t startStep,
+                          int64_t maskEvery, int64_t n, float *out, std::string *error = nullptr);
 
 /// Metadata words per row of `cols` columns.
 inline int64_t metadataWordsPerRow(int64_t cols) { return (cols + 31) / 32; }

@@ -61,6 +61,16 @@ KILN_HD bool isValidMetadataNibble(unsigned nibble) {
   return nibble < 16 && low < high;
 }
 
+/// What kiln.sparsity_mask_2_4 does at 1-based `step`.
+enum class MaskStep { Dense, Select, Keep };
+KILN_HD MaskStep maskStep(int64_t step, int64_t startStep, int64_t maskEvery) {
+  if (step < startStep)
+    return MaskStep::Dense;
+  if (step == startStep || (maskEvery > 0 && (step - startStep) % maskEvery == 0))
+    return MaskStep::Select;
+  return MaskStep::Keep;
+}
+
 } // namespace kiln::kernels
 
 #endif // KILN_RUNTIME_SPARSITYMATH_H

@@ -253,6 +253,13 @@ std::vector<Case> cases() {
        "total_steps = 300 : i64}",
        {"if (!kiln::kernels::lrSchedule(*b0, 0.003f, 0.0003f, 20, 300, b1, &error)) "
         "return false;"}},
+      {"sparsity_mask_2_4",
+       {"memref<16x8xf32>", "memref<16x8xf32>", "memref<i64>", "memref<16x8xf32>"},
+       {0, 1, 2},
+       {3},
+       "{start_step = 100 : i64, mask_every = 10 : i64}",
+       {"if (!kiln::kernels::sparsityMaskUpdate24(b0, b1, *b2, 100, 10, 128, b3, &error)) "
+        "return false;"}},
       {"global_norm",
        {m, "memref<64xf32>", "memref<2x3xf32>", f},
        {0, 1, 2},
@@ -674,6 +681,7 @@ TEST_F(HostLaunchesTest, EmittedCodeCompiles) {
          "#include \"runtime/kernels/NarrowGemm.h\"\n"
          "#include \"runtime/kernels/Optimizer.h\"\n"
          "#include \"runtime/kernels/Precision.h\"\n"
+         "#include \"runtime/kernels/Sparsity24.h\"\n"
          "#include \"runtime/driver/StepComm.h\"\n"
          "#include \"runtime/driver/TrainStep.h\"\n"
          "#include <cstdint>\n#include <string>\n\n";

@@ -100,6 +100,32 @@ TEST(Sparsity24, CompressedFormRoundTrips) {
   }
 }
 
+// The weight and schedule of test/Reference/ops/sparsity_mask.mlir, whose
+// expected masks the evaluator gives: the host kernel gives the same.
+TEST(Sparsity24, MaskUpdateFollowsTheSchedule) {
+  const float nan = std::nanf("");
+  const std::vector<float> w = {1, -3, 2, 0.5f, 0, 0, -1, 1, 4, 4, 4, -4, nan, 9, -9, 1};
+  const std::vector<float> m = {1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 1, 1, 0, 0, 1, 1};
+  const std::vector<float> ones(16, 1.0f);
+  const std::vector<float> selected = {0, 1, 1, 0, 0, 0, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0};
+  const std::pair<int64_t, const std::vector<float> *> cases[] = {
+      {4, &ones}, {5, &selected}, {7, &m}, {8, &selected}};
+  for (auto [step, want] : cases) {
+    std::vector<float> out(16, -1.0f);
+    std::string error;
+    ASSERT_TRUE(sparsityMaskUpdate24(w.data(), m.data(), step, 5, 3, 16, out.data(), &error))
+        << error;
+    EXPECT_EQ(out, *want) << "step " << step;
+  }
+  // In place, as the step keeps its mask state.
+  std::vector<float> state = m;
+  ASSERT_TRUE(sparsityMaskUpdate24(w.data(), state.data(), 6, 5, 3, 16, state.data()));
+  EXPECT_EQ(state, m);
+  std::string error;
+  EXPECT_FALSE(sparsityMaskUpdate24(w.data(), m.data(), 0, 5, 3, 16, state.data(), &error));
+  EXPECT_EQ(error, "sparsity_mask_2_4: step 0 is not a 1-based step (expected >= 1)");
+}
+
 TEST(Sparsity24, CompressionErrorsSayWhere) {
   std::string error;
   std::vector<float> dense = {1, 0, 0, 0, 1, 2, 3, 0};

@@ -10,6 +10,7 @@
 #include "dialects/kiln/reference/Evaluator.h"
 #include "dialects/kiln/reference/RoutingMath.h"
 #include "runtime/kernels/GradCompressMath.h"
+#include "runtime/kernels/SparsityMath.h"
 
 #include <algorithm>
 #include <cmath>
@@ -164,6 +165,40 @@ static void addBalanceRules(RuleTable &table) {
   });
 }
 
+static void addSparsityRules(RuleTable &table) {
+  table.add("kiln.sparsity_mask_2_4", [](Operation *op, ArrayRef<const RefTensor *> in,
+                                         SmallVectorImpl<RefTensor> &out) -> LogicalResult {
+    auto update = cast<SparsityMask24Op>(op);
+    FailureOr<double> step = readStep(op, *in[2]);
+    if (failed(step))
+      return failure();
+    const RefTensor &weight = *in[0], &mask = *in[1];
+    RefTensor r = resultLike(op);
+    switch (kernels::maskStep(int64_t(*step), update.getStartStepAttr().getInt(),
+                              update.getMaskEveryAttr().getInt())) {
+    case kernels::MaskStep::Dense:
+      std::fill(r.data.begin(), r.data.end(), 1.0);
+      break;
+    case kernels::MaskStep::Select:
+      // The rule compares f32 values, as the weights are f32.
+      for (size_t g = 0; g < r.data.size() / 4; ++g) {
+        float group[4];
+        for (size_t j = 0; j < 4; ++j)
+          group[j] = float(weight.data[4 * g + j]);
+        const unsigned keep = kernels::keep2of4(group);
+        for (size_t j = 0; j < 4; ++j)
+          r.data[4 * g + j] = (keep >> j) & 1u ? 1.0 : 0.0;
+      }
+      break;
+    case kernels::MaskStep::Keep:
+      r.data = mask.data;
+      break;
+    }
+    out.push_back(std::move(r));
+    return success();
+  });
+}
+
 static void addOptimizerRules(RuleTable &table) {
   table.add("kiln.lr_schedule", [](Operation *op, ArrayRef<const RefTensor *> in,
                                    SmallVectorImpl<RefTensor> &out) -> LogicalResult {
@@ -311,6 +346,7 @@ static void addCompressionRules(RuleTable &table) {
 void addTrainRules(RuleTable &table) {
   addBalanceRules(table);
   addOptimizerRules(table);
+  addSparsityRules(table);
   addCompressionRules(table);
 }
 

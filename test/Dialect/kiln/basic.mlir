@@ -143,4 +143,13 @@ func.func @collectives(%g: tensor<64x64xf32>, %shard: tensor<16x64xf32>, %rows: 
   return %back : tensor<4x32x64xf32>
 }
 
+
+// CHECK-LABEL: func.func @sparsity
+// CHECK: kiln.sparsity_mask_2_4 %arg0, %arg1, %arg2 {mask_every = 10 : i64, start_step = 100 : i64} : (tensor<16x8xf32>, tensor<16x8xf32>, tensor<i64>) -> tensor<16x8xf32>
+func.func @sparsity(%w: tensor<16x8xf32>, %m: tensor<16x8xf32>, %step: tensor<i64>) -> tensor<16x8xf32> {
+  %m2 = kiln.sparsity_mask_2_4 %w, %m, %step {start_step = 100 : i64, mask_every = 10 : i64}
+      : (tensor<16x8xf32>, tensor<16x8xf32>, tensor<i64>) -> tensor<16x8xf32>
+  return %m2 : tensor<16x8xf32>
+}
+
 }

@@ -1092,3 +1092,27 @@ module attributes {kiln.grid = #kiln.grid<axes = ["pp", "dp"], shape = [2]>} {
 // expected-error @+1 {{expects distinct grid axes, got "dp" twice}}
 module attributes {kiln.grid = #kiln.grid<axes = ["dp", "dp"], shape = [2, 2]>} {
 }
+
+// -----
+
+func.func @sparsity_mask_groups(%w: tensor<8x6xf32>, %step: tensor<i64>) {
+  // expected-error @+1 {{'kiln.sparsity_mask_2_4' op expects a weight of rank >= 2 whose last (input) dimension is divisible by 4 (groups of 4), got 'tensor<8x6xf32>'}}
+  %m = kiln.sparsity_mask_2_4 %w, %w, %step {start_step = 1 : i64, mask_every = 0 : i64} : (tensor<8x6xf32>, tensor<8x6xf32>, tensor<i64>) -> tensor<8x6xf32>
+  return
+}
+
+// -----
+
+func.func @sparsity_mask_type(%w: tensor<8x8xf32>, %m: tensor<8x4xf32>, %step: tensor<i64>) {
+  // expected-error @+1 {{'kiln.sparsity_mask_2_4' op expects the mask and the result of the weight's type 'tensor<8x8xf32>', got 'tensor<8x4xf32>' and 'tensor<8x8xf32>'}}
+  %r = kiln.sparsity_mask_2_4 %w, %m, %step {start_step = 1 : i64, mask_every = 0 : i64} : (tensor<8x8xf32>, tensor<8x4xf32>, tensor<i64>) -> tensor<8x8xf32>
+  return
+}
+
+// -----
+
+func.func @sparsity_mask_start(%w: tensor<8x8xf32>, %step: tensor<i64>) {
+  // expected-error @+1 {{'kiln.sparsity_mask_2_4' op expects start_step >= 1 and mask_every >= 0, got 0 and -1}}
+  %r = kiln.sparsity_mask_2_4 %w, %w, %step {start_step = 0 : i64, mask_every = -1 : i64} : (tensor<8x8xf32>, tensor<8x8xf32>, tensor<i64>) -> tensor<8x8xf32>
+  return
+}
