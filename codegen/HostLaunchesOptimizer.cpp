@@ -92,8 +92,11 @@ void LaunchEmitter::gradScaler() {
 // moments are f32 or bf16 (an overload of the kernel), updated in place when
 // bf16 (the copy kernels move f32 only).
 void LaunchEmitter::adamw() {
-  const bool skippable = launch.getIns().size() == 8;
-  elements(skippable ? "ffwwflfk" : "ffwwflf", "fww");
+  // After the 7 ins, the optional skip (i1) and mask (f32, the param's size).
+  const unsigned ins = launch.getIns().size();
+  const bool skippable = ins >= 8 && inType(7).getElementType().isInteger(1);
+  const bool masked = ins == 9 || (ins == 8 && !skippable);
+  elements(std::string("ffwwflf") + (skippable ? "k" : "") + (masked ? "f" : ""), "fww");
   Type moment = inType(2).getElementType();
   if (!failed && (moment.isF16() || inType(3).getElementType() != moment ||
                   outType(1).getElementType() != moment ||
@@ -110,6 +113,8 @@ void LaunchEmitter::adamw() {
   int64_t size = inCount(0);
   for (unsigned i : {1u, 2u, 3u})
     sameCount(size, inCount(i), "the sizes of param, grad and the moments");
+  if (masked)
+    sameCount(size, inCount(ins - 1), "the sizes of param and the mask");
   for (unsigned o : {0u, 1u, 2u})
     sameCount(size, outCount(o), "the sizes of param and the updated state");
   double beta1 = f64("beta1"), beta2 = f64("beta2"), eps = f64("eps"),
@@ -119,8 +124,11 @@ void LaunchEmitter::adamw() {
   copyInPlace(0, 0);
   copyInPlace(2, 1);
   copyInPlace(3, 2);
-  std::string update = "if (!kiln::kernels::adamw(" +
-                       llvm::join(ArrayRef<std::string>{out(0), in(1), out(1), out(2),
+  SmallVector<std::string> state = {out(0), in(1), out(1), out(2)};
+  if (masked)
+    state.push_back(in(ins - 1));
+  std::string update = std::string("if (!kiln::kernels::") + (masked ? "maskedAdamw(" : "adamw(") +
+                       llvm::join(ArrayRef<std::string>{llvm::join(state, ", "),
                                                         intLiteral(size), deref(in(4)),
                                                         deref(in(5)), deref(in(6)),
                                                         floatLiteral(beta1), floatLiteral(beta2),

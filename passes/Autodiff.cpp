@@ -620,7 +620,7 @@ LogicalResult AutodiffPass::buildEntry(func::FuncOp entryFunc) {
           b, entryFunc.getArgument(p).getLoc(), param.getType(),
           entry->getArgument(firstM + k).getType(), entry->getArgument(firstV + k).getType(),
           param, grads[k], entry->getArgument(firstM + k),
-          entry->getArgument(firstV + k), lrValue, adamStep, scale, skip,
+          entry->getArgument(firstV + k), lrValue, adamStep, scale, skip, /*mask=*/Value(),
           b.getF64FloatAttr(beta1), b.getF64FloatAttr(beta2), b.getF64FloatAttr(eps),
           b.getF64FloatAttr(decay ? weightDecay.getValue() : 0.0));
       newParams[p] = update.getNewParam();

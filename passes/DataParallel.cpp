@@ -603,7 +603,8 @@ LogicalResult DataParallelRewrite::buildStep(func::FuncOp micro) {
           b, loc, TypeRange{gradShard.getType(), m.getType(), v.getType()},
           paramShard, gradShard, m, v,
           map.lookup(adam.getLr()), map.lookup(adam.getStep()), map.lookup(adam.getGradScale()),
-          adam.getSkip() ? map.lookup(adam.getSkip()) : Value(), adam.getBeta1Attr(), adam.getBeta2Attr(), adam.getEpsAttr(), adam.getWeightDecayAttr());
+          adam.getSkip() ? map.lookup(adam.getSkip()) : Value(),
+          adam.getMask() ? map.lookup(adam.getMask()) : Value(), adam.getBeta1Attr(), adam.getBeta2Attr(), adam.getEpsAttr(), adam.getWeightDecayAttr());
       auto paddedType =
           RankedTensorType::get({shardSize(adam.getParam().getType(), axes) * ranks},
                                 getElementTypeOrSelf(gradShard.getType()));

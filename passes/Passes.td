@@ -228,6 +228,62 @@ def KilnDataParallel : Pass<"kiln-data-parallel", "mlir::ModuleOp"> {
                            "::mlir::math::MathDialect"];
 }
 
+def KilnSparsity24 : Pass<"kiln-sparsity-2-4", "mlir::ModuleOp"> {
+  let summary = "Trains the targeted weights 2:4 sparse (magnitude pruning or SR-STE)";
+  let description = [{
+    Runs on the training step after `kiln-autodiff` (and `kiln-lower-fp8`,
+    `kiln-activation-checkpointing`), driven by `train.sparsity`. The
+    targets are the trainable parameters whose `kiln.param` name matches one
+    of `targets` (globs: `*`, `?`, `[...]`), by default every weight of rank
+    >= 2 but `model.embed_tokens.weight` and `lm_head.weight`. Each target
+    gets a mask state (an argument and a result with `kiln.state` /
+    `kiln.result = "sparsity_mask"`, all ones in a fresh run, kept in
+    checkpoints) and, at the start of the step:
+
+    ```
+    M' = kiln.sparsity_mask_2_4(W, M, step)   (ones before start-step; W's 2:4
+                                               mask at start-step and every
+                                               mask-every steps after)
+    W_eff = W * M'                            every use of W in the forward and
+                                               backward reads W_eff
+    ```
+
+    * `method=magnitude` (Apex ASP): the gradient becomes g * M' (the
+      gradient of the sparse model; the global norm and clipping see it),
+      and AdamW gets M' as its `mask`: it updates W * M' with the masked
+      moments m * M', v * M', in place. A pruned
+      weight, its gradient and its moments are then exactly zero, so AdamW
+      leaves it exactly zero (its decay multiplies zero): the weights stay
+      2:4 sparse after every step, and checkpoints hold them as plain
+      tensors with zeros in place.
+    * `method=sr-ste` (SR-STE, Zhou et al. 2021): W stays dense; the
+      forward reads W_eff, so the gradient reaching W is the straight-through
+      one (clipping sees it as it is); AdamW then takes g + decay * (1 - M')
+      * W, the sparse-refined decay that pulls the pruned weights towards
+      zero.
+
+    Before start-step M' is all ones and every multiplication by it is
+    exact, so those steps train bit for bit as without the pass.
+
+    Errors: a glob that matches no trainable parameter, a target whose last
+    (input) dimension is not a multiple of 4 or whose rank is below 2, a
+    step without AdamW updates of its parameters (autodiff has not run, or
+    a ZeRO-1 step, which this pass does not handle yet), an unknown method.
+  }];
+  let options = [
+    ListOption<"targets", "targets", "std::string",
+               "kiln.param globs of the weights to sparsify (default: every weight of rank >= 2 "
+               "but the embedding and lm_head)">,
+    Option<"startStep", "start-step", "int64_t", "1", "The first step trained sparse (1-based)">,
+    Option<"method", "method", "std::string", "\"magnitude\"", "magnitude | sr-ste">,
+    Option<"maskEvery", "mask-every", "int64_t", "0",
+           "Recompute the mask every K steps from start-step; 0: once, then frozen">,
+    Option<"decay", "decay", "double", "2e-4", "sr-ste: the decay of the pruned weights">,
+    Option<"report", "report", "bool", "false", "Emit remarks: the weights made sparse">
+  ];
+  let dependentDialects = ["::kiln::KilnDialect", "::mlir::arith::ArithDialect"];
+}
+
 def KilnGradCompression : Pass<"kiln-grad-compression", "mlir::ModuleOp"> {
   let summary = "Top-k gradient compression with int8 values and error feedback for data parallelism";
   let description = [{

@@ -53,13 +53,14 @@ static const KernelInfo kCatalog[] = {
     // Optimizer. adamw, bias_update and grad_scaler update their state in
     // place: the outs are the same buffers as ins 0, 2, 3 (adamw), 0
     // (bias_update) and outs 2, 3, 4 as ins 1, 2, 3 (grad_scaler). The
-    // optional last in of adamw and bias_update is grad_scaler's skip flag.
+    // optional last in of bias_update is grad_scaler's skip flag; adamw's
+    // optional ins are that flag and a 2:4 sparsity mask, in that order.
     {"lr_schedule", 1, 1},
     {"sparsity_mask_2_4", 3, 1},
     {"global_norm", kVariadic, 1},
     {"clip_scale", 1, 1},
     {"grad_scaler", 4, 5},
-    {"adamw", 7, 3, /*optionalIns=*/1},
+    {"adamw", 7, 3, /*optionalIns=*/2},
     {"bias_update", 2, 1, /*optionalIns=*/1},
     // Data movement (from tensor ops and splat constants).
     {"fill", 0, 1},

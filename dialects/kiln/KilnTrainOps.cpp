@@ -113,6 +113,9 @@ LogicalResult AdamWOp::verify() {
       return emitOpError() << "expects an f32 " << name << " (master weights and gradients stay "
                               "f32), got "
                            << v.getType();
+  if (getMask() && getMask().getType() != getParam().getType())
+    return emitOpError() << "expects a mask of the parameter's type " << getParam().getType()
+                         << ", got " << getMask().getType();
   Type moment = getElementTypeOrSelf(getM().getType());
   if (!moment.isF32() && !moment.isBF16())
     return emitOpError() << "expects moments in f32 or bf16, got " << getM().getType();

@@ -139,7 +139,7 @@ def Kiln_ClipScaleOp : Kiln_Op<"clip_scale", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Kiln_AdamWOp : Kiln_Op<"adamw", [Pure]> {
+def Kiln_AdamWOp : Kiln_Op<"adamw", [Pure, AttrSizedOperandSegments]> {
   let summary = "One AdamW update of one parameter (decoupled weight decay)";
   let description = [{
     With `g = grad * grad_scale` (clipping), step `t` (1-based: t >= 1, the
@@ -167,6 +167,12 @@ def Kiln_AdamWOp : Kiln_Op<"adamw", [Pure]> {
     whose scaled gradients overflowed is skipped, as GradScaler.step skips
     optimizer.step.
 
+    With the optional `mask` (kiln-sparsity-2-4: 0 and 1 of the parameter's
+    shape, f32), the update starts from `p * mask`, `grad * mask`, `m * mask`
+    and `v * mask`: a pruned entry of the parameter and its moments becomes
+    zero and, its gradient being zero too, AdamW leaves it exactly zero.
+    Multiplying by 1 is exact, so kept entries update as without a mask.
+
     ```mlir
     %p2, %m2, %v2 = kiln.adamw %p, %g, %m, %v, %lr, %step, %scale
         {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.1 : f64}
@@ -178,11 +184,12 @@ def Kiln_AdamWOp : Kiln_Op<"adamw", [Pure]> {
                        Kiln_FloatTensor:$m, Kiln_FloatTensor:$v, Kiln_Scalar:$lr,
                        0DTensorOf<[I64]>:$step, Kiln_Scalar:$grad_scale,
                        Optional<0DTensorOf<[I1]>>:$skip,
+                       Optional<StaticShapeTensorOf<[F32]>>:$mask,
                        F64Attr:$beta1, F64Attr:$beta2, F64Attr:$eps, F64Attr:$weight_decay);
   let results = (outs Kiln_FloatTensor:$new_param, Kiln_FloatTensor:$new_m,
                       Kiln_FloatTensor:$new_v);
   let assemblyFormat = [{
-    $param `,` $grad `,` $m `,` $v `,` $lr `,` $step `,` $grad_scale (`skip` $skip^)? attr-dict
+    $param `,` $grad `,` $m `,` $v `,` $lr `,` $step `,` $grad_scale (`skip` $skip^)? (`mask` $mask^)? attr-dict
     `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;

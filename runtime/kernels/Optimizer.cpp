@@ -66,10 +66,12 @@ float clipScale(float norm, float maxNorm) { return clipScaleOf(norm, maxNorm); 
 
 /// AdamW over moments stored as `Moment` (float, or Bf16: widened to f32
 /// for the update, stored rounded to nearest even).
+/// With a `mask` (maskedAdamw), param, grad and the moments are multiplied
+/// by it first.
 template <typename Moment>
-static bool adamwOf(float *param, const float *grad, Moment *m, Moment *v, int64_t size,
-                    float lr, int64_t step, float gradScale, float beta1, float beta2, float eps,
-                    float weightDecay, std::string *error) {
+static bool adamwOf(float *param, const float *grad, Moment *m, Moment *v, const float *mask,
+                    int64_t size, float lr, int64_t step, float gradScale, float beta1,
+                    float beta2, float eps, float weightDecay, std::string *error) {
   if (step < 1)
     return fail(error, "adamw: step " + std::to_string(step) +
                            " is not a 1-based step (expected >= 1)");
@@ -80,8 +82,10 @@ static bool adamwOf(float *param, const float *grad, Moment *m, Moment *v, int64
   float decay = 1.0f - lr * weightDecay;
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < size; ++i) {
-    float mi = widen(m[i]), vi = widen(v[i]);
-    adamwElement(param[i], mi, vi, grad[i], gradScale, lr, beta1, beta2, eps, decay,
+    const float keep = mask ? mask[i] : 1.0f;
+    float mi = widen(m[i]) * keep, vi = widen(v[i]) * keep;
+    param[i] *= keep;
+    adamwElement(param[i], mi, vi, grad[i] * keep, gradScale, lr, beta1, beta2, eps, decay,
                  correction1, correction2);
     m[i] = narrowTo<Moment>(mi);
     v[i] = narrowTo<Moment>(vi);
@@ -92,15 +96,29 @@ static bool adamwOf(float *param, const float *grad, Moment *m, Moment *v, int64
 bool adamw(float *param, const float *grad, float *m, float *v, int64_t size, float lr,
            int64_t step, float gradScale, float beta1, float beta2, float eps,
            float weightDecay, std::string *error) {
-  return adamwOf(param, grad, m, v, size, lr, step, gradScale, beta1, beta2, eps, weightDecay,
-                 error);
+  return adamwOf(param, grad, m, v, nullptr, size, lr, step, gradScale, beta1, beta2, eps,
+                 weightDecay, error);
 }
 
 bool adamw(float *param, const float *grad, Bf16 *m, Bf16 *v, int64_t size, float lr,
            int64_t step, float gradScale, float beta1, float beta2, float eps,
            float weightDecay, std::string *error) {
-  return adamwOf(param, grad, m, v, size, lr, step, gradScale, beta1, beta2, eps, weightDecay,
-                 error);
+  return adamwOf(param, grad, m, v, nullptr, size, lr, step, gradScale, beta1, beta2, eps,
+                 weightDecay, error);
+}
+
+bool maskedAdamw(float *param, const float *grad, float *m, float *v, const float *mask,
+                 int64_t size, float lr, int64_t step, float gradScale, float beta1, float beta2,
+                 float eps, float weightDecay, std::string *error) {
+  return adamwOf(param, grad, m, v, mask, size, lr, step, gradScale, beta1, beta2, eps,
+                 weightDecay, error);
+}
+
+bool maskedAdamw(float *param, const float *grad, Bf16 *m, Bf16 *v, const float *mask,
+                 int64_t size, float lr, int64_t step, float gradScale, float beta1, float beta2,
+                 float eps, float weightDecay, std::string *error) {
+  return adamwOf(param, grad, m, v, mask, size, lr, step, gradScale, beta1, beta2, eps,
+                 weightDecay, error);
 }
 
 bool gradScaler(float norm, float scale, int64_t tracker, int64_t updates, float growthFactor,

@@ -40,6 +40,15 @@ bool adamw(float *param, const float *grad, Bf16 *m, Bf16 *v, int64_t size, floa
            int64_t step, float gradScale, float beta1, float beta2, float eps,
            float weightDecay, std::string *error = nullptr);
 
+/// adamw with kiln.adamw's `mask` (kiln-sparsity-2-4): the update starts
+/// from param, grad and the moments multiplied by mask [size] (0 or 1).
+bool maskedAdamw(float *param, const float *grad, float *m, float *v, const float *mask,
+                 int64_t size, float lr, int64_t step, float gradScale, float beta1, float beta2,
+                 float eps, float weightDecay, std::string *error = nullptr);
+bool maskedAdamw(float *param, const float *grad, Bf16 *m, Bf16 *v, const float *mask,
+                 int64_t size, float lr, int64_t step, float gradScale, float beta1, float beta2,
+                 float eps, float weightDecay, std::string *error = nullptr);
+
 /// Dynamic loss scaling (kiln.grad_scaler, torch GradScaler.update): from
 /// the scaled gradients' `norm` and the state (scale, growth tracker, AdamW
 /// updates applied), whether to skip the step (norm inf or NaN), 1 / scale,

@@ -324,6 +324,20 @@ std::vector<Case> cases() {
        "{beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.1 : f64}",
        {"if (!*b7) if (!kiln::kernels::adamw(b0, b1, b2, b3, 4096, *b4, *b5, *b6, 0.9f, 0.95f, "
         "1e-08f, 0.1f, &error)) return false;"}},
+      {"adamw", // masked (2:4 sparsity)
+       {m, m, m, m, f, "memref<i64>", f, m},
+       {0, 1, 2, 3, 4, 5, 6, 7},
+       {0, 2, 3},
+       "{beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.1 : f64}",
+       {"if (!kiln::kernels::maskedAdamw(b0, b1, b2, b3, b7, 4096, *b4, *b5, *b6, 0.9f, 0.95f, "
+        "1e-08f, 0.1f, &error)) return false;"}},
+      {"adamw", // masked and skippable
+       {m, m, m, m, f, "memref<i64>", f, "memref<i1>", m},
+       {0, 1, 2, 3, 4, 5, 6, 7, 8},
+       {0, 2, 3},
+       "{beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.1 : f64}",
+       {"if (!*b7) if (!kiln::kernels::maskedAdamw(b0, b1, b2, b3, b8, 4096, *b4, *b5, *b6, "
+        "0.9f, 0.95f, 1e-08f, 0.1f, &error)) return false;"}},
       {"fill", {"memref<4x8xf32>"}, {}, {0}, "{value = -1.5 : f64}",
        {"kiln::kernels::fill(b0, 32, -1.5f);"}},
       {"fill", {"memref<4x8xi32>"}, {}, {0}, "{value = -100.0 : f64}",

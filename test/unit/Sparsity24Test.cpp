@@ -7,6 +7,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "runtime/kernels/Optimizer.h"
 #include "runtime/kernels/Sparsity24.h"
 #include "runtime/kernels/SparsityMath.h"
 
@@ -124,6 +125,42 @@ TEST(Sparsity24, MaskUpdateFollowsTheSchedule) {
   std::string error;
   EXPECT_FALSE(sparsityMaskUpdate24(w.data(), m.data(), 0, 5, 3, 16, state.data(), &error));
   EXPECT_EQ(error, "sparsity_mask_2_4: step 0 is not a 1-based step (expected >= 1)");
+}
+
+// AdamW with a mask: kept entries bit for bit as without it, pruned ones
+// (weight, moments) exactly zero, and zero again after another step.
+TEST(Sparsity24, MaskedAdamwKeepsPrunedEntriesZero) {
+  std::mt19937_64 rng(7);
+  std::normal_distribution<float> normal;
+  const int64_t n = 64;
+  std::vector<float> p(n), g(n), m(n), v(n), mask(n);
+  for (int64_t i = 0; i < n; ++i) {
+    p[size_t(i)] = normal(rng);
+    g[size_t(i)] = normal(rng);
+    m[size_t(i)] = 0.1f * normal(rng);
+    v[size_t(i)] = 0.01f * std::fabs(normal(rng));
+  }
+  sparsityMask24(p.data(), n, mask.data());
+  std::vector<float> p1 = p, m1 = m, v1 = v, p2 = p, m2 = m, v2 = v;
+  ASSERT_TRUE(adamw(p1.data(), g.data(), m1.data(), v1.data(), n, 1e-3f, 5, 0.7f, 0.9f, 0.95f,
+                    1e-8f, 0.1f));
+  for (int step = 5; step <= 6; ++step)
+    ASSERT_TRUE(maskedAdamw(p2.data(), g.data(), m2.data(), v2.data(), mask.data(), n, 1e-3f,
+                            step, 0.7f, 0.9f, 0.95f, 1e-8f, 0.1f));
+  std::vector<float> again = p, mAgain = m, vAgain = v;
+  ASSERT_TRUE(maskedAdamw(again.data(), g.data(), mAgain.data(), vAgain.data(), mask.data(), n,
+                          1e-3f, 5, 0.7f, 0.9f, 0.95f, 1e-8f, 0.1f));
+  for (int64_t i = 0; i < n; ++i) {
+    if (mask[size_t(i)] == 1.0f) {
+      EXPECT_EQ(again[size_t(i)], p1[size_t(i)]) << i;
+      EXPECT_EQ(mAgain[size_t(i)], m1[size_t(i)]) << i;
+      EXPECT_EQ(vAgain[size_t(i)], v1[size_t(i)]) << i;
+    } else {
+      EXPECT_EQ(p2[size_t(i)], 0.0f) << i;
+      EXPECT_EQ(m2[size_t(i)], 0.0f) << i;
+      EXPECT_EQ(v2[size_t(i)], 0.0f) << i;
+    }
+  }
 }
 
 TEST(Sparsity24, CompressionErrorsSayWhere) {

@@ -28,6 +28,10 @@ void addFp8Lowering(mlir::OpPassManager &pm, const frontend::Spec &spec, bool re
 void addActivationCheckpointing(mlir::OpPassManager &pm, const frontend::Spec &spec,
                                 bool report);
 
+/// Adds kiln-sparsity-2-4 with train.sparsity (nothing for "none"); it runs
+/// after kiln-activation-checkpointing.
+void addSparsity(mlir::OpPassManager &pm, const frontend::Spec &spec, bool report);
+
 /// Lowers a forward module (from MLIRGen) in place to the per-rank training
 /// step of the spec's layout: kiln-autodiff, then (when dp or microbatches
 /// > 1) kiln-data-parallel and kiln-verify-collectives. Layouts the passes do not build yet (ep, pp > 1)

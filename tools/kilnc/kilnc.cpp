@@ -239,6 +239,7 @@ int main(int argc, char **argv) {
     trainPm.addPass(kiln::createKilnAutodiff(kiln::autodiffOptionsFor(*spec)));
     kiln::addFp8Lowering(trainPm, *spec, report);
     kiln::addActivationCheckpointing(trainPm, *spec, report);
+    kiln::addSparsity(trainPm, *spec, report);
     if (failed(trainPm.run(*train)))
       return 1;
     train->print(llvm::outs());

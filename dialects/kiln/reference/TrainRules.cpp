@@ -272,6 +272,7 @@ static void addOptimizerRules(RuleTable &table) {
     if (failed(t))
       return failure();
     double lr = in[4]->data[0], gradScale = in[6]->data[0];
+    const RefTensor *mask = adamw.getMask() ? in[adamw.getSkip() ? 8 : 7] : nullptr;
     if (adamw.getSkip() && in[7]->data[0] != 0) {
       // A step kiln.grad_scaler skips: the state stays as it was.
       out.append({p, m, v});
@@ -283,10 +284,11 @@ static void addOptimizerRules(RuleTable &table) {
     double correction1 = 1 - std::pow(b1, *t), correction2 = 1 - std::pow(b2, *t);
     RefTensor newP = p, newM = m, newV = v;
     for (int64_t i = 0; i < p.numElements(); ++i) {
-      double g = grad.data[i] * gradScale;
-      newM.data[i] = b1 * m.data[i] + (1 - b1) * g;
-      newV.data[i] = b2 * v.data[i] + (1 - b2) * g * g;
-      newP.data[i] = p.data[i] * decay -
+      const double keep = mask ? mask->data[i] : 1.0;
+      double g = grad.data[i] * keep * gradScale;
+      newM.data[i] = b1 * (m.data[i] * keep) + (1 - b1) * g;
+      newV.data[i] = b2 * (v.data[i] * keep) + (1 - b2) * g * g;
+      newP.data[i] = p.data[i] * keep * decay -
                      lr * (newM.data[i] / correction1) /
                          (std::sqrt(newV.data[i] / correction2) + eps);
     }

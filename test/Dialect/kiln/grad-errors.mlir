@@ -682,7 +682,7 @@ func.func @clip_scale_negative(%n: tensor<f32>) {
 
 func.func @adamw_grad(%p: tensor<4x4xf32>, %g: tensor<4x8xf32>, %m: tensor<4x4xf32>, %v: tensor<4x4xf32>, %lr: tensor<f32>, %t: tensor<i64>, %s: tensor<f32>) {
   // expected-error @+1 {{expects grad of shape [4, 4], got [4, 8]}}
-  %0:3 = "kiln.adamw"(%p, %g, %m, %v, %lr, %t, %s) {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.1 : f64} : (tensor<4x4xf32>, tensor<4x8xf32>, tensor<4x4xf32>, tensor<4x4xf32>, tensor<f32>, tensor<i64>, tensor<f32>) -> (tensor<4x4xf32>, tensor<4x4xf32>, tensor<4x4xf32>)
+  %0:3 = "kiln.adamw"(%p, %g, %m, %v, %lr, %t, %s) <{operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 1, 0, 0>}> {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.1 : f64} : (tensor<4x4xf32>, tensor<4x8xf32>, tensor<4x4xf32>, tensor<4x4xf32>, tensor<f32>, tensor<i64>, tensor<f32>) -> (tensor<4x4xf32>, tensor<4x4xf32>, tensor<4x4xf32>)
   return
 }
 
@@ -690,7 +690,7 @@ func.func @adamw_grad(%p: tensor<4x4xf32>, %g: tensor<4x8xf32>, %m: tensor<4x4xf
 
 func.func @adamw_new_v(%p: tensor<4x4xf32>, %g: tensor<4x4xf32>, %m: tensor<4x4xf32>, %v: tensor<4x4xf32>, %lr: tensor<f32>, %t: tensor<i64>, %s: tensor<f32>) {
   // expected-error @+1 {{expects new_v of shape [4, 4], got [16]}}
-  %0:3 = "kiln.adamw"(%p, %g, %m, %v, %lr, %t, %s) {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.1 : f64} : (tensor<4x4xf32>, tensor<4x4xf32>, tensor<4x4xf32>, tensor<4x4xf32>, tensor<f32>, tensor<i64>, tensor<f32>) -> (tensor<4x4xf32>, tensor<4x4xf32>, tensor<16xf32>)
+  %0:3 = "kiln.adamw"(%p, %g, %m, %v, %lr, %t, %s) <{operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 1, 0, 0>}> {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.1 : f64} : (tensor<4x4xf32>, tensor<4x4xf32>, tensor<4x4xf32>, tensor<4x4xf32>, tensor<f32>, tensor<i64>, tensor<f32>) -> (tensor<4x4xf32>, tensor<4x4xf32>, tensor<16xf32>)
   return
 }
 
@@ -698,7 +698,7 @@ func.func @adamw_new_v(%p: tensor<4x4xf32>, %g: tensor<4x4xf32>, %m: tensor<4x4x
 
 func.func @adamw_betas(%p: tensor<4x4xf32>, %g: tensor<4x4xf32>, %m: tensor<4x4xf32>, %v: tensor<4x4xf32>, %lr: tensor<f32>, %t: tensor<i64>, %s: tensor<f32>) {
   // expected-error @+1 {{expects betas in [0, 1), got 9.000000e-01 and 1.000000e+00}}
-  %0:3 = "kiln.adamw"(%p, %g, %m, %v, %lr, %t, %s) {beta1 = 0.9 : f64, beta2 = 1.0 : f64, eps = 1.0e-08 : f64, weight_decay = 0.1 : f64} : (tensor<4x4xf32>, tensor<4x4xf32>, tensor<4x4xf32>, tensor<4x4xf32>, tensor<f32>, tensor<i64>, tensor<f32>) -> (tensor<4x4xf32>, tensor<4x4xf32>, tensor<4x4xf32>)
+  %0:3 = "kiln.adamw"(%p, %g, %m, %v, %lr, %t, %s) <{operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 1, 0, 0>}> {beta1 = 0.9 : f64, beta2 = 1.0 : f64, eps = 1.0e-08 : f64, weight_decay = 0.1 : f64} : (tensor<4x4xf32>, tensor<4x4xf32>, tensor<4x4xf32>, tensor<4x4xf32>, tensor<f32>, tensor<i64>, tensor<f32>) -> (tensor<4x4xf32>, tensor<4x4xf32>, tensor<4x4xf32>)
   return
 }
 
@@ -706,7 +706,7 @@ func.func @adamw_betas(%p: tensor<4x4xf32>, %g: tensor<4x4xf32>, %m: tensor<4x4x
 
 func.func @adamw_eps(%p: tensor<4x4xf32>, %g: tensor<4x4xf32>, %m: tensor<4x4xf32>, %v: tensor<4x4xf32>, %lr: tensor<f32>, %t: tensor<i64>, %s: tensor<f32>) {
   // expected-error @+1 {{expects eps > 0 and weight_decay >= 0}}
-  %0:3 = "kiln.adamw"(%p, %g, %m, %v, %lr, %t, %s) {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 0.0 : f64, weight_decay = 0.1 : f64} : (tensor<4x4xf32>, tensor<4x4xf32>, tensor<4x4xf32>, tensor<4x4xf32>, tensor<f32>, tensor<i64>, tensor<f32>) -> (tensor<4x4xf32>, tensor<4x4xf32>, tensor<4x4xf32>)
+  %0:3 = "kiln.adamw"(%p, %g, %m, %v, %lr, %t, %s) <{operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 1, 0, 0>}> {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 0.0 : f64, weight_decay = 0.1 : f64} : (tensor<4x4xf32>, tensor<4x4xf32>, tensor<4x4xf32>, tensor<4x4xf32>, tensor<f32>, tensor<i64>, tensor<f32>) -> (tensor<4x4xf32>, tensor<4x4xf32>, tensor<4x4xf32>)
   return
 }
 
@@ -714,7 +714,7 @@ func.func @adamw_eps(%p: tensor<4x4xf32>, %g: tensor<4x4xf32>, %m: tensor<4x4xf3
 
 func.func @adamw_f16_moments(%p: tensor<4xf32>, %g: tensor<4xf32>, %m: tensor<4xf16>, %v: tensor<4xf16>, %lr: tensor<f32>, %t: tensor<i64>, %s: tensor<f32>) {
   // expected-error @+1 {{expects moments in f32 or bf16, got 'tensor<4xf16>'}}
-  %0:3 = "kiln.adamw"(%p, %g, %m, %v, %lr, %t, %s) {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.1 : f64} : (tensor<4xf32>, tensor<4xf32>, tensor<4xf16>, tensor<4xf16>, tensor<f32>, tensor<i64>, tensor<f32>) -> (tensor<4xf32>, tensor<4xf16>, tensor<4xf16>)
+  %0:3 = "kiln.adamw"(%p, %g, %m, %v, %lr, %t, %s) <{operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 1, 0, 0>}> {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.1 : f64} : (tensor<4xf32>, tensor<4xf32>, tensor<4xf16>, tensor<4xf16>, tensor<f32>, tensor<i64>, tensor<f32>) -> (tensor<4xf32>, tensor<4xf16>, tensor<4xf16>)
   return
 }
 
@@ -722,7 +722,7 @@ func.func @adamw_f16_moments(%p: tensor<4xf32>, %g: tensor<4xf32>, %m: tensor<4x
 
 func.func @adamw_mixed_moments(%p: tensor<4xf32>, %g: tensor<4xf32>, %m: tensor<4xbf16>, %v: tensor<4xf32>, %lr: tensor<f32>, %t: tensor<i64>, %s: tensor<f32>) {
   // expected-error @+1 {{expects both moments and their new values in one element type ('bf16'), got 'tensor<4xf32>'}}
-  %0:3 = "kiln.adamw"(%p, %g, %m, %v, %lr, %t, %s) {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.1 : f64} : (tensor<4xf32>, tensor<4xf32>, tensor<4xbf16>, tensor<4xf32>, tensor<f32>, tensor<i64>, tensor<f32>) -> (tensor<4xf32>, tensor<4xbf16>, tensor<4xf32>)
+  %0:3 = "kiln.adamw"(%p, %g, %m, %v, %lr, %t, %s) <{operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 1, 0, 0>}> {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.1 : f64} : (tensor<4xf32>, tensor<4xf32>, tensor<4xbf16>, tensor<4xf32>, tensor<f32>, tensor<i64>, tensor<f32>) -> (tensor<4xf32>, tensor<4xbf16>, tensor<4xf32>)
   return
 }
 
@@ -730,7 +730,7 @@ func.func @adamw_mixed_moments(%p: tensor<4xf32>, %g: tensor<4xf32>, %m: tensor<
 
 func.func @adamw_bf16_param(%p: tensor<4xbf16>, %g: tensor<4xf32>, %m: tensor<4xf32>, %v: tensor<4xf32>, %lr: tensor<f32>, %t: tensor<i64>, %s: tensor<f32>) {
   // expected-error @+1 {{expects an f32 param (master weights and gradients stay f32), got 'tensor<4xbf16>'}}
-  %0:3 = "kiln.adamw"(%p, %g, %m, %v, %lr, %t, %s) {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.1 : f64} : (tensor<4xbf16>, tensor<4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<f32>, tensor<i64>, tensor<f32>) -> (tensor<4xbf16>, tensor<4xf32>, tensor<4xf32>)
+  %0:3 = "kiln.adamw"(%p, %g, %m, %v, %lr, %t, %s) <{operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 1, 0, 0>}> {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.1 : f64} : (tensor<4xbf16>, tensor<4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<f32>, tensor<i64>, tensor<f32>) -> (tensor<4xbf16>, tensor<4xf32>, tensor<4xf32>)
   return
 }
 
@@ -779,5 +779,13 @@ func.func @bias_update_load(%b: tensor<8xf32>, %l: tensor<4xf32>) {
 func.func @bias_update_new_bias(%b: tensor<8xf32>, %l: tensor<8xf32>) {
   // expected-error @+1 {{expects new_bias of shape [8], got [4]}}
   %0 = "kiln.bias_update"(%b, %l) {speed = 1.0e-03 : f64} : (tensor<8xf32>, tensor<8xf32>) -> tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @adamw_mask(%p: tensor<4x4xf32>, %g: tensor<4x4xf32>, %m: tensor<4x4xf32>, %v: tensor<4x4xf32>, %lr: tensor<f32>, %t: tensor<i64>, %s: tensor<f32>, %mask: tensor<16xf32>) {
+  // expected-error @+1 {{'kiln.adamw' op expects a mask of the parameter's type 'tensor<4x4xf32>', got 'tensor<16xf32>'}}
+  %0:3 = kiln.adamw %p, %g, %m, %v, %lr, %t, %s mask %mask {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.1 : f64} : (tensor<4x4xf32>, tensor<4x4xf32>, tensor<4x4xf32>, tensor<4x4xf32>, tensor<f32>, tensor<i64>, tensor<f32>, tensor<16xf32>) -> (tensor<4x4xf32>, tensor<4x4xf32>, tensor<4x4xf32>)
   return
 }

@@ -146,5 +146,16 @@ func.func @scaled_step(%n: tensor<f32>, %scale: tensor<f32>, %tracker: tensor<i6
       {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.0 : f64}
       : (tensor<64xf32>, tensor<64xf32>, tensor<64xf32>, tensor<64xf32>,
          tensor<f32>, tensor<i64>, tensor<f32>, tensor<i1>) -> (tensor<64xf32>, tensor<64xf32>, tensor<64xf32>)
-  return %b2, %p2, %s2, %t2 : tensor<8xf32>, tensor<64xf32>, tensor<f32>, tensor<i64>
+  // 2:4 sparsity's masked update, with and without skip.
+  // CHECK: kiln.adamw %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %[[U]], %[[INV]] skip %[[SKIP]] mask %[[MASK:[a-z0-9_]+]] {beta1
+  // CHECK: kiln.adamw %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %[[U]], %[[INV]] mask %[[MASK]] {beta1
+  %p3, %m3, %v3 = kiln.adamw %p2, %g, %m2, %v2, %lr, %u2, %inv skip %skip mask %g
+      {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.0 : f64}
+      : (tensor<64xf32>, tensor<64xf32>, tensor<64xf32>, tensor<64xf32>,
+         tensor<f32>, tensor<i64>, tensor<f32>, tensor<i1>, tensor<64xf32>) -> (tensor<64xf32>, tensor<64xf32>, tensor<64xf32>)
+  %p4, %m4, %v4 = kiln.adamw %p3, %g, %m3, %v3, %lr, %u2, %inv mask %g
+      {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.0 : f64}
+      : (tensor<64xf32>, tensor<64xf32>, tensor<64xf32>, tensor<64xf32>,
+         tensor<f32>, tensor<i64>, tensor<f32>, tensor<64xf32>) -> (tensor<64xf32>, tensor<64xf32>, tensor<64xf32>)
+  return %b2, %p4, %s2, %t2 : tensor<8xf32>, tensor<64xf32>, tensor<f32>, tensor<i64>
 }
