@@ -10,6 +10,8 @@ import json
 import math
 import sys
 
+import fnmatch
+
 import torch
 
 import deepseek_v3
@@ -261,6 +263,79 @@ def adamw_hand_step(p, g, m, v, lr, t, beta1, beta2, eps, wd):
     return p, m, v
 
 
+def mask_2_4(w):
+    """The 2:4 mask of w along its last dimension, written from the spec of
+    kiln.sparsity_mask_2_4 (not from Kiln's code): in each group of 4, the 2
+    largest |w| (NaN largest) are kept; ties go to the lower index."""
+    groups = w.detach().reshape(-1, 4)
+    mag = groups.abs()
+    mag = torch.where(torch.isnan(mag), torch.full_like(mag, float("inf")), mag)
+    # A stable sort of -|w| keeps equal magnitudes in index order.
+    order = torch.sort(-mag, dim=1, stable=True).indices[:, :2]
+    mask = torch.zeros_like(groups)
+    mask.scatter_(1, order, 1.0)
+    return mask.reshape(w.shape)
+
+
+class Sparsity24:
+    """train.sparsity as Apex ASP (magnitude) or SR-STE apply it around a step."""
+
+    def __init__(self, cfg, params, trainable, total_steps):
+        cfg = cfg if isinstance(cfg, dict) else {"pattern": cfg}
+        self.on = cfg.get("pattern", "none") == "2:4"
+        self.start = int(cfg.get("start_step", 1))
+        self.every = int(cfg.get("mask_every", 0))
+        self.method = cfg.get("method", "magnitude")
+        self.decay = float(cfg.get("decay", 2e-4))
+        globs = cfg.get("targets")
+        if globs:
+            self.targets = [n for n in trainable if any(fnmatch.fnmatchcase(n, g) for g in globs)]
+        else:
+            self.targets = [n for n in trainable if params[n].dim() >= 2 and
+                            n not in ("model.embed_tokens.weight", "lm_head.weight")]
+        self.masks = {n: torch.ones_like(params[n]) for n in self.targets} if self.on else {}
+
+    def begin_step(self, t, params, opt_state):
+        """The masks step t trains with; magnitude zeroes the pruned weights and moments."""
+        if not self.on or t < self.start:
+            return
+        if t == self.start or (self.every > 0 and (t - self.start) % self.every == 0):
+            for n in self.targets:
+                self.masks[n] = mask_2_4(params[n])
+        if self.method == "magnitude":
+            with torch.no_grad():
+                for n in self.targets:
+                    params[n].mul_(self.masks[n])
+                    for moment in opt_state(n):
+                        moment.mul_(self.masks[n])
+
+    def forward_params(self, params):
+        """What the forward reads: the masked weights; SR-STE passes the gradient straight
+        through to the dense weight."""
+        if not self.on:
+            return params
+        out = dict(params)
+        for n, m in self.masks.items():
+            w = params[n]
+            masked = w * m
+            out[n] = w + (masked - w).detach() if self.method == "sr-ste" else masked
+        return out
+
+    def mask_grads(self, t, params):
+        """Magnitude: the sparse model's gradient (before the norm)."""
+        if self.on and self.method == "magnitude" and t >= self.start:
+            for n in self.targets:
+                params[n].grad.mul_(self.masks[n])
+
+    def refine(self, t, params):
+        """SR-STE: + decay * (w - w * mask), after the norm, before the clipping scale
+        (which then scales the sum, as Kiln's AdamW does)."""
+        if self.on and self.method == "sr-ste" and t >= self.start:
+            for n in self.targets:
+                w = params[n].detach()
+                params[n].grad.add_(self.decay * (w - w * self.masks[n]))
+
+
 def run_training(model_cfg, train, tensors, tokens, steps, optimizer="torch", batch_of=None,
                  on_grads=None):
     """Runs `steps` steps on the same batch. optimizer: "torch" (torch.optim.AdamW, two
@@ -291,15 +366,25 @@ def run_training(model_cfg, train, tensors, tokens, steps, optimizer="torch", ba
     else:
         raise ValueError(optimizer)
 
+    sparsity = Sparsity24(train.get("sparsity") or "none", params, trainable, steps)
+
+    def opt_state(n):
+        if optimizer == "torch":
+            st = opt.state.get(params[n], {})
+            return [st[k] for k in ("exp_avg", "exp_avg_sq") if k in st]
+        return list(state[n])
+
     history = []
     for t in range(1, steps + 1):
         for n in trainable:
             params[n].grad = None
+        sparsity.begin_step(t, params, opt_state)
+        seen = sparsity.forward_params(params)
         if batch_of is None:
-            res = compute(model_cfg, tr, Params(params), tokens)
+            res = compute(model_cfg, tr, Params(seen), tokens)
         else:
             tok, tgt, msk = batch_of(t)
-            res = compute(model_cfg, tr, Params(params), tok, tgt, msk)
+            res = compute(model_cfg, tr, Params(seen), tok, tgt, msk)
         res["total_loss"].backward()
         for n in trainable:  # an unselected expert has a zero gradient (not a skipped one)
             if params[n].grad is None:
@@ -307,11 +392,13 @@ def run_training(model_cfg, train, tensors, tokens, steps, optimizer="torch", ba
         if on_grads is not None:
             on_grads(t, {n: (params[n].grad.detach().clone() if is_trainable(n)
                              else torch.zeros_like(params[n])) for n in names})
+        sparsity.mask_grads(t, params)
         margin = routing_margin(model_cfg, res["routing"], params)
         norm = global_norm([params[n].grad for n in trainable])
         scale = clip_scale(norm, hp["grad_clip"])
         lr_t = lr_at(hp, t)
         with torch.no_grad():
+            sparsity.refine(t, params)
             for n in trainable:
                 params[n].grad.mul_(scale)
             if optimizer == "torch":

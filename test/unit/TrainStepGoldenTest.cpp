@@ -27,6 +27,7 @@
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Pass/PassManager.h"
 
+#include "test/unit/GoldenHparams.h"
 #include "test/unit/GradientStats.h"
 
 #include <gtest/gtest.h>
@@ -87,23 +88,7 @@ protected:
   }
 
   /// The recipe the reference used, as kiln-autodiff options.
-  KilnAutodiffOptions options() const {
-    const json &h = train["hparams"];
-    KilnAutodiffOptions o;
-    o.lr = h["lr"];
-    o.minLr = h["min_lr"];
-    o.warmupSteps = h["warmup_steps"];
-    o.totalSteps = h["total_steps"];
-    o.beta1 = h["beta1"];
-    o.beta2 = h["beta2"];
-    o.eps = h["eps"];
-    o.weightDecay = h["weight_decay"];
-    o.gradClip = h["grad_clip"];
-    o.biasUpdateSpeed = h["bias_update_speed"];
-    o.auxLossAlpha = h["aux_loss_alpha"];
-    o.mtpLossWeight = h["mtp_loss_weight"];
-    return o;
-  }
+  KilnAutodiffOptions options() const { return autodiffOptionsOf(train["hparams"]); }
 
   mlir::OwningOpRef<mlir::ModuleOp> differentiate(KilnAutodiffOptions o) {
     mlir::OwningOpRef<mlir::ModuleOp> m = module->clone();
