@@ -117,6 +117,8 @@ private:
   llvm::DenseMap<unsigned, Value> gradOf;
   int64_t numExpertLoads = 0, numExpertKept = 0, numExperts = 0, batch = 0, seqLen = 0;
   int64_t gradResiduals = 0;
+  /// The parameters with a 2:4 mask (ParamDesc::sparse).
+  llvm::StringSet<> sparseParams;
   int64_t scalerStateArgs = 0;
   int64_t bf16MomentArgs = 0, f32MomentArgs = 0;
   double initialLossScale = 0; ///< 0: no loss scaling
@@ -168,9 +170,18 @@ LogicalResult Emitter::classifyArguments() {
     } else if (auto state = step.getArgAttrOfType<StringAttr>(i, "kiln.state")) {
       auto name = step.getArgAttrOfType<StringAttr>(i, "kiln.param");
       auto it = name ? trainableIndex.find(name.getValue()) : trainableIndex.end();
-      if (it == trainableIndex.end() ||
-          (state != "exp_avg" && state != "exp_avg_sq" && state != "grad_residual"))
+      if (it == trainableIndex.end() || (state != "exp_avg" && state != "exp_avg_sq" &&
+                                         state != "grad_residual" && state != "sparsity_mask"))
         return argError(i) << "is optimizer state of no trainable parameter";
+      if (state == "sparsity_mask") {
+        // A 2:4 mask of the parameter's f32 shape (kiln-sparsity-2-4).
+        if (type != cast<MemRefType>(step.getArgument(roles.trainable[it->second]).getType()))
+          return argError(i) << "(sparsity_mask) is " << type << "; expected the parameter's "
+                             << step.getArgument(roles.trainable[it->second]).getType();
+        names[arg] = "io.sparsityMask[" + std::to_string(it->second) + "]";
+        sparseParams.insert(name.getValue());
+        continue;
+      }
       // bf16 moments (moment-type=bf16) have their own driver arrays.
       const bool bf16 = type.getElementType().isBF16() && state != "grad_residual";
       if (state != "grad_residual" && !bf16 && !type.getElementType().isF32())
@@ -304,7 +315,11 @@ LogicalResult Emitter::emitModelDesc() {
         return step.emitError() << "parameter '" << name.getValue() << "' has kiln.split "
                                 << split << "; the driver holds splits of dim 0 over \"ep\"";
       *os << ", /*expertSplit=*/true";
+    } else if (sparseParams.contains(name.getValue())) {
+      *os << ", /*expertSplit=*/false";
     }
+    if (sparseParams.contains(name.getValue()))
+      *os << ", /*sparse=*/true";
     *os << "},\n";
   }
   *os << "};\n\n";

@@ -172,7 +172,7 @@ LogicalResult StepLowering::checkInput() {
       return failure();
     if (isa<GradScalerOp>(op) && failed(checkInPlace(&op, {1, 2, 3})))
       return failure();
-    if (isa<TopkCompressOp>(op) && isa<BlockArgument>(op.getOperand(1)) &&
+    if (isa<TopkCompressOp, SparsityMask24Op>(op) && isa<BlockArgument>(op.getOperand(1)) &&
         failed(checkInPlace(&op, {1})))
       return failure();
   }
@@ -315,6 +315,16 @@ LogicalResult StepLowering::lowerOp(Operation *op) {
                op->getAttrDictionary());
         return success();
       })
+      .Case([&](SparsityMask24Op update) {
+        // The mask state is updated in place (the kernel allows out == mask).
+        Value out = isa<BlockArgument>(update.getMask())
+                        ? bufferOf(update.getMask())
+                        : AllocOp::create(b, loc, bufferTypeOf(update.getType())).getResult();
+        buffers.map(update.getResult(), out);
+        launch(b, op, "sparsity_mask_2_4", buffersOf(op->getOperands()), {out},
+               op->getAttrDictionary());
+        return success();
+      })
       .Case([&](GradScalerOp scaler) {
         // In place: the scale, tracker and update count overwrite their
         // arguments; the skip flag and the inverse scale are new.
@@ -392,7 +402,7 @@ LogicalResult StepLowering::lowerReturn(func::ReturnOp ret) {
                              << " has no kiln.result role";
     Value buffer = bufferOf(result);
     if (role == "param" || role == "exp_avg" || role == "exp_avg_sq" ||
-        role == "grad_residual" || isLossScalerStateRole(role)) {
+        role == "grad_residual" || role == "sparsity_mask" || isLossScalerStateRole(role)) {
       // State must have been updated in its own argument's buffer.
       auto name = attrs.getAs<StringAttr>(kParamAttr);
       auto arg = dyn_cast<BlockArgument>(buffer);

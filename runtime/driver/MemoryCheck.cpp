@@ -66,6 +66,8 @@ RankMemory rankMemory(const ModelDesc &model, const std::vector<ParamLayout> &la
                                                  : mul(2, floatBytes(momentElements)));
     if (model.gradResiduals)
       m.residuals = add(m.residuals, floatBytes(l.numElements));
+    if (l.desc->sparse) // the 2:4 mask, optimizer state like the moments
+      m.moments = add(m.moments, floatBytes(l.numElements));
   }
   m.arena = model.arenaBytes;
   // Tokens, targets and the loss mask (4 bytes each) on the rank's rows, and

@@ -488,6 +488,9 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     expAvgPtrs.push_back(m.data());
   for (auto &v : state.expAvgSq)
     expAvgSqPtrs.push_back(v.data());
+  std::vector<float *> maskPtrs; // null for the parameters without a 2:4 mask
+  for (auto &mask : state.sparsityMask)
+    maskPtrs.push_back(mask.data());
   std::vector<kernels::Bf16 *> expAvgBf16Ptrs, expAvgSqBf16Ptrs;
   for (auto &m : state.expAvgBf16)
     expAvgBf16Ptrs.push_back(m.data());
@@ -567,6 +570,7 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     buffers.expertLoads = loadPtrs.data();
     buffers.expertKept = keptPtrs.empty() ? nullptr : keptPtrs.data();
     buffers.gradResidual = residualPtrs.empty() ? nullptr : residualPtrs.data();
+    buffers.sparsityMask = maskPtrs.data();
     buffers.profile = options.profile ? &profile : nullptr;
     buffers.arena = arena.data();
     buffers.gradSink = wantGrads ? captureGrads : nullptr;

@@ -126,6 +126,13 @@ bool initState(const std::vector<ParamLayout> &layouts, uint64_t seed, bool seed
       state.expAvg.push_back(std::move(m));
       state.expAvgSq.push_back(std::move(v));
     }
+    AlignedArray<float> mask; // ones: dense until train.sparsity's start_step
+    if (l.desc->sparse) {
+      allocated = allocated && mask.allocate(l.numElements);
+      if (allocated)
+        std::fill(mask.data(), mask.data() + l.numElements, 1.0f);
+    }
+    state.sparsityMask.push_back(std::move(mask));
     if (!allocated) {
       error = "out of memory for the AdamW state of '" + std::string(l.desc->name) + "'";
       return false;
@@ -135,7 +142,7 @@ bool initState(const std::vector<ParamLayout> &layouts, uint64_t seed, bool seed
 }
 
 /// Every tensor of a checkpoint, in file order: the parameters, then
-/// exp_avg and exp_avg_sq of the trainable ones.
+/// exp_avg and exp_avg_sq of the trainable ones, then the 2:4 masks.
 std::vector<StoredTensor> checkpointTensors(const std::vector<ParamLayout> &layouts,
                                             const TrainState &state) {
   std::vector<StoredTensor> out;
@@ -149,6 +156,9 @@ std::vector<StoredTensor> checkpointTensors(const std::vector<ParamLayout> &layo
     add("optimizer.exp_avg.", layouts[state.trainable[k]], state.expAvg[k].data());
   for (size_t k = 0; k < state.trainable.size(); ++k)
     add("optimizer.exp_avg_sq.", layouts[state.trainable[k]], state.expAvgSq[k].data());
+  for (size_t k = 0; k < state.sparsityMask.size(); ++k)
+    if (state.sparsityMask[k].data())
+      add(kSparsityMaskPrefix, layouts[state.trainable[k]], state.sparsityMask[k].data());
   return out;
 }
 
@@ -277,6 +287,9 @@ checkpoint::RankShard rankShard(const std::vector<ParamLayout> &layouts, const T
     addMoment("optimizer.exp_avg.", layouts[state.trainable[k]], state.expAvg[k].data());
   for (size_t k = 0; k < state.trainable.size(); ++k)
     addMoment("optimizer.exp_avg_sq.", layouts[state.trainable[k]], state.expAvgSq[k].data());
+  for (size_t k = 0; k < state.sparsityMask.size(); ++k)
+    if (state.sparsityMask[k].data())
+      addMoment(kSparsityMaskPrefix, layouts[state.trainable[k]], state.sparsityMask[k].data());
   // Gradient compression's residuals are this rank's alone.
   for (size_t k = 0; k < state.gradResidual.size(); ++k) {
     const ParamLayout &l = layouts[state.trainable[k]];

@@ -105,6 +105,9 @@ struct Placement {
 bool describeParams(const ModelDesc &model, const Placement &placement,
                     std::vector<ParamLayout> &out, std::string &error);
 
+/// Checkpoint names of the 2:4 sparsity masks (optimizer state).
+inline const std::string kSparsityMaskPrefix = "optimizer.sparsity_mask.";
+
 /// Checkpoint names of the error-feedback residuals (rank state).
 inline const std::string kResidualPrefix = "rank_state.grad_residual.";
 
@@ -119,6 +122,9 @@ struct TrainState {
   /// Gradient compression's error-feedback residuals (this rank's own),
   /// like the moments indexed by trainable parameter; empty without it.
   std::vector<AlignedArray<float>> gradResidual;
+  /// 2:4 sparsity masks, indexed like the moments; empty arrays for the
+  /// parameters that are not ParamDesc::sparse.
+  std::vector<AlignedArray<float>> sparsityMask;
   std::vector<size_t> trainable;
   /// Dynamic loss scaling (ModelDesc::initialLossScale > 0): the step's
   /// StepBuffers::lossScale, growthTracker and optimizerUpdates.

@@ -47,6 +47,9 @@ struct ParamDesc {
   /// rank holds shape[0] experts, those of its ep coordinate c (experts
   /// [c * shape[0], (c + 1) * shape[0]) of shape[0] x ModelDesc::ep).
   bool expertSplit = false;
+  /// train.sparsity: the step keeps a 2:4 mask of this parameter
+  /// (StepBuffers::sparsityMask), all ones in a fresh run.
+  bool sparse = false;
 };
 
 /// What the generated file describes.
@@ -137,6 +140,9 @@ struct StepBuffers {
   /// Error-feedback residuals, indexed like expAvg, updated in place; null
   /// unless ModelDesc::gradResiduals.
   float *const *gradResidual = nullptr;
+  /// 2:4 sparsity masks (0 or 1), indexed like expAvg, updated in place; the
+  /// entry of a parameter that is not ParamDesc::sparse is null.
+  float *const *sparsityMask = nullptr;
   /// --profile: every launch adds its time to its kernel's row; null: no
   /// timing (KernelProfile.h).
   KernelProfile *profile = nullptr;

@@ -232,9 +232,10 @@ protected:
   /// Builds r1-tiny and dense-tiny, and with `precisions` r1-tiny's
   /// precision variants, with `checkpointing` both with
   /// train.checkpointing "full", "selective" and a budget (r1-tiny-full, ...,
-  /// r1-tiny-budget). Each ctest
+  /// r1-tiny-budget), with `sparsity` r1-tiny-sparse (2:4 magnitude pruning
+  /// from step 3, the mask recomputed every 4 steps). Each ctest
   /// case runs in its own process and builds what its suite needs.
-  static void buildModels(bool precisions, bool checkpointing) {
+  static void buildModels(bool precisions, bool checkpointing, bool sparsity = false) {
     setupError.clear();
     exe.clear();
     root = KILN_SOURCE_DIR;
@@ -291,6 +292,14 @@ protected:
         runTool({binDir + "/kilnc", tmp + "/" + name + ".json", "-o", tmp + "/" + name});
         exe[name] = tmp + "/" + name + "/train";
       }
+    if (sparsity) {
+      std::ifstream in(root + "/models/r1-tiny.json");
+      json spec = json::parse(in);
+      spec["train"]["sparsity"] = {{"pattern", "2:4"}, {"start_step", 3}, {"mask_every", 4}};
+      writeFile(tmp + "/r1-tiny-sparse.json", spec.dump(2));
+      runTool({binDir + "/kilnc", tmp + "/r1-tiny-sparse.json", "-o", tmp + "/r1-tiny-sparse"});
+      exe["r1-tiny-sparse"] = tmp + "/r1-tiny-sparse/train";
+    }
     for (const char *precision : {"bf16", "fp8", "fp16", "fp16-overflow", "bf16-moments"}) {
       if (!precisions)
         break;

@@ -242,11 +242,6 @@ bool checkHostTarget(const frontend::Spec &spec, std::string &error) {
     return fail("target", "'" + spec.target.kind +
                               "' cannot be built yet; the host target (\"target\": \"host\") can");
 
-  if (t.sparsity.pattern != "none")
-    return fail("train.sparsity",
-                "the host driver does not keep 2:4 masks in its state and checkpoints yet; "
-                "kilnc --emit=train, --emit=kernels and --eval show the sparse step, -o and "
-                "--emit=cpp need \"none\"");
   if (t.stage == "grpo")
     return fail("train.stage", "'grpo' is not built yet; \"pretrain\" and \"sft\" are");
   const frontend::ParallelConfig &p = spec.parallel;

@@ -59,8 +59,8 @@ mlir::LogicalResult lowerToKernels(mlir::ModuleOp module, const frontend::Spec &
 void priceCheckpointing(const frontend::Spec &spec, frontend::ModelSummary &summary);
 
 /// Whether the host C++ target can build `spec` as written. Recipe features
-/// the host program does not implement yet (another target, 2:4 sparsity,
-/// GRPO, pipeline parallelism) are errors naming the spec field, never
+/// the host program does not implement yet (another target, GRPO, pipeline
+/// parallelism) are errors naming the spec field, never
 /// silently dropped. Data and expert parallelism and micro-batches build
 /// (mpirun for dp > 1).
 bool checkHostTarget(const frontend::Spec &spec, std::string &error);
