@@ -12,6 +12,10 @@
 
 #include "test/unit/TrainExecutableFixture.h"
 
+#include "runtime/kernels/Sparsity24.h"
+
+#include <cstring>
+
 namespace kiln::test {
 namespace {
 
@@ -90,6 +94,40 @@ TEST_F(TrainExecutableSparsity, CheckpointsStayTwoOfFour) {
     EXPECT_FALSE(t.count(maskPrefix + "model.embed_tokens.weight"));
   }
   std::printf("r1-tiny loss at step 12: 2:4 from step 3 %s\n", sparse[11].at("loss").c_str());
+
+  // kilnc --compress-2-4: every 2:4 weight as values + mma.sp metadata, which
+  // decompress to the checkpoint's dense tensor.
+  const std::string last = dir + "/step-00000012";
+  std::string what;
+  RunResult r = waitFor(spawn({binDir + "/kilnc", root + "/models/r1-tiny.json",
+                               "--compress-2-4", last},
+                              tmp + "/compress.out", tmp + "/compress.err"),
+                        tmp + "/compress.out", tmp + "/compress.err");
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  std::string error;
+  auto packed = kiln::safetensors::Reader::open(last + "/sparse-2of4.safetensors", error);
+  ASSERT_TRUE(packed) << error;
+  std::map<std::string, std::vector<double>> t = readCheckpoint(last);
+  int weights = 0;
+  for (const auto &[name, dense] : t) {
+    if (name.rfind(maskPrefix, 0) != 0)
+      continue;
+    const std::string weight = name.substr(maskPrefix.size());
+    const kiln::safetensors::TensorInfo *values = packed->find(weight + ".values"),
+                                        *metadata = packed->find(weight + ".metadata");
+    ASSERT_TRUE(values && metadata) << weight;
+    const int64_t rows = values->shape[0], cols = 2 * values->shape[1];
+    std::vector<double> v;
+    ASSERT_TRUE(packed->readAsDouble(weight + ".values", v, error)) << error;
+    std::vector<float> vf(v.begin(), v.end()), back(size_t(rows * cols));
+    std::vector<uint32_t> words(size_t(metadata->shape[0] * metadata->shape[1]));
+    std::memcpy(words.data(), packed->data(*metadata), words.size() * sizeof(uint32_t));
+    ASSERT_TRUE(kernels::decompress24(vf.data(), words.data(), rows, cols, back.data(), error))
+        << weight << ": " << error;
+    ASSERT_EQ(std::vector<double>(back.begin(), back.end()), t[weight]) << weight;
+    ++weights;
+  }
+  EXPECT_EQ(weights, 108);
 }
 
 TEST_F(TrainExecutableSparsity, ResumeIsBitExactWithMasks) {

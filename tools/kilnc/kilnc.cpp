@@ -16,6 +16,8 @@
 //   kilnc SPEC --emit=cpp           print the host C++ program
 //   kilnc SPEC -o DIR               write DIR/train.cpp, DIR/build.sh and build
 //                                   DIR/train, the standalone training executable
+//   kilnc SPEC --compress-2-4 DIR   the 2:4 weights of checkpoint DIR as values +
+//                                   mma.sp metadata (DIR/sparse-2of4.safetensors)
 //   --report                        remarks from the lowering passes (kernels
 //                                   fused, arena bytes) on stderr
 //
@@ -30,6 +32,7 @@
 #include "frontend/Summary.h"
 #include "dialects/kiln/reference/Batch.h"
 #include "tools/common/HelpOptions.h"
+#include "tools/kilnc/Compress24.h"
 #include "tools/kilnc/Evaluate.h"
 #include "tools/kilnc/HostBuild.h"
 #include "tools/kilnc/Pipeline.h"
@@ -92,6 +95,11 @@ static cl::opt<bool> priceActivations(
     cl::desc("Add to the summary each train.checkpointing policy's planned arena, saved bytes per "
              "block and recompute FLOPs (builds the step once per policy)"),
     cl::cat(specOptions));
+static cl::opt<std::string> compress24(
+    "compress-2-4",
+    cl::desc("Write DIR/sparse-2of4.safetensors: the 2:4 weights of checkpoint DIR as values + "
+             "mma.sp metadata"),
+    cl::value_desc("DIR"), cl::cat(buildOptions));
 static cl::opt<bool> evaluate("eval", cl::desc("Print the forward loss on a batch"),
                               cl::cat(evalOptions));
 static cl::opt<std::string> paramsPath("params",
@@ -174,6 +182,14 @@ int main(int argc, char **argv) {
     }
   }
 
+  if (!compress24.empty()) {
+    if (!kiln::writeCompressed24(compress24, error)) {
+      llvm::errs() << "kilnc: error: " << error << "\n";
+      return 1;
+    }
+    llvm::errs() << "kilnc: wrote " << compress24 << "/sparse-2of4.safetensors\n";
+    return 0;
+  }
   bool wantsModule = emit != Emit::None || evaluate || !saveParams.empty() || !saveBatch.empty() ||
                      !outputDir.empty();
   if (!wantsModule) {
