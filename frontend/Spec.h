@@ -171,7 +171,7 @@ struct ParallelConfig {
   /// 0: every dp rank holds the whole AdamW state; 1: the state is sharded
   /// over dp (ZeRO-1, DeepSeek-V3's choice).
   int64_t zero = 0;
-  std::string schedule = "1f1b"; // gpipe | 1f1b | interleaved | zero-bubble | dualpipev
+  std::string schedule = "1f1b"; // gpipe | 1f1b | interleaved-1f1b | zb-h1 | zb-v | dualpipev
   int64_t microbatches = 1;
   int64_t virtualStages = 1;
   /// Routed-expert capacity as a factor over the balanced load (GShard's

@@ -42,7 +42,7 @@ const std::vector<std::string> kParallelKeys = {
 const std::vector<std::string> kGradCompressionKeys = {"method", "ratio", "quantize",
                                                        "error_feedback"};
 const std::vector<std::string> kPipelineSchedules = {
-    "gpipe", "1f1b", "interleaved", "zero-bubble", "dualpipev"};
+    "gpipe", "1f1b", "interleaved-1f1b", "zb-h1", "zb-v", "dualpipev"};
 const std::vector<std::string> kTargetKeys = {"kind", "sm", "path"};
 const std::vector<int64_t> kCudaArchs = {80, 89, 90, 100};
 
@@ -298,22 +298,25 @@ ParallelConfig parseParallel(const Json &parallel, const std::string &file) {
   // null (Megatron's None) is dropless, the default.
   if (p.hasNonNull("expert_capacity"))
     c.expertCapacity = p.doubleAtLeast("expert_capacity", 0.0, 0.0, /*strict=*/true);
-  if (c.schedule == "interleaved") {
+  const bool vShape = c.schedule == "zb-v" || c.schedule == "dualpipev";
+  if (c.schedule == "interleaved-1f1b") {
     if (c.virtualStages < 2)
       p.failAt("virtual_stages",
                std::to_string(c.virtualStages) +
-                   " with schedule 'interleaved' is plain 1F1B; expected >= 2 "
+                   " with schedule 'interleaved-1f1b' is plain 1F1B; expected >= 2 "
                    "model chunks per rank (or schedule '1f1b')");
     if (c.microbatches % c.pp != 0)
       p.failAt("microbatches",
                std::to_string(c.microbatches) +
                    " is not divisible by pp " + std::to_string(c.pp) +
                    "; the interleaved schedule needs a multiple of pp");
-  } else if (c.virtualStages != 1) {
+  } else if (vShape ? c.virtualStages > 2 : c.virtualStages != 1) {
     p.failAt("virtual_stages",
-             std::to_string(c.virtualStages) + " needs schedule 'interleaved' "
-                                               "(schedule is '" +
-                 c.schedule + "'); expected 1");
+             std::to_string(c.virtualStages) +
+                 (vShape ? " chunks per rank; the V shape of '" + c.schedule +
+                               "' has 2 (write 2, or leave it out)"
+                         : " needs schedule 'interleaved-1f1b' (schedule is '" + c.schedule +
+                               "'); expected 1"));
   }
   if (c.schedule == "dualpipev" && c.pp > 1 && c.microbatches < 2 * c.pp)
     p.failAt("microbatches",

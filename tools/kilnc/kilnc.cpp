@@ -14,6 +14,7 @@
 //                                   also write the gradient of the printed loss
 //   kilnc SPEC --emit=kernels       print the planned kernel-level step
 //   kilnc SPEC --emit=cpp           print the host C++ program
+//   kilnc SPEC --emit=schedule      print the pipeline schedule (actions per rank)
 //   kilnc SPEC -o DIR               write DIR/train.cpp, DIR/build.sh and build
 //                                   DIR/train, the standalone training executable
 //   kilnc SPEC --compress-2-4 DIR   the 2:4 weights of checkpoint DIR as values +
@@ -32,6 +33,7 @@
 #include "frontend/Summary.h"
 #include "dialects/kiln/reference/Batch.h"
 #include "tools/common/HelpOptions.h"
+#include "passes/PipelineSchedule.h"
 #include "tools/kilnc/Compress24.h"
 #include "tools/kilnc/Evaluate.h"
 #include "tools/kilnc/HostBuild.h"
@@ -46,6 +48,7 @@
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Transforms/Passes.h"
 #include "llvm/Support/CommandLine.h"
+#include "llvm/Support/Format.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
@@ -64,7 +67,7 @@ static cl::OptionCategory evalOptions("Evaluation (the f64 reference evaluator)"
 static cl::opt<std::string> specPath(cl::Positional, cl::desc("<spec.json>"), cl::Required,
                                      cl::cat(specOptions));
 
-enum class Emit { None, Kiln, Train, Partitioned, Kernels, Cpp };
+enum class Emit { None, Kiln, Train, Partitioned, Kernels, Cpp, Schedule };
 static cl::opt<Emit>
     emit("emit", cl::desc("Print a stage of the compilation"), cl::init(Emit::None),
          cl::values(clEnumValN(Emit::Kiln, "kiln", "the forward module in the kiln dialect"),
@@ -73,7 +76,10 @@ static cl::opt<Emit>
                                "the per-rank training step of the spec's "
                                "parallel layout (kiln-expert-parallel, kiln-data-parallel)"),
                     clEnumValN(Emit::Kernels, "kernels", "the planned kernel-level step"),
-                    clEnumValN(Emit::Cpp, "cpp", "the host C++ training program")),
+                    clEnumValN(Emit::Cpp, "cpp", "the host C++ training program"),
+                    clEnumValN(Emit::Schedule, "schedule",
+                               "the pipeline schedule: actions per rank (CSV), bubble, "
+                               "in-flight peak")),
          cl::cat(emitOptions));
 static cl::opt<std::string> outputDir("o", cl::desc("Build the training executable DIR/train"),
                                       cl::value_desc("DIR"), cl::cat(buildOptions));
@@ -182,6 +188,31 @@ int main(int argc, char **argv) {
     }
   }
 
+  if (emit == Emit::Schedule) {
+    const kiln::frontend::ParallelConfig &p = spec->parallel;
+    // Unit costs until kiln-pipeline prices each action with the planner.
+    const kiln::pipeline::Costs costs;
+    std::optional<kiln::pipeline::Schedule> schedule = kiln::pipeline::buildSchedule(
+        p.schedule, int32_t(p.pp), int32_t(p.virtualStages), int32_t(p.microbatches), costs,
+        error);
+    std::optional<kiln::pipeline::Simulation> sim;
+    if (schedule)
+      sim = kiln::pipeline::simulate(*schedule, costs, error);
+    if (!sim) {
+      llvm::errs() << "kilnc: error: " << spec->path << ": parallel.schedule: " << error << "\n";
+      return 1;
+    }
+    llvm::outs() << kiln::pipeline::formatScheduleCsv(*schedule);
+    for (int32_t r = 0; r < schedule->ranks; ++r)
+      llvm::outs() << llvm::format("# rank %d: busy %g, bubble %g of %g (%.1f%%), peak %d "
+                                   "micro-batches in flight\n",
+                                   r, sim->busy[size_t(r)], sim->bubble[size_t(r)],
+                                   sim->makespan,
+                                   100.0 * sim->bubble[size_t(r)] / sim->makespan,
+                                   sim->peakInFlight[size_t(r)]);
+    llvm::outs() << "# costs per action: F 1, I 1, W 1 (B = I + W)\n";
+    return 0;
+  }
   if (!compress24.empty()) {
     if (!kiln::writeCompressed24(compress24, error)) {
       llvm::errs() << "kilnc: error: " << error << "\n";

@@ -1,0 +1,449 @@
+//===- PipelineSchedule.cpp - pipeline schedules as data, and their simulator --===//
+
+#include "passes/PipelineSchedule.h"
+
+#include <algorithm>
+#include <deque>
+#include <limits>
+#include <map>
+#include <sstream>
+#include <tuple>
+
+namespace kiln::pipeline {
+
+const char *opName(Op op) {
+  switch (op) {
+  case Op::F:
+    return "F";
+  case Op::B:
+    return "I";
+  case Op::W:
+    return "W";
+  case Op::BW:
+    return "B";
+  case Op::SendF:
+    return "SEND_F";
+  case Op::RecvF:
+    return "RECV_F";
+  case Op::SendB:
+    return "SEND_B";
+  case Op::RecvB:
+    return "RECV_B";
+  }
+  return "?";
+}
+
+std::pair<int32_t, int32_t> Schedule::placeOf(int32_t stage) const {
+  for (int32_t r = 0; r < ranks; ++r)
+    for (int32_t c = 0; c < chunks; ++c)
+      if (stageOf[size_t(r)][size_t(c)] == stage)
+        return {r, c};
+  return {-1, -1};
+}
+
+namespace {
+
+double costOf(Op op, const Costs &c) {
+  switch (op) {
+  case Op::F:
+    return c.f;
+  case Op::B:
+    return c.b;
+  case Op::W:
+    return c.w;
+  case Op::BW:
+    return c.b + c.w;
+  default:
+    return 0;
+  }
+}
+
+Action compute(Op op, int32_t microbatch, int32_t chunk) { return {op, microbatch, chunk, -1}; }
+
+/// Adds the sends and receives around each rank's compute actions: a stage's
+/// forward receives its input from the stage before and sends its output to
+/// the stage after; a backward (B or BW) receives its output gradient from
+/// the stage after and sends its input gradient to the stage before.
+void addCommunication(Schedule &s) {
+  const int32_t last = s.stages() - 1;
+  for (int32_t r = 0; r < s.ranks; ++r) {
+    std::vector<Action> with;
+    for (const Action &a : s.actions[size_t(r)]) {
+      const int32_t stage = s.stageOf[size_t(r)][size_t(a.chunk)];
+      const bool forward = a.op == Op::F, backward = a.op == Op::B || a.op == Op::BW;
+      if (forward && stage > 0)
+        with.push_back({Op::RecvF, a.microbatch, a.chunk, s.placeOf(stage - 1).first});
+      if (backward && stage < last)
+        with.push_back({Op::RecvB, a.microbatch, a.chunk, s.placeOf(stage + 1).first});
+      with.push_back(a);
+      if (forward && stage < last)
+        with.push_back({Op::SendF, a.microbatch, a.chunk, s.placeOf(stage + 1).first});
+      if (backward && stage > 0)
+        with.push_back({Op::SendB, a.microbatch, a.chunk, s.placeOf(stage - 1).first});
+    }
+    s.actions[size_t(r)] = std::move(with);
+  }
+}
+
+/// 1F1B's order on one rank: `warmup` forwards, then forward/backward pairs,
+/// then the remaining backwards, over `total` (micro-batch, chunk) units.
+template <typename ForwardUnit, typename BackwardUnit>
+std::vector<Action> oneForwardOneBackward(int32_t total, int32_t warmup, Op backward,
+                                          ForwardUnit forwardUnit, BackwardUnit backwardUnit) {
+  std::vector<Action> order;
+  auto f = [&](int32_t k) {
+    auto [mb, chunk] = forwardUnit(k);
+    order.push_back(compute(Op::F, mb, chunk));
+  };
+  auto b = [&](int32_t k) {
+    auto [mb, chunk] = backwardUnit(k);
+    order.push_back(compute(backward, mb, chunk));
+  };
+  for (int32_t k = 0; k < warmup; ++k)
+    f(k);
+  for (int32_t k = 0; k < total - warmup; ++k) {
+    f(warmup + k);
+    b(k);
+  }
+  for (int32_t k = total - warmup; k < total; ++k)
+    b(k);
+  return order;
+}
+
+/// ZB-H1: F and B in 1F1B's order, each W placed by list scheduling with
+/// the costs: a rank runs a pending W whenever its next F or B is not ready
+/// yet (filling what would be bubble) or when one more forward would exceed
+/// `limit` micro-batches in flight (1F1B's peak), and its remaining Ws at the
+/// end. Always committing the action that starts earliest over all ranks
+/// keeps the derived times causal.
+bool placeWeightGradients(Schedule &s, int32_t limit, const Costs &c, std::string &error) {
+  const int32_t p = s.ranks, m = s.microbatches, last = s.stages() - 1;
+  std::vector<std::vector<Action>> order = s.actions;
+  const double unknown = std::numeric_limits<double>::infinity();
+  std::vector<std::vector<double>> forwardEnd(size_t(p), std::vector<double>(size_t(m), unknown)),
+      backwardEnd(size_t(p), std::vector<double>(size_t(m), unknown));
+  struct RankState {
+    size_t next = 0;
+    double clock = 0;
+    std::deque<int32_t> pendingW;
+    int32_t inFlight = 0;
+    std::vector<Action> out;
+  };
+  std::vector<RankState> st(static_cast<size_t>(p));
+  // The earliest start of rank r's next F or B (infinity: its input is not
+  // scheduled yet).
+  auto readyAt = [&](int32_t r, const Action &a) {
+    const int32_t stage = s.stageOf[size_t(r)][0];
+    if (a.op == Op::F)
+      return stage == 0 ? 0.0 : forwardEnd[size_t(stage - 1)][size_t(a.microbatch)] + c.comm;
+    return stage == last ? forwardEnd[size_t(stage)][size_t(a.microbatch)]
+                         : backwardEnd[size_t(stage + 1)][size_t(a.microbatch)] + c.comm;
+  };
+  for (;;) {
+    int32_t bestRank = -1;
+    double bestStart = unknown;
+    Action bestAction{};
+    bool anyLeft = false;
+    for (int32_t r = 0; r < p; ++r) {
+      RankState &rs = st[size_t(r)];
+      const std::vector<Action> &fb = order[size_t(r)];
+      std::optional<Action> candidate;
+      double start = unknown;
+      const Action pendingW =
+          compute(Op::W, rs.pendingW.empty() ? -1 : rs.pendingW.front(), 0);
+      if (rs.next < fb.size()) {
+        anyLeft = true;
+        const Action &a = fb[rs.next];
+        const double ready = readyAt(r, a);
+        if (a.op == Op::F && rs.inFlight >= limit && !rs.pendingW.empty())
+          candidate = pendingW, start = rs.clock;
+        else if (ready <= rs.clock)
+          candidate = a, start = rs.clock;
+        else if (!rs.pendingW.empty())
+          candidate = pendingW, start = rs.clock;
+        else if (ready < unknown)
+          candidate = a, start = ready;
+      } else if (!rs.pendingW.empty()) {
+        anyLeft = true;
+        candidate = pendingW, start = rs.clock;
+      }
+      if (candidate && start < bestStart) {
+        bestRank = r;
+        bestStart = start;
+        bestAction = *candidate;
+      }
+    }
+    if (!anyLeft)
+      break;
+    if (bestRank < 0) {
+      error = "zb-h1: no rank can run its next action (a bug in the generator)";
+      return false;
+    }
+    RankState &rs = st[size_t(bestRank)];
+    const int32_t stage = s.stageOf[size_t(bestRank)][0];
+    const double end = bestStart + costOf(bestAction.op, c);
+    rs.clock = end;
+    rs.out.push_back(bestAction);
+    if (bestAction.op == Op::W) {
+      rs.pendingW.pop_front();
+      --rs.inFlight;
+      continue;
+    }
+    ++rs.next;
+    if (bestAction.op == Op::F) {
+      forwardEnd[size_t(stage)][size_t(bestAction.microbatch)] = end;
+      ++rs.inFlight;
+    } else {
+      backwardEnd[size_t(stage)][size_t(bestAction.microbatch)] = end;
+      rs.pendingW.push_back(bestAction.microbatch);
+    }
+  }
+  for (int32_t r = 0; r < p; ++r)
+    s.actions[size_t(r)] = std::move(st[size_t(r)].out);
+  return true;
+}
+
+} // namespace
+
+std::optional<Schedule> buildSchedule(const std::string &kind, int32_t ranks, int32_t chunks,
+                                      int32_t microbatches, const Costs &costs,
+                                      std::string &error) {
+  if (ranks < 1 || microbatches < 1 || chunks < 1) {
+    error = kind + ": expects ranks, chunks and micro-batches >= 1, got " +
+            std::to_string(ranks) + ", " + std::to_string(chunks) + " and " +
+            std::to_string(microbatches);
+    return std::nullopt;
+  }
+  const bool interleaved = kind == "interleaved-1f1b";
+  if (kind != "gpipe" && kind != "1f1b" && kind != "zb-h1" && !interleaved) {
+    error = "unknown pipeline schedule '" + kind +
+            "'; built so far: gpipe, 1f1b, interleaved-1f1b, zb-h1";
+    return std::nullopt;
+  }
+  if (interleaved && (chunks < 2 || microbatches % ranks != 0)) {
+    error = "interleaved-1f1b: needs 2 or more chunks per rank (virtual_stages) and micro-batches "
+            "a multiple of the " + std::to_string(ranks) + " ranks, got " +
+            std::to_string(chunks) + " chunks and " + std::to_string(microbatches) +
+            " micro-batches";
+    return std::nullopt;
+  }
+  if (!interleaved && chunks != 1) {
+    error = kind + ": takes one chunk per rank, got " + std::to_string(chunks);
+    return std::nullopt;
+  }
+  Schedule s;
+  s.kind = kind;
+  s.ranks = ranks;
+  s.chunks = chunks;
+  s.microbatches = microbatches;
+  s.stageOf.assign(size_t(ranks), std::vector<int32_t>(size_t(chunks)));
+  for (int32_t r = 0; r < ranks; ++r)
+    for (int32_t c = 0; c < chunks; ++c)
+      s.stageOf[size_t(r)][size_t(c)] = c * ranks + r;
+  s.actions.resize(size_t(ranks));
+  const int32_t m = microbatches;
+  for (int32_t r = 0; r < ranks; ++r) {
+    std::vector<Action> &order = s.actions[size_t(r)];
+    if (kind == "gpipe") {
+      for (int32_t mb = 0; mb < m; ++mb)
+        order.push_back(compute(Op::F, mb, 0));
+      for (int32_t mb = 0; mb < m; ++mb)
+        order.push_back(compute(Op::BW, mb, 0));
+    } else if (!interleaved) {
+      auto unit = [](int32_t k) { return std::pair<int32_t, int32_t>{k, 0}; };
+      order = oneForwardOneBackward(m, std::min(ranks - r - 1, m),
+                                    kind == "zb-h1" ? Op::B : Op::BW, unit, unit);
+    } else {
+      // Megatron's interleaved order: micro-batches in groups of `ranks`,
+      // each group through every chunk (forward in chunk order, backward in
+      // reverse), warmup 2 (ranks - r - 1) + (chunks - 1) ranks.
+      const int32_t total = m * chunks;
+      auto mbOf = [&](int32_t k) { return (k / (ranks * chunks)) * ranks + k % ranks; };
+      auto forwardUnit = [&](int32_t k) {
+        return std::pair<int32_t, int32_t>{mbOf(k), (k / ranks) % chunks};
+      };
+      auto backwardUnit = [&](int32_t k) {
+        return std::pair<int32_t, int32_t>{mbOf(k), chunks - 1 - (k / ranks) % chunks};
+      };
+      order = oneForwardOneBackward(
+          total, std::min(2 * (ranks - r - 1) + (chunks - 1) * ranks, total), Op::BW,
+          forwardUnit, backwardUnit);
+    }
+  }
+  if (kind == "zb-h1" && !placeWeightGradients(s, ranks, costs, error))
+    return std::nullopt;
+  addCommunication(s);
+  return s;
+}
+
+std::optional<Simulation> simulate(const Schedule &s, const Costs &c, std::string &error) {
+  const int32_t p = s.ranks, m = s.microbatches, last = s.stages() - 1;
+  auto where = [&](int32_t r, size_t i) {
+    const Action &a = s.actions[size_t(r)][i];
+    return "rank " + std::to_string(r) + ", action " + std::to_string(i) + " (" + opName(a.op) +
+           " of micro-batch " + std::to_string(a.microbatch) + ", chunk " +
+           std::to_string(a.chunk) + ")";
+  };
+  // Static checks: each rank's compute actions in a valid order, every
+  // micro-batch through each of its chunks once, receives before the
+  // computations that need them, sends after the ones that make them.
+  using Key = std::tuple<int, int32_t, int32_t, int32_t>; // (F/B, mb, from, to stage)
+  std::map<Key, int> sent, received;
+  for (int32_t r = 0; r < p; ++r) {
+    // 0 nothing, 1 forward done, 2 input gradient done, 3 weight gradient done.
+    std::vector<std::vector<int>> state(size_t(s.chunks), std::vector<int>(size_t(m), 0));
+    std::map<Key, int> got;
+    for (size_t i = 0; i < s.actions[size_t(r)].size(); ++i) {
+      const Action &a = s.actions[size_t(r)][i];
+      if (a.chunk < 0 || a.chunk >= s.chunks || a.microbatch < 0 || a.microbatch >= m) {
+        error = where(r, i) + ": no such micro-batch or chunk";
+        return std::nullopt;
+      }
+      const int32_t stage = s.stageOf[size_t(r)][size_t(a.chunk)];
+      int &done = state[size_t(a.chunk)][size_t(a.microbatch)];
+      auto need = [&](bool ok, const std::string &why) {
+        if (!ok)
+          error = where(r, i) + ": " + why;
+        return ok;
+      };
+      switch (a.op) {
+      case Op::F:
+        if (!need(done == 0, "the micro-batch already went forward through this chunk") ||
+            !need(stage == 0 || got.count({0, a.microbatch, stage - 1, stage}),
+                  "its input from stage " + std::to_string(stage - 1) +
+                      " is not received before it"))
+          return std::nullopt;
+        done = 1;
+        break;
+      case Op::B:
+      case Op::BW:
+        if (!need(done == 1, done == 0 ? "comes before the micro-batch's forward"
+                                       : "the micro-batch's backward already ran") ||
+            !need(stage == last || got.count({1, a.microbatch, stage + 1, stage}),
+                  "its output gradient from stage " + std::to_string(stage + 1) +
+                      " is not received before it"))
+          return std::nullopt;
+        done = a.op == Op::B ? 2 : 3;
+        break;
+      case Op::W:
+        if (!need(done == 2, done < 2 ? "comes before the micro-batch's backward for the input"
+                                      : "the weight gradient already ran"))
+          return std::nullopt;
+        done = 3;
+        break;
+      case Op::SendF:
+      case Op::SendB: {
+        const bool fwd = a.op == Op::SendF;
+        const int32_t to = fwd ? stage + 1 : stage - 1;
+        if (!need(to >= 0 && to <= last && s.placeOf(to).first == a.peer,
+                  "sends to rank " + std::to_string(a.peer) + ", which does not hold stage " +
+                      std::to_string(to)) ||
+            !need(fwd ? done >= 1 : done >= 2, "sends what this rank has not computed yet"))
+          return std::nullopt;
+        ++sent[{fwd ? 0 : 1, a.microbatch, stage, to}];
+        break;
+      }
+      case Op::RecvF:
+      case Op::RecvB: {
+        const bool fwd = a.op == Op::RecvF;
+        const int32_t from = fwd ? stage - 1 : stage + 1;
+        if (!need(from >= 0 && from <= last && s.placeOf(from).first == a.peer,
+                  "receives from rank " + std::to_string(a.peer) +
+                      ", which does not hold stage " + std::to_string(from)))
+          return std::nullopt;
+        const Key key{fwd ? 0 : 1, a.microbatch, from, stage};
+        ++got[key];
+        ++received[key];
+        break;
+      }
+      }
+    }
+    for (int32_t c = 0; c < s.chunks; ++c)
+      for (int32_t mb = 0; mb < m; ++mb)
+        if (state[size_t(c)][size_t(mb)] != 3) {
+          error = "rank " + std::to_string(r) + ": micro-batch " + std::to_string(mb) +
+                  " of chunk " + std::to_string(c) + " never " +
+                  (state[size_t(c)][size_t(mb)] == 0   ? "goes forward"
+                   : state[size_t(c)][size_t(mb)] == 1 ? "goes backward"
+                                                       : "gets its weight gradient (W)");
+          return std::nullopt;
+        }
+  }
+  for (const auto &[key, count] : received)
+    if (sent[key] != count) {
+      const auto [kind, mb, from, to] = key;
+      error = "rank " + std::to_string(s.placeOf(to).first) + " receives the " +
+              (kind == 0 ? "activation" : "gradient") + " of micro-batch " + std::to_string(mb) +
+              " from stage " + std::to_string(from) + " that rank " +
+              std::to_string(s.placeOf(from).first) + " never sends";
+      return std::nullopt;
+    }
+
+  // Run it: buffered sends, blocking receives.
+  Simulation sim;
+  sim.busy.assign(size_t(p), 0);
+  sim.bubble.assign(size_t(p), 0);
+  sim.peakInFlight.assign(size_t(p), 0);
+  sim.times.resize(size_t(p));
+  std::vector<size_t> next(size_t(p), 0);
+  std::vector<double> clock(size_t(p), 0);
+  std::vector<int32_t> inFlight(size_t(p), 0);
+  std::map<Key, double> arrival;
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (int32_t r = 0; r < p; ++r) {
+      const std::vector<Action> &list = s.actions[size_t(r)];
+      while (next[size_t(r)] < list.size()) {
+        const Action &a = list[next[size_t(r)]];
+        const int32_t stage = s.stageOf[size_t(r)][size_t(a.chunk)];
+        double start = clock[size_t(r)], end = start;
+        if (a.op == Op::RecvF || a.op == Op::RecvB) {
+          const bool fwd = a.op == Op::RecvF;
+          auto it = arrival.find({fwd ? 0 : 1, a.microbatch, fwd ? stage - 1 : stage + 1, stage});
+          if (it == arrival.end())
+            break; // blocked until the send runs
+          end = std::max(start, it->second);
+        } else if (a.op == Op::SendF || a.op == Op::SendB) {
+          const bool fwd = a.op == Op::SendF;
+          arrival[{fwd ? 0 : 1, a.microbatch, stage, fwd ? stage + 1 : stage - 1}] = start + c.comm;
+        } else {
+          end = start + costOf(a.op, c);
+          sim.busy[size_t(r)] += end - start;
+          if (a.op == Op::F)
+            sim.peakInFlight[size_t(r)] =
+                std::max(sim.peakInFlight[size_t(r)], ++inFlight[size_t(r)]);
+          else if (a.op == Op::W || a.op == Op::BW)
+            --inFlight[size_t(r)];
+        }
+        sim.times[size_t(r)].push_back({start, end});
+        clock[size_t(r)] = end;
+        ++next[size_t(r)];
+        progress = true;
+      }
+    }
+  }
+  for (int32_t r = 0; r < p; ++r)
+    if (next[size_t(r)] < s.actions[size_t(r)].size()) {
+      error = "deadlock: " + where(r, next[size_t(r)]) + " waits for a send that never comes";
+      return std::nullopt;
+    }
+  sim.makespan = *std::max_element(clock.begin(), clock.end());
+  for (int32_t r = 0; r < p; ++r)
+    sim.bubble[size_t(r)] = sim.makespan - sim.busy[size_t(r)];
+  return sim;
+}
+
+std::string formatScheduleCsv(const Schedule &s) {
+  std::ostringstream os;
+  for (int32_t r = 0; r < s.ranks; ++r) {
+    for (size_t i = 0; i < s.actions[size_t(r)].size(); ++i) {
+      const Action &a = s.actions[size_t(r)][i];
+      os << (i ? "," : "") << s.stageOf[size_t(r)][size_t(a.chunk)] << opName(a.op)
+         << a.microbatch;
+    }
+    os << "\n";
+  }
+  return os.str();
+}
+
+} // namespace kiln::pipeline
