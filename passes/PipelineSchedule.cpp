@@ -446,4 +446,43 @@ std::string formatScheduleCsv(const Schedule &s) {
   return os.str();
 }
 
+std::string formatScheduleSvg(const Schedule &s, const Simulation &sim) {
+  // Scale so that the step is about 1200 pixels wide, boxes at least 4.
+  const double unit = sim.makespan > 0 ? std::max(4.0, 1200.0 / sim.makespan) : 1.0;
+  const int rowHeight = 28, left = 70, top = 24;
+  const double width = left + sim.makespan * unit + 220;
+  const int height = top + rowHeight * s.ranks + 12;
+  std::ostringstream os;
+  os << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << int(width) << "\" height=\""
+     << height << "\" font-family=\"monospace\" font-size=\"11\">\n";
+  os << "<text x=\"4\" y=\"14\">" << s.kind << ": " << s.ranks << " ranks x " << s.chunks
+     << " chunk(s), " << s.microbatches << " micro-batches, makespan " << sim.makespan
+     << "</text>\n";
+  for (int32_t r = 0; r < s.ranks; ++r) {
+    const int y = top + r * rowHeight;
+    os << "<text x=\"4\" y=\"" << y + 18 << "\">rank " << r << "</text>\n";
+    for (size_t i = 0; i < s.actions[size_t(r)].size(); ++i) {
+      const Action &a = s.actions[size_t(r)][i];
+      const auto [start, end] = sim.times[size_t(r)][i];
+      if (a.op != Op::F && a.op != Op::B && a.op != Op::W && a.op != Op::BW)
+        continue; // a receive's span is waiting, drawn as blank
+      const bool second = a.chunk > 0;
+      const char *fill = a.op == Op::F   ? (second ? "#1f4e99" : "#5b8fd9")
+                         : a.op == Op::W ? (second ? "#b35f00" : "#f0a040")
+                                         : (second ? "#2d7a2d" : "#6cc06c");
+      os << "<rect x=\"" << left + start * unit << "\" y=\"" << y << "\" width=\""
+         << (end - start) * unit << "\" height=\"" << rowHeight - 4 << "\" fill=\"" << fill
+         << "\" stroke=\"white\"><title>" << opName(a.op) << " micro-batch " << a.microbatch
+         << " chunk " << a.chunk << "</title></rect>\n";
+      os << "<text x=\"" << left + start * unit + 2 << "\" y=\"" << y + 17 << "\">"
+         << opName(a.op) << a.microbatch << "</text>\n";
+    }
+    os << "<text x=\"" << left + sim.makespan * unit + 8 << "\" y=\"" << y + 18
+       << "\">bubble " << sim.bubble[size_t(r)] << ", peak " << sim.peakInFlight[size_t(r)]
+       << " in flight</text>\n";
+  }
+  os << "</svg>\n";
+  return os.str();
+}
+
 } // namespace kiln::pipeline

@@ -97,6 +97,12 @@ std::optional<Simulation> simulate(const Schedule &schedule, const Costs &costs,
 /// write them ("0F0", "0B0", "0W0", "0SEND_F0", ...: stage, op, micro-batch).
 std::string formatScheduleCsv(const Schedule &schedule);
 
+/// The simulated timeline as an SVG image: one row per rank, one box per
+/// computation (F blue, I or B green, W orange; the micro-batch inside, the
+/// second chunk's boxes darker), idle time blank, and each rank's bubble at
+/// the end of its row.
+std::string formatScheduleSvg(const Schedule &schedule, const Simulation &simulation);
+
 } // namespace kiln::pipeline
 
 #endif // KILN_PASSES_PIPELINESCHEDULE_H

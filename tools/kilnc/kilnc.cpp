@@ -15,6 +15,7 @@
 //   kilnc SPEC --emit=kernels       print the planned kernel-level step
 //   kilnc SPEC --emit=cpp           print the host C++ program
 //   kilnc SPEC --emit=schedule      print the pipeline schedule (actions per rank)
+//   kilnc SPEC --emit=schedule-svg  draw its simulated timeline
 //   kilnc SPEC -o DIR               write DIR/train.cpp, DIR/build.sh and build
 //                                   DIR/train, the standalone training executable
 //   kilnc SPEC --compress-2-4 DIR   the 2:4 weights of checkpoint DIR as values +
@@ -67,7 +68,7 @@ static cl::OptionCategory evalOptions("Evaluation (the f64 reference evaluator)"
 static cl::opt<std::string> specPath(cl::Positional, cl::desc("<spec.json>"), cl::Required,
                                      cl::cat(specOptions));
 
-enum class Emit { None, Kiln, Train, Partitioned, Kernels, Cpp, Schedule };
+enum class Emit { None, Kiln, Train, Partitioned, Kernels, Cpp, Schedule, ScheduleSvg };
 static cl::opt<Emit>
     emit("emit", cl::desc("Print a stage of the compilation"), cl::init(Emit::None),
          cl::values(clEnumValN(Emit::Kiln, "kiln", "the forward module in the kiln dialect"),
@@ -79,7 +80,9 @@ static cl::opt<Emit>
                     clEnumValN(Emit::Cpp, "cpp", "the host C++ training program"),
                     clEnumValN(Emit::Schedule, "schedule",
                                "the pipeline schedule: actions per rank (CSV), bubble, "
-                               "in-flight peak")),
+                               "in-flight peak"),
+                    clEnumValN(Emit::ScheduleSvg, "schedule-svg",
+                               "the pipeline schedule's simulated timeline (SVG)")),
          cl::cat(emitOptions));
 static cl::opt<std::string> outputDir("o", cl::desc("Build the training executable DIR/train"),
                                       cl::value_desc("DIR"), cl::cat(buildOptions));
@@ -188,7 +191,7 @@ int main(int argc, char **argv) {
     }
   }
 
-  if (emit == Emit::Schedule) {
+  if (emit == Emit::Schedule || emit == Emit::ScheduleSvg) {
     const kiln::frontend::ParallelConfig &p = spec->parallel;
     // Unit costs until kiln-pipeline prices each action with the planner.
     const kiln::pipeline::Costs costs;
@@ -201,6 +204,10 @@ int main(int argc, char **argv) {
     if (!sim) {
       llvm::errs() << "kilnc: error: " << spec->path << ": parallel.schedule: " << error << "\n";
       return 1;
+    }
+    if (emit == Emit::ScheduleSvg) {
+      llvm::outs() << kiln::pipeline::formatScheduleSvg(*schedule, *sim);
+      return 0;
     }
     llvm::outs() << kiln::pipeline::formatScheduleCsv(*schedule);
     for (int32_t r = 0; r < schedule->ranks; ++r)
