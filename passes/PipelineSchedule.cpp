@@ -21,6 +21,8 @@ const char *opName(Op op) {
     return "W";
   case Op::BW:
     return "B";
+  case Op::FB:
+    return "F&B";
   case Op::SendF:
     return "SEND_F";
   case Op::RecvF:
@@ -53,6 +55,8 @@ double costOf(Op op, const Costs &c) {
     return c.w;
   case Op::BW:
     return c.b + c.w;
+  case Op::FB:
+    return c.fb >= 0 ? c.fb : c.f + c.b + c.w;
   default:
     return 0;
   }
@@ -69,17 +73,23 @@ void addCommunication(Schedule &s) {
   for (int32_t r = 0; r < s.ranks; ++r) {
     std::vector<Action> with;
     for (const Action &a : s.actions[size_t(r)]) {
-      const int32_t stage = s.stageOf[size_t(r)][size_t(a.chunk)];
-      const bool forward = a.op == Op::F, backward = a.op == Op::B || a.op == Op::BW;
-      if (forward && stage > 0)
-        with.push_back({Op::RecvF, a.microbatch, a.chunk, s.placeOf(stage - 1).first});
-      if (backward && stage < last)
-        with.push_back({Op::RecvB, a.microbatch, a.chunk, s.placeOf(stage + 1).first});
+      // The forward part (F, or FB's first half) and the backward part (B,
+      // BW, or FB's second half).
+      const bool pair = a.op == Op::FB;
+      const bool forward = a.op == Op::F || pair, backward = a.op == Op::B || a.op == Op::BW || pair;
+      const int32_t fMb = a.microbatch, fChunk = a.chunk;
+      const int32_t bMb = pair ? a.microbatch2 : a.microbatch, bChunk = pair ? a.chunk2 : a.chunk;
+      const int32_t fStage = s.stageOf[size_t(r)][size_t(fChunk)],
+                    bStage = s.stageOf[size_t(r)][size_t(bChunk)];
+      if (forward && fStage > 0)
+        with.push_back({Op::RecvF, fMb, fChunk, s.placeOf(fStage - 1).first});
+      if (backward && bStage < last)
+        with.push_back({Op::RecvB, bMb, bChunk, s.placeOf(bStage + 1).first});
       with.push_back(a);
-      if (forward && stage < last)
-        with.push_back({Op::SendF, a.microbatch, a.chunk, s.placeOf(stage + 1).first});
-      if (backward && stage > 0)
-        with.push_back({Op::SendB, a.microbatch, a.chunk, s.placeOf(stage - 1).first});
+      if (forward && fStage < last)
+        with.push_back({Op::SendF, fMb, fChunk, s.placeOf(fStage + 1).first});
+      if (backward && bStage > 0)
+        with.push_back({Op::SendB, bMb, bChunk, s.placeOf(bStage - 1).first});
     }
     s.actions[size_t(r)] = std::move(with);
   }
@@ -203,6 +213,81 @@ bool placeWeightGradients(Schedule &s, int32_t limit, const Costs &c, std::strin
   return true;
 }
 
+/// DualPipeV on a V of 2 x ranks stages, after DeepSeek's DualPipeV: per
+/// rank r, with `m` micro-batches through each chunk (0: down the ranks,
+/// 1: back up) and deferred weight gradients run first in, first out:
+///   2 (ranks - r - 1) F0; (r + 1) x [F0, F1];
+///   (ranks - r - 1) x [B1 (W deferred), W, F1];
+///   (m - 2 ranks + r + 1) x [F0&B1, F1&B0] (the last rank's first pair not
+///   overlapped);
+///   (ranks - r - 1) x [B1, F1&B0]; (r + 1) x [B1, B0], deferring W from the
+///   middle on; (ranks - r - 1) x [W, B0 (W deferred)]; (r + 1) x W.
+std::vector<Action> dualPipeV(int32_t ranks, int32_t r, int32_t m) {
+  std::vector<Action> order;
+  int32_t nextF[2] = {0, 0}, nextB[2] = {0, 0};
+  std::deque<std::pair<int32_t, int32_t>> deferred; // (micro-batch, chunk)
+  auto f = [&](int32_t chunk) { order.push_back(compute(Op::F, nextF[chunk]++, chunk)); };
+  auto b = [&](int32_t chunk, bool zeroBubble) {
+    const int32_t mb = nextB[chunk]++;
+    order.push_back(compute(zeroBubble ? Op::B : Op::BW, mb, chunk));
+    if (zeroBubble)
+      deferred.push_back({mb, chunk});
+  };
+  auto w = [&]() {
+    auto [mb, chunk] = deferred.front();
+    deferred.pop_front();
+    order.push_back(compute(Op::W, mb, chunk));
+  };
+  auto fb = [&](int32_t fChunk, int32_t bChunk) {
+    Action a = compute(Op::FB, nextF[fChunk]++, fChunk);
+    a.microbatch2 = nextB[bChunk]++;
+    a.chunk2 = bChunk;
+    order.push_back(a);
+  };
+  const bool lastRank = r == ranks - 1;
+  for (int32_t i = 0; i < 2 * (ranks - r - 1); ++i)
+    f(0);
+  for (int32_t i = 0; i < r + 1; ++i) {
+    f(0);
+    f(1);
+  }
+  for (int32_t i = 0; i < ranks - r - 1; ++i) {
+    b(1, true);
+    w();
+    f(1);
+  }
+  for (int32_t i = 0; i < m - 2 * ranks + r + 1; ++i) {
+    if (i == 0 && lastRank) {
+      f(0);
+      b(1, false);
+    } else {
+      fb(0, 1);
+    }
+    fb(1, 0);
+  }
+  for (int32_t i = 0; i < ranks - r - 1; ++i) {
+    b(1, false);
+    fb(1, 0);
+  }
+  bool zeroBubble = false;
+  const int32_t step6 = r + 1;
+  for (int32_t i = 0; i < step6; ++i) {
+    if (i == step6 / 2 && r % 2 == 1)
+      zeroBubble = true;
+    b(1, zeroBubble);
+    if (i == step6 / 2 && r % 2 == 0)
+      zeroBubble = true;
+    b(0, zeroBubble);
+  }
+  for (int32_t i = 0; i < ranks - r - 1; ++i) {
+    w();
+    b(0, true);
+  }
+  while (!deferred.empty())
+    w();
+  return order;
+}
+
 } // namespace
 
 std::optional<Schedule> buildSchedule(const std::string &kind, int32_t ranks, int32_t chunks,
@@ -214,11 +299,20 @@ std::optional<Schedule> buildSchedule(const std::string &kind, int32_t ranks, in
             std::to_string(microbatches);
     return std::nullopt;
   }
-  const bool interleaved = kind == "interleaved-1f1b";
-  if (kind != "gpipe" && kind != "1f1b" && kind != "zb-h1" && !interleaved) {
+  const bool interleaved = kind == "interleaved-1f1b", dualpipe = kind == "dualpipev";
+  if (kind != "gpipe" && kind != "1f1b" && kind != "zb-h1" && !interleaved && !dualpipe) {
     error = "unknown pipeline schedule '" + kind +
-            "'; built so far: gpipe, 1f1b, interleaved-1f1b, zb-h1";
+            "'; built so far: gpipe, 1f1b, interleaved-1f1b, zb-h1, dualpipev";
     return std::nullopt;
+  }
+  if (dualpipe) {
+    if (chunks > 2 || microbatches < 2 * ranks) {
+      error = "dualpipev: a V of 2 chunks per rank and micro-batches >= 2 x the " +
+              std::to_string(ranks) + " ranks, got " + std::to_string(chunks) + " chunks and " +
+              std::to_string(microbatches) + " micro-batches";
+      return std::nullopt;
+    }
+    chunks = 2;
   }
   if (interleaved && (chunks < 2 || microbatches % ranks != 0)) {
     error = "interleaved-1f1b: needs 2 or more chunks per rank (virtual_stages) and micro-batches "
@@ -227,7 +321,7 @@ std::optional<Schedule> buildSchedule(const std::string &kind, int32_t ranks, in
             " micro-batches";
     return std::nullopt;
   }
-  if (!interleaved && chunks != 1) {
+  if (!interleaved && !dualpipe && chunks != 1) {
     error = kind + ": takes one chunk per rank, got " + std::to_string(chunks);
     return std::nullopt;
   }
@@ -239,12 +333,14 @@ std::optional<Schedule> buildSchedule(const std::string &kind, int32_t ranks, in
   s.stageOf.assign(size_t(ranks), std::vector<int32_t>(size_t(chunks)));
   for (int32_t r = 0; r < ranks; ++r)
     for (int32_t c = 0; c < chunks; ++c)
-      s.stageOf[size_t(r)][size_t(c)] = c * ranks + r;
+      s.stageOf[size_t(r)][size_t(c)] = dualpipe && c == 1 ? 2 * ranks - 1 - r : c * ranks + r;
   s.actions.resize(size_t(ranks));
   const int32_t m = microbatches;
   for (int32_t r = 0; r < ranks; ++r) {
     std::vector<Action> &order = s.actions[size_t(r)];
-    if (kind == "gpipe") {
+    if (dualpipe) {
+      order = dualPipeV(ranks, r, m);
+    } else if (kind == "gpipe") {
       for (int32_t mb = 0; mb < m; ++mb)
         order.push_back(compute(Op::F, mb, 0));
       for (int32_t mb = 0; mb < m; ++mb)
@@ -282,7 +378,11 @@ std::optional<Simulation> simulate(const Schedule &s, const Costs &c, std::strin
     const Action &a = s.actions[size_t(r)][i];
     return "rank " + std::to_string(r) + ", action " + std::to_string(i) + " (" + opName(a.op) +
            " of micro-batch " + std::to_string(a.microbatch) + ", chunk " +
-           std::to_string(a.chunk) + ")";
+           std::to_string(a.chunk) +
+           (a.op == Op::FB ? " and micro-batch " + std::to_string(a.microbatch2) + ", chunk " +
+                                 std::to_string(a.chunk2)
+                           : std::string()) +
+           ")";
   };
   // Static checks: each rank's compute actions in a valid order, every
   // micro-batch through each of its chunks once, receives before the
@@ -295,7 +395,10 @@ std::optional<Simulation> simulate(const Schedule &s, const Costs &c, std::strin
     std::map<Key, int> got;
     for (size_t i = 0; i < s.actions[size_t(r)].size(); ++i) {
       const Action &a = s.actions[size_t(r)][i];
-      if (a.chunk < 0 || a.chunk >= s.chunks || a.microbatch < 0 || a.microbatch >= m) {
+      auto valid = [&](int32_t mb, int32_t chunk) {
+        return chunk >= 0 && chunk < s.chunks && mb >= 0 && mb < m;
+      };
+      if (!valid(a.microbatch, a.chunk) || (a.op == Op::FB && !valid(a.microbatch2, a.chunk2))) {
         error = where(r, i) + ": no such micro-batch or chunk";
         return std::nullopt;
       }
@@ -306,24 +409,41 @@ std::optional<Simulation> simulate(const Schedule &s, const Costs &c, std::strin
           error = where(r, i) + ": " + why;
         return ok;
       };
+      auto forward = [&](int32_t mb, int32_t chunk) {
+        const int32_t at = s.stageOf[size_t(r)][size_t(chunk)];
+        int &d = state[size_t(chunk)][size_t(mb)];
+        if (!need(d == 0, "the micro-batch already went forward through this chunk") ||
+            !need(at == 0 || got.count({0, mb, at - 1, at}),
+                  "its input from stage " + std::to_string(at - 1) + " is not received before it"))
+          return false;
+        d = 1;
+        return true;
+      };
+      auto backward = [&](int32_t mb, int32_t chunk, bool whole) {
+        const int32_t at = s.stageOf[size_t(r)][size_t(chunk)];
+        int &d = state[size_t(chunk)][size_t(mb)];
+        if (!need(d == 1, d == 0 ? "comes before the micro-batch's forward"
+                                 : "the micro-batch's backward already ran") ||
+            !need(at == last || got.count({1, mb, at + 1, at}),
+                  "its output gradient from stage " + std::to_string(at + 1) +
+                      " is not received before it"))
+          return false;
+        d = whole ? 3 : 2;
+        return true;
+      };
       switch (a.op) {
       case Op::F:
-        if (!need(done == 0, "the micro-batch already went forward through this chunk") ||
-            !need(stage == 0 || got.count({0, a.microbatch, stage - 1, stage}),
-                  "its input from stage " + std::to_string(stage - 1) +
-                      " is not received before it"))
+        if (!forward(a.microbatch, a.chunk))
           return std::nullopt;
-        done = 1;
         break;
       case Op::B:
       case Op::BW:
-        if (!need(done == 1, done == 0 ? "comes before the micro-batch's forward"
-                                       : "the micro-batch's backward already ran") ||
-            !need(stage == last || got.count({1, a.microbatch, stage + 1, stage}),
-                  "its output gradient from stage " + std::to_string(stage + 1) +
-                      " is not received before it"))
+        if (!backward(a.microbatch, a.chunk, a.op == Op::BW))
           return std::nullopt;
-        done = a.op == Op::B ? 2 : 3;
+        break;
+      case Op::FB:
+        if (!forward(a.microbatch, a.chunk) || !backward(a.microbatch2, a.chunk2, true))
+          return std::nullopt;
         break;
       case Op::W:
         if (!need(done == 2, done < 2 ? "comes before the micro-batch's backward for the input"
@@ -405,14 +525,16 @@ std::optional<Simulation> simulate(const Schedule &s, const Costs &c, std::strin
           end = std::max(start, it->second);
         } else if (a.op == Op::SendF || a.op == Op::SendB) {
           const bool fwd = a.op == Op::SendF;
-          arrival[{fwd ? 0 : 1, a.microbatch, stage, fwd ? stage + 1 : stage - 1}] = start + c.comm;
+          // A rank handing a value to itself (DualPipeV's last rank) waits for nothing.
+          arrival[{fwd ? 0 : 1, a.microbatch, stage, fwd ? stage + 1 : stage - 1}] =
+              start + (a.peer == r ? 0.0 : c.comm);
         } else {
           end = start + costOf(a.op, c);
           sim.busy[size_t(r)] += end - start;
-          if (a.op == Op::F)
+          if (a.op == Op::F || a.op == Op::FB)
             sim.peakInFlight[size_t(r)] =
                 std::max(sim.peakInFlight[size_t(r)], ++inFlight[size_t(r)]);
-          else if (a.op == Op::W || a.op == Op::BW)
+          if (a.op == Op::W || a.op == Op::BW || a.op == Op::FB)
             --inFlight[size_t(r)];
         }
         sim.times[size_t(r)].push_back({start, end});
@@ -438,8 +560,12 @@ std::string formatScheduleCsv(const Schedule &s) {
   for (int32_t r = 0; r < s.ranks; ++r) {
     for (size_t i = 0; i < s.actions[size_t(r)].size(); ++i) {
       const Action &a = s.actions[size_t(r)][i];
-      os << (i ? "," : "") << s.stageOf[size_t(r)][size_t(a.chunk)] << opName(a.op)
-         << a.microbatch;
+      os << (i ? "," : "");
+      if (a.op == Op::FB)
+        os << s.stageOf[size_t(r)][size_t(a.chunk)] << "F" << a.microbatch << "&"
+           << s.stageOf[size_t(r)][size_t(a.chunk2)] << "B" << a.microbatch2;
+      else
+        os << s.stageOf[size_t(r)][size_t(a.chunk)] << opName(a.op) << a.microbatch;
     }
     os << "\n";
   }
@@ -464,12 +590,13 @@ std::string formatScheduleSvg(const Schedule &s, const Simulation &sim) {
     for (size_t i = 0; i < s.actions[size_t(r)].size(); ++i) {
       const Action &a = s.actions[size_t(r)][i];
       const auto [start, end] = sim.times[size_t(r)][i];
-      if (a.op != Op::F && a.op != Op::B && a.op != Op::W && a.op != Op::BW)
+      if (a.op != Op::F && a.op != Op::B && a.op != Op::W && a.op != Op::BW && a.op != Op::FB)
         continue; // a receive's span is waiting, drawn as blank
       const bool second = a.chunk > 0;
-      const char *fill = a.op == Op::F   ? (second ? "#1f4e99" : "#5b8fd9")
-                         : a.op == Op::W ? (second ? "#b35f00" : "#f0a040")
-                                         : (second ? "#2d7a2d" : "#6cc06c");
+      const char *fill = a.op == Op::F    ? (second ? "#1f4e99" : "#5b8fd9")
+                         : a.op == Op::W  ? (second ? "#b35f00" : "#f0a040")
+                         : a.op == Op::FB ? "#8e5bbf"
+                                          : (second ? "#2d7a2d" : "#6cc06c");
       os << "<rect x=\"" << left + start * unit << "\" y=\"" << y << "\" width=\""
          << (end - start) * unit << "\" height=\"" << rowHeight - 4 << "\" fill=\"" << fill
          << "\" stroke=\"white\"><title>" << opName(a.op) << " micro-batch " << a.microbatch

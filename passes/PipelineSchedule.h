@@ -11,7 +11,9 @@
 // Stages: the model is cut into ranks x chunks virtual stages; (rank, chunk)
 // holds stage stageOf[rank][chunk]. GPipe, 1F1B and ZB-H1 have one chunk per
 // rank (stage = rank); interleaved 1F1B has `chunks` per rank, stage = chunk
-// x ranks + rank (Megatron's placement).
+// x ranks + rank (Megatron's placement); DualPipeV's V puts stages r and
+// 2 ranks - 1 - r on rank r (the last rank hands its first chunk's output to
+// its second chunk itself).
 //
 // buildSchedule derives the action lists; simulate() runs them with
 // per-action costs: it checks the schedule (every micro-batch through every
@@ -26,7 +28,9 @@
 //   1F1B and GPipe: (ranks - 1)(F + B + W) on every rank;
 //   interleaved 1F1B: (ranks - 1)(F + B + W) / chunks;
 //   ZB-H1: (ranks - 1)(F + B - W), in-flight micro-batches bounded by 1F1B's
-//   peak (ranks).
+//   peak (ranks);
+//   DualPipeV: (PP/2 - 1)(F&B + (B + W) - 3W) with PP = 2 ranks stages and
+//   F&B the cost of an overlapped pair, PP + 1 micro-batches in flight.
 // PipelineScheduleTest checks each.
 //
 //===----------------------------------------------------------------------===//
@@ -41,11 +45,13 @@
 
 namespace kiln::pipeline {
 
-enum class Op : uint8_t { F, B, W, BW, SendF, RecvF, SendB, RecvB };
+enum class Op : uint8_t { F, B, W, BW, FB, SendF, RecvF, SendB, RecvB };
 
 /// PyTorch's spelling (torch.distributed.pipelining's CSV schedules): "F",
 /// "I" (B, backward for the input), "W", "B" (BW, the whole backward),
-/// "SEND_F", "RECV_F", "SEND_B", "RECV_B".
+/// "SEND_F", "RECV_F", "SEND_B", "RECV_B"; "F&B" for FB, DualPipe's
+/// overlapped pair of one micro-batch's forward and another's whole
+/// backward (microbatch2, chunk2).
 const char *opName(Op op);
 
 struct Action {
@@ -53,10 +59,11 @@ struct Action {
   int32_t microbatch;
   int32_t chunk; ///< the chunk of the acting rank
   int32_t peer;  ///< sends and receives: the other rank; -1 otherwise
+  int32_t microbatch2 = -1, chunk2 = -1; ///< FB: the backward's micro-batch and chunk
 };
 
 struct Schedule {
-  std::string kind; ///< gpipe | 1f1b | interleaved-1f1b | zb-h1
+  std::string kind; ///< gpipe | 1f1b | interleaved-1f1b | zb-h1 | dualpipev
   int32_t ranks = 0, chunks = 1, microbatches = 0;
   std::vector<std::vector<int32_t>> stageOf; ///< [rank][chunk] -> stage
   std::vector<std::vector<Action>> actions;  ///< per rank, in order
@@ -70,12 +77,16 @@ struct Schedule {
 struct Costs {
   double f = 1, b = 1, w = 1;
   double comm = 0; ///< from a send's end to the matching receive's earliest end
+  /// An overlapped forward + whole backward (DualPipe's F&B); < 0: f + b + w,
+  /// no overlap.
+  double fb = -1;
 };
 
 /// The schedule `kind` for `ranks` x `chunks` stages and `microbatches`;
 /// zb-h1 places its W actions with `costs`. Fails, saying why, on an unknown
 /// kind or a shape it does not take (interleaved 1F1B: microbatches a
-/// multiple of ranks, chunks >= 2; the others: one chunk).
+/// multiple of ranks, chunks >= 2; DualPipeV: 2 chunks (or 1, meaning 2),
+/// micro-batches >= 2 ranks; the others: one chunk).
 std::optional<Schedule> buildSchedule(const std::string &kind, int32_t ranks, int32_t chunks,
                                       int32_t microbatches, const Costs &costs,
                                       std::string &error);
