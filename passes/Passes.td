@@ -251,19 +251,20 @@ def KilnSparsity24 : Pass<"kiln-sparsity-2-4", "mlir::ModuleOp"> {
     * `method=magnitude` (Apex ASP): the gradient becomes g * M' (the
       gradient of the sparse model; the global norm and clipping see it),
       and AdamW gets M' as its `mask`: it updates W * M' with the masked
-      moments m * M', v * M', in place. A pruned
-      weight, its gradient and its moments are then exactly zero, so AdamW
-      leaves it exactly zero (its decay multiplies zero): the weights stay
-      2:4 sparse after every step, and checkpoints hold them as plain
-      tensors with zeros in place.
+      moments m * M', v * M', in place. A pruned weight, its gradient and
+      its moments are then exactly zero, so AdamW leaves it exactly zero
+      (its decay multiplies zero): the weights stay 2:4 sparse after every
+      step, and checkpoints hold them as plain tensors with zeros in place.
     * `method=sr-ste` (SR-STE, Zhou et al. 2021): W stays dense; the
       forward reads W_eff, so the gradient reaching W is the straight-through
-      one (clipping sees it as it is); AdamW then takes g + decay * (1 - M')
-      * W, the sparse-refined decay that pulls the pruned weights towards
-      zero.
+      one (clipping sees it as it is); AdamW then takes g + decay * (W -
+      W_eff), the sparse-refined decay that pulls the pruned weights towards
+      zero (the clipping coefficient scales the sum, as it scales g).
 
     Before start-step M' is all ones and every multiplication by it is
-    exact, so those steps train bit for bit as without the pass.
+    exact, so with magnitude those steps train bit for bit as without the
+    pass (sr-ste adds a decay term of zero). kilnc runs the pass for one
+    rank and one micro-batch so far.
 
     Errors: a glob that matches no trainable parameter, a target whose last
     (input) dimension is not a multiple of 4 or whose rank is below 2, a
