@@ -26,12 +26,12 @@ for spec in models/r1-tiny.json models/dense-tiny.json \
   "$py" "$ref/make_train_goldens.py" --spec "$spec" --params "$tmp/$name.safetensors" \
     --tokens "$tmp/$name.tokens.json" --steps 3 --out "$out/$name.train.json"
 done
-# 2:4 sparsity (train.sparsity: magnitude / ASP and SR-STE): 12 steps each,
+# 2:4 sparsity (train.sparsity: magnitude / ASP and SR-STE): 20 steps each,
 # training goldens only (Sparsity24PassTest).
 for spec in test/Reference/specs/dense-sparse.json test/Reference/specs/dense-srste.json; do
   name=$(basename "$spec" .json)
   spec=$root/$spec
   "$KILNC" "$spec" --save-params "$tmp/$name.safetensors" --save-batch "$tmp/$name.tokens.json"
   "$py" "$ref/make_train_goldens.py" --spec "$spec" --params "$tmp/$name.safetensors" \
-    --tokens "$tmp/$name.tokens.json" --steps 12 --out "$out/$name.train.json"
+    --tokens "$tmp/$name.tokens.json" --steps 20 --out "$out/$name.train.json"
 done

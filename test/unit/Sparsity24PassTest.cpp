@@ -9,7 +9,7 @@
 // frozen mask does not move, and training does not stall (the loss keeps
 // falling). And the same recipe against the independent float64 PyTorch
 // implementation in models/reference/training.py (Apex ASP's masking, and
-// SR-STE's straight-through gradient with its decay): 12 steps of two
+// SR-STE's straight-through gradient with its decay): 20 steps of two
 // specs, every loss, gradient norm and learning rate, and the final weights
 // and moments, to 1e-9.
 //
