@@ -8,6 +8,7 @@
 
 #include "passes/Passes.h"
 
+#include "mlir/Pass/PassRegistry.h"
 #include "mlir/Transforms/Passes.h"
 
 using namespace mlir;
@@ -29,6 +30,16 @@ void addKernelLowering(OpPassManager &pm, bool fuseElementwise, bool arenaReuse,
   plan.reuse = arenaReuse;
   plan.report = report;
   pm.addNestedPass<func::FuncOp>(createKilnPlanArena(plan));
+}
+
+void registerKilnPipelines() {
+  PassPipelineRegistration<>(
+      "kiln-kernel-lowering",
+      "Lowers a kiln training step to the planned kernel level as kilnc builds it: inline, "
+      "convert-kiln-to-kernel, kiln-fuse-elementwise, kiln-plan-arena",
+      [](OpPassManager &pm) {
+        addKernelLowering(pm, /*fuseElementwise=*/true, /*arenaReuse=*/true, /*report=*/false);
+      });
 }
 
 FailureOr<int64_t> plannedArenaBytes(ModuleOp module,

@@ -46,6 +46,10 @@ createKilnActivationCheckpointing(const KilnActivationCheckpointingOptions &opti
 void addKernelLowering(mlir::OpPassManager &pm, bool fuseElementwise, bool arenaReuse,
                        bool report);
 
+/// Registers `kiln-kernel-lowering`, addKernelLowering's pipeline with fusion
+/// and reuse on, for kiln-opt.
+void registerKilnPipelines();
+
 /// Runs the pipeline `addLowering` builds on `module` (which it changes) and
 /// returns the largest kiln_kernel.arena_bytes of its functions.
 mlir::FailureOr<int64_t>

@@ -27,6 +27,7 @@ int main(int argc, char **argv) {
   mlir::func::registerInlinerExtension(registry);
   kiln::registerUpstreamGradientModels(registry);
   kiln::registerKilnPasses();
+  kiln::registerKilnPipelines();
   // Upstream cleanups users combine with Kiln's passes (canonicalize, cse,
   // inline, symbol-dce, ...).
   mlir::registerTransformsPasses();
