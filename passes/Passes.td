@@ -228,6 +228,66 @@ def KilnDataParallel : Pass<"kiln-data-parallel", "mlir::ModuleOp"> {
                            "::mlir::math::MathDialect"];
 }
 
+def KilnPipeline : Pass<"kiln-pipeline", "mlir::ModuleOp"> {
+  let summary = "Splits a training step into pipeline stages and writes each rank's schedule as its program";
+  let description = [{
+    Runs after kiln-data-parallel (at dp 1 too), whose `@train_step` calls
+    `@train_step_micro` once per micro-batch and sums the results in order.
+    The micro step is cut into `pp` x chunks stages (chunks: 2 for
+    `dualpipev`, `virtual-stages` for `interleaved-1f1b`, 1 otherwise), each
+    a contiguous range of the first `layers` block calls (0: all of them):
+    balanced by the FLOPs of each block (StepCost.h) with the ops before the
+    first block charged to the first stage and those after the last (final
+    norm, head, losses, MTP) to the last, or as `layers-per-stage` lists.
+    The embedding is on the first stage; free ops (constants, shifted
+    tokens) are cloned where they are read.
+
+    The schedule `schedule` (gpipe, 1f1b, interleaved-1f1b, zb-h1,
+    dualpipev: PipelineSchedule.h) gives each pipeline rank its list of
+    actions; the rank's program `@train_step_pp<r>` (`kiln.program =
+    "train_step"`, `kiln.ranks` = its data-parallel ranks) runs them in the
+    order of the schedule's simulation, a send placed where its receive
+    completes, which meets every peer in one global order (no deadlock with
+    blocking sends; kiln-verify-collectives proves it). F clones the stage's
+    forward ops for the micro-batch; B the backward ops the stage below
+    waits for, a block backward cut in two (`<bwd>_input`, `<bwd>_weight`)
+    where only some of its results are needed; W the rest; F&B a forward
+    then a whole backward. Values read on another stage move with
+    `kiln.send`/`kiln.recv` over the grid axis "pp" (prepended to the grid),
+    through every stage in between.
+
+    After the actions each rank sums its pieces of the micro outputs over
+    micro-batches; a gradient with pieces on several ranks (a tied or
+    shared embedding) is exchanged between them and added in rank order, so
+    every holder runs the same AdamW update. The optimizer ops run on the
+    ranks holding their operands; the gradient norm is the square root of
+    the all_reduce over "pp" of each rank's squared norm (a shared gradient
+    counted once, by its lowest rank); losses and expert loads are all-reduced
+    from their stage to every rank. Each rank's program takes and returns
+    only what it holds.
+
+    Not built yet, and refused: ZeRO-1 (zero=1) state, fp16 loss scaling,
+    expert-parallel grids. `report=true` emits a remark with the stages, the
+    bytes per micro-batch on each edge and the simulated bubbles.
+  }];
+  let options = [
+    Option<"entry", "entry", "std::string", "\"train_step\"", "Training step to split">,
+    Option<"pp", "pp", "int64_t", "2", "Pipeline ranks">,
+    Option<"schedule", "schedule", "std::string", "\"1f1b\"",
+           "gpipe, 1f1b, interleaved-1f1b, zb-h1 or dualpipev">,
+    Option<"virtualStages", "virtual-stages", "int64_t", "1",
+           "Chunks per rank for interleaved-1f1b">,
+    Option<"layers", "layers", "int64_t", "0",
+           "Block calls that are layers (the rest, e.g. MTP, go to the last stage); 0: all">,
+    ListOption<"layersPerStage", "layers-per-stage", "int64_t",
+               "Layers of each stage, in stage order (default: balanced by FLOPs)">,
+    Option<"report", "report", "bool", "false",
+           "Emit a remark: stages, bytes per edge, simulated bubbles">
+  ];
+  let dependentDialects = ["::kiln::KilnDialect", "::mlir::func::FuncDialect",
+                           "::mlir::arith::ArithDialect", "::mlir::math::MathDialect"];
+}
+
 def KilnSparsity24 : Pass<"kiln-sparsity-2-4", "mlir::ModuleOp"> {
   let summary = "Trains the targeted weights 2:4 sparse (magnitude pruning or SR-STE)";
   let description = [{

@@ -215,8 +215,20 @@ inline Comparison comparePartitioned(const frontend::Spec &spec, int64_t globalR
     initial["input:" + in.role] = forwardArgs[in.argIndex];
 
   StepIO oneIO{one->lookupSymbol<mlir::func::FuncOp>("train_step")};
-  StepIO manyIO{many->lookupSymbol<mlir::func::FuncOp>("train_step")};
   int64_t ranks = reference::numRanksOf(*many);
+  // SPMD programs: @train_step on every rank; pipeline stages: the
+  // functions marked kiln.program = "train_step", by their kiln.ranks.
+  std::vector<StepIO> manyIO(ranks, StepIO{many->lookupSymbol<mlir::func::FuncOp>("train_step")});
+  for (auto f : many->getOps<mlir::func::FuncOp>())
+    if (auto program = f->getAttrOfType<mlir::StringAttr>("kiln.program");
+        program && program.getValue() == "train_step")
+      for (int64_t r : f->getAttrOfType<mlir::DenseI64ArrayAttr>("kiln.ranks").asArrayRef())
+        manyIO[r] = StepIO{f};
+  for (int64_t r = 0; r < ranks; ++r)
+    if (!manyIO[r].step) {
+      ADD_FAILURE() << label << ": rank " << r << " has no program";
+      return cmp;
+    }
 
   // Single-device arguments: parameters and rows as drawn, zero moments.
   llvm::SmallVector<RefTensor> oneArgs(oneIO.step.getNumArguments());
@@ -233,7 +245,7 @@ inline Comparison comparePartitioned(const frontend::Spec &spec, int64_t globalR
         return i;
     return 0u;
   };
-  unsigned oneStep = stepIndex(oneIO), manyStep = stepIndex(manyIO);
+  unsigned oneStep = stepIndex(oneIO);
   std::map<std::string, unsigned> oneArgOf;
   for (unsigned i = 0; i < oneArgs.size(); ++i)
     oneArgOf[oneIO.argKey(i)] = i;
@@ -241,19 +253,25 @@ inline Comparison comparePartitioned(const frontend::Spec &spec, int64_t globalR
   // Each rank's arguments: its part of every single-device argument.
   std::vector<llvm::SmallVector<RefTensor>> manyArgs(ranks);
   for (int64_t r = 0; r < ranks; ++r)
-    for (unsigned i = 0; i < manyIO.step.getNumArguments(); ++i)
-      manyArgs[r].push_back(shardOf(manyIO.argKey(i), oneArgs[oneArgOf.at(manyIO.argKey(i))], r,
-                                    manyIO.step, i, false));
+    for (unsigned i = 0; i < manyIO[r].step.getNumArguments(); ++i)
+      manyArgs[r].push_back(shardOf(manyIO[r].argKey(i),
+                                    oneArgs[oneArgOf.at(manyIO[r].argKey(i))], r,
+                                    manyIO[r].step, i, false));
 
-  std::vector<std::string> oneKeys = oneIO.resultKeys(), manyKeys = manyIO.resultKeys();
+  std::vector<std::string> oneKeys = oneIO.resultKeys();
+  std::vector<std::vector<std::string>> manyKeys;
+  for (StepIO &io : manyIO)
+    manyKeys.push_back(io.resultKeys());
   reference::Evaluator evaluator(*one);
   for (int t = 1; t <= steps; ++t) {
     oneArgs[oneStep].data[0] = t;
-    for (auto &args : manyArgs)
-      args[manyStep].data[0] = t;
+    for (int64_t r = 0; r < ranks; ++r)
+      for (unsigned i = 0; i < manyArgs[r].size(); ++i)
+        if (manyIO[r].argKey(i) == "input:step")
+          manyArgs[r][i].data[0] = t;
     mlir::FailureOr<llvm::SmallVector<RefTensor>> want = evaluator.call("train_step", oneArgs);
     auto got = reference::evaluateAllRanks(
-        *many, [](int64_t) { return std::string("train_step"); }, manyArgs);
+        *many, [&](int64_t r) { return manyIO[r].step.getSymName().str(); }, manyArgs);
     if (mlir::failed(want) || mlir::failed(got)) {
       ADD_FAILURE() << label << ": evaluation failed at step " << t;
       return cmp;
@@ -262,11 +280,11 @@ inline Comparison comparePartitioned(const frontend::Spec &spec, int64_t globalR
     for (unsigned r = 0; r < oneKeys.size(); ++r)
       oneResultOf[oneKeys[r]] = r;
     for (int64_t rank = 0; rank < ranks; ++rank)
-      for (unsigned r = 0; r < manyKeys.size(); ++r) {
-        const RefTensor &full = (*want)[oneResultOf.at(manyKeys[r])];
-        RefTensor expected = shardOf(manyKeys[r], full, rank, manyIO.step, r, true);
-        cmp.add(label + " step " + std::to_string(t) + " rank " + std::to_string(rank) + " " +
-                    manyKeys[r],
+      for (unsigned r = 0; r < manyKeys[rank].size(); ++r) {
+        const std::string &key = manyKeys[rank][r];
+        const RefTensor &full = (*want)[oneResultOf.at(key)];
+        RefTensor expected = shardOf(key, full, rank, manyIO[rank].step, r, true);
+        cmp.add(label + " step " + std::to_string(t) + " rank " + std::to_string(rank) + " " + key,
                 (*got)[rank][r], expected);
       }
     for (unsigned r = 0; r < oneKeys.size(); ++r) {
@@ -282,8 +300,8 @@ inline Comparison comparePartitioned(const frontend::Spec &spec, int64_t globalR
       if (oneResultOf.count(scalar))
         std::printf("[%s] step %d %-9s single %.17g  rank 0 %.17g\n", label.c_str(), t, scalar,
                     (*want)[oneResultOf[scalar]].data[0],
-                    (*got)[0][std::find(manyKeys.begin(), manyKeys.end(), scalar) -
-                              manyKeys.begin()]
+                    (*got)[0][std::find(manyKeys[0].begin(), manyKeys[0].end(), scalar) -
+                              manyKeys[0].begin()]
                         .data[0]);
     // The next step starts from this one's parameters and moments.
     for (unsigned i = 0; i < oneArgs.size(); ++i)
@@ -291,9 +309,10 @@ inline Comparison comparePartitioned(const frontend::Spec &spec, int64_t globalR
         oneArgs[i] = (*want)[oneResultOf[oneIO.argKey(i)]];
     for (int64_t rank = 0; rank < ranks; ++rank)
       for (unsigned i = 0; i < manyArgs[rank].size(); ++i) {
-        auto it = std::find(manyKeys.begin(), manyKeys.end(), manyIO.argKey(i));
-        if (it != manyKeys.end())
-          manyArgs[rank][i] = (*got)[rank][it - manyKeys.begin()];
+        const std::vector<std::string> &keys = manyKeys[rank];
+        auto it = std::find(keys.begin(), keys.end(), manyIO[rank].argKey(i));
+        if (it != keys.end())
+          manyArgs[rank][i] = (*got)[rank][it - keys.begin()];
       }
   }
   std::printf("[%s] %d tensors compared over %d steps and %lld ranks, max relative error %.3g "

@@ -67,7 +67,7 @@ void addFp8Lowering(OpPassManager &pm, const frontend::Spec &spec, bool report) 
 /// kiln-verify-collectives.
 static void addDataParallel(OpPassManager &pm, const frontend::Spec &spec, bool report) {
   const frontend::ParallelConfig &p = spec.parallel;
-  if (p.dp == 1 && p.microbatches == 1)
+  if (p.dp == 1 && p.microbatches == 1 && p.pp == 1)
     return;
   KilnDataParallelOptions dp;
   dp.dp = p.dp;
@@ -82,6 +82,15 @@ static void addDataParallel(OpPassManager &pm, const frontend::Spec &spec, bool 
     compression.errorFeedback = p.gradCompression.errorFeedback;
     compression.report = report;
     pm.addPass(createKilnGradCompression(compression));
+  }
+  if (p.pp > 1) {
+    KilnPipelineOptions pipeline;
+    pipeline.pp = p.pp;
+    pipeline.schedule = p.schedule;
+    pipeline.virtualStages = p.virtualStages;
+    pipeline.layers = spec.model.numHiddenLayers;
+    pipeline.report = report;
+    pm.addPass(createKilnPipeline(pipeline));
   }
   // Every multi-rank build proves its ranks meet each other before any
   // code is emitted: a mismatch is a compile error, not a hang at step N.
@@ -126,15 +135,22 @@ void addSparsity(OpPassManager &pm, const frontend::Spec &spec, bool report) {
 LogicalResult lowerToPartitionedStep(ModuleOp module, const frontend::Spec &spec, bool report,
                                      std::string &error) {
   const frontend::ParallelConfig &p = spec.parallel;
-  if (p.pp != 1) {
-    error = spec.path + ": parallel.pp: " + std::to_string(p.pp) +
-            ": pipeline parallelism (kiln-pipeline) is not built yet; use pp 1";
+  if (p.pp > 1 && p.ep > 1) {
+    error = spec.path + ": parallel.ep: " + std::to_string(p.ep) +
+            " with pp " + std::to_string(p.pp) +
+            ": pipeline stages over expert-parallel grids are not built yet; use ep 1 with pp > 1";
+    return failure();
+  }
+  if (p.pp > 1 && spec.train.checkpointing == "budget") {
+    error = spec.path + ": train.activation_checkpointing: a byte budget is priced on one "
+                        "program, and pp " + std::to_string(p.pp) +
+            " builds one per stage; use \"full\", \"selective\" or \"none\" with pp > 1";
     return failure();
   }
   if (spec.train.sparsity.pattern != "none" &&
-      (p.dp > 1 || p.ep > 1 || p.microbatches > 1)) {
+      (p.dp > 1 || p.ep > 1 || p.pp > 1 || p.microbatches > 1)) {
     error = spec.path + ": train.sparsity: 2:4 sparsity is built for one rank and one "
-                        "micro-batch so far; use dp 1, ep 1 and microbatches 1 with it";
+                        "micro-batch so far; use dp 1, ep 1, pp 1 and microbatches 1 with it";
     return failure();
   }
   PassManager pm(module.getContext());
@@ -160,6 +176,13 @@ LogicalResult lowerToPartitionedStep(ModuleOp module, const frontend::Spec &spec
 LogicalResult lowerToKernels(ModuleOp module, const frontend::Spec &spec,
                              const KernelLoweringOptions &options) {
   std::string error;
+  if (spec.parallel.pp > 1) {
+    module.emitError() << "parallel.pp: " << spec.parallel.pp
+                       << ": the stages' programs are built and verified on the reference "
+                          "evaluator (--emit=partitioned), but their kernel lowering and host "
+                          "build are not built yet; use pp 1 to build";
+    return failure();
+  }
   if (failed(lowerToPartitionedStep(module, spec, options.report, error))) {
     if (!error.empty())
       module.emitError() << error;
@@ -244,10 +267,6 @@ bool checkHostTarget(const frontend::Spec &spec, std::string &error) {
 
   if (t.stage == "grpo")
     return fail("train.stage", "'grpo' is not built yet; \"pretrain\" and \"sft\" are");
-  const frontend::ParallelConfig &p = spec.parallel;
-  if (p.pp != 1)
-    return fail("parallel.pp", std::to_string(p.pp) +
-                                   ": pipeline parallelism is not built yet; use pp 1");
   return true;
 }
 
