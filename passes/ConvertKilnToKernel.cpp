@@ -494,17 +494,28 @@ struct ConvertKilnToKernelPass
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    auto step = module.lookupSymbol<func::FuncOp>(entry);
-    if (!step || step.isExternal()) {
-      module.emitError() << "convert-kiln-to-kernel: no function @" << entry
-                         << " with a body to lower";
-      return signalPassFailure();
+    // Per-rank programs (kiln-pipeline's stages, kiln.program = "<entry>")
+    // are lowered each; otherwise the one SPMD step @<entry>.
+    SmallVector<func::FuncOp> steps;
+    for (auto func : module.getOps<func::FuncOp>())
+      if (auto program = func->getAttrOfType<StringAttr>("kiln.program");
+          program && program.getValue() == entry && !func.isExternal())
+        steps.push_back(func);
+    if (steps.empty()) {
+      auto step = module.lookupSymbol<func::FuncOp>(entry);
+      if (!step || step.isExternal()) {
+        module.emitError() << "convert-kiln-to-kernel: no function @" << entry
+                           << " with a body to lower";
+        return signalPassFailure();
+      }
+      steps.push_back(step);
     }
-    if (failed(StepLowering(step).run()))
-      return signalPassFailure();
-    // The kernel-level module holds the step alone.
+    for (func::FuncOp step : steps)
+      if (failed(StepLowering(step).run()))
+        return signalPassFailure();
+    // The kernel-level module holds the steps alone.
     for (auto func : llvm::make_early_inc_range(module.getOps<func::FuncOp>()))
-      if (func != step)
+      if (!llvm::is_contained(steps, func))
         func.erase();
   }
 };

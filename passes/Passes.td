@@ -574,8 +574,9 @@ def KilnLowerFp8 : Pass<"kiln-lower-fp8", "mlir::ModuleOp"> {
 def ConvertKilnToKernel : Pass<"convert-kiln-to-kernel", "mlir::ModuleOp"> {
   let summary = "Lowers a kiln training step to kernel launches over buffers";
   let description = [{
-    Bufferizes the entry function (default `@train_step`, after `inline`)
-    into the kernel level: every tensor becomes a static memref, every value
+    Bufferizes the entry function (default `@train_step`, after `inline`),
+    or each per-rank program marked `kiln.program = "<entry>"` where there
+    are some (kiln-pipeline's stages), into the kernel level: every tensor becomes a static memref, every value
     that is not an argument gets a `kiln_kernel.alloc`, and each op becomes
 
     * a `kiln_kernel.launch` of the kernel named like the op (catalog in

@@ -176,13 +176,6 @@ LogicalResult lowerToPartitionedStep(ModuleOp module, const frontend::Spec &spec
 LogicalResult lowerToKernels(ModuleOp module, const frontend::Spec &spec,
                              const KernelLoweringOptions &options) {
   std::string error;
-  if (spec.parallel.pp > 1) {
-    module.emitError() << "parallel.pp: " << spec.parallel.pp
-                       << ": the stages' programs are built and verified on the reference "
-                          "evaluator (--emit=partitioned), but their kernel lowering and host "
-                          "build are not built yet; use pp 1 to build";
-    return failure();
-  }
   if (failed(lowerToPartitionedStep(module, spec, options.report, error))) {
     if (!error.empty())
       module.emitError() << error;
@@ -267,6 +260,12 @@ bool checkHostTarget(const frontend::Spec &spec, std::string &error) {
 
   if (t.stage == "grpo")
     return fail("train.stage", "'grpo' is not built yet; \"pretrain\" and \"sft\" are");
+  if (spec.parallel.pp > 1)
+    return fail("parallel.pp", std::to_string(spec.parallel.pp) +
+                                   ": the stages' programs are built, verified on the reference "
+                                   "evaluator and lowered to kernels (--emit=partitioned, "
+                                   "--emit=kernels), but the host build of per-rank programs is "
+                                   "not built yet; use pp 1 to build");
   return true;
 }
 
