@@ -275,6 +275,26 @@ double bytesPerParam(const Totals &main, const Totals &mtp) {
 
 } // namespace
 
+std::vector<PieceFlops> pipelinePieceFlops(const Spec &spec) {
+  const ModelConfig &m = spec.model;
+  const StateTypes types{spec.train.precision, false};
+  const double attn = attentionFlops(m, spec.train.seqLen);
+  const double head = 2.0 * double(m.vocabSize) * double(m.hiddenSize);
+  std::vector<PieceFlops> pieces;
+  for (int64_t l = 0; l < m.numHiddenLayers; ++l) {
+    Totals layer;
+    layer.add(decoderLayer(m, l), types);
+    pieces.push_back({2.0 * double(layer.activeMatmul), attn});
+  }
+  pieces.push_back({head, 0});
+  for (int64_t k = 1; k <= m.numNextnPredictLayers; ++k) {
+    Totals module;
+    module.add(mtpModule(m, k), types);
+    pieces.push_back({2.0 * double(module.activeMatmul) + head, attn});
+  }
+  return pieces;
+}
+
 ModelSummary summarize(const Spec &spec) {
   const ModelConfig &m = spec.model;
   const StateTypes types{spec.train.precision, spec.train.stateDtype == "bf16"};
@@ -460,6 +480,40 @@ std::string formatSummaryText(const Spec &spec, const ModelSummary &s) {
   }
   if (!s.checkpointingNote.empty())
     row(label, s.checkpointingNote);
+  if (s.pipeline) {
+    const ModelSummary::PipelineCost &c = *s.pipeline;
+    int64_t fewest = c.layersPerStage.front(), most = fewest;
+    for (int64_t n : c.layersPerStage) {
+      fewest = std::min(fewest, n);
+      most = std::max(most, n);
+    }
+    row("pipeline", std::to_string(p.pp) + " ranks x " + std::to_string(c.chunks) + " chunk" +
+                        (c.chunks == 1 ? "" : "s") + " = " + std::to_string(c.stages) +
+                        " stages of " + std::to_string(fewest) +
+                        (most != fewest ? "-" + std::to_string(most) : std::string()) +
+                        " layers (embedding first; norm, head and MTP last), " +
+                        std::to_string(p.microbatches) + " micro-batches, " +
+                        human(double(c.edgeBytes), true) + " per micro-batch across each boundary");
+    char bubble[64];
+    std::snprintf(bubble, sizeof bubble, "%.1f%%", 100.0 * c.bubbleFraction);
+    row("schedule", p.schedule + " priced per micro-batch of the costliest stage: F " +
+                        humanFlops(c.f) + ", I " + humanFlops(c.i) + ", W " + humanFlops(c.w) +
+                        " FLOPs; bubble " + bubble + " (rank " + std::to_string(c.bubbleRank) +
+                        "), at most " + std::to_string(c.peakInFlight) +
+                        " micro-batches in flight");
+    if (!c.activationBytesPerRank.empty()) {
+      const auto [least, most] = std::minmax_element(c.activationBytesPerRank.begin(),
+                                                     c.activationBytesPerRank.end());
+      row("activations", "saved values a rank holds at its peak (" + t.checkpointing +
+                             " checkpointing): " + human(double(*most), true) + " (rank " +
+                             std::to_string(most - c.activationBytesPerRank.begin()) +
+                             ") at most, " + human(double(*least), true) + " (rank " +
+                             std::to_string(least - c.activationBytesPerRank.begin()) +
+                             ") at least");
+    }
+  }
+  if (!s.pipelineNote.empty())
+    row("pipeline", s.pipelineNote);
   std::string precisions;
   for (const ModelSummary::PrecisionCost &c : s.byPrecision) {
     char cost[96];
@@ -523,6 +577,24 @@ std::string formatSummaryJson(const Spec &spec, const ModelSummary &s) {
   }
   if (!s.checkpointingNote.empty())
     j["checkpointing_note"] = s.checkpointingNote;
+  if (s.pipeline) {
+    const ModelSummary::PipelineCost &c = *s.pipeline;
+    nlohmann::ordered_json pipe = {{"stages", c.stages},
+                           {"chunks", c.chunks},
+                           {"layers_per_stage", c.layersPerStage},
+                           {"f_flops", c.f},
+                           {"i_flops", c.i},
+                           {"w_flops", c.w},
+                           {"bubble_fraction", c.bubbleFraction},
+                           {"bubble_rank", c.bubbleRank},
+                           {"peak_in_flight", c.peakInFlight},
+                           {"edge_bytes", c.edgeBytes}};
+    if (!c.activationBytesPerRank.empty())
+      pipe["activation_bytes_per_rank"] = c.activationBytesPerRank;
+    j["pipeline"] = pipe;
+  }
+  if (!s.pipelineNote.empty())
+    j["pipeline_note"] = s.pipelineNote;
   return j.dump();
 }
 

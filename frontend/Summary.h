@@ -63,6 +63,7 @@
 #include "frontend/Spec.h"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -126,7 +127,46 @@ struct ModelSummary {
   };
   std::vector<CheckpointingCost> checkpointing;
   std::string checkpointingNote;
+  /// pp > 1 (kilnc fills it in: tools/kilnc/PipelinePricing.h): the layers
+  /// cut into pp x chunks stages as Summary prices memory (contiguous, the
+  /// first num_hidden_layers % stages one layer longer; embedding first,
+  /// final norm, head and MTP last), the schedule simulated with the
+  /// planner's per-action FLOPs of the costliest stage, and, with
+  /// --activations, the bytes of saved values each rank holds at its peak.
+  struct PipelineCost {
+    int64_t stages = 0, chunks = 1;
+    std::vector<int64_t> layersPerStage;
+    /// FLOPs per micro-batch of the costliest stage: forward, backward for
+    /// the input (I) and for the weights (W).
+    double f = 0, i = 0, w = 0;
+    /// The largest bubble (idle time within the step) over the ranks, as a
+    /// fraction of the makespan, and its rank; the most micro-batches any
+    /// rank holds in flight.
+    double bubbleFraction = 0;
+    int64_t bubbleRank = 0, peakInFlight = 0;
+    /// Bytes of the hidden state one micro-batch sends across a stage
+    /// boundary (f32), each way.
+    int64_t edgeBytes = 0;
+    /// With --activations: per rank, the peak bytes of saved values held for
+    /// micro-batches in flight (a forward's values held until its W).
+    std::vector<int64_t> activationBytesPerRank;
+  };
+  std::optional<PipelineCost> pipeline;
+  std::string pipelineNote;
 };
+
+/// Forward FLOPs per token of one piece of the model, split as the backward
+/// splits them: GEMMs (2 per multiply-accumulate; their input gradient and
+/// their weight gradient each cost as much again) and causal attention
+/// (whose backward, about twice its forward, is all input gradient).
+struct PieceFlops {
+  double gemm = 0, attention = 0;
+};
+
+/// The pieces a pipeline cuts: layers 0 .. num_hidden_layers - 1, then the
+/// head (lm_head, tied or not), then each MTP module (its own layer and
+/// projection and its use of the shared head), at train.seq_len.
+std::vector<PieceFlops> pipelinePieceFlops(const Spec &spec);
 
 ModelSummary summarize(const Spec &spec);
 

@@ -133,12 +133,17 @@ public:
       : module(module), step(step), opts(std::move(options)), symbols(module) {}
 
   LogicalResult run();
+  bool splitsWeightsReport() const { return splitsWeights; }
 
   // What the report says.
   SmallVector<int64_t> firstLayer;
   std::vector<int64_t> edgeBytesF, edgeBytesB;
   std::optional<pipeline::Simulation> simulation;
   pipeline::Schedule schedule;
+  /// The costliest stage's FLOPs per action (StepCost.h's model) and the
+  /// schedule simulated with them.
+  pipeline::Costs stageCosts;
+  std::optional<pipeline::Simulation> pricedSimulation;
 
 private:
   LogicalResult findMicroCalls();
@@ -150,6 +155,7 @@ private:
   LogicalResult splitBackwards();
   LogicalResult findSums();
   LogicalResult buildActionLists();
+  void priceStages();
   LogicalResult buildRank(int32_t rank);
 
   int32_t stages() const { return int32_t(opts.pp * opts.chunks); }
@@ -593,6 +599,34 @@ LogicalResult PipelineRewrite::buildActionLists() {
   return success();
 }
 
+void PipelineRewrite::priceStages() {
+  SymbolTableCollection costSymbols;
+  std::vector<pipeline::Costs> perStage(stages(), pipeline::Costs{0, 0, 0});
+  for (Operation &op : micro.getBody().front().without_terminator()) {
+    Placement p = place.lookup(&op);
+    pipeline::Costs &c = perStage[p.stage];
+    if (p.phase == Phase::Forward) {
+      c.f += opFlops(&op, costSymbols);
+    } else if (p.phase == Phase::Backward) {
+      auto split = splitOf.find(&op);
+      if (split != splitOf.end()) {
+        c.b += functionFlops(split->second.input, costSymbols);
+        c.w += functionFlops(split->second.weight, costSymbols);
+      } else if (!splitsWeights || inputOps.contains(&op)) {
+        c.b += opFlops(&op, costSymbols); // without a W, the whole backward is B
+      } else {
+        c.w += opFlops(&op, costSymbols);
+      }
+    }
+  }
+  stageCosts = perStage.front();
+  for (const pipeline::Costs &c : perStage)
+    if (c.f + c.b + c.w > stageCosts.f + stageCosts.b + stageCosts.w)
+      stageCosts = c;
+  std::string error;
+  pricedSimulation = pipeline::simulate(schedule, stageCosts, error);
+}
+
 //===----------------------------------------------------------------------===//
 // One rank's program
 //===----------------------------------------------------------------------===//
@@ -1028,6 +1062,7 @@ LogicalResult PipelineRewrite::run() {
     return failure();
   if (splitsWeights && failed(splitBackwards()))
     return failure();
+  priceStages();
 
   // The grid gets a leading "pp" axis.
   MLIRContext *ctx = module.getContext();
@@ -1090,10 +1125,17 @@ struct PipelinePass : impl::KilnPipelineBase<PipelinePass> {
     os << ", backward down each edge:";
     for (int64_t bytes : rewrite.edgeBytesB)
       os << " " << bytes;
-    os << "; simulated bubble per rank (unit costs):";
-    for (int32_t r = 0; r < rewrite.schedule.ranks; ++r)
-      os << " " << llvm::format("%g", rewrite.simulation->bubble[r]) << "/"
-         << llvm::format("%g", rewrite.simulation->makespan);
+    const pipeline::Costs &c = rewrite.stageCosts;
+    os << "; FLOPs per micro-batch of the costliest stage: F " << llvm::format("%.4g", c.f)
+       << ", " << (rewrite.splitsWeightsReport() ? "I " : "B ") << llvm::format("%.4g", c.b);
+    if (rewrite.splitsWeightsReport())
+      os << ", W " << llvm::format("%.4g", c.w);
+    if (rewrite.pricedSimulation) {
+      os << "; simulated bubble per rank:";
+      for (int32_t r = 0; r < rewrite.schedule.ranks; ++r)
+        os << " " << llvm::format("%.1f%%", 100.0 * rewrite.pricedSimulation->bubble[r] /
+                                                rewrite.pricedSimulation->makespan);
+    }
     module.emitRemark() << text;
   }
 };

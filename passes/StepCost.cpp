@@ -59,6 +59,23 @@ double opFlops(Operation *op, SymbolTableCollection &symbols) {
     return 2.0 * double(q[0]) * double(q[2]) * seq * keys *
            double(q[3] + dim(attention.getV(), 1));
   }
+  // Backward GEMMs: dx = dy W (K = dy's last dimension); dW = dy^T x, one
+  // multiply-accumulate per element of dy per column of x.
+  if (auto dgrad = dyn_cast<LinearDgradOp>(op))
+    return gemmFlops(op, dim(dgrad.getDy(), 1));
+  if (auto dgrad = dyn_cast<GroupedMatmulDgradOp>(op))
+    return gemmFlops(op, dim(dgrad.getDy(), 1));
+  if (auto wgrad = dyn_cast<LinearWgradOp>(op))
+    return 2.0 * double(elementsOf(wgrad.getDy().getType())) * double(dim(wgrad.getX(), 1));
+  if (auto wgrad = dyn_cast<GroupedMatmulWgradOp>(op))
+    return 2.0 * double(elementsOf(wgrad.getDy().getType())) * double(dim(wgrad.getX(), 1));
+  if (auto grad = dyn_cast<AttentionGradOp>(op)) {
+    // About twice the forward (FlashAttention's backward recomputes the
+    // scores and makes two more products).
+    ArrayRef<int64_t> q = grad.getQ().getType().getShape();
+    const double seq = double(q[1]), keys = grad.getCausal() ? (seq + 1) / 2 : seq;
+    return 4.0 * double(q[0]) * double(q[2]) * seq * keys * double(q[3] + dim(grad.getV(), 1));
+  }
   double flops = 0;
   for (Value result : op->getResults())
     flops += double(elementsOf(result.getType()));

@@ -11,9 +11,12 @@
 //    one FLOP per result element (norms, activations, RoPE, elementwise and
 //    data movement are cheap but not free, so recomputing them is preferred
 //    to recomputing a GEMM, and never counted as costless). A call costs
-//    its callee's ops. Backward ops are counted by the same rules; only
-//    differences between two builds of one step (what recomputation adds)
-//    are reported.
+//    its callee's ops. Backward GEMMs (linear_dgrad / wgrad,
+//    grouped_matmul_dgrad / wgrad) cost what their forward does, 2 per
+//    multiply-accumulate, and attention_grad twice its forward; other
+//    backward ops follow the per-element rule. kiln-pipeline prices its
+//    F, I and W actions with these; the checkpointing report compares two
+//    builds of one step (what recomputation adds).
 //  * Saved bytes per block: the bytes of the saved values (kiln.saved) the
 //    step hands to each block backward it calls.
 //

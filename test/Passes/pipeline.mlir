@@ -106,4 +106,9 @@ func.func @forward(%emb: tensor<16x8xf32> {kiln.param = "embed.weight"},
 // DP-LABEL: func.func @train_step_pp1(
 // DP-SAME: kiln.ranks = array<i64: 2, 3>
 
-// REPORT: remark: kiln-pipeline: pp 2 x 1 chunks, zb-h1, 2 micro-batches; first layer of each stage: 0 1; bytes per micro-batch forward up each edge: 256, backward down each edge: 256; simulated bubble per rank (unit costs): 1/7 1/7
+// The costs are StepCost.h's FLOPs of each action's ops: stage 1's forward
+// (block, tied head, cross-entropy), its input gradients (the block's
+// input half, the head's linear_dgrad, cross_entropy_grad) and its weight
+// gradients (the head's linear_wgrad, 2 x 8 tokens x 16 x 8 = 2048, and the
+// block's weight half: its linear_wgrad, 2 x 8 x 8 x 8 = 1024).
+// REPORT: remark: kiln-pipeline: pp 2 x 1 chunks, zb-h1, 2 micro-batches; first layer of each stage: 0 1; bytes per micro-batch forward up each edge: 256, backward down each edge: 256; FLOPs per micro-batch of the costliest stage: F 3265, I 3400, W 3072; simulated bubble per rank: 15.6% 15.6%

@@ -190,8 +190,8 @@ LogicalResult lowerToKernels(ModuleOp module, const frontend::Spec &spec,
 
 void priceCheckpointing(const frontend::Spec &spec, frontend::ModelSummary &summary) {
   if (spec.parallel.pp != 1) {
-    summary.checkpointingNote = "activations not priced: pp " + std::to_string(spec.parallel.pp) +
-                                " steps are built once kiln-pipeline is";
+    summary.checkpointingNote = "policies not priced on pp " + std::to_string(spec.parallel.pp) +
+                                "'s per-stage programs; the saved values per rank are below";
     return;
   }
   MLIRContext context;

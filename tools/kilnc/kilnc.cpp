@@ -39,6 +39,7 @@
 #include "tools/kilnc/Evaluate.h"
 #include "tools/kilnc/HostBuild.h"
 #include "tools/kilnc/Pipeline.h"
+#include "tools/kilnc/PipelinePricing.h"
 
 #include "mlir/Dialect/Func/Extensions/InlinerExtension.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -193,8 +194,9 @@ int main(int argc, char **argv) {
 
   if (emit == Emit::Schedule || emit == Emit::ScheduleSvg) {
     const kiln::frontend::ParallelConfig &p = spec->parallel;
-    // Unit costs until kiln-pipeline prices each action with the planner.
-    const kiln::pipeline::Costs costs;
+    // The planner's FLOPs per micro-batch of the costliest stage.
+    std::vector<int64_t> layersPerStage;
+    const kiln::pipeline::Costs costs = kiln::plannedStageCosts(*spec, layersPerStage);
     std::optional<kiln::pipeline::Schedule> schedule = kiln::pipeline::buildSchedule(
         p.schedule, int32_t(p.pp), int32_t(p.virtualStages), int32_t(p.microbatches), costs,
         error);
@@ -211,13 +213,15 @@ int main(int argc, char **argv) {
     }
     llvm::outs() << kiln::pipeline::formatScheduleCsv(*schedule);
     for (int32_t r = 0; r < schedule->ranks; ++r)
-      llvm::outs() << llvm::format("# rank %d: busy %g, bubble %g of %g (%.1f%%), peak %d "
-                                   "micro-batches in flight\n",
+      llvm::outs() << llvm::format("# rank %d: busy %.4g, bubble %.4g of %.4g FLOPs (%.1f%%), "
+                                   "peak %d micro-batches in flight\n",
                                    r, sim->busy[size_t(r)], sim->bubble[size_t(r)],
                                    sim->makespan,
                                    100.0 * sim->bubble[size_t(r)] / sim->makespan,
                                    sim->peakInFlight[size_t(r)]);
-    llvm::outs() << "# costs per action: F 1, I 1, W 1 (B = I + W)\n";
+    llvm::outs() << llvm::format("# costs per action, FLOPs per micro-batch of the costliest "
+                                 "stage: F %.4g, I %.4g, W %.4g (B = I + W)\n",
+                                 costs.f, costs.b, costs.w);
     return 0;
   }
   if (!compress24.empty()) {
@@ -234,6 +238,7 @@ int main(int argc, char **argv) {
     kiln::frontend::ModelSummary summary = kiln::frontend::summarize(*spec);
     if (priceActivations)
       kiln::priceCheckpointing(*spec, summary);
+    kiln::pricePipeline(*spec, priceActivations, summary);
     llvm::outs() << (summaryFormat == "json" ? kiln::frontend::formatSummaryJson(*spec, summary)
                                              : kiln::frontend::formatSummaryText(*spec, summary));
     return 0;
