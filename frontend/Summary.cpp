@@ -456,12 +456,19 @@ std::string formatSummaryText(const Spec &spec, const ModelSummary &s) {
   for (const ModelSummary::CheckpointingCost &c : s.checkpointing)
     if (c.policy == t.checkpointing)
       own = &c;
-  row("memory per rank",
-      pad(human(double(s.memoryPerRankBytes), true)) +
-          ": weights, grads, master and adam of the largest stage" +
-          (own ? ", + " + human(double(own->arenaBytes), true) + " arena (" + t.checkpointing +
-                     ") = " + human(double(s.memoryPerRankBytes + own->arenaBytes), true)
-               : std::string()));
+  std::string activations;
+  if (own)
+    activations = ", + " + human(double(own->arenaBytes), true) + " arena (" + t.checkpointing +
+                  ") = " + human(double(s.memoryPerRankBytes + own->arenaBytes), true);
+  else if (s.pipeline && !s.pipeline->activationBytesPerRank.empty()) {
+    const int64_t peak = *std::max_element(s.pipeline->activationBytesPerRank.begin(),
+                                           s.pipeline->activationBytesPerRank.end());
+    activations = ", + " + human(double(peak), true) + " saved values (" + t.checkpointing +
+                  ", the peak rank) = " + human(double(s.memoryPerRankBytes + peak), true);
+  }
+  row("memory per rank", pad(human(double(s.memoryPerRankBytes), true)) +
+                             ": weights, grads, master and adam of the largest stage" +
+                             activations);
   const char *label = "checkpointing";
   for (const ModelSummary::CheckpointingCost &c : s.checkpointing) {
     int64_t saved = 0, most = 0;

@@ -19,3 +19,15 @@ for name in r1-tiny dense-tiny; do
     --params "$tmp/$name.init.safetensors" --data "$tmp/corpus.bin" --steps 20 \
     --dtype float32 --out "test/Reference/goldens/$name.trajectory.json"
 done
+# r1-tiny with 2:4 magnitude sparsity from step 3, the mask recomputed every 4
+# steps: the spec TrainExecutableFixture.h builds as r1-tiny-sparse.
+"$py" - "$tmp/r1-tiny-sparse.json" <<'PY'
+import json, sys
+spec = json.load(open("models/r1-tiny.json"))
+spec["train"]["sparsity"] = {"pattern": "2:4", "start_step": 3, "mask_every": 4}
+json.dump(spec, open(sys.argv[1], "w"), indent=2)
+PY
+"$build/bin/kilnc" "$tmp/r1-tiny-sparse.json" --save-params "$tmp/r1-tiny-sparse.init.safetensors"
+"$py" models/reference/make_trajectory_goldens.py --spec "$tmp/r1-tiny-sparse.json" \
+  --params "$tmp/r1-tiny-sparse.init.safetensors" --data "$tmp/corpus.bin" --steps 20 \
+  --dtype float32 --out test/Reference/goldens/r1-tiny-sparse.trajectory.json

@@ -5,8 +5,11 @@
 // plain HF safetensors in which every targeted weight has at most 2
 // nonzeros in each group of 4 along its input dimension, zero wherever its
 // mask (saved with the optimizer state) is, with zero moments there; the
-// steps before start_step train bit for bit as r1-tiny; and a run resumed
-// from a checkpoint (masks included) is bit-exact.
+// steps before start_step train bit for bit as r1-tiny; a run resumed
+// from a checkpoint (masks included) is bit-exact; and 20 steps follow the
+// independent PyTorch implementation of the same masking (training.py's
+// Sparsity24: test/Reference/goldens/r1-tiny-sparse.trajectory.json) within
+// 1e-4, as the dense r1-tiny follows its own.
 //
 //===----------------------------------------------------------------------===//
 
@@ -42,6 +45,8 @@ std::map<std::string, std::vector<double>> readCheckpoint(const std::string &dir
   }
   return tensors;
 }
+
+TEST_F(TrainExecutableSparsity, TrajectoryMatchesPyTorch) { checkTrajectory("r1-tiny-sparse"); }
 
 TEST_F(TrainExecutableSparsity, CheckpointsStayTwoOfFour) {
   const std::string dir = freshDir("sparse"), dense = freshDir("dense");
