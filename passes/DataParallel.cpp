@@ -67,6 +67,7 @@ public:
 
 private:
   LogicalResult classifyOps();
+  LogicalResult splitReplicatedWork();
   LogicalResult checkBoundary();
   LogicalResult findSplitGradients();
   func::FuncOp outlineMicroStep();
@@ -107,6 +108,16 @@ private:
 
   llvm::SetVector<Operation *> batchOps;     ///< in program order
   llvm::SetVector<Operation *> optimizerOps; ///< in program order
+  /// Ops that read no batch input but whose results the optimizer reads
+  /// (2:4 masks, SR-STE's decay term), and what they read: run once per
+  /// step, before the micro-batches, which get what they need of them as
+  /// arguments (`prologueInputs`).
+  llvm::SetVector<Operation *> prologueOps;
+  llvm::SetVector<Value> prologueInputs;
+  /// Additions of a replicated term to a gradient (SR-STE's decay): moved
+  /// to the optimizer part, so the term is added once to the gradient
+  /// summed over micro-batches and ranks, not once per micro-batch and rank.
+  llvm::DenseSet<Operation *> replicatedAdds;
   llvm::SetVector<Value> boundary;           ///< batch values the optimizer reads
   llvm::DenseSet<Value> gradients;           ///< boundary values that are gradients
   llvm::SmallVector<unsigned> usedArgs;      ///< step arguments the batch part reads
@@ -139,6 +150,74 @@ LogicalResult DataParallelRewrite::classifyOps() {
     return step.emitError() << "kiln-data-parallel: @" << step.getSymName()
                             << " has no kiln.adamw; expected the training step "
                                "kiln-autodiff builds (mode=train)";
+  return splitReplicatedWork();
+}
+
+/// Work that reads no batch input and feeds the optimizer is done once per
+/// step (see prologueOps and replicatedAdds).
+LogicalResult DataParallelRewrite::splitReplicatedWork() {
+  auto returnOp = cast<func::ReturnOp>(step.getBody().front().getTerminator());
+  llvm::DenseSet<Value> fromBatch;
+  for (unsigned i = 0; i < step.getNumArguments(); ++i)
+    if (isBatchInput(step, i))
+      fromBatch.insert(step.getArgument(i));
+  for (Operation *op : batchOps)
+    if (llvm::any_of(op->getOperands(), [&](Value v) { return fromBatch.contains(v); }))
+      fromBatch.insert(op->result_begin(), op->result_end());
+  auto feedsOptimizer = [&](Operation *op) {
+    return llvm::any_of(op->getUsers(), [&](Operation *u) {
+      return optimizerOps.contains(u) || u == returnOp;
+    });
+  };
+  // gradient + term, read by the optimizer alone: the optimizer's.
+  for (Operation *op : llvm::reverse(batchOps)) {
+    if (!isa<arith::AddFOp, arith::SubFOp>(op) || op->getNumOperands() != 2)
+      continue;
+    const bool lhs = fromBatch.contains(op->getOperand(0)),
+               rhs = fromBatch.contains(op->getOperand(1));
+    if (lhs == rhs || !llvm::all_of(op->getUsers(), [&](Operation *u) {
+          return optimizerOps.contains(u) || u == returnOp;
+        }))
+      continue;
+    if (zero == 1 && dp > 1)
+      return op->emitError() << "kiln-data-parallel: adds a term that does not depend on the "
+                                "batch to a gradient (SR-STE's decay), which ZeRO-1's "
+                                "reduce-scattered gradients do not take yet; expected zero 0";
+    replicatedAdds.insert(op);
+  }
+  for (Operation *op : replicatedAdds) {
+    batchOps.remove(op);
+    optimizerOps.insert(op);
+  }
+  // Keep optimizerOps in program order.
+  llvm::SetVector<Operation *> ordered;
+  for (Operation &op : step.getBody().front().without_terminator())
+    if (optimizerOps.contains(&op))
+      ordered.insert(&op);
+  optimizerOps = std::move(ordered);
+  // What the optimizer reads without the batch, and what that reads.
+  SmallVector<Operation *> work;
+  for (Operation *op : batchOps)
+    if (op->getNumResults() > 0 && !fromBatch.contains(op->getResult(0)) && feedsOptimizer(op))
+      work.push_back(op);
+  llvm::DenseSet<Operation *> prologue;
+  while (!work.empty()) {
+    Operation *op = work.pop_back_val();
+    if (!batchOps.contains(op) || !prologue.insert(op).second)
+      continue;
+    for (Value v : op->getOperands())
+      if (Operation *def = v.getDefiningOp())
+        work.push_back(def);
+  }
+  for (Operation *op : batchOps)
+    if (prologue.contains(op))
+      prologueOps.insert(op);
+  for (Operation *op : prologueOps)
+    batchOps.remove(op);
+  for (Operation *op : batchOps)
+    for (Value v : op->getOperands())
+      if (Operation *def = v.getDefiningOp(); def && prologueOps.contains(def))
+        prologueInputs.insert(v);
   for (unsigned i = 0; i < step.getNumArguments(); ++i) {
     Value arg = step.getArgument(i);
     if (llvm::any_of(arg.getUsers(), [&](Operation *u) { return batchOps.contains(u); }))
@@ -158,6 +237,9 @@ LogicalResult DataParallelRewrite::checkBoundary() {
         bool summable = false;
         if (isa<AdamWOp>(user)) {
           summable = use.getOperandNumber() == 1; // the gradient
+          gradients.insert(v);
+        } else if (replicatedAdds.contains(user)) {
+          summable = true; // a gradient plus a replicated term
           gradients.insert(v);
         } else if (isa<GlobalNormOp>(user)) {
           summable = true;
@@ -222,6 +304,8 @@ func::FuncOp DataParallelRewrite::outlineMicroStep() {
   SmallVector<Type> argTypes;
   for (unsigned i : usedArgs)
     argTypes.push_back(step.getArgument(i).getType());
+  for (Value v : prologueInputs)
+    argTypes.push_back(v.getType());
   SmallVector<Type> resultTypes;
   for (Value v : boundary)
     resultTypes.push_back(v.getType());
@@ -234,6 +318,8 @@ func::FuncOp DataParallelRewrite::outlineMicroStep() {
   IRMapping map;
   for (auto [k, i] : llvm::enumerate(usedArgs))
     map.map(step.getArgument(i), body->getArgument(k));
+  for (auto [k, v] : llvm::enumerate(prologueInputs))
+    map.map(v, body->getArgument(usedArgs.size() + k));
   OpBuilder mb = OpBuilder::atBlockEnd(body);
   for (Operation &op : step.getBody().front().without_terminator()) {
     if (batchOps.contains(&op))
@@ -505,11 +591,23 @@ LogicalResult DataParallelRewrite::buildStep(func::FuncOp micro) {
                                           b.getDenseI64ArrayAttr(type.getShape()),
                                           b.getDenseI64ArrayAttr(strides));
   };
+  // What reads no batch input but feeds the optimizer: once, before the
+  // micro-batches.
+  for (Operation &op : oldBody.without_terminator()) {
+    const bool constantForPrologue =
+        isa<arith::ConstantOp>(op) &&
+        llvm::any_of(op.getUsers(), [&](Operation *u) { return prologueOps.contains(u); });
+    if (constantForPrologue || prologueOps.contains(&op))
+      b.clone(op, map);
+  }
   SmallVector<SmallVector<Value>> microArgs(microbatches);
-  for (int64_t i = 0; i < microbatches; ++i)
+  for (int64_t i = 0; i < microbatches; ++i) {
     for (unsigned arg : usedArgs)
       microArgs[i].push_back(isBatchInput(step, arg) ? microInput(arg, i)
                                                      : body->getArgument(arg));
+    for (Value v : prologueInputs)
+      microArgs[i].push_back(map.lookup(v));
+  }
 
   // Token counts of every loss mask over the global batch, before any
   // micro-batch runs: the micro step's mask computation, replayed on each
@@ -604,7 +702,12 @@ LogicalResult DataParallelRewrite::buildStep(func::FuncOp micro) {
           paramShard, gradShard, m, v,
           map.lookup(adam.getLr()), map.lookup(adam.getStep()), map.lookup(adam.getGradScale()),
           adam.getSkip() ? map.lookup(adam.getSkip()) : Value(),
-          adam.getMask() ? map.lookup(adam.getMask()) : Value(), adam.getBeta1Attr(), adam.getBeta2Attr(), adam.getEpsAttr(), adam.getWeightDecayAttr());
+          adam.getMask() ? LocalShardOp::create(b, loc, gradShard.getType(),
+                                                flatPadded(b, loc, map.lookup(adam.getMask()), ranks),
+                                                axes, b.getI64IntegerAttr(0))
+                               .getResult()
+                         : Value(),
+          adam.getBeta1Attr(), adam.getBeta2Attr(), adam.getEpsAttr(), adam.getWeightDecayAttr());
       auto paddedType =
           RankedTensorType::get({shardSize(adam.getParam().getType(), axes) * ranks},
                                 getElementTypeOrSelf(gradShard.getType()));

@@ -322,6 +322,10 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     for (size_t k = 0; k < state.trainable.size(); ++k) {
       const ParamLayout &l = layouts[state.trainable[k]];
       const uint64_t first = l.firstExpert * l.perStored;
+      // A 2:4 mask is held whole by every rank that holds its parameter.
+      if (k < state.sparsityMask.size() && state.sparsityMask[k].data())
+        std::copy_n(whole.sparsityMask[k].data() + first, l.numElements,
+                    state.sparsityMask[k].data());
       if (!state.bf16Moments) {
         takeShard(whole.expAvg[k].data() + first, l.numElements, l.momentShard, l.momentShards,
                   state.expAvg[k].data());

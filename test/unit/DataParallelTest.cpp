@@ -26,17 +26,6 @@ struct Layout {
   int64_t dp, zero, microbatches;
 };
 
-/// Rank `rank`'s part of a single-device tensor, read off the per-rank type:
-/// the same shape (replicated), a rank's rows (batch inputs) or a rank's
-/// slice of the flattened, zero-padded tensor (ZeRO-1 moments).
-RefTensor dataParallelPart(const RefTensor &full, int64_t rank, mlir::Type perRankType) {
-  auto type = mlir::cast<mlir::RankedTensorType>(perRankType);
-  if (llvm::ArrayRef<int64_t>(full.shape) == type.getShape())
-    return full;
-  // A rank's rows of a batch input are its flat slice too.
-  return flatShard(full, rank, type.getShape());
-}
-
 class DataParallel : public ::testing::TestWithParam<std::tuple<std::string, Layout>> {};
 
 TEST_P(DataParallel, MatchesSingleDeviceStep) {
@@ -58,11 +47,7 @@ TEST_P(DataParallel, MatchesSingleDeviceStep) {
     dp.microbatches = layout.microbatches;
     pm.addPass(createKilnDataParallel(dp));
   });
-  auto shardOf = [&](const std::string &key, const RefTensor &full, int64_t rank,
-                     mlir::func::FuncOp step, unsigned index, bool isResult) {
-    mlir::Type type = isResult ? step.getResultTypes()[index] : step.getArgumentTypes()[index];
-    return dataParallelPart(full, rank, type);
-  };
+  const ShardOf shardOf = dataParallelShards([](int64_t rank) { return rank; });
   std::string label = specPath.substr(specPath.rfind('/') + 1) + " dp " +
                       std::to_string(layout.dp) + " zero " + std::to_string(layout.zero) +
                       " mb " + std::to_string(layout.microbatches);

@@ -118,6 +118,14 @@ const Layout kCompressionLayout = {
 /// a rank must never skip a step its peer applies.
 const json kFp16Overflow = {{"precision", "fp16"},
                             {"loss_scale", {{"init", 67108864.0}, {"growth_interval", 3}}}};
+/// 2:4 magnitude sparsity from step 3, the masks recomputed every 4 steps
+/// (kiln-sparsity-2-4): one process with 2 micro-batches, and dp 2.
+const json kSparse = {{"sparsity", {{"pattern", "2:4"}, {"start_step", 3}, {"mask_every", 4}}}};
+const std::vector<Layout> kSparseLayouts = {
+    {"mb2sparse", 4, json{{"microbatches", 2}}, false, kSparse},
+    {"dp2sparse", 4, json{{"dp", 2}}, true, kSparse},
+};
+
 const std::vector<Layout> kFp16Layouts = {
     {"mb2fp16", 4, json{{"microbatches", 2}}, false, kFp16Overflow},
     {"dp2zero1fp16", 4, json{{"dp", 2}, {"zero", 1}}, true, kFp16Overflow},
@@ -159,6 +167,7 @@ protected:
     std::vector<Layout> layouts = kLayouts;
     layouts.push_back(kCompressionLayout);
     layouts.insert(layouts.end(), kFp16Layouts.begin(), kFp16Layouts.end());
+    layouts.insert(layouts.end(), kSparseLayouts.begin(), kSparseLayouts.end());
     if (hasRoutedExperts(model)) {
       layouts.insert(layouts.end(), kExpertLayouts.begin(), kExpertLayouts.end());
       layouts.insert(layouts.end(), kCapacityLayouts.begin(), kCapacityLayouts.end());
@@ -533,6 +542,35 @@ TEST_P(MultiRankExecutable, GradCompressionTrainsAndResumesBitExactly) {
               "%.4f over 12 steps; resumed at 6 bit-exactly\n",
               model.c_str(), (unsigned long long)sent, (unsigned long long)whole,
               want[0]["main_loss"].get<double>(), want[11]["main_loss"].get<double>());
+}
+
+// 2:4 under dp 2: the masks are computed once per step on every rank from
+// the replicated weights, so dp 2 trains as the one-process run over the
+// same micro-batches does (the same sums in the same order: equal), across
+// start_step and a mask update; and a run resumed at step 4 (masks restored
+// from the optimizer state) continues bit-exactly.
+TEST_P(MultiRankExecutable, SparsityFollowsOneProcessAndResumes) {
+  const Layout &one = kSparseLayouts[0], &dp2 = kSparseLayouts[1];
+  const std::string ckpt = runDir + "/ckpt-sparse", part = runDir + "/sparse-part.jsonl";
+  fs::remove_all(ckpt);
+  fs::remove(part);
+  const std::vector<json> want = trainLogged(one, 8), got = trainLogged(dp2, 8);
+  ASSERT_EQ(want.size(), 8u);
+  ASSERT_EQ(got.size(), 8u);
+  for (size_t s = 0; s < want.size(); ++s)
+    for (const char *key : {"loss", "main_loss", "grad_norm"})
+      EXPECT_EQ(got[s][key], want[s][key]) << key << " at step " << s + 1;
+  ASSERT_EQ(train(dp2, "--steps 4 --checkpoint-dir " + ckpt + " --log " + part, "first"), 0);
+  ASSERT_EQ(train(dp2, "--steps 8 --resume --checkpoint-dir " + ckpt + " --log " + part, "resumed"),
+            0);
+  const std::vector<json> resumed = metrics(part);
+  ASSERT_EQ(resumed.size(), 8u);
+  for (size_t s = 0; s < resumed.size(); ++s)
+    for (const char *key : {"loss", "main_loss", "grad_norm"})
+      EXPECT_EQ(resumed[s][key], got[s][key]) << key << " at step " << s + 1 << " (resumed)";
+  std::printf("[%s dp2sparse] 8 steps equal to one process; resumed at 4 bit-exactly; main loss "
+              "%.4f -> %.4f\n",
+              model.c_str(), got[0]["main_loss"].get<double>(), got[7]["main_loss"].get<double>());
 }
 
 // fp16's loss scaler decides from the global gradient norm, which every

@@ -159,6 +159,29 @@ inline RefTensor flatShard(const RefTensor &whole, int64_t group, llvm::ArrayRef
   return part;
 }
 
+/// A rank's part of a single-device tensor, read off its per-rank type: the
+/// whole tensor when the shapes agree (replicated), otherwise slice `group`
+/// of it flattened (a data-parallel rank's rows of a batch input, its ZeRO-1
+/// shard of a moment).
+inline RefTensor replicatedOrFlatShard(const RefTensor &full, int64_t group,
+                                       mlir::Type perRankType) {
+  auto type = mlir::cast<mlir::RankedTensorType>(perRankType);
+  if (llvm::ArrayRef<int64_t>(full.shape) == type.getShape())
+    return full;
+  return flatShard(full, group, type.getShape());
+}
+
+/// A ShardOf for data-parallel layouts whose group index over the batch is
+/// `groupOf(rank)`.
+inline ShardOf dataParallelShards(std::function<int64_t(int64_t)> groupOf) {
+  return [groupOf](const std::string &, const RefTensor &full, int64_t rank,
+                   mlir::func::FuncOp step, unsigned index, bool isResult) {
+    return replicatedOrFlatShard(full, groupOf(rank),
+                                 isResult ? step.getResultTypes()[index]
+                                          : step.getArgumentTypes()[index]);
+  };
+}
+
 /// The spec at `path` (relative to the source tree); fails the test if it
 /// does not load.
 inline std::optional<frontend::Spec> repoSpec(const std::string &path) {

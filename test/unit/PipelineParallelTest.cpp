@@ -58,14 +58,8 @@ TEST_P(PipelineParallel, MatchesSingleDeviceStep) {
     pm.addPass(createKilnVerifyCollectives());
   });
   // Ranks hold whole tensors (parameters, moments) or, over dp, their rows.
-  auto shardOf = [&](const std::string &, const RefTensor &full, int64_t rank,
-                     mlir::func::FuncOp step, unsigned index, bool isResult) {
-    auto type = mlir::cast<mlir::RankedTensorType>(isResult ? step.getResultTypes()[index]
-                                                            : step.getArgumentTypes()[index]);
-    if (llvm::ArrayRef<int64_t>(full.shape) == type.getShape())
-      return full;
-    return flatShard(full, rank % layout.dp, type.getShape());
-  };
+  const ShardOf shardOf =
+      dataParallelShards([dp = layout.dp](int64_t rank) { return rank % dp; });
   std::string label = specPath.substr(specPath.rfind('/') + 1) + " " + layout.schedule + " pp " +
                       std::to_string(layout.pp) + " chunks " + std::to_string(layout.chunks) +
                       " mb " + std::to_string(layout.microbatches) + " dp " +
