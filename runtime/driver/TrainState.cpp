@@ -267,14 +267,17 @@ checkpoint::RankShard rankShard(const std::vector<ParamLayout> &layouts, const T
         shard.model.push_back({l.hfNames[e], &l.hfShape, 0, l.perStored,
                                state.params[i].data() + e * l.perStored});
   }
-  auto addMoment = [&](const std::string &prefix, const ParamLayout &l, const float *held) {
+  // `heldWhole`: the rank holds the whole tensor even under ZeRO-1 (a 2:4
+  // mask); it still writes only its chunk.
+  auto addMoment = [&](const std::string &prefix, const ParamLayout &l, const float *held,
+                       bool heldWhole = false) {
     const bool split = l.expertSplit();
     const int chunks = l.momentShards > 1 ? l.momentShards : split ? ranks / int(ep) : ranks;
     const int chunkIndex = l.momentShards > 1 ? l.momentShard : split ? rank / int(ep) : rank;
     const uint64_t chunk = shardElements(l.numElements, chunks);
     const uint64_t begin = std::min(l.numElements, uint64_t(chunkIndex) * chunk),
                    end = std::min(l.numElements, begin + chunk);
-    const float *range = l.momentShards > 1 ? held : held + begin;
+    const float *range = l.momentShards > 1 && !heldWhole ? held : held + begin;
     for (size_t e = 0; e < l.hfNames.size(); ++e) {
       const uint64_t pieceBegin = e * l.perStored, pieceEnd = pieceBegin + l.perStored;
       const uint64_t lo = std::max(begin, pieceBegin), hi = std::min(end, pieceEnd);
@@ -289,7 +292,8 @@ checkpoint::RankShard rankShard(const std::vector<ParamLayout> &layouts, const T
     addMoment("optimizer.exp_avg_sq.", layouts[state.trainable[k]], state.expAvgSq[k].data());
   for (size_t k = 0; k < state.sparsityMask.size(); ++k)
     if (state.sparsityMask[k].data())
-      addMoment(kSparsityMaskPrefix, layouts[state.trainable[k]], state.sparsityMask[k].data());
+      addMoment(kSparsityMaskPrefix, layouts[state.trainable[k]], state.sparsityMask[k].data(),
+                /*heldWhole=*/true);
   // Gradient compression's residuals are this rank's alone.
   for (size_t k = 0; k < state.gradResidual.size(); ++k) {
     const ParamLayout &l = layouts[state.trainable[k]];

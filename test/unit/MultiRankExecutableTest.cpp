@@ -124,6 +124,7 @@ const json kSparse = {{"sparsity", {{"pattern", "2:4"}, {"start_step", 3}, {"mas
 const std::vector<Layout> kSparseLayouts = {
     {"mb2sparse", 4, json{{"microbatches", 2}}, false, kSparse},
     {"dp2sparse", 4, json{{"dp", 2}}, true, kSparse},
+    {"dp2zero1sparse", 4, json{{"dp", 2}, {"zero", 1}}, true, kSparse},
 };
 
 const std::vector<Layout> kFp16Layouts = {
@@ -547,8 +548,9 @@ TEST_P(MultiRankExecutable, GradCompressionTrainsAndResumesBitExactly) {
 // 2:4 under dp 2: the masks are computed once per step on every rank from
 // the replicated weights, so dp 2 trains as the one-process run over the
 // same micro-batches does (the same sums in the same order: equal), across
-// start_step and a mask update; and a run resumed at step 4 (masks restored
-// from the optimizer state) continues bit-exactly.
+// start_step and a mask update; a run resumed at step 4 (masks restored
+// from the optimizer state) continues bit-exactly; and a ZeRO-1 run's
+// checkpoint (masks written whole, in chunks) resumes on dp 2.
 TEST_P(MultiRankExecutable, SparsityFollowsOneProcessAndResumes) {
   const Layout &one = kSparseLayouts[0], &dp2 = kSparseLayouts[1];
   const std::string ckpt = runDir + "/ckpt-sparse", part = runDir + "/sparse-part.jsonl";
@@ -568,6 +570,24 @@ TEST_P(MultiRankExecutable, SparsityFollowsOneProcessAndResumes) {
   for (size_t s = 0; s < resumed.size(); ++s)
     for (const char *key : {"loss", "main_loss", "grad_norm"})
       EXPECT_EQ(resumed[s][key], got[s][key]) << key << " at step " << s + 1 << " (resumed)";
+  // ZeRO-1 (moments sharded, masks whole): its checkpoint at step 4 resumes
+  // on dp 2 without ZeRO, which then continues as the uninterrupted run
+  // (the global norm sums the shards' squares: within 1e-6).
+  const Layout &zero1 = kSparseLayouts[2];
+  const std::string ckptZero = runDir + "/ckpt-sparse-zero1", zeroLog = runDir + "/sparse-z.jsonl";
+  fs::remove_all(ckptZero);
+  fs::remove(zeroLog);
+  ASSERT_EQ(train(zero1, "--steps 4 --checkpoint-dir " + ckptZero + " --log " + zeroLog, "zero1"),
+            0);
+  ASSERT_EQ(train(dp2, "--steps 8 --resume --checkpoint-dir " + ckptZero + " --log " + zeroLog,
+                  "zero1-resumed"),
+            0);
+  const std::vector<json> across = metrics(zeroLog);
+  ASSERT_EQ(across.size(), 8u);
+  for (size_t s = 0; s < across.size(); ++s)
+    EXPECT_NEAR(across[s]["loss"].get<double>(), got[s]["loss"].get<double>(),
+                1e-6 * got[s]["loss"].get<double>())
+        << "step " << s + 1 << " (ZeRO-1 checkpoint resumed on dp 2)";
   std::printf("[%s dp2sparse] 8 steps equal to one process; resumed at 4 bit-exactly; main loss "
               "%.4f -> %.4f\n",
               model.c_str(), got[0]["main_loss"].get<double>(), got[7]["main_loss"].get<double>());
