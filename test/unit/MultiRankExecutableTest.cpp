@@ -736,9 +736,15 @@ TEST_P(MultiRankExecutable, KilledDuringCheckpointsLeavesLatestLoadable) {
     std::string ckpt = runDir + "/ckpt-killed-" + std::to_string(trial);
     fs::remove_all(ckpt);
     std::string script = runDir + "/kill-during-checkpoints.sh";
+    // The kill is timed from the first committed checkpoint (waiting at
+    // most 60 s), not from the start: a sanitized build can take longer
+    // than a second to get there.
     std::ofstream(script) << "#!/bin/sh\n"
-                          << "if [ \"$OMPI_COMM_WORLD_RANK\" = " << trial % 2 << " ]; then (sleep "
-                          << 1.0 + 0.37 * trial << "; kill -9 $$) & fi\n"
+                          << "if [ \"$OMPI_COMM_WORLD_RANK\" = " << trial % 2
+                          << " ]; then (n=0; while [ ! -e " << ckpt
+                          << "/latest ] && [ $n -lt 1200 ]; do sleep 0.05; n=$((n+1)); done; sleep "
+                          << 0.1 + 0.37 * trial
+                          << "; kill -9 $$) & fi\n"
                           << "exec " << dir << "/" << zero.name
                           << "/train --threads 1 --steps 100000 --checkpoint-every 1 "
                              "--checkpoint-dir "
