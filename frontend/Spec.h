@@ -193,6 +193,11 @@ struct ParallelConfig {
   }
 
   int64_t worldSize() const { return dp * pp; }
+  /// Model chunks (virtual stages) each pipeline rank holds: DualPipeV's V
+  /// has 2, interleaved 1F1B `virtual_stages`, the others 1.
+  int64_t chunksPerRank() const {
+    return schedule == "dualpipev" ? 2 : std::max<int64_t>(1, virtualStages);
+  }
   /// Rows of one training step over all ranks.
   int64_t globalBatchRows(int64_t microBatch) const {
     return dp * microbatches * microBatch;

@@ -527,7 +527,7 @@ void checkRecipe(const Spec &spec, const Fields &model) {
     fail(file, "parallel.zero",
          "1 shards the optimizer state over dp, and dp is 1; expected zero 0 "
          "or dp > 1");
-  int64_t chunksPerRank = p.schedule == "dualpipev" ? 2 : p.virtualStages;
+  const int64_t chunksPerRank = p.chunksPerRank();
   if (p.pp * chunksPerRank > m.numHiddenLayers)
     fail(file, "parallel.pp",
          std::to_string(p.pp) + " stages" +

@@ -17,10 +17,6 @@ using namespace mlir;
 
 namespace kiln {
 
-int64_t chunksPerRank(const frontend::ParallelConfig &p) {
-  return p.schedule == "dualpipev" ? 2 : std::max<int64_t>(1, p.virtualStages);
-}
-
 /// Layers per stage: contiguous, the first (layers % stages) one longer.
 static std::vector<int64_t> uniformStages(int64_t layers, int64_t stages) {
   std::vector<int64_t> counts(stages, layers / stages);
@@ -32,7 +28,7 @@ static std::vector<int64_t> uniformStages(int64_t layers, int64_t stages) {
 pipeline::Costs plannedStageCosts(const frontend::Spec &spec,
                                   std::vector<int64_t> &layersPerStage) {
   const frontend::ModelConfig &m = spec.model;
-  const int64_t stages = spec.parallel.pp * chunksPerRank(spec.parallel);
+  const int64_t stages = spec.parallel.pp * spec.parallel.chunksPerRank();
   layersPerStage = uniformStages(m.numHiddenLayers, stages);
   const std::vector<frontend::PieceFlops> pieces = frontend::pipelinePieceFlops(spec);
   const double tokens = double(spec.train.microBatch) * double(spec.train.seqLen);
@@ -111,7 +107,7 @@ void pricePipeline(const frontend::Spec &spec, bool activations,
     return;
   frontend::ModelSummary::PipelineCost cost;
   const pipeline::Costs costs = plannedStageCosts(spec, cost.layersPerStage);
-  cost.chunks = chunksPerRank(p);
+  cost.chunks = p.chunksPerRank();
   cost.stages = p.pp * cost.chunks;
   cost.f = costs.f;
   cost.i = costs.b;

@@ -17,9 +17,6 @@
 
 namespace kiln {
 
-/// Chunks per pipeline rank of the spec's schedule (2 for dualpipev).
-int64_t chunksPerRank(const frontend::ParallelConfig &p);
-
 /// Per-action costs (FLOPs per micro-batch) of the costliest stage of the
 /// spec's layout; `layersPerStage` gets the stages' layer counts.
 pipeline::Costs plannedStageCosts(const frontend::Spec &spec,
