@@ -11,6 +11,28 @@ using namespace mlir;
 
 namespace kiln {
 
+llvm::BitVector sliceOfResults(func::FuncOp f, const llvm::BitVector &results,
+                               llvm::DenseSet<Operation *> &slice) {
+  Block &body = f.getBody().front();
+  auto ret = cast<func::ReturnOp>(body.getTerminator());
+  llvm::BitVector args(body.getNumArguments());
+  SmallVector<Value> work;
+  for (unsigned i : results.set_bits())
+    work.push_back(ret.getOperand(i));
+  while (!work.empty()) {
+    Value v = work.pop_back_val();
+    if (auto arg = dyn_cast<BlockArgument>(v)) {
+      if (arg.getOwner() == &body)
+        args.set(arg.getArgNumber());
+      continue;
+    }
+    if (Operation *def = v.getDefiningOp())
+      if (slice.insert(def).second)
+        work.append(def->operand_begin(), def->operand_end());
+  }
+  return args;
+}
+
 FailureOr<BackwardSplit> splitBackward(func::FuncOp backward, const llvm::BitVector &needed,
                                        SymbolTable &symbols) {
   if (!backward.getBody().hasOneBlock())
@@ -26,15 +48,7 @@ FailureOr<BackwardSplit> splitBackward(func::FuncOp backward, const llvm::BitVec
 
   // The input half: every op the needed results depend on.
   llvm::DenseSet<Operation *> slice;
-  SmallVector<Value> work;
-  for (unsigned i : needed.set_bits())
-    work.push_back(ret.getOperand(i));
-  while (!work.empty()) {
-    Value v = work.pop_back_val();
-    if (Operation *def = v.getDefiningOp())
-      if (slice.insert(def).second)
-        work.append(def->operand_begin(), def->operand_end());
-  }
+  sliceOfResults(backward, needed, slice);
   // What the weight half reads from the input half.
   llvm::SetVector<Value> bridges;
   auto fromSlice = [&](Value v) {

@@ -17,6 +17,7 @@
 #include "mlir/IR/SymbolTable.h"
 
 #include "llvm/ADT/BitVector.h"
+#include "llvm/ADT/DenseSet.h"
 
 namespace kiln {
 
@@ -31,6 +32,11 @@ struct BackwardSplit {
   llvm::BitVector needed; ///< the original's results `input` computes
   unsigned numNeeded = 0, numBridges = 0;
 };
+
+/// The ops of `f` (one block) that the results marked in `results` depend
+/// on, added to `slice`; returns the arguments they read.
+llvm::BitVector sliceOfResults(mlir::func::FuncOp f, const llvm::BitVector &results,
+                               llvm::DenseSet<mlir::Operation *> &slice);
 
 /// Splits `backward` (one block, no ops with regions) at `needed`; the two
 /// functions are inserted into `symbols` next to it, named

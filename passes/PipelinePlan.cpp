@@ -293,29 +293,6 @@ LogicalResult PipelineRewrite::collectEdges() {
   return success();
 }
 
-/// The arguments of `f` that the results marked in `needed` depend on.
-llvm::BitVector argumentsNeeded(func::FuncOp f, const llvm::BitVector &needed) {
-  Block &body = f.getBody().front();
-  auto ret = cast<func::ReturnOp>(body.getTerminator());
-  llvm::BitVector args(body.getNumArguments());
-  llvm::DenseSet<Operation *> seen;
-  SmallVector<Value> work;
-  for (unsigned i : needed.set_bits())
-    work.push_back(ret.getOperand(i));
-  while (!work.empty()) {
-    Value v = work.pop_back_val();
-    if (auto arg = dyn_cast<BlockArgument>(v)) {
-      if (arg.getOwner() == &body)
-        args.set(arg.getArgNumber());
-      continue;
-    }
-    if (Operation *def = v.getDefiningOp())
-      if (seen.insert(def).second)
-        work.append(def->operand_begin(), def->operand_end());
-  }
-  return args;
-}
-
 LogicalResult PipelineRewrite::splitBackwards() {
   // B of a stage: what the stage below waits for, and what that needs.
   llvm::DenseMap<Operation *, llvm::BitVector> neededResults;
@@ -341,7 +318,8 @@ LogicalResult PipelineRewrite::splitBackwards() {
       if (needed.test(index))
         continue;
       needed.set(index);
-      llvm::BitVector args = argumentsNeeded(callee, needed);
+      llvm::DenseSet<Operation *> calleeSlice;
+      llvm::BitVector args = sliceOfResults(callee, needed, calleeSlice);
       for (unsigned a : args.set_bits())
         work.push_back(call.getOperand(a));
       continue;
