@@ -83,10 +83,20 @@ constexpr int64_t kKernelsPerPart = 128;
 
 class Emitter {
 public:
-  Emitter(func::FuncOp step, const HostProgramInfo &info, raw_ostream &out)
-      : step(step), info(info), out(out) {}
+  /// `stage` of `stages`: the pipeline stage whose program `step` is (0 of
+  /// 1 without pipeline parallelism).
+  /// A stage that reads neither tokens nor targets (a middle stage) trains
+  /// `batchShape`'s rows, those of stage 0.
+  Emitter(func::FuncOp step, const HostProgramInfo &info, int64_t stage, int64_t stages,
+          std::pair<int64_t, int64_t> batchShape)
+      : step(step), info(info), stage(stage), stages(stages), batch(batchShape.first),
+        seqLen(batchShape.second) {}
 
-  LogicalResult emit();
+  /// The model description and the step functions, into `code`.
+  LogicalResult emit(std::string &code);
+  int64_t kernels() const { return numKernels; }
+  int64_t batchRows() const { return batch; }
+  int64_t sequenceLength() const { return seqLen; }
 
 private:
   LogicalResult classifyArguments();
@@ -101,7 +111,8 @@ private:
 
   func::FuncOp step;
   const HostProgramInfo &info;
-  raw_ostream &out;
+  int64_t stage, stages;
+  int64_t batch = 0, seqLen = 0;
   raw_ostream *os = nullptr; ///< where the part being rendered goes
   ArgRoles roles;
   llvm::DenseMap<Value, std::string> names;
@@ -115,7 +126,7 @@ private:
   llvm::DenseMap<Value, std::string> declarations;
   // Per param arg number: the buffer of its gradient (from its adamw).
   llvm::DenseMap<unsigned, Value> gradOf;
-  int64_t numExpertLoads = 0, numExpertKept = 0, numExperts = 0, batch = 0, seqLen = 0;
+  int64_t numExpertLoads = 0, numExpertKept = 0, numExperts = 0;
   int64_t gradResiduals = 0;
   /// The parameters with a 2:4 mask (ParamDesc::sparse).
   llvm::StringSet<> sparseParams;
@@ -205,9 +216,10 @@ LogicalResult Emitter::classifyArguments() {
       else
         return argError(i) << "is input '" << role
                            << "'; the host driver feeds step, tokens, targets and loss_mask";
-      if (role == "tokens") {
+      // A pipeline stage past the first reads no tokens, only targets.
+      if (role == "tokens" || role == "targets") {
         if (type.getRank() != 2)
-          return argError(i) << "(tokens) must be [batch, seq_len], got " << type;
+          return argError(i) << "(" << role << ") must be [batch, seq_len], got " << type;
         batch = type.getDimSize(0);
         seqLen = type.getDimSize(1);
       }
@@ -234,7 +246,9 @@ LogicalResult Emitter::classifyArguments() {
     }
   }
   if (batch == 0)
-    return step.emitError() << "@" << step.getSymName() << " has no tokens input";
+    return step.emitError() << "@" << step.getSymName()
+                            << " has no tokens or targets input"
+                            << (stage > 0 ? ", and stage 0 has none either" : "");
   if (bf16MomentArgs && f32MomentArgs)
     return step.emitError() << "@" << step.getSymName() << " has " << bf16MomentArgs
                             << " bf16 and " << f32MomentArgs
@@ -342,18 +356,28 @@ LogicalResult Emitter::emitModelDesc() {
   // AdamW moments are ZeRO-1 shards (marked kiln.sharded).
   // With expert parallelism the grid is edp x ep: every rank is a
   // data-parallel rank, ep of them per expert group.
-  int64_t ranks = 1, ep = 1;
+  int64_t ranks = 1, ep = 1, pp = 1;
   bool sharded = false;
   if (kiln::GridAttr grid = kiln::GridAttr::lookup(step)) {
     ep = grid.axisIndex("ep") >= 0 ? grid.getShape()[grid.axisIndex("ep")] : 1;
-    if (grid.axisIndex("dp") < 0 && !(grid.axisIndex("edp") >= 0 && ep > 1))
+    pp = grid.axisIndex("pp") >= 0 ? grid.getShape()[grid.axisIndex("pp")] : 1;
+    const bool dataParallel = grid.axisIndex("dp") >= 0 && ep == 1 &&
+                              grid.getShape().size() == size_t(pp > 1 ? 2 : 1);
+    const bool pipeline = pp > 1 && ep == 1 && grid.getShape().size() <= 2;
+    const bool expertParallel = grid.axisIndex("edp") >= 0 && ep > 1 && pp == 1;
+    if (!dataParallel && !pipeline && !expertParallel)
       return step.emitError() << "the host driver runs the grids of kiln-data-parallel "
-                                 "([\"dp\"]) and kiln-expert-parallel ([\"edp\", \"ep\"]), not "
+                                 "([\"dp\"]), kiln-expert-parallel ([\"edp\", \"ep\"]) and "
+                                 "kiln-pipeline ([\"pp\"], [\"pp\", \"dp\"]), not "
                               << grid;
+    if (pp != stages)
+      return step.emitError() << "@" << step.getSymName() << " is one of " << stages
+                              << " programs on a grid of pp " << pp
+                              << "; expected one program per pipeline stage";
     sharded = llvm::any_of(step.getArguments(), [&](BlockArgument a) {
       return step.getArgAttr(a.getArgNumber(), "kiln.sharded") != nullptr;
     });
-    ranks = grid.numRanks();
+    ranks = grid.numRanks() / pp;
   }
   *os << "    /*dp=*/" << ranks << ",\n"
       << "    /*shardedState=*/" << (sharded ? "true" : "false") << ",\n"
@@ -383,7 +407,9 @@ LogicalResult Emitter::emitModelDesc() {
       << "    /*gradBytesUncompressed=*/" << uncompressed << "u,\n"
       << "    /*allToAllBytesPerStep=*/" << allToAll * (ranks / ep) << "u,\n"
       << "    /*initialLossScale=*/" << doubleLiteral(initialLossScale) << ",\n"
-      << "    /*bf16Moments=*/" << (bf16MomentArgs ? "true" : "false") << ",\n";
+      << "    /*bf16Moments=*/" << (bf16MomentArgs ? "true" : "false") << ",\n"
+      << "    /*pp=*/" << pp << ",\n"
+      << "    /*stage=*/" << stage << ",\n";
   *os << "};\n\n";
   return success();
 }
@@ -625,57 +651,117 @@ LogicalResult Emitter::emitStep() {
   return success();
 }
 
-LogicalResult Emitter::emit() {
+LogicalResult Emitter::emit(std::string &code) {
   if (!step->getAttrOfType<IntegerAttr>(kernel::kArenaBytesAttr))
     return step.emitError() << "@" << step.getSymName()
                             << " has no planned arena; run kiln-plan-arena first";
   if (failed(classifyArguments()))
     return failure();
-  // The parts are rendered first so the header can give the kernel count.
-  std::string desc, body;
-  llvm::raw_string_ostream descStream(desc), bodyStream(body);
-  os = &descStream;
-  if (failed(emitModelDesc()))
+  llvm::raw_string_ostream stream(code);
+  os = &stream;
+  if (failed(emitModelDesc()) || failed(emitStep()))
     return failure();
-  os = &bodyStream;
-  if (failed(emitStep()))
-    return failure();
-
-  auto arena = step->getAttrOfType<IntegerAttr>(kernel::kArenaBytesAttr);
-  out << "// Generated by kilnc from " << info.specPath << ". Do not edit.\n"
-      << "//\n"
-      << "// The training step of " << info.specName << " for the host target: "
-      << numKernels << " kernels over a " << arena.getInt() << "-byte arena, batch "
-      << batch << " x " << seqLen << " tokens. build.sh next to this file rebuilds it.\n\n"
-      << "#include \"runtime/driver/KernelProfile.h\"\n"
-      << "#include \"runtime/driver/TrainMain.h\"\n"
-      << "#include \"runtime/kernels/Attention.h\"\n"
-      << "#include \"runtime/kernels/Copy.h\"\n"
-      << "#include \"runtime/kernels/Dense.h\"\n"
-      << "#include \"runtime/kernels/ExpertParallel.h\"\n"
-      << "#include \"runtime/kernels/GradCompress.h\"\n"
-      << "#include \"runtime/kernels/Loss.h\"\n"
-      << "#include \"runtime/kernels/MoE.h\"\n"
-      << "#include \"runtime/kernels/NarrowGemm.h\"\n"
-      << "#include \"runtime/kernels/Optimizer.h\"\n"
-      << "#include \"runtime/kernels/Precision.h\"\n"
-      << "#include \"runtime/kernels/Sparsity24.h\"\n\n"
-      << "#include <cmath>\n#include <cstdint>\n#include <string>\n\n"
-      << "namespace {\n\n"
-      << desc << body << "} // namespace\n\n"
-      << "int main(int argc, char **argv) {\n"
-      << "  return kiln::driver::trainMain(argc, argv, kModel, trainStep);\n}\n";
   return success();
+}
+
+/// The programs `entry` names: @entry itself, or the per-rank programs of
+/// kiln-pipeline (`kiln.program = entry`), in stage order.
+FailureOr<SmallVector<func::FuncOp>> programsOf(ModuleOp module, StringRef entry) {
+  if (auto step = module.lookupSymbol<func::FuncOp>(entry); step && !step.isExternal())
+    return SmallVector<func::FuncOp>{step};
+  SmallVector<std::pair<int64_t, func::FuncOp>> stages;
+  for (auto f : module.getOps<func::FuncOp>()) {
+    auto program = f->getAttrOfType<StringAttr>("kiln.program");
+    if (!program || program.getValue() != entry)
+      continue;
+    auto ranks = f->getAttrOfType<DenseI64ArrayAttr>("kiln.ranks");
+    if (!ranks || ranks.empty() || f.isExternal())
+      return f.emitError() << "@" << f.getSymName() << " is a program of @" << entry
+                           << " without a body or kiln.ranks";
+    stages.push_back({ranks[0], f});
+  }
+  if (stages.empty())
+    return module.emitError() << "no function @" << entry << " to emit";
+  llvm::sort(stages, [](auto &a, auto &b) { return a.first < b.first; });
+  // Stage s must run on ranks [s * dp, (s + 1) * dp): the driver's pp x dp
+  // grid, dp fastest.
+  const int64_t dp = int64_t(stages.front().second->getAttrOfType<DenseI64ArrayAttr>(
+                                 "kiln.ranks").size());
+  SmallVector<func::FuncOp> out;
+  for (auto [s, entryAndStep] : llvm::enumerate(stages)) {
+    func::FuncOp f = entryAndStep.second;
+    ArrayRef<int64_t> ranks = f->getAttrOfType<DenseI64ArrayAttr>("kiln.ranks").asArrayRef();
+    for (auto [d, r] : llvm::enumerate(ranks))
+      if (int64_t(ranks.size()) != dp || r != int64_t(s) * dp + int64_t(d))
+        return f.emitError() << "@" << f.getSymName() << " runs on ranks " << "["
+                             << llvm::make_range(ranks.begin(), ranks.end())
+                             << "]; the host driver runs pipeline stage " << s << " on ranks "
+                             << int64_t(s) * dp << " to " << (int64_t(s) + 1) * dp - 1;
+    out.push_back(f);
+  }
+  return out;
 }
 
 } // namespace
 
 LogicalResult emitHostProgram(ModuleOp module, StringRef entry, const HostProgramInfo &info,
                               raw_ostream &os) {
-  auto step = module.lookupSymbol<func::FuncOp>(entry);
-  if (!step || step.isExternal())
-    return module.emitError() << "no function @" << entry << " to emit";
-  return Emitter(step, info, os).emit();
+  FailureOr<SmallVector<func::FuncOp>> programs = programsOf(module, entry);
+  if (failed(programs))
+    return failure();
+  const int64_t stages = int64_t(programs->size());
+  // Each stage's description and step, rendered first so the header can
+  // give the kernel counts; with pipeline stages each in its namespace.
+  std::string code, summary;
+  int64_t batch = 0, seqLen = 0;
+  for (auto [s, step] : llvm::enumerate(*programs)) {
+    Emitter emitter(step, info, int64_t(s), stages, {batch, seqLen});
+    std::string stageCode;
+    if (failed(emitter.emit(stageCode)))
+      return failure();
+    const int64_t arena = step->getAttrOfType<IntegerAttr>(kernel::kArenaBytesAttr).getInt();
+    summary += (s ? ", " : "") + std::to_string(emitter.kernels()) + " kernels over a " +
+               std::to_string(arena) + "-byte arena";
+    batch = emitter.batchRows();
+    seqLen = emitter.sequenceLength();
+    code += stages == 1 ? stageCode
+                        : "namespace stage" + std::to_string(s) + " {\n\n" + stageCode +
+                              "} // namespace stage" + std::to_string(s) + "\n\n";
+  }
+  os << "// Generated by kilnc from " << info.specPath << ". Do not edit.\n"
+     << "//\n"
+     << "// The training step of " << info.specName << " for the host target"
+     << (stages > 1 ? ", in " + std::to_string(stages) + " pipeline stages" : std::string())
+     << ": " << summary << ", batch " << batch << " x " << seqLen
+     << " tokens. build.sh next to this file rebuilds it.\n\n"
+     << "#include \"runtime/driver/KernelProfile.h\"\n"
+     << "#include \"runtime/driver/TrainMain.h\"\n"
+     << "#include \"runtime/kernels/Attention.h\"\n"
+     << "#include \"runtime/kernels/Copy.h\"\n"
+     << "#include \"runtime/kernels/Dense.h\"\n"
+     << "#include \"runtime/kernels/ExpertParallel.h\"\n"
+     << "#include \"runtime/kernels/GradCompress.h\"\n"
+     << "#include \"runtime/kernels/Loss.h\"\n"
+     << "#include \"runtime/kernels/MoE.h\"\n"
+     << "#include \"runtime/kernels/NarrowGemm.h\"\n"
+     << "#include \"runtime/kernels/Optimizer.h\"\n"
+     << "#include \"runtime/kernels/Precision.h\"\n"
+     << "#include \"runtime/kernels/Sparsity24.h\"\n\n"
+     << "#include <cmath>\n#include <cstdint>\n#include <string>\n\n"
+     << "namespace {\n\n"
+     << code << "} // namespace\n\n"
+     << "int main(int argc, char **argv) {\n";
+  if (stages == 1) {
+    os << "  return kiln::driver::trainMain(argc, argv, kModel, trainStep);\n}\n";
+    return success();
+  }
+  os << "  // Each rank runs its pipeline stage's program.\n"
+     << "  static const kiln::driver::StageProgram kStages[] = {\n";
+  for (int64_t s = 0; s < stages; ++s)
+    os << "      {&stage" << s << "::kModel, stage" << s << "::trainStep},\n";
+  os << "  };\n"
+     << "  return kiln::driver::trainMain(argc, argv, kStages, " << stages << ");\n}\n";
+  return success();
 }
 
 } // namespace kiln::codegen

@@ -114,11 +114,14 @@ std::unique_ptr<StepComm> dataParallelComm(comm::Communicator &world) {
   return grid;
 }
 
-std::unique_ptr<StepComm> gridComm(comm::Communicator &world, int64_t ep, std::string &error) {
-  if (ep <= 1)
+std::unique_ptr<StepComm> gridComm(comm::Communicator &world, int64_t ep, int64_t pp,
+                                   std::string &error) {
+  if (ep <= 1 && pp <= 1)
     return dataParallelComm(world);
-  auto grid = std::make_unique<GridComm>(world, std::vector<std::string>{"edp", "ep"},
-                                         std::vector<int64_t>{world.size() / ep, ep});
+  auto grid = pp > 1 ? std::make_unique<GridComm>(world, std::vector<std::string>{"pp", "dp"},
+                                                  std::vector<int64_t>{pp, world.size() / pp})
+                     : std::make_unique<GridComm>(world, std::vector<std::string>{"edp", "ep"},
+                                                  std::vector<int64_t>{world.size() / ep, ep});
   if (!grid->split(error))
     return nullptr;
   return grid;
@@ -126,15 +129,20 @@ std::unique_ptr<StepComm> gridComm(comm::Communicator &world, int64_t ep, std::s
 
 bool setupRanks(const ModelDesc &model, int *argc, char ***argv, const std::string &program,
                 double timeoutSeconds, Ranks &ranks, std::string &error) {
-  if (model.dp <= 1) {
+  const int64_t size = worldSize(model);
+  if (size <= 1) {
     ranks.world = comm::WorldOfOne::create();
     return true;
   }
-  const std::string launch = "mpirun -np " + std::to_string(model.dp) + " " + program + " ...";
+  const std::string launch = "mpirun -np " + std::to_string(size) + " " + program + " ...";
+  const std::string layout =
+      model.pp > 1 ? "pp " + std::to_string(model.pp) + " x dp " + std::to_string(model.dp) +
+                         " = " + std::to_string(size) + " ranks"
+                   : std::to_string(model.dp) + " data-parallel ranks";
 #ifdef KILN_HAVE_MPI
   if (!comm::launchedUnderMpi()) {
-    error = "spec '" + std::string(model.specName) + "' was built for " +
-            std::to_string(model.dp) + " data-parallel ranks; launch it with " + launch;
+    error = "spec '" + std::string(model.specName) + "' was built for " + layout +
+            "; launch it with " + launch;
     return false;
   }
   ranks.world = comm::MpiCommunicator::initWorld(argc, argv, error);
@@ -142,11 +150,11 @@ bool setupRanks(const ModelDesc &model, int *argc, char ***argv, const std::stri
     return false;
   ranks.rank = ranks.world->rank();
   ranks.size = ranks.world->size();
-  if (ranks.size != model.dp) {
+  if (ranks.size != size) {
     error = "rank " + std::to_string(ranks.rank) + ": spec '" + model.specName +
-            "' was built for dp " + std::to_string(model.dp) + " ranks, but the job has " +
-            std::to_string(ranks.size) + "; launch it with " + launch +
-            " (or compile the spec for dp " + std::to_string(ranks.size) + ")";
+            "' was built for " + layout + ", but the job has " + std::to_string(ranks.size) +
+            "; launch it with " + launch + " (or compile the spec for " +
+            std::to_string(ranks.size) + " ranks)";
     ranks.world->abortJob(1);
     return false;
   }
@@ -157,7 +165,7 @@ bool setupRanks(const ModelDesc &model, int *argc, char ***argv, const std::stri
     ranks.world->abortJob(1);
     return false;
   }
-  ranks.stepComm = gridComm(*ranks.world, model.ep, error);
+  ranks.stepComm = gridComm(*ranks.world, model.ep, model.pp, error);
   if (!ranks.stepComm) {
     ranks.world->abortJob(1);
     return false;
@@ -167,8 +175,8 @@ bool setupRanks(const ModelDesc &model, int *argc, char ***argv, const std::stri
   (void)argc;
   (void)argv;
   (void)timeoutSeconds;
-  error = "spec '" + std::string(model.specName) + "' was built for " + std::to_string(model.dp) +
-          " ranks, but this runtime was built without MPI; install Open MPI and rebuild Kiln";
+  error = "spec '" + std::string(model.specName) + "' was built for " + layout +
+          ", but this runtime was built without MPI; install Open MPI and rebuild Kiln";
   return false;
 #endif
 }

@@ -37,14 +37,21 @@ struct Ranks {
 std::unique_ptr<StepComm> dataParallelComm(comm::Communicator &world);
 
 /// The groups of the grid a step was built for: dataParallelComm's for
-/// ep 1; for ep > 1 kiln-expert-parallel's edp x ep (rank r at edp r / ep,
-/// ep r % ep) with groups "edp+ep" (the world), "edp" and "ep". Null, with
-/// `error`, when splitting the world fails.
-std::unique_ptr<StepComm> gridComm(comm::Communicator &world, int64_t ep, std::string &error);
+/// ep 1 and pp 1; for ep > 1 kiln-expert-parallel's edp x ep (rank r at edp
+/// r / ep, ep r % ep) with groups "edp+ep" (the world), "edp" and "ep"; for
+/// pp > 1 kiln-pipeline's pp x dp (rank r at pp r / dp, dp r % dp) with
+/// groups "pp+dp" (the world), "pp" and "dp". Null, with `error`, when
+/// splitting the world fails.
+std::unique_ptr<StepComm> gridComm(comm::Communicator &world, int64_t ep, int64_t pp,
+                                   std::string &error);
 
-/// Sets up the ranks `model` was built for: itself alone when model.dp is 1;
-/// otherwise the MPI world, which must have exactly model.dp ranks. Run
-/// without mpirun, a dp > 1 program fails with the command that launches it.
+/// The ranks of the job a program built for `model` runs on: pp x dp.
+inline int64_t worldSize(const ModelDesc &model) { return model.pp * model.dp; }
+
+/// Sets up the ranks `model` was built for: itself alone when
+/// worldSize(model) is 1; otherwise the MPI world, which must have exactly
+/// that many ranks. Run without mpirun, a multi-rank program fails with the
+/// command that launches it.
 bool setupRanks(const ModelDesc &model, int *argc, char ***argv, const std::string &program,
                 double timeoutSeconds, Ranks &ranks, std::string &error);
 

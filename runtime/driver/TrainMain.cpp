@@ -30,6 +30,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
+#include <map>
 #include <omp.h>
 #include <optional>
 #include <csignal>
@@ -229,9 +230,12 @@ void setThreads(uint64_t threads) {
   openblas_set_num_threads(n);
 }
 
-int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
+int run(int argc, char **argv, const StageProgram *stages, int64_t numStages) {
   // 1. Flags.
-  const SpecDefaults defaults{model.defaultSteps, model.defaultSeed};
+  if (!stages || numStages < 1 || !stages[0].model)
+    return fail("model description: no stage programs; regenerate with kilnc");
+  const ModelDesc &stageZero = *stages[0].model;
+  const SpecDefaults defaults{stageZero.defaultSteps, stageZero.defaultSeed};
   const std::string program = argc > 0 && argv[0] ? argv[0] : "train";
   TrainOptions options;
   std::string error;
@@ -243,18 +247,23 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     std::fputs(helpText(program, defaults).c_str(), stdout);
     return 0;
   }
-  std::vector<ParamLayout> layouts;
-  if (!step || !model.specName || !model.specFingerprint)
-    return fail("model description: missing step function, spec name or fingerprint; "
-                "regenerate with kilnc");
-  if (!describeParams(model, Placement{}, layouts, error))
+  // The whole model: every stage's parameters (one stage without pipeline
+  // parallelism), checked before anything else.
+  std::vector<std::vector<ParamLayout>> stageLayouts;
+  std::vector<ParamLayout> wholeModel;
+  if (!describeStages(stages, numStages, Placement{}, stageLayouts, wholeModel, error))
     return fail(error);
 
   // Ranks: this process alone, or the mpirun job a multi-rank build needs.
   Ranks ranks;
-  if (!setupRanks(model, &argc, &argv, program, double(options.collectiveTimeoutSec), ranks,
+  if (!setupRanks(stageZero, &argc, &argv, program, double(options.collectiveTimeoutSec), ranks,
                   error))
     return fail(error);
+  // This rank's stage and data-parallel coordinate (pp x dp, dp fastest).
+  const int dpRanks = int(stageZero.dp), dpRank = ranks.rank % dpRanks,
+            stage = ranks.rank / dpRanks;
+  const ModelDesc &model = *stages[stage].model;
+  const TrainStepFn step = stages[stage].step;
   // From here on a failure on one rank ends the whole job, so that no rank
   // waits for it in a collective.
   auto failJob = [&](const std::string &message) {
@@ -287,12 +296,14 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
   // 4. State: seeded init, or the checkpoint's. This rank's part of the
   // model: its experts (expert parallelism), its moment shards (ZeRO-1).
   // What the whole run allocates is checked against the machine first.
-  const Placement placement{ranks.rank, ranks.size, model.ep, model.shardedState,
-                            /*wholeModel=*/false};
-  std::vector<ParamLayout> wholeModel = std::move(layouts);
-  layouts.clear();
-  if (!describeParams(model, placement, layouts, error))
+  const Placement placement{dpRank,       dpRanks,         model.ep,          model.shardedState,
+                            /*wholeModel=*/false, stage, int(numStages), &stageLayouts};
+  std::vector<ParamLayout> layouts;
+  stageLayouts.clear();
+  std::vector<ParamLayout> unused;
+  if (!describeStages(stages, numStages, placement, stageLayouts, unused, error))
     return failJob(error);
+  layouts = stageLayouts[size_t(stage)];
   if (!checkMemoryFits(rankMemory(model, layouts, options.resume ? &wholeModel : nullptr),
                        ranksOnThisMachine(), error))
     return failJob(error);
@@ -314,30 +325,38 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     if (!initState(wholeModel, options.seed, /*seeded=*/false, whole, error) ||
         !resumeState(ckptDir, model, wholeModel, whole, ranks.rank, ckpt, error))
       return failJob(error);
+    // By name: a pipeline stage holds some of the whole model's tensors.
+    std::map<std::string, size_t> wholeIndex;
+    for (size_t j = 0; j < wholeModel.size(); ++j)
+      wholeIndex[wholeModel[j].desc->name] = j;
+    std::vector<size_t> wholeTrainable(wholeModel.size(), 0);
+    for (size_t k = 0; k < whole.trainable.size(); ++k)
+      wholeTrainable[whole.trainable[k]] = k;
     for (size_t i = 0; i < layouts.size(); ++i) {
       const ParamLayout &l = layouts[i];
-      std::copy_n(whole.params[i].data() + l.firstExpert * l.perStored, l.numElements,
-                  state.params[i].data());
+      std::copy_n(whole.params[wholeIndex.at(l.desc->name)].data() + l.firstExpert * l.perStored,
+                  l.numElements, state.params[i].data());
     }
     for (size_t k = 0; k < state.trainable.size(); ++k) {
       const ParamLayout &l = layouts[state.trainable[k]];
+      const size_t w = wholeTrainable[wholeIndex.at(l.desc->name)];
       const uint64_t first = l.firstExpert * l.perStored;
       // A 2:4 mask is held whole by every rank that holds its parameter.
       if (k < state.sparsityMask.size() && state.sparsityMask[k].data())
-        std::copy_n(whole.sparsityMask[k].data() + first, l.numElements,
+        std::copy_n(whole.sparsityMask[w].data() + first, l.numElements,
                     state.sparsityMask[k].data());
       if (!state.bf16Moments) {
-        takeShard(whole.expAvg[k].data() + first, l.numElements, l.momentShard, l.momentShards,
+        takeShard(whole.expAvg[w].data() + first, l.numElements, l.momentShard, l.momentShards,
                   state.expAvg[k].data());
-        takeShard(whole.expAvgSq[k].data() + first, l.numElements, l.momentShard,
+        takeShard(whole.expAvgSq[w].data() + first, l.numElements, l.momentShard,
                   l.momentShards, state.expAvgSq[k].data());
         continue;
       }
       // bf16 moments: exact for a checkpoint of bf16 moments, rounded to
       // nearest even for one of f32 moments.
       std::vector<float> shard(state.expAvgBf16[k].size());
-      for (auto [from, to] : {std::pair{&whole.expAvg[k], &state.expAvgBf16[k]},
-                              std::pair{&whole.expAvgSq[k], &state.expAvgSqBf16[k]}}) {
+      for (auto [from, to] : {std::pair{&whole.expAvg[w], &state.expAvgBf16[k]},
+                              std::pair{&whole.expAvgSq[w], &state.expAvgSqBf16[k]}}) {
         takeShard(from->data() + first, l.numElements, l.momentShard, l.momentShards,
                   shard.data());
         for (size_t i = 0; i < shard.size(); ++i)
@@ -384,7 +403,7 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
   }
 
   // 5. Data.
-  std::optional<data::TokenLoader> loader = openData(options, model, seed, ranks.size, error);
+  std::optional<data::TokenLoader> loader = openData(options, model, seed, dpRanks, error);
   if (!loader)
     return failJob(error);
   loader->seek(dataPosition);
@@ -397,8 +416,9 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
   }
 
   // What is about to run, in one line, so a log says what produced it.
+  // With pipeline stages, the whole model's (rank 0 holds stage 0's part).
   uint64_t numParams = 0, hfTensors = 0;
-  for (const ParamLayout &l : layouts) {
+  for (const ParamLayout &l : numStages > 1 ? wholeModel : layouts) {
     numParams += l.numElements;
     hfTensors += l.hfNames.size();
   }
@@ -407,9 +427,11 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     dataName += std::string(" (") + data::tokenFileFormatName(loader->format()) + ")";
   const int threads = omp_get_max_threads();
   const std::string layout =
-      ranks.size > 1 ? " on each of dp " + std::to_string(ranks.size) + " ranks" +
-                           (model.shardedState ? " (ZeRO-1)" : "")
-                     : "";
+      numStages > 1 ? " on each of dp " + std::to_string(dpRanks) + " ranks, in pp " +
+                          std::to_string(numStages) + " stages"
+      : ranks.size > 1 ? " on each of dp " + std::to_string(ranks.size) + " ranks" +
+                             (model.shardedState ? " (ZeRO-1)" : "")
+                       : "";
   if (ranks.lead())
     std::fprintf(stderr,
                  "%s: %s parameters in %llu tensors, batch %lld x %lld tokens%s, arena %.1f MB, "
@@ -422,9 +444,10 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
 
   // 6. Step buffers.
   const uint64_t B = uint64_t(model.batch), T = uint64_t(model.seqLen);
-  // Throughput is the whole job's: every rank trains B rows.
-  const uint64_t tokensPerStep = B * T * uint64_t(ranks.size);
-  const uint64_t rankTokens = B * T, firstRow = B * uint64_t(ranks.rank);
+  // Throughput is the whole job's: every data-parallel rank trains B rows
+  // (and each of its pipeline stages passes them on).
+  const uint64_t tokensPerStep = B * T * uint64_t(dpRanks);
+  const uint64_t rankTokens = B * T, firstRow = B * uint64_t(dpRank);
   std::vector<int64_t> batch(loader->batchTokens());
   std::vector<uint8_t> batchMask(loader->batchTokens());
   AlignedArray<int32_t> tokens, targets;
@@ -545,7 +568,8 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
     if (!loader->next(batch.data(), batchMask.data(), error))
       return stop(error);
     // Row b holds T + 1 tokens: inputs are [0, T), targets [1, T + 1). This
-    // rank trains rows [firstRow, firstRow + B) of the global batch.
+    // rank trains rows [firstRow, firstRow + B) of the global batch (every
+    // stage of a pipeline gets them; each reads what its program needs).
     for (uint64_t b = 0; b < B; ++b)
       for (uint64_t t = 0; t < T; ++t) {
         const uint64_t in = (firstRow + b) * (T + 1) + t, out = b * T + t;
@@ -738,16 +762,21 @@ int run(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
 
 } // namespace
 
-int trainMain(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
+int trainMain(int argc, char **argv, const StageProgram *stages, int64_t numStages) {
   // runtime/ reports failures through return values; this is the one net
   // for what slips through (std::bad_alloc from a std::string or vector).
   try {
-    return run(argc, argv, model, step);
+    return run(argc, argv, stages, numStages);
   } catch (const std::exception &e) {
     return fail(std::string("unexpected failure: ") + e.what());
   } catch (...) {
     return fail("unexpected failure");
   }
+}
+
+int trainMain(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
+  const StageProgram program{&model, step};
+  return trainMain(argc, argv, &program, 1);
 }
 
 } // namespace kiln::driver

@@ -51,6 +51,12 @@ constexpr uint64_t kSyntheticTokens = uint64_t(1) << 20;
 /// Runs training as the flags in argv say and returns the exit code.
 int trainMain(int argc, char **argv, const ModelDesc &model, TrainStepFn step);
 
+/// The same for a program built with pipeline stages (ModelDesc::pp > 1):
+/// `stages` holds every stage's program in stage order, and each rank runs
+/// its stage's. Checkpoints hold the whole model by name, so they resume on
+/// any pp, dp or micro-batch layout.
+int trainMain(int argc, char **argv, const StageProgram *stages, int64_t numStages);
+
 } // namespace kiln::driver
 
 #endif // KILN_RUNTIME_DRIVER_TRAINMAIN_H

@@ -6,6 +6,8 @@
 #include "runtime/init/SeededRng.h"
 
 #include <algorithm>
+#include <map>
+#include <set>
 #include <cerrno>
 #include <cstdio>
 #include <fcntl.h>
@@ -81,6 +83,57 @@ bool describeParams(const ModelDesc &model, const Placement &placement,
       layout.momentShard = split ? placement.rank / int(model.ep) : placement.rank;
     }
     out.push_back(std::move(layout));
+  }
+  return true;
+}
+
+bool describeStages(const StageProgram *stages, int64_t count, const Placement &placement,
+                    std::vector<std::vector<ParamLayout>> &stageLayouts,
+                    std::vector<ParamLayout> &wholeModel, std::string &error) {
+  if (!stages || count < 1 || !stages[0].model || count != stages[0].model->pp) {
+    error = "model description: " + std::to_string(count) + " stage programs for pp " +
+            (stages && count > 0 && stages[0].model ? std::to_string(stages[0].model->pp)
+                                                    : std::string("?")) +
+            "; regenerate with kilnc";
+    return false;
+  }
+  const ModelDesc &first = *stages[0].model;
+  std::map<std::string, size_t> seen; // name -> index in wholeModel
+  for (int64_t s = 0; s < count; ++s) {
+    const ModelDesc *m = stages[s].model;
+    const std::string where = "model description: stage " + std::to_string(s);
+    if (!m || !stages[s].step || !m->specName || !m->specFingerprint) {
+      error = where + ": missing step function, spec name or fingerprint; regenerate with kilnc";
+      return false;
+    }
+    if (m->stage != s || m->pp != first.pp || m->dp != first.dp || m->batch != first.batch ||
+        m->seqLen != first.seqLen || m->vocabSize != first.vocabSize || m->sft != first.sft ||
+        std::strcmp(m->specFingerprint, first.specFingerprint) != 0 ||
+        m->defaultSteps != first.defaultSteps || m->defaultSeed != first.defaultSeed) {
+      error = where + " (of pp " + std::to_string(m->pp) + ", numbered " +
+              std::to_string(m->stage) +
+              ") was not built with stage 0 from one spec (spec, batch, ranks or defaults "
+              "differ); regenerate with kilnc";
+      return false;
+    }
+    std::vector<ParamLayout> layouts, whole;
+    if (!describeParams(*m, placement, layouts, error) ||
+        !describeParams(*m, Placement{}, whole, error))
+      return false;
+    stageLayouts.push_back(std::move(layouts));
+    for (ParamLayout &l : whole) {
+      auto [it, fresh] = seen.emplace(l.desc->name, wholeModel.size());
+      if (fresh) {
+        wholeModel.push_back(std::move(l));
+        continue;
+      }
+      const ParamLayout &held = wholeModel[it->second];
+      if (held.numElements != l.numElements || held.hfShape != l.hfShape) {
+        error = where + ": parameter '" + std::string(l.desc->name) +
+                "' has another shape than on an earlier stage; regenerate with kilnc";
+        return false;
+      }
+    }
   }
   return true;
 }
@@ -227,33 +280,54 @@ checkpoint::RankShard rankShard(const std::vector<ParamLayout> &layouts, const T
   const int rank = placement.rank, ranks = placement.ranks;
   const int64_t ep = placement.ep;
   checkpoint::RankShard shard;
-  shard.rank = rank;
-  shard.ranks = ranks;
-  std::vector<StoredTensor> replicated;
-  std::vector<uint64_t> bytes;
+  shard.rank = placement.worldRank();
+  shard.ranks = placement.worldSize();
+  manifest.ranks = shard.ranks;
+  // The tensors of stage s (pp 1: the one stage, `layouts`) that no lower
+  // stage holds; `written` collects the names as the stages are walked.
+  std::set<std::string> written;
+  std::vector<bool> owned(layouts.size(), true); // this stage writes layouts[i]
   bool anySplit = false;
-  for (size_t i = 0; i < layouts.size(); ++i) {
-    const ParamLayout &l = layouts[i];
-    if (l.expertSplit()) {
-      anySplit = true;
-      continue;
+  int files = 0;
+  for (int s = 0; s < placement.stages; ++s) {
+    const bool mine = s == placement.stage;
+    const std::vector<ParamLayout> &stage =
+        placement.stages == 1 ? layouts : (*placement.stageLayouts)[size_t(s)];
+    struct Replicated {
+      std::string name;
+      const std::vector<int64_t> *shape;
+      const float *values;
+      uint64_t count;
+    };
+    std::vector<Replicated> replicated;
+    std::vector<uint64_t> bytes;
+    for (size_t i = 0; i < stage.size(); ++i) {
+      const ParamLayout &l = stage[i];
+      const bool fresh = written.insert(l.desc->name).second;
+      if (mine)
+        owned[i] = fresh;
+      if (l.expertSplit()) {
+        anySplit = true;
+        continue;
+      }
+      for (size_t e = 0; fresh && e < l.hfNames.size(); ++e) {
+        replicated.push_back({l.hfNames[e], &l.hfShape,
+                              mine ? state.params[i].data() + e * l.perStored : nullptr,
+                              l.perStored});
+        bytes.push_back(l.perStored * sizeof(float));
+      }
     }
-    for (size_t e = 0; e < l.hfNames.size(); ++e) {
-      replicated.push_back({l.hfNames[e], &l.hfShape, state.params[i].data() + e * l.perStored,
-                            l.perStored});
-      bytes.push_back(l.perStored * sizeof(float));
+    const std::vector<int> file = checkpoint::assignModelFiles(bytes, ranks);
+    for (size_t i = 0; i < replicated.size(); ++i) {
+      manifest.weightMap.push_back({replicated[i].name, s * ranks + file[i], bytes[i]});
+      if (mine && file[i] == rank)
+        shard.model.push_back({replicated[i].name, replicated[i].shape, 0, replicated[i].count,
+                               replicated[i].values});
     }
+    files = placement.stages > 1 || anySplit ? shard.ranks : file.empty() ? 1 : file.back() + 1;
   }
-  const std::vector<int> file = checkpoint::assignModelFiles(bytes, ranks);
-  shard.modelFiles = anySplit ? ranks : file.empty() ? 1 : file.back() + 1;
-  manifest.ranks = ranks;
+  shard.modelFiles = files;
   manifest.modelFiles = shard.modelFiles;
-  for (size_t i = 0; i < replicated.size(); ++i) {
-    manifest.weightMap.push_back({replicated[i].name, file[i], bytes[i]});
-    if (file[i] == rank)
-      shard.model.push_back({replicated[i].name, replicated[i].shape, 0, replicated[i].count,
-                             replicated[i].values});
-  }
   for (size_t i = 0; i < layouts.size(); ++i) {
     const ParamLayout &l = layouts[i];
     if (!l.expertSplit())
@@ -287,11 +361,13 @@ checkpoint::RankShard rankShard(const std::vector<ParamLayout> &layouts, const T
     }
   };
   for (size_t k = 0; k < state.trainable.size(); ++k)
-    addMoment("optimizer.exp_avg.", layouts[state.trainable[k]], state.expAvg[k].data());
+    if (owned[state.trainable[k]])
+      addMoment("optimizer.exp_avg.", layouts[state.trainable[k]], state.expAvg[k].data());
   for (size_t k = 0; k < state.trainable.size(); ++k)
-    addMoment("optimizer.exp_avg_sq.", layouts[state.trainable[k]], state.expAvgSq[k].data());
+    if (owned[state.trainable[k]])
+      addMoment("optimizer.exp_avg_sq.", layouts[state.trainable[k]], state.expAvgSq[k].data());
   for (size_t k = 0; k < state.sparsityMask.size(); ++k)
-    if (state.sparsityMask[k].data())
+    if (state.sparsityMask[k].data() && owned[state.trainable[k]])
       addMoment(kSparsityMaskPrefix, layouts[state.trainable[k]], state.sparsityMask[k].data(),
                 /*heldWhole=*/true);
   // Gradient compression's residuals are this rank's alone.

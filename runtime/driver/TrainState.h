@@ -91,19 +91,40 @@ struct ParamLayout {
   int momentShards = 1, momentShard = 0;
 };
 
-/// Which part of the model a rank holds (TrainStep.h: ModelDesc::ep and
-/// shardedState); the default is the whole model, unsharded.
+/// Which part of the model a rank holds (TrainStep.h: ModelDesc::ep,
+/// shardedState, pp and stage); the default is the whole model, unsharded.
+/// `rank` and `ranks` are the rank's coordinate and count on the data-
+/// parallel axis (the world rank and size without pipeline stages).
 struct Placement {
   int rank = 0, ranks = 1;
   int64_t ep = 1;
   bool shardedState = false;
   bool wholeModel = true;
+  /// Pipeline parallelism: the rank's stage of `stages`, and every stage's
+  /// layouts (null for one stage), from which each rank derives the same
+  /// checkpoint weight map. A tensor several stages hold is written by the
+  /// lowest of them.
+  int stage = 0, stages = 1;
+  const std::vector<std::vector<ParamLayout>> *stageLayouts = nullptr;
+  int worldRank() const { return stage * ranks + rank; }
+  int worldSize() const { return stages * ranks; }
 };
+
+
 
 /// Checks what the generated file describes (a kilnc bug otherwise, but a
 /// clear message beats a crash) and derives the stored layout.
 bool describeParams(const ModelDesc &model, const Placement &placement,
                     std::vector<ParamLayout> &out, std::string &error);
+
+/// The parameter layouts of a pipeline's stages (`count` programs, stage s
+/// at index s) under `placement`, and the whole model: every stage's
+/// parameters, each name once (a name two stages hold must have one shape).
+/// The stages must agree on what they were built from (spec, batch, ranks).
+/// One program (pp 1) is the plain case: its layouts and its whole model.
+bool describeStages(const StageProgram *stages, int64_t count, const Placement &placement,
+                    std::vector<std::vector<ParamLayout>> &stageLayouts,
+                    std::vector<ParamLayout> &wholeModel, std::string &error);
 
 /// Checkpoint names of the 2:4 sparsity masks (optimizer state).
 inline const std::string kSparsityMaskPrefix = "optimizer.sparsity_mask.";
@@ -170,7 +191,10 @@ bool resumeState(const std::string &dir, const ModelDesc &model,
                  checkpoint::Checkpoint &ckpt, std::string &error);
 
 /// Rank `rank`'s part of the checkpoint of `state`. Parameters every rank
-/// holds are spread over the model files (checkpoint::assignModelFiles); an
+/// holds are spread over the model files (checkpoint::assignModelFiles;
+/// with pipeline stages, stage s's own tensors over files s * ranks + f of
+/// its ranks, and a tensor and its moments that a lower stage also holds
+/// are that stage's to write); an
 /// expert-parallel rank's experts go to the file of the first rank holding
 /// them (edp coordinate 0, i.e. rank = its ep coordinate). Of every AdamW
 /// moment the rank writes its ZeRO-1 range (chunk `momentShard` of

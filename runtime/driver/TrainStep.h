@@ -105,6 +105,14 @@ struct ModelDesc {
   /// moments through StepBuffers::expAvgBf16 / expAvgSqBf16, not expAvg /
   /// expAvgSq.
   bool bf16Moments = false;
+  /// Pipeline parallelism (kiln-pipeline): the model is cut into `pp`
+  /// stages, one program each, and this description is stage `stage`'s. The
+  /// world is pp x dp ranks, rank r at stage r / dp and data-parallel
+  /// coordinate r % dp; `params` are the stage's own. A parameter two stages
+  /// hold (a tied or shared embedding) is whole on both, and both apply the
+  /// same update to it. 1: one program holds the whole model.
+  int64_t pp = 1;
+  int64_t stage = 0;
 };
 
 /// Called inside the step with every trainable parameter's gradient (in
@@ -160,6 +168,13 @@ struct StepBuffers {
 };
 
 using TrainStepFn = bool (*)(const StepBuffers &buffers, std::string &error);
+
+/// The program of one pipeline stage: a generated file built with pp > 1
+/// hands trainMain one per stage, in stage order.
+struct StageProgram {
+  const ModelDesc *model;
+  TrainStepFn step;
+};
 
 } // namespace kiln::driver
 

@@ -259,12 +259,6 @@ bool checkHostTarget(const frontend::Spec &spec, std::string &error) {
 
   if (t.stage == "grpo")
     return fail("train.stage", "'grpo' is not built yet; \"pretrain\" and \"sft\" are");
-  if (spec.parallel.pp > 1)
-    return fail("parallel.pp", std::to_string(spec.parallel.pp) +
-                                   ": the stages' programs are built, verified on the reference "
-                                   "evaluator and lowered to kernels (--emit=partitioned, "
-                                   "--emit=kernels), but the host build of per-rank programs is "
-                                   "not built yet; use pp 1 to build");
   return true;
 }
 

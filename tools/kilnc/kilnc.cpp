@@ -346,16 +346,27 @@ int main(int argc, char **argv) {
           llvm::errs() << "kilnc: error: " << error << "\n";
           return 1;
         }
-        auto step = kernels->lookupSymbol<func::FuncOp>("train_step");
-        int64_t numKernels = 0;
-        step.walk([&](Operation *op) {
-          numKernels += isa<kiln::kernel::LaunchOp, kiln::kernel::ElementwiseOp>(op);
-        });
-        auto arena = step->getAttrOfType<IntegerAttr>(kiln::kernel::kArenaBytesAttr);
-        llvm::errs() << "kilnc: wrote " << outputDir
-                     << "/train (and train.cpp, build.sh): " << numKernels
-                     << " kernels per step, arena of " << arena.getInt() << " bytes\n";
-        kiln::warnIfTooBigForThisMachine(*spec, uint64_t(arena.getInt()), outputDir);
+        // One step program, or one per pipeline stage (each rank runs one:
+        // its arena is what a rank allocates, the largest what a machine
+        // must fit).
+        int64_t numKernels = 0, largestArena = 0, programs = 0;
+        for (auto step : kernels->getOps<func::FuncOp>()) {
+          auto arena = step->getAttrOfType<IntegerAttr>(kiln::kernel::kArenaBytesAttr);
+          if (!arena)
+            continue;
+          ++programs;
+          largestArena = std::max<int64_t>(largestArena, arena.getInt());
+          step.walk([&](Operation *op) {
+            numKernels += isa<kiln::kernel::LaunchOp, kiln::kernel::ElementwiseOp>(op);
+          });
+        }
+        llvm::errs() << "kilnc: wrote " << outputDir << "/train (and train.cpp, build.sh): "
+                     << numKernels << " kernels per step"
+                     << (programs > 1 ? " in " + std::to_string(programs) + " stage programs"
+                                      : std::string())
+                     << ", arena of " << largestArena << " bytes"
+                     << (programs > 1 ? " on the largest stage" : "") << "\n";
+        kiln::warnIfTooBigForThisMachine(*spec, uint64_t(largestArena), outputDir);
       }
     }
   }
