@@ -36,8 +36,11 @@ namespace {
 
 /// "model.layers.1.mlp.gate" for a call-site location from inlining.
 std::string describeLoc(Location loc) {
+  // A pipeline action's mark is not where in the model an op is.
   if (auto name = dyn_cast<NameLoc>(loc))
-    return name.getName().str();
+    return name.getName().getValue().starts_with(kiln::kPipelineActionPrefix)
+               ? ""
+               : name.getName().str();
   if (auto site = dyn_cast<CallSiteLoc>(loc)) {
     std::string caller = describeLoc(site.getCaller()), callee = describeLoc(site.getCallee());
     if (caller.empty())
@@ -584,6 +587,22 @@ LogicalResult Emitter::emitStep() {
       parts.emplace_back();
     parts.back().push_back(&op);
   }
+  // A pipeline stage's step tells --trace where each schedule action
+  // begins: where the action marked on its kernels changes (kernels of no
+  // action are the step's prologue or epilogue).
+  std::string runningAction;
+  bool sawAction = false;
+  auto markAction = [&](Operation *op) {
+    if (stages == 1)
+      return;
+    StringRef action = kiln::pipelineActionOf(op->getLoc());
+    sawAction |= !action.empty();
+    std::string label = !action.empty() ? action.str() : sawAction ? "epilogue" : "prologue";
+    if (label == runningAction)
+      return;
+    runningAction = label;
+    *os << "\n  kiln::driver::traceAction(io.trace, \"" << label << "\");\n";
+  };
   for (auto [index, part] : llvm::enumerate(parts)) {
     std::string first = describeLoc(part.front()->getLoc()),
                 last = describeLoc(part.back()->getLoc());
@@ -597,6 +616,7 @@ LogicalResult Emitter::emitStep() {
     os = &bodyStream;
     llvm::StringSet<> declared;
     for (Operation *op : part) {
+      markAction(op);
       std::string where = describeLoc(op->getLoc());
       if (auto loop = dyn_cast<ElementwiseOp>(op)) {
         *os << "\n  // " << (where.empty() ? "" : where + ": ");
@@ -734,6 +754,7 @@ LogicalResult emitHostProgram(ModuleOp module, StringRef entry, const HostProgra
      << (stages > 1 ? ", in " + std::to_string(stages) + " pipeline stages" : std::string())
      << ": " << summary << ", batch " << batch << " x " << seqLen
      << " tokens. build.sh next to this file rebuilds it.\n\n"
+     << "#include \"runtime/driver/ActionTrace.h\"\n"
      << "#include \"runtime/driver/KernelProfile.h\"\n"
      << "#include \"runtime/driver/TrainMain.h\"\n"
      << "#include \"runtime/kernels/Attention.h\"\n"

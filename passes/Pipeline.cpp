@@ -76,6 +76,8 @@ public:
   LogicalResult emitActions();
   LogicalResult emitOutputs();
   LogicalResult emitEpilogue(SmallVectorImpl<Value> &results, SmallVectorImpl<unsigned> &which);
+  /// Drops the action marks of the ops after the last action.
+  void unmarkEpilogue();
 
 private:
   Value stepValue(Value old);
@@ -109,6 +111,7 @@ private:
   llvm::DenseMap<unsigned, Value> outputValue;
   llvm::DenseMap<Value, Holders> holders;
   bool failedBuild = false;
+  Operation *lastActionOp = nullptr; ///< the last op of the last action
 };
 
 Value RankBuilder::stepValue(Value old) {
@@ -225,9 +228,11 @@ LogicalResult RankBuilder::transfer(int32_t m, const llvm::SetVector<Value> &val
 LogicalResult RankBuilder::emitActions() {
   using pipeline::Op;
   const pipeline::Schedule &sched = rw.schedule;
+  Block &body = fn.getBody().front();
   for (size_t index : rw.order[rank]) {
     const pipeline::Action &a = sched.actions[rank][index];
     const int32_t stage = sched.stageOf[rank][a.chunk];
+    Operation *before = body.empty() ? nullptr : &body.back();
     switch (a.op) {
     case Op::F:
     case Op::B:
@@ -260,8 +265,25 @@ LogicalResult RankBuilder::emitActions() {
       break;
     }
     }
+    // The action's ops are marked with it (pipelineActionLoc), for traces.
+    const std::string name = pipeline::formatAction(sched, rank, a);
+    for (Operation &op : llvm::make_range(
+             before ? std::next(before->getIterator()) : body.begin(), body.end()))
+      op.setLoc(pipelineActionLoc(op.getLoc(), name));
   }
+  lastActionOp = body.empty() ? nullptr : &body.back();
   return success();
+}
+
+void RankBuilder::unmarkEpilogue() {
+  // Ops after the actions (sums, exchanges, the optimizer) took their
+  // locations from values of some action; they belong to none.
+  Block &body = fn.getBody().front();
+  for (Operation &op : llvm::make_range(
+           lastActionOp ? std::next(lastActionOp->getIterator()) : body.begin(), body.end()))
+    if (auto site = dyn_cast<CallSiteLoc>(op.getLoc());
+        site && !pipelineActionOf(site.getCaller()).empty())
+      op.setLoc(site.getCallee());
 }
 
 void RankBuilder::advanceSums() {
@@ -455,6 +477,7 @@ LogicalResult PipelineRewrite::buildRank(int32_t rank) {
   if (failed(builder.emitActions()) || failed(builder.emitOutputs()) ||
       failed(builder.emitEpilogue(results, which)))
     return failure();
+  builder.unmarkEpilogue();
   OpBuilder end = OpBuilder::atBlockEnd(&fn.getBody().front());
   func::ReturnOp::create(end, step.getLoc(), results);
   SmallVector<Type> resultTypes;
@@ -574,6 +597,11 @@ struct PipelinePass : impl::KilnPipelineBase<PipelinePass> {
       for (int32_t r = 0; r < rewrite.schedule.ranks; ++r)
         os << " " << llvm::format("%.1f%%", 100.0 * rewrite.pricedSimulation->bubble[r] /
                                                 rewrite.pricedSimulation->makespan);
+    }
+    if (const auto &sim = rewrite.simulationByStage) {
+      os << "; with each stage's own FLOPs:";
+      for (int32_t r = 0; r < rewrite.schedule.ranks; ++r)
+        os << " " << llvm::format("%.1f%%", 100.0 * sim->bubble[r] / sim->makespan);
     }
     module.emitRemark() << text;
   }

@@ -469,6 +469,7 @@ void PipelineRewrite::priceStages() {
       stageCosts = c;
   std::string error;
   pricedSimulation = pipeline::simulate(schedule, stageCosts, error);
+  simulationByStage = pipeline::simulate(schedule, perStage, error);
 }
 
 

@@ -72,6 +72,8 @@ public:
   /// schedule simulated with them.
   pipeline::Costs stageCosts;
   std::optional<pipeline::Simulation> pricedSimulation;
+  /// The same with each stage's own FLOPs (what a run measures).
+  std::optional<pipeline::Simulation> simulationByStage;
 
 private:
   LogicalResult findMicroCalls();

@@ -373,7 +373,18 @@ std::optional<Schedule> buildSchedule(const std::string &kind, int32_t ranks, in
 }
 
 std::optional<Simulation> simulate(const Schedule &s, const Costs &c, std::string &error) {
+  return simulate(s, std::vector<Costs>(size_t(std::max(s.stages(), 1)), c), error);
+}
+
+std::optional<Simulation> simulate(const Schedule &s, const std::vector<Costs> &perStage,
+                                   std::string &error) {
   const int32_t p = s.ranks, m = s.microbatches, last = s.stages() - 1;
+  if (int32_t(perStage.size()) != s.stages()) {
+    error = std::to_string(perStage.size()) + " stage costs for " + std::to_string(s.stages()) +
+            " stages";
+    return std::nullopt;
+  }
+  const Costs &c = perStage.front();
   auto where = [&](int32_t r, size_t i) {
     const Action &a = s.actions[size_t(r)][i];
     return "rank " + std::to_string(r) + ", action " + std::to_string(i) + " (" + opName(a.op) +
@@ -529,7 +540,11 @@ std::optional<Simulation> simulate(const Schedule &s, const Costs &c, std::strin
           arrival[{fwd ? 0 : 1, a.microbatch, stage, fwd ? stage + 1 : stage - 1}] =
               start + (a.peer == r ? 0.0 : c.comm);
         } else {
-          end = start + costOf(a.op, c);
+          const Costs &own = perStage[size_t(stage)];
+          end = start + (a.op == Op::FB && own.fb < 0
+                             ? own.f + costOf(Op::BW, perStage[size_t(
+                                           s.stageOf[size_t(r)][size_t(a.chunk2)])])
+                             : costOf(a.op, own));
           sim.busy[size_t(r)] += end - start;
           if (a.op == Op::F || a.op == Op::FB)
             sim.peakInFlight[size_t(r)] =
@@ -555,18 +570,22 @@ std::optional<Simulation> simulate(const Schedule &s, const Costs &c, std::strin
   return sim;
 }
 
+std::string formatAction(const Schedule &s, int32_t rank, const Action &a) {
+  const std::vector<int32_t> &stageOf = s.stageOf[size_t(rank)];
+  std::ostringstream os;
+  if (a.op == Op::FB)
+    os << stageOf[size_t(a.chunk)] << "F" << a.microbatch << "&" << stageOf[size_t(a.chunk2)]
+       << "B" << a.microbatch2;
+  else
+    os << stageOf[size_t(a.chunk)] << opName(a.op) << a.microbatch;
+  return os.str();
+}
+
 std::string formatScheduleCsv(const Schedule &s) {
   std::ostringstream os;
   for (int32_t r = 0; r < s.ranks; ++r) {
-    for (size_t i = 0; i < s.actions[size_t(r)].size(); ++i) {
-      const Action &a = s.actions[size_t(r)][i];
-      os << (i ? "," : "");
-      if (a.op == Op::FB)
-        os << s.stageOf[size_t(r)][size_t(a.chunk)] << "F" << a.microbatch << "&"
-           << s.stageOf[size_t(r)][size_t(a.chunk2)] << "B" << a.microbatch2;
-      else
-        os << s.stageOf[size_t(r)][size_t(a.chunk)] << opName(a.op) << a.microbatch;
-    }
+    for (size_t i = 0; i < s.actions[size_t(r)].size(); ++i)
+      os << (i ? "," : "") << formatAction(s, r, s.actions[size_t(r)][i]);
     os << "\n";
   }
   return os.str();

@@ -103,9 +103,18 @@ struct Simulation {
 /// action (its index and kind) and the micro-batch.
 std::optional<Simulation> simulate(const Schedule &schedule, const Costs &costs,
                                    std::string &error);
+/// The same with each stage's own costs (perStage[stage], the comm cost
+/// perStage[0]'s): a model whose stages differ, the embedding on the first
+/// and the head and losses on the last. An F&B costs its forward stage's F
+/// plus its backward stage's B and W (or the forward stage's fb, if set).
+std::optional<Simulation> simulate(const Schedule &schedule, const std::vector<Costs> &perStage,
+                                   std::string &error);
 
-/// One row per rank, the actions comma-separated as PyTorch's CSV schedules
-/// write them ("0F0", "0B0", "0W0", "0SEND_F0", ...: stage, op, micro-batch).
+/// One action of `rank` as PyTorch's CSV schedules write it ("0F0", "0B0",
+/// "0W0", "0SEND_F0", ...: stage, op, micro-batch; "0F2&1B0" for F&B).
+std::string formatAction(const Schedule &schedule, int32_t rank, const Action &action);
+
+/// One row per rank, its actions (formatAction) comma-separated.
 std::string formatScheduleCsv(const Schedule &schedule);
 
 /// The simulated timeline as an SVG image: one row per rank, one box per

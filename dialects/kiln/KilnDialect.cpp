@@ -50,3 +50,26 @@ Value GradientContext::resultGradOrZeros(OpBuilder &b, unsigned i) {
     return resultGrads[i];
   return buildZeros(b, loc(), op->getResult(i).getType());
 }
+
+Location kiln::pipelineActionLoc(Location loc, StringRef action) {
+  MLIRContext *ctx = loc->getContext();
+  return CallSiteLoc::get(
+      loc, NameLoc::get(StringAttr::get(ctx, (kPipelineActionPrefix + action).str())));
+}
+
+StringRef kiln::pipelineActionOf(Location loc) {
+  if (auto fused = dyn_cast<FusedLoc>(loc)) {
+    for (Location part : fused.getLocations())
+      if (StringRef action = pipelineActionOf(part); !action.empty())
+        return action;
+    return "";
+  }
+  while (auto site = dyn_cast<CallSiteLoc>(loc))
+    loc = site.getCaller();
+  if (auto name = dyn_cast<NameLoc>(loc)) {
+    StringRef text = name.getName().getValue();
+    if (text.consume_front(kPipelineActionPrefix))
+      return text;
+  }
+  return "";
+}

@@ -43,6 +43,17 @@ inline bool isLossScalerStateRole(llvm::StringRef role) {
   return llvm::is_contained(kLossScalerStateRoles, role);
 }
 
+/// kiln-pipeline marks every op of a rank's program with the schedule action
+/// it belongs to: the op's location becomes callsite(<its location> at
+/// "pipeline action 0F3"), which inlining and lowering keep as the outermost
+/// caller, so the host program can time each action (train --trace).
+inline constexpr llvm::StringLiteral kPipelineActionPrefix = "pipeline action ";
+/// The location of an op of `action` ("0F3", formatAction's spelling).
+mlir::Location pipelineActionLoc(mlir::Location loc, llvm::StringRef action);
+/// The action `loc` belongs to ("0F3"), or "" when it has none; for a fused
+/// location, that of its first part that has one.
+llvm::StringRef pipelineActionOf(mlir::Location loc);
+
 /// Parses an f64 attribute parameter written as a float literal.
 mlir::FailureOr<llvm::APFloat> parseF64Parameter(mlir::AsmParser &parser);
 } // namespace kiln

@@ -33,6 +33,9 @@ const FlagInfo kFlags[] = {
      "multi-rank runs: end the job when a collective waits longer than S seconds"},
     {"--profile", "", Kind::Switch,
      "time every kernel and print where each step's time went (rank 0) at the end"},
+    {"--trace", "FILE.json", Kind::Path,
+     "write a Chrome trace (Perfetto) of every step: one track per rank, one event per "
+     "pipeline action"},
     {"--help", "", Kind::Switch, "print this help and exit"},
 };
 
@@ -153,6 +156,8 @@ bool parseInto(const std::vector<std::string> &args, TrainOptions &options, std:
         options.checkpointDir = value;
       else if (name == "--save-grads")
         options.saveGradsPath = value;
+      else if (name == "--trace")
+        options.tracePath = value;
       else
         options.logPath = value;
       continue;

@@ -52,6 +52,8 @@ struct TrainOptions {
   uint64_t collectiveTimeoutSec = 300; ///< --collective-timeout: how long a
                                ///< collective may wait for its peers.
   bool profile = false;        ///< --profile: time every kernel, print a table.
+  std::string tracePath;       ///< --trace; empty: none. A Chrome trace of the
+                               ///< steps (ActionTrace.h), written by rank 0.
   bool help = false;           ///< --help or -h was given; print helpText().
 };
 

@@ -12,6 +12,7 @@
 #include "runtime/checkpoint/Checkpoint.h"
 #include "runtime/data/SyntheticCorpus.h"
 #include "runtime/data/TokenLoader.h"
+#include "runtime/driver/ActionTrace.h"
 #include "runtime/driver/CommandLine.h"
 #include "runtime/driver/KernelProfile.h"
 #include "runtime/driver/MemoryCheck.h"
@@ -556,6 +557,14 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages) {
     return failJob(message);
   };
 
+  // --trace: the ranks' clocks start together.
+  std::optional<ActionTrace> trace;
+  if (!options.tracePath.empty()) {
+    trace.emplace(ranks.rank, stage, dpRank);
+    if (!trace->start(*ranks.world, error))
+      return stop(error);
+  }
+
   // 7. The loop.
   StopSignals stopSignals;
   Timer timer;
@@ -614,9 +623,14 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages) {
     ranks.world->setStep(stepNumber);
     if (ranks.stepComm)
       ranks.stepComm->resetStats();
+    buffers.trace = trace ? &*trace : nullptr;
+    if (trace)
+      trace->beginStep(s);
     std::string stepError;
     if (!step(buffers, stepError))
       return stop("step " + std::to_string(s) + ": " + stepError);
+    if (trace)
+      trace->endStep();
     const double stepSec = timer.lap();
     profiledSeconds += stepSec;
 
@@ -729,6 +743,8 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages) {
   }
   if (printer)
     printer->finish();
+  if (trace && !trace->write(*ranks.world, options.tracePath, error))
+    return failJob(error);
 
   // 8. Summary.
   const double seconds = timer.seconds();
@@ -753,6 +769,8 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages) {
   }
   if (!lastCheckpoint.empty())
     summary += " | checkpoint " + lastCheckpoint;
+  if (trace)
+    summary += " | trace " + options.tracePath;
   if (ranks.lead())
     std::fprintf(stderr, "%s\n", summary.c_str());
   if (options.profile && ranks.lead())

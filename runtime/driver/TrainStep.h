@@ -25,6 +25,7 @@ struct Bf16; // runtime/kernels/PrecisionMath.h
 
 namespace kiln::driver {
 
+class ActionTrace;
 class KernelProfile;
 class StepComm;
 
@@ -154,6 +155,9 @@ struct StepBuffers {
   /// --profile: every launch adds its time to its kernel's row; null: no
   /// timing (KernelProfile.h).
   KernelProfile *profile = nullptr;
+  /// --trace: a pipeline stage's step marks where each schedule action
+  /// begins (ActionTrace.h); null: no trace.
+  ActionTrace *trace = nullptr;
   /// Dynamic loss scaling's state, updated in place (null unless
   /// ModelDesc::initialLossScale): the scale this step's backward is seeded
   /// with, the finite steps since the scale last changed, and the AdamW

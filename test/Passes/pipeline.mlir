@@ -2,6 +2,7 @@
 // RUN: kiln-opt %s --kiln-autodiff="lr=0.01 total-steps=10" --kiln-data-parallel="microbatches=2" --kiln-pipeline="pp=2 schedule=zb-h1" --kiln-verify-collectives | FileCheck %s --check-prefix=ZB
 // RUN: kiln-opt %s --kiln-autodiff="lr=0.01 total-steps=10" --kiln-data-parallel="dp=2 microbatches=2" --kiln-pipeline="pp=2" --kiln-verify-collectives | FileCheck %s --check-prefix=DP
 // RUN: kiln-opt %s --kiln-autodiff="lr=0.01 total-steps=10" --kiln-data-parallel="microbatches=2" --kiln-pipeline="pp=2 schedule=zb-h1 report=true" --kiln-verify-collectives -mlir-print-op-on-diagnostic=false -o /dev/null 2>&1 | FileCheck %s --check-prefix=REPORT
+// RUN: kiln-opt %s --kiln-autodiff="lr=0.01 total-steps=10" --kiln-data-parallel="microbatches=2" --kiln-pipeline="pp=2 schedule=zb-h1" -mlir-print-debuginfo | FileCheck %s --check-prefix=ACTIONS
 
 // Two layers of one block, a head tied to the embedding, masked
 // cross-entropy. On pp 2 layer 0 is on stage 0 with the embedding, layer 1
@@ -111,4 +112,14 @@ func.func @forward(%emb: tensor<16x8xf32> {kiln.param = "embed.weight"},
 // input half, the head's linear_dgrad, cross_entropy_grad) and its weight
 // gradients (the head's linear_wgrad, 2 x 8 tokens x 16 x 8 = 2048, and the
 // block's weight half: its linear_wgrad, 2 x 8 x 8 x 8 = 1024).
-// REPORT: remark: kiln-pipeline: pp 2 x 1 chunks, zb-h1, 2 micro-batches; first layer of each stage: 0 1; bytes per micro-batch forward up each edge: 256, backward down each edge: 256; FLOPs per micro-batch of the costliest stage: F 3265, I 3400, W 3072; simulated bubble per rank: 15.6% 15.6%
+// REPORT: remark: kiln-pipeline: pp 2 x 1 chunks, zb-h1, 2 micro-batches; first layer of each stage: 0 1; bytes per micro-batch forward up each edge: 256, backward down each edge: 256; FLOPs per micro-batch of the costliest stage: F 3265, I 3400, W 3072; simulated bubble per rank: 15.6% 15.6%; with each stage's own FLOPs: 65.3% 5.9%
+
+// Every op of an action is marked with it (train --trace times the actions
+// from these marks), in the rank's order.
+// ACTIONS-LABEL: func.func @train_step_pp1(
+// ACTIONS: kiln.recv {axis = "pp", peer = 0 : i64} : tensor<2x4x8xf32> loc(#[[RECV:loc[0-9]+]])
+// ACTIONS: kiln.send %{{.*}} {axis = "pp", peer = 0 : i64} : tensor<2x4x8xf32> loc(#[[SEND:loc[0-9]+]])
+// ACTIONS-DAG: #[[RECV]] = loc(callsite(#{{loc[0-9]*}} at #[[RECVACTION:loc[0-9]+]]))
+// ACTIONS-DAG: #[[RECVACTION]] = loc("pipeline action 1RECV_F0")
+// ACTIONS-DAG: #[[SEND]] = loc(callsite(#{{loc[0-9]*}} at #[[SENDACTION:loc[0-9]+]]))
+// ACTIONS-DAG: #[[SENDACTION]] = loc("pipeline action 1SEND_B0")

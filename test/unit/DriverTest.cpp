@@ -89,9 +89,10 @@ TEST(CommandLine, HelpWins) {
   EXPECT_NE(text.find("usage: train"), std::string::npos);
   for (const char *flag : {"--data FILE", "--steps N", "--checkpoint-dir D", "--checkpoint-every N",
                            "--resume", "--log FILE.jsonl", "--threads N", "--seed N",
-                           "--save-grads FILE", "--profile", "--help"})
+                           "--save-grads FILE", "--profile", "--trace FILE.json", "--help"})
     EXPECT_NE(text.find(flag), std::string::npos) << flag;
   EXPECT_TRUE(parseOk({"--profile"}).profile);
+  EXPECT_EQ(parseOk({"--trace", "t.json"}).tracePath, "t.json");
   EXPECT_FALSE(parseOk({"--profile"}).resume);
   EXPECT_FALSE(parseOk({"--resume", "--checkpoint-dir", "d"}).profile);
   EXPECT_NE(text.find("default 300"), std::string::npos);

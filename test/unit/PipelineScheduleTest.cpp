@@ -53,6 +53,31 @@ TEST(PipelineSchedule, OneForwardOneBackwardAndGPipeBubbles) {
       }
 }
 
+// Stages of different cost (the head and losses on the last): GPipe on 2
+// ranks, 2 micro-batches, stage 0 F 1 and B 2, stage 1 F 2 and B 3. Rank 1
+// runs F at 1-3 and 3-5, its backwards at 5-8 and 8-11; rank 0's forwards
+// at 0-1 and 1-2, its backwards when each gradient arrives, 8-10 and 11-13.
+TEST(PipelineSchedule, StagesOfTheirOwnCost) {
+  const Schedule s = build("gpipe", 2, 1, 2, Costs{});
+  std::string error;
+  std::optional<Simulation> sim =
+      simulate(s, std::vector<Costs>{{1.0, 2.0, 0.0, 0.0}, {2.0, 3.0, 0.0, 0.0}}, error);
+  ASSERT_TRUE(sim) << error;
+  EXPECT_DOUBLE_EQ(sim->makespan, 13.0);
+  EXPECT_DOUBLE_EQ(sim->busy[0], 6.0);
+  EXPECT_DOUBLE_EQ(sim->busy[1], 10.0);
+  EXPECT_DOUBLE_EQ(sim->bubble[0], 7.0);
+  EXPECT_DOUBLE_EQ(sim->bubble[1], 3.0);
+  // Uniform stage costs are the one-cost simulation.
+  const Costs costs{1.0, 2.0, 0.5, 0.0};
+  const Schedule zb = build("zb-h1", 4, 1, 8, costs);
+  std::optional<Simulation> uniform = simulate(zb, std::vector<Costs>(4, costs), error);
+  ASSERT_TRUE(uniform) << error;
+  EXPECT_DOUBLE_EQ(uniform->makespan, run(zb, costs).makespan);
+  EXPECT_FALSE(simulate(zb, std::vector<Costs>(3, costs), error));
+  EXPECT_EQ(error, "3 stage costs for 4 stages");
+}
+
 TEST(PipelineSchedule, InterleavedDividesTheBubbleByTheChunks) {
   const Costs costs{1.0, 1.0, 1.0, 0.0};
   for (int32_t p : {2, 4})
