@@ -37,6 +37,7 @@ SCHEDULES = [
     ("1f1b", {"pp": 2, "schedule": "1f1b"}),
     ("interleaved-1f1b", {"pp": 2, "schedule": "interleaved-1f1b", "virtual_stages": 2}),
     ("zb-h1", {"pp": 2, "schedule": "zb-h1"}),
+    ("zb-v", {"pp": 2, "schedule": "zb-v"}),
     ("dualpipev", {"pp": 2, "schedule": "dualpipev"}),
 ]
 

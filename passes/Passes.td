@@ -233,8 +233,9 @@ def KilnPipeline : Pass<"kiln-pipeline", "mlir::ModuleOp"> {
   let description = [{
     Runs after kiln-data-parallel (at dp 1 too), whose `@train_step` calls
     `@train_step_micro` once per micro-batch and sums the results in order.
-    The micro step is cut into `pp` x chunks stages (chunks: 2 for
-    `dualpipev`, `virtual-stages` for `interleaved-1f1b`, 1 otherwise), each
+    The micro step is cut into `pp` x chunks stages (chunks: 2 for the V of
+    `zb-v` and `dualpipev`, `virtual-stages` for `interleaved-1f1b`, 1
+    otherwise), each
     a contiguous range of the first `layers` block calls (0: all of them):
     balanced by the FLOPs of each block (StepCost.h) with the ops before the
     first block charged to the first stage and those after the last (final
@@ -242,7 +243,7 @@ def KilnPipeline : Pass<"kiln-pipeline", "mlir::ModuleOp"> {
     The embedding is on the first stage; free ops (constants, shifted
     tokens) are cloned where they are read.
 
-    The schedule `schedule` (gpipe, 1f1b, interleaved-1f1b, zb-h1,
+    The schedule `schedule` (gpipe, 1f1b, interleaved-1f1b, zb-h1, zb-v,
     dualpipev: PipelineSchedule.h) gives each pipeline rank its list of
     actions; the rank's program `@train_step_pp<r>` (`kiln.program =
     "train_step"`, `kiln.ranks` = its data-parallel ranks) runs them in the
@@ -268,13 +269,15 @@ def KilnPipeline : Pass<"kiln-pipeline", "mlir::ModuleOp"> {
 
     Not built yet, and refused: ZeRO-1 (zero=1) state, fp16 loss scaling,
     expert-parallel grids. `report=true` emits a remark with the stages, the
-    bytes per micro-batch on each edge and the simulated bubbles.
+    bytes per micro-batch on each edge and the simulated bubbles. Every op
+    of an action carries it in its location (callsite(... at "pipeline
+    action 0F3"), KilnDialect.h), which `train --trace` times.
   }];
   let options = [
     Option<"entry", "entry", "std::string", "\"train_step\"", "Training step to split">,
     Option<"pp", "pp", "int64_t", "2", "Pipeline ranks">,
     Option<"schedule", "schedule", "std::string", "\"1f1b\"",
-           "gpipe, 1f1b, interleaved-1f1b, zb-h1 or dualpipev">,
+           "gpipe, 1f1b, interleaved-1f1b, zb-h1, zb-v or dualpipev">,
     Option<"virtualStages", "virtual-stages", "int64_t", "1",
            "Chunks per rank for interleaved-1f1b">,
     Option<"layers", "layers", "int64_t", "0",

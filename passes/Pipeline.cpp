@@ -566,7 +566,8 @@ struct PipelinePass : impl::KilnPipelineBase<PipelinePass> {
     options.entry = entry;
     options.schedule = schedule;
     options.pp = pp;
-    options.chunks = schedule == "dualpipev" ? 2 : int64_t(virtualStages);
+    options.chunks =
+        schedule == "dualpipev" || schedule == "zb-v" ? 2 : int64_t(virtualStages);
     options.layers = layers;
     options.layersPerStage.assign(layersPerStage.begin(), layersPerStage.end());
     PipelineRewrite rewrite(module, step, options);

@@ -288,6 +288,59 @@ std::vector<Action> dualPipeV(int32_t ranks, int32_t r, int32_t m) {
   return order;
 }
 
+/// ZB-V (Qi et al., Zero Bubble Pipeline Parallelism, section 6), rank r's
+/// order on the V (chunk 0 is stage r, chunk 1 stage 2 ranks - 1 - r):
+/// forwards of chunk 0 until the V's far end can start, then F/I/W of chunk
+/// 1 as gradients return, a steady state of F, I, W on each chunk in turn,
+/// and the weight gradients drained last. With F = I = W it has no bubble
+/// in the steady state and 1F1B's peak activation memory. The order is
+/// built for at least 2 ranks - 1 micro-batches and the ones past `m`
+/// dropped, as torch.distributed.pipelining does.
+std::vector<Action> zeroBubbleV(int32_t ranks, int32_t r, int32_t m) {
+  const int32_t n = std::max(m, 2 * ranks - 1);
+  std::vector<Action> order;
+  int32_t nextF[2] = {0, 0}, nextI[2] = {0, 0}, nextW[2] = {0, 0};
+  auto add = [&](Op op, int32_t chunk) {
+    int32_t &next = op == Op::F ? nextF[chunk] : op == Op::B ? nextI[chunk] : nextW[chunk];
+    if (next < m)
+      order.push_back(compute(op, next, chunk));
+    ++next;
+  };
+  for (int32_t i = 0; i < 2 * (ranks - r) - 1; ++i)
+    add(Op::F, 0);
+  for (int32_t i = 0; i < r; ++i) {
+    add(Op::F, 1);
+    add(Op::F, 0);
+  }
+  for (int32_t i = 0; i < ranks - r; ++i) {
+    add(Op::F, 1);
+    add(Op::B, 1);
+    add(Op::W, 1);
+  }
+  while (nextF[1] < nextF[0] || nextF[0] < n) {
+    if (nextF[0] < n)
+      add(Op::F, 0);
+    add(Op::B, 0);
+    add(Op::W, 0);
+    add(Op::F, 1);
+    add(Op::B, 1);
+    add(Op::W, 1);
+  }
+  for (int32_t i = 0; i < r; ++i) {
+    add(Op::B, 0);
+    add(Op::B, 1);
+  }
+  for (int32_t i = 0; i < ranks - r; ++i) {
+    add(Op::B, 0);
+    add(Op::W, 0);
+  }
+  while (nextW[1] < nextI[1])
+    add(Op::W, 1);
+  while (nextW[0] < nextI[0])
+    add(Op::W, 0);
+  return order;
+}
+
 } // namespace
 
 std::optional<Schedule> buildSchedule(const std::string &kind, int32_t ranks, int32_t chunks,
@@ -299,11 +352,20 @@ std::optional<Schedule> buildSchedule(const std::string &kind, int32_t ranks, in
             std::to_string(microbatches);
     return std::nullopt;
   }
-  const bool interleaved = kind == "interleaved-1f1b", dualpipe = kind == "dualpipev";
-  if (kind != "gpipe" && kind != "1f1b" && kind != "zb-h1" && !interleaved && !dualpipe) {
+  const bool interleaved = kind == "interleaved-1f1b", dualpipe = kind == "dualpipev",
+             zeroBubbleVShape = kind == "zb-v";
+  if (kind != "gpipe" && kind != "1f1b" && kind != "zb-h1" && !interleaved && !dualpipe &&
+      !zeroBubbleVShape) {
     error = "unknown pipeline schedule '" + kind +
-            "'; built so far: gpipe, 1f1b, interleaved-1f1b, zb-h1, dualpipev";
+            "'; expected gpipe, 1f1b, interleaved-1f1b, zb-h1, zb-v or dualpipev";
     return std::nullopt;
+  }
+  if (zeroBubbleVShape) {
+    if (chunks > 2) {
+      error = "zb-v: a V of 2 chunks per rank, got " + std::to_string(chunks) + " chunks";
+      return std::nullopt;
+    }
+    chunks = 2;
   }
   if (dualpipe) {
     if (chunks > 2 || microbatches < 2 * ranks) {
@@ -321,7 +383,8 @@ std::optional<Schedule> buildSchedule(const std::string &kind, int32_t ranks, in
             " micro-batches";
     return std::nullopt;
   }
-  if (!interleaved && !dualpipe && chunks != 1) {
+  const bool vShape = dualpipe || zeroBubbleVShape;
+  if (!interleaved && !vShape && chunks != 1) {
     error = kind + ": takes one chunk per rank, got " + std::to_string(chunks);
     return std::nullopt;
   }
@@ -333,13 +396,15 @@ std::optional<Schedule> buildSchedule(const std::string &kind, int32_t ranks, in
   s.stageOf.assign(size_t(ranks), std::vector<int32_t>(size_t(chunks)));
   for (int32_t r = 0; r < ranks; ++r)
     for (int32_t c = 0; c < chunks; ++c)
-      s.stageOf[size_t(r)][size_t(c)] = dualpipe && c == 1 ? 2 * ranks - 1 - r : c * ranks + r;
+      s.stageOf[size_t(r)][size_t(c)] = vShape && c == 1 ? 2 * ranks - 1 - r : c * ranks + r;
   s.actions.resize(size_t(ranks));
   const int32_t m = microbatches;
   for (int32_t r = 0; r < ranks; ++r) {
     std::vector<Action> &order = s.actions[size_t(r)];
     if (dualpipe) {
       order = dualPipeV(ranks, r, m);
+    } else if (zeroBubbleVShape) {
+      order = zeroBubbleV(ranks, r, m);
     } else if (kind == "gpipe") {
       for (int32_t mb = 0; mb < m; ++mb)
         order.push_back(compute(Op::F, mb, 0));

@@ -63,7 +63,7 @@ struct Action {
 };
 
 struct Schedule {
-  std::string kind; ///< gpipe | 1f1b | interleaved-1f1b | zb-h1 | dualpipev
+  std::string kind; ///< gpipe | 1f1b | interleaved-1f1b | zb-h1 | zb-v | dualpipev
   int32_t ranks = 0, chunks = 1, microbatches = 0;
   std::vector<std::vector<int32_t>> stageOf; ///< [rank][chunk] -> stage
   std::vector<std::vector<Action>> actions;  ///< per rank, in order

@@ -2,12 +2,12 @@
 // Options the model cannot take, on pipeline.mlir's two-layer model:
 // RUN: not kiln-opt %S/pipeline.mlir --kiln-autodiff --kiln-data-parallel="microbatches=4" --kiln-pipeline="pp=4 schedule=1f1b" 2>&1 | FileCheck %s --check-prefix=STAGES
 // RUN: not kiln-opt %S/pipeline.mlir --kiln-autodiff --kiln-data-parallel="microbatches=4" --kiln-pipeline="pp=2 layers-per-stage=1,2" 2>&1 | FileCheck %s --check-prefix=BYHAND
-// RUN: not kiln-opt %S/pipeline.mlir --kiln-autodiff --kiln-data-parallel="microbatches=4" --kiln-pipeline="pp=2 schedule=zb-v" 2>&1 | FileCheck %s --check-prefix=SCHEDULE
+// RUN: not kiln-opt %S/pipeline.mlir --kiln-autodiff --kiln-data-parallel="microbatches=4" --kiln-pipeline="pp=2 schedule=zb-w" 2>&1 | FileCheck %s --check-prefix=SCHEDULE
 // RUN: not kiln-opt %S/pipeline.mlir --kiln-autodiff --kiln-data-parallel="microbatches=4" --kiln-pipeline="pp=1" 2>&1 | FileCheck %s --check-prefix=PP1
 
 // STAGES: error: kiln-pipeline: 4 stages (pp 4 x 1 chunks) for 2 layers; expected at least one layer per stage
 // BYHAND: error: kiln-pipeline: layers-per-stage adds up to 3 layers; the model has 2
-// SCHEDULE: error: kiln-pipeline: unknown pipeline schedule 'zb-v'; built so far: gpipe, 1f1b, interleaved-1f1b, zb-h1, dualpipev
+// SCHEDULE: error: kiln-pipeline: unknown pipeline schedule 'zb-w'; expected gpipe, 1f1b, interleaved-1f1b, zb-h1, zb-v or dualpipev
 // PP1: error: kiln-pipeline: expected pp >= 2 and virtual-stages >= 1, got pp 1 and virtual-stages 1
 
 // The step must be kiln-data-parallel's: micro-batches outlined and called.

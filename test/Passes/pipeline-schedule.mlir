@@ -4,6 +4,7 @@
 // RUN: kiln-opt %s --kiln-autodiff="lr=0.01 total-steps=10" --kiln-data-parallel="microbatches=2" --kiln-pipeline="pp=2 schedule=gpipe" --kiln-verify-collectives | FileCheck %s --check-prefix=GPIPE
 // RUN: kiln-opt %s --kiln-autodiff="lr=0.01 total-steps=10" --kiln-data-parallel="microbatches=2" --kiln-pipeline="pp=2 schedule=interleaved-1f1b virtual-stages=2" --kiln-verify-collectives | FileCheck %s --check-prefix=INTERLEAVED
 // RUN: kiln-opt %s --kiln-autodiff="lr=0.01 total-steps=10" --kiln-data-parallel="microbatches=4" --kiln-pipeline="pp=2 schedule=dualpipev" --kiln-verify-collectives | FileCheck %s --check-prefix=DUALPIPEV
+// RUN: kiln-opt %s --kiln-autodiff="lr=0.01 total-steps=10" --kiln-data-parallel="microbatches=4" --kiln-pipeline="pp=2 schedule=zb-v" --kiln-verify-collectives | FileCheck %s --check-prefix=ZBV
 
 func.func private @block(%x: tensor<2x4x8xf32>, %g: tensor<8xf32> {kiln.param = "norm.weight"},
                          %w: tensor<8x8xf32> {kiln.param = "proj.weight"}) -> tensor<2x4x8xf32> {
@@ -102,3 +103,26 @@ func.func @forward(%emb: tensor<16x8xf32> {kiln.param = "embed.weight"},
 // DUALPIPEV: kiln.global_norm
 // DUALPIPEV-LABEL: func.func @train_step_pp1(
 // DUALPIPEV-NOT: kiln.embedding
+
+// ZB-V: the same V (stages 0 and 3 on rank 0), every backward cut into its
+// input half and its deferred weight half; rank 0 runs its three warm-up
+// forwards of stage 0 before the first of stage 3.
+// ZBV-LABEL: func.func @train_step_pp0(
+// ZBV-SAME: kiln.ranks = array<i64: 0>
+// ZBV: kiln.embedding
+// ZBV-NEXT: call @block_fwd(
+// ZBV: kiln.embedding
+// ZBV-NEXT: call @block_fwd(
+// ZBV: kiln.embedding
+// ZBV-NEXT: call @block_fwd(
+// ZBV: kiln.recv {axis = "pp", peer = 1 : i64}
+// ZBV-NEXT: call @block_fwd(
+// ZBV: kiln.cross_entropy
+// ZBV: call @block_bwd_input(
+// ZBV: call @block_bwd_weight(
+// ZBV-NOT: kiln.send {{.*}} : tensor<16x8xf32>
+// ZBV: kiln.global_norm
+// ZBV-LABEL: func.func @train_step_pp1(
+// ZBV-NOT: kiln.embedding
+// ZBV: call @block_bwd_input(
+// ZBV: call @block_bwd_weight(

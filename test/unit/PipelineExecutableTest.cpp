@@ -6,7 +6,7 @@
 // MultiRankExecutableFixture.h's kPipelineLayouts, each one global batch of 8
 // rows, against one process over the same rows:
 //  1. 20 steps of every schedule (1F1B, ZB-H1, GPipe on pp 2 x dp 2,
-//     DualPipeV, interleaved 1F1B) give one process's losses, gradient norms
+//     DualPipeV, ZB-V, interleaved 1F1B) give one process's losses, gradient norms
 //     and learning rates (<= 1e-5 relative);
 //  2. the step-1 gradients agree, read from a step-1 checkpoint (exp_avg is
 //     (1 - beta1) x the clipped gradient): every stage's, and the shared

@@ -1,13 +1,13 @@
 //===- PipelineParallelTest.cpp - kiln-pipeline vs the single-device step --===//
 //
 // Every schedule (gpipe, 1f1b, interleaved-1f1b with 2 chunks per rank,
-// zb-h1 with deferred weight gradients, dualpipev's V with overlapped
-// pairs) on pp 2 and pp 4, and pp 2 x dp 2: the per-rank programs, run on
+// zb-h1 with deferred weight gradients, zb-v's and dualpipev's V, the
+// latter with overlapped pairs) on pp 2 and pp 4, and pp 2 x dp 2: the per-rank programs, run on
 // every rank at once by the multi-rank reference evaluator, must give the
 // single-device step's numbers on the same global batch to f64 rounding
 // (<= 1e-12 relative, per tensor) over two steps: losses, gradient norm,
 // learning rate, expert loads, every parameter and Adam moment a rank holds
-// (PartitionHarness.h). The models get 4 layers (8 for dualpipev on pp 4)
+// (PartitionHarness.h). The models get 4 layers (8 for the V on pp 4)
 // so that every chunk holds at least one; r1-tiny's untied embedding is shared by
 // the first stage (embedding) and the last (MTP), whose gradient pieces
 // the two ranks exchange.
@@ -88,6 +88,7 @@ INSTANTIATE_TEST_SUITE_P(
                                          Layout{"zb-h1", 2, 1, 4, 1}, Layout{"zb-h1", 4, 1, 4, 1},
                                          Layout{"dualpipev", 2, 2, 4, 1},
                                          Layout{"dualpipev", 4, 2, 8, 1},
+                                         Layout{"zb-v", 2, 2, 4, 1}, Layout{"zb-v", 4, 2, 8, 1},
                                          Layout{"1f1b", 2, 1, 2, 2})),
     name);
 

@@ -112,6 +112,30 @@ TEST(PipelineSchedule, ZeroBubbleH1HasAThirdOfTheBubble) {
       }
 }
 
+TEST(PipelineSchedule, ZeroBubbleVHasOneInputGradientPerRankOfBubble) {
+  // ZB-V on the V (2 chunks per rank, per-chunk costs): from 2p - 1
+  // micro-batches on, each rank idles (p - 1) x I, the stagger of the V's
+  // first gradients (the paper's (p - 1)(F + B - 2W) counts no stagger), and
+  // holds at most 2p chunk activations, 1F1B's p micro-batches of a whole
+  // stage. Fewer micro-batches still make a valid, slower schedule.
+  for (const Costs costs : {Costs{1, 1, 1, 0}, Costs{1.0, 1.0, 0.5, 0.0}, Costs{1.0, 2.0, 1.0, 0.0}})
+    for (int32_t p : {2, 4, 8})
+      for (int32_t m : {p, 2 * p - 1, 2 * p, 3 * p}) {
+        SCOPED_TRACE("ranks " + std::to_string(p) + " micro-batches " + std::to_string(m) +
+                     " I " + std::to_string(costs.b) + " W " + std::to_string(costs.w));
+        Schedule s = build("zb-v", p, 2, m, costs);
+        ASSERT_EQ(s.stageOf[0], (std::vector<int32_t>{0, 2 * p - 1}));
+        Simulation sim = run(s, costs);
+        for (int32_t r = 0; r < p; ++r) {
+          EXPECT_LE(sim.peakInFlight[size_t(r)], 2 * p) << "rank " << r;
+          if (m < 2 * p - 1)
+            continue;
+          EXPECT_NEAR(sim.bubble[size_t(r)], (p - 1) * costs.b, 1e-9)
+              << "rank " << r << "\n" << formatScheduleCsv(s);
+        }
+      }
+}
+
 TEST(PipelineSchedule, DualPipeVBubbleAndMemoryAreDeepSeeks) {
   // DualPipe's table, PP = 2 x ranks stages: bubble (PP/2 - 1)(F&B + B - 3W)
   // with B the whole backward (I + W here), PP + 1 micro-batches in flight;
@@ -208,8 +232,10 @@ TEST(PipelineSchedule, MutatedSchedulesAreRefused) {
 TEST(PipelineSchedule, ShapesItDoesNotTakeAreErrors) {
   std::string error;
   EXPECT_FALSE(buildSchedule("dualpipe", 4, 1, 8, Costs{}, error));
-  EXPECT_EQ(error, "unknown pipeline schedule 'dualpipe'; built so far: gpipe, 1f1b, "
-                   "interleaved-1f1b, zb-h1, dualpipev");
+  EXPECT_EQ(error, "unknown pipeline schedule 'dualpipe'; expected gpipe, 1f1b, "
+                   "interleaved-1f1b, zb-h1, zb-v or dualpipev");
+  EXPECT_FALSE(buildSchedule("zb-v", 4, 3, 8, Costs{}, error));
+  EXPECT_EQ(error, "zb-v: a V of 2 chunks per rank, got 3 chunks");
   EXPECT_FALSE(buildSchedule("dualpipev", 4, 2, 6, Costs{}, error));
   EXPECT_EQ(error, "dualpipev: a V of 2 chunks per rank and micro-batches >= 2 x the 4 ranks, "
                    "got 2 chunks and 6 micro-batches");
