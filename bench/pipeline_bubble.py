@@ -3,9 +3,10 @@
 
 For each schedule, builds a pipeline-parallel variant of a model spec with
 `kilnc -o --report` (whose kiln-pipeline remark gives the simulated bubble per
-rank, priced with the planner's FLOPs per action), runs it under mpirun with
-`--trace`, and measures from the Chrome trace, for every step after the
-first:
+rank, priced with each stage's FLOPs per action), twice: with blocking sends
+and receives (`--overlap-send-recv=false`) and with posted ones (the
+default), runs each under mpirun with `--trace`, and measures from the Chrome
+trace, for every step after the first:
 
     makespan = last end - first start of the step's schedule actions, all ranks
     busy(r)  = time rank r spent in F, I, B, W and F&B actions
@@ -42,7 +43,7 @@ SCHEDULES = [
 ]
 
 
-def build(args, name, parallel):
+def build(args, name, parallel, blocking=False):
     with open(os.path.join(ROOT, "models", args.model + ".json")) as f:
         spec = json.load(f)
     spec["model"]["num_hidden_layers"] = args.layers
@@ -53,7 +54,8 @@ def build(args, name, parallel):
         json.dump(spec, f, indent=1)
     kilnc = os.path.join(ROOT, "build", "bin", "kilnc")
     result = subprocess.run([kilnc, path, "-o", os.path.join(args.out, name), "--report",
-                             "-mlir-print-op-on-diagnostic=false"],
+                             "-mlir-print-op-on-diagnostic=false"] +
+                            (["--overlap-send-recv=false"] if blocking else []),
                             capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"kilnc {path} failed:\n{result.stderr}")
@@ -106,17 +108,22 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     print(f"{args.model}, {args.layers} layers, {args.rows} rows in {args.microbatches} "
           f"micro-batches, pp 2, --threads 1, median of steps 2-{args.steps}\n")
-    print("| schedule | simulated bubble per rank | measured bubble per rank | measured makespan |")
-    print("|---|---|---|---|")
+    print("| schedule | simulated bubble per rank | measured, blocking send/recv | measured, posted "
+          "(kiln-overlap-send-recv) | makespan blocking | makespan posted |")
+    print("|---|---|---|---|---|---|")
     notes = []
     for name, parallel in SCHEDULES:
-        simulated, flops = build(args, name, parallel)
+        simulated, flops = build(args, name + "-blocking", parallel, blocking=True)
+        blocking, blockingSpan, _ = measure(args, name + "-blocking", parallel["pp"])
+        build(args, name, parallel)
         measured, makespan, times = measure(args, name, parallel["pp"])
         print(f"| {name} | {' / '.join(f'{b:.1f}%' for b in simulated)} | "
-              f"{' / '.join(f'{b:.1f}%' for b in measured)} | {makespan / 1000:.2f} ms |")
+              f"{' / '.join(f'{b:.1f}%' for b in blocking)} | "
+              f"{' / '.join(f'{b:.1f}%' for b in measured)} | {blockingSpan / 1000:.2f} ms | "
+              f"{makespan / 1000:.2f} ms |")
         sys.stdout.flush()
         notes.append(f"{name}: FLOPs per micro-batch of the costliest stage {flops}; measured "
-                     "mean ms per action: " +
+                     "mean ms per action (posted): " +
                      ", ".join(f"{k} {v:.3f}" for k, v in times.items()))
     print()
     for note in notes:

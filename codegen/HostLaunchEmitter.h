@@ -122,6 +122,9 @@ private:
   void allToAll();
   void send();
   void recv();
+  void sendStart();
+  void recvStart();
+  void p2pWait();
   void quantizeFp8();
   void dequantizeFp8();
   void scaledMatmul();
@@ -129,6 +132,7 @@ private:
   void scaledGroupedMatmul();
   void scaledGroupedMatmulWgrad();
   void pointToPoint(bool isSend);
+  void postPointToPoint(bool isSend);
   void resizingCollective(StringRef fn, bool gather);
   void globalSequences(std::vector<std::string> callArgs);
 

@@ -96,6 +96,32 @@ void LaunchEmitter::pointToPoint(bool isSend) {
 void LaunchEmitter::send() { pointToPoint(/*isSend=*/true); }
 void LaunchEmitter::recv() { pointToPoint(/*isSend=*/false); }
 
+// send_start(x) / recv_start() -> x: the transfer posted under `ticket`
+void LaunchEmitter::postPointToPoint(bool isSend) {
+  elements(isSend ? "f" : "", isSend ? "" : "f");
+  StringRef axis = str("axis");
+  int64_t peer = i64("peer"), ticket = i64("ticket");
+  if (failed)
+    return;
+  line(std::string("if (!kiln::driver::") + (isSend ? "sendStart" : "recvStart") + "(io.comm, \"" +
+       axis.str() + "\", " + intLiteral(peer) + ", " + (isSend ? in(0) : out(0)) + ", " +
+       intLiteral(isSend ? inCount(0) : outCount(0)) + ", " + intLiteral(ticket) +
+       ", &error)) return false;");
+}
+
+void LaunchEmitter::sendStart() { postPointToPoint(/*isSend=*/true); }
+void LaunchEmitter::recvStart() { postPointToPoint(/*isSend=*/false); }
+
+// p2p_wait(x): the posted transfer `ticket` (of x) is over
+void LaunchEmitter::p2pWait() {
+  elements("f", "");
+  int64_t ticket = i64("ticket");
+  if (failed)
+    return;
+  line("if (!kiln::driver::p2pWait(io.comm, " + intLiteral(ticket) + ", " + in(0) +
+       ", &error)) return false;");
+}
+
 void LaunchEmitter::allGather() { resizingCollective("allGather", /*gather=*/true); }
 void LaunchEmitter::reduceScatter() { resizingCollective("reduceScatter", /*gather=*/false); }
 void LaunchEmitter::localShard() { resizingCollective("localShard", /*gather=*/false); }

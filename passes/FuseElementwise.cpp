@@ -30,13 +30,6 @@ using kiln::kernel::YieldOp;
 namespace kiln {
 namespace {
 
-/// The buffer `v` is a view of: the alloc or argument under any reshapes.
-Value rootOf(Value v) {
-  while (auto reshape = v.getDefiningOp<ReshapeOp>())
-    v = reshape.getSource();
-  return v;
-}
-
 /// Non-reshape ops using `buffer` or a reshape of it, and the reshapes.
 void collectUsers(Value buffer, SmallVectorImpl<Operation *> &users,
                   SmallVectorImpl<ReshapeOp> &reshapes) {
@@ -55,10 +48,10 @@ SmallVector<Value> writtenRoots(Operation *op) {
   SmallVector<Value> roots;
   if (auto launch = dyn_cast<LaunchOp>(op))
     for (Value out : launch.getOuts())
-      roots.push_back(rootOf(out));
+      roots.push_back(kernel::viewedBuffer(out));
   if (auto loop = dyn_cast<ElementwiseOp>(op))
     for (Value out : loop.getOuts())
-      roots.push_back(rootOf(out));
+      roots.push_back(kernel::viewedBuffer(out));
   return roots;
 }
 
@@ -100,23 +93,23 @@ bool Fuser::tryFuse(ElementwiseOp producer, unsigned index) {
     return false;
   // The producer's out must only be read by the consumer, not written.
   for (Value o : consumer.getOuts())
-    if (rootOf(o) == alloc.getResult())
+    if (kernel::viewedBuffer(o) == alloc.getResult())
       return false;
   // Moving the producer's work down to the consumer must not change what it
   // reads, or make its other outs late for someone in between.
   llvm::SmallPtrSet<Value, 8> inRoots;
   for (Value in : producer.getIns())
-    inRoots.insert(rootOf(in));
+    inRoots.insert(kernel::viewedBuffer(in));
   llvm::SmallPtrSet<Value, 4> otherOuts;
   for (auto [i, o] : llvm::enumerate(producer.getOuts()))
     if (i != index)
-      otherOuts.insert(rootOf(o));
+      otherOuts.insert(kernel::viewedBuffer(o));
   for (Operation *op = producer->getNextNode(); op != consumer; op = op->getNextNode()) {
     for (Value root : writtenRoots(op))
       if (inRoots.contains(root) || otherOuts.contains(root))
         return false;
     for (Value operand : op->getOperands())
-      if (otherOuts.contains(rootOf(operand)))
+      if (otherOuts.contains(kernel::viewedBuffer(operand)))
         return false;
   }
 
@@ -136,9 +129,9 @@ bool Fuser::tryFuse(ElementwiseOp producer, unsigned index) {
   // from memory: in the merged loop that memory is written, not yet read.
   llvm::SmallDenseMap<Value, unsigned> producerOut;
   for (auto [i, o] : llvm::enumerate(producer.getOuts()))
-    producerOut[rootOf(o)] = i;
+    producerOut[kernel::viewedBuffer(o)] = i;
   for (Value in : consumer.getIns())
-    if (!producerOut.count(rootOf(in)))
+    if (!producerOut.count(kernel::viewedBuffer(in)))
       addIn(in);
   SmallVector<Value> outs;
   for (auto [i, o] : llvm::enumerate(producer.getOuts()))
@@ -164,7 +157,7 @@ bool Fuser::tryFuse(ElementwiseOp producer, unsigned index) {
   auto pYield = cast<YieldOp>(pBody.getTerminator());
   Block &cBody = consumer.getBody().front();
   for (auto [arg, in] : llvm::zip(cBody.getArguments(), consumer.getIns())) {
-    auto out = producerOut.find(rootOf(in));
+    auto out = producerOut.find(kernel::viewedBuffer(in));
     map.map(arg, out != producerOut.end() ? map.lookup(pYield.getValues()[out->second])
                                           : body->getArgument(inIndex.lookup(in)));
   }
@@ -201,7 +194,7 @@ bool Fuser::tryInlineFill(LaunchOp fill) {
       continue;
     auto loop = dyn_cast<ElementwiseOp>(user);
     if (!loop || llvm::any_of(loop.getOuts(), [&](Value o) {
-          return rootOf(o) == alloc.getResult();
+          return kernel::viewedBuffer(o) == alloc.getResult();
         }))
       return false;
     loops.push_back(loop);
@@ -214,7 +207,7 @@ bool Fuser::tryInlineFill(LaunchOp fill) {
     SmallVector<Value> keptIns;
     llvm::BitVector dropped(body.getNumArguments());
     for (auto [i, in] : llvm::enumerate(loop.getIns())) {
-      if (rootOf(in) != alloc.getResult()) {
+      if (kernel::viewedBuffer(in) != alloc.getResult()) {
         keptIns.push_back(in);
         continue;
       }

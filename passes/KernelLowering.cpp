@@ -15,7 +15,8 @@ using namespace mlir;
 
 namespace kiln {
 
-void addKernelLowering(OpPassManager &pm, bool fuseElementwise, bool arenaReuse, bool report) {
+void addKernelLowering(OpPassManager &pm, bool fuseElementwise, bool arenaReuse, bool report,
+                       bool overlapSendRecv) {
   // Block functions are inlined into the step: the kernel level is one
   // straight-line function, which is what liveness planning wants. No
   // cleanup pipeline: canonicalization could refold arithmetic.
@@ -25,6 +26,11 @@ void addKernelLowering(OpPassManager &pm, bool fuseElementwise, bool arenaReuse,
     KilnFuseElementwiseOptions fuse;
     fuse.report = report;
     pm.addNestedPass<func::FuncOp>(createKilnFuseElementwise(fuse));
+  }
+  if (overlapSendRecv) {
+    KilnOverlapSendRecvOptions overlap;
+    overlap.report = report;
+    pm.addNestedPass<func::FuncOp>(createKilnOverlapSendRecv(overlap));
   }
   KilnPlanArenaOptions plan;
   plan.reuse = arenaReuse;
@@ -36,7 +42,7 @@ void registerKilnPipelines() {
   PassPipelineRegistration<>(
       "kiln-kernel-lowering",
       "Lowers a kiln training step to the planned kernel level as kilnc builds it: inline, "
-      "convert-kiln-to-kernel, kiln-fuse-elementwise, kiln-plan-arena",
+      "convert-kiln-to-kernel, kiln-fuse-elementwise, kiln-overlap-send-recv, kiln-plan-arena",
       [](OpPassManager &pm) {
         addKernelLowering(pm, /*fuseElementwise=*/true, /*arenaReuse=*/true, /*report=*/false);
       });

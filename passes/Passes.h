@@ -41,10 +41,10 @@ createKilnActivationCheckpointing(const KilnActivationCheckpointingOptions &opti
                                   ArenaPricer pricer);
 
 /// Adds the lowering of a kiln training step (`@train_step`) to the planned
-/// kernel level: inline, convert-kiln-to-kernel, kiln-fuse-elementwise
-/// (unless disabled) and kiln-plan-arena.
+/// kernel level: inline, convert-kiln-to-kernel, kiln-fuse-elementwise and
+/// kiln-overlap-send-recv (unless disabled) and kiln-plan-arena.
 void addKernelLowering(mlir::OpPassManager &pm, bool fuseElementwise, bool arenaReuse,
-                       bool report);
+                       bool report, bool overlapSendRecv = true);
 
 /// Registers `kiln-kernel-lowering`, addKernelLowering's pipeline with fusion
 /// and reuse on, for kiln-opt.

@@ -640,6 +640,33 @@ def KilnFuseElementwise : Pass<"kiln-fuse-elementwise", "mlir::func::FuncOp"> {
   let dependentDialects = ["::kiln::kernel::KernelDialect", "::mlir::arith::ArithDialect"];
 }
 
+def KilnOverlapSendRecv : Pass<"kiln-overlap-send-recv", "mlir::func::FuncOp"> {
+  let summary = "Posts sends and receives early and waits late, so transfers overlap compute";
+  let description = [{
+    On the kernel level of one straight-line program (before kiln-plan-arena),
+    each `send` becomes a `send_start` right after the last kernel that writes
+    its buffer (not before the communication launch before it) and a
+    `p2p_wait` right before the next blocking communication (a receive's
+    wait or a collective), the end of the step, or the next write of its
+    buffer; each `recv` becomes a `recv_start` right after the collective or
+    receive before it and a `p2p_wait` where the `recv` was. The start and
+    its wait share a `ticket` (unique in the function); the wait takes the
+    buffer, so the arena keeps it live and untouched until the transfer is
+    over.
+
+    Posts keep their order (transfers between two ranks match in posting
+    order) and no rank blocks earlier than before, so a program whose
+    blocking sends meet their receives (kiln-verify-collectives) cannot
+    deadlock now either. With `report=true`, a remark counts the transfers,
+    those posted early and the send waits deferred.
+  }];
+  let options = [
+    Option<"report", "report", "bool", "false",
+           "Emit a remark: transfers posted, posted early, send waits deferred">
+  ];
+  let dependentDialects = ["::kiln::kernel::KernelDialect"];
+}
+
 def KilnPlanArena : Pass<"kiln-plan-arena", "mlir::func::FuncOp"> {
   let summary = "Places every temporary buffer in one arena, reusing memory by liveness";
   let description = [{

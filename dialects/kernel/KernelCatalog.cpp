@@ -77,6 +77,11 @@ static const KernelInfo kCatalog[] = {
     {"all_to_all", 2, 2},
     {"send", 1, 0},
     {"recv", 0, 1},
+    // Posted send and receive (kiln-overlap-send-recv) and their wait,
+    // matched by the param `ticket`; the wait takes the transfer's buffer.
+    {"send_start", 1, 0},
+    {"recv_start", 0, 1},
+    {"p2p_wait", 1, 0},
     // FP8 (KilnPrecisionOps.td): quantize to e4m3 + block scales, back, and
     // the block-scaled GEMM; the grouped forms for the experts take the
     // expert offsets last.

@@ -18,3 +18,9 @@ int64_t kiln::kernel::bufferBytes(MemRefType type) {
   int64_t bits = type.getElementTypeBitWidth();
   return type.getNumElements() * ((bits + 7) / 8);
 }
+
+Value kiln::kernel::viewedBuffer(Value v) {
+  while (auto reshape = v.getDefiningOp<ReshapeOp>())
+    v = reshape.getSource();
+  return v;
+}

@@ -27,6 +27,8 @@ constexpr llvm::StringLiteral kArenaBytesAttr = "kiln_kernel.arena_bytes";
 constexpr int64_t kArenaAlignment = 64;
 /// Bytes of a static memref (element bits rounded up to bytes).
 int64_t bufferBytes(mlir::MemRefType type);
+/// The buffer `v` is a view of: the alloc or argument under any reshapes.
+mlir::Value viewedBuffer(mlir::Value v);
 } // namespace kiln::kernel
 
 #endif // KILN_KERNEL_DIALECT_H

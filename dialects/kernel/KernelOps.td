@@ -78,7 +78,9 @@ def Kernel_LaunchOp : Kernel_Op<"launch", [AttrSizedOperandSegments]> {
     `insert_slice` and `concat` move data. Collectives (`all_reduce`,
     `all_gather`, `reduce_scatter`, `local_shard`, `all_to_all`, `send` with
     no outs, `recv` with no ins) exchange data with other ranks through the
-    runtime's communicator. The verifier checks the name and the number of
+    runtime's communicator; `send_start` and `recv_start` post a transfer
+    that the `p2p_wait` with the same `ticket` param completes
+    (kiln-overlap-send-recv). The verifier checks the name and the number of
     ins and outs against the kernel catalog.
 
     ```mlir

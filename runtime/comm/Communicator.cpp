@@ -315,6 +315,52 @@ bool Communicator::recv(void *buf, size_t count, DType dtype, int peer) {
              [&](std::string &detail) { return recvImpl(buf, count, dtype, peer, detail); });
 }
 
+bool Communicator::postSend(const void *buf, size_t count, DType dtype, int peer,
+                            uint64_t &ticket) {
+  std::string argumentError = checkPeer(peer, rank(), size(), name_);
+  if (argumentError.empty())
+    argumentError = checkBuffer(buf, "buf", count, dtype);
+  uint64_t bytes = count * dtypeBytes(dtype);
+  return run("post " + opHead(OpKind::Send, ReduceOp::Sum, peer),
+             opArgs(OpKind::Send, dtype, count), argumentError, bytes, 0,
+             [&](std::string &detail) {
+               return postSendImpl(buf, count, dtype, peer, ticket, detail);
+             });
+}
+
+bool Communicator::postRecv(void *buf, size_t count, DType dtype, int peer, uint64_t &ticket) {
+  std::string argumentError = checkPeer(peer, rank(), size(), name_);
+  if (argumentError.empty())
+    argumentError = checkBuffer(buf, "buf", count, dtype);
+  uint64_t bytes = count * dtypeBytes(dtype);
+  return run("post " + opHead(OpKind::Recv, ReduceOp::Sum, peer),
+             opArgs(OpKind::Recv, dtype, count), argumentError, 0, bytes,
+             [&](std::string &detail) {
+               return postRecvImpl(buf, count, dtype, peer, ticket, detail);
+             });
+}
+
+bool Communicator::complete(uint64_t ticket) {
+  return run("wait for posted transfer " + std::to_string(ticket) + " over " + name_, "", "", 0,
+             0, [&](std::string &detail) { return completeImpl(ticket, detail); });
+}
+
+bool Communicator::postSendImpl(const void *, size_t, DType, int, uint64_t &,
+                                std::string &detail) {
+  detail = "posted transfers are not built for this communicator; use send";
+  return false;
+}
+
+bool Communicator::postRecvImpl(void *, size_t, DType, int, uint64_t &, std::string &detail) {
+  detail = "posted transfers are not built for this communicator; use recv";
+  return false;
+}
+
+bool Communicator::completeImpl(uint64_t, std::string &detail) {
+  detail = "posted transfers are not built for this communicator";
+  return false;
+}
+
 bool Communicator::barrier() {
   return run(opHead(OpKind::Barrier, ReduceOp::Sum, -1), "", "", 0, 0,
              [&](std::string &detail) { return barrierImpl(detail); });

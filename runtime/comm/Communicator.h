@@ -107,6 +107,14 @@ public:
   /// passes there cannot deadlock on MPI's rendezvous protocol).
   bool send(const void *buf, size_t count, DType dtype, int peer);
   bool recv(void *buf, size_t count, DType dtype, int peer);
+  /// Posted point to point (kiln-overlap-send-recv): postSend and postRecv
+  /// start the transfer and return at once with its `ticket`; complete
+  /// waits until it is over. Posts between a pair match in posting order,
+  /// as send and recv do, and a posted buffer must stay untouched until its
+  /// completion. The bytes count at the post, the time at both.
+  bool postSend(const void *buf, size_t count, DType dtype, int peer, uint64_t &ticket);
+  bool postRecv(void *buf, size_t count, DType dtype, int peer, uint64_t &ticket);
+  bool complete(uint64_t ticket);
   bool barrier();
 
   /// A collective like MPI_Comm_split: the ranks that pass the same color
@@ -185,6 +193,12 @@ protected:
   virtual bool sendImpl(const void *buf, size_t count, DType dtype, int peer,
                         std::string &detail) = 0;
   virtual bool recvImpl(void *buf, size_t count, DType dtype, int peer, std::string &detail) = 0;
+  /// Posted transfers; a backend without them refuses (the default).
+  virtual bool postSendImpl(const void *buf, size_t count, DType dtype, int peer,
+                            uint64_t &ticket, std::string &detail);
+  virtual bool postRecvImpl(void *buf, size_t count, DType dtype, int peer, uint64_t &ticket,
+                            std::string &detail);
+  virtual bool completeImpl(uint64_t ticket, std::string &detail);
   virtual bool barrierImpl(std::string &detail) = 0;
   /// Returns the new communicator (built with this->context()), or null.
   virtual std::unique_ptr<Communicator> splitImpl(int color, int key, const std::string &name,

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -215,26 +216,63 @@ protected:
 
   bool sendImpl(const void *buf, size_t count, DType dtype, int peer,
                 std::string &detail) override {
-    MPI_Request request;
-    return fitsInt(count, detail) &&
-           check(MPI_Isend(buf, int(count), mpiType(dtype), peer, kTag, comm_, &request),
-                 "MPI_Isend", detail) &&
-           wait(request, nullptr, rankName(peer) + " did not receive", detail);
+    uint64_t ticket = 0;
+    return postSendImpl(buf, count, dtype, peer, ticket, detail) && completeImpl(ticket, detail);
   }
 
-  bool recvImpl(void *buf, size_t count, DType dtype, int peer, std::string &detail) override {
-    MPI_Request request;
-    MPI_Status status;
+  bool postSendImpl(const void *buf, size_t count, DType dtype, int peer, uint64_t &ticket,
+                    std::string &detail) override {
+    Posted posted{MPI_Request(), /*receive=*/false, peer, count, dtype};
     if (!fitsInt(count, detail) ||
-        !check(MPI_Irecv(buf, int(count), mpiType(dtype), peer, kTag, comm_, &request), "MPI_Irecv",
-               detail))
+        !check(MPI_Isend(buf, int(count), mpiType(dtype), peer, kTag, comm_, &posted.request),
+               "MPI_Isend", detail))
       return false;
-    if (!wait(request, &status, rankName(peer) + " did not send", detail)) {
-      if (truncated_)
-        detail = "mismatch: " + rankName(peer) + " sent more than " + std::to_string(count) +
-                 " x " + dtypeName(dtype) + " (" + detail + ")";
+    ticket = nextTicket_++;
+    posted_.emplace(ticket, posted);
+    return true;
+  }
+
+  bool postRecvImpl(void *buf, size_t count, DType dtype, int peer, uint64_t &ticket,
+                    std::string &detail) override {
+    Posted posted{MPI_Request(), /*receive=*/true, peer, count, dtype};
+    if (!fitsInt(count, detail) ||
+        !check(MPI_Irecv(buf, int(count), mpiType(dtype), peer, kTag, comm_, &posted.request),
+               "MPI_Irecv", detail))
+      return false;
+    ticket = nextTicket_++;
+    posted_.emplace(ticket, posted);
+    return true;
+  }
+
+  bool completeImpl(uint64_t ticket, std::string &detail) override {
+    auto it = posted_.find(ticket);
+    if (it == posted_.end()) {
+      detail = "no posted transfer has ticket " + std::to_string(ticket);
       return false;
     }
+    Posted posted = it->second;
+    posted_.erase(it);
+    MPI_Status status;
+    if (!wait(posted.request, &status,
+              rankName(posted.peer) + (posted.receive ? " did not send" : " did not receive"),
+              detail)) {
+      if (truncated_)
+        detail = "mismatch: " + rankName(posted.peer) + " sent more than " +
+                 std::to_string(posted.count) + " x " + dtypeName(posted.dtype) + " (" + detail +
+                 ")";
+      return false;
+    }
+    return !posted.receive || receivedAll(status, posted.count, posted.dtype, posted.peer, detail);
+  }
+
+  // Blocking transfers are a post and its completion.
+  bool recvImpl(void *buf, size_t count, DType dtype, int peer, std::string &detail) override {
+    uint64_t ticket = 0;
+    return postRecvImpl(buf, count, dtype, peer, ticket, detail) && completeImpl(ticket, detail);
+  }
+
+  /// A completed receive got exactly `count` elements.
+  bool receivedAll(MPI_Status &status, size_t count, DType dtype, int peer, std::string &detail) {
     int received = 0;
     if (!check(MPI_Get_count(&status, mpiType(dtype), &received), "MPI_Get_count", detail))
       return false;
@@ -424,6 +462,16 @@ private:
   uint64_t nextCollective_ = 0;
   bool truncated_ = false;
   std::vector<unsigned char> scratch_;
+  /// Posted transfers by ticket, until their completion.
+  struct Posted {
+    MPI_Request request;
+    bool receive;
+    int peer;
+    size_t count;
+    DType dtype;
+  };
+  std::map<uint64_t, Posted> posted_;
+  uint64_t nextTicket_ = 0;
 };
 
 } // namespace

@@ -189,4 +189,43 @@ bool recv(StepComm *stepComm, const char *axis, int64_t coordinate, float *out, 
   return world && (world->recv(out, size_t(n), DType::F32, peer) || failedIn(*world, error));
 }
 
+bool sendStart(StepComm *stepComm, const char *axis, int64_t coordinate, const float *in,
+               int64_t n, int64_t ticket, std::string *error) {
+  int peer;
+  uint64_t posted = 0;
+  Communicator *world = peerOf(stepComm, axis, coordinate, "send_start", peer, error);
+  if (!world || !(world->postSend(in, size_t(n), DType::F32, peer, posted) ||
+                  failedIn(*world, error)))
+    return false;
+  stepComm->posted[ticket] = {posted, in};
+  return true;
+}
+
+bool recvStart(StepComm *stepComm, const char *axis, int64_t coordinate, float *out, int64_t n,
+               int64_t ticket, std::string *error) {
+  int peer;
+  uint64_t posted = 0;
+  Communicator *world = peerOf(stepComm, axis, coordinate, "recv_start", peer, error);
+  if (!world || !(world->postRecv(out, size_t(n), DType::F32, peer, posted) ||
+                  failedIn(*world, error)))
+    return false;
+  stepComm->posted[ticket] = {posted, out};
+  return true;
+}
+
+bool p2pWait(StepComm *stepComm, int64_t ticket, const float *buffer, std::string *error) {
+  auto it = stepComm ? stepComm->posted.find(ticket) : decltype(StepComm::posted)::iterator();
+  if (!stepComm || it == stepComm->posted.end() || it->second.buffer != buffer) {
+    if (error)
+      *error = "p2p_wait: no transfer of this buffer was posted under ticket " +
+               std::to_string(ticket) + (stepComm ? "" : " (a single-rank step has none)") +
+               "; regenerate with kilnc";
+    return false;
+  }
+  const uint64_t posted = it->second.ticket;
+  stepComm->posted.erase(it);
+  Communicator &world = stepComm->world();
+  return world.complete(posted) || failedIn(world, error);
+}
+
 } // namespace kiln::driver

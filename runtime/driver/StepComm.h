@@ -15,6 +15,7 @@
 #define KILN_RUNTIME_DRIVER_STEPCOMM_H
 
 #include <cstdint>
+#include <map>
 #include <string>
 
 namespace kiln::comm {
@@ -42,6 +43,13 @@ public:
   /// The input bytes of this rank's all_to_alls since resetStats(): each
   /// one's count exchange (i64 per group rank) and the rows it sent.
   uint64_t allToAllBytes = 0;
+  /// Posted transfers (sendStart, recvStart) not waited for yet: the step's
+  /// ticket -> the world communicator's, and the buffer.
+  struct Posted {
+    uint64_t ticket;
+    const float *buffer;
+  };
+  std::map<int64_t, Posted> posted;
 };
 
 /// out = the sum (or max) over the group of every rank's `in` (n values).
@@ -84,6 +92,15 @@ bool send(StepComm *comm, const char *axis, int64_t coordinate, const float *in,
           std::string *error);
 bool recv(StepComm *comm, const char *axis, int64_t coordinate, float *out, int64_t n,
           std::string *error);
+
+/// The same posted under the step's `ticket` (kiln-overlap-send-recv's
+/// send_start, recv_start), finished by p2pWait(ticket) with the same
+/// buffer (checked); the buffer must stay untouched until then.
+bool sendStart(StepComm *comm, const char *axis, int64_t coordinate, const float *in, int64_t n,
+               int64_t ticket, std::string *error);
+bool recvStart(StepComm *comm, const char *axis, int64_t coordinate, float *out, int64_t n,
+               int64_t ticket, std::string *error);
+bool p2pWait(StepComm *comm, int64_t ticket, const float *buffer, std::string *error);
 
 } // namespace kiln::driver
 

@@ -169,7 +169,37 @@ void checkGroupsAndRing(Communicator &world) {
   }
   if (me == 0)
     CHECK(token == int64_t(n) * (n - 1) / 2);
-  orAbort(world, world.barrier());
+
+  // Posted transfers: every rank posts its receives from both neighbours,
+  // then three sends to each (1 MiB ones too, past the eager limit, which
+  // complete only once the peer takes them), and completes them in another
+  // order than posted; the pieces arrive in posting order.
+  constexpr size_t kBig = size_t(1) << 18;
+  std::vector<std::vector<float>> in(6), out(6);
+  std::vector<uint64_t> tickets;
+  for (int k = 0; k < 6; ++k) {
+    const size_t count = k % 3 == 2 ? kBig : size_t(k + 1);
+    in[size_t(k)].assign(count, -1.0f);
+    uint64_t ticket = 0;
+    orAbort(world, world.postRecv(in[size_t(k)].data(), count, DType::F32,
+                                  k < 3 ? previous : next, ticket));
+    tickets.push_back(ticket);
+  }
+  for (int k = 0; k < 6; ++k) {
+    const size_t count = k % 3 == 2 ? kBig : size_t(k + 1);
+    out[size_t(k)].assign(count, float(1000 * me + k));
+    uint64_t ticket = 0;
+    orAbort(world, world.postSend(out[size_t(k)].data(), count, DType::F32,
+                                  k < 3 ? next : previous, ticket));
+    tickets.push_back(ticket);
+  }
+  for (auto it = tickets.rbegin(); it != tickets.rend(); ++it)
+    orAbort(world, world.complete(*it));
+  for (int k = 0; k < 6; ++k) {
+    const int from = k < 3 ? previous : next;
+    CHECK(in[size_t(k)].front() == float(1000 * from + k) &&
+          in[size_t(k)].back() == float(1000 * from + k));
+  }
 }
 
 int runCollectives(Communicator &world) {

@@ -146,6 +146,27 @@ TEST(StepComm, SendRecvAlongTheAxis) {
   });
 }
 
+// Posted transfers need a communicator that has them (MPI: comm_mpi_check
+// and the pipeline executables run them); a wait names what is missing.
+TEST(StepComm, PostedTransfersAreCheckedAtTheirWait) {
+  comm::LocalWorld::run(2, [](comm::Communicator &world) {
+    std::unique_ptr<driver::StepComm> dp = driver::dataParallelComm(world);
+    float x = 1;
+    std::string error;
+    EXPECT_FALSE(driver::p2pWait(dp.get(), 7, &x, &error));
+    EXPECT_NE(error.find("p2p_wait: no transfer of this buffer was posted under ticket 7"),
+              std::string::npos)
+        << error;
+    EXPECT_FALSE(driver::sendStart(dp.get(), "dp", 1 - world.rank(), &x, 1, 0, &error));
+    EXPECT_NE(error.find("posted transfers are not built for this communicator"),
+              std::string::npos)
+        << error;
+  });
+  std::string error;
+  EXPECT_FALSE(driver::p2pWait(nullptr, 0, nullptr, &error));
+  EXPECT_NE(error.find("(a single-rank step has none)"), std::string::npos) << error;
+}
+
 TEST(StepComm, UnknownGroupIsAnError) {
   std::string error;
   float x = 1, y = 0;

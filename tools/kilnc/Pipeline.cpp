@@ -183,7 +183,8 @@ LogicalResult lowerToKernels(ModuleOp module, const frontend::Spec &spec,
   PassManager pm(module.getContext());
   if (failed(applyPassManagerCLOptions(pm)))
     return failure();
-  addKernelLowering(pm, options.fuseElementwise, options.arenaReuse, options.report);
+  addKernelLowering(pm, options.fuseElementwise, options.arenaReuse, options.report,
+                    options.overlapSendRecv);
   return pm.run(module);
 }
 

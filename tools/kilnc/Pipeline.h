@@ -47,6 +47,7 @@ struct KernelLoweringOptions {
   bool report = false;        ///< the passes' remarks (kernels fused, arena bytes)
   bool fuseElementwise = true;
   bool arenaReuse = true;
+  bool overlapSendRecv = true; ///< kiln-overlap-send-recv
 };
 mlir::LogicalResult lowerToKernels(mlir::ModuleOp module, const frontend::Spec &spec,
                                    const KernelLoweringOptions &options);

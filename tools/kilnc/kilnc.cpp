@@ -98,6 +98,10 @@ static cl::opt<bool>
     arenaReuse("arena-reuse", cl::init(true),
                cl::desc("Share arena bytes between buffers with disjoint lifetimes (default on)"),
                cl::cat(buildOptions));
+static cl::opt<bool> overlapSendRecv(
+    "overlap-send-recv", cl::init(true),
+    cl::desc("Post pipeline sends and receives early, wait late (default on)"),
+    cl::cat(buildOptions));
 static cl::opt<std::string> summaryFormat("summary", cl::desc("Summary format: text or json"),
                                           cl::init("text"), cl::cat(specOptions));
 static cl::opt<bool> priceActivations(
@@ -322,6 +326,7 @@ int main(int argc, char **argv) {
     lowering.report = report;
     lowering.fuseElementwise = fuseElementwise;
     lowering.arenaReuse = arenaReuse;
+    lowering.overlapSendRecv = overlapSendRecv;
     if (failed(kiln::lowerToKernels(*kernels, *spec, lowering)))
       return 1;
     if (emit == Emit::Kernels)
