@@ -267,7 +267,8 @@ def KilnPipeline : Pass<"kiln-pipeline", "mlir::ModuleOp"> {
     from their stage to every rank. Each rank's program takes and returns
     only what it holds.
 
-    Not built yet, and refused: ZeRO-1 (zero=1) state, fp16 loss scaling,
+    ZeRO-1 state (kiln-data-parallel zero=1) stays sharded over each stage's
+    data-parallel ranks. Not built yet, and refused: fp16 loss scaling,
     expert-parallel grids. `report=true` emits a remark with the stages, the
     bytes per micro-batch on each edge and the simulated bubbles. Every op
     of an action carries it in its location (callsite(... at "pipeline

@@ -480,6 +480,13 @@ LogicalResult PipelineRewrite::buildRank(int32_t rank) {
   builder.unmarkEpilogue();
   OpBuilder end = OpBuilder::atBlockEnd(&fn.getBody().front());
   func::ReturnOp::create(end, step.getLoc(), results);
+  // Ops whose results no one here reads (ZeRO-1's local_shard of a
+  // parameter another stage updates) go, so the rank takes only the
+  // parameters it trains. Collectives that meet other ranks stay.
+  for (Operation &op : llvm::make_early_inc_range(llvm::reverse(fn.getBody().front())))
+    if (isOpTriviallyDead(&op) &&
+        !isa<AllReduceOp, AllGatherOp, ReduceScatterOp, AllToAllOp, RecvOp>(op))
+      op.erase();
   SmallVector<Type> resultTypes;
   for (Value v : results)
     resultTypes.push_back(v.getType());

@@ -80,10 +80,6 @@ LogicalResult PipelineRewrite::findMicroCalls() {
     stepPrologue.insert(&op);
   }
   WalkResult unsupported = step.walk([&](Operation *op) -> WalkResult {
-    if (isa<LocalShardOp>(op))
-      return op->emitError() << "kiln-pipeline: the step shards its optimizer state (ZeRO-1); "
-                                "pipeline stages are built for replicated state so far, "
-                                "expected parallel.zero 0 with pp > 1";
     if (isa<GradScalerOp>(op))
       return op->emitError() << "kiln-pipeline: fp16 loss scaling checks every gradient for "
                                 "overflow, which pipeline stages do not share yet; expected "

@@ -428,7 +428,8 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages) {
     dataName += std::string(" (") + data::tokenFileFormatName(loader->format()) + ")";
   const int threads = omp_get_max_threads();
   const std::string layout =
-      numStages > 1 ? " on each of dp " + std::to_string(dpRanks) + " ranks, in pp " +
+      numStages > 1 ? " on each of dp " + std::to_string(dpRanks) + " ranks" +
+                          (model.shardedState ? " (ZeRO-1)" : "") + ", in pp " +
                           std::to_string(numStages) + " stages"
       : ranks.size > 1 ? " on each of dp " + std::to_string(ranks.size) + " ranks" +
                              (model.shardedState ? " (ZeRO-1)" : "")

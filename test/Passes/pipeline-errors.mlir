@@ -19,22 +19,6 @@ func.func @train_step(%x: tensor<4xf32> {kiln.input = "tokens"}) -> tensor<4xf32
 
 // -----
 
-// ZeRO-1 state is refused, naming the op that shards it.
-
-module attributes {kiln.grid = #kiln.grid<axes = ["dp"], shape = [2]>} {
-  func.func private @train_step_micro(%x: tensor<4xf32>) -> tensor<4xf32> {
-    return %x : tensor<4xf32>
-  }
-  func.func @train_step(%x: tensor<4xf32> {kiln.input = "tokens"}) -> tensor<2xf32> {
-    %g = call @train_step_micro(%x) : (tensor<4xf32>) -> tensor<4xf32>
-    // expected-error @+1 {{kiln-pipeline: the step shards its optimizer state (ZeRO-1); pipeline stages are built for replicated state so far, expected parallel.zero 0 with pp > 1}}
-    %s = kiln.local_shard %g {axes = ["dp"], dim = 0 : i64} : (tensor<4xf32>) -> tensor<2xf32>
-    return %s : tensor<2xf32>
-  }
-}
-
-// -----
-
 // An expert-parallel grid is refused.
 
 // expected-error @+1 {{kiln-pipeline: the module's grid #kiln.grid<axes = ["edp", "ep"], shape = [1, 2]> is not kiln-data-parallel's ["dp"]; pipeline stages over expert-parallel grids are not built yet}}

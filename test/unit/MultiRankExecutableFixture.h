@@ -136,13 +136,15 @@ inline const std::vector<Layout> kFp8ExpertLayouts = {
 
 /// Pipeline parallelism (kiln-pipeline), every layout a global batch of 8
 /// rows in micro-batches of 2: pp 2 under 1F1B and ZB-H1, pp 2 x dp 2 under
-/// GPipe; and with 4 layers (so that each rank holds 2 chunks), DualPipeV,
+/// GPipe, and with ZeRO-1 under ZB-H1; and with 4 layers (so that each rank holds 2 chunks), DualPipeV,
 /// ZB-V and interleaved 1F1B, against one process with the same 4 layers.
 inline const json kFourLayers = {{"num_hidden_layers", 4}};
 inline const std::vector<Layout> kPipelineLayouts = {
     {"pp2", 2, json{{"pp", 2}, {"microbatches", 4}, {"schedule", "1f1b"}}, true},
     {"pp2zbh1", 2, json{{"pp", 2}, {"microbatches", 4}, {"schedule", "zb-h1"}}, true},
     {"pp2dp2", 2, json{{"pp", 2}, {"dp", 2}, {"microbatches", 2}, {"schedule", "gpipe"}}, true},
+    {"pp2dp2zero1", 2,
+     json{{"pp", 2}, {"dp", 2}, {"zero", 1}, {"microbatches", 2}, {"schedule", "zb-h1"}}, true},
     {"dp1layers4", 8, nullptr, false, nullptr, kFourLayers},
     {"pp2dualpipev", 2, json{{"pp", 2}, {"microbatches", 4}, {"schedule", "dualpipev"}}, true,
      nullptr, kFourLayers},

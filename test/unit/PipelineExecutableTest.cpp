@@ -5,8 +5,9 @@
 // its neighbours in the step's sends and receives. The layouts are
 // MultiRankExecutableFixture.h's kPipelineLayouts, each one global batch of 8
 // rows, against one process over the same rows:
-//  1. 20 steps of every schedule (1F1B, ZB-H1, GPipe on pp 2 x dp 2,
-//     DualPipeV, ZB-V, interleaved 1F1B) give one process's losses, gradient norms
+//  1. 20 steps of every schedule (1F1B, ZB-H1, GPipe on pp 2 x dp 2, ZB-H1
+//     on pp 2 x dp 2 with ZeRO-1, DualPipeV, ZB-V, interleaved 1F1B) give one
+//     process's losses, gradient norms
 //     and learning rates (<= 1e-5 relative);
 //  2. the step-1 gradients agree, read from a step-1 checkpoint (exp_avg is
 //     (1 - beta1) x the clipped gradient): every stage's, and the shared
@@ -14,9 +15,9 @@
 //     V shape, one rank holds both of its uses);
 //  3. checkpoints hold the whole model by name, so they resume on any
 //     layout: pp 2 -> pp 2 bit-exactly (every file of step 20 equal to an
-//     uninterrupted run's), pp 2 -> one process and pp 2 x dp 2, one process
-//     -> pp 2, DualPipeV -> one process, all continuing one process's
-//     trajectory;
+//     uninterrupted run's), pp 2 -> one process, pp 2 x dp 2 and its ZeRO-1,
+//     that ZeRO-1 -> one process, one process -> pp 2, DualPipeV -> one
+//     process, all continuing one process's trajectory;
 //  4. `train --trace` writes one Chrome trace holding every rank's actions.
 //
 //===----------------------------------------------------------------------===//
@@ -102,7 +103,7 @@ TEST_P(MultiRankExecutable, PipelineStepOneGradientsAgree) {
 TEST_P(MultiRankExecutable, PipelineCheckpointsResumeOnAnyLayout) {
   const Layout &dp1 = kLayouts[0], &pp2 = layoutNamed("pp2"), &pp2dp2 = layoutNamed("pp2dp2"),
                &zbh1 = layoutNamed("pp2zbh1"), &dualpipev = layoutNamed("pp2dualpipev"),
-               &dp1layers4 = layoutNamed("dp1layers4");
+               &dp1layers4 = layoutNamed("dp1layers4"), &zero = layoutNamed("pp2dp2zero1");
   std::map<std::string, std::vector<json>> want;
   for (const Layout *ref : {&dp1, &dp1layers4}) {
     want[ref->name] = trainLogged(*ref, 20);
@@ -113,7 +114,8 @@ TEST_P(MultiRankExecutable, PipelineCheckpointsResumeOnAnyLayout) {
   fs::remove_all(uninterrupted);
   train(pp2, "--steps 20 --checkpoint-every 10 --checkpoint-dir " + uninterrupted, "pp2-20");
   const std::vector<std::pair<const Layout *, std::vector<const Layout *>>> resumes = {
-      {&pp2, {&pp2, &dp1, &pp2dp2}},
+      {&pp2, {&pp2, &dp1, &pp2dp2, &zero}},
+      {&zero, {&dp1}},
       {&dp1, {&zbh1}},
       {&dualpipev, {&dp1layers4}},
   };

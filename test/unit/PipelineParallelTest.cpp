@@ -26,6 +26,7 @@ constexpr double kTolerance = 1e-12;
 struct Layout {
   const char *schedule;
   int64_t pp, chunks, microbatches, dp;
+  int64_t zero = 0; ///< ZeRO-1 over dp
 };
 
 class PipelineParallel : public ::testing::TestWithParam<std::tuple<std::string, Layout>> {};
@@ -48,6 +49,7 @@ TEST_P(PipelineParallel, MatchesSingleDeviceStep) {
     KilnDataParallelOptions dp;
     dp.dp = layout.dp;
     dp.microbatches = layout.microbatches;
+    dp.zero = layout.zero;
     pm.addPass(createKilnDataParallel(dp));
     KilnPipelineOptions pipeline;
     pipeline.pp = layout.pp;
@@ -76,7 +78,8 @@ std::string name(const ::testing::TestParamInfo<std::tuple<std::string, Layout>>
   std::string schedule = l.schedule;
   std::replace(schedule.begin(), schedule.end(), '-', '_');
   return spec + "_" + schedule + "_pp" + std::to_string(l.pp) + "_mb" +
-         std::to_string(l.microbatches) + "_dp" + std::to_string(l.dp);
+         std::to_string(l.microbatches) + "_dp" + std::to_string(l.dp) +
+         (l.zero ? "_zero" + std::to_string(l.zero) : "");
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -89,7 +92,8 @@ INSTANTIATE_TEST_SUITE_P(
                                          Layout{"dualpipev", 2, 2, 4, 1},
                                          Layout{"dualpipev", 4, 2, 8, 1},
                                          Layout{"zb-v", 2, 2, 4, 1}, Layout{"zb-v", 4, 2, 8, 1},
-                                         Layout{"1f1b", 2, 1, 2, 2})),
+                                         Layout{"1f1b", 2, 1, 2, 2},
+                                         Layout{"zb-h1", 2, 1, 2, 2, /*zero=*/1})),
     name);
 
 } // namespace
