@@ -603,6 +603,23 @@ LogicalResult Emitter::emitStep() {
     runningAction = label;
     *os << "\n  kiln::driver::traceAction(io.trace, \"" << label << "\");\n";
   };
+  // While transfers are posted (kiln-overlap-send-recv), each kernel is
+  // followed by a progress call, so they move on during compute.
+  llvm::DenseSet<int64_t> posted;
+  auto trackPosted = [&](Operation *op) {
+    auto launch = dyn_cast<LaunchOp>(op);
+    StringRef kernel = launch ? launch.getKernel() : "";
+    if (kernel == "send_start" || kernel == "recv_start" || kernel == "p2p_wait") {
+      auto ticket = launch.getParams().getAs<IntegerAttr>("ticket");
+      if (ticket && kernel == "p2p_wait")
+        posted.erase(ticket.getInt());
+      else if (ticket)
+        posted.insert(ticket.getInt());
+      return;
+    }
+    if (!posted.empty())
+      *os << "  if (!kiln::driver::p2pProgress(io.comm, &error)) return false;\n";
+  };
   for (auto [index, part] : llvm::enumerate(parts)) {
     std::string first = describeLoc(part.front()->getLoc()),
                 last = describeLoc(part.back()->getLoc());
@@ -628,6 +645,7 @@ LogicalResult Emitter::emitStep() {
         if (failed(emitLoop(loop)))
           return failure();
         *os << "  }\n";
+        trackPosted(op);
         ++numKernels;
         continue;
       }
@@ -656,6 +674,7 @@ LogicalResult Emitter::emitStep() {
       if (failed(emitHostLaunch(launch, args, "    ", *os)))
         return failure();
       *os << "  }\n";
+      trackPosted(op);
       ++numKernels;
     }
     os = file;

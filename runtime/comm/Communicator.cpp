@@ -345,6 +345,22 @@ bool Communicator::complete(uint64_t ticket) {
              0, [&](std::string &detail) { return completeImpl(ticket, detail); });
 }
 
+bool Communicator::progress() {
+  // Not through run(): called between every kernel, it is neither timed nor
+  // counted as an operation.
+  if (!context_->firstFailure.empty())
+    return false;
+  std::string detail;
+  if (progressImpl(detail))
+    return true;
+  currentHead_ = "progress of posted transfers over " + name_;
+  currentArgs_.clear();
+  currentCall_ = currentHead_;
+  return fail(detail);
+}
+
+bool Communicator::progressImpl(std::string &) { return true; }
+
 bool Communicator::postSendImpl(const void *, size_t, DType, int, uint64_t &,
                                 std::string &detail) {
   detail = "posted transfers are not built for this communicator; use send";

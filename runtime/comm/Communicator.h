@@ -115,6 +115,10 @@ public:
   bool postSend(const void *buf, size_t count, DType dtype, int peer, uint64_t &ticket);
   bool postRecv(void *buf, size_t count, DType dtype, int peer, uint64_t &ticket);
   bool complete(uint64_t ticket);
+  /// Lets the posted transfers move on without waiting for them (MPI
+  /// progresses only inside its calls): what a rank calls between kernels
+  /// while transfers are posted. Not timed or counted.
+  bool progress();
   bool barrier();
 
   /// A collective like MPI_Comm_split: the ranks that pass the same color
@@ -199,6 +203,7 @@ protected:
   virtual bool postRecvImpl(void *buf, size_t count, DType dtype, int peer, uint64_t &ticket,
                             std::string &detail);
   virtual bool completeImpl(uint64_t ticket, std::string &detail);
+  virtual bool progressImpl(std::string &detail);
   virtual bool barrierImpl(std::string &detail) = 0;
   /// Returns the new communicator (built with this->context()), or null.
   virtual std::unique_ptr<Communicator> splitImpl(int color, int key, const std::string &name,

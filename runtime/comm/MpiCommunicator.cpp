@@ -222,7 +222,7 @@ protected:
 
   bool postSendImpl(const void *buf, size_t count, DType dtype, int peer, uint64_t &ticket,
                     std::string &detail) override {
-    Posted posted{MPI_Request(), /*receive=*/false, peer, count, dtype};
+    Posted posted{MPI_Request(), /*receive=*/false, peer, count, dtype, false, {}};
     if (!fitsInt(count, detail) ||
         !check(MPI_Isend(buf, int(count), mpiType(dtype), peer, kTag, comm_, &posted.request),
                "MPI_Isend", detail))
@@ -234,7 +234,7 @@ protected:
 
   bool postRecvImpl(void *buf, size_t count, DType dtype, int peer, uint64_t &ticket,
                     std::string &detail) override {
-    Posted posted{MPI_Request(), /*receive=*/true, peer, count, dtype};
+    Posted posted{MPI_Request(), /*receive=*/true, peer, count, dtype, false, {}};
     if (!fitsInt(count, detail) ||
         !check(MPI_Irecv(buf, int(count), mpiType(dtype), peer, kTag, comm_, &posted.request),
                "MPI_Irecv", detail))
@@ -252,8 +252,9 @@ protected:
     }
     Posted posted = it->second;
     posted_.erase(it);
-    MPI_Status status;
-    if (!wait(posted.request, &status,
+    MPI_Status &status = posted.status;
+    if (!posted.done &&
+        !wait(posted.request, &status,
               rankName(posted.peer) + (posted.receive ? " did not send" : " did not receive"),
               detail)) {
       if (truncated_)
@@ -266,6 +267,18 @@ protected:
   }
 
   // Blocking transfers are a post and its completion.
+  bool progressImpl(std::string &detail) override {
+    for (auto &[ticket, posted] : posted_) {
+      if (posted.done)
+        continue;
+      int done = 0;
+      if (!check(MPI_Test(&posted.request, &done, &posted.status), "MPI_Test", detail))
+        return false;
+      posted.done = done != 0;
+    }
+    return true;
+  }
+
   bool recvImpl(void *buf, size_t count, DType dtype, int peer, std::string &detail) override {
     uint64_t ticket = 0;
     return postRecvImpl(buf, count, dtype, peer, ticket, detail) && completeImpl(ticket, detail);
@@ -469,6 +482,8 @@ private:
     int peer;
     size_t count;
     DType dtype;
+    bool done = false;     ///< progress() saw it complete
+    MPI_Status status = {}; ///< then, its status
   };
   std::map<uint64_t, Posted> posted_;
   uint64_t nextTicket_ = 0;

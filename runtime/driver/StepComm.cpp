@@ -228,4 +228,11 @@ bool p2pWait(StepComm *stepComm, int64_t ticket, const float *buffer, std::strin
   return world.complete(posted) || failedIn(world, error);
 }
 
+bool p2pProgress(StepComm *stepComm, std::string *error) {
+  if (!stepComm || stepComm->posted.empty())
+    return true;
+  Communicator &world = stepComm->world();
+  return world.progress() || failedIn(world, error);
+}
+
 } // namespace kiln::driver

@@ -101,6 +101,9 @@ bool sendStart(StepComm *comm, const char *axis, int64_t coordinate, const float
 bool recvStart(StepComm *comm, const char *axis, int64_t coordinate, float *out, int64_t n,
                int64_t ticket, std::string *error);
 bool p2pWait(StepComm *comm, int64_t ticket, const float *buffer, std::string *error);
+/// Lets the posted transfers move on (the generated step calls it after each
+/// kernel while any is posted).
+bool p2pProgress(StepComm *comm, std::string *error);
 
 } // namespace kiln::driver
 
