@@ -268,8 +268,9 @@ def KilnPipeline : Pass<"kiln-pipeline", "mlir::ModuleOp"> {
     only what it holds.
 
     ZeRO-1 state (kiln-data-parallel zero=1) stays sharded over each stage's
-    data-parallel ranks. Not built yet, and refused: fp16 loss scaling,
-    expert-parallel grids. `report=true` emits a remark with the stages, the
+    data-parallel ranks. fp16's kiln.grad_scaler runs on every rank on the
+    all-reduced norm, so an overflow on any stage skips the step on all.
+    Not built yet, and refused: expert-parallel grids. `report=true` emits a remark with the stages, the
     bytes per micro-batch on each edge and the simulated bubbles. Every op
     of an action carries it in its location (callsite(... at "pipeline
     action 0F3"), KilnDialect.h), which `train --trace` times.

@@ -106,9 +106,11 @@ inline const Layout kCompressionLayout = {
     true};
 
 /// fp16 with loss scaling from 2^26, which overflows for the first steps,
-/// growing after 3 finite steps: micro-batches of 4 rows in one process, and
-/// dp 2 ZeRO-1 (4 rows per rank). The same micro-batch rows overflow alike;
-/// a rank must never skip a step its peer applies.
+/// growing after 3 finite steps: micro-batches of 4 rows in one process, dp
+/// 2 ZeRO-1 (4 rows per rank), and pp 2 (the same micro-batches through two
+/// stages, the overflow seen in the norm the stages all-reduce). The same
+/// micro-batch rows overflow alike; a rank must never skip a step its peer
+/// applies.
 inline const json kFp16Overflow = {{"precision", "fp16"},
                             {"loss_scale", {{"init", 67108864.0}, {"growth_interval", 3}}}};
 /// 2:4 magnitude sparsity from step 3, the masks recomputed every 4 steps
@@ -123,6 +125,8 @@ inline const std::vector<Layout> kSparseLayouts = {
 inline const std::vector<Layout> kFp16Layouts = {
     {"mb2fp16", 4, json{{"microbatches", 2}}, false, kFp16Overflow},
     {"dp2zero1fp16", 4, json{{"dp", 2}, {"zero", 1}}, true, kFp16Overflow},
+    {"pp2fp16", 4, json{{"pp", 2}, {"microbatches", 2}, {"schedule", "1f1b"}}, true,
+     kFp16Overflow},
 };
 
 /// fp8 (DeepSeek-V3's recipe, the experts' grouped GEMMs included): one

@@ -19,7 +19,8 @@
 //     collective, the step and the rank; a dp 2 program run without mpirun
 //     says how to launch it;
 //  6. fp16's dynamic loss scaling skips the same steps with the same scales
-//     on dp 2 ZeRO-1 as in one process over the same micro-batches.
+//     on dp 2 ZeRO-1 and on pp 2 as in one process over the same
+//     micro-batches.
 // Every mpirun is wrapped in `timeout` so that a hang fails the test.
 //
 //===----------------------------------------------------------------------===//
@@ -315,21 +316,27 @@ TEST_P(MultiRankExecutable, Fp16LossScalingAgreesAcrossRanks) {
     runs.push_back(trainLogged(l, 20));
     ASSERT_EQ(runs.back().size(), 20u) << l.name;
   }
-  const std::vector<json> &want = runs[0], &got = runs[1];
-  int skipped = 0;
-  double worst = 0;
-  for (size_t s = 0; s < want.size(); ++s) {
-    EXPECT_EQ(got[s]["loss_scale"], want[s]["loss_scale"]) << "step " << s + 1;
-    EXPECT_EQ(got[s]["skipped"], want[s]["skipped"]) << "step " << s + 1;
-    skipped += want[s]["skipped"].get<bool>();
-    worst = std::max(worst, relative(got[s]["loss"], want[s]["loss"]));
+  const std::vector<json> &want = runs[0];
+  for (size_t k = 1; k < runs.size(); ++k) {
+    const std::vector<json> &got = runs[k];
+    int skipped = 0;
+    double worst = 0;
+    for (size_t s = 0; s < want.size(); ++s) {
+      EXPECT_EQ(got[s]["loss_scale"], want[s]["loss_scale"]) << kFp16Layouts[k].name << " step "
+                                                             << s + 1;
+      EXPECT_EQ(got[s]["skipped"], want[s]["skipped"]) << kFp16Layouts[k].name << " step "
+                                                       << s + 1;
+      skipped += want[s]["skipped"].get<bool>();
+      worst = std::max(worst, relative(got[s]["loss"], want[s]["loss"]));
+    }
+    std::printf("[%s fp16] %s and micro-batches 2: the same %d of 20 steps skipped, the same "
+                "scales (step 20: %s), losses within %.3g\n",
+                model.c_str(), kFp16Layouts[k].name.c_str(), skipped,
+                want[19]["loss_scale"].dump().c_str(), worst);
+    EXPECT_GT(skipped, 0) << "2^26 overflows fp16 at step 1";
+    EXPECT_LT(skipped, 20);
+    EXPECT_LE(worst, 1e-3);
   }
-  std::printf("[%s fp16] dp 2 ZeRO-1 and micro-batches 2: the same %d of 20 steps skipped, the "
-              "same scales (step 20: %s), losses within %.3g\n",
-              model.c_str(), skipped, want[19]["loss_scale"].dump().c_str(), worst);
-  EXPECT_GT(skipped, 0) << "2^26 overflows fp16 at step 1";
-  EXPECT_LT(skipped, 20);
-  EXPECT_LE(worst, 1e-3);
 }
 
 // The grouped FP8 GEMMs see on each ep rank exactly the rows one process
