@@ -437,8 +437,19 @@ LogicalResult RankBuilder::emitEpilogue(SmallVectorImpl<Value> &results,
                               << ": an operand of this op is missing";
     b.clone(op, stepMap);
   }
+  // A parameter's other state (a 2:4 mask, made in the step's prologue from
+  // arguments every rank has) belongs with the parameter: only the ranks
+  // that update it return it.
+  llvm::StringMap<Holders> paramHolders;
+  for (auto [i, old] : llvm::enumerate(ret.getOperands()))
+    if (auto name = rw.step.getResultAttrOfType<StringAttr>(i, "kiln.param");
+        name && rw.step.getResultAttrOfType<StringAttr>(i, "kiln.result") == "param")
+      paramHolders[name.getValue()] = holdersOf(old);
   for (auto [i, old] : llvm::enumerate(ret.getOperands())) {
     Holders h = holdersOf(old);
+    if (auto name = rw.step.getResultAttrOfType<StringAttr>(i, "kiln.param"))
+      if (auto it = paramHolders.find(name.getValue()); it != paramHolders.end())
+        h &= it->second;
     if (h.test(rank)) {
       Value v = stepValue(old);
       if (!v)

@@ -114,12 +114,14 @@ inline const Layout kCompressionLayout = {
 inline const json kFp16Overflow = {{"precision", "fp16"},
                             {"loss_scale", {{"init", 67108864.0}, {"growth_interval", 3}}}};
 /// 2:4 magnitude sparsity from step 3, the masks recomputed every 4 steps
-/// (kiln-sparsity-2-4): one process with 2 micro-batches, and dp 2.
+/// (kiln-sparsity-2-4): one process with 2 micro-batches, dp 2 (and with
+/// ZeRO-1), and pp 2.
 inline const json kSparse = {{"sparsity", {{"pattern", "2:4"}, {"start_step", 3}, {"mask_every", 4}}}};
 inline const std::vector<Layout> kSparseLayouts = {
     {"mb2sparse", 4, json{{"microbatches", 2}}, false, kSparse},
     {"dp2sparse", 4, json{{"dp", 2}}, true, kSparse},
     {"dp2zero1sparse", 4, json{{"dp", 2}, {"zero", 1}}, true, kSparse},
+    {"pp2sparse", 4, json{{"pp", 2}, {"microbatches", 2}, {"schedule", "zb-h1"}}, true, kSparse},
 };
 
 inline const std::vector<Layout> kFp16Layouts = {

@@ -18,7 +18,8 @@
 //     uninterrupted run's), pp 2 -> one process, pp 2 x dp 2 and its ZeRO-1,
 //     that ZeRO-1 -> one process, one process -> pp 2, DualPipeV -> one
 //     process, all continuing one process's trajectory;
-//  4. `train --trace` writes one Chrome trace holding every rank's actions.
+//  4. 2:4 sparsity trains through the stages as in one process;
+//  5. `train --trace` writes one Chrome trace holding every rank's actions.
 //
 //===----------------------------------------------------------------------===//
 
@@ -151,6 +152,54 @@ TEST_P(MultiRankExecutable, PipelineCheckpointsResumeOnAnyLayout) {
       }
     }
   }
+}
+
+// 2:4 sparsity through pipeline stages: each stage computes the masks of
+// the weights it trains, so pp 2 trains as one process over the same
+// micro-batches, across start_step and a mask update, and its step-8
+// checkpoint holds the same masks and weights.
+TEST_P(MultiRankExecutable, PipelineSparsityFollowsOneProcess) {
+  const Layout &one = kSparseLayouts[0], &pp2 = kSparseLayouts.back();
+  ASSERT_EQ(pp2.name, "pp2sparse");
+  std::map<std::string, kiln::checkpoint::Checkpoint> checkpoints;
+  std::map<std::string, std::vector<json>> logs;
+  for (const Layout *l : {&one, &pp2}) {
+    const std::string ckpt = runDir + "/ckpt-" + l->name, log = runDir + "/" + l->name + ".jsonl";
+    fs::remove_all(ckpt);
+    fs::remove(log);
+    ASSERT_EQ(train(*l, "--steps 8 --checkpoint-dir " + ckpt + " --log " + log, "run"), 0);
+    logs[l->name] = metrics(log);
+    std::optional<kiln::checkpoint::Checkpoint> c = loadCheckpoint(ckpt);
+    ASSERT_TRUE(c);
+    checkpoints[l->name] = std::move(*c);
+  }
+  const std::vector<json> &want = logs[one.name], &got = logs[pp2.name];
+  ASSERT_EQ(got.size(), 8u);
+  double worst = 0;
+  for (size_t s = 0; s < 8; ++s)
+    for (const char *key : {"loss", "grad_norm"})
+      worst = std::max(worst, relative(got[s][key], want[s][key]));
+  EXPECT_LE(worst, kTolerance);
+  const kiln::checkpoint::Checkpoint &a = checkpoints[pp2.name], &b = checkpoints[one.name];
+  ASSERT_EQ(a.tensors.size(), b.tensors.size());
+  int masks = 0;
+  double worstWeight = 0;
+  for (size_t t = 0; t < a.tensors.size(); ++t) {
+    ASSERT_EQ(a.tensors[t].name, b.tensors[t].name);
+    if (a.tensors[t].name.rfind("optimizer.sparsity_mask.", 0) == 0) {
+      EXPECT_EQ(a.tensors[t].values, b.tensors[t].values) << a.tensors[t].name;
+      ++masks;
+    } else if (a.tensors[t].name.rfind("optimizer.", 0) != 0) {
+      for (size_t i = 0; i < a.tensors[t].values.size(); ++i)
+        worstWeight = std::max(worstWeight, std::fabs(double(a.tensors[t].values[i]) -
+                                                      double(b.tensors[t].values[i])));
+    }
+  }
+  std::printf("[%s pp2sparse] 8 steps within %.3g of one process; %d masks equal, weights within "
+              "%.3g\n",
+              model.c_str(), worst, masks, worstWeight);
+  EXPECT_GT(masks, 5);
+  EXPECT_LE(worstWeight, 1e-5);
 }
 
 // train --trace: one Chrome trace for the job, written by rank 0: a named

@@ -147,9 +147,9 @@ LogicalResult lowerToPartitionedStep(ModuleOp module, const frontend::Spec &spec
             " builds one per stage; use \"full\", \"selective\" or \"none\" with pp > 1";
     return failure();
   }
-  if (spec.train.sparsity.pattern != "none" && (p.ep > 1 || p.pp > 1)) {
-    error = spec.path + ": train.sparsity: 2:4 sparsity is built for data parallelism "
-                        "(ZeRO-1 included) and micro-batches so far; use ep 1 and pp 1 with it";
+  if (spec.train.sparsity.pattern != "none" && p.ep > 1) {
+    error = spec.path + ": train.sparsity: 2:4 sparsity is built for data and pipeline "
+                        "parallelism (ZeRO-1 included) and micro-batches so far; use ep 1 with it";
     return failure();
   }
   PassManager pm(module.getContext());
