@@ -222,22 +222,24 @@ protected:
 
   bool postSendImpl(const void *buf, size_t count, DType dtype, int peer, uint64_t &ticket,
                     std::string &detail) override {
-    Posted posted{MPI_Request(), /*receive=*/false, peer, count, dtype, false, {}};
-    if (!fitsInt(count, detail) ||
-        !check(MPI_Isend(buf, int(count), mpiType(dtype), peer, kTag, comm_, &posted.request),
-               "MPI_Isend", detail))
-      return false;
-    ticket = nextTicket_++;
-    posted_.emplace(ticket, posted);
-    return true;
+    return post(/*receive=*/false, const_cast<void *>(buf), count, dtype, peer, ticket, detail);
   }
 
   bool postRecvImpl(void *buf, size_t count, DType dtype, int peer, uint64_t &ticket,
                     std::string &detail) override {
-    Posted posted{MPI_Request(), /*receive=*/true, peer, count, dtype, false, {}};
-    if (!fitsInt(count, detail) ||
-        !check(MPI_Irecv(buf, int(count), mpiType(dtype), peer, kTag, comm_, &posted.request),
-               "MPI_Irecv", detail))
+    return post(/*receive=*/true, buf, count, dtype, peer, ticket, detail);
+  }
+
+  /// MPI_Isend (which only reads `buf`) or MPI_Irecv, kept under a new ticket.
+  bool post(bool receive, void *buf, size_t count, DType dtype, int peer, uint64_t &ticket,
+            std::string &detail) {
+    Posted posted{MPI_Request(), receive, peer, count, dtype, false, {}};
+    if (!fitsInt(count, detail))
+      return false;
+    const int code =
+        receive ? MPI_Irecv(buf, int(count), mpiType(dtype), peer, kTag, comm_, &posted.request)
+                : MPI_Isend(buf, int(count), mpiType(dtype), peer, kTag, comm_, &posted.request);
+    if (!check(code, receive ? "MPI_Irecv" : "MPI_Isend", detail))
       return false;
     ticket = nextTicket_++;
     posted_.emplace(ticket, posted);

@@ -189,28 +189,33 @@ bool recv(StepComm *stepComm, const char *axis, int64_t coordinate, float *out, 
   return world && (world->recv(out, size_t(n), DType::F32, peer) || failedIn(*world, error));
 }
 
-bool sendStart(StepComm *stepComm, const char *axis, int64_t coordinate, const float *in,
-               int64_t n, int64_t ticket, std::string *error) {
+/// Posts a send (or a receive) of n floats under the step's `ticket`.
+static bool post(StepComm *stepComm, const char *axis, int64_t coordinate, bool isSend,
+                 float *buffer, int64_t n, int64_t ticket, std::string *error) {
   int peer;
   uint64_t posted = 0;
-  Communicator *world = peerOf(stepComm, axis, coordinate, "send_start", peer, error);
-  if (!world || !(world->postSend(in, size_t(n), DType::F32, peer, posted) ||
-                  failedIn(*world, error)))
+  Communicator *world =
+      peerOf(stepComm, axis, coordinate, isSend ? "send_start" : "recv_start", peer, error);
+  if (!world)
     return false;
-  stepComm->posted[ticket] = {posted, in};
+  const bool ok = isSend ? world->postSend(buffer, size_t(n), DType::F32, peer, posted)
+                         : world->postRecv(buffer, size_t(n), DType::F32, peer, posted);
+  if (!ok)
+    return failedIn(*world, error);
+  stepComm->posted[ticket] = {posted, buffer};
   return true;
+}
+
+bool sendStart(StepComm *stepComm, const char *axis, int64_t coordinate, const float *in,
+               int64_t n, int64_t ticket, std::string *error) {
+  // Only read: the send's buffer is posted as is.
+  return post(stepComm, axis, coordinate, /*isSend=*/true, const_cast<float *>(in), n, ticket,
+              error);
 }
 
 bool recvStart(StepComm *stepComm, const char *axis, int64_t coordinate, float *out, int64_t n,
                int64_t ticket, std::string *error) {
-  int peer;
-  uint64_t posted = 0;
-  Communicator *world = peerOf(stepComm, axis, coordinate, "recv_start", peer, error);
-  if (!world || !(world->postRecv(out, size_t(n), DType::F32, peer, posted) ||
-                  failedIn(*world, error)))
-    return false;
-  stepComm->posted[ticket] = {posted, out};
-  return true;
+  return post(stepComm, axis, coordinate, /*isSend=*/false, out, n, ticket, error);
 }
 
 bool p2pWait(StepComm *stepComm, int64_t ticket, const float *buffer, std::string *error) {
