@@ -97,12 +97,19 @@ public:
 
   /// The model description and the step functions, into `code`.
   LogicalResult emit(std::string &code);
+  /// A decode program's function (frontend/DecodeGen.cpp) named `function`,
+  /// over runtime/driver/DecodeProgram.h's DecodeBuffers, into `code`; its
+  /// parameter names and caches are recorded for emitDecodeDesc.
+  LogicalResult emitDecode(StringRef function, std::string &code);
+  SmallVector<std::string> decodeParamNames, decodeCacheNames;
+  SmallVector<MemRefType> decodeCacheTypes;
   int64_t kernels() const { return numKernels; }
   int64_t batchRows() const { return batch; }
   int64_t sequenceLength() const { return seqLen; }
 
 private:
   LogicalResult classifyArguments();
+  LogicalResult classifyDecodeArguments();
   void nameArguments();
   LogicalResult emitModelDesc();
   LogicalResult declarePointers();
@@ -137,6 +144,10 @@ private:
   int64_t bf16MomentArgs = 0, f32MomentArgs = 0;
   double initialLossScale = 0; ///< 0: no loss scaling
   int64_t numKernels = 0;
+  /// The emitted functions: `<function>Part<i>` and `<function>`, over
+  /// `buffersType` (StepBuffers for a training step).
+  std::string function = "trainStep", partPrefix = "stepPart",
+              buffersType = "kiln::driver::StepBuffers";
 };
 
 LogicalResult Emitter::classifyArguments() {
@@ -678,14 +689,14 @@ LogicalResult Emitter::emitStep() {
       ++numKernels;
     }
     os = file;
-    *os << "bool stepPart" << index << "(const kiln::driver::StepBuffers &io, std::string &"
+    *os << "bool " << partPrefix << index << "(const " << buffersType << " &io, std::string &"
         << (StringRef(body).contains("error") ? "error" : "/*error*/") << ") {\n"
         << body << "  return true;\n}\n\n";
   }
 
-  *os << "bool trainStep(const kiln::driver::StepBuffers &io, std::string &error) {\n";
+  *os << "bool " << function << "(const " << buffersType << " &io, std::string &error) {\n";
   for (size_t index = 0; index < parts.size(); ++index)
-    *os << "  if (!stepPart" << index << "(io, error))\n    return false;\n";
+    *os << "  if (!" << partPrefix << index << "(io, error))\n    return false;\n";
   *os << "  return true;\n}\n\n";
   return success();
 }
@@ -701,6 +712,71 @@ LogicalResult Emitter::emit(std::string &code) {
   if (failed(emitModelDesc()) || failed(emitStep()))
     return failure();
   return success();
+}
+
+LogicalResult Emitter::classifyDecodeArguments() {
+  auto argError = [&](unsigned i) {
+    return step.emitError() << "argument #" << i << " of @" << step.getSymName() << " ";
+  };
+  bool sawLogits = false;
+  for (BlockArgument arg : step.getArguments()) {
+    unsigned i = arg.getArgNumber();
+    auto type = cast<MemRefType>(arg.getType());
+    if (auto name = step.getArgAttrOfType<StringAttr>(i, "kiln.param")) {
+      names[arg] = "const_cast<float *>(io.params[" + std::to_string(decodeParamNames.size()) + "])";
+      decodeParamNames.push_back(name.getValue().str());
+      argDecls.push_back({identifierFor("p_", name.getValue()), names[arg], name.getValue().str(),
+                          type});
+    } else if (auto cache = step.getArgAttrOfType<StringAttr>(i, "kiln.cache")) {
+      if (type.getRank() < 3 || type.getRank() > 4 || !type.getElementType().isF32())
+        return argError(i) << "(cache '" << cache.getValue() << "') is " << type
+                           << "; the driver holds f32 caches of rank 3 or 4";
+      names[arg] = "io.caches[" + std::to_string(decodeCacheNames.size()) + "]";
+      decodeCacheNames.push_back(cache.getValue().str());
+      decodeCacheTypes.push_back(type);
+      argDecls.push_back({identifierFor("cache_", cache.getValue()), names[arg],
+                          cache.getValue().str(), type});
+    } else if (auto input = step.getArgAttrOfType<StringAttr>(i, "kiln.input")) {
+      StringRef role = input.getValue();
+      if (role != "tokens" && role != "positions")
+        return argError(i) << "is input '" << role
+                           << "'; a decode program reads tokens and positions";
+      if (role == "tokens") {
+        batch = type.getDimSize(0);
+        seqLen = type.getDimSize(1);
+      }
+      names[arg] = "const_cast<int32_t *>(io." + role.str() + ")";
+      argDecls.push_back({role.str(), names[arg], "", type});
+    } else if (auto output = step.getArgAttrOfType<StringAttr>(i, "kiln.output");
+               output && output.getValue() == "logits") {
+      names[arg] = "io.logits";
+      argDecls.push_back({"logits", names[arg], "", type});
+      sawLogits = true;
+    } else {
+      return argError(i) << "is neither a parameter, a cache, tokens, positions nor the "
+                            "logits output of a decode program";
+    }
+  }
+  if (!sawLogits || batch == 0)
+    return step.emitError() << "@" << step.getSymName()
+                            << " is not a decode program: it needs tokens and a logits output";
+  for (auto [arg, decl] : llvm::zip(step.getArguments(), argDecls))
+    names[arg] = decl.name;
+  return success();
+}
+
+LogicalResult Emitter::emitDecode(StringRef name, std::string &code) {
+  if (!step->getAttrOfType<IntegerAttr>(kernel::kArenaBytesAttr))
+    return step.emitError() << "@" << step.getSymName()
+                            << " has no planned arena; run kiln-plan-arena first";
+  function = name.str();
+  partPrefix = name.str() + "Part";
+  buffersType = "kiln::driver::DecodeBuffers";
+  if (failed(classifyDecodeArguments()))
+    return failure();
+  llvm::raw_string_ostream stream(code);
+  os = &stream;
+  return emitStep();
 }
 
 /// The programs `entry` names: @entry itself, or the per-rank programs of
@@ -741,10 +817,69 @@ FailureOr<SmallVector<func::FuncOp>> programsOf(ModuleOp module, StringRef entry
   return out;
 }
 
+/// `namespace decode { prefill, decodeStep, kDecode }`: the decode program's
+/// two functions and its DecodeDesc.
+LogicalResult emitDecodeProgram(const DecodeModules &decode, const HostProgramInfo &info,
+                                std::string &code) {
+  auto entryOf = [](ModuleOp module) -> func::FuncOp {
+    auto f = module.lookupSymbol<func::FuncOp>("decode");
+    if (!f || f.isExternal())
+      module.emitError() << "no function @decode to emit";
+    return f && !f.isExternal() ? f : func::FuncOp();
+  };
+  func::FuncOp prefillFn = entryOf(decode.prefill), stepFn = entryOf(decode.step);
+  if (!prefillFn || !stepFn)
+    return failure();
+  Emitter prefill(prefillFn, info, 0, 1, {0, 0}), step(stepFn, info, 0, 1, {0, 0});
+  std::string prefillCode, stepCode;
+  if (failed(prefill.emitDecode("prefill", prefillCode)) ||
+      failed(step.emitDecode("decodeStep", stepCode)))
+    return failure();
+  if (prefill.decodeParamNames != step.decodeParamNames ||
+      prefill.decodeCacheNames != step.decodeCacheNames ||
+      prefill.decodeCacheTypes != step.decodeCacheTypes || prefill.batchRows() != step.batchRows())
+    return stepFn.emitError() << "the prefill and step decode programs disagree on their "
+                                 "parameters, caches or rows";
+  if (prefill.sequenceLength() != decode.promptLen || step.sequenceLength() != 1)
+    return stepFn.emitError() << "prefill takes chunks of " << prefill.sequenceLength()
+                              << " tokens and a step " << step.sequenceLength()
+                              << "; expected " << decode.promptLen << " and 1";
+  llvm::raw_string_ostream out(code);
+  out << "namespace decode {\n\n" << prefillCode << stepCode;
+  out << "const char *const kParamNames[] = {\n";
+  for (const std::string &name : step.decodeParamNames)
+    out << "    \"" << name << "\",\n";
+  out << "};\n\nconst kiln::driver::CacheDesc kCaches[] = {\n";
+  for (auto [name, type] : llvm::zip(step.decodeCacheNames, step.decodeCacheTypes)) {
+    out << "    {\"" << name << "\", " << type.getRank() << ", {";
+    for (auto [k, d] : llvm::enumerate(type.getShape()))
+      out << (k ? ", " : "") << d;
+    out << "}},\n";
+  }
+  auto arena = [](func::FuncOp f) {
+    return f->getAttrOfType<IntegerAttr>(kernel::kArenaBytesAttr).getInt();
+  };
+  out << "};\n\nconst kiln::driver::DecodeDesc kDecode = {\n"
+      << "    kParamNames,\n"
+      << "    /*numParams=*/" << step.decodeParamNames.size() << ",\n"
+      << "    kCaches,\n"
+      << "    /*numCaches=*/" << step.decodeCacheNames.size() << ",\n"
+      << "    /*rows=*/" << step.batchRows() << ",\n"
+      << "    /*promptLen=*/" << decode.promptLen << ",\n"
+      << "    /*maxLen=*/" << decode.maxLen << ",\n"
+      << "    /*vocabSize=*/" << info.vocabSize << ",\n"
+      << "    /*prefillArenaBytes=*/" << arena(prefillFn) << "u,\n"
+      << "    /*stepArenaBytes=*/" << arena(stepFn) << "u,\n"
+      << "    prefill,\n"
+      << "    decodeStep,\n"
+      << "};\n\n} // namespace decode\n\n";
+  return success();
+}
+
 } // namespace
 
 LogicalResult emitHostProgram(ModuleOp module, StringRef entry, const HostProgramInfo &info,
-                              raw_ostream &os) {
+                              raw_ostream &os, const DecodeModules *decode) {
   FailureOr<SmallVector<func::FuncOp>> programs = programsOf(module, entry);
   if (failed(programs))
     return failure();
@@ -767,17 +902,28 @@ LogicalResult emitHostProgram(ModuleOp module, StringRef entry, const HostProgra
                         : "namespace stage" + std::to_string(s) + " {\n\n" + stageCode +
                               "} // namespace stage" + std::to_string(s) + "\n\n";
   }
+  std::string decodeCode;
+  if (decode && failed(emitDecodeProgram(*decode, info, decodeCode)))
+    return failure();
+  if (decode && stages > 1)
+    return module.emitError() << "a decode program next to " << stages
+                              << " pipeline stages is not built yet";
   os << "// Generated by kilnc from " << info.specPath << ". Do not edit.\n"
      << "//\n"
      << "// The training step of " << info.specName << " for the host target"
      << (stages > 1 ? ", in " + std::to_string(stages) + " pipeline stages" : std::string())
      << ": " << summary << ", batch " << batch << " x " << seqLen
      << " tokens. build.sh next to this file rebuilds it.\n\n"
+     << (decode ? "// With its decode program (prefill and one-token steps over KV caches) for "
+                  "`train --generate`.\n\n"
+                : "")
      << "#include \"runtime/driver/ActionTrace.h\"\n"
+     << (decode ? "#include \"runtime/driver/DecodeProgram.h\"\n" : "")
      << "#include \"runtime/driver/KernelProfile.h\"\n"
      << "#include \"runtime/driver/TrainMain.h\"\n"
      << "#include \"runtime/kernels/Attention.h\"\n"
      << "#include \"runtime/kernels/Copy.h\"\n"
+     << "#include \"runtime/kernels/Decode.h\"\n"
      << "#include \"runtime/kernels/Dense.h\"\n"
      << "#include \"runtime/kernels/ExpertParallel.h\"\n"
      << "#include \"runtime/kernels/GradCompress.h\"\n"
@@ -789,10 +935,11 @@ LogicalResult emitHostProgram(ModuleOp module, StringRef entry, const HostProgra
      << "#include \"runtime/kernels/Sparsity24.h\"\n\n"
      << "#include <cmath>\n#include <cstdint>\n#include <string>\n\n"
      << "namespace {\n\n"
-     << code << "} // namespace\n\n"
+     << code << decodeCode << "} // namespace\n\n"
      << "int main(int argc, char **argv) {\n";
   if (stages == 1) {
-    os << "  return kiln::driver::trainMain(argc, argv, kModel, trainStep);\n}\n";
+    os << "  return kiln::driver::trainMain(argc, argv, kModel, trainStep"
+       << (decode ? ", &decode::kDecode" : "") << ");\n}\n";
     return success();
   }
   os << "  // Each rank runs its pipeline stage's program.\n"

@@ -30,11 +30,21 @@ struct HostProgramInfo {
   uint64_t defaultSeed = 0;
 };
 
-/// Writes the C++ program for the step function `entry` of `module`. Fails
-/// with an error on the offending op or argument if the module is not a
-/// planned kernel-level step.
+/// The decode program emitted next to the step (frontend/DecodeGen.cpp),
+/// each function a planned kernel-level module with the entry @decode:
+/// prefill (a chunk of promptLen tokens per row) and step (one token).
+struct DecodeModules {
+  mlir::ModuleOp prefill, step;
+  int64_t promptLen = 0, maxLen = 0;
+};
+
+/// Writes the C++ program for the step function `entry` of `module`, and
+/// with `decode` its decode program (runtime/driver/DecodeProgram.h), which
+/// `train --generate` runs. Fails with an error on the offending op or
+/// argument if a module is not a planned kernel-level step.
 mlir::LogicalResult emitHostProgram(mlir::ModuleOp module, llvm::StringRef entry,
-                                    const HostProgramInfo &info, llvm::raw_ostream &os);
+                                    const HostProgramInfo &info, llvm::raw_ostream &os,
+                                    const DecodeModules *decode = nullptr);
 
 } // namespace kiln::codegen
 

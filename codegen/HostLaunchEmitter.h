@@ -85,6 +85,9 @@ private:
   void rope();
   void attention();
   void attentionGrad();
+  void cacheWrite();
+  void cachedAttention();
+  void headMatmul();
   void router();
   void routerGrad();
   void dispatch();

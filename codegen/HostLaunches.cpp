@@ -2,7 +2,8 @@
 //
 // emitHostLaunch: the checks and attribute reads every kernel's emitter
 // shares, and the dispatch from kernel name to emitter method. The emitters
-// themselves are in HostLaunches{Dense,Attention,MoE,Optimizer,Copy}.cpp.
+// themselves are in HostLaunches{Dense,Attention,Decode,MoE,Optimizer,Copy,
+// Collectives,Precision}.cpp.
 //
 // Literals: float arguments are the shortest decimal that reads back as the
 // same float, with an `f` suffix; double arguments the shortest that reads
@@ -207,6 +208,9 @@ const std::pair<StringRef, LaunchEmitter::EmitFn> LaunchEmitter::kEmitters[] = {
     {"rope", &LaunchEmitter::rope},
     {"attention", &LaunchEmitter::attention},
     {"attention_grad", &LaunchEmitter::attentionGrad},
+    {"cache_write", &LaunchEmitter::cacheWrite},
+    {"cached_attention", &LaunchEmitter::cachedAttention},
+    {"head_matmul", &LaunchEmitter::headMatmul},
     {"router", &LaunchEmitter::router},
     {"router_grad", &LaunchEmitter::routerGrad},
     {"dispatch", &LaunchEmitter::dispatch},

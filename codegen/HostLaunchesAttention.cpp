@@ -16,10 +16,14 @@ namespace kiln::codegen::detail {
 // Attention
 //===----------------------------------------------------------------------===//
 
-// rope(x [batch, seq, heads, dim]) -> y
+// rope(x [batch, seq, heads, dim] [, start [batch]]) -> y: with `start` (a
+// decode program's chunk), ropeForwardAt (runtime/kernels/Decode.h).
 void LaunchEmitter::rope() {
-  elements("f", "f");
+  bool hasStart = launch.getIns().size() == 2;
+  elements(hasStart ? "fi" : "f", "f");
   rank(true, 0, 4);
+  if (hasStart)
+    rank(true, 1, 1);
   double theta = f64("theta");
   bool interleaved = flag("interleaved");
   bool transpose = flag("transpose", false);
@@ -30,12 +34,19 @@ void LaunchEmitter::rope() {
   if (failed)
     return;
   ArrayRef<int64_t> s = inShape(0);
-  SmallVector<std::string> callArgs = {
-      out(0),           in(0),           intLiteral(s[0]),     intLiteral(s[1]),
-      intLiteral(s[2]), intLiteral(s[3]), doubleLiteral(theta), boolLiteral(interleaved),
-      yarn ? "&yarn" : "nullptr", boolLiteral(transpose)};
+  if (hasStart)
+    sameCount(inCount(1), s[0], "start's size and x's batch");
+  if (failed)
+    return;
+  SmallVector<std::string> callArgs = {out(0), in(0)};
+  if (hasStart)
+    callArgs.push_back(in(1));
+  callArgs.append({intLiteral(s[0]), intLiteral(s[1]), intLiteral(s[2]), intLiteral(s[3]),
+                   doubleLiteral(theta), boolLiteral(interleaved), yarn ? "&yarn" : "nullptr",
+                   boolLiteral(transpose)});
+  StringRef fn = hasStart ? "ropeForwardAt" : "ropeForward";
   if (!yarn) {
-    call("ropeForward", callArgs);
+    call(fn, callArgs);
     return;
   }
   open();
@@ -47,7 +58,7 @@ void LaunchEmitter::rope() {
        ", /*mscale=*/" + doubleLiteral(yarn.getMscale().convertToDouble()) +
        ", /*mscaleAllDim=*/" + doubleLiteral(yarn.getMscaleAllDim().convertToDouble()) +
        "};");
-  call("ropeForward", callArgs);
+  call(fn, callArgs);
   close();
 }
 

@@ -63,7 +63,7 @@ std::vector<ParamDecl> deepseekMtpParams(const ModelConfig &m) {
           {"shared_head.norm.weight", {H}, "ones"}};
 }
 
-static Value rope(Graph &g, const ModelConfig &m, Value x, StringRef where) {
+static Value rope(Graph &g, const ModelConfig &m, Value x, Value start, StringRef where) {
   OpBuilder &b = g.builder();
   YarnAttr yarn;
   if (m.yarn)
@@ -71,12 +71,47 @@ static Value rope(Graph &g, const ModelConfig &m, Value x, StringRef where) {
                          m.yarn->originalMaxPositionEmbeddings,
                          llvm::APFloat(m.yarn->betaFast), llvm::APFloat(m.yarn->betaSlow),
                          llvm::APFloat(m.yarn->mscale), llvm::APFloat(m.yarn->mscaleAllDim));
-  return RopeOp::create(b, g.loc(where), x.getType(), x, b.getF64FloatAttr(m.ropeTheta),
+  return RopeOp::create(b, g.loc(where), x.getType(), x, start, b.getF64FloatAttr(m.ropeTheta),
                         b.getBoolAttr(m.ropeInterleave), yarn);
 }
 
+/// Attention over the layer's caches, MLA's absorbed form (see ModelGen.h):
+/// the latent cache [B, M, kv_lora] is both the keys' first part and the
+/// values; the rotary-key cache [B, M, 1, rope] the keys' second part.
+static Value absorbedLatentAttention(Graph &g, const ModelConfig &m, Value qNope, Value qPe,
+                                     Value latent, Value kPe, DecodeState &decode,
+                                     const ParamScope &p, double scale) {
+  OpBuilder &b = g.builder();
+  int64_t nh = m.numAttentionHeads, nope = m.qkNopeHeadDim, lora = m.kvLoraRank;
+  Location at = g.loc("self_attn.kv_cache");
+  Value latentCache = CacheWriteOp::create(b, at, decode.caches[0].getType(), decode.caches[0],
+                                           latent, decode.start);
+  Value peCache = CacheWriteOp::create(b, at, decode.caches[1].getType(), decode.caches[1], kPe,
+                                       decode.start);
+  decode.caches = {latentCache, peCache};
+
+  // kv_b_proj's rows per head are [W_UK (qk_nope) | W_UV (v_head)], each
+  // [., kv_lora].
+  Value wkv = g.splitRows(p["self_attn.kv_b_proj.weight"], nh, "self_attn.kv_b_proj");
+  Value wUk = g.slice(wkv, 1, 0, nope, "self_attn.kv_b_proj.k");
+  Value wUv = g.slice(wkv, 1, nope, m.vHeadDim, "self_attn.kv_b_proj.v");
+  ArrayRef<int64_t> q = Graph::shape(qNope);
+  Value qLatent = HeadMatmulOp::create(b, g.loc("self_attn.q_absorb"),
+                                       g.f32({q[0], q[1], nh, lora}), qNope, wUk,
+                                       b.getBoolAttr(true));
+  Value query = g.concat({qLatent, qPe}, 3, "self_attn.query");
+  Value latentHeads = g.splitHeads(latentCache, 1, "self_attn.kv_latent");
+  Value key = g.concat({latentHeads, peCache}, 3, "self_attn.key");
+  Value attn = CachedAttentionOp::create(b, g.loc("self_attn"), g.f32({q[0], q[1], nh, lora}),
+                                         query, key, latentHeads, decode.start,
+                                         b.getF64FloatAttr(scale));
+  return HeadMatmulOp::create(b, g.loc("self_attn.v_absorb"),
+                              g.f32({q[0], q[1], nh, m.vHeadDim}), attn, wUv,
+                              b.getBoolAttr(false));
+}
+
 static Value multiHeadLatentAttention(Graph &g, const ModelConfig &m, Value x,
-                                      const ParamScope &p) {
+                                      const ParamScope &p, DecodeState *decode) {
   int64_t nh = m.numAttentionHeads, nope = m.qkNopeHeadDim, rot = m.qkRopeHeadDim;
   Value q;
   if (m.qLoraRank > 0) {
@@ -89,18 +124,34 @@ static Value multiHeadLatentAttention(Graph &g, const ModelConfig &m, Value x,
   }
   q = g.splitHeads(q, nh, "self_attn.q_proj");
   Value qNope = g.slice(q, 3, 0, nope, "self_attn.q_nope");
-  Value qPe = rope(g, m, g.slice(q, 3, nope, rot, "self_attn.q_pe"), "self_attn.rotary_emb");
+  Value start = decode ? decode->start : Value();
+  Value qPe = rope(g, m, g.slice(q, 3, nope, rot, "self_attn.q_pe"), start,
+                   "self_attn.rotary_emb");
 
   Value ckv = g.linear(x, p["self_attn.kv_a_proj_with_mqa.weight"],
                        "self_attn.kv_a_proj_with_mqa");
   Value kPe = g.slice(ckv, 2, m.kvLoraRank, rot, "self_attn.k_pe");
-  kPe = rope(g, m, g.splitHeads(kPe, 1, "self_attn.k_pe"), "self_attn.rotary_emb");
+  kPe = rope(g, m, g.splitHeads(kPe, 1, "self_attn.k_pe"), start, "self_attn.rotary_emb");
   ArrayRef<int64_t> s = Graph::shape(x);
+  auto normedLatent = [&] {
+    Value latent = g.slice(ckv, 2, 0, m.kvLoraRank, "self_attn.compressed_kv");
+    return g.rmsNorm(latent, p["self_attn.kv_a_layernorm.weight"], m.rmsNormEps,
+                     "self_attn.kv_a_layernorm");
+  };
+  double scale = 1.0 / std::sqrt(double(m.qHeadDim()));
+  if (m.yarn && m.yarn->mscaleAllDim != 0) {
+    double mscale = reference::yarnMagnitude(m.yarn->factor, m.yarn->mscaleAllDim);
+    scale *= mscale * mscale;
+  }
+  if (decode) {
+    Value heads =
+        absorbedLatentAttention(g, m, qNope, qPe, normedLatent(), kPe, *decode, p, scale);
+    return g.linear(g.mergeHeads(heads, "self_attn.o_proj"), p["self_attn.o_proj.weight"],
+                    "self_attn.o_proj");
+  }
   kPe = BroadcastOp::create(g.builder(), g.loc("self_attn.k_pe"),
                             g.f32({s[0], s[1], nh, rot}), kPe);
-  Value latent = g.slice(ckv, 2, 0, m.kvLoraRank, "self_attn.compressed_kv");
-  latent = g.rmsNorm(latent, p["self_attn.kv_a_layernorm.weight"], m.rmsNormEps,
-                     "self_attn.kv_a_layernorm");
+  Value latent = normedLatent();
   Value kv = g.splitHeads(g.linear(latent, p["self_attn.kv_b_proj.weight"],
                                    "self_attn.kv_b_proj"),
                           nh, "self_attn.kv_b_proj");
@@ -109,11 +160,6 @@ static Value multiHeadLatentAttention(Graph &g, const ModelConfig &m, Value x,
 
   Value query = g.concat({qNope, qPe}, 3, "self_attn.query");
   Value key = g.concat({kNope, kPe}, 3, "self_attn.key");
-  double scale = 1.0 / std::sqrt(double(m.qHeadDim()));
-  if (m.yarn && m.yarn->mscaleAllDim != 0) {
-    double mscale = reference::yarnMagnitude(m.yarn->factor, m.yarn->mscaleAllDim);
-    scale *= mscale * mscale;
-  }
   OpBuilder &b = g.builder();
   Value attn = AttentionOp::create(b, g.loc("self_attn"), g.f32({s[0], s[1], nh, m.vHeadDim}),
                                    query, key, v, b.getF64FloatAttr(scale),
@@ -166,13 +212,26 @@ static Value deepseekMoE(Graph &g, const ModelConfig &m, int64_t capacityPairs, 
 }
 
 Value buildDeepseekLayer(Graph &g, const ModelConfig &m, bool moe, int64_t capacityPairs,
-                         Value x, const ParamScope &p) {
+                         Value x, const ParamScope &p, DecodeState *decode) {
   Value n = g.rmsNorm(x, p["input_layernorm.weight"], m.rmsNormEps, "input_layernorm");
-  Value h = g.add(x, multiHeadLatentAttention(g, m, n, p), "self_attn");
+  Value h = g.add(x, multiHeadLatentAttention(g, m, n, p, decode), "self_attn");
   Value n2 = g.rmsNorm(h, p["post_attention_layernorm.weight"], m.rmsNormEps,
                        "post_attention_layernorm");
   Value ffn = moe ? deepseekMoE(g, m, capacityPairs, n2, p) : g.mlp(n2, p, "mlp");
   return g.add(h, ffn, "mlp");
+}
+
+} // namespace kiln::frontend
+
+namespace kiln::frontend {
+
+std::vector<std::pair<std::string, llvm::SmallVector<int64_t, 4>>>
+layerCacheShapes(const ModelConfig &m, int64_t rows, int64_t maxLen) {
+  if (m.family == ModelFamily::DeepSeekV3)
+    return {{"self_attn.kv_latent", {rows, maxLen, m.kvLoraRank}},
+            {"self_attn.k_rope", {rows, maxLen, 1, m.qkRopeHeadDim}}};
+  return {{"self_attn.k_cache", {rows, maxLen, m.numKeyValueHeads, m.headDim}},
+          {"self_attn.v_cache", {rows, maxLen, m.numKeyValueHeads, m.headDim}}};
 }
 
 } // namespace kiln::frontend

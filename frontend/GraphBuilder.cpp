@@ -79,6 +79,14 @@ Value Graph::splitHeads(Value x, int64_t heads, StringRef where) {
   return tensor::ExpandShapeOp::create(b, loc(where), type, x, groups);
 }
 
+Value Graph::splitRows(Value x, int64_t a, StringRef where) {
+  ArrayRef<int64_t> s = shape(x);
+  auto type = RankedTensorType::get({a, s[0] / a, s[1]},
+                                    cast<RankedTensorType>(x.getType()).getElementType());
+  SmallVector<ReassociationIndices> groups{{0, 1}, {2}};
+  return tensor::ExpandShapeOp::create(b, loc(where), type, x, groups);
+}
+
 Value Graph::mergeHeads(Value x, StringRef where) {
   SmallVector<ReassociationIndices> groups{{0}, {1}, {2, 3}};
   return tensor::CollapseShapeOp::create(b, loc(where), x, groups);

@@ -65,6 +65,8 @@ public:
   mlir::Value splitHeads(mlir::Value x, int64_t heads, llvm::StringRef where);
   /// [B, S, n, d] -> [B, S, n*d]
   mlir::Value mergeHeads(mlir::Value x, llvm::StringRef where);
+  /// [a*b, c] -> [a, b, c] (a weight's rows, e.g. per head).
+  mlir::Value splitRows(mlir::Value x, int64_t a, llvm::StringRef where);
   /// [B, S, H] <-> [B*S, H]
   mlir::Value flattenTokens(mlir::Value x, llvm::StringRef where);
   mlir::Value unflattenTokens(mlir::Value x, int64_t batch, llvm::StringRef where);

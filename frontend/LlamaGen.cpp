@@ -20,7 +20,8 @@ std::vector<ParamDecl> llamaLayerParams(const ModelConfig &m) {
           {"mlp.down_proj.weight", {H, I}}};
 }
 
-Value buildLlamaLayer(Graph &g, const ModelConfig &m, Value x, const ParamScope &p) {
+Value buildLlamaLayer(Graph &g, const ModelConfig &m, Value x, const ParamScope &p,
+                      DecodeState *decode) {
   OpBuilder &b = g.builder();
   Value n = g.rmsNorm(x, p["input_layernorm.weight"], m.rmsNormEps, "input_layernorm");
   auto project = [&](StringRef name, int64_t heads) {
@@ -32,6 +33,7 @@ Value buildLlamaLayer(Graph &g, const ModelConfig &m, Value x, const ParamScope 
   Value v = project("v_proj", m.numKeyValueHeads);
   auto rope = [&](Value t) -> Value {
     return RopeOp::create(b, g.loc("self_attn.rotary_emb"), t.getType(), t,
+                          decode ? decode->start : Value(),
                           b.getF64FloatAttr(m.ropeTheta), b.getBoolAttr(m.ropeInterleave),
                           YarnAttr());
   };
@@ -40,9 +42,21 @@ Value buildLlamaLayer(Graph &g, const ModelConfig &m, Value x, const ParamScope 
   q = rope(q);
   k = rope(k);
   ArrayRef<int64_t> s = Graph::shape(q);
-  Value attn = AttentionOp::create(b, g.loc("self_attn"), q.getType(), q, k, v,
-                                   b.getF64FloatAttr(1.0 / std::sqrt(double(s[3]))),
-                                   b.getBoolAttr(true));
+  FloatAttr scale = b.getF64FloatAttr(1.0 / std::sqrt(double(s[3])));
+  Value attn;
+  if (decode) {
+    Location at = g.loc("self_attn.kv_cache");
+    Value keys = CacheWriteOp::create(b, at, decode->caches[0].getType(), decode->caches[0], k,
+                                      decode->start);
+    Value values = CacheWriteOp::create(b, at, decode->caches[1].getType(), decode->caches[1],
+                                        v, decode->start);
+    decode->caches = {keys, values};
+    attn = CachedAttentionOp::create(b, g.loc("self_attn"), q.getType(), q, keys, values,
+                                     decode->start, scale);
+  } else {
+    attn = AttentionOp::create(b, g.loc("self_attn"), q.getType(), q, k, v, scale,
+                               b.getBoolAttr(true));
+  }
   Value o = g.linear(g.mergeHeads(attn, "self_attn.o_proj"), p["self_attn.o_proj.weight"],
                      "self_attn.o_proj");
   Value h = g.add(x, o, "self_attn");

@@ -119,6 +119,17 @@ struct SparsityConfig {
   double decay = 2e-4;
 };
 
+/// train.generate: the shape of the decode program kilnc emits next to the
+/// step (frontend/DecodeGen.cpp) and the sampling defaults of `train
+/// --generate`. {"batch": rows decoded together, "max_prompt_len": prefill's
+/// chunk, "max_len": prompt + completion tokens a row holds (the KV cache
+/// length)}; defaults: micro_batch rows, seq_len / 2 and seq_len.
+struct GenerateConfig {
+  int64_t batch = 0;
+  int64_t maxPromptLen = 0;
+  int64_t maxLen = 0;
+};
+
 struct TrainConfig {
   std::string stage = "pretrain"; // pretrain | sft | grpo
   int64_t microBatch = 1;
@@ -150,6 +161,7 @@ struct TrainConfig {
   /// bytes). 0 otherwise.
   int64_t checkpointBudgetBytes = 0;
   SparsityConfig sparsity;
+  GenerateConfig generate;
   double biasUpdateSpeed = 0.001;
   double auxLossAlpha = 0.0;
   double mtpLossWeight = 0.3;

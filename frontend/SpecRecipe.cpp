@@ -28,7 +28,7 @@ const std::vector<std::string> kTrainKeys = {
     "schedule",        "grad_clip",       "label_smoothing",
     "precision",       "high_precision",  "low_precision",
     "loss_scale",      "checkpointing",   "sparsity",
-    "bias_update_speed", "aux_loss_alpha", "mtp_loss_weight"};
+    "generate",        "bias_update_speed", "aux_loss_alpha", "mtp_loss_weight"};
 const std::vector<std::string> kOptimizerKeys = {"lr", "betas", "eps",
                                                  "weight_decay", "state_dtype"};
 const std::vector<std::string> kScheduleKeys = {"warmup_steps", "min_lr"};
@@ -202,6 +202,26 @@ void parseSparsity(const Fields &t, TrainConfig &c) {
     f.failAt("decay", "applies only with \"method\": \"sr-ste\"");
 }
 
+void parseGenerate(const Fields &t, TrainConfig &c) {
+  GenerateConfig &g = c.generate;
+  g.batch = c.microBatch;
+  g.maxLen = c.seqLen;
+  g.maxPromptLen = std::max<int64_t>(1, c.seqLen / 2);
+  if (!t.hasNonNull("generate"))
+    return;
+  Fields f(*t.at("generate").value, t.file(), "train.generate");
+  f.rejectUnknown({"batch", "max_prompt_len", "max_len"});
+  g.batch = f.intAtLeast("batch", g.batch, 1);
+  g.maxLen = f.intAtLeast("max_len", g.maxLen, 2);
+  if (!f.has("max_prompt_len"))
+    g.maxPromptLen = std::max<int64_t>(1, g.maxLen / 2);
+  g.maxPromptLen = f.intAtLeast("max_prompt_len", g.maxPromptLen, 1);
+  if (g.maxPromptLen >= g.maxLen)
+    f.failAt("max_prompt_len", std::to_string(g.maxPromptLen) + " leaves no room to generate in "
+                               "max_len " + std::to_string(g.maxLen) +
+                               "; expected at most max_len - 1");
+}
+
 } // namespace
 
 TrainConfig parseTrain(const Json &train, const std::string &file) {
@@ -253,6 +273,7 @@ TrainConfig parseTrain(const Json &train, const std::string &file) {
   parseLossScale(t, c);
   parseCheckpointing(t, c);
   parseSparsity(t, c);
+  parseGenerate(t, c);
   c.biasUpdateSpeed =
       t.doubleAtLeast("bias_update_speed", c.biasUpdateSpeed, 0.0, false);
   c.auxLossAlpha = t.doubleAtLeast("aux_loss_alpha", c.auxLossAlpha, 0.0, false);

@@ -36,6 +36,7 @@ constexpr StringLiteral kResultAttr = "kiln.result";
 constexpr StringLiteral kOutputAttr = "kiln.output";
 constexpr StringLiteral kParamAttr = "kiln.param";
 constexpr StringLiteral kStateAttr = "kiln.state";
+constexpr StringLiteral kCacheAttr = "kiln.cache";
 
 MemRefType bufferTypeOf(Type type) {
   auto tensor = cast<RankedTensorType>(type);
@@ -174,6 +175,9 @@ LogicalResult StepLowering::checkInput() {
       return failure();
     if (isa<TopkCompressOp, SparsityMask24Op>(op) && isa<BlockArgument>(op.getOperand(1)) &&
         failed(checkInPlace(&op, {1})))
+      return failure();
+    if (isa<CacheWriteOp>(op) && isa<BlockArgument>(op.getOperand(0)) &&
+        failed(checkInPlace(&op, {0})))
       return failure();
   }
   return success();
@@ -341,6 +345,17 @@ LogicalResult StepLowering::lowerOp(Operation *op) {
         launch(b, op, "grad_scaler", buffersOf(op->getOperands()), outs, op->getAttrDictionary());
         return success();
       })
+      .Case([&](CacheWriteOp write) {
+        // A decode program's KV cache is updated in place (the kernel allows
+        // out == cache); a cache that is a temporary gets a new buffer.
+        Value out = isa<BlockArgument>(write.getCache())
+                        ? bufferOf(write.getCache())
+                        : AllocOp::create(b, loc, bufferTypeOf(write.getType())).getResult();
+        buffers.map(write.getResult(), out);
+        launch(b, op, "cache_write", buffersOf(op->getOperands()), {out},
+               op->getAttrDictionary());
+        return success();
+      })
       .Case([&](BiasUpdateOp update) {
         Value bias = bufferOf(update.getBias());
         buffers.map(update.getResult(), bias);
@@ -401,6 +416,17 @@ LogicalResult StepLowering::lowerReturn(func::ReturnOp ret) {
       return ret.emitError() << "result #" << i << " of @" << step.getSymName()
                              << " has no kiln.result role";
     Value buffer = bufferOf(result);
+    if (role == "kv_cache") {
+      // A decode program's cache must have been updated in its argument.
+      auto name = attrs.getAs<StringAttr>(kCacheAttr);
+      auto arg = dyn_cast<BlockArgument>(buffer);
+      if (name && arg && arg.getOwner() == &body &&
+          step.getArgAttr(arg.getArgNumber(), kCacheAttr) == name)
+        continue;
+      return ret.emitError() << "result #" << i << " (kv_cache '"
+                             << (name ? name.getValue() : StringRef("?"))
+                             << "') is not an in-place update of its cache argument";
+    }
     if (role == "param" || role == "exp_avg" || role == "exp_avg_sq" ||
         role == "grad_residual" || role == "sparsity_mask" || isLossScalerStateRole(role)) {
       // State must have been updated in its own argument's buffer.

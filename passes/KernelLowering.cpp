@@ -16,12 +16,14 @@ using namespace mlir;
 namespace kiln {
 
 void addKernelLowering(OpPassManager &pm, bool fuseElementwise, bool arenaReuse, bool report,
-                       bool overlapSendRecv) {
+                       bool overlapSendRecv, StringRef entry) {
   // Block functions are inlined into the step: the kernel level is one
   // straight-line function, which is what liveness planning wants. No
   // cleanup pipeline: canonicalization could refold arithmetic.
   pm.addPass(createInlinerPass({}, [](OpPassManager &) {}));
-  pm.addPass(createConvertKilnToKernel());
+  ConvertKilnToKernelOptions convert;
+  convert.entry = entry.str();
+  pm.addPass(createConvertKilnToKernel(convert));
   if (fuseElementwise) {
     KilnFuseElementwiseOptions fuse;
     fuse.report = report;

@@ -40,11 +40,13 @@ std::unique_ptr<mlir::Pass>
 createKilnActivationCheckpointing(const KilnActivationCheckpointingOptions &options,
                                   ArenaPricer pricer);
 
-/// Adds the lowering of a kiln training step (`@train_step`) to the planned
-/// kernel level: inline, convert-kiln-to-kernel, kiln-fuse-elementwise and
-/// kiln-overlap-send-recv (unless disabled) and kiln-plan-arena.
+/// Adds the lowering of a kiln training step (`@train_step`, or `entry`: a
+/// decode program's `@decode`) to the planned kernel level: inline,
+/// convert-kiln-to-kernel, kiln-fuse-elementwise and kiln-overlap-send-recv
+/// (unless disabled) and kiln-plan-arena.
 void addKernelLowering(mlir::OpPassManager &pm, bool fuseElementwise, bool arenaReuse,
-                       bool report, bool overlapSendRecv = true);
+                       bool report, bool overlapSendRecv = true,
+                       llvm::StringRef entry = "train_step");
 
 /// Registers `kiln-kernel-lowering`, addKernelLowering's pipeline with fusion
 /// and reuse on, for kiln-opt.

@@ -600,8 +600,12 @@ def ConvertKilnToKernel : Pass<"convert-kiln-to-kernel", "mlir::ModuleOp"> {
     only legal when nothing reads the old value afterwards (checked; an
     error otherwise). Results marked `kiln.result = "param"`, `"exp_avg"` or
     `"exp_avg_sq"` must come out of such an update of the matching argument.
+    A decode program's (frontend/DecodeGen.cpp) `kiln.cache_write` updates
+    its cache argument in place the same way, and each result marked
+    `kiln.result = "kv_cache"` must be that update of the argument with the
+    same `kiln.cache` name.
     Every other result (loss, main_loss, grad_norm, lr, expert_load,
-    expert_kept)
+    expert_kept, a decode program's logits)
     becomes an output argument marked `kiln.output = "<role>"`, written
     directly by the kernel that computes it. The function then returns
     nothing. Other functions are erased: the kernel-level module holds one

@@ -24,9 +24,14 @@ static const KernelInfo kCatalog[] = {
     {"broadcast", 1, 1},
     {"unbroadcast", 1, 1},
     // Attention.
-    {"rope", 1, 1},
+    {"rope", 1, 1, /*optionalIns=*/1}, // the optional in is `start` (decoding)
     {"attention", 3, 1},
     {"attention_grad", 4, 3},
+    // Decoding (KilnDecodeOps.td): cache_write updates its cache in place
+    // when the cache is a step argument (its out is then in 0's buffer).
+    {"cache_write", 3, 1},
+    {"cached_attention", 4, 1},
+    {"head_matmul", 2, 1},
     // Mixture of experts.
     {"router", 2, 2},
     {"router_grad", 3, 1},

@@ -10,7 +10,7 @@ LogicalResult RopeOp::buildGradients(OpBuilder &b, GradientContext &ctx) {
   // A rope is an orthogonal map (times the YaRN magnitude): its transpose,
   // the rotation by -angle, carries the gradient back.
   ctx.setOperandGrad(0, RopeOp::create(b, ctx.loc(), getX().getType(),
-                                       ctx.resultGradOrZeros(b, 0), getThetaAttr(),
+                                       ctx.resultGradOrZeros(b, 0), getStart(), getThetaAttr(),
                                        getInterleavedAttr(), getYarnAttr(),
                                        b.getBoolAttr(!getTranspose())));
   return success();

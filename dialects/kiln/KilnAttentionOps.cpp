@@ -14,6 +14,8 @@ LogicalResult RopeOp::verify() {
   if (x[3] % 2 != 0)
     return emitOpError() << "expects an even rotary dimension, got x of shape "
                          << formatShape(x);
+  if (getStart() && failed(expectShape(*this, "start", shapeOf(getStart()), {x[0]})))
+    return failure();
   if (!(getTheta().convertToDouble() > 1))
     return emitOpError() << "expects theta > 1, got " << getTheta().convertToDouble();
   return success();

@@ -6,7 +6,7 @@
 include "dialects/kiln/KilnAttrs.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 
-def Kiln_RopeOp : Kiln_Op<"rope", [Pure, DeclareOpInterfaceMethods<Kiln_DifferentiableOpInterface>, SameOperandsAndResultType]> {
+def Kiln_RopeOp : Kiln_Op<"rope", [Pure, DeclareOpInterfaceMethods<Kiln_DifferentiableOpInterface>, AllTypesMatch<["x", "result"]>]> {
   let summary = "Rotary position embedding (RoPE), optionally YaRN-scaled";
   let description = [{
     `x` is [batch, seq, heads, d] with `d` even; position `p` is the sequence
@@ -21,6 +21,9 @@ def Kiln_RopeOp : Kiln_Op<"rope", [Pure, DeclareOpInterfaceMethods<Kiln_Differen
     interleaved = false: x0 = x[i],   x1 = x[i + d/2]   (Llama, rotate_half)
     ```
 
+    With the optional `start` ([batch], i32; a decode program's chunk), the
+    position of `x[b, s]` is `start[b] + s` instead.
+
     Results are written back to the same positions. With `transpose = true`
     the op applies the transpose of that linear map, the rotation by `-a`
     (same magnitude `m`): the input gradient of a rope is the transposed rope
@@ -33,11 +36,11 @@ def Kiln_RopeOp : Kiln_Op<"rope", [Pure, DeclareOpInterfaceMethods<Kiln_Differen
         : tensor<4x32x4x8xf32>
     ```
   }];
-  let arguments = (ins Kiln_FloatTensor:$x, F64Attr:$theta, BoolAttr:$interleaved,
-                       OptionalAttr<Kiln_YarnAttr>:$yarn,
+  let arguments = (ins Kiln_FloatTensor:$x, Optional<Kiln_IntTensor>:$start, F64Attr:$theta,
+                       BoolAttr:$interleaved, OptionalAttr<Kiln_YarnAttr>:$yarn,
                        DefaultValuedAttr<BoolAttr, "false">:$transpose);
   let results = (outs Kiln_FloatTensor:$result);
-  let assemblyFormat = "$x attr-dict `:` type($x)";
+  let assemblyFormat = "$x (`start` $start^ `:` type($start))? attr-dict `:` type($x)";
   let hasVerifier = 1;
 }
 

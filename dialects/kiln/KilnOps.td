@@ -5,6 +5,7 @@
 
 include "dialects/kiln/KilnDenseOps.td"
 include "dialects/kiln/KilnAttentionOps.td"
+include "dialects/kiln/KilnDecodeOps.td"
 include "dialects/kiln/KilnMoEOps.td"
 include "dialects/kiln/KilnLossOps.td"
 include "dialects/kiln/KilnGradOps.td"

@@ -6,13 +6,21 @@
 //         [--checkpoint-every N] [--resume] [--log FILE.jsonl]
 //         [--threads N] [--seed N] [--save-grads FILE] [--help]
 //
+// or, to sample completions from the model (Generate.h), as
+//
+//   train --generate PROMPTS.jsonl [--checkpoint D] [--out FILE.jsonl]
+//         [--samples N] [--max-new-tokens N] [--temperature X] [--top-p X]
+//         [--top-k N] [--stop-token N] [--threads N] [--seed N]
+//
 // Flags take their value as the next argument or after '=' (`--steps 300`,
 // `--steps=300`). Parsing is strict: an unknown flag (the closest known one
 // is suggested), a missing or empty value, a number that is not plain
-// decimal digits or is out of range, a repeated flag, a stray positional
-// argument, and --resume or --checkpoint-every without --checkpoint-dir are
-// each a one-line error naming the flag and what would be right. --help (or
-// -h) anywhere wins: parsing stops and `help` is set.
+// decimal digits (or, for --temperature and --top-p, a plain decimal number)
+// or is out of range, a repeated flag, a stray positional argument, --resume
+// or --checkpoint-every without --checkpoint-dir, a generation flag without
+// --generate and a training flag with it are each a one-line error naming
+// the flag and what would be right. --help (or -h) anywhere wins: parsing
+// stops and `help` is set.
 //
 // Like the rest of runtime/, nothing here throws.
 //
@@ -37,6 +45,9 @@ struct SpecDefaults {
 /// int64 step counter; threads is a sanity bound).
 constexpr uint64_t kMaxSteps = 9223372036854775807ULL;
 constexpr uint64_t kMaxThreads = 4096;
+/// --samples per prompt (a sanity bound), and the largest token id.
+constexpr uint64_t kMaxSamples = 1000000;
+constexpr uint64_t kMaxTokenId = 2147483647;
 
 struct TrainOptions {
   std::string dataPath;        ///< --data; empty: the spec's data source.
@@ -55,6 +66,19 @@ struct TrainOptions {
   std::string tracePath;       ///< --trace; empty: none. A Chrome trace of the
                                ///< steps (ActionTrace.h), written by rank 0.
   bool help = false;           ///< --help or -h was given; print helpText().
+
+  // --generate mode (Generate.h); the rest are its options.
+  std::string generatePath;    ///< --generate PROMPTS.jsonl; empty: train.
+  std::string loadCheckpoint;  ///< --checkpoint D: the model of D/latest;
+                               ///< empty: the seeded initial model.
+  std::string outPath;         ///< --out; empty: stdout.
+  uint64_t samples = 1;        ///< --samples: completions per prompt.
+  uint64_t maxNewTokens = 0;   ///< --max-new-tokens; 0: the decode program's
+                               ///< maxLen - 1 (also the upper bound).
+  double temperature = 1.0;    ///< --temperature; 0: greedy.
+  double topP = 1.0;           ///< --top-p; 1: no nucleus truncation.
+  uint64_t topK = 0;           ///< --top-k; 0: no limit.
+  int64_t stopToken = -1;      ///< --stop-token; -1: none.
 };
 
 /// Parses `args` (the arguments after the program name). On success fills

@@ -8,12 +8,14 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/driver/TrainMain.h"
+#include "runtime/io/AtomicFile.h"
 
 #include "runtime/checkpoint/Checkpoint.h"
 #include "runtime/data/SyntheticCorpus.h"
 #include "runtime/data/TokenLoader.h"
 #include "runtime/driver/ActionTrace.h"
 #include "runtime/driver/CommandLine.h"
+#include "runtime/driver/Generate.h"
 #include "runtime/driver/KernelProfile.h"
 #include "runtime/driver/MemoryCheck.h"
 #include "runtime/driver/Metrics.h"
@@ -194,31 +196,6 @@ bool writeGrads(const std::string &path, uint64_t step, const GradCapture &captu
   return true;
 }
 
-/// The gradients are written after the first step, which for a big model
-/// is minutes in; a path that cannot be written should fail before that.
-bool checkSaveGradsPath(const std::string &path, std::string &error) {
-  const size_t slash = path.rfind('/');
-  const std::string parent = slash == std::string::npos ? "."
-                             : slash == 0               ? "/"
-                                                        : path.substr(0, slash);
-  // access() alone passes a regular file for root; the parent must be a
-  // directory we may write to.
-  struct stat info;
-  std::string why;
-  if (::stat(parent.c_str(), &info) != 0)
-    why = std::strerror(errno);
-  else if (!S_ISDIR(info.st_mode))
-    why = "Not a directory";
-  else if (::access(parent.c_str(), W_OK) != 0)
-    why = std::strerror(errno);
-  if (!why.empty()) {
-    error = "--save-grads " + path + ": cannot write to the directory '" + parent + "': " + why +
-            "; pass a path in a writable directory";
-    return false;
-  }
-  return true;
-}
-
 //===----------------------------------------------------------------------===//
 // The run
 //===----------------------------------------------------------------------===//
@@ -231,7 +208,8 @@ void setThreads(uint64_t threads) {
   openblas_set_num_threads(n);
 }
 
-int run(int argc, char **argv, const StageProgram *stages, int64_t numStages) {
+int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
+        const DecodeDesc *decode) {
   // 1. Flags.
   if (!stages || numStages < 1 || !stages[0].model)
     return fail("model description: no stage programs; regenerate with kilnc");
@@ -247,6 +225,18 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages) {
   if (options.help) {
     std::fputs(helpText(program, defaults).c_str(), stdout);
     return 0;
+  }
+  // --generate: sampling, not training (Generate.h).
+  if (!options.generatePath.empty()) {
+    if (!decode) {
+      std::fprintf(stderr,
+                   "error: --generate: this executable has no decode program (it was built "
+                   "%s); it can only train\n",
+                   numStages > 1 ? "with pipeline stages" : "without one");
+      return kExitUsageError;
+    }
+    setThreads(options.threads);
+    return generateMain(options, stageZero, *decode);
   }
   // The whole model: every stage's parameters (one stage without pipeline
   // parallelism), checked before anything else.
@@ -291,7 +281,8 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages) {
                           "start from step 0");
   if (!ckptDir.empty() && ranks.lead() && !prepareCheckpointDir(ckptDir, error))
     return failJob(error);
-  if (!options.saveGradsPath.empty() && !checkSaveGradsPath(options.saveGradsPath, error))
+  if (!options.saveGradsPath.empty() &&
+      !io::checkWritablePath("--save-grads", options.saveGradsPath, error))
     return failJob(error);
 
   // 4. State: seeded init, or the checkpoint's. This rank's part of the
@@ -779,13 +770,12 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages) {
   return 0;
 }
 
-} // namespace
-
-int trainMain(int argc, char **argv, const StageProgram *stages, int64_t numStages) {
+int guardedRun(int argc, char **argv, const StageProgram *stages, int64_t numStages,
+               const DecodeDesc *decode) {
   // runtime/ reports failures through return values; this is the one net
   // for what slips through (std::bad_alloc from a std::string or vector).
   try {
-    return run(argc, argv, stages, numStages);
+    return run(argc, argv, stages, numStages, decode);
   } catch (const std::exception &e) {
     return fail(std::string("unexpected failure: ") + e.what());
   } catch (...) {
@@ -793,9 +783,20 @@ int trainMain(int argc, char **argv, const StageProgram *stages, int64_t numStag
   }
 }
 
+} // namespace
+
+int trainMain(int argc, char **argv, const StageProgram *stages, int64_t numStages) {
+  return guardedRun(argc, argv, stages, numStages, nullptr);
+}
+
 int trainMain(int argc, char **argv, const ModelDesc &model, TrainStepFn step) {
+  return trainMain(argc, argv, model, step, nullptr);
+}
+
+int trainMain(int argc, char **argv, const ModelDesc &model, TrainStepFn step,
+              const DecodeDesc *decode) {
   const StageProgram program{&model, step};
-  return trainMain(argc, argv, &program, 1);
+  return guardedRun(argc, argv, &program, 1, decode);
 }
 
 } // namespace kiln::driver

@@ -6,6 +6,9 @@
 //     return kiln::driver::trainMain(argc, argv, kModel, trainStep);
 //   }
 //
+// (or, with a decode program, `trainMain(argc, argv, kModel, trainStep,
+// &kDecode)`, which adds `--generate PROMPTS.jsonl`: Generate.h).
+//
 // trainMain owns everything around the straight-line step (TrainStep.h):
 // the flags (CommandLine.h), the thread count, the initial state (seeded
 // parameters bit-identical to `kilnc --save-params`, zero AdamW moments),
@@ -37,6 +40,7 @@
 #ifndef KILN_RUNTIME_DRIVER_TRAINMAIN_H
 #define KILN_RUNTIME_DRIVER_TRAINMAIN_H
 
+#include "runtime/driver/DecodeProgram.h"
 #include "runtime/driver/StepComm.h"
 #include "runtime/driver/TrainStep.h"
 
@@ -49,7 +53,14 @@ namespace kiln::driver {
 constexpr uint64_t kSyntheticTokens = uint64_t(1) << 20;
 
 /// Runs training as the flags in argv say and returns the exit code.
+/// Without a decode program, `--generate` is a usage error.
 int trainMain(int argc, char **argv, const ModelDesc &model, TrainStepFn step);
+
+/// The same for a program with a decode program (DecodeProgram.h): with
+/// `--generate PROMPTS.jsonl` it samples completions instead of training
+/// (Generate.h); `decode` null is the overload above.
+int trainMain(int argc, char **argv, const ModelDesc &model, TrainStepFn step,
+              const DecodeDesc *decode);
 
 /// The same for a program built with pipeline stages (ModelDesc::pp > 1):
 /// `stages` holds every stage's program in stage order, and each rank runs

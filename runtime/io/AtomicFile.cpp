@@ -113,4 +113,31 @@ bool writeFileAtomic(const std::string &path, const std::vector<ByteRange> &piec
   }
 }
 
+bool checkWritablePath(const std::string &flag, const std::string &path, std::string &error) {
+  struct stat info;
+  if (::stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode)) {
+    error = flag + " " + path + ": is a directory; pass a file path";
+    return false;
+  }
+  const size_t slash = path.rfind('/');
+  const std::string parent = slash == std::string::npos ? "."
+                             : slash == 0               ? "/"
+                                                        : path.substr(0, slash);
+  // access() alone passes a regular file for root; the parent must be a
+  // directory we may write to.
+  std::string why;
+  if (::stat(parent.c_str(), &info) != 0)
+    why = std::strerror(errno);
+  else if (!S_ISDIR(info.st_mode))
+    why = "Not a directory";
+  else if (::access(parent.c_str(), W_OK) != 0)
+    why = std::strerror(errno);
+  if (!why.empty()) {
+    error = flag + " " + path + ": cannot write to the directory '" + parent + "': " + why +
+            "; pass a path in a writable directory";
+    return false;
+  }
+  return true;
+}
+
 } // namespace kiln::io

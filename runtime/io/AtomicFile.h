@@ -30,6 +30,12 @@ struct ByteRange {
 bool writeFileAtomic(const std::string &path, const std::vector<ByteRange> &pieces,
                      std::string &error);
 
+/// Whether writeFileAtomic could write `path` later: not a directory, and in
+/// an existing directory this process may write to. A flag whose file is
+/// written after minutes of work (--save-grads, --out) checks it first; the
+/// error names `flag`, the path and what would be right.
+bool checkWritablePath(const std::string &flag, const std::string &path, std::string &error);
+
 } // namespace kiln::io
 
 #endif // KILN_RUNTIME_IO_ATOMICFILE_H

@@ -1,7 +1,9 @@
 //===- Attention.cpp - host kernels of kiln.rope and kiln.attention -------===//
 //
 // rope: a cos/sin table per (position, frequency), computed in f64 once, then
-// a pair rotation per element (AttentionMath.h). attention: OpenBLAS sgemm
+// a pair rotation per element (AttentionMath.h); ropeForward and Decode.h's
+// ropeForwardAt (positions from start[b], a table row per (b, s)) are one
+// implementation, detail::ropeAtPositions. attention: OpenBLAS sgemm
 // for the products (leading dimensions address one head of the [batch, seq,
 // heads, dim] layouts, no copies), the softmax pieces of DenseMath.h per row
 // of a [rows, keys] score block; causal blocks of rows stop at their last
@@ -32,33 +34,51 @@ namespace kiln::kernels {
 void ropeForward(float *y, const float *x, int64_t batch, int64_t seq, int64_t heads,
                  int64_t dim, double theta, bool interleaved, const YarnConfig *yarn,
                  bool transpose) {
+  detail::ropeAtPositions(y, x, /*start=*/nullptr, batch, seq, heads, dim, theta, interleaved,
+                          yarn, transpose);
+}
+
+void detail::ropeAtPositions(float *y, const float *x, const int32_t *start, int64_t batch,
+                             int64_t seq, int64_t heads, int64_t dim, double theta,
+                             bool interleaved, const YarnConfig *yarn, bool transpose) {
   KILN_KERNEL_CHECK(batch >= 0 && seq >= 0 && heads > 0 && dim > 0 && dim % 2 == 0,
                     "expects batch, seq >= 0, heads > 0 and an even dim > 0, got %lld, %lld, "
                     "%lld, %lld",
                     (long long)batch, (long long)seq, (long long)heads, (long long)dim);
   KILN_KERNEL_CHECK(theta > 1, "expects theta > 1, got %g", theta);
+  for (int64_t b = 0; start && b < batch; ++b)
+    KILN_KERNEL_CHECK(start[b] >= 0, "expects start[%lld] >= 0, got %d", (long long)b,
+                      start[b]);
   int64_t half = dim / 2;
   std::vector<double> inv = ropeInverseFrequencies(dim, theta, yarn);
   double magnitude = ropeMagnitude(yarn), direction = transpose ? -1.0 : 1.0;
-  std::vector<float> cosT(seq * half), sinT(seq * half);
-  for (int64_t s = 0; s < seq; ++s)
+  // One table row per position s, or per (b, s) when the rows start at
+  // different positions.
+  int64_t tableRows = start ? batch * seq : seq;
+  std::vector<float> cosT(tableRows * half), sinT(tableRows * half);
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < tableRows; ++r) {
+    int64_t position = start ? int64_t(start[r / seq]) + r % seq : r;
     for (int64_t i = 0; i < half; ++i) {
-      double angle = double(s) * inv[i];
-      cosT[s * half + i] = float(std::cos(angle) * magnitude);
-      sinT[s * half + i] = float(direction * std::sin(angle) * magnitude);
+      double angle = double(position) * inv[i];
+      cosT[r * half + i] = float(std::cos(angle) * magnitude);
+      sinT[r * half + i] = float(direction * std::sin(angle) * magnitude);
     }
+  }
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t b = 0; b < batch; ++b)
-    for (int64_t s = 0; s < seq; ++s)
+    for (int64_t s = 0; s < seq; ++s) {
+      int64_t table = (start ? b * seq + s : s) * half;
       for (int64_t h = 0; h < heads; ++h) {
         int64_t base = ((b * seq + s) * heads + h) * dim;
         for (int64_t i = 0; i < half; ++i) {
           int64_t i0 = interleaved ? 2 * i : i, i1 = interleaved ? 2 * i + 1 : i + half;
           float x0 = x[base + i0], x1 = x[base + i1];
-          ropeRotatePair(x0, x1, cosT[s * half + i], sinT[s * half + i], &y[base + i0],
+          ropeRotatePair(x0, x1, cosT[table + i], sinT[table + i], &y[base + i0],
                          &y[base + i1]);
         }
       }
+    }
 }
 
 static void checkAttention(int64_t batch, int64_t seq, int64_t heads, int64_t kvHeads,

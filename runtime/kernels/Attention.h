@@ -23,6 +23,17 @@ void ropeForward(float *y, const float *x, int64_t batch, int64_t seq, int64_t h
                  int64_t dim, double theta, bool interleaved, const YarnConfig *yarn,
                  bool transpose = false);
 
+namespace detail {
+
+/// The rope of ropeForward and ropeForwardAt (Decode.h), one implementation:
+/// the position of x[b, s] is start[b] + s, or s when start is null. Stops
+/// (KernelCheck.h) on a bad size or a start[b] < 0. Call those two instead.
+void ropeAtPositions(float *y, const float *x, const int32_t *start, int64_t batch,
+                     int64_t seq, int64_t heads, int64_t dim, double theta, bool interleaved,
+                     const YarnConfig *yarn, bool transpose);
+
+} // namespace detail
+
 /// kiln.attention: out = softmax(scale q k^T [+ causal mask]) v per (batch,
 /// head), query head h reading kv head h / (heads / kvHeads).
 void attentionForward(float *out, const float *q, const float *k, const float *v,

@@ -164,6 +164,134 @@ TEST(CommandLine, NeedsCheckpointDir) {
             "--checkpoint-every needs --checkpoint-dir D to say where to save");
 }
 
+TEST(CommandLine, GenerateDefaults) {
+  TrainOptions o = parseOk({"--generate", "p.jsonl"});
+  EXPECT_EQ(o.generatePath, "p.jsonl");
+  EXPECT_EQ(o.loadCheckpoint, "");
+  EXPECT_EQ(o.outPath, "");
+  EXPECT_EQ(o.samples, 1u);
+  EXPECT_EQ(o.maxNewTokens, 0u);
+  EXPECT_EQ(o.temperature, 1.0);
+  EXPECT_EQ(o.topP, 1.0);
+  EXPECT_EQ(o.topK, 0u);
+  EXPECT_EQ(o.stopToken, -1);
+  EXPECT_EQ(o.seed, 1234u);
+  EXPECT_EQ(parseOk({}).generatePath, "");
+}
+
+TEST(CommandLine, GenerateFlags) {
+  TrainOptions o = parseOk({"--generate=p.jsonl", "--checkpoint", "ck", "--out", "o.jsonl",
+                            "--samples", "4", "--max-new-tokens=64", "--temperature", "0.7",
+                            "--top-p", ".9", "--top-k", "50", "--stop-token", "10",
+                            "--threads", "2", "--seed", "5"});
+  EXPECT_EQ(o.generatePath, "p.jsonl");
+  EXPECT_EQ(o.loadCheckpoint, "ck");
+  EXPECT_EQ(o.outPath, "o.jsonl");
+  EXPECT_EQ(o.samples, 4u);
+  EXPECT_EQ(o.maxNewTokens, 64u);
+  EXPECT_EQ(o.temperature, 0.7);
+  EXPECT_EQ(o.topP, 0.9);
+  EXPECT_EQ(o.topK, 50u);
+  EXPECT_EQ(o.stopToken, 10);
+  EXPECT_EQ(o.threads, 2u);
+  EXPECT_EQ(o.seed, 5u);
+  EXPECT_EQ(parseOk({"--generate", "p", "--temperature", "0"}).temperature, 0.0);
+  EXPECT_EQ(parseOk({"--generate", "p", "--temperature", "1e-3"}).temperature, 1e-3);
+  EXPECT_EQ(parseOk({"--generate", "p", "--top-p", "1"}).topP, 1.0);
+  EXPECT_EQ(parseOk({"--generate", "p", "--top-k", "0"}).topK, 0u);
+  EXPECT_EQ(parseOk({"--generate", "p", "--stop-token", "-1"}).stopToken, -1);
+  EXPECT_EQ(parseOk({"--generate", "p", "--stop-token=0"}).stopToken, 0);
+  EXPECT_EQ(parseOk({"--generate", "p", "--stop-token", "2147483647"}).stopToken, 2147483647);
+}
+
+TEST(CommandLine, GenerateBadValues) {
+  const std::string temperature = "--temperature expects a number >= 0 (0: greedy), got ";
+  for (const char *bad : {"-1", "abc", "nan", "inf", "1e999", " 1", "0x1p3", "1,5", ""})
+    EXPECT_EQ(parseError({"--generate", "p", std::string("--temperature=") + bad}),
+              temperature + "'" + bad + "'");
+  const std::string topP = "--top-p expects a number greater than 0 and at most 1, got ";
+  for (const char *bad : {"0", "1.5", "-0.5", "1.0000001", "nan"})
+    EXPECT_EQ(parseError({"--generate", "p", "--top-p", bad}), topP + "'" + bad + "'");
+  EXPECT_EQ(parseError({"--generate", "p", "--top-k", "-1"}),
+            "--top-k expects an integer from 0 to 2147483647 (0: no limit), got '-1'");
+  EXPECT_EQ(parseError({"--generate", "p", "--top-k", "2147483648"}),
+            "--top-k expects an integer from 0 to 2147483647 (0: no limit), got '2147483648'");
+  for (const char *bad : {"-2", "2147483648", "x", "-"})
+    EXPECT_EQ(parseError({"--generate", "p", "--stop-token", bad}),
+              std::string("--stop-token expects a token id from 0 to 2147483647, or -1 for none, "
+                          "got '") +
+                  bad + "'");
+  EXPECT_EQ(parseError({"--generate", "p", "--samples", "0"}),
+            "--samples expects an integer from 1 to 1000000, got '0'");
+  EXPECT_EQ(parseError({"--generate", "p", "--samples", "1000001"}),
+            "--samples expects an integer from 1 to 1000000, got '1000001'");
+  EXPECT_EQ(parseError({"--generate", "p", "--max-new-tokens", "0"}),
+            "--max-new-tokens expects an integer from 1 to 9223372036854775807, got '0'");
+  EXPECT_EQ(parseError({"--generate"}), "--generate needs a value: --generate PROMPTS.jsonl");
+  EXPECT_EQ(parseError({"--generate="}),
+            "--generate needs a non-empty value: --generate PROMPTS.jsonl");
+  EXPECT_EQ(parseError({"--generate", "p", "--out", "--samples", "2"}),
+            "--out needs a value: --out FILE.jsonl");
+  EXPECT_EQ(parseError({"--generate", "p", "--samples", "2", "--samples", "3"}),
+            "--samples given more than once; give it once");
+}
+
+TEST(CommandLine, GenerateAndTrainingFlagsDoNotMix) {
+  // Generation flags without --generate.
+  EXPECT_EQ(parseError({"--samples", "3"}),
+            "--samples is a --generate flag; add --generate PROMPTS.jsonl to sample completions");
+  EXPECT_EQ(parseError({"--steps", "3", "--temperature", "0"}),
+            "--temperature is a --generate flag; add --generate PROMPTS.jsonl to sample "
+            "completions");
+  EXPECT_EQ(parseError({"--checkpoint", "ck"}),
+            "--checkpoint D loads the model for --generate PROMPTS.jsonl; to continue training "
+            "use --checkpoint-dir D --resume");
+  // Training flags with --generate, wherever they are.
+  EXPECT_EQ(parseError({"--steps", "3", "--generate", "p"}),
+            "--steps is a training flag, and --generate does not train; drop --steps (see "
+            "--help)");
+  for (const char *flag : {"--data=x", "--log=x", "--save-grads=x", "--collective-timeout=5",
+                           "--trace=x", "--profile"}) {
+    const std::string name = std::string(flag).substr(0, std::string(flag).find('='));
+    EXPECT_EQ(parseError({"--generate", "p", flag}),
+              name + " is a training flag, and --generate does not train; drop " + name +
+                  " (see --help)");
+  }
+  EXPECT_EQ(parseError({"--generate", "p", "--checkpoint-dir", "ck"}),
+            "--checkpoint-dir is for training; to sample from a checkpoint, pass --checkpoint D "
+            "with --generate");
+  EXPECT_EQ(parseError({"--generate", "p", "--checkpoint-dir", "ck", "--resume"}),
+            "--checkpoint-dir is for training; to sample from a checkpoint, pass --checkpoint D "
+            "with --generate");
+  // The first offending flag is named.
+  EXPECT_EQ(parseError({"--top-k", "3", "--samples", "2"}),
+            "--top-k is a --generate flag; add --generate PROMPTS.jsonl to sample completions");
+  // --help still wins.
+  EXPECT_TRUE(parseOk({"--samples", "3", "--help"}).help);
+}
+
+TEST(CommandLine, GenerateHelpAndSuggestions) {
+  std::string text = helpText("train", kDefaults);
+  for (const char *flag :
+       {"train --generate PROMPTS.jsonl [generation flags]", "--generate PROMPTS.jsonl",
+        "--checkpoint D", "--out FILE.jsonl", "--samples N", "--max-new-tokens N",
+        "--temperature X", "--top-p X", "--top-k N", "--stop-token N",
+        "generation flags (with --generate; --threads and --seed apply too):",
+        "(default and at most: the decode program's max_len - 1)", "(default -1: none)"})
+    EXPECT_NE(text.find(flag), std::string::npos) << flag;
+  // The generation flags come after the training ones, under their heading.
+  EXPECT_LT(text.find("--trace FILE.json"), text.find("generation flags (with"));
+  EXPECT_LT(text.find("generation flags (with"), text.find("--samples N"));
+  EXPECT_EQ(closestFlag("--temprature"), "--temperature");
+  EXPECT_EQ(closestFlag("--top_p"), "--top-p");
+  EXPECT_EQ(closestFlag("--max-new-token"), "--max-new-tokens");
+  EXPECT_EQ(closestFlag("--sample"), "--samples");
+  EXPECT_EQ(closestFlag("--stop-tokens"), "--stop-token");
+  EXPECT_EQ(closestFlag("--checkpoints"), "--checkpoint");
+  EXPECT_EQ(parseError({"--generate", "p", "--topk", "3"}),
+            "unknown flag '--topk'; did you mean '--top-k'? (see --help)");
+}
+
 //===--- metrics log ------------------------------------------------------===//
 
 TEST(Metrics, JsonNumbers) {

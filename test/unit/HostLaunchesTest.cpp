@@ -7,7 +7,7 @@
 // case's snippet (emitted twice, to catch clashing locals) is compiled with
 // `c++ -fsyntax-only` against the real runtime/kernels headers. Error cases:
 // a bf16 buffer where the kernel reads f32, FP8 values stored as bf16, a
-// missing attribute, a bad attribute.
+// missing attribute, a bad attribute, decoding operands that do not fit.
 //
 //===----------------------------------------------------------------------===//
 
@@ -146,6 +146,53 @@ std::vector<Case> cases() {
        "{scale = 0.2041 : f64, causal = false}",
        {"kiln::kernels::attentionBackward(b4, b5, b6, b0, b1, b2, b3, 2, 8, 4, 2, 16, 12, "
         "0.2041f, false);"}},
+      // Decoding (KilnDecodeOps.td): rope with `start`, the KV cache, MLA's
+      // per-head matmuls.
+      {"rope",
+       {"memref<4x1x4x8xf32>", "memref<4xi32>", "memref<4x1x4x8xf32>"},
+       {0, 1},
+       {2},
+       "{theta = 10000.0 : f64, interleaved = false}",
+       {"kiln::kernels::ropeForwardAt(b2, b0, b1, 4, 1, 4, 8, 10000.0, false, nullptr, false);",
+        "!YarnConfig"}},
+      {"rope", // in place, with YaRN
+       {"memref<2x3x4x8xf32>", "memref<2xi32>"},
+       {0, 1},
+       {0},
+       std::string("{theta = 10000.0 : f64, interleaved = true, yarn = ") + kYarn + "}",
+       {"const kiln::kernels::YarnConfig yarn = {/*factor=*/40.0, ",
+        "kiln::kernels::ropeForwardAt(b0, b0, b1, 2, 3, 4, 8, 10000.0, true, &yarn, false);"}},
+      {"cache_write", // in place: the decode program's update
+       {"memref<4x64x16xf32>", "memref<4x1x16xf32>", "memref<4xi32>"},
+       {0, 1, 2},
+       {0},
+       "{}",
+       {"kiln::kernels::cacheWrite(b0, b0, b1, b2, 4, 64, 1, 16);"}},
+      {"cache_write", // out of place, trailing dims [kv_heads, d]
+       {"memref<2x32x2x8xf32>", "memref<2x5x2x8xf32>", "memref<2xi32>", "memref<2x32x2x8xf32>"},
+       {0, 1, 2},
+       {3},
+       "{}",
+       {"kiln::kernels::cacheWrite(b3, b0, b1, b2, 2, 32, 5, 16);"}},
+      {"cached_attention",
+       {"memref<4x1x4x24xf32>", "memref<4x64x1x24xf32>", "memref<4x64x1x16xf32>",
+        "memref<4xi32>", "memref<4x1x4x16xf32>"},
+       {0, 1, 2, 3},
+       {4},
+       "{scale = 0.2041 : f64}",
+       {"kiln::kernels::cachedAttention(b4, b0, b1, b2, b3, 4, 1, 64, 4, 1, 24, 16, 0.2041f);"}},
+      {"head_matmul",
+       {"memref<4x1x4x16xf32>", "memref<4x16x32xf32>", "memref<4x1x4x32xf32>"},
+       {0, 1},
+       {2},
+       "{transpose_weight = true}",
+       {"kiln::kernels::headMatmul(b2, b0, b1, 4, 1, 4, 16, 32, true);"}},
+      {"head_matmul", // transpose_weight defaults to false: weight [heads, n, k]
+       {"memref<4x1x4x32xf32>", "memref<4x16x32xf32>", "memref<4x1x4x16xf32>"},
+       {0, 1},
+       {2},
+       "{}",
+       {"kiln::kernels::headMatmul(b2, b0, b1, 4, 1, 4, 32, 16, false);"}},
       {"router",
        {logits, "memref<8xf32>", idx, w2},
        {0, 1},
@@ -705,6 +752,7 @@ TEST_F(HostLaunchesTest, EmittedCodeCompiles) {
   std::ofstream out(file);
   out << "#include \"runtime/kernels/Attention.h\"\n"
          "#include \"runtime/kernels/Copy.h\"\n"
+         "#include \"runtime/kernels/Decode.h\"\n"
          "#include \"runtime/kernels/Dense.h\"\n"
          "#include \"runtime/kernels/ExpertParallel.h\"\n"
          "#include \"runtime/kernels/GradCompress.h\"\n"
@@ -799,6 +847,63 @@ TEST_F(HostLaunchesTest, RejectsOtherElementTypes) {
   diagnostics.clear();
   EXPECT_TRUE(failed(emit(copiedBf16, text, diagnostics)));
   EXPECT_NE(diagnostics.find("bf16 moments must be updated in place"), std::string::npos)
+      << diagnostics;
+}
+
+TEST_F(HostLaunchesTest, RejectsBadDecodeOperands) {
+  // rope's `start` holds i32 positions, one per row of the batch.
+  Case rope{"rope",
+            {"memref<4x1x4x8xf32>", "memref<4xi64>", "memref<4x1x4x8xf32>"},
+            {0, 1},
+            {2},
+            "{theta = 10000.0 : f64, interleaved = false}",
+            {}};
+  std::string text, diagnostics;
+  EXPECT_TRUE(failed(emit(rope, text, diagnostics)));
+  EXPECT_EQ(text, "");
+  EXPECT_NE(diagnostics.find("in #1 has element type 'i64'"), std::string::npos) << diagnostics;
+  rope.types[1] = "memref<3xi32>";
+  diagnostics.clear();
+  EXPECT_TRUE(failed(emit(rope, text, diagnostics)));
+  EXPECT_NE(diagnostics.find("start's size and x's batch to agree, got 3 and 4"),
+            std::string::npos)
+      << diagnostics;
+
+  Case write{"cache_write",
+             {"memref<4x64x16xf32>", "memref<4x1x8xf32>", "memref<4xi32>"},
+             {0, 1, 2},
+             {0},
+             "{}",
+             {}};
+  diagnostics.clear();
+  EXPECT_TRUE(failed(emit(write, text, diagnostics)));
+  EXPECT_NE(diagnostics.find("row widths to agree, got 8 and 16"), std::string::npos)
+      << diagnostics;
+
+  Case attention{"cached_attention",
+                 {"memref<4x1x4x24xf32>", "memref<4x64x1x24xf32>", "memref<4x64x1x16xf32>",
+                  "memref<4xi32>", "memref<4x1x4x16xf32>"},
+                 {0, 1, 2, 3},
+                 {4},
+                 "{}",
+                 {}};
+  diagnostics.clear();
+  EXPECT_TRUE(failed(emit(attention, text, diagnostics)));
+  EXPECT_NE(diagnostics.find("'scale'"), std::string::npos) << diagnostics;
+
+  Case matmul{"head_matmul",
+              {"memref<4x1x4x16xf32>", "memref<4x16x32xf32>", "memref<4x1x4x32xf32>"},
+              {0, 1},
+              {2},
+              "{transpose_weight = 1 : i64}",
+              {}};
+  diagnostics.clear();
+  EXPECT_TRUE(failed(emit(matmul, text, diagnostics)));
+  EXPECT_NE(diagnostics.find("bool attribute"), std::string::npos) << diagnostics;
+  matmul.params = "{}"; // weight [heads, n, k] = [4, 16, 32], but x's k is 16
+  diagnostics.clear();
+  EXPECT_TRUE(failed(emit(matmul, text, diagnostics)));
+  EXPECT_NE(diagnostics.find("inner sizes to agree, got 32 and 16"), std::string::npos)
       << diagnostics;
 }
 

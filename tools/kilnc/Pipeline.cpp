@@ -1,6 +1,7 @@
 //===- Pipeline.cpp - the pass pipelines kilnc runs for a spec ------------===//
 
 #include "tools/kilnc/Pipeline.h"
+#include "frontend/DecodeGen.h"
 #include "frontend/MLIRGen.h"
 #include "passes/StepCost.h"
 #include "runtime/init/SeededRng.h"
@@ -186,6 +187,24 @@ LogicalResult lowerToKernels(ModuleOp module, const frontend::Spec &spec,
   addKernelLowering(pm, options.fuseElementwise, options.arenaReuse, options.report,
                     options.overlapSendRecv);
   return pm.run(module);
+}
+
+OwningOpRef<ModuleOp> buildDecodeKernels(MLIRContext &context, const frontend::Spec &spec,
+                                         int64_t chunk, const KernelLoweringOptions &options) {
+  OwningOpRef<ModuleOp> module = frontend::buildDecodeModule(context, spec, chunk);
+  PassManager pm(&context);
+  if (failed(applyPassManagerCLOptions(pm)))
+    return nullptr;
+  pm.addNestedPass<func::FuncOp>(createCSEPass()); // as the forward module
+  addKernelLowering(pm, options.fuseElementwise, options.arenaReuse, options.report,
+                    /*overlapSendRecv=*/false, frontend::kDecodeEntry);
+  if (failed(pm.run(*module)))
+    return nullptr;
+  return module;
+}
+
+bool buildsDecodeProgram(const frontend::Spec &spec) {
+  return spec.parallel.pp == 1 && spec.parallel.ep == 1;
 }
 
 void priceCheckpointing(const frontend::Spec &spec, frontend::ModelSummary &summary) {

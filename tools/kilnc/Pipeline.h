@@ -57,6 +57,19 @@ mlir::LogicalResult lowerToKernels(mlir::ModuleOp module, const frontend::Spec &
 /// the planned kernel level and fills summary.checkpointing, or
 /// summary.checkpointingNote with why not (pp > 1, a budget below the
 /// smallest feasible arena).
+/// Builds the spec's decode program (frontend/DecodeGen.cpp) for chunks of
+/// `chunk` tokens and lowers it to the planned kernel level (inline,
+/// convert-kiln-to-kernel with entry @decode, fusion, arena); null, with the
+/// diagnostics emitted, on failure.
+mlir::OwningOpRef<mlir::ModuleOp> buildDecodeKernels(mlir::MLIRContext &context,
+                                                     const frontend::Spec &spec, int64_t chunk,
+                                                     const KernelLoweringOptions &options);
+
+/// Whether `spec`'s executable gets a decode program: its training program
+/// must hold the whole model on one rank (pp 1, ep 1), whose parameters
+/// `train --generate` decodes with.
+bool buildsDecodeProgram(const frontend::Spec &spec);
+
 void priceCheckpointing(const frontend::Spec &spec, frontend::ModelSummary &summary);
 
 /// Whether the host C++ target can build `spec` as written. Recipe features

@@ -5,6 +5,7 @@
 //   kilnc SPEC --activations        the summary with each checkpointing policy
 //                                   priced (arena, saved bytes, recompute FLOPs)
 //   kilnc SPEC --emit=kiln          print the forward module (kiln IR)
+//   kilnc SPEC --emit=decode        print the decode program's one-token step
 //   kilnc SPEC --eval [--params P.safetensors] [--tokens T.json]
 //                                   forward loss on a batch (reference evaluator)
 //   kilnc SPEC --save-params P      write the seeded initial parameters (HF names)
@@ -29,6 +30,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "codegen/HostEmitter.h"
+#include "frontend/DecodeGen.h"
 #include "frontend/MLIRGen.h"
 #include "frontend/Spec.h"
 #include "frontend/Summary.h"
@@ -69,10 +71,12 @@ static cl::OptionCategory evalOptions("Evaluation (the f64 reference evaluator)"
 static cl::opt<std::string> specPath(cl::Positional, cl::desc("<spec.json>"), cl::Required,
                                      cl::cat(specOptions));
 
-enum class Emit { None, Kiln, Train, Partitioned, Kernels, Cpp, Schedule, ScheduleSvg };
+enum class Emit { None, Kiln, Decode, Train, Partitioned, Kernels, Cpp, Schedule, ScheduleSvg };
 static cl::opt<Emit>
     emit("emit", cl::desc("Print a stage of the compilation"), cl::init(Emit::None),
          cl::values(clEnumValN(Emit::Kiln, "kiln", "the forward module in the kiln dialect"),
+                    clEnumValN(Emit::Decode, "decode",
+                               "the decode program's one-token step (KV caches, kiln dialect)"),
                     clEnumValN(Emit::Train, "train", "the training step (after kiln-autodiff)"),
                     clEnumValN(Emit::Partitioned, "partitioned",
                                "the per-rank training step of the spec's "
@@ -293,6 +297,16 @@ int main(int argc, char **argv) {
 
   if (emit == Emit::Kiln)
     module->print(llvm::outs());
+  if (emit == Emit::Decode) {
+    OwningOpRef<ModuleOp> decode = kiln::frontend::buildDecodeModule(context, *spec, 1);
+    PassManager decodePm(&context);
+    if (failed(applyPassManagerCLOptions(decodePm)))
+      return 1;
+    decodePm.addNestedPass<func::FuncOp>(createCSEPass());
+    if (failed(verify(*decode)) || failed(decodePm.run(*decode)))
+      return 1;
+    decode->print(llvm::outs());
+  }
   if (emit == Emit::Train) {
     OwningOpRef<ModuleOp> train = module->clone();
     PassManager trainPm(&context);
@@ -340,9 +354,22 @@ int main(int argc, char **argv) {
       info.sft = spec->train.stage == "sft";
       info.defaultSteps = spec->train.steps;
       info.defaultSeed = spec->train.seed;
+      // The decode program `train --generate` runs: prefill and one-token
+      // steps, each lowered like the step.
+      OwningOpRef<ModuleOp> prefill, decodeStep;
+      kiln::codegen::DecodeModules decode;
+      const kiln::frontend::GenerateConfig &generate = spec->train.generate;
+      if (kiln::buildsDecodeProgram(*spec)) {
+        prefill = kiln::buildDecodeKernels(context, *spec, generate.maxPromptLen, lowering);
+        decodeStep = kiln::buildDecodeKernels(context, *spec, 1, lowering);
+        if (!prefill || !decodeStep)
+          return 1;
+        decode = {*prefill, *decodeStep, generate.maxPromptLen, generate.maxLen};
+      }
       std::string program;
       llvm::raw_string_ostream programStream(program);
-      if (failed(kiln::codegen::emitHostProgram(*kernels, "train_step", info, programStream)))
+      if (failed(kiln::codegen::emitHostProgram(*kernels, "train_step", info, programStream,
+                                                prefill ? &decode : nullptr)))
         return 1;
       if (emit == Emit::Cpp)
         llvm::outs() << program;

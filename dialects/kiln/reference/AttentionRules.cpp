@@ -39,13 +39,18 @@ void addAttentionRules(RuleTable &table) {
     double direction = rope.getTranspose() ? -1.0 : 1.0;
     RefTensor r = x;
     for (int64_t b = 0; b < batch; ++b)
-      for (int64_t s = 0; s < seq; ++s)
+      for (int64_t s = 0; s < seq; ++s) {
+        // With `start` (decoding) row b's chunk begins at position start[b].
+        const double position = double(s) + (in.size() > 1 ? in[1]->data[b] : 0.0);
+        if (position < 0)
+          return op->emitError() << "start[" << b << "] = " << in[1]->data[b]
+                                 << " is negative; positions start at 0";
         for (int64_t h = 0; h < heads; ++h) {
           int64_t base = ((b * seq + s) * heads + h) * dim;
           for (int64_t i = 0; i < dim / 2; ++i) {
             int64_t i0 = interleaved ? 2 * i : i;
             int64_t i1 = interleaved ? 2 * i + 1 : i + dim / 2;
-            double angle = s * inv[i];
+            double angle = position * inv[i];
             double c = std::cos(angle) * magnitude,
                    sn = direction * std::sin(angle) * magnitude;
             double x0 = x.data[base + i0], x1 = x.data[base + i1];
@@ -53,6 +58,7 @@ void addAttentionRules(RuleTable &table) {
             r.data[base + i1] = x1 * c + x0 * sn;
           }
         }
+      }
     out.push_back(std::move(r));
     return success();
   });

@@ -28,6 +28,7 @@ static constexpr int kMaxCallDepth = 64;
 Evaluator::Evaluator(ModuleOp module, Rounding rounding) : module(module), rounding(rounding) {
   addDenseRules(rules);
   addAttentionRules(rules);
+  addDecodeRules(rules);
   addMoERules(rules);
   addLossRules(rules);
   addUpstreamRules(rules);

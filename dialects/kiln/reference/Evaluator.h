@@ -49,6 +49,7 @@ std::string formatNumber(double value);
 
 void addDenseRules(RuleTable &table);
 void addAttentionRules(RuleTable &table);
+void addDecodeRules(RuleTable &table);
 void addMoERules(RuleTable &table);
 void addLossRules(RuleTable &table);
 void addUpstreamRules(RuleTable &table);

@@ -82,7 +82,7 @@ func.func @rope_missing_theta(%x: tensor<2x8x4x16xf32>) {
 // -----
 
 func.func @rope_result_type(%x: tensor<2x8x4x16xf32>) {
-  // expected-error @+1 {{requires the same type for all operands and results}}
+  // expected-error @+1 {{failed to verify that all of {x, result} have same type}}
   %0 = "kiln.rope"(%x) {theta = 10000.0 : f64, interleaved = true} : (tensor<2x8x4x16xf32>) -> tensor<2x8x4x16xbf16>
   return
 }
