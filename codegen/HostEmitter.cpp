@@ -927,6 +927,7 @@ LogicalResult emitHostProgram(ModuleOp module, StringRef entry, const HostProgra
      << "#include \"runtime/kernels/Dense.h\"\n"
      << "#include \"runtime/kernels/ExpertParallel.h\"\n"
      << "#include \"runtime/kernels/GradCompress.h\"\n"
+     << "#include \"runtime/kernels/Grpo.h\"\n"
      << "#include \"runtime/kernels/Loss.h\"\n"
      << "#include \"runtime/kernels/MoE.h\"\n"
      << "#include \"runtime/kernels/NarrowGemm.h\"\n"

@@ -107,6 +107,9 @@ private:
   void segmentTranspose();
   void crossEntropy();
   void crossEntropyGrad();
+  void tokenLogprobs();
+  void grpoLoss();
+  void grpoLossGrad();
   void lrSchedule();
   void sparsityMask24();
   void globalNorm();
@@ -138,6 +141,13 @@ private:
   void postPointToPoint(bool isSend);
   void resizingCollective(StringRef fn, bool gather);
   void globalSequences(std::vector<std::string> callArgs);
+  /// grpo_loss's and grpo_loss_grad's ins 0-5 checked; their sizes
+  /// {rows, seq, vocab}.
+  std::vector<std::string> grpoOperands();
+  /// Their attributes as the kernels' trailing arguments (temperature,
+  /// clip_low, clip_high, beta, aggregation, max_tokens), ODS defaults for
+  /// absent ones.
+  std::vector<std::string> grpoAttributes();
 
   // Errors.
   InFlightDiagnostic error() {

@@ -3,7 +3,7 @@
 // emitHostLaunch: the checks and attribute reads every kernel's emitter
 // shares, and the dispatch from kernel name to emitter method. The emitters
 // themselves are in HostLaunches{Dense,Attention,Decode,MoE,Optimizer,Copy,
-// Collectives,Precision}.cpp.
+// Collectives,Precision,Grpo}.cpp.
 //
 // Literals: float arguments are the shortest decimal that reads back as the
 // same float, with an `f` suffix; double arguments the shortest that reads
@@ -230,6 +230,9 @@ const std::pair<StringRef, LaunchEmitter::EmitFn> LaunchEmitter::kEmitters[] = {
     {"segment_transpose", &LaunchEmitter::segmentTranspose},
     {"cross_entropy", &LaunchEmitter::crossEntropy},
     {"cross_entropy_grad", &LaunchEmitter::crossEntropyGrad},
+    {"token_logprobs", &LaunchEmitter::tokenLogprobs},
+    {"grpo_loss", &LaunchEmitter::grpoLoss},
+    {"grpo_loss_grad", &LaunchEmitter::grpoLossGrad},
     {"lr_schedule", &LaunchEmitter::lrSchedule},
     {"sparsity_mask_2_4", &LaunchEmitter::sparsityMask24},
     {"global_norm", &LaunchEmitter::globalNorm},

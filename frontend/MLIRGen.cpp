@@ -123,7 +123,10 @@ OwningOpRef<ModuleOp> ForwardBuilder::build() {
   module = *owned;
   int64_t B = spec.train.microBatch, S = spec.train.seqLen, H = m.hiddenSize;
   int64_t V = m.vocabSize, L = m.numHiddenLayers;
-  int64_t depth = deepseek() ? m.numNextnPredictLayers : 0;
+  // GRPO trains the main head on sampled completions; the MTP modules are
+  // neither built nor trained there (R1's RL stage).
+  const bool grpo = spec.train.stage == "grpo";
+  int64_t depth = deepseek() && !grpo ? m.numNextnPredictLayers : 0;
 
   // @forward's arguments, in HF order: embedding, layers, norm, head, MTP.
   addParam("model.", {"embed_tokens.weight", {V, H}});
@@ -151,6 +154,11 @@ OwningOpRef<ModuleOp> ForwardBuilder::build() {
   for (StringRef role : {"tokens", "targets"})
     args.push_back({role.str(), {}, g.i32({B, S}), true});
   args.push_back({"loss_mask", {}, g.f32({B, S}), true});
+  if (grpo) {
+    args.push_back({"advantages", {}, g.f32({B}), true});
+    args.push_back({"old_logprobs", {}, g.f32({B, S}), true});
+    args.push_back({"ref_logprobs", {}, g.f32({B, S}), true});
+  }
 
   SmallVector<Type> argTypes, resultTypes;
   for (const ForwardArg &a : args)
@@ -221,7 +229,20 @@ OwningOpRef<ModuleOp> ForwardBuilder::build() {
   Value logits = g.linear(g.rmsNorm(h, argNamed("model.norm.weight"), m.rmsNormEps,
                                     "model.norm"),
                           head, "lm_head");
-  SmallVector<Value> results{crossEntropy(logits, targets, mask, "loss"), logits};
+  Value loss;
+  if (grpo) {
+    const frontend::GrpoConfig &c = spec.train.grpo;
+    loss = GrpoLossOp::create(
+        builder, g.loc("loss"), scalar, logits, targets, mask,
+        entry->getArgument(firstInput + 3), entry->getArgument(firstInput + 4),
+        entry->getArgument(firstInput + 5), Value(), builder.getF64FloatAttr(c.temperature),
+        builder.getF64FloatAttr(c.clipLow), builder.getF64FloatAttr(c.clipHigh),
+        builder.getF64FloatAttr(c.beta), builder.getStringAttr(c.aggregation),
+        builder.getI64IntegerAttr(c.maxNewTokens));
+  } else {
+    loss = crossEntropy(logits, targets, mask, "loss");
+  }
+  SmallVector<Value> results{loss, logits};
 
   // MTP depth k predicts token i + k + 1 at position i from h^{k-1} and the
   // embedding of token i + k (tokens rolled left by k, wrapping around); the

@@ -20,7 +20,9 @@ void loadKilnDialects(mlir::MLIRContext &context);
 ///       -> (loss, logits, mtp_loss_1, mtp_logits_1, ...)
 ///
 /// Parameters are arguments named by kiln.param (HF names), inputs by
-/// kiln.input, results by kiln.result. Each distinct decoder-layer kind and
+/// kiln.input, results by kiln.result. With train.stage "grpo" the loss is
+/// kiln.grpo_loss over three more inputs (advantages [B], old_logprobs and
+/// ref_logprobs [B, S]) and there are no MTP modules. Each distinct decoder-layer kind and
 /// MTP module is one private function called once per layer, so the IR does
 /// not grow with experts and only by one call per layer.
 mlir::OwningOpRef<mlir::ModuleOp> buildForwardModule(mlir::MLIRContext &context,

@@ -130,6 +130,29 @@ struct GenerateConfig {
   int64_t maxLen = 0;
 };
 
+/// train.grpo (stage "grpo"): GRPO as DeepSeekMath and R1 train, with the
+/// knobs of TRL's GRPOTrainer / verl. See kiln.grpo_loss (KilnLossOps.td)
+/// for the loss terms.
+struct GrpoConfig {
+  int64_t promptsPerStep = 0;     ///< P; default: micro_batch x dp / samples
+  int64_t samplesPerPrompt = 4;   ///< G, the group size
+  int64_t maxNewTokens = 0;       ///< completion budget; default seq_len / 2
+  double temperature = 1.0;       ///< sampling, and the loss's log-probs
+  double topP = 1.0;
+  int64_t topK = 0;
+  double clipLow = 0.2, clipHigh = 0.2; ///< clip_high > clip_low: DAPO's clip-higher
+  double beta = 0.0;              ///< k3 KL coefficient (R1: 0.001; TRL: 0.0)
+  int64_t refUpdateEvery = 0;     ///< refresh the reference model every N steps; 0: never
+  /// "group-norm": (r - mean) / (std + eps) per group; "group-mean": r - mean (Dr. GRPO).
+  std::string advantage = "group-norm";
+  double advantageEps = 1e-4;
+  /// kiln.grpo_loss's aggregation; Dr. GRPO's normaliser is max_new_tokens.
+  std::string aggregation = "token-mean";
+  int64_t updatesPerBatch = 1;    ///< mu
+  double accuracyReward = 1.0, formatReward = 0.0;
+  bool maskTruncated = true;      ///< completions cut by max_new_tokens get no loss (DAPO)
+};
+
 struct TrainConfig {
   std::string stage = "pretrain"; // pretrain | sft | grpo
   int64_t microBatch = 1;
@@ -162,6 +185,7 @@ struct TrainConfig {
   int64_t checkpointBudgetBytes = 0;
   SparsityConfig sparsity;
   GenerateConfig generate;
+  GrpoConfig grpo;
   double biasUpdateSpeed = 0.001;
   double auxLossAlpha = 0.0;
   double mtpLossWeight = 0.3;

@@ -28,7 +28,7 @@ const std::vector<std::string> kTrainKeys = {
     "schedule",        "grad_clip",       "label_smoothing",
     "precision",       "high_precision",  "low_precision",
     "loss_scale",      "checkpointing",   "sparsity",
-    "generate",        "bias_update_speed", "aux_loss_alpha", "mtp_loss_weight"};
+    "generate",        "grpo",            "bias_update_speed", "aux_loss_alpha", "mtp_loss_weight"};
 const std::vector<std::string> kOptimizerKeys = {"lr", "betas", "eps",
                                                  "weight_decay", "state_dtype"};
 const std::vector<std::string> kScheduleKeys = {"warmup_steps", "min_lr"};
@@ -222,6 +222,55 @@ void parseGenerate(const Fields &t, TrainConfig &c) {
                                "; expected at most max_len - 1");
 }
 
+void parseGrpo(const Fields &t, TrainConfig &c) {
+  GrpoConfig &g = c.grpo;
+  g.maxNewTokens = std::max<int64_t>(1, c.seqLen / 2);
+  if (!t.hasNonNull("grpo")) {
+    if (c.stage == "grpo")
+      g.promptsPerStep = std::max<int64_t>(1, c.microBatch / g.samplesPerPrompt);
+    return;
+  }
+  if (c.stage != "grpo")
+    t.failAt("grpo", "applies only with \"stage\": \"grpo\"");
+  Fields f(*t.at("grpo").value, t.file(), "train.grpo");
+  f.rejectUnknown({"prompts_per_step", "samples_per_prompt", "max_new_tokens", "temperature",
+                   "top_p", "top_k", "clip_low", "clip_high", "beta", "ref_update_every",
+                   "advantage", "advantage_eps", "aggregation", "updates_per_batch",
+                   "accuracy_reward", "format_reward", "mask_truncated"});
+  g.samplesPerPrompt = f.intAtLeast("samples_per_prompt", g.samplesPerPrompt, 2);
+  g.promptsPerStep = std::max<int64_t>(1, c.microBatch / g.samplesPerPrompt);
+  g.promptsPerStep = f.intAtLeast("prompts_per_step", g.promptsPerStep, 1);
+  g.maxNewTokens = f.intAtLeast("max_new_tokens", g.maxNewTokens, 1);
+  if (g.maxNewTokens >= c.seqLen)
+    f.failAt("max_new_tokens", std::to_string(g.maxNewTokens) + " leaves no room for a prompt "
+                               "in train.seq_len " + std::to_string(c.seqLen) +
+                               "; expected at most seq_len - 1");
+  g.temperature = f.doubleAtLeast("temperature", g.temperature, 0.0, /*strict=*/true);
+  g.topP = f.doubleAtLeast("top_p", g.topP, 0.0, /*strict=*/true);
+  if (g.topP > 1)
+    f.failAt("top_p", formatNumber(g.topP) + " is out of range; expected a number in (0, 1]");
+  g.topK = f.intAtLeast("top_k", g.topK, 0);
+  g.clipLow = f.doubleAtLeast("clip_low", g.clipLow, 0.0, /*strict=*/false);
+  if (g.clipLow >= 1)
+    f.failAt("clip_low", formatNumber(g.clipLow) + " is out of range; expected [0, 1)");
+  g.clipHigh = f.doubleAtLeast("clip_high", g.clipLow, 0.0, /*strict=*/false);
+  g.beta = f.doubleAtLeast("beta", g.beta, 0.0, /*strict=*/false);
+  g.refUpdateEvery = f.intAtLeast("ref_update_every", g.refUpdateEvery, 0);
+  g.advantage = f.getChoice("advantage", g.advantage, {"group-norm", "group-mean"});
+  g.advantageEps = f.doubleAtLeast("advantage_eps", g.advantageEps, 0.0, /*strict=*/false);
+  g.aggregation = f.getChoice("aggregation", g.aggregation,
+                              {"token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"});
+  g.updatesPerBatch = f.intAtLeast("updates_per_batch", g.updatesPerBatch, 1);
+  g.accuracyReward = f.doubleAtLeast("accuracy_reward", g.accuracyReward, 0.0, false);
+  g.formatReward = f.doubleAtLeast("format_reward", g.formatReward, 0.0, false);
+  if (f.has("mask_truncated")) {
+    const Json &v = *f.at("mask_truncated").value;
+    if (!v.is_boolean())
+      f.failAt("mask_truncated", "found " + describe(v) + "; expected true or false");
+    g.maskTruncated = v.get<bool>();
+  }
+}
+
 } // namespace
 
 TrainConfig parseTrain(const Json &train, const std::string &file) {
@@ -274,6 +323,7 @@ TrainConfig parseTrain(const Json &train, const std::string &file) {
   parseCheckpointing(t, c);
   parseSparsity(t, c);
   parseGenerate(t, c);
+  parseGrpo(t, c);
   c.biasUpdateSpeed =
       t.doubleAtLeast("bias_update_speed", c.biasUpdateSpeed, 0.0, false);
   c.auxLossAlpha = t.doubleAtLeast("aux_loss_alpha", c.auxLossAlpha, 0.0, false);

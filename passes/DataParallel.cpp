@@ -336,7 +336,8 @@ func::FuncOp DataParallelRewrite::outlineMicroStep() {
 }
 
 /// Gives every cross-entropy in the micro step the global token count of its
-/// mask, as a new trailing argument per distinct mask.
+/// mask, as a new trailing argument per distinct mask, and every GRPO loss
+/// the denominator of its reduction over the global batch.
 LogicalResult DataParallelRewrite::wireLossCounts(func::FuncOp micro) {
   SymbolTable symbols(module);
   WalkResult nested = micro.walk([&](func::CallOp call) {
@@ -344,7 +345,7 @@ LogicalResult DataParallelRewrite::wireLossCounts(func::FuncOp micro) {
     if (!callee)
       return WalkResult::advance();
     WalkResult inner = callee.walk([&](Operation *op) {
-      if (isa<CrossEntropyOp, CrossEntropyGradOp>(op)) {
+      if (isa<CrossEntropyOp, CrossEntropyGradOp, GrpoLossOp, GrpoLossGradOp>(op)) {
         op->emitError() << "kiln-data-parallel: a loss inside @" << callee.getSymName()
                         << " cannot be normalised over the global batch; expected every "
                            "kiln.cross_entropy in the step function itself";
@@ -372,11 +373,29 @@ LogicalResult DataParallelRewrite::wireLossCounts(func::FuncOp micro) {
     }
     return body.getArgument(it->second);
   };
-  for (Operation &op : body) {
+  // GRPO's per-sequence reductions divide by the global batch's rows, a
+  // constant of the layout; its token mean by the global token count.
+  auto globalRows = [&](Operation *op, Value logits) -> Value {
+    OpBuilder b(op);
+    const int64_t rows = cast<RankedTensorType>(logits.getType()).getDimSize(0) * dp *
+                         microbatches;
+    return arith::ConstantOp::create(
+        b, op->getLoc(), scalar,
+        DenseElementsAttr::get(scalar, b.getF32FloatAttr(float(rows)).getValue()));
+  };
+  auto grpoCount = [&](auto grpo) -> Value {
+    return grpo.getAggregation() == "token-mean" ? countFor(grpo.getMask())
+                                                 : globalRows(grpo, grpo.getLogits());
+  };
+  for (Operation &op : llvm::make_early_inc_range(body)) {
     if (auto ce = dyn_cast<CrossEntropyOp>(op))
       ce.getCountMutable().assign(countFor(ce.getMask()));
     else if (auto grad = dyn_cast<CrossEntropyGradOp>(op))
       grad.getCountMutable().assign(countFor(grad.getMask()));
+    else if (auto grpo = dyn_cast<GrpoLossOp>(op))
+      grpo.getCountMutable().assign(grpoCount(grpo));
+    else if (auto grpoGrad = dyn_cast<GrpoLossGradOp>(op))
+      grpoGrad.getCountMutable().assign(grpoCount(grpoGrad));
   }
   // A mask must be computable from the batch alone: it is counted before the
   // first micro-batch runs.

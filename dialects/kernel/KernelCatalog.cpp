@@ -55,6 +55,10 @@ static const KernelInfo kCatalog[] = {
     // Loss.
     {"cross_entropy", 3, 1, /*optionalIns=*/1},
     {"cross_entropy_grad", 4, 1, /*optionalIns=*/1},
+    // GRPO (KilnLossOps.td): the optional in is the global denominator.
+    {"token_logprobs", 2, 1},
+    {"grpo_loss", 6, 1, /*optionalIns=*/1},
+    {"grpo_loss_grad", 7, 1, /*optionalIns=*/1},
     // Optimizer. adamw, bias_update and grad_scaler update their state in
     // place: the outs are the same buffers as ins 0, 2, 3 (adamw), 0
     // (bias_update) and outs 2, 3, 4 as ins 1, 2, 3 (grad_scaler). The

@@ -320,4 +320,45 @@ def Kiln_CrossEntropyGradOp : Kiln_Op<"cross_entropy_grad", [Pure]> {
   let hasVerifier = 1;
 }
 
+def Kiln_GrpoLossGradOp : Kiln_Op<"grpo_loss_grad", [Pure]> {
+  let summary = "Gradient of kiln.grpo_loss with respect to the logits";
+  let description = [{
+    With the names of `kiln.grpo_loss`, `w[i]` the weight of position i in
+    the reduction (m / W, m / (max(sum_t m, 1) R) or m / (R max_tokens)) and
+    `p = softmax(logits[i] / T)`:
+
+    ```
+    dsurr[i] = 0 if clamp(r, 1 - eps_lo, 1 + eps_hi) A < r A (the clipped term is the min), else r A
+    dl/dlp   = -dsurr[i] + beta (1 - exp(ref[i] - lp[i]))
+    dlogits[i, c] = dloss * w[i] * dl/dlp * ([c == targets[i]] - p[c]) / T
+    ```
+
+    (PyTorch's `torch.min` splits a tie's gradient between its operands and
+    `clamp` passes it at the bounds, which add up to the rule above.)
+
+    ```mlir
+    %dl = kiln.grpo_loss_grad %logits, %targets, %mask, %adv, %old, %ref, %dloss
+        {clip_low = 0.2 : f64, clip_high = 0.28 : f64, beta = 0.04 : f64}
+        : (tensor<8x32x256xf32>, tensor<8x32xi32>, tensor<8x32xf32>, tensor<8xf32>,
+           tensor<8x32xf32>, tensor<8x32xf32>, tensor<f32>) -> tensor<8x32x256xf32>
+    ```
+  }];
+  let arguments = (ins Kiln_FloatTensor:$logits, Kiln_IntTensor:$targets, Kiln_FloatTensor:$mask,
+                       Kiln_FloatTensor:$advantages, Kiln_FloatTensor:$old_logprobs,
+                       Kiln_FloatTensor:$ref_logprobs, Kiln_Scalar:$dloss,
+                       Optional<Kiln_Scalar>:$count,
+                       DefaultValuedAttr<F64Attr, "1.0">:$temperature,
+                       DefaultValuedAttr<F64Attr, "0.2">:$clip_low,
+                       DefaultValuedAttr<F64Attr, "0.2">:$clip_high,
+                       DefaultValuedAttr<F64Attr, "0.0">:$beta,
+                       DefaultValuedAttr<StrAttr, "\"token-mean\"">:$aggregation,
+                       DefaultValuedAttr<I64Attr, "0">:$max_tokens);
+  let results = (outs Kiln_FloatTensor:$dlogits);
+  let assemblyFormat = [{
+    $logits `,` $targets `,` $mask `,` $advantages `,` $old_logprobs `,` $ref_logprobs `,` $dloss
+    (`count` $count^)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
 #endif // KILN_GRAD_OPS_TD

@@ -64,6 +64,15 @@ std::string name(const ::testing::TestParamInfo<std::tuple<std::string, Layout>>
          std::to_string(l.microbatches);
 }
 
+// GRPO's loss (train.stage "grpo") over the global batch: a token mean
+// (the global token count) and a per-sequence mean (the global rows).
+INSTANTIATE_TEST_SUITE_P(
+    Grpo, DataParallel,
+    ::testing::Combine(::testing::Values("test/Reference/specs/grpo-dense-tokenmean.json",
+                                         "test/Reference/specs/grpo-r1-seqmean.json"),
+                       ::testing::Values(Layout{2, 1, 1}, Layout{4, 0, 2})),
+    name);
+
 INSTANTIATE_TEST_SUITE_P(
     Layouts, DataParallel,
     ::testing::Combine(::testing::Values("models/r1-tiny.json", "models/dense-tiny.json",

@@ -636,6 +636,53 @@ TEST(GradOpCheck, CrossEntropySmoothing) {
   checkCrossEntropy("cross_entropy masked smoothing 0.1", 0.1, 51);
 }
 
+/// GRPO's loss against finite differences, with ratios on both sides of
+/// both clip bounds (old log-probs spread over [-4, 0]) and advantages of
+/// both signs; position (1, 0) is masked.
+void checkGrpoLoss(const std::string &name, const std::string &aggregation, bool count,
+                   uint64_t seed) {
+  std::string attrs = "{temperature = 0.7 : f64, clip_low = 0.2 : f64, clip_high = 0.28 : f64, "
+                      "beta = 0.04 : f64, aggregation = \"" + aggregation +
+                      "\", max_tokens = 4 : i64}";
+  std::string types = "tensor<2x3x5xf32>, tensor<2x3xi32>, tensor<2x3xf32>, tensor<2xf32>, "
+                      "tensor<2x3xf32>, tensor<2x3xf32>";
+  std::string countArg = count ? ", %n: tensor<f32>" : "";
+  std::string countUse = count ? " count %n" : "";
+  std::string countType = count ? ", tensor<f32>" : "";
+  std::string source =
+      "func.func @f(%l: tensor<2x3x5xf32>, %t: tensor<2x3xi32>, %m: tensor<2x3xf32>, "
+      "%a: tensor<2xf32>, %o: tensor<2x3xf32>, %r: tensor<2x3xf32>" + countArg + ") -> tensor<f32> {\n"
+      "  %loss = kiln.grpo_loss %l, %t, %m, %a, %o, %r" + countUse + " " + attrs + " : (" + types +
+      countType + ") -> tensor<f32>\n  return %loss : tensor<f32>\n}\n"
+      "func.func @g(%l: tensor<2x3x5xf32>, %t: tensor<2x3xi32>, %m: tensor<2x3xf32>, "
+      "%a: tensor<2xf32>, %o: tensor<2x3xf32>, %r: tensor<2x3xf32>" + countArg +
+      ", %d: tensor<f32>) -> tensor<2x3x5xf32> {\n"
+      "  %dl = kiln.grpo_loss_grad %l, %t, %m, %a, %o, %r, %d" + countUse + " " + attrs + " : (" +
+      types + ", tensor<f32>" + countType + ") -> tensor<2x3x5xf32>\n"
+      "  return %dl : tensor<2x3x5xf32>\n}\n";
+  SeededRng rng(seed, "grpo_loss");
+  std::vector<RefTensor> inputs = {normal(rng, {2, 3, 5}, 1.5), tensor({2, 3}, {1, 4, 0, 3, 2, 2}),
+                                   tensor({2, 3}, {1, 1, 1, 0, 1, 1}), tensor({2}, {0.8, -1.3}),
+                                   tensor({2, 3}, {-0.4, -3.9, -1.7, -2.0, -1.1, -2.6}),
+                                   tensor({2, 3}, {-1.5, -2.2, -0.9, -1.0, -3.0, -1.8})};
+  if (count)
+    inputs.push_back(tensor({}, {7.0}));
+  runGradCheck({name, source, inputs, {0}});
+}
+
+TEST(GradOpCheck, GrpoLossTokenMean) {
+  checkGrpoLoss("grpo_loss token-mean -> _grad", "token-mean", false, 70);
+}
+TEST(GradOpCheck, GrpoLossSeqMean) {
+  checkGrpoLoss("grpo_loss seq-mean-token-mean", "seq-mean-token-mean", false, 71);
+}
+TEST(GradOpCheck, GrpoLossDrGrpo) {
+  checkGrpoLoss("grpo_loss seq-mean-token-sum-norm", "seq-mean-token-sum-norm", false, 72);
+}
+TEST(GradOpCheck, GrpoLossGlobalCount) {
+  checkGrpoLoss("grpo_loss token-mean, global count", "token-mean", true, 73);
+}
+
 void checkBalanceLoss(const std::string &scoring, uint64_t seed) {
   std::string attrs = "{scoring = \"" + scoring + "\", num_sequences = 2 : i64}";
   std::string source =

@@ -25,6 +25,8 @@
 #include "mlir/IR/Verifier.h"
 #include "mlir/Parser/Parser.h"
 
+#include "test/unit/KernelTestInputs.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -39,109 +41,7 @@ namespace kk = kiln::kernels;
 
 namespace {
 
-constexpr double kTolerance = 1e-5;
-/// Values below kFloor * max|r| are measured against that floor: an f32 sum
-/// that cancels to near zero keeps the absolute error of its terms.
-constexpr double kFloor = 1e-2;
-
-using Floats = std::vector<float>;
-
-/// "tensor<2x3xf32>" for shape {2, 3}.
-std::string ty(std::vector<int64_t> shape, const char *element = "f32") {
-  std::string s = "tensor<";
-  for (int64_t d : shape)
-    s += std::to_string(d) + "x";
-  return s + element + ">";
-}
-
-RefTensor tensor(std::vector<int64_t> shape, std::vector<double> values = {}) {
-  RefTensor t{mlir::Type(), llvm::ArrayRef<int64_t>(shape)};
-  if (!values.empty())
-    t.data = std::move(values);
-  return t;
-}
-
-/// Normal values rounded to f32, so kernel and reference see the same inputs.
-RefTensor normal(SeededRng &rng, std::vector<int64_t> shape, double scale = 1.0) {
-  RefTensor t = tensor(shape);
-  for (double &v : t.data)
-    v = double(float(scale * rng.normal()));
-  return t;
-}
-
-/// Integers in [0, n).
-RefTensor ids(SeededRng &rng, std::vector<int64_t> shape, int64_t n) {
-  RefTensor t = tensor(shape);
-  for (double &v : t.data)
-    v = double(std::min<int64_t>(n - 1, int64_t(rng.uniform() * n)));
-  return t;
-}
-
-Floats f32(const RefTensor &t) { return Floats(t.data.begin(), t.data.end()); }
-std::vector<int32_t> i32(const RefTensor &t) {
-  return std::vector<int32_t>(t.data.begin(), t.data.end());
-}
-
-/// Runs @f of a one-function module on the reference evaluator.
-llvm::SmallVector<RefTensor> reference(const std::string &source,
-                                       const std::vector<RefTensor> &inputs) {
-  mlir::MLIRContext context;
-  context.loadDialect<kiln::KilnDialect, mlir::func::FuncDialect>();
-  mlir::OwningOpRef<mlir::ModuleOp> module =
-      mlir::parseSourceString<mlir::ModuleOp>(source, &context);
-  EXPECT_TRUE(module && mlir::succeeded(mlir::verify(*module))) << source;
-  if (!module)
-    return {};
-  Evaluator evaluator(*module);
-  mlir::FailureOr<llvm::SmallVector<RefTensor>> out = evaluator.call("f", inputs);
-  EXPECT_TRUE(mlir::succeeded(out)) << source;
-  return mlir::succeeded(out) ? *out : llvm::SmallVector<RefTensor>{};
-}
-
-/// A kernel under test: inputs -> outputs, in the order of @f's results.
-using Kernel = std::function<std::vector<Floats>(const std::vector<RefTensor> &)>;
-
-/// Compares `kernel` with the reference and with a second run of itself;
-/// returns the largest error.
-double check(const std::string &name, const std::string &source,
-             const std::vector<RefTensor> &inputs, const Kernel &kernel) {
-  llvm::SmallVector<RefTensor> want = reference(source, inputs);
-  std::vector<Floats> got = kernel(inputs), again = kernel(inputs);
-  EXPECT_EQ(got.size(), want.size()) << name;
-  if (got.size() != want.size())
-    return INFINITY;
-  double worst = 0;
-  size_t compared = 0;
-  std::string first;
-  for (size_t o = 0; o < got.size(); ++o) {
-    const RefTensor &r = want[o];
-    EXPECT_EQ(int64_t(got[o].size()), r.numElements()) << name << " output " << o;
-    EXPECT_EQ(0, std::memcmp(got[o].data(), again[o].data(), got[o].size() * sizeof(float)))
-        << name << " output " << o << " differs between two runs";
-    if (int64_t(got[o].size()) != r.numElements())
-      return INFINITY;
-    double maxRef = 0;
-    for (double v : r.data)
-      maxRef = std::max(maxRef, std::fabs(v));
-    double floor = std::max(kFloor * maxRef, 1e-30);
-    for (size_t e = 0; e < got[o].size(); ++e) {
-      double err = std::fabs(got[o][e] - r.data[e]) / std::max(std::fabs(r.data[e]), floor);
-      worst = std::max(worst, err);
-      ++compared;
-    }
-    for (size_t e = 0, shown = 0; o == 0 && e < got[o].size() && shown < 3; ++e)
-      if (std::fabs(r.data[e]) >= floor) { // skip exact zeros (masked rows, causal row 0)
-        char buf[80];
-        std::snprintf(buf, sizeof(buf), "%s %.7g/%.9g", shown++ ? ";" : "", got[o][e],
-                      r.data[e]);
-        first += buf;
-      }
-  }
-  std::printf("[%-36s] max relative error %.2e over %zu values; first kernel/ref:%s\n",
-              name.c_str(), worst, compared, first.c_str());
-  EXPECT_LT(worst, kTolerance) << name;
-  return worst;
-}
+using namespace kiln::test;
 
 //===----------------------------------------------------------------------===//
 // Dense
@@ -152,7 +52,7 @@ TEST(HostKernels, Embedding) {
   int64_t vocab = 11, hidden = 37, b = 2, s = 13;
   std::vector<RefTensor> in = {normal(rng, {vocab, hidden}), ids(rng, {b, s}, vocab)};
   std::string t = ty({vocab, hidden}), i = ty({b, s}, "i32"), h = ty({b, s, hidden});
-  check("embedding", "func.func @f(%t: " + t + ", %i: " + i + ") -> " + h +
+  checkKernel("embedding", "func.func @f(%t: " + t + ", %i: " + i + ") -> " + h +
                          " {\n  %h = kiln.embedding %t, %i : (" + t + ", " + i + ") -> " + h +
                          "\n  return %h : " + h + "\n}\n",
         in, [&](const std::vector<RefTensor> &x) {
@@ -162,7 +62,7 @@ TEST(HostKernels, Embedding) {
           return std::vector<Floats>{out};
         });
   std::vector<RefTensor> gin = {normal(rng, {b, s, hidden}), in[1]};
-  check("embedding_grad", "func.func @f(%d: " + h + ", %i: " + i + ") -> " + t +
+  checkKernel("embedding_grad", "func.func @f(%d: " + h + ", %i: " + i + ") -> " + t +
                               " {\n  %g = kiln.embedding_grad %d, %i : (" + h + ", " + i +
                               ") -> " + t + "\n  return %g : " + t + "\n}\n",
         gin, [&](const std::vector<RefTensor> &x) {
@@ -177,7 +77,7 @@ TEST(HostKernels, Linear) {
   SeededRng rng(2, "linear");
   int64_t b = 2, s = 7, in = 24, out = 40;
   std::string x = ty({b, s, in}), w = ty({out, in}), y = ty({b, s, out});
-  check("linear", "func.func @f(%x: " + x + ", %w: " + w + ") -> " + y +
+  checkKernel("linear", "func.func @f(%x: " + x + ", %w: " + w + ") -> " + y +
                       " {\n  %y = kiln.linear %x, %w : (" + x + ", " + w + ") -> " + y +
                       "\n  return %y : " + y + "\n}\n",
         {normal(rng, {b, s, in}), normal(rng, {out, in})}, [&](const std::vector<RefTensor> &a) {
@@ -185,7 +85,7 @@ TEST(HostKernels, Linear) {
           kk::linearForward(r.data(), f32(a[0]).data(), f32(a[1]).data(), b * s, in, out);
           return std::vector<Floats>{r};
         });
-  check("linear_dgrad", "func.func @f(%d: " + y + ", %w: " + w + ") -> " + x +
+  checkKernel("linear_dgrad", "func.func @f(%d: " + y + ", %w: " + w + ") -> " + x +
                             " {\n  %r = kiln.linear_dgrad %d, %w : (" + y + ", " + w + ") -> " +
                             x + "\n  return %r : " + x + "\n}\n",
         {normal(rng, {b, s, out}), normal(rng, {out, in})}, [&](const std::vector<RefTensor> &a) {
@@ -193,7 +93,7 @@ TEST(HostKernels, Linear) {
           kk::linearDgrad(r.data(), f32(a[0]).data(), f32(a[1]).data(), b * s, in, out);
           return std::vector<Floats>{r};
         });
-  check("linear_wgrad", "func.func @f(%d: " + y + ", %x: " + x + ") -> " + w +
+  checkKernel("linear_wgrad", "func.func @f(%d: " + y + ", %x: " + x + ") -> " + w +
                             " {\n  %r = kiln.linear_wgrad %d, %x : (" + y + ", " + x + ") -> " +
                             w + "\n  return %r : " + w + "\n}\n",
         {normal(rng, {b, s, out}), normal(rng, {b, s, in})}, [&](const std::vector<RefTensor> &a) {
@@ -209,7 +109,7 @@ TEST(HostKernels, RmsNorm) {
   std::string x = ty({b, s, h}), g = ty({h});
   const char *eps = "{epsilon = 1.0e-05 : f64}";
   RefTensor xs = normal(rng, {b, s, h}), gamma = normal(rng, {h});
-  check("rms_norm", "func.func @f(%x: " + x + ", %g: " + g + ") -> " + x +
+  checkKernel("rms_norm", "func.func @f(%x: " + x + ", %g: " + g + ") -> " + x +
                         " {\n  %y = kiln.rms_norm %x, %g " + eps + " : (" + x + ", " + g +
                         ") -> " + x + "\n  return %y : " + x + "\n}\n",
         {xs, gamma}, [&](const std::vector<RefTensor> &a) {
@@ -217,7 +117,7 @@ TEST(HostKernels, RmsNorm) {
           kk::rmsNormForward(y.data(), f32(a[0]).data(), f32(a[1]).data(), rows, h, 1e-5f);
           return std::vector<Floats>{y};
         });
-  check("rms_norm_grad",
+  checkKernel("rms_norm_grad",
         "func.func @f(%d: " + x + ", %x: " + x + ", %g: " + g + ") -> (" + x + ", " + g +
             ") {\n  %dx, %dg = kiln.rms_norm_grad %d, %x, %g " + eps + " : (" + x + ", " + x +
             ", " + g + ") -> (" + x + ", " + g + ")\n  return %dx, %dg : " + x + ", " + g +
@@ -235,14 +135,14 @@ TEST(HostKernels, Activations) {
   int64_t r = 4, c = 33, n = r * c;
   std::string t = ty({r, c});
   RefTensor x = normal(rng, {r, c}, 3.0), up = normal(rng, {r, c}), dy = normal(rng, {r, c});
-  check("silu", "func.func @f(%x: " + t + ") -> " + t + " {\n  %y = kiln.silu %x : " + t +
+  checkKernel("silu", "func.func @f(%x: " + t + ") -> " + t + " {\n  %y = kiln.silu %x : " + t +
                     "\n  return %y : " + t + "\n}\n",
         {x}, [&](const std::vector<RefTensor> &a) {
           Floats y(n);
           kk::siluForward(y.data(), f32(a[0]).data(), n);
           return std::vector<Floats>{y};
         });
-  check("silu_grad", "func.func @f(%d: " + t + ", %x: " + t +
+  checkKernel("silu_grad", "func.func @f(%d: " + t + ", %x: " + t +
                          ") -> " + t + " {\n  %y = kiln.silu_grad %d, %x : " + t +
                          "\n  return %y : " + t + "\n}\n",
         {dy, x}, [&](const std::vector<RefTensor> &a) {
@@ -250,14 +150,14 @@ TEST(HostKernels, Activations) {
           kk::siluBackward(y.data(), f32(a[0]).data(), f32(a[1]).data(), n);
           return std::vector<Floats>{y};
         });
-  check("swiglu", "func.func @f(%g: " + t + ", %u: " + t + ") -> " + t +
+  checkKernel("swiglu", "func.func @f(%g: " + t + ", %u: " + t + ") -> " + t +
                       " {\n  %y = kiln.swiglu %g, %u : " + t + "\n  return %y : " + t + "\n}\n",
         {x, up}, [&](const std::vector<RefTensor> &a) {
           Floats y(n);
           kk::swigluForward(y.data(), f32(a[0]).data(), f32(a[1]).data(), n);
           return std::vector<Floats>{y};
         });
-  check("swiglu_grad",
+  checkKernel("swiglu_grad",
         "func.func @f(%d: " + t + ", %g: " + t + ", %u: " + t + ") -> (" + t + ", " + t +
             ") {\n  %dg, %du = kiln.swiglu_grad %d, %g, %u : (" + t + ", " + t + ", " + t +
             ") -> (" + t + ", " + t + ")\n  return %dg, %du : " + t + ", " + t + "\n}\n",
@@ -267,7 +167,7 @@ TEST(HostKernels, Activations) {
                              f32(a[2]).data(), n);
           return std::vector<Floats>{dg, du};
         });
-  check("scale", "func.func @f(%x: " + t + ") -> " + t +
+  checkKernel("scale", "func.func @f(%x: " + t + ") -> " + t +
                      " {\n  %y = kiln.scale %x {factor = 3.0e-01 : f64} : " + t +
                      "\n  return %y : " + t + "\n}\n",
         {x}, [&](const std::vector<RefTensor> &a) {
@@ -300,7 +200,7 @@ TEST(HostKernels, Rope) {
       SeededRng rng(5 + variant, "rope");
       std::string name = std::string(variant ? "rope interleaved+yarn" : "rope halves") +
                          (transpose ? " transpose" : "");
-      check(name,
+      checkKernel(name,
             "func.func @f(%x: " + t + ") -> " + t + " {\n  %y = kiln.rope %x {" + attrs +
                 "} : " + t + "\n  return %y : " + t + "\n}\n",
             {normal(rng, {b, s, h, d})}, [&](const std::vector<RefTensor> &a) {
@@ -324,7 +224,7 @@ void checkAttention(const std::string &name, int64_t b, int64_t s, int64_t h, in
   std::string attrs = attrBuf;
   std::vector<RefTensor> in = {normal(rng, {b, s, h, dqk}), normal(rng, {b, s, kvh, dqk}),
                                normal(rng, {b, s, kvh, dv}), normal(rng, {b, s, h, dv})};
-  check(name,
+  checkKernel(name,
         "func.func @f(%q: " + q + ", %k: " + k + ", %v: " + v + ") -> " + o +
             " {\n  %o = kiln.attention %q, %k, %v " + attrs + " : (" + q + ", " + k + ", " + v +
             ") -> " + o + "\n  return %o : " + o + "\n}\n",
@@ -334,7 +234,7 @@ void checkAttention(const std::string &name, int64_t b, int64_t s, int64_t h, in
                                b, s, h, kvh, dqk, dv, scale, causal);
           return std::vector<Floats>{out};
         });
-  check(name + " grad",
+  checkKernel(name + " grad",
         "func.func @f(%q: " + q + ", %k: " + k + ", %v: " + v + ", %do: " + o + ") -> (" + q +
             ", " + k + ", " + v + ") {\n  %dq, %dk, %dv = kiln.attention_grad %q, %k, %v, %do " +
             attrs + " : (" + q + ", " + k + ", " + v + ", " + o + ") -> (" + q + ", " + k + ", " +
@@ -376,7 +276,7 @@ void checkCrossEntropy(const std::string &name, float eps, uint64_t seed) {
     if (mask.data[i] == 0)
       targets.data[i] = -100; // never read
   }
-  check(name,
+  checkKernel(name,
         "func.func @f(%l: " + l + ", %t: " + t + ", %m: " + m + ") -> " + z +
             " {\n  %r = kiln.cross_entropy %l, %t, %m " + attrs + " : (" + l + ", " + t + ", " +
             m + ") -> " + z + "\n  return %r : " + z + "\n}\n",
@@ -385,7 +285,7 @@ void checkCrossEntropy(const std::string &name, float eps, uint64_t seed) {
                                                f32(a[2]).data(), n, vocab, eps);
           return std::vector<Floats>{{loss}};
         });
-  check(name + " grad",
+  checkKernel(name + " grad",
         "func.func @f(%l: " + l + ", %t: " + t + ", %m: " + m + ", %d: " + z + ") -> " + l +
             " {\n  %r = kiln.cross_entropy_grad %l, %t, %m, %d " + attrs + " : (" + l + ", " +
             t + ", " + m + ", " + z + ") -> " + l + "\n  return %r : " + l + "\n}\n",

@@ -292,6 +292,30 @@ std::vector<Case> cases() {
        {4},
        "{label_smoothing = 0.1 : f64}",
        {"kiln::kernels::crossEntropyBackward(b4, b0, b1, b2, 128, 256, 0.1f, *b3);"}},
+      // GRPO: absent attributes are the kiln ops' ODS defaults.
+      {"token_logprobs",
+       {"memref<4x32x256xf32>", "memref<4x32xi32>", "memref<4x32xf32>"},
+       {0, 1},
+       {2},
+       "{temperature = 0.7 : f64}",
+       {"kiln::kernels::tokenLogprobs(b2, b0, b1, 128, 256, 0.7f);"}},
+      {"grpo_loss",
+       {"memref<4x32x256xf32>", "memref<4x32xi32>", "memref<4x32xf32>", "memref<4xf32>",
+        "memref<4x32xf32>", "memref<4x32xf32>", f},
+       {0, 1, 2, 3, 4, 5},
+       {6},
+       "{}",
+       {"*b6 = kiln::kernels::grpoLossForward(b0, b1, b2, b3, b4, b5, 4, 32, 256, 1.0f, 0.2f, "
+        "0.2f, 0.0f, kiln::kernels::GrpoAggregation::TokenMean, 0);"}},
+      {"grpo_loss_grad",
+       {"memref<4x32x256xf32>", "memref<4x32xi32>", "memref<4x32xf32>", "memref<4xf32>",
+        "memref<4x32xf32>", "memref<4x32xf32>", f, "memref<4x32x256xf32>"},
+       {0, 1, 2, 3, 4, 5, 6},
+       {7},
+       "{temperature = 0.9 : f64, clip_low = 0.2 : f64, clip_high = 0.28 : f64, "
+       "beta = 0.04 : f64, aggregation = \"seq-mean-token-sum-norm\", max_tokens = 512 : i64}",
+       {"kiln::kernels::grpoLossBackward(b7, b0, b1, b2, b3, b4, b5, *b6, 4, 32, 256, 0.9f, "
+        "0.2f, 0.28f, 0.04f, kiln::kernels::GrpoAggregation::SeqMeanTokenSumNorm, 512);"}},
       {"lr_schedule",
        {"memref<i64>", f},
        {0},
@@ -441,6 +465,23 @@ std::vector<Case> cases() {
        {5},
        "{label_smoothing = 0.0 : f64}",
        {"kiln::kernels::crossEntropyBackward(b5, b0, b1, b2, 128, 256, 0.0f, *b3, b4);"}},
+      {"grpo_loss",
+       {"memref<4x32x256xf32>", "memref<4x32xi32>", "memref<4x32xf32>", "memref<4xf32>",
+        "memref<4x32xf32>", "memref<4x32xf32>", "memref<f32>", "memref<f32>"},
+       {0, 1, 2, 3, 4, 5, 6},
+       {7},
+       "{aggregation = \"seq-mean-token-mean\", beta = 0.04 : f64}",
+       {"*b7 = kiln::kernels::grpoLossForward(b0, b1, b2, b3, b4, b5, 4, 32, 256, 1.0f, 0.2f, "
+        "0.2f, 0.04f, kiln::kernels::GrpoAggregation::SeqMeanTokenMean, 0, b6);"}},
+      {"grpo_loss_grad",
+       {"memref<4x32x256xf32>", "memref<4x32xi32>", "memref<4x32xf32>", "memref<4xf32>",
+        "memref<4x32xf32>", "memref<4x32xf32>", "memref<f32>", "memref<f32>",
+        "memref<4x32x256xf32>"},
+       {0, 1, 2, 3, 4, 5, 6, 7},
+       {8},
+       "{}",
+       {"kiln::kernels::grpoLossBackward(b8, b0, b1, b2, b3, b4, b5, *b6, 4, 32, 256, 1.0f, "
+        "0.2f, 0.2f, 0.0f, kiln::kernels::GrpoAggregation::TokenMean, 0, b7);"}},
       {"balance_loss",
        {"memref<128x8xf32>", "memref<128x2xi32>", "memref<f32>"},
        {0, 1},
@@ -756,6 +797,7 @@ TEST_F(HostLaunchesTest, EmittedCodeCompiles) {
          "#include \"runtime/kernels/Dense.h\"\n"
          "#include \"runtime/kernels/ExpertParallel.h\"\n"
          "#include \"runtime/kernels/GradCompress.h\"\n"
+         "#include \"runtime/kernels/Grpo.h\"\n"
          "#include \"runtime/kernels/Loss.h\"\n"
          "#include \"runtime/kernels/MoE.h\"\n"
          "#include \"runtime/kernels/NarrowGemm.h\"\n"
@@ -934,6 +976,30 @@ TEST_F(HostLaunchesTest, RejectsMissingOrBadAttributes) {
   diagnostics.clear();
   EXPECT_TRUE(failed(emit(router, text, diagnostics)));
   EXPECT_NE(diagnostics.find("relu"), std::string::npos) << diagnostics;
+
+  Case grpo{"grpo_loss",
+            {"memref<4x32x256xf32>", "memref<4x32xi32>", "memref<4x32xf32>", "memref<4xf32>",
+             "memref<4x32xf32>", "memref<4x32xf32>", "memref<f32>"},
+            {0, 1, 2, 3, 4, 5},
+            {6},
+            "{aggregation = \"seq-mean\"}",
+            {}};
+  diagnostics.clear();
+  EXPECT_TRUE(failed(emit(grpo, text, diagnostics)));
+  EXPECT_EQ(text, "");
+  EXPECT_NE(diagnostics.find("got \"seq-mean\""), std::string::npos) << diagnostics;
+  grpo.params = "{max_tokens = 1.0 : f64}";
+  diagnostics.clear();
+  EXPECT_TRUE(failed(emit(grpo, text, diagnostics)));
+  EXPECT_NE(diagnostics.find("'max_tokens' to be an integer attribute"), std::string::npos)
+      << diagnostics;
+  grpo.params = "{}";
+  grpo.types[3] = "memref<8xf32>"; // one advantage per row
+  diagnostics.clear();
+  EXPECT_TRUE(failed(emit(grpo, text, diagnostics)));
+  EXPECT_NE(diagnostics.find("advantages' size and rows to agree, got 8 and 4"),
+            std::string::npos)
+      << diagnostics;
 
   Case slice{"extract_slice",
              {"memref<4x33xf32>", "memref<4x32xf32>"},

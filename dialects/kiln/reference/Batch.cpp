@@ -9,6 +9,8 @@
 // parse is used, and every access is type-checked first.
 #include <nlohmann/json.hpp>
 
+#include <cmath>
+
 namespace kiln::reference {
 
 TokenBatch seededBatch(int64_t rows, int64_t seqLen, int64_t vocab, uint64_t seed) {
@@ -16,6 +18,13 @@ TokenBatch seededBatch(int64_t rows, int64_t seqLen, int64_t vocab, uint64_t see
   SeededRng rng(seed, "batch");
   for (int64_t &id : batch.ids)
     id = int64_t(rng.next() % uint64_t(vocab));
+  SeededRng grpo(seed, "grpo");
+  for (int64_t r = 0; r < rows; ++r)
+    batch.advantages.push_back(3.0 * grpo.uniform() - 1.5);
+  for (int64_t i = 0; i < rows * seqLen; ++i) {
+    batch.oldLogprobs.push_back(-0.5 - 5.5 * grpo.uniform());
+    batch.refLogprobs.push_back(-0.5 - 5.5 * grpo.uniform());
+  }
   return batch;
 }
 
@@ -87,6 +96,49 @@ bool readBatchShape(const std::string &path, int64_t &rows, int64_t &seqLen,
   return true;
 }
 
+/// `count` finite numbers from `doc`: a flat array, or `rows` arrays of
+/// `count / rows` when `rows` > 0.
+static bool readNumbers(const nlohmann::json &doc, const std::string &where, int64_t rows,
+                        int64_t count, std::vector<double> &out, std::string &error) {
+  std::vector<const nlohmann::json *> items;
+  if (!doc.is_array()) {
+    error = where + ": expected an array";
+    return false;
+  }
+  if (rows > 0) {
+    if (int64_t(doc.size()) != rows) {
+      error = where + ": expected " + std::to_string(rows) + " rows, got " +
+              std::to_string(doc.size());
+      return false;
+    }
+    for (const nlohmann::json &row : doc) {
+      if (!row.is_array() || int64_t(row.size()) != count / rows) {
+        error = where + ": expected rows of " + std::to_string(count / rows) + " numbers";
+        return false;
+      }
+      for (const nlohmann::json &v : row)
+        items.push_back(&v);
+    }
+  } else {
+    for (const nlohmann::json &v : doc)
+      items.push_back(&v);
+  }
+  if (int64_t(items.size()) != count) {
+    error = where + ": expected " + std::to_string(count) + " numbers, got " +
+            std::to_string(items.size());
+    return false;
+  }
+  out.clear();
+  for (const nlohmann::json *v : items) {
+    if (!v->is_number() || !std::isfinite(v->get<double>())) {
+      error = where + ": " + v->dump() + " is not a finite number";
+      return false;
+    }
+    out.push_back(v->get<double>());
+  }
+  return true;
+}
+
 bool readBatchJson(const std::string &path, int64_t rows, int64_t seqLen,
                    int64_t vocab, TokenBatch &batch, std::string &error, bool requireMask) {
   nlohmann::json doc;
@@ -95,8 +147,11 @@ bool readBatchJson(const std::string &path, int64_t rows, int64_t seqLen,
   const nlohmann::json *tokens = &doc, *mask = nullptr;
   if (doc.is_object()) {
     for (auto it = doc.begin(); it != doc.end(); ++it)
-      if (it.key() != "tokens" && it.key() != "loss_mask") {
-        error = path + ": unknown key '" + it.key() + "'; expected tokens and loss_mask";
+      if (it.key() != "tokens" && it.key() != "loss_mask" && it.key() != "advantages" &&
+          it.key() != "old_logprobs" && it.key() != "ref_logprobs") {
+        error = path + ": unknown key '" + it.key() +
+                "'; expected tokens and loss_mask (and for GRPO advantages, old_logprobs and "
+                "ref_logprobs)";
         return false;
       }
     if (!doc.contains("tokens")) {
@@ -128,14 +183,53 @@ bool readBatchJson(const std::string &path, int64_t rows, int64_t seqLen,
     why = "must be 0 or 1";
     return false;
   };
-  return !mask || readRows(*mask, path + ": loss_mask", rows, seqLen, "mask values",
-                           zeroOrOne, batch.learn, error);
+  if (mask && !readRows(*mask, path + ": loss_mask", rows, seqLen, "mask values", zeroOrOne,
+                        batch.learn, error))
+    return false;
+  // GRPO's rollout data, all three or none.
+  if (!doc.is_object())
+    return true;
+  const int present = int(doc.contains("advantages")) + int(doc.contains("old_logprobs")) +
+                      int(doc.contains("ref_logprobs"));
+  if (present == 0)
+    return true;
+  if (present != 3) {
+    error = path + ": GRPO rollout data needs all of advantages, old_logprobs and ref_logprobs";
+    return false;
+  }
+  return readNumbers(doc["advantages"], path + ": advantages", 0, rows, batch.advantages,
+                     error) &&
+         readNumbers(doc["old_logprobs"], path + ": old_logprobs", rows, rows * seqLen,
+                     batch.oldLogprobs, error) &&
+         readNumbers(doc["ref_logprobs"], path + ": ref_logprobs", rows, rows * seqLen,
+                     batch.refLogprobs, error);
 }
 
 bool bindNextTokenInputs(const TokenBatch &batch, const Signature &sig,
                          llvm::MutableArrayRef<RefTensor> args, std::string &error) {
   llvm::SmallVector<int64_t, 2> shape{batch.rows, batch.seqLen};
   for (const InputSlot &in : sig.inputs) {
+    const bool rollout =
+        in.role == "advantages" || in.role == "old_logprobs" || in.role == "ref_logprobs";
+    if (rollout) {
+      const std::vector<double> &data = in.role == "advantages"    ? batch.advantages
+                                        : in.role == "old_logprobs" ? batch.oldLogprobs
+                                                                    : batch.refLogprobs;
+      llvm::SmallVector<int64_t, 2> want{batch.rows};
+      if (in.role != "advantages")
+        want.push_back(batch.seqLen);
+      if (llvm::ArrayRef<int64_t>(in.shape) != llvm::ArrayRef<int64_t>(want) ||
+          int64_t(data.size()) != RefTensor::numElementsOf(want)) {
+        error = "input '" + in.role + "' has shape " + formatShape(in.shape) +
+                (data.empty() ? " and the batch has no GRPO rollout data"
+                              : " but the batch's is " + formatShape(want));
+        return false;
+      }
+      RefTensor t(in.elementType, want);
+      t.data = data;
+      args[in.argIndex] = std::move(t);
+      continue;
+    }
     if (llvm::ArrayRef<int64_t>(in.shape) != llvm::ArrayRef<int64_t>(shape)) {
       error = "input '" + in.role + "' has shape " + formatShape(in.shape) +
               " but the batch is " + formatShape(shape);

@@ -25,9 +25,16 @@ struct TokenBatch {
   int64_t rows = 0, seqLen = 0;
   std::vector<int64_t> ids;  ///< rows * seqLen, row-major
   std::vector<double> learn; ///< per token, 1 = learn it; empty = learn all
+  /// GRPO's rollout data (train.stage "grpo"): an advantage per row, and
+  /// per token the sampling policy's and the reference model's log-probs
+  /// of the target. Empty for other stages.
+  std::vector<double> advantages, oldLogprobs, refLogprobs;
 };
 
-/// Uniform ids in [0, vocab) from the seeded stream "batch".
+/// Uniform ids in [0, vocab) from the seeded stream "batch"; GRPO rollout
+/// data from the stream "grpo": advantages uniform in [-1.5, 1.5] and
+/// log-probs in [-6, -0.5], spread enough that ratios fall on both sides of
+/// the clip bounds.
 TokenBatch seededBatch(int64_t rows, int64_t seqLen, int64_t vocab, uint64_t seed);
 
 /// The shape of the token rows in a batch file readBatchJson reads: the
@@ -42,7 +49,9 @@ bool readBatchJson(const std::string &path, int64_t rows, int64_t seqLen,
                    int64_t vocab, TokenBatch &batch, std::string &error,
                    bool requireMask = false);
 
-/// Fills the "tokens", "targets" and "loss_mask" inputs of `sig` in `args`.
+/// Fills the "tokens", "targets" and "loss_mask" inputs of `sig` in `args`,
+/// and GRPO's "advantages", "old_logprobs" and "ref_logprobs" from the
+/// batch's rollout data (an error if it has none).
 bool bindNextTokenInputs(const TokenBatch &batch, const Signature &sig,
                          llvm::MutableArrayRef<RefTensor> args, std::string &error);
 

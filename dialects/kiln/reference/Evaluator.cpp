@@ -29,6 +29,7 @@ Evaluator::Evaluator(ModuleOp module, Rounding rounding) : module(module), round
   addDenseRules(rules);
   addAttentionRules(rules);
   addDecodeRules(rules);
+  addGrpoRules(rules);
   addMoERules(rules);
   addLossRules(rules);
   addUpstreamRules(rules);

@@ -50,6 +50,7 @@ std::string formatNumber(double value);
 void addDenseRules(RuleTable &table);
 void addAttentionRules(RuleTable &table);
 void addDecodeRules(RuleTable &table);
+void addGrpoRules(RuleTable &table);
 void addMoERules(RuleTable &table);
 void addLossRules(RuleTable &table);
 void addUpstreamRules(RuleTable &table);
