@@ -97,10 +97,13 @@ public:
 
   /// The model description and the step functions, into `code`.
   LogicalResult emit(std::string &code);
-  /// A decode program's function (frontend/DecodeGen.cpp) named `function`,
-  /// over runtime/driver/DecodeProgram.h's DecodeBuffers, into `code`; its
-  /// parameter names and caches are recorded for emitDecodeDesc.
-  LogicalResult emitDecode(StringRef function, std::string &code);
+  /// A program over the model's parameters by name (not the step's state):
+  /// a decode program's function (frontend/DecodeGen.cpp) over
+  /// runtime/driver/DecodeProgram.h's DecodeBuffers, or the score program
+  /// over ScoreProgram.h's ScoreBuffers, named `function`, into `code`; its
+  /// parameter names and caches are recorded for the program's descriptor.
+  LogicalResult emitNamedParamProgram(StringRef function, StringRef buffersType,
+                                      std::string &code);
   SmallVector<std::string> decodeParamNames, decodeCacheNames;
   SmallVector<MemRefType> decodeCacheTypes;
   int64_t kernels() const { return numKernels; }
@@ -109,7 +112,7 @@ public:
 
 private:
   LogicalResult classifyArguments();
-  LogicalResult classifyDecodeArguments();
+  LogicalResult classifyNamedParamArguments();
   void nameArguments();
   LogicalResult emitModelDesc();
   LogicalResult declarePointers();
@@ -227,9 +230,16 @@ LogicalResult Emitter::classifyArguments() {
         names[arg] = "const_cast<int32_t *>(io." + role.str() + ")";
       else if (role == "loss_mask")
         names[arg] = "const_cast<float *>(io.lossMask)";
+      else if (role == "advantages")
+        names[arg] = "const_cast<float *>(io.advantages)";
+      else if (role == "old_logprobs")
+        names[arg] = "const_cast<float *>(io.oldLogprobs)";
+      else if (role == "ref_logprobs")
+        names[arg] = "const_cast<float *>(io.refLogprobs)";
       else
         return argError(i) << "is input '" << role
-                           << "'; the host driver feeds step, tokens, targets and loss_mask";
+                           << "'; the host driver feeds step, tokens, targets, loss_mask and "
+                              "GRPO's advantages, old_logprobs and ref_logprobs";
       // A pipeline stage past the first reads no tokens, only targets.
       if (role == "tokens" || role == "targets") {
         if (type.getRank() != 2)
@@ -714,11 +724,11 @@ LogicalResult Emitter::emit(std::string &code) {
   return success();
 }
 
-LogicalResult Emitter::classifyDecodeArguments() {
+LogicalResult Emitter::classifyNamedParamArguments() {
   auto argError = [&](unsigned i) {
     return step.emitError() << "argument #" << i << " of @" << step.getSymName() << " ";
   };
-  bool sawLogits = false;
+  bool sawOutput = false;
   for (BlockArgument arg : step.getArguments()) {
     unsigned i = arg.getArgNumber();
     auto type = cast<MemRefType>(arg.getType());
@@ -738,9 +748,9 @@ LogicalResult Emitter::classifyDecodeArguments() {
                           cache.getValue().str(), type});
     } else if (auto input = step.getArgAttrOfType<StringAttr>(i, "kiln.input")) {
       StringRef role = input.getValue();
-      if (role != "tokens" && role != "positions")
+      if (role != "tokens" && role != "positions" && role != "targets")
         return argError(i) << "is input '" << role
-                           << "'; a decode program reads tokens and positions";
+                           << "'; decode and score programs read tokens, targets and positions";
       if (role == "tokens") {
         batch = type.getDimSize(0);
         seqLen = type.getDimSize(1);
@@ -748,31 +758,33 @@ LogicalResult Emitter::classifyDecodeArguments() {
       names[arg] = "const_cast<int32_t *>(io." + role.str() + ")";
       argDecls.push_back({role.str(), names[arg], "", type});
     } else if (auto output = step.getArgAttrOfType<StringAttr>(i, "kiln.output");
-               output && output.getValue() == "logits") {
-      names[arg] = "io.logits";
-      argDecls.push_back({"logits", names[arg], "", type});
-      sawLogits = true;
+               output && (output.getValue() == "logits" || output.getValue() == "logprobs")) {
+      names[arg] = "io." + output.getValue().str();
+      argDecls.push_back({output.getValue().str(), names[arg], "", type});
+      sawOutput = true;
     } else {
-      return argError(i) << "is neither a parameter, a cache, tokens, positions nor the "
-                            "logits output of a decode program";
+      return argError(i) << "is neither a parameter, a cache, tokens, targets, positions nor "
+                            "the logits or logprobs output of a decode or score program";
     }
   }
-  if (!sawLogits || batch == 0)
+  if (!sawOutput || batch == 0)
     return step.emitError() << "@" << step.getSymName()
-                            << " is not a decode program: it needs tokens and a logits output";
+                            << " is not a decode or score program: it needs tokens and a "
+                               "logits or logprobs output";
   for (auto [arg, decl] : llvm::zip(step.getArguments(), argDecls))
     names[arg] = decl.name;
   return success();
 }
 
-LogicalResult Emitter::emitDecode(StringRef name, std::string &code) {
+LogicalResult Emitter::emitNamedParamProgram(StringRef name, StringRef buffers,
+                                             std::string &code) {
   if (!step->getAttrOfType<IntegerAttr>(kernel::kArenaBytesAttr))
     return step.emitError() << "@" << step.getSymName()
                             << " has no planned arena; run kiln-plan-arena first";
   function = name.str();
   partPrefix = name.str() + "Part";
-  buffersType = "kiln::driver::DecodeBuffers";
-  if (failed(classifyDecodeArguments()))
+  buffersType = buffers.str();
+  if (failed(classifyNamedParamArguments()))
     return failure();
   llvm::raw_string_ostream stream(code);
   os = &stream;
@@ -832,8 +844,9 @@ LogicalResult emitDecodeProgram(const DecodeModules &decode, const HostProgramIn
     return failure();
   Emitter prefill(prefillFn, info, 0, 1, {0, 0}), step(stepFn, info, 0, 1, {0, 0});
   std::string prefillCode, stepCode;
-  if (failed(prefill.emitDecode("prefill", prefillCode)) ||
-      failed(step.emitDecode("decodeStep", stepCode)))
+  if (failed(prefill.emitNamedParamProgram("prefill", "kiln::driver::DecodeBuffers",
+                                           prefillCode)) ||
+      failed(step.emitNamedParamProgram("decodeStep", "kiln::driver::DecodeBuffers", stepCode)))
     return failure();
   if (prefill.decodeParamNames != step.decodeParamNames ||
       prefill.decodeCacheNames != step.decodeCacheNames ||
@@ -876,10 +889,42 @@ LogicalResult emitDecodeProgram(const DecodeModules &decode, const HostProgramIn
   return success();
 }
 
+/// `namespace grpo { score, kScore, kGrpo }`: the score program and the
+/// GRPO options.
+LogicalResult emitGrpoProgram(const GrpoProgram &grpo, const HostProgramInfo &info,
+                              std::string &code) {
+  ModuleOp module = grpo.score;
+  auto scoreFn = module.lookupSymbol<func::FuncOp>("score");
+  if (!scoreFn || scoreFn.isExternal())
+    return module.emitError() << "no function @score to emit";
+  Emitter emitter(scoreFn, info, 0, 1, {0, 0});
+  std::string scoreCode;
+  if (failed(emitter.emitNamedParamProgram("score", "kiln::driver::ScoreBuffers", scoreCode)))
+    return failure();
+  llvm::raw_string_ostream out(code);
+  out << "namespace grpo {\n\n" << scoreCode << "const char *const kParamNames[] = {\n";
+  for (const std::string &name : emitter.decodeParamNames)
+    out << "    \"" << name << "\",\n";
+  out << "};\n\nconst kiln::driver::ScoreDesc kScore = {\n"
+      << "    kParamNames,\n"
+      << "    /*numParams=*/" << emitter.decodeParamNames.size() << ",\n"
+      << "    /*rows=*/" << emitter.batchRows() << ",\n"
+      << "    /*seqLen=*/" << emitter.sequenceLength() << ",\n"
+      << "    /*arenaBytes=*/"
+      << scoreFn->getAttrOfType<IntegerAttr>(kernel::kArenaBytesAttr).getInt() << "u,\n"
+      << "    score,\n"
+      << "};\n\nconst kiln::driver::GrpoDesc kGrpo = {\n"
+      << "    " << grpo.descFields << ",\n"
+      << "    &kScore,\n"
+      << "};\n\n} // namespace grpo\n\n";
+  return success();
+}
+
 } // namespace
 
 LogicalResult emitHostProgram(ModuleOp module, StringRef entry, const HostProgramInfo &info,
-                              raw_ostream &os, const DecodeModules *decode) {
+                              raw_ostream &os, const DecodeModules *decode,
+                              const GrpoProgram *grpo) {
   FailureOr<SmallVector<func::FuncOp>> programs = programsOf(module, entry);
   if (failed(programs))
     return failure();
@@ -908,6 +953,11 @@ LogicalResult emitHostProgram(ModuleOp module, StringRef entry, const HostProgra
   if (decode && stages > 1)
     return module.emitError() << "a decode program next to " << stages
                               << " pipeline stages is not built yet";
+  std::string grpoCode;
+  if (grpo && (!decode || stages > 1))
+    return module.emitError() << "a GRPO step needs its decode program and one stage";
+  if (grpo && failed(emitGrpoProgram(*grpo, info, grpoCode)))
+    return failure();
   os << "// Generated by kilnc from " << info.specPath << ". Do not edit.\n"
      << "//\n"
      << "// The training step of " << info.specName << " for the host target"
@@ -919,6 +969,7 @@ LogicalResult emitHostProgram(ModuleOp module, StringRef entry, const HostProgra
                 : "")
      << "#include \"runtime/driver/ActionTrace.h\"\n"
      << (decode ? "#include \"runtime/driver/DecodeProgram.h\"\n" : "")
+     << (grpo ? "#include \"runtime/driver/GrpoProgram.h\"\n" : "")
      << "#include \"runtime/driver/KernelProfile.h\"\n"
      << "#include \"runtime/driver/TrainMain.h\"\n"
      << "#include \"runtime/kernels/Attention.h\"\n"
@@ -936,11 +987,11 @@ LogicalResult emitHostProgram(ModuleOp module, StringRef entry, const HostProgra
      << "#include \"runtime/kernels/Sparsity24.h\"\n\n"
      << "#include <cmath>\n#include <cstdint>\n#include <string>\n\n"
      << "namespace {\n\n"
-     << code << decodeCode << "} // namespace\n\n"
+     << code << decodeCode << grpoCode << "} // namespace\n\n"
      << "int main(int argc, char **argv) {\n";
   if (stages == 1) {
     os << "  return kiln::driver::trainMain(argc, argv, kModel, trainStep"
-       << (decode ? ", &decode::kDecode" : "") << ");\n}\n";
+       << (decode ? ", &decode::kDecode" : "") << (grpo ? ", &grpo::kGrpo" : "") << ");\n}\n";
     return success();
   }
   os << "  // Each rank runs its pipeline stage's program.\n"

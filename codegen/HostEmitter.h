@@ -38,13 +38,23 @@ struct DecodeModules {
   int64_t promptLen = 0, maxLen = 0;
 };
 
-/// Writes the C++ program for the step function `entry` of `module`, and
-/// with `decode` its decode program (runtime/driver/DecodeProgram.h), which
-/// `train --generate` runs. Fails with an error on the offending op or
+/// GRPO (train.stage "grpo"): train.grpo's options as the driver's
+/// GrpoDesc fields (runtime/driver/GrpoProgram.h), in their order, and the
+/// planned score program (entry @score).
+struct GrpoProgram {
+  std::string descFields; ///< "/*promptsPerStep=*/8, ..." without the score
+  mlir::ModuleOp score;
+};
+
+/// Writes the C++ program for the step function `entry` of `module`, with
+/// `decode` its decode program (runtime/driver/DecodeProgram.h), which
+/// `train --generate` runs, and with `grpo` the score program and GRPO
+/// options of a GRPO step. Fails with an error on the offending op or
 /// argument if a module is not a planned kernel-level step.
 mlir::LogicalResult emitHostProgram(mlir::ModuleOp module, llvm::StringRef entry,
                                     const HostProgramInfo &info, llvm::raw_ostream &os,
-                                    const DecodeModules *decode = nullptr);
+                                    const DecodeModules *decode = nullptr,
+                                    const GrpoProgram *grpo = nullptr);
 
 } // namespace kiln::codegen
 

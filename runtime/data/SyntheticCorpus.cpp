@@ -2,13 +2,18 @@
 //
 // The generator draws an expression tree, the evaluator parses text back;
 // they share nothing but the grammar, so a test that every generated
-// problem verifies checks the printer (parentheses) against the parser.
+// problem verifies checks the printer (parentheses) against the parser. The
+// reasoning format's working is the evaluator's trace: recursive descent
+// applies each operation right after evaluating its operands, which is the
+// post-order the header describes.
 //
 //===----------------------------------------------------------------------===//
 
 #include "runtime/data/SyntheticCorpus.h"
 
 #include "runtime/data/LlmcShard.h"
+
+#include <initializer_list>
 
 namespace kiln::data {
 
@@ -33,7 +38,9 @@ bool applyOp(char op, int64_t a, int64_t b, int64_t &out) {
 ///   factor := digits | '(' expr ')'
 class Evaluator {
 public:
-  explicit Evaluator(std::string_view text) : text_(text) {}
+  /// With `steps`, appends "a op b=c" per applied operation, ", "-separated.
+  explicit Evaluator(std::string_view text, std::string *steps = nullptr)
+      : text_(text), steps_(steps) {}
 
   bool run(int64_t &value, std::string &error) {
     if (!expr(value, 0))
@@ -54,6 +61,18 @@ private:
   }
   bool peek(char c) const { return pos_ < text_.size() && text_[pos_] == c; }
 
+  void record(char op, int64_t lhs, int64_t rhs, int64_t result) {
+    if (!steps_)
+      return;
+    if (!steps_->empty())
+      *steps_ += ", ";
+    *steps_ += std::to_string(lhs);
+    *steps_ += op;
+    *steps_ += rhs < 0 ? "(" + std::to_string(rhs) + ")" : std::to_string(rhs);
+    *steps_ += '=';
+    *steps_ += std::to_string(result);
+  }
+
   bool expr(int64_t &value, int depth) {
     if (!term(value, depth))
       return false;
@@ -62,10 +81,12 @@ private:
       int64_t rhs;
       if (!term(rhs, depth))
         return false;
-      if (!applyOp(op, value, rhs, value)) {
+      const int64_t lhs = value;
+      if (!applyOp(op, lhs, rhs, value)) {
         why_ = std::string("the result of '") + op + "' does not fit in a 64-bit integer";
         return false;
       }
+      record(op, lhs, rhs, value);
     }
     return true;
   }
@@ -78,10 +99,12 @@ private:
       int64_t rhs;
       if (!factor(rhs, depth))
         return false;
-      if (!applyOp('*', value, rhs, value)) {
+      const int64_t lhs = value;
+      if (!applyOp('*', lhs, rhs, value)) {
         why_ = "the result of '*' does not fit in a 64-bit integer";
         return false;
       }
+      record('*', lhs, rhs, value);
     }
     return true;
   }
@@ -122,6 +145,7 @@ private:
   }
 
   std::string_view text_;
+  std::string *steps_;
   size_t pos_ = 0;
   std::string why_;
 };
@@ -144,6 +168,20 @@ bool isCanonicalInteger(std::string_view s) {
 
 } // namespace
 
+const char *answerFormatName(AnswerFormat format) {
+  return format == AnswerFormat::Reasoning ? "reasoning" : "plain";
+}
+
+bool parseAnswerFormat(std::string_view name, AnswerFormat &out, std::string &error) {
+  for (AnswerFormat format : {AnswerFormat::Plain, AnswerFormat::Reasoning})
+    if (name == answerFormatName(format)) {
+      out = format;
+      return true;
+    }
+  error = "answer format '" + std::string(name) + "' is unknown; expected plain or reasoning";
+  return false;
+}
+
 bool checkCorpusOptions(const CorpusOptions &options, std::string &error) {
   if (options.maxOperandDigits < 1 || options.maxOperandDigits > 9) {
     error = "synthetic corpus: maxOperandDigits is " + std::to_string(options.maxOperandDigits) +
@@ -155,12 +193,34 @@ bool checkCorpusOptions(const CorpusOptions &options, std::string &error) {
             "; it must be between 1 and 8";
     return false;
   }
+  if (options.format != AnswerFormat::Plain && options.format != AnswerFormat::Reasoning) {
+    error = "synthetic corpus: format is " + std::to_string(static_cast<int>(options.format)) +
+            "; it must be plain or reasoning";
+    return false;
+  }
   return true;
 }
 
 std::string ArithmeticProblem::prompt() const { return "Q: " + expression + "=? A: "; }
 std::string ArithmeticProblem::answerText() const { return std::to_string(answer); }
-std::string ArithmeticProblem::text() const { return prompt() + answerText() + "\n"; }
+
+std::string ArithmeticProblem::reasoningSteps() const {
+  std::string steps, error;
+  int64_t value;
+  if (!Evaluator(expression, &steps).run(value, error))
+    return "";
+  return steps.empty() ? std::to_string(value) : steps;
+}
+
+std::string ArithmeticProblem::reasoningAnswerText() const {
+  return "<think>" + reasoningSteps() + "</think><answer>" + answerText() + "</answer>";
+}
+
+std::string ArithmeticProblem::completion() const {
+  return (format == AnswerFormat::Reasoning ? reasoningAnswerText() : answerText()) + "\n";
+}
+
+std::string ArithmeticProblem::text() const { return prompt() + completion(); }
 
 struct SyntheticCorpus::Drawn {
   std::string text;
@@ -220,7 +280,7 @@ ArithmeticProblem SyntheticCorpus::nextProblem() {
         1 + static_cast<int>(rng_.below(static_cast<uint64_t>(options_.maxOperations)));
     Drawn drawn;
     if (drawTree(operations, drawn)) // Redraw the rare expression that overflows.
-      return ArithmeticProblem{std::move(drawn.text), drawn.value};
+      return ArithmeticProblem{std::move(drawn.text), drawn.value, options_.format};
   }
 }
 
@@ -228,7 +288,7 @@ bool SyntheticCorpus::appendNext(CorpusTokens &out) {
   try {
     const ArithmeticProblem problem = nextProblem();
     const std::string prompt = problem.prompt();
-    const std::string answer = problem.answerText() + "\n";
+    const std::string answer = problem.completion();
     for (char c : prompt) {
       out.tokens.push_back(static_cast<uint8_t>(c));
       out.answerMask.push_back(0);

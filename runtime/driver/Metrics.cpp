@@ -45,6 +45,17 @@ std::string formatMetricsLine(const StepMetrics &m) {
     line += ",\"loss_scale\":" + formatJsonNumber(m.lossScale);
     line += std::string(",\"skipped\":") + (m.skipped ? "true" : "false");
   }
+  if (m.grpo) {
+    line += ",\"reward_mean\":" + formatJsonNumber(m.rewardMean);
+    line += ",\"reward_std\":" + formatJsonNumber(m.rewardStd);
+    line += ",\"accuracy\":" + formatJsonNumber(m.accuracy);
+    line += ",\"format_rate\":" + formatJsonNumber(m.formatRate);
+    line += ",\"response_length\":" + formatJsonNumber(m.responseLength);
+    line += ",\"kl\":" + formatJsonNumber(m.kl);
+    line += ",\"clip_fraction\":" + formatJsonNumber(m.clipFraction);
+    line += ",\"tied_groups\":" + formatJsonNumber(m.tiedGroups);
+    line += ",\"generation_tokens_per_s\":" + formatJsonNumber(m.generationTokensPerSec);
+  }
   line += "}";
   return line;
 }

@@ -67,6 +67,16 @@ struct StepMetrics {
   bool lossScaling = false;
   double lossScale = 0;
   bool skipped = false;
+  /// GRPO only (GrpoRollout.h): the rollouts' rewards (mean and population
+  /// std), the fraction of completions with a correct answer and with R1's
+  /// format, the mean completion length in tokens, the mean k3 KL to the
+  /// reference model over the completion tokens, the fraction of completion
+  /// tokens whose ratio the clip bounds cut (over the updates after the
+  /// first; 0 with one update per batch), the fraction of groups whose
+  /// rewards all tie (no advantage, no gradient), and the sampling speed.
+  bool grpo = false;
+  double rewardMean = 0, rewardStd = 0, accuracy = 0, formatRate = 0, responseLength = 0;
+  double kl = 0, clipFraction = 0, tiedGroups = 0, generationTokensPerSec = 0;
 };
 
 /// `value` as a JSON number in its shortest round-tripping form, or "null"

@@ -16,6 +16,7 @@
 #include "runtime/driver/ActionTrace.h"
 #include "runtime/driver/CommandLine.h"
 #include "runtime/driver/Generate.h"
+#include "runtime/driver/GrpoRollout.h"
 #include "runtime/driver/KernelProfile.h"
 #include "runtime/driver/MemoryCheck.h"
 #include "runtime/driver/Metrics.h"
@@ -209,7 +210,7 @@ void setThreads(uint64_t threads) {
 }
 
 int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
-        const DecodeDesc *decode) {
+        const DecodeDesc *decode, const GrpoDesc *grpo) {
   // 1. Flags.
   if (!stages || numStages < 1 || !stages[0].model)
     return fail("model description: no stage programs; regenerate with kilnc");
@@ -269,6 +270,17 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
   if (ranks.size > 1 && !options.saveGradsPath.empty())
     return failJob("--save-grads writes one rank's gradients, and this program runs on " +
                    std::to_string(ranks.size) + "; compile the spec with dp 1 for it");
+
+  // GRPO samples its own data; what it cannot do yet is refused here.
+  if (grpo && !decode)
+    return failJob("this GRPO executable has no decode program to sample rollouts with; "
+                   "rebuild it with kilnc");
+  if (grpo && options.resume)
+    return failJob("--resume of a GRPO run is not built yet (its checkpoints do not hold the "
+                   "reference model); start GRPO from step 0");
+  if (grpo && !options.dataPath.empty())
+    return failJob("--data: a GRPO run samples its rollouts from the built-in arithmetic "
+                   "corpus; run without --data");
 
   // 2. Threads.
   setThreads(options.threads);
@@ -454,6 +466,11 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
     allocated = allocated && l.allocate(uint64_t(model.numExperts));
   for (AlignedArray<float> &l : kept)
     allocated = allocated && l.allocate(uint64_t(model.numExperts));
+  // GRPO's inputs: an advantage per row, old and reference log-probs.
+  AlignedArray<float> advantages, oldLogprobs, refLogprobs;
+  if (grpo)
+    allocated = allocated && advantages.allocate(B) && oldLogprobs.allocate(rankTokens) &&
+                refLogprobs.allocate(rankTokens);
   if (!allocated)
     return failJob("out of memory for the step buffers (arena of " + std::to_string(model.arenaBytes) +
                 " bytes)");
@@ -532,6 +549,13 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
   uint64_t droppedTotal = 0, routedTotal = 0;
   KernelProfile profile; // --profile
   double profiledSeconds = 0;
+  const GrpoBatch grpoBatch{tokens.data(), targets.data(), lossMask.data(), advantages.data(),
+                            oldLogprobs.data(), refLogprobs.data()};
+  std::optional<GrpoRollout> rollout =
+      grpo ? GrpoRollout::create(model, *decode, *grpo, layouts, paramPtrs.data(), error)
+           : std::nullopt;
+  if (grpo && !rollout)
+    return failJob(error);
 
   GradCapture capture;
   capture.layouts = &layouts;
@@ -566,18 +590,25 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
   constexpr uint64_t kMaxNonFiniteSkips = 20;
   for (uint64_t s = startStep + 1; s <= options.steps; ++s) {
     timer.lap(); // Starts this step's lap; saving the previous one is not step time.
-    if (!loader->next(batch.data(), batchMask.data(), error))
-      return stop(error);
-    // Row b holds T + 1 tokens: inputs are [0, T), targets [1, T + 1). This
-    // rank trains rows [firstRow, firstRow + B) of the global batch (every
-    // stage of a pipeline gets them; each reads what its program needs).
-    for (uint64_t b = 0; b < B; ++b)
-      for (uint64_t t = 0; t < T; ++t) {
-        const uint64_t in = (firstRow + b) * (T + 1) + t, out = b * T + t;
-        tokens.data()[out] = int32_t(batch[in]);
-        targets.data()[out] = int32_t(batch[in + 1]);
-        lossMask.data()[out] = model.sft ? float(batchMask[in + 1]) : 1.0f;
-      }
+    StepMetrics metrics;
+    if (grpo) {
+      // GRPO: the batch is this step's rollouts of the current policy.
+      if (!rollout->prepare(seed, s, grpoBatch, metrics, error))
+        return stop(error);
+    } else {
+      if (!loader->next(batch.data(), batchMask.data(), error))
+        return stop(error);
+      // Row b holds T + 1 tokens: inputs are [0, T), targets [1, T + 1). This
+      // rank trains rows [firstRow, firstRow + B) of the global batch (every
+      // stage of a pipeline gets them; each reads what its program needs).
+      for (uint64_t b = 0; b < B; ++b)
+        for (uint64_t t = 0; t < T; ++t) {
+          const uint64_t in = (firstRow + b) * (T + 1) + t, out = b * T + t;
+          tokens.data()[out] = int32_t(batch[in]);
+          targets.data()[out] = int32_t(batch[in + 1]);
+          lossMask.data()[out] = model.sft ? float(batchMask[in + 1]) : 1.0f;
+        }
+    }
 
     const int64_t stepNumber = int64_t(s);
     float loss = std::nanf(""), mainLoss = std::nanf(""), gradNorm = std::nanf(""),
@@ -605,6 +636,11 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
     buffers.gradSink = wantGrads ? captureGrads : nullptr;
     buffers.gradSinkContext = wantGrads ? &capture : nullptr;
     buffers.comm = ranks.stepComm.get();
+    if (grpo) {
+      buffers.advantages = advantages.data();
+      buffers.oldLogprobs = oldLogprobs.data();
+      buffers.refLogprobs = refLogprobs.data();
+    }
     const float stepLossScale = state.lossScale;
     const int64_t updatesBefore = state.optimizerUpdates;
     if (lossScaling) {
@@ -621,6 +657,24 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
     std::string stepError;
     if (!step(buffers, stepError))
       return stop("step " + std::to_string(s) + ": " + stepError);
+    // GRPO's further updates on the same rollouts (train.grpo.
+    // updates_per_batch); the metrics keep the first, on-policy, update's
+    // loss, gradient norm and learning rate.
+    for (int64_t u = 2; grpo && u <= grpo->updatesPerBatch; ++u) {
+      float again = 0, againMain = 0, againNorm = 0, againLr = 0;
+      buffers.loss = &again;
+      buffers.mainLoss = &againMain;
+      buffers.gradNorm = &againNorm;
+      buffers.lr = &againLr;
+      buffers.gradSink = nullptr;
+      if (!rollout->measureClipping(grpoBatch, metrics, error))
+        return stop("step " + std::to_string(s) + ": " + error);
+      if (!step(buffers, stepError))
+        return stop("step " + std::to_string(s) + " update " + std::to_string(u) + ": " +
+                    stepError);
+    }
+    if (grpo)
+      rollout->finishStep(s);
     if (trace)
       trace->endStep();
     const double stepSec = timer.lap();
@@ -650,7 +704,6 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
     if (std::isfinite(loss))
       lastLoss = loss;
 
-    StepMetrics metrics;
     metrics.step = s;
     metrics.loss = loss;
     metrics.mainLoss = mainLoss;
@@ -771,11 +824,11 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
 }
 
 int guardedRun(int argc, char **argv, const StageProgram *stages, int64_t numStages,
-               const DecodeDesc *decode) {
+               const DecodeDesc *decode, const GrpoDesc *grpo = nullptr) {
   // runtime/ reports failures through return values; this is the one net
   // for what slips through (std::bad_alloc from a std::string or vector).
   try {
-    return run(argc, argv, stages, numStages, decode);
+    return run(argc, argv, stages, numStages, decode, grpo);
   } catch (const std::exception &e) {
     return fail(std::string("unexpected failure: ") + e.what());
   } catch (...) {
@@ -797,6 +850,12 @@ int trainMain(int argc, char **argv, const ModelDesc &model, TrainStepFn step,
               const DecodeDesc *decode) {
   const StageProgram program{&model, step};
   return guardedRun(argc, argv, &program, 1, decode);
+}
+
+int trainMain(int argc, char **argv, const ModelDesc &model, TrainStepFn step,
+              const DecodeDesc *decode, const GrpoDesc *grpo) {
+  const StageProgram program{&model, step};
+  return guardedRun(argc, argv, &program, 1, decode, grpo);
 }
 
 } // namespace kiln::driver

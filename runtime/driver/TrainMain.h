@@ -43,6 +43,7 @@
 #include "runtime/driver/DecodeProgram.h"
 #include "runtime/driver/StepComm.h"
 #include "runtime/driver/TrainStep.h"
+#include "runtime/driver/GrpoProgram.h"
 
 #include <cstdint>
 
@@ -61,6 +62,12 @@ int trainMain(int argc, char **argv, const ModelDesc &model, TrainStepFn step);
 /// (Generate.h); `decode` null is the overload above.
 int trainMain(int argc, char **argv, const ModelDesc &model, TrainStepFn step,
               const DecodeDesc *decode);
+
+/// The same for a GRPO step (train.stage "grpo", GrpoProgram.h): each step
+/// trains on fresh rollouts of the policy (GrpoRollout.h) instead of a batch
+/// of the data.
+int trainMain(int argc, char **argv, const ModelDesc &model, TrainStepFn step,
+              const DecodeDesc *decode, const GrpoDesc *grpo);
 
 /// The same for a program built with pipeline stages (ModelDesc::pp > 1):
 /// `stages` holds every stage's program in stage order, and each rank runs

@@ -169,6 +169,12 @@ struct StepBuffers {
   /// The AdamW moments when ModelDesc::bf16Moments (indexed like expAvg).
   kernels::Bf16 *const *expAvgBf16 = nullptr;
   kernels::Bf16 *const *expAvgSqBf16 = nullptr;
+  /// GRPO (train.stage "grpo"): an advantage per row [batch], and the
+  /// sampling policy's and the reference model's log-prob of each target
+  /// [batch, seqLen]; null for other stages.
+  const float *advantages = nullptr;
+  const float *oldLogprobs = nullptr;
+  const float *refLogprobs = nullptr;
 };
 
 using TrainStepFn = bool (*)(const StepBuffers &buffers, std::string &error);

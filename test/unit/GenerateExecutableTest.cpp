@@ -33,37 +33,26 @@ constexpr double kLogprobTolerance = 1e-5;
 class GenerateExecutable : public ::testing::TestWithParam<std::string> {
 protected:
   inline static std::string root, binDir, tmp, setupError;
+  inline static Sandbox sandbox;
 
   static void SetUpTestSuite() {
     root = KILN_SOURCE_DIR;
     binDir = std::string(KILN_BINARY_DIR) + "/bin";
     ::setenv("OMP_WAIT_POLICY", "passive", 0);
-    const char *tmpBase = std::getenv("TMPDIR");
-    std::string pattern =
-        std::string(tmpBase && *tmpBase ? tmpBase : "/tmp") + "/kiln-generate-XXXXXX";
-    std::vector<char> buf(pattern.begin(), pattern.end());
-    buf.push_back('\0');
-    if (!::mkdtemp(buf.data())) {
+    sandbox = Sandbox::make("kiln-generate");
+    tmp = sandbox.dir;
+    if (tmp.empty()) {
       setupError = "mkdtemp failed";
       return;
     }
-    tmp = buf.data();
     // Prompts of different lengths in one decode batch, one a full
     // arithmetic problem, one a bare prefix.
     writeFile(tmp + "/prompts.jsonl", "{\"prompt\": \"Q: 12+7=? A: \"}\n"
                                       "{\"prompt\": \"Q: 3*4=? A: \"}\n"
                                       "{\"tokens\": [81, 58, 32]}\n");
   }
-  static void TearDownTestSuite() {
-    std::error_code ec;
-    if (!tmp.empty())
-      fs::remove_all(tmp, ec);
-  }
-
-  static RunResult run(const std::vector<std::string> &args) {
-    pid_t pid = spawn(args, tmp + "/run.out", tmp + "/run.err");
-    return waitFor(pid, tmp + "/run.out", tmp + "/run.err");
-  }
+  static void TearDownTestSuite() { sandbox.remove(); }
+  static RunResult run(const std::vector<std::string> &args) { return sandbox.run(args); }
 
   /// Builds and trains `model` once; returns the executable's directory.
   static std::string trained(const std::string &model) {

@@ -6,6 +6,10 @@
 // difficulty knob; the answer mask covers exactly the answer bytes; verify()
 // rejects wrong and non-canonical answers; the evaluator's precedence,
 // overflow and syntax errors; and the corpus written as an llm.c shard.
+// The reasoning format: hand-picked workings (order, negative operands),
+// a golden per seed, the same problems as plain, every step's arithmetic,
+// the mask over the whole completion; and the plain format pinned by hashes
+// taken from the code before the format existed.
 //
 //===----------------------------------------------------------------------===//
 
@@ -350,6 +354,256 @@ TEST(SyntheticCorpusTest, EvaluatorPrecedenceAndErrors) {
   EXPECT_FALSE(evaluateArithmetic(std::string(65, '(') + "1" + std::string(65, ')'), error));
   EXPECT_TRUE(contains(error, {"nested deeper than 64"}));
   EXPECT_EQ(evaluateArithmetic(std::string(64, '(') + "1" + std::string(64, ')'), error), 1);
+}
+
+ArithmeticProblem reasoningProblem(const std::string &expression) {
+  std::string error;
+  std::optional<int64_t> value = evaluateArithmetic(expression, error);
+  EXPECT_TRUE(value) << expression << ": " << error;
+  return ArithmeticProblem{expression, value.value_or(0), AnswerFormat::Reasoning};
+}
+
+TEST(SyntheticCorpusReasoningTest, HandPickedWorkings) {
+  // Single operation: just "a op b=c".
+  EXPECT_EQ(reasoningProblem("37+48").text(),
+            "Q: 37+48=? A: <think>37+48=85</think><answer>85</answer>\n");
+  EXPECT_EQ(reasoningProblem("5-5").reasoningSteps(), "5-5=0");
+  EXPECT_EQ(reasoningProblem("0*9").reasoningSteps(), "0*9=0");
+  EXPECT_EQ(reasoningProblem("3-12").reasoningAnswerText(),
+            "<think>3-12=-9</think><answer>-9</answer>");
+  // Parentheses first, and a negative intermediate as a left operand.
+  EXPECT_EQ(reasoningProblem("(7-12)*3").text(),
+            "Q: (7-12)*3=? A: <think>7-12=-5, -5*3=-15</think><answer>-15</answer>\n");
+  // Precedence: the product before the sums that use it, then left to right.
+  EXPECT_EQ(reasoningProblem("2+3*4").reasoningSteps(), "3*4=12, 2+12=14");
+  EXPECT_EQ(reasoningProblem("74-6*38-19").reasoningSteps(), "6*38=228, 74-228=-154, -154-19=-173");
+  EXPECT_EQ(reasoningProblem("1+2+3*4").reasoningSteps(), "1+2=3, 3*4=12, 3+12=15");
+  EXPECT_EQ(reasoningProblem("2*3+4*5").reasoningSteps(), "2*3=6, 4*5=20, 6+20=26");
+  EXPECT_EQ(reasoningProblem("10-4-3").reasoningSteps(), "10-4=6, 6-3=3");
+  EXPECT_EQ(reasoningProblem("10-(4-3)").reasoningSteps(), "4-3=1, 10-1=9");
+  EXPECT_EQ(reasoningProblem("(1+2)*(3+4)").reasoningSteps(), "1+2=3, 3+4=7, 3*7=21");
+  EXPECT_EQ(reasoningProblem("2*(3*(4+5))").reasoningSteps(), "4+5=9, 3*9=27, 2*27=54");
+  // A negative right operand is parenthesized.
+  EXPECT_EQ(reasoningProblem("3-(7-12)").reasoningSteps(), "7-12=-5, 3-(-5)=8");
+  EXPECT_EQ(reasoningProblem("2*(3-10)").reasoningSteps(), "3-10=-7, 2*(-7)=-14");
+  EXPECT_EQ(reasoningProblem("(1-4)*(2-9)").text(),
+            "Q: (1-4)*(2-9)=? A: <think>1-4=-3, 2-9=-7, -3*(-7)=21</think><answer>21</answer>\n");
+  EXPECT_EQ(reasoningProblem("0-(28+1)").completion(),
+            "<think>28+1=29, 0-29=-29</think><answer>-29</answer>\n");
+  // Exact in int64 at the edges.
+  EXPECT_EQ(reasoningProblem("999999999*999999999").reasoningSteps(),
+            "999999999*999999999=999999998000000001");
+  // Never generated: no operation, and an expression that does not evaluate.
+  EXPECT_EQ(reasoningProblem("42").reasoningSteps(), "42");
+  EXPECT_EQ((ArithmeticProblem{"1+", 0, AnswerFormat::Reasoning}.reasoningSteps()), "");
+  // The plain format of the same problem is the canonical decimal.
+  ArithmeticProblem plain = reasoningProblem("(7-12)*3");
+  plain.format = AnswerFormat::Plain;
+  EXPECT_EQ(plain.completion(), "-15\n");
+  EXPECT_EQ(plain.text(), "Q: (7-12)*3=? A: -15\n");
+}
+
+TEST(SyntheticCorpusReasoningTest, GoldenProblemsForSeed) {
+  // The same problems as SyntheticCorpusTest.GoldenProblemsForSeed.
+  SyntheticCorpus corpus = makeCorpus(42, {2, 3, AnswerFormat::Reasoning});
+  std::string text;
+  for (int i = 0; i < 5; ++i)
+    text += corpus.nextProblem().text();
+  EXPECT_EQ(text, "Q: 5-5+7=? A: <think>5-5=0, 0+7=7</think><answer>7</answer>\n"
+                  "Q: 0-(28+1)=? A: <think>28+1=29, 0-29=-29</think><answer>-29</answer>\n"
+                  "Q: 47*53=? A: <think>47*53=2491</think><answer>2491</answer>\n"
+                  "Q: 68-53=? A: <think>68-53=15</think><answer>15</answer>\n"
+                  "Q: 74-6*38-19=? A: <think>6*38=228, 74-228=-154, -154-19=-173</think>"
+                  "<answer>-173</answer>\n");
+}
+
+TEST(SyntheticCorpusReasoningTest, SameProblemsAsPlainAndDeterministic) {
+  for (CorpusOptions options : {CorpusOptions{2, 3}, CorpusOptions{9, 8}, CorpusOptions{1, 1}}) {
+    CorpusOptions reasoning = options;
+    reasoning.format = AnswerFormat::Reasoning;
+    SyntheticCorpus plain = makeCorpus(31, options), a = makeCorpus(31, reasoning),
+                    b = makeCorpus(31, reasoning);
+    for (int i = 0; i < 500; ++i) {
+      const ArithmeticProblem p = plain.nextProblem(), r = a.nextProblem(), r2 = b.nextProblem();
+      ASSERT_EQ(p.format, AnswerFormat::Plain);
+      ASSERT_EQ(r.format, AnswerFormat::Reasoning);
+      ASSERT_EQ(r.expression, p.expression);
+      ASSERT_EQ(r.answer, p.answer);
+      ASSERT_EQ(r.text(), r2.text());
+    }
+  }
+  std::string error;
+  CorpusTokens a, b;
+  ASSERT_TRUE(generateCorpus(7, {2, 3, AnswerFormat::Reasoning}, 5000, a, error)) << error;
+  ASSERT_TRUE(generateCorpus(7, {2, 3, AnswerFormat::Reasoning}, 5000, b, error)) << error;
+  EXPECT_EQ(a.tokens, b.tokens);
+  EXPECT_EQ(a.answerMask, b.answerMask);
+}
+
+/// Checks one "a op b=c" step of a working, exactly; returns c.
+::testing::AssertionResult checkStep(const std::string &step, int64_t &result) {
+  size_t i = 0;
+  auto number = [&](int64_t &out) {
+    const size_t begin = i;
+    if (i < step.size() && step[i] == '-')
+      ++i;
+    while (i < step.size() && step[i] >= '0' && step[i] <= '9')
+      ++i;
+    std::string error;
+    const std::string digits = step.substr(begin, i - begin);
+    if (digits.empty() || digits == "-")
+      return false;
+    // Canonical: no leading zeros, no "-0".
+    const size_t first = digits[0] == '-' ? 1 : 0;
+    if ((digits[first] == '0' && digits.size() > first + 1) || digits == "-0")
+      return false;
+    std::optional<int64_t> v = evaluateArithmetic(digits.substr(first), error);
+    if (!v)
+      return false;
+    out = first ? -*v : *v;
+    return true;
+  };
+  int64_t a, b, c, want;
+  if (!number(a) || i >= step.size())
+    return ::testing::AssertionFailure() << "bad left operand in \"" << step << "\"";
+  const char op = step[i++];
+  const bool paren = i < step.size() && step[i] == '(';
+  i += paren;
+  if (!number(b) || (b < 0) != paren || (paren && (i >= step.size() || step[i++] != ')')))
+    return ::testing::AssertionFailure() << "bad right operand in \"" << step << "\"";
+  if (i >= step.size() || step[i++] != '=' || !number(c) || i != step.size())
+    return ::testing::AssertionFailure() << "bad result in \"" << step << "\"";
+  const bool fits = op == '+'   ? !__builtin_add_overflow(a, b, &want)
+                    : op == '-' ? !__builtin_sub_overflow(a, b, &want)
+                    : op == '*' ? !__builtin_mul_overflow(a, b, &want)
+                                : false;
+  if (!fits || want != c)
+    return ::testing::AssertionFailure() << "wrong arithmetic in \"" << step << "\"";
+  result = c;
+  return ::testing::AssertionSuccess();
+}
+
+TEST(SyntheticCorpusReasoningTest, EveryStepIsRightAndTheLastIsTheAnswer) {
+  for (int digits : {1, 2, 5, 9}) {
+    for (int ops = 1; ops <= 8; ++ops) {
+      SCOPED_TRACE("digits " + std::to_string(digits) + ", operations " + std::to_string(ops));
+      SyntheticCorpus corpus =
+          makeCorpus(500 + digits * 10 + ops, {digits, ops, AnswerFormat::Reasoning});
+      for (int i = 0; i < 200; ++i) {
+        const ArithmeticProblem p = corpus.nextProblem();
+        const std::string steps = p.reasoningSteps();
+        ASSERT_EQ(p.completion(), "<think>" + steps + "</think><answer>" +
+                                      std::to_string(p.answer) + "</answer>\n");
+        int operations = 0;
+        for (char ch : p.expression)
+          operations += ch == '+' || ch == '-' || ch == '*';
+        int count = 0;
+        int64_t last = 0;
+        for (size_t begin = 0;;) {
+          const size_t end = steps.find(", ", begin);
+          ASSERT_TRUE(checkStep(steps.substr(begin, end - begin), last)) << p.text();
+          ++count;
+          if (end == std::string::npos)
+            break;
+          begin = end + 2;
+        }
+        ASSERT_EQ(count, operations) << p.text();
+        ASSERT_EQ(last, p.answer) << p.text();
+      }
+    }
+  }
+}
+
+TEST(SyntheticCorpusReasoningTest, AnswerMaskCoversExactlyTheCompletion) {
+  std::string error;
+  CorpusTokens corpus;
+  ASSERT_TRUE(generateCorpus(3, {3, 4, AnswerFormat::Reasoning}, 30000, corpus, error)) << error;
+  ASSERT_EQ(corpus.tokens.size(), 30000u);
+  ASSERT_EQ(corpus.answerMask.size(), 30000u);
+  // Replay the problems: each contributes its prompt (mask 0) then its
+  // completion, tags and newline included (mask 1); the last one is cut.
+  SyntheticCorpus replay = makeCorpus(3, {3, 4, AnswerFormat::Reasoning});
+  const std::string text = asText(corpus.tokens);
+  size_t at = 0;
+  int problems = 0;
+  while (at < text.size()) {
+    const ArithmeticProblem p = replay.nextProblem();
+    const std::string prompt = p.prompt(), completion = p.completion();
+    ASSERT_EQ(completion.front(), '<');
+    ASSERT_EQ(completion.back(), '\n');
+    for (size_t k = 0; k < prompt.size() + completion.size() && at + k < text.size(); ++k) {
+      const bool inCompletion = k >= prompt.size();
+      ASSERT_EQ(text[at + k], inCompletion ? completion[k - prompt.size()] : prompt[k]);
+      ASSERT_EQ(corpus.answerMask[at + k], inCompletion ? 1 : 0)
+          << "byte " << k << " of " << p.text();
+    }
+    at += prompt.size() + completion.size();
+    ++problems;
+  }
+  EXPECT_GT(problems, 200);
+
+  // appendNext: the same bytes and mask for one problem.
+  SyntheticCorpus a = makeCorpus(9, {2, 3, AnswerFormat::Reasoning}),
+                  b = makeCorpus(9, {2, 3, AnswerFormat::Reasoning});
+  CorpusTokens one;
+  ASSERT_TRUE(a.appendNext(one));
+  const ArithmeticProblem p = b.nextProblem();
+  EXPECT_EQ(asText(one.tokens), p.text());
+  std::vector<uint8_t> mask(p.prompt().size(), 0);
+  mask.resize(p.text().size(), 1);
+  EXPECT_EQ(one.answerMask, mask);
+}
+
+uint64_t fnv1a(const CorpusTokens &corpus) {
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t i = 0; i < corpus.tokens.size(); ++i) {
+    h = (h ^ corpus.tokens[i]) * 1099511628211ULL;
+    h = (h ^ corpus.answerMask[i]) * 1099511628211ULL;
+  }
+  return h;
+}
+
+TEST(SyntheticCorpusReasoningTest, PlainFormatIsUnchanged) {
+  // Hashes of tokens and mask taken from the code before the format option
+  // existed: the default stays byte-identical (the trajectory goldens use
+  // `kiln-corpus --seed 1 --tokens 4096`).
+  struct Case {
+    uint64_t seed;
+    CorpusOptions options;
+    uint64_t tokens, hash;
+  };
+  const Case cases[] = {{1, {}, 4096, 0x5be7f4ea571dbca1ULL},
+                        {7, {}, 100000, 0x524908bd0e3e4668ULL},
+                        {3, {3, 4}, 20000, 0x89a9e344a5a6a993ULL},
+                        {99, {9, 8, AnswerFormat::Plain}, 50000, 0xd88b850569209e52ULL}};
+  for (const Case &c : cases) {
+    std::string error;
+    CorpusTokens corpus;
+    ASSERT_TRUE(generateCorpus(c.seed, c.options, c.tokens, corpus, error)) << error;
+    EXPECT_EQ(fnv1a(corpus), c.hash) << "seed " << c.seed;
+  }
+  EXPECT_EQ(CorpusOptions{}.format, AnswerFormat::Plain);
+  EXPECT_EQ(ArithmeticProblem{}.format, AnswerFormat::Plain);
+  EXPECT_EQ((ArithmeticProblem{"37+48", 85}.text()), "Q: 37+48=? A: 85\n");
+}
+
+TEST(SyntheticCorpusReasoningTest, FormatNames) {
+  AnswerFormat format = AnswerFormat::Plain;
+  std::string error;
+  EXPECT_TRUE(parseAnswerFormat("reasoning", format, error));
+  EXPECT_EQ(format, AnswerFormat::Reasoning);
+  EXPECT_TRUE(parseAnswerFormat("plain", format, error));
+  EXPECT_EQ(format, AnswerFormat::Plain);
+  EXPECT_STREQ(answerFormatName(AnswerFormat::Reasoning), "reasoning");
+  EXPECT_STREQ(answerFormatName(AnswerFormat::Plain), "plain");
+  EXPECT_FALSE(parseAnswerFormat("Reasoning", format, error));
+  EXPECT_TRUE(contains(error, {"'Reasoning'", "plain or reasoning"}));
+  EXPECT_FALSE(parseAnswerFormat("", format, error));
+  EXPECT_EQ(format, AnswerFormat::Plain);
+  CorpusOptions bad;
+  bad.format = static_cast<AnswerFormat>(7);
+  EXPECT_FALSE(SyntheticCorpus::create(1, bad, error));
+  EXPECT_TRUE(contains(error, {"format is 7", "plain or reasoning"}));
 }
 
 TEST(SyntheticCorpusTest, RejectsOptionsOutsideTheKnobRange) {

@@ -222,6 +222,32 @@ inline std::string compareLines(const LogLine &got, const LogLine &want) {
 // The fixture: executables and the corpus, built once per process
 //===----------------------------------------------------------------------===//
 
+/// A temporary directory for one test suite's executables, and a runner
+/// of commands whose output lands there (GenerateExecutableTest,
+/// GrpoExecutableTest).
+struct Sandbox {
+  std::string dir; ///< empty when it could not be made
+
+  /// mkdtemp under $TMPDIR (or /tmp) named `prefix`-XXXXXX.
+  static Sandbox make(const std::string &prefix) {
+    const char *tmpBase = std::getenv("TMPDIR");
+    std::string pattern =
+        std::string(tmpBase && *tmpBase ? tmpBase : "/tmp") + "/" + prefix + "-XXXXXX";
+    std::vector<char> buf(pattern.begin(), pattern.end());
+    buf.push_back('\0');
+    return {::mkdtemp(buf.data()) ? std::string(buf.data()) : std::string()};
+  }
+  void remove() const {
+    std::error_code ec;
+    if (!dir.empty())
+      fs::remove_all(dir, ec);
+  }
+  RunResult run(const std::vector<std::string> &args) const {
+    pid_t pid = spawn(args, dir + "/run.out", dir + "/run.err");
+    return waitFor(pid, dir + "/run.out", dir + "/run.err");
+  }
+};
+
 class TrainExecutable : public ::testing::Test {
 protected:
   inline static std::string root, binDir, tmp, corpus, setupError;

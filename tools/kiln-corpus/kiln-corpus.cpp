@@ -1,11 +1,14 @@
 //===- kiln-corpus.cpp - Write the synthetic arithmetic corpus as a token shard ===//
 //
-//   kiln-corpus --seed S --tokens N [--max-digits D] [--max-ops K] -o FILE.bin
+//   kiln-corpus --seed S --tokens N [--max-digits D] [--max-ops K]
+//               [--format plain|reasoning] -o FILE.bin
 //
 // Writes the first N byte tokens of the seeded arithmetic corpus
 // (runtime/data/SyntheticCorpus.h) as an llm.c shard, atomically. This is
 // the file a generated `train --data FILE` reads, and what the PyTorch
-// reference reads for the trajectory goldens.
+// reference reads for the trajectory goldens. --format reasoning writes
+// DeepSeek-R1's cold-start SFT format ("<think>…</think><answer>…</answer>");
+// the default, plain, is the corpus the goldens were made from.
 //
 //===----------------------------------------------------------------------===//
 
@@ -29,11 +32,12 @@ static bool parseUnsigned(const char *text, uint64_t &out) {
 }
 
 int main(int argc, char **argv) {
-  const char *usage =
-      "usage: kiln-corpus --seed S --tokens N [--max-digits D] [--max-ops K] -o FILE.bin\n";
+  const char *usage = "usage: kiln-corpus --seed S --tokens N [--max-digits D] [--max-ops K]\n"
+                      "                   [--format plain|reasoning] -o FILE.bin\n";
   uint64_t seed = 0, tokens = 0, digits = 2, ops = 3;
   bool haveSeed = false, haveTokens = false;
-  std::string out;
+  kiln::data::AnswerFormat format = kiln::data::AnswerFormat::Plain;
+  std::string out, error;
   for (int i = 1; i < argc; ++i) {
     std::string flag = argv[i];
     if (flag == "-h" || flag == "--help") {
@@ -52,6 +56,13 @@ int main(int argc, char **argv) {
                                                 : nullptr;
     if (flag == "-o") {
       out = value;
+      continue;
+    }
+    if (flag == "--format") {
+      if (!kiln::data::parseAnswerFormat(value, format, error)) {
+        std::fprintf(stderr, "kiln-corpus: --format: %s\n", error.c_str());
+        return 2;
+      }
       continue;
     }
     if (!target) {
@@ -73,7 +84,7 @@ int main(int argc, char **argv) {
   kiln::data::CorpusOptions options;
   options.maxOperandDigits = digits > 9 ? 10 : int(digits);
   options.maxOperations = ops > 8 ? 9 : int(ops);
-  std::string error;
+  options.format = format;
   if (!kiln::data::writeCorpusShard(out, seed, options, tokens, error)) {
     std::fprintf(stderr, "kiln-corpus: %s\n", error.c_str());
     return 1;

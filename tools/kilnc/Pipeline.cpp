@@ -8,6 +8,7 @@
 
 #include "mlir/Dialect/Func/Extensions/InlinerExtension.h"
 #include "mlir/IR/Diagnostics.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
 
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Transforms/Passes.h"
@@ -189,18 +190,90 @@ LogicalResult lowerToKernels(ModuleOp module, const frontend::Spec &spec,
   return pm.run(module);
 }
 
-OwningOpRef<ModuleOp> buildDecodeKernels(MLIRContext &context, const frontend::Spec &spec,
-                                         int64_t chunk, const KernelLoweringOptions &options) {
-  OwningOpRef<ModuleOp> module = frontend::buildDecodeModule(context, spec, chunk);
-  PassManager pm(&context);
+/// Lowers a single-rank program @`entry` of `module` (decode, score) to the
+/// planned kernel level as the step is; null on failure.
+static OwningOpRef<ModuleOp> lowerProgram(OwningOpRef<ModuleOp> module, StringRef entry,
+                                          const KernelLoweringOptions &options) {
+  PassManager pm(module->getContext());
   if (failed(applyPassManagerCLOptions(pm)))
     return nullptr;
   pm.addNestedPass<func::FuncOp>(createCSEPass()); // as the forward module
   addKernelLowering(pm, options.fuseElementwise, options.arenaReuse, options.report,
-                    /*overlapSendRecv=*/false, frontend::kDecodeEntry);
+                    /*overlapSendRecv=*/false, entry);
   if (failed(pm.run(*module)))
     return nullptr;
   return module;
+}
+
+OwningOpRef<ModuleOp> buildDecodeKernels(MLIRContext &context, const frontend::Spec &spec,
+                                         int64_t chunk, const KernelLoweringOptions &options) {
+  return lowerProgram(frontend::buildDecodeModule(context, spec, chunk), frontend::kDecodeEntry,
+                      options);
+}
+
+OwningOpRef<ModuleOp> buildScoreKernels(MLIRContext &context, const frontend::Spec &spec,
+                                        const KernelLoweringOptions &options) {
+  OwningOpRef<ModuleOp> module = frontend::buildForwardModule(context, spec);
+  auto forward = module->lookupSymbol<func::FuncOp>("forward");
+  auto ret = cast<func::ReturnOp>(forward.getBody().front().getTerminator());
+  Value logits, targets;
+  for (unsigned i = 0; i < forward.getNumResults(); ++i)
+    if (auto role = forward.getResultAttrOfType<StringAttr>(i, "kiln.result");
+        role && role.getValue() == "logits")
+      logits = ret.getOperand(i);
+  for (BlockArgument arg : forward.getArguments())
+    if (auto role = forward.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "kiln.input");
+        role && role.getValue() == "targets")
+      targets = arg;
+  if (!logits || !targets) {
+    forward.emitError() << "@forward has no logits result or targets input to score";
+    return nullptr;
+  }
+  OpBuilder b(ret);
+  auto logitsType = cast<RankedTensorType>(logits.getType());
+  auto scoresType = RankedTensorType::get(logitsType.getShape().drop_back(), b.getF32Type());
+  Value scores = TokenLogprobsOp::create(b, ret.getLoc(), scoresType, logits, targets,
+                                         b.getF64FloatAttr(spec.train.grpo.temperature));
+  func::ReturnOp::create(b, ret.getLoc(), scores);
+  ret.erase();
+  // The losses (and what only they read) are dead now; erase them, last
+  // first, then the inputs nothing reads.
+  Block &body = forward.getBody().front();
+  SmallVector<Operation *> ops =
+      llvm::map_to_vector(body.without_terminator(), [](Operation &op) { return &op; });
+  for (Operation *op : llvm::reverse(ops))
+    if (op->use_empty() && isPure(op))
+      op->erase();
+  llvm::BitVector unused(forward.getNumArguments());
+  for (BlockArgument arg : forward.getArguments())
+    if (arg.use_empty() && forward.getArgAttr(arg.getArgNumber(), "kiln.input"))
+      unused.set(arg.getArgNumber());
+  if (failed(forward.eraseArguments(unused)))
+    return nullptr;
+  forward.setType(FunctionType::get(&context, forward.getArgumentTypes(), {scoresType}));
+  forward.setResultAttr(0, "kiln.result", b.getStringAttr("logprobs"));
+  forward.setSymName(kScoreEntry);
+  return lowerProgram(std::move(module), kScoreEntry, options);
+}
+
+std::string grpoDescFields(const frontend::GrpoConfig &g) {
+  std::string s;
+  llvm::raw_string_ostream os(s);
+  os << "/*promptsPerStep=*/" << g.promptsPerStep << ", /*samplesPerPrompt=*/"
+     << g.samplesPerPrompt << ", /*maxNewTokens=*/" << g.maxNewTokens
+     << ", /*temperature=*/" << llvm::format("%.17g", g.temperature)
+     << ", /*topP=*/" << llvm::format("%.17g", g.topP) << ", /*topK=*/" << g.topK
+     << ", /*clipLow=*/" << llvm::format("%.17g", g.clipLow)
+     << ", /*clipHigh=*/" << llvm::format("%.17g", g.clipHigh)
+     << ", /*beta=*/" << llvm::format("%.17g", g.beta)
+     << ", /*refUpdateEvery=*/" << g.refUpdateEvery
+     << ", /*normalizeAdvantages=*/" << (g.advantage == "group-norm" ? "true" : "false")
+     << ", /*advantageEps=*/" << llvm::format("%.17g", g.advantageEps)
+     << ", /*updatesPerBatch=*/" << g.updatesPerBatch
+     << ", /*accuracyReward=*/" << llvm::format("%.17g", g.accuracyReward)
+     << ", /*formatReward=*/" << llvm::format("%.17g", g.formatReward)
+     << ", /*maskTruncated=*/" << (g.maskTruncated ? "true" : "false");
+  return s;
 }
 
 bool buildsDecodeProgram(const frontend::Spec &spec) {
@@ -277,8 +350,23 @@ bool checkHostTarget(const frontend::Spec &spec, std::string &error) {
     return fail("target", "'" + spec.target.kind +
                               "' cannot be built yet; the host target (\"target\": \"host\") can");
 
-  if (t.stage == "grpo")
-    return fail("train.stage", "'grpo' is not built yet; \"pretrain\" and \"sft\" are");
+  if (t.stage == "grpo") {
+    const frontend::ParallelConfig &p = spec.parallel;
+    if (p.dp != 1 || p.pp != 1 || p.ep != 1)
+      return fail("parallel", "GRPO executables run on one rank so far (dp 1, pp 1, ep 1); its "
+                              "step, decode and score programs are built for one");
+    const int64_t rows = t.microBatch * p.microbatches;
+    if (t.grpo.promptsPerStep * t.grpo.samplesPerPrompt != rows)
+      return fail("train.grpo.prompts_per_step",
+                  std::to_string(t.grpo.promptsPerStep) + " prompts x " +
+                      std::to_string(t.grpo.samplesPerPrompt) + " samples is not the step's " +
+                      std::to_string(rows) + " rows (micro_batch x microbatches); expected " +
+                      "prompts_per_step x samples_per_prompt = " + std::to_string(rows));
+    if (t.generate.maxLen < t.seqLen + 1)
+      return fail("train.generate.max_len",
+                  std::to_string(t.generate.maxLen) + " cannot hold a rollout the step trains " +
+                      "on: expected at least seq_len + 1 = " + std::to_string(t.seqLen + 1));
+  }
   return true;
 }
 

@@ -65,6 +65,24 @@ mlir::OwningOpRef<mlir::ModuleOp> buildDecodeKernels(mlir::MLIRContext &context,
                                                      const frontend::Spec &spec, int64_t chunk,
                                                      const KernelLoweringOptions &options);
 
+/// The name of the entry function of the score program.
+inline constexpr const char *kScoreEntry = "score";
+
+/// Builds the spec's score program — @forward with its loss replaced by
+/// kiln.token_logprobs of the targets under the logits (at
+/// train.grpo.temperature), the inputs only the loss read removed — and
+/// lowers it to the planned kernel level like the step. GRPO's old-policy
+/// and reference log-probs come from it: the same forward kernels the step
+/// runs, so at the first update the policy ratio is exactly 1. Null, with
+/// diagnostics emitted, on failure.
+mlir::OwningOpRef<mlir::ModuleOp> buildScoreKernels(mlir::MLIRContext &context,
+                                                    const frontend::Spec &spec,
+                                                    const KernelLoweringOptions &options);
+
+/// train.grpo's options as the initialisers of runtime/driver/GrpoProgram.h's
+/// GrpoDesc fields before `score`.
+std::string grpoDescFields(const frontend::GrpoConfig &grpo);
+
 /// Whether `spec`'s executable gets a decode program: its training program
 /// must hold the whole model on one rank (pp 1, ep 1), whose parameters
 /// `train --generate` decodes with.

@@ -366,10 +366,21 @@ int main(int argc, char **argv) {
           return 1;
         decode = {*prefill, *decodeStep, generate.maxPromptLen, generate.maxLen};
       }
+      // GRPO: the score program (the step's forward, scoring targets) and
+      // train.grpo's options.
+      OwningOpRef<ModuleOp> score;
+      kiln::codegen::GrpoProgram grpo;
+      if (spec->train.stage == "grpo") {
+        score = kiln::buildScoreKernels(context, *spec, lowering);
+        if (!score)
+          return 1;
+        grpo = {kiln::grpoDescFields(spec->train.grpo), *score};
+      }
       std::string program;
       llvm::raw_string_ostream programStream(program);
       if (failed(kiln::codegen::emitHostProgram(*kernels, "train_step", info, programStream,
-                                                prefill ? &decode : nullptr)))
+                                                prefill ? &decode : nullptr,
+                                                score ? &grpo : nullptr)))
         return 1;
       if (emit == Emit::Cpp)
         llvm::outs() << program;

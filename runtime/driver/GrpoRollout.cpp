@@ -1,0 +1,223 @@
+//===- GrpoRollout.cpp - One GRPO step's rollouts, rewards and batch ------===//
+
+#include "runtime/driver/GrpoRollout.h"
+#include "runtime/driver/Generate.h"
+#include "runtime/driver/GrpoAdvantages.h"
+#include "runtime/driver/GrpoRewards.h"
+#include "runtime/driver/Timer.h"
+#include "runtime/kernels/GrpoMath.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace kiln::driver {
+
+std::optional<GrpoRollout> GrpoRollout::create(const ModelDesc &model, const DecodeDesc &decode,
+                                               const GrpoDesc &grpo,
+                                               const std::vector<detail::ParamLayout> &layouts,
+                                               float *const *params, std::string &error) {
+  const ScoreDesc &score = *grpo.score;
+  if (score.rows != model.batch || score.seqLen != model.seqLen ||
+      decode.vocabSize != model.vocabSize) {
+    error = "the GRPO score program is built for " + std::to_string(score.rows) + " x " +
+            std::to_string(score.seqLen) + " tokens and the step for " +
+            std::to_string(model.batch) + " x " + std::to_string(model.seqLen) +
+            "; rebuild the executable with kilnc";
+    return std::nullopt;
+  }
+  if (grpo.promptsPerStep * grpo.samplesPerPrompt != model.batch) {
+    error = "train.grpo: " + std::to_string(grpo.promptsPerStep) + " prompts x " +
+            std::to_string(grpo.samplesPerPrompt) + " samples is not the step's " +
+            std::to_string(model.batch) + " rows";
+    return std::nullopt;
+  }
+  GrpoRollout r(model, decode, grpo);
+  for (size_t i = 0; i < layouts.size(); ++i)
+    r.byName[layouts[i].desc->name] = {params[i], layouts[i].numElements};
+  auto bind = [&](const char *const *names, int64_t count, std::vector<const float *> &out) {
+    for (int64_t i = 0; i < count; ++i) {
+      auto it = r.byName.find(names[i]);
+      if (it == r.byName.end()) {
+        error = std::string("the GRPO programs read parameter '") + names[i] +
+                "', which the training step does not hold; rebuild the executable with kilnc";
+        return false;
+      }
+      out.push_back(it->second.first);
+    }
+    return true;
+  };
+  if (!bind(decode.paramNames, decode.numParams, r.decodeParams) ||
+      !bind(score.paramNames, score.numParams, r.scoreParams))
+    return std::nullopt;
+  // The reference model: a copy of what the score program reads.
+  r.reference.resize(size_t(score.numParams));
+  for (int64_t i = 0; i < score.numParams; ++i) {
+    const uint64_t n = r.byName[score.paramNames[i]].second;
+    if (!r.reference[size_t(i)].allocate(n)) {
+      error = "out of memory for the GRPO reference model";
+      return std::nullopt;
+    }
+    std::memcpy(r.reference[size_t(i)].data(), r.scoreParams[size_t(i)], n * sizeof(float));
+    r.scoreRefParams.push_back(r.reference[size_t(i)].data());
+  }
+  if (!r.scoreArena.allocate(score.arenaBytes)) {
+    error = "out of memory for the GRPO score program's arena";
+    return std::nullopt;
+  }
+  return r;
+}
+
+bool GrpoRollout::score(const std::vector<const float *> &params, const GrpoBatch &batch,
+                        float *out, std::string &error) {
+  ScoreBuffers buffers{params.data(), batch.tokens, batch.targets, out, scoreArena.data()};
+  std::string why;
+  if (!grpo->score->score(buffers, why)) {
+    error = "GRPO score program: " + why;
+    return false;
+  }
+  return true;
+}
+
+bool GrpoRollout::prepare(uint64_t seed, uint64_t step, const GrpoBatch &batch,
+                          StepMetrics &metrics, std::string &error) {
+  const int64_t P = grpo->promptsPerStep, G = grpo->samplesPerPrompt;
+  const int64_t rows = model->batch, T = model->seqLen;
+  std::vector<data::ArithmeticProblem> problems;
+  if (!drawStepProblems(seed, step, P, data::CorpusOptions{}, problems, error))
+    return false;
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<std::string> promptTexts;
+  size_t longest = 0;
+  for (const data::ArithmeticProblem &p : problems) {
+    prompts.push_back(grpoPromptTokens(p));
+    promptTexts.push_back(grpoPrompt(p));
+    longest = std::max(longest, prompts.back().size());
+  }
+  if (int64_t(longest) >= T || int64_t(longest) > decode->promptLen) {
+    error = "GRPO step " + std::to_string(step) + ": a prompt of " + std::to_string(longest) +
+            " tokens does not fit train.seq_len " + std::to_string(T) +
+            " and train.generate.max_prompt_len " + std::to_string(decode->promptLen);
+    return false;
+  }
+  GenerateOptions options;
+  options.sampling = {grpo->temperature, grpo->topP, grpo->topK};
+  options.samples = G;
+  options.maxNewTokens = std::min<int64_t>(grpo->maxNewTokens, T + 1 - int64_t(longest));
+  options.stopToken = model->vocabSize >= 256 ? '\n' : -1;
+  options.seed = seed;
+  options.step = step;
+  Timer timer;
+  std::vector<Completion> completions;
+  if (!generate(*decode, decodeParams.data(), prompts, options, completions, error)) {
+    error = "GRPO step " + std::to_string(step) + ": " + error;
+    return false;
+  }
+  const double generationSec = timer.seconds();
+
+  // Rewards and advantages, group by group.
+  std::vector<double> rewards(static_cast<size_t>(rows));
+  uint64_t correct = 0, formatted = 0, generated = 0;
+  for (const Completion &c : completions) {
+    std::string text(c.tokens.begin(), c.tokens.end());
+    CompletionReward r = scoreCompletion(promptTexts[size_t(c.prompt)], text,
+                                         grpo->accuracyReward, grpo->formatReward);
+    rewards[size_t(c.prompt * G + c.sample)] = r.reward;
+    correct += r.correct;
+    formatted += r.formatted;
+    generated += c.tokens.size();
+  }
+  std::vector<double> advantages;
+  if (!groupAdvantages(rewards, G, grpo->normalizeAdvantages, grpo->advantageEps, advantages,
+                       error))
+    return false;
+  int64_t tied = 0;
+  for (int64_t p = 0; p < P; ++p)
+    tied += std::all_of(rewards.begin() + p * G, rewards.begin() + (p + 1) * G,
+                        [&](double r) { return r == rewards[size_t(p * G)]; });
+
+  // The batch.
+  std::fill_n(batch.tokens, rows * T, 0);
+  std::fill_n(batch.targets, rows * T, 0);
+  std::fill_n(batch.lossMask, rows * T, 0.0f);
+  for (const Completion &c : completions) {
+    const int64_t row = c.prompt * G + c.sample;
+    std::vector<int32_t> ids = c.promptTokens;
+    ids.insert(ids.end(), c.tokens.begin(), c.tokens.end());
+    const bool learn = c.stopped || !grpo->maskTruncated;
+    for (int64_t t = 0; t < T && t < int64_t(ids.size()); ++t) {
+      batch.tokens[row * T + t] = ids[size_t(t)];
+      if (t + 1 < int64_t(ids.size())) {
+        batch.targets[row * T + t] = ids[size_t(t + 1)];
+        batch.lossMask[row * T + t] =
+            learn && t + 1 >= int64_t(c.promptTokens.size()) ? 1.0f : 0.0f;
+      }
+    }
+    batch.advantages[row] = float(advantages[size_t(row)]);
+  }
+
+  // Log-probs of the completion tokens: the sampling policy (these very
+  // parameters) and the reference model, which with beta = 0 is not read.
+  if (!score(scoreParams, batch, batch.oldLogprobs, error))
+    return false;
+  if (grpo->beta > 0) {
+    if (!score(scoreRefParams, batch, batch.refLogprobs, error))
+      return false;
+  } else {
+    std::copy_n(batch.oldLogprobs, rows * T, batch.refLogprobs);
+  }
+
+  double mean = 0, var = 0, kl = 0, tokens = 0;
+  for (double r : rewards)
+    mean += r;
+  mean /= double(rows);
+  for (double r : rewards)
+    var += (r - mean) * (r - mean);
+  for (int64_t i = 0; i < rows * T; ++i)
+    if (batch.lossMask[i] != 0) {
+      const double d = double(batch.refLogprobs[i]) - double(batch.oldLogprobs[i]);
+      kl += std::exp(d) - d - 1;
+      tokens += 1;
+    }
+  metrics.grpo = true;
+  metrics.rewardMean = mean;
+  metrics.rewardStd = std::sqrt(var / double(rows));
+  metrics.accuracy = double(correct) / double(rows);
+  metrics.formatRate = double(formatted) / double(rows);
+  metrics.responseLength = double(generated) / double(rows);
+  metrics.kl = tokens > 0 ? kl / tokens : 0;
+  metrics.clipFraction = 0;
+  metrics.tiedGroups = double(tied) / double(P);
+  metrics.generationTokensPerSec = generationSec > 0 ? double(generated) / generationSec : 0;
+  clippedTokens = clipCountedTokens = 0;
+  return true;
+}
+
+bool GrpoRollout::measureClipping(const GrpoBatch &batch, StepMetrics &metrics,
+                                  std::string &error) {
+  const int64_t rows = model->batch, T = model->seqLen;
+  std::vector<float> current(size_t(rows * T));
+  if (!score(scoreParams, batch, current.data(), error))
+    return false;
+  for (int64_t i = 0; i < rows * T; ++i) {
+    if (batch.lossMask[i] == 0)
+      continue;
+    kernels::GrpoTerm<double> term = kernels::grpoToken<double>(
+        current[size_t(i)], batch.oldLogprobs[i], batch.refLogprobs[i],
+        batch.advantages[i / T], grpo->clipLow, grpo->clipHigh, grpo->beta);
+    clippedTokens += term.clipped;
+    ++clipCountedTokens;
+  }
+  metrics.clipFraction =
+      clipCountedTokens ? double(clippedTokens) / double(clipCountedTokens) : 0.0;
+  return true;
+}
+
+void GrpoRollout::finishStep(uint64_t step) {
+  if (grpo->refUpdateEvery <= 0 || step % uint64_t(grpo->refUpdateEvery) != 0)
+    return;
+  for (size_t i = 0; i < reference.size(); ++i)
+    std::memcpy(reference[i].data(), scoreParams[i], reference[i].size() * sizeof(float));
+}
+
+} // namespace kiln::driver
