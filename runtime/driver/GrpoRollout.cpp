@@ -213,6 +213,34 @@ bool GrpoRollout::measureClipping(const GrpoBatch &batch, StepMetrics &metrics,
   return true;
 }
 
+static const std::string kReferencePrefix = "rank_state.grpo_reference.";
+
+void GrpoRollout::exposeReference(detail::TrainState &state) const {
+  for (size_t i = 0; i < reference.size(); ++i)
+    state.extraRankState.push_back({kReferencePrefix + grpo->score->paramNames[i],
+                                    {int64_t(reference[i].size())}, reference[i].data()});
+}
+
+bool GrpoRollout::restoreReference(const std::vector<checkpoint::Tensor> &rankState,
+                                   std::string &error) {
+  std::map<std::string, const checkpoint::Tensor *> saved;
+  for (const checkpoint::Tensor &t : rankState)
+    saved[t.name] = &t;
+  for (size_t i = 0; i < reference.size(); ++i) {
+    const std::string name = kReferencePrefix + grpo->score->paramNames[i];
+    auto it = saved.find(name);
+    if (it == saved.end() || it->second->values.size() != reference[i].size()) {
+      error = "the checkpoint has no GRPO reference model tensor '" + name +
+              (it == saved.end() ? "'" : "' of " + std::to_string(reference[i].size()) +
+                                             " elements") +
+              "; resume a GRPO run from a checkpoint of a GRPO run of this spec";
+      return false;
+    }
+    std::copy(it->second->values.begin(), it->second->values.end(), reference[i].data());
+  }
+  return true;
+}
+
 void GrpoRollout::finishStep(uint64_t step) {
   if (grpo->refUpdateEvery <= 0 || step % uint64_t(grpo->refUpdateEvery) != 0)
     return;

@@ -70,6 +70,13 @@ public:
   /// ref_update_every steps.
   void finishStep(uint64_t step);
 
+  /// The reference model as checkpoint rank state ("rank_state.grpo_
+  /// reference.<name>", flat), which `state` then writes with every
+  /// checkpoint; and back from a checkpoint's rank state when resuming
+  /// (an error if it lacks any of it: not a GRPO checkpoint).
+  void exposeReference(detail::TrainState &state) const;
+  bool restoreReference(const std::vector<checkpoint::Tensor> &rankState, std::string &error);
+
 private:
   GrpoRollout(const ModelDesc &model, const DecodeDesc &decode, const GrpoDesc &grpo)
       : model(&model), decode(&decode), grpo(&grpo) {}

@@ -275,9 +275,6 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
   if (grpo && !decode)
     return failJob("this GRPO executable has no decode program to sample rollouts with; "
                    "rebuild it with kilnc");
-  if (grpo && options.resume)
-    return failJob("--resume of a GRPO run is not built yet (its checkpoints do not hold the "
-                   "reference model); start GRPO from step 0");
   if (grpo && !options.dataPath.empty())
     return failJob("--data: a GRPO run samples its rollouts from the built-in arithmetic "
                    "corpus; run without --data");
@@ -556,6 +553,13 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
            : std::nullopt;
   if (grpo && !rollout)
     return failJob(error);
+  if (grpo) {
+    // The reference model is checkpointed with the rank's state, and a
+    // resumed run continues with the one the checkpoint holds.
+    if (options.resume && !rollout->restoreReference(checkpointRankState, error))
+      return failJob(ckptDir + ": " + error);
+    rollout->exposeReference(state);
+  }
 
   GradCapture capture;
   capture.layouts = &layouts;

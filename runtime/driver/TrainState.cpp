@@ -377,6 +377,12 @@ checkpoint::RankShard rankShard(const std::vector<ParamLayout> &layouts, const T
       shard.rankState.push_back({kResidualPrefix + l.hfNames[e], &l.hfShape, 0, l.perStored,
                                  state.gradResidual[k].data() + e * l.perStored});
   }
+  for (const TrainState::ExtraTensor &t : state.extraRankState) {
+    uint64_t count = 1;
+    for (int64_t d : t.shape)
+      count *= uint64_t(d);
+    shard.rankState.push_back({t.name, &t.shape, 0, count, t.values});
+  }
   return shard;
 }
 

@@ -151,6 +151,15 @@ struct TrainState {
   /// StepBuffers::lossScale, growthTracker and optimizerUpdates.
   float lossScale = 0;
   int64_t growthTracker = 0, optimizerUpdates = 0;
+  /// More of this rank's own state to checkpoint (whole tensors, named
+  /// "rank_state.*"), owned elsewhere: GRPO's reference model
+  /// (GrpoRollout.h).
+  struct ExtraTensor {
+    std::string name;
+    std::vector<int64_t> shape;
+    const float *values;
+  };
+  std::vector<ExtraTensor> extraRankState;
 };
 
 /// Allocates the state (zeros) and, when `seeded`, initialises the

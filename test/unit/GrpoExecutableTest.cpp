@@ -9,7 +9,9 @@
 //     score program's log-probs bit for bit (ratio exactly 1, KL exactly 0);
 //   - the metrics log carries GRPO's fields, and the same command writes the
 //     same losses, rewards and metrics;
-//   - what is not built yet (--resume, --data) is refused, saying so.
+//   - resuming from a checkpoint continues bit-exactly (the reference model
+//     is checkpointed; problems and sampling are seeded by step);
+//   - --data is refused, saying so.
 //
 //===----------------------------------------------------------------------===//
 
@@ -109,16 +111,45 @@ TEST_P(GrpoExecutable, MetricsAreLoggedAndReproducible) {
   EXPECT_GT(number(logs[0][2], "kl"), 0.0);
 }
 
+TEST_P(GrpoExecutable, ResumeIsBitExact) {
+  ASSERT_FALSE(tmp.empty());
+  const std::string dir = built(GetParam());
+  // 4 steps at once, and 2 + 2 through a checkpoint: the rollouts of steps
+  // 3 and 4 depend on the parameters, the reference model (checkpointed),
+  // and the seed and step (problems and sampling streams).
+  auto train = [&](const std::string &ck, const std::string &logPath, const char *steps,
+                   bool resume) {
+    std::vector<std::string> args = {dir + "/train", "--steps", steps, "--threads", kThreads,
+                                     "--checkpoint-dir", ck, "--log", logPath};
+    if (resume)
+      args.push_back("--resume");
+    RunResult r = run(args);
+    EXPECT_EQ(r.exitCode, 0) << describe(args, r);
+  };
+  train(tmp + "/ck-whole", tmp + "/whole.jsonl", "4", false);
+  train(tmp + "/ck-split", tmp + "/split.jsonl", "2", false);
+  train(tmp + "/ck-split", tmp + "/split.jsonl", "4", true);
+  std::vector<LogLine> whole = readLog(tmp + "/whole.jsonl"), split = readLog(tmp + "/split.jsonl");
+  ASSERT_EQ(whole.size(), 4u);
+  ASSERT_EQ(split.size(), 4u);
+  for (size_t s = 2; s < 4; ++s)
+    for (const char *key : {"loss", "grad_norm", "reward_mean", "response_length", "kl",
+                            "clip_fraction"})
+      EXPECT_EQ(number(whole[s], key), number(split[s], key))
+          << key << " of step " << s + 1 << " differs after resuming";
+  auto a = snapshot(tmp + "/ck-whole/step-00000004"), b = snapshot(tmp + "/ck-split/step-00000004");
+  EXPECT_EQ(a, b) << diffSnapshots(a, b);
+  std::printf("[%s] steps 3-4 resumed: kl %g %g, loss %g %g; %zu checkpoint files equal\n",
+              GetParam().c_str(), number(split[2], "kl"), number(split[3], "kl"),
+              number(split[2], "loss"), number(split[3], "loss"), a.size());
+
+}
+
 TEST_P(GrpoExecutable, RefusesWhatIsNotBuiltYet) {
   ASSERT_FALSE(tmp.empty());
   const std::string dir = built(GetParam());
-  std::vector<std::string> args = {dir + "/train", "--steps", "1", "--checkpoint-dir",
-                                   tmp + "/ck", "--resume"};
-  fs::create_directories(tmp + "/ck");
+  std::vector<std::string> args = {dir + "/train", "--steps", "1", "--data", tmp + "/none.bin"};
   RunResult r = run(args);
-  EXPECT_NE(r.exitCode, 0);
-  args = {dir + "/train", "--steps", "1", "--data", tmp + "/none.bin"};
-  r = run(args);
   EXPECT_EQ(r.exitCode, 1) << describe(args, r);
   EXPECT_NE(r.err.find("GRPO run samples its rollouts"), std::string::npos) << r.err;
 }
