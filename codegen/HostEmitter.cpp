@@ -10,6 +10,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "codegen/HostEmitter.h"
+#include "codegen/StepEmitter.h"
 #include "dialects/kiln/KilnDialect.h"
 #include "codegen/CppLiterals.h"
 #include "codegen/CppTypes.h"
@@ -32,7 +33,7 @@ using kiln::kernel::ReshapeOp;
 using kiln::kernel::YieldOp;
 
 namespace kiln::codegen {
-namespace {
+namespace detail {
 
 /// "model.layers.1.mlp.gate" for a call-site location from inlining.
 std::string describeLoc(Location loc) {
@@ -61,10 +62,6 @@ std::string shapeString(MemRefType type) {
   return s + "]";
 }
 
-struct ArgRoles {
-  SmallVector<unsigned> params;    ///< arg numbers, ModelDesc::params order
-  SmallVector<unsigned> trainable; ///< arg numbers of trainable params
-};
 
 /// `p_model_layers_0_mlp_up_proj_weight` for "model.layers.0.mlp.up_proj.weight"
 /// (stacked experts drop the '*').
@@ -80,78 +77,6 @@ std::string identifierFor(StringRef prefix, StringRef hfName) {
   }
   return id;
 }
-
-/// Kernels per emitted function (see Emitter::emitStep).
-constexpr int64_t kKernelsPerPart = 128;
-
-class Emitter {
-public:
-  /// `stage` of `stages`: the pipeline stage whose program `step` is (0 of
-  /// 1 without pipeline parallelism).
-  /// A stage that reads neither tokens nor targets (a middle stage) trains
-  /// `batchShape`'s rows, those of stage 0.
-  Emitter(func::FuncOp step, const HostProgramInfo &info, int64_t stage, int64_t stages,
-          std::pair<int64_t, int64_t> batchShape)
-      : step(step), info(info), stage(stage), stages(stages), batch(batchShape.first),
-        seqLen(batchShape.second) {}
-
-  /// The model description and the step functions, into `code`.
-  LogicalResult emit(std::string &code);
-  /// A program over the model's parameters by name (not the step's state):
-  /// a decode program's function (frontend/DecodeGen.cpp) over
-  /// runtime/driver/DecodeProgram.h's DecodeBuffers, or the score program
-  /// over ScoreProgram.h's ScoreBuffers, named `function`, into `code`; its
-  /// parameter names and caches are recorded for the program's descriptor.
-  LogicalResult emitNamedParamProgram(StringRef function, StringRef buffersType,
-                                      std::string &code);
-  SmallVector<std::string> decodeParamNames, decodeCacheNames;
-  SmallVector<MemRefType> decodeCacheTypes;
-  int64_t kernels() const { return numKernels; }
-  int64_t batchRows() const { return batch; }
-  int64_t sequenceLength() const { return seqLen; }
-
-private:
-  LogicalResult classifyArguments();
-  LogicalResult classifyNamedParamArguments();
-  void nameArguments();
-  LogicalResult emitModelDesc();
-  LogicalResult declarePointers();
-  void declareUsed(mlir::ValueRange values, llvm::StringSet<> &declared);
-  LogicalResult emitStep();
-  LogicalResult emitLoop(ElementwiseOp loop);
-  LogicalResult emitGradSink(Location loc);
-  std::string nameOf(Value v) { return names.lookup(v); }
-
-  func::FuncOp step;
-  const HostProgramInfo &info;
-  int64_t stage, stages;
-  int64_t batch = 0, seqLen = 0;
-  raw_ostream *os = nullptr; ///< where the part being rendered goes
-  ArgRoles roles;
-  llvm::DenseMap<Value, std::string> names;
-  struct ArgDecl {
-    std::string name, source, comment;
-    MemRefType type;
-  };
-  SmallVector<ArgDecl> argDecls; ///< one per argument, in order
-  /// The C++ declaration of each buffer's pointer, emitted in a part of the
-  /// step before its first use there.
-  llvm::DenseMap<Value, std::string> declarations;
-  // Per param arg number: the buffer of its gradient (from its adamw).
-  llvm::DenseMap<unsigned, Value> gradOf;
-  int64_t numExpertLoads = 0, numExpertKept = 0, numExperts = 0;
-  int64_t gradResiduals = 0;
-  /// The parameters with a 2:4 mask (ParamDesc::sparse).
-  llvm::StringSet<> sparseParams;
-  int64_t scalerStateArgs = 0;
-  int64_t bf16MomentArgs = 0, f32MomentArgs = 0;
-  double initialLossScale = 0; ///< 0: no loss scaling
-  int64_t numKernels = 0;
-  /// The emitted functions: `<function>Part<i>` and `<function>`, over
-  /// `buffersType` (StepBuffers for a training step).
-  std::string function = "trainStep", partPrefix = "stepPart",
-              buffersType = "kiln::driver::StepBuffers";
-};
 
 LogicalResult Emitter::classifyArguments() {
   llvm::StringMap<unsigned> paramArg;
@@ -724,73 +649,6 @@ LogicalResult Emitter::emit(std::string &code) {
   return success();
 }
 
-LogicalResult Emitter::classifyNamedParamArguments() {
-  auto argError = [&](unsigned i) {
-    return step.emitError() << "argument #" << i << " of @" << step.getSymName() << " ";
-  };
-  bool sawOutput = false;
-  for (BlockArgument arg : step.getArguments()) {
-    unsigned i = arg.getArgNumber();
-    auto type = cast<MemRefType>(arg.getType());
-    if (auto name = step.getArgAttrOfType<StringAttr>(i, "kiln.param")) {
-      names[arg] = "const_cast<float *>(io.params[" + std::to_string(decodeParamNames.size()) + "])";
-      decodeParamNames.push_back(name.getValue().str());
-      argDecls.push_back({identifierFor("p_", name.getValue()), names[arg], name.getValue().str(),
-                          type});
-    } else if (auto cache = step.getArgAttrOfType<StringAttr>(i, "kiln.cache")) {
-      if (type.getRank() < 3 || type.getRank() > 4 || !type.getElementType().isF32())
-        return argError(i) << "(cache '" << cache.getValue() << "') is " << type
-                           << "; the driver holds f32 caches of rank 3 or 4";
-      names[arg] = "io.caches[" + std::to_string(decodeCacheNames.size()) + "]";
-      decodeCacheNames.push_back(cache.getValue().str());
-      decodeCacheTypes.push_back(type);
-      argDecls.push_back({identifierFor("cache_", cache.getValue()), names[arg],
-                          cache.getValue().str(), type});
-    } else if (auto input = step.getArgAttrOfType<StringAttr>(i, "kiln.input")) {
-      StringRef role = input.getValue();
-      if (role != "tokens" && role != "positions" && role != "targets")
-        return argError(i) << "is input '" << role
-                           << "'; decode and score programs read tokens, targets and positions";
-      if (role == "tokens") {
-        batch = type.getDimSize(0);
-        seqLen = type.getDimSize(1);
-      }
-      names[arg] = "const_cast<int32_t *>(io." + role.str() + ")";
-      argDecls.push_back({role.str(), names[arg], "", type});
-    } else if (auto output = step.getArgAttrOfType<StringAttr>(i, "kiln.output");
-               output && (output.getValue() == "logits" || output.getValue() == "logprobs")) {
-      names[arg] = "io." + output.getValue().str();
-      argDecls.push_back({output.getValue().str(), names[arg], "", type});
-      sawOutput = true;
-    } else {
-      return argError(i) << "is neither a parameter, a cache, tokens, targets, positions nor "
-                            "the logits or logprobs output of a decode or score program";
-    }
-  }
-  if (!sawOutput || batch == 0)
-    return step.emitError() << "@" << step.getSymName()
-                            << " is not a decode or score program: it needs tokens and a "
-                               "logits or logprobs output";
-  for (auto [arg, decl] : llvm::zip(step.getArguments(), argDecls))
-    names[arg] = decl.name;
-  return success();
-}
-
-LogicalResult Emitter::emitNamedParamProgram(StringRef name, StringRef buffers,
-                                             std::string &code) {
-  if (!step->getAttrOfType<IntegerAttr>(kernel::kArenaBytesAttr))
-    return step.emitError() << "@" << step.getSymName()
-                            << " has no planned arena; run kiln-plan-arena first";
-  function = name.str();
-  partPrefix = name.str() + "Part";
-  buffersType = buffers.str();
-  if (failed(classifyNamedParamArguments()))
-    return failure();
-  llvm::raw_string_ostream stream(code);
-  os = &stream;
-  return emitStep();
-}
-
 /// The programs `entry` names: @entry itself, or the per-rank programs of
 /// kiln-pipeline (`kiln.program = entry`), in stage order.
 FailureOr<SmallVector<func::FuncOp>> programsOf(ModuleOp module, StringRef entry) {
@@ -829,98 +687,9 @@ FailureOr<SmallVector<func::FuncOp>> programsOf(ModuleOp module, StringRef entry
   return out;
 }
 
-/// `namespace decode { prefill, decodeStep, kDecode }`: the decode program's
-/// two functions and its DecodeDesc.
-LogicalResult emitDecodeProgram(const DecodeModules &decode, const HostProgramInfo &info,
-                                std::string &code) {
-  auto entryOf = [](ModuleOp module) -> func::FuncOp {
-    auto f = module.lookupSymbol<func::FuncOp>("decode");
-    if (!f || f.isExternal())
-      module.emitError() << "no function @decode to emit";
-    return f && !f.isExternal() ? f : func::FuncOp();
-  };
-  func::FuncOp prefillFn = entryOf(decode.prefill), stepFn = entryOf(decode.step);
-  if (!prefillFn || !stepFn)
-    return failure();
-  Emitter prefill(prefillFn, info, 0, 1, {0, 0}), step(stepFn, info, 0, 1, {0, 0});
-  std::string prefillCode, stepCode;
-  if (failed(prefill.emitNamedParamProgram("prefill", "kiln::driver::DecodeBuffers",
-                                           prefillCode)) ||
-      failed(step.emitNamedParamProgram("decodeStep", "kiln::driver::DecodeBuffers", stepCode)))
-    return failure();
-  if (prefill.decodeParamNames != step.decodeParamNames ||
-      prefill.decodeCacheNames != step.decodeCacheNames ||
-      prefill.decodeCacheTypes != step.decodeCacheTypes || prefill.batchRows() != step.batchRows())
-    return stepFn.emitError() << "the prefill and step decode programs disagree on their "
-                                 "parameters, caches or rows";
-  if (prefill.sequenceLength() != decode.promptLen || step.sequenceLength() != 1)
-    return stepFn.emitError() << "prefill takes chunks of " << prefill.sequenceLength()
-                              << " tokens and a step " << step.sequenceLength()
-                              << "; expected " << decode.promptLen << " and 1";
-  llvm::raw_string_ostream out(code);
-  out << "namespace decode {\n\n" << prefillCode << stepCode;
-  out << "const char *const kParamNames[] = {\n";
-  for (const std::string &name : step.decodeParamNames)
-    out << "    \"" << name << "\",\n";
-  out << "};\n\nconst kiln::driver::CacheDesc kCaches[] = {\n";
-  for (auto [name, type] : llvm::zip(step.decodeCacheNames, step.decodeCacheTypes)) {
-    out << "    {\"" << name << "\", " << type.getRank() << ", {";
-    for (auto [k, d] : llvm::enumerate(type.getShape()))
-      out << (k ? ", " : "") << d;
-    out << "}},\n";
-  }
-  auto arena = [](func::FuncOp f) {
-    return f->getAttrOfType<IntegerAttr>(kernel::kArenaBytesAttr).getInt();
-  };
-  out << "};\n\nconst kiln::driver::DecodeDesc kDecode = {\n"
-      << "    kParamNames,\n"
-      << "    /*numParams=*/" << step.decodeParamNames.size() << ",\n"
-      << "    kCaches,\n"
-      << "    /*numCaches=*/" << step.decodeCacheNames.size() << ",\n"
-      << "    /*rows=*/" << step.batchRows() << ",\n"
-      << "    /*promptLen=*/" << decode.promptLen << ",\n"
-      << "    /*maxLen=*/" << decode.maxLen << ",\n"
-      << "    /*vocabSize=*/" << info.vocabSize << ",\n"
-      << "    /*prefillArenaBytes=*/" << arena(prefillFn) << "u,\n"
-      << "    /*stepArenaBytes=*/" << arena(stepFn) << "u,\n"
-      << "    prefill,\n"
-      << "    decodeStep,\n"
-      << "};\n\n} // namespace decode\n\n";
-  return success();
-}
+} // namespace detail
 
-/// `namespace grpo { score, kScore, kGrpo }`: the score program and the
-/// GRPO options.
-LogicalResult emitGrpoProgram(const GrpoProgram &grpo, const HostProgramInfo &info,
-                              std::string &code) {
-  ModuleOp module = grpo.score;
-  auto scoreFn = module.lookupSymbol<func::FuncOp>("score");
-  if (!scoreFn || scoreFn.isExternal())
-    return module.emitError() << "no function @score to emit";
-  Emitter emitter(scoreFn, info, 0, 1, {0, 0});
-  std::string scoreCode;
-  if (failed(emitter.emitNamedParamProgram("score", "kiln::driver::ScoreBuffers", scoreCode)))
-    return failure();
-  llvm::raw_string_ostream out(code);
-  out << "namespace grpo {\n\n" << scoreCode << "const char *const kParamNames[] = {\n";
-  for (const std::string &name : emitter.decodeParamNames)
-    out << "    \"" << name << "\",\n";
-  out << "};\n\nconst kiln::driver::ScoreDesc kScore = {\n"
-      << "    kParamNames,\n"
-      << "    /*numParams=*/" << emitter.decodeParamNames.size() << ",\n"
-      << "    /*rows=*/" << emitter.batchRows() << ",\n"
-      << "    /*seqLen=*/" << emitter.sequenceLength() << ",\n"
-      << "    /*arenaBytes=*/"
-      << scoreFn->getAttrOfType<IntegerAttr>(kernel::kArenaBytesAttr).getInt() << "u,\n"
-      << "    score,\n"
-      << "};\n\nconst kiln::driver::GrpoDesc kGrpo = {\n"
-      << "    " << grpo.descFields << ",\n"
-      << "    &kScore,\n"
-      << "};\n\n} // namespace grpo\n\n";
-  return success();
-}
-
-} // namespace
+using namespace detail;
 
 LogicalResult emitHostProgram(ModuleOp module, StringRef entry, const HostProgramInfo &info,
                               raw_ostream &os, const DecodeModules *decode,
