@@ -178,6 +178,13 @@ bool loadLatest(const std::string &dir, const std::vector<Tensor> &layout,
                 const std::string &specFingerprint, Checkpoint &ckpt, std::string &error,
                 int rankStateOf = -1);
 
+/// Every model tensor (parameters under their Hugging Face names, no
+/// optimizer state) of the checkpoint `<dir>/latest` names, whatever spec
+/// wrote it: what a warm start (`train --init-from`) copies by name. The
+/// whole model is read into memory.
+bool loadLatestModelTensors(const std::string &dir, std::vector<Tensor> &out,
+                            std::string &error);
+
 /// True when `<dir>/latest` exists (a run can resume from it).
 bool hasLatest(const std::string &dir);
 

@@ -468,9 +468,8 @@ bool hasLatest(const std::string &dir) {
   return ::stat((dir + "/latest").c_str(), &st) == 0;
 }
 
-bool loadLatest(const std::string &dir, const std::vector<Tensor> &layout,
-                const std::string &specFingerprint, Checkpoint &ckpt, std::string &error,
-                int rankStateOf) {
+/// The entry `<dir>/latest` names, without its line ending.
+static bool readLatestName(const std::string &dir, std::string &name, std::string &error) {
   const std::string latestPath = dir + "/latest";
   FILE *f = std::fopen(latestPath.c_str(), "r");
   if (!f) {
@@ -481,20 +480,68 @@ bool loadLatest(const std::string &dir, const std::vector<Tensor> &layout,
   char buffer[256] = {0};
   size_t n = std::fread(buffer, 1, sizeof(buffer) - 1, f);
   std::fclose(f);
-  std::string name(buffer, n);
+  name.assign(buffer, n);
   while (!name.empty() && (name.back() == '\n' || name.back() == '\r'))
     name.pop_back();
+  return true;
+}
+
+bool loadLatest(const std::string &dir, const std::vector<Tensor> &layout,
+                const std::string &specFingerprint, Checkpoint &ckpt, std::string &error,
+                int rankStateOf) {
+  std::string name;
+  if (!readLatestName(dir, name, error))
+    return false;
   const std::string singleFileSuffix = ".safetensors";
   if (isStepStem(name))
     return loadStepDirectory(dir + "/" + name, layout, specFingerprint, ckpt, rankStateOf, error);
   if (name.size() == 13 + singleFileSuffix.size() && isStepStem(name.substr(0, 13)) &&
       name.compare(13, std::string::npos, singleFileSuffix) == 0)
     return loadSingleFile(dir + "/" + name, layout, specFingerprint, ckpt, error);
-  error = latestPath +
+  error = dir + "/latest" +
           ": expected the name of a step-NNNNNNNN checkpoint directory (or of an "
           "older step-NNNNNNNN.safetensors file), got '" +
           io::oneLine(name) + "'";
   return false;
+}
+
+
+bool loadLatestModelTensors(const std::string &dir, std::vector<Tensor> &out,
+                            std::string &error) {
+  std::string name;
+  if (!readLatestName(dir, name, error))
+    return false;
+  if (!isStepStem(name)) {
+    error = dir + "/latest: names '" + name +
+            "', not a step-NNNNNNNN checkpoint directory; warm starts read those";
+    return false;
+  }
+  const std::string stepDir = dir + "/" + name;
+  Index index;
+  if (!readIndex(stepDir + "/" + kIndexName, index, error))
+    return false;
+  std::map<std::string, std::vector<std::string>> byFile;
+  for (const auto &[tensor, file] : index.weightMap)
+    byFile[file].push_back(tensor);
+  out.clear();
+  for (const auto &[file, tensors] : byFile) {
+    auto reader = safetensors::Reader::open(stepDir + "/" + file, error);
+    if (!reader)
+      return false;
+    for (const std::string &tensor : tensors) {
+      const safetensors::TensorInfo *info = reader->find(tensor);
+      std::vector<double> values;
+      if (!info) {
+        error = stepDir + "/" + file + ": has no tensor '" + tensor + "', which " + kIndexName +
+                " puts there";
+        return false;
+      }
+      if (!reader->readAsDouble(tensor, values, error))
+        return false;
+      out.push_back({tensor, info->shape, std::vector<float>(values.begin(), values.end())});
+    }
+  }
+  return true;
 }
 
 } // namespace kiln::checkpoint

@@ -31,6 +31,8 @@ const FlagInfo kFlags[] = {
     {"--checkpoint-dir", "D", Kind::Path, "directory for checkpoints (created if missing)"},
     {"--checkpoint-every", "N", Kind::Count, "save a checkpoint every N steps (needs --checkpoint-dir)"},
     {"--resume", "", Kind::Switch, "continue from <checkpoint-dir>/latest"},
+    {"--init-from", "D", Kind::Path,
+     "start from the parameters of D/latest (any stage's run of this model), fresh optimizer"},
     {"--log", "FILE.jsonl", Kind::Path, "append one JSON object of metrics per step to FILE"},
     {"--threads", "N", Kind::Threads, "CPU threads to use", Mode::Both},
     {"--seed", "N", Kind::Seed,
@@ -262,6 +264,8 @@ bool parseInto(const std::vector<std::string> &args, TrainOptions &options, std:
         options.generatePath = value;
       else if (name == "--checkpoint")
         options.loadCheckpoint = value;
+      else if (name == "--init-from")
+        options.initFrom = value;
       else if (name == "--out")
         options.outPath = value;
       else
@@ -307,6 +311,11 @@ bool parseInto(const std::vector<std::string> &args, TrainOptions &options, std:
     }
   if (options.resume && options.checkpointDir.empty()) {
     error = "--resume needs --checkpoint-dir D to say where to resume from";
+    return false;
+  }
+  if (options.resume && !options.initFrom.empty()) {
+    error = "--init-from starts a new run from another run's parameters and --resume continues "
+            "this one; give one of them";
     return false;
   }
   if (options.checkpointEvery != 0 && options.checkpointDir.empty()) {

@@ -3,7 +3,7 @@
 // A generated training executable is run as
 //
 //   train [--data FILE] [--steps N] [--checkpoint-dir D]
-//         [--checkpoint-every N] [--resume] [--log FILE.jsonl]
+//         [--checkpoint-every N] [--resume | --init-from D] [--log FILE.jsonl]
 //         [--threads N] [--seed N] [--save-grads FILE] [--help]
 //
 // or, to sample completions from the model (Generate.h), as
@@ -55,6 +55,8 @@ struct TrainOptions {
   std::string checkpointDir;   ///< --checkpoint-dir; empty: no checkpoints.
   uint64_t checkpointEvery = 0;///< --checkpoint-every; 0: only at the end.
   bool resume = false;         ///< --resume from <checkpointDir>/latest.
+  std::string initFrom;        ///< --init-from D: parameters of D/latest, by name
+                               ///< (warm start: step 0, fresh optimizer).
   std::string logPath;         ///< --log; empty: no metrics file.
   uint64_t threads = 0;        ///< --threads; 0: all hardware threads.
   uint64_t seed = 0;           ///< --seed; default from the spec.

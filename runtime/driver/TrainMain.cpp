@@ -209,6 +209,47 @@ void setThreads(uint64_t threads) {
   openblas_set_num_threads(n);
 }
 
+/// Copies the parameters of `dir`'s latest checkpoint into `state` by HF
+/// name: every tensor the rank holds must be there with its shape; tensors
+/// it does not hold (another stage's MTP modules, say) are left, and counted
+/// in a note.
+bool warmStart(const std::string &dir, const std::vector<ParamLayout> &layouts, TrainState &state,
+               bool lead, std::string &error) {
+  std::vector<checkpoint::Tensor> tensors;
+  if (!checkpoint::loadLatestModelTensors(dir, tensors, error)) {
+    error = "--init-from: " + error;
+    return false;
+  }
+  std::map<std::string, const checkpoint::Tensor *> byName;
+  for (const checkpoint::Tensor &t : tensors)
+    byName[t.name] = &t;
+  size_t used = 0;
+  for (size_t i = 0; i < layouts.size(); ++i) {
+    const ParamLayout &l = layouts[i];
+    for (size_t e = 0; e < l.hfNames.size(); ++e) {
+      auto it = byName.find(l.hfNames[e]);
+      if (it == byName.end() || it->second->shape != l.hfShape) {
+        error = "--init-from " + dir + ": " +
+                (it == byName.end() ? "has no tensor '" + l.hfNames[e] + "'"
+                                    : "'" + l.hfNames[e] + "' has another shape") +
+                "; expected a checkpoint of this model (any stage)";
+        return false;
+      }
+      std::copy(it->second->values.begin(), it->second->values.end(),
+                state.params[i].data() + e * l.perStored);
+      ++used;
+    }
+  }
+  if (lead)
+    std::fprintf(stderr, "initialised %zu tensors from %s/latest%s\n", used, dir.c_str(),
+                 used < tensors.size()
+                     ? (" (" + std::to_string(tensors.size() - used) +
+                        " tensors this model does not have were left out)")
+                           .c_str()
+                     : "");
+  return true;
+}
+
 int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
         const DecodeDesc *decode, const GrpoDesc *grpo) {
   // 1. Flags.
@@ -311,6 +352,10 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
   TrainState state;
   state.bf16Moments = model.bf16Moments;
   if (!initState(layouts, options.seed, /*seeded=*/!options.resume, state, error))
+    return failJob(error);
+  // --init-from: another run's parameters (an SFT model for GRPO, say),
+  // by Hugging Face name; the optimizer starts fresh at step 0.
+  if (!options.initFrom.empty() && !warmStart(options.initFrom, layouts, state, ranks.lead(), error))
     return failJob(error);
   const bool lossScaling = model.initialLossScale > 0;
   if (lossScaling) // GradScaler's start; a checkpoint's state replaces it below.

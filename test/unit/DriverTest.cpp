@@ -103,6 +103,11 @@ TEST(CommandLine, HelpWins) {
 
 TEST(CommandLine, UnknownFlagSuggestsClosest) {
   EXPECT_EQ(parseError({"--step", "3"}), "unknown flag '--step'; did you mean '--steps'? (see --help)");
+  // --init-from starts a new run; --resume continues this one.
+  EXPECT_EQ(parseOk({"--init-from", "sft/ck"}).initFrom, "sft/ck");
+  EXPECT_EQ(parseError({"--init-from", "sft/ck", "--checkpoint-dir", "d", "--resume"}),
+            "--init-from starts a new run from another run's parameters and --resume continues "
+            "this one; give one of them");
   EXPECT_EQ(parseError({"--checkpoint-evry", "3"}),
             "unknown flag '--checkpoint-evry'; did you mean '--checkpoint-every'? (see --help)");
   EXPECT_EQ(parseError({"--threds=2"}), "unknown flag '--threds'; did you mean '--threads'? (see --help)");

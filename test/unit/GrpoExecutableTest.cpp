@@ -11,6 +11,8 @@
 //     same losses, rewards and metrics;
 //   - resuming from a checkpoint continues bit-exactly (the reference model
 //     is checkpointed; problems and sampling are seeded by step);
+//   - --init-from starts GRPO from another stage's checkpoint of the model
+//     (its MTP tensors left out), which also becomes the reference model;
 //   - --data is refused, saying so.
 //
 //===----------------------------------------------------------------------===//
@@ -143,6 +145,73 @@ TEST_P(GrpoExecutable, ResumeIsBitExact) {
               GetParam().c_str(), number(split[2], "kl"), number(split[3], "kl"),
               number(split[2], "loss"), number(split[3], "loss"), a.size());
 
+}
+
+TEST_P(GrpoExecutable, InitFromAnotherStage) {
+  ASSERT_FALSE(tmp.empty());
+  const std::string dir = built(GetParam());
+  // A pretraining run of the same model (with MTP for r1-tiny, which GRPO
+  // does not build), 3 steps, then GRPO warm-started from it.
+  const std::string model = GetParam() == "r1" ? "r1-tiny" : "dense-tiny";
+  const std::string pre = tmp + "/pre-" + GetParam();
+  std::vector<std::string> args = {binDir + "/kilnc", root + "/models/" + model + ".json", "-o",
+                                   pre};
+  RunResult r = run(args);
+  ASSERT_EQ(r.exitCode, 0) << describe(args, r);
+  args = {pre + "/train", "--steps", "3", "--threads", kThreads, "--checkpoint-dir", pre + "/ck"};
+  r = run(args);
+  ASSERT_EQ(r.exitCode, 0) << describe(args, r);
+  args = {dir + "/train", "--steps", "1", "--threads", kThreads, "--init-from", pre + "/ck",
+          "--log", tmp + "/warm.jsonl", "--checkpoint-dir", tmp + "/warm-ck"};
+  r = run(args);
+  ASSERT_EQ(r.exitCode, 0) << describe(args, r);
+  EXPECT_NE(r.err.find("initialised"), std::string::npos) << r.err;
+  if (GetParam() == "r1") {
+    EXPECT_NE(r.err.find("this model does not have were left out"), std::string::npos) << r.err;
+  }
+  // The reference is the warm-started model: no KL at the first update.
+  std::vector<LogLine> log = readLog(tmp + "/warm.jsonl");
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(number(log[0], "kl"), 0.0);
+  // The GRPO run's parameters started from the pretrained ones: one AdamW
+  // step (warmup lr 1.5e-4) from them, where the pretrained ones are three
+  // (1.5e-4 + 3e-4 + 4.5e-4) from the seeded initial model (kilnc
+  // --save-params); a run that ignored --init-from would be ~1e-3 away.
+  args = {binDir + "/kilnc", root + "/models/" + model + ".json", "--save-params",
+          pre + "/init.safetensors"};
+  ASSERT_EQ(run(args).exitCode, 0);
+  std::string error;
+  auto read = [&](const std::string &path, std::vector<double> &out) {
+    auto reader = kiln::safetensors::Reader::open(path, error);
+    return reader && reader->readAsDouble("model.embed_tokens.weight", out, error);
+  };
+  std::vector<double> warm, pretrained, initial;
+  ASSERT_TRUE(read(tmp + "/warm-ck/step-00000001/model-00001-of-00001.safetensors", warm) &&
+              read(pre + "/ck/step-00000003/model-00001-of-00001.safetensors", pretrained) &&
+              read(pre + "/init.safetensors", initial))
+      << error;
+  double fromPretrained = 0, pretrainedFromInitial = 0;
+  for (size_t i = 0; i < warm.size(); ++i) {
+    fromPretrained = std::max(fromPretrained, std::fabs(warm[i] - pretrained[i]));
+    pretrainedFromInitial = std::max(pretrainedFromInitial, std::fabs(pretrained[i] - initial[i]));
+  }
+  std::printf("[%s] warm start: embed_tokens after one GRPO step within %g of the pretrained "
+              "model, which is %g from the initial one\n",
+              GetParam().c_str(), fromPretrained, pretrainedFromInitial);
+  EXPECT_LT(fromPretrained, 0.25 * pretrainedFromInitial);
+
+  // Another model's checkpoint is refused, naming a missing tensor.
+  const std::string other = GetParam() == "r1" ? "dense-tiny" : "r1-tiny";
+  args = {binDir + "/kilnc", root + "/models/" + other + ".json", "-o", tmp + "/other"};
+  ASSERT_EQ(run(args).exitCode, 0);
+  args = {tmp + "/other/train", "--steps", "1", "--threads", kThreads, "--checkpoint-dir",
+          tmp + "/other/ck"};
+  ASSERT_EQ(run(args).exitCode, 0);
+  args = {dir + "/train", "--steps", "1", "--init-from", tmp + "/other/ck"};
+  r = run(args);
+  EXPECT_EQ(r.exitCode, 1) << describe(args, r);
+  EXPECT_NE(r.err.find("expected a checkpoint of this model"), std::string::npos) << r.err;
+  fs::remove_all(tmp + "/other");
 }
 
 TEST_P(GrpoExecutable, RefusesWhatIsNotBuiltYet) {
