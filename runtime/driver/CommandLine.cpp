@@ -1,6 +1,7 @@
 //===- CommandLine.cpp - The training executable's flags ------------------===//
 
 #include "runtime/driver/CommandLine.h"
+#include "runtime/data/SyntheticCorpus.h"
 
 #include <algorithm>
 #include <cctype>
@@ -34,6 +35,9 @@ const FlagInfo kFlags[] = {
     {"--init-from", "D", Kind::Path,
      "start from the parameters of D/latest (any stage's run of this model), fresh optimizer"},
     {"--log", "FILE.jsonl", Kind::Path, "append one JSON object of metrics per step to FILE"},
+    {"--corpus-format", "F", Kind::Path,
+     "the built-in corpus' answers: plain (\"85\") or reasoning (R1's <think>...</think>"
+     "<answer>...</answer>, for SFT cold start); pass the same one to --resume"},
     {"--threads", "N", Kind::Threads, "CPU threads to use", Mode::Both},
     {"--seed", "N", Kind::Seed,
      "random seed (initial model, data, and --generate's sampling)",
@@ -266,6 +270,15 @@ bool parseInto(const std::vector<std::string> &args, TrainOptions &options, std:
         options.loadCheckpoint = value;
       else if (name == "--init-from")
         options.initFrom = value;
+      else if (name == "--corpus-format") {
+        data::AnswerFormat format;
+        std::string why;
+        if (!data::parseAnswerFormat(value, format, why)) {
+          error = "--corpus-format " + value + ": expected plain or reasoning";
+          return false;
+        }
+        options.corpusFormat = value;
+      }
       else if (name == "--out")
         options.outPath = value;
       else
@@ -311,6 +324,11 @@ bool parseInto(const std::vector<std::string> &args, TrainOptions &options, std:
     }
   if (options.resume && options.checkpointDir.empty()) {
     error = "--resume needs --checkpoint-dir D to say where to resume from";
+    return false;
+  }
+  if (options.corpusFormat != "plain" && !options.dataPath.empty()) {
+    error = "--corpus-format chooses the built-in corpus' answers, and --data reads a token file "
+            "instead; give one of them";
     return false;
   }
   if (options.resume && !options.initFrom.empty()) {

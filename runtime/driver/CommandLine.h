@@ -55,6 +55,7 @@ struct TrainOptions {
   std::string checkpointDir;   ///< --checkpoint-dir; empty: no checkpoints.
   uint64_t checkpointEvery = 0;///< --checkpoint-every; 0: only at the end.
   bool resume = false;         ///< --resume from <checkpointDir>/latest.
+  std::string corpusFormat = "plain"; ///< --corpus-format: the built-in corpus' answers
   std::string initFrom;        ///< --init-from D: parameters of D/latest, by name
                                ///< (warm start: step 0, fresh optimizer).
   std::string logPath;         ///< --log; empty: no metrics file.

@@ -128,10 +128,15 @@ std::optional<data::TokenLoader> openData(const TrainOptions &options, const Mod
     return std::nullopt;
   }
   data::CorpusTokens corpus;
-  if (!data::generateCorpus(seed, data::CorpusOptions{}, kSyntheticTokens, corpus, error))
+  data::CorpusOptions corpusOptions;
+  if (!data::parseAnswerFormat(options.corpusFormat, corpusOptions.format, error))
+    return std::nullopt;
+  if (!data::generateCorpus(seed, corpusOptions, kSyntheticTokens, corpus, error))
     return std::nullopt;
   return data::TokenLoader::fromMemory(
-      "synthetic arithmetic corpus (seed " + std::to_string(seed) + ")", std::move(corpus.tokens),
+      "synthetic arithmetic corpus (seed " + std::to_string(seed) + ", " +
+          options.corpusFormat + " answers)",
+      std::move(corpus.tokens),
       std::move(corpus.answerMask), rows, seqLen, error, vocab);
 }
 

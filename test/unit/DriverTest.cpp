@@ -103,6 +103,14 @@ TEST(CommandLine, HelpWins) {
 
 TEST(CommandLine, UnknownFlagSuggestsClosest) {
   EXPECT_EQ(parseError({"--step", "3"}), "unknown flag '--step'; did you mean '--steps'? (see --help)");
+  // The built-in corpus' answer format.
+  EXPECT_EQ(parseOk({}).corpusFormat, "plain");
+  EXPECT_EQ(parseOk({"--corpus-format", "reasoning"}).corpusFormat, "reasoning");
+  EXPECT_EQ(parseError({"--corpus-format", "cot"}),
+            "--corpus-format cot: expected plain or reasoning");
+  EXPECT_EQ(parseError({"--corpus-format", "reasoning", "--data", "x.bin"}),
+            "--corpus-format chooses the built-in corpus' answers, and --data reads a token file "
+            "instead; give one of them");
   // --init-from starts a new run; --resume continues this one.
   EXPECT_EQ(parseOk({"--init-from", "sft/ck"}).initFrom, "sft/ck");
   EXPECT_EQ(parseError({"--init-from", "sft/ck", "--checkpoint-dir", "d", "--resume"}),

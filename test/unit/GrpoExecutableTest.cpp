@@ -214,6 +214,35 @@ TEST_P(GrpoExecutable, InitFromAnotherStage) {
   fs::remove_all(tmp + "/other");
 }
 
+// R1's cold start: SFT on answers written <think>steps</think><answer>n</answer>
+// (--corpus-format reasoning), the loss on the answers alone.
+TEST_P(GrpoExecutable, SftColdStartOnReasoningAnswers) {
+  ASSERT_FALSE(tmp.empty());
+  const std::string model = GetParam() == "r1" ? "r1-tiny" : "dense-tiny";
+  const std::string spec = tmp + "/sft-" + GetParam() + ".json";
+  std::string text = readFile(root + "/models/" + model + ".json");
+  const std::string from = "\"stage\": \"pretrain\"";
+  ASSERT_NE(text.find(from), std::string::npos);
+  text.replace(text.find(from), from.size(), "\"stage\": \"sft\"");
+  writeFile(spec, text);
+  const std::string dir = tmp + "/sft-" + GetParam() + "-exe";
+  std::vector<std::string> args = {binDir + "/kilnc", spec, "-o", dir};
+  ASSERT_EQ(run(args).exitCode, 0);
+  std::vector<double> losses;
+  for (const char *format : {"plain", "reasoning"}) {
+    const std::string log = tmp + "/sft-" + format + ".jsonl";
+    args = {dir + "/train", "--steps", "2", "--threads", kThreads, "--corpus-format", format,
+            "--log", log};
+    RunResult r = run(args);
+    ASSERT_EQ(r.exitCode, 0) << describe(args, r);
+    EXPECT_NE(r.err.find(std::string(format) + " answers"), std::string::npos) << r.err;
+    losses.push_back(number(readLog(log)[0], "loss"));
+  }
+  std::printf("[%s] SFT step-1 loss on plain answers %g, on reasoning answers %g\n",
+              GetParam().c_str(), losses[0], losses[1]);
+  EXPECT_NE(losses[0], losses[1]);
+}
+
 TEST_P(GrpoExecutable, RefusesWhatIsNotBuiltYet) {
   ASSERT_FALSE(tmp.empty());
   const std::string dir = built(GetParam());
