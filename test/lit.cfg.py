@@ -19,5 +19,5 @@ llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.kiln_tools_dir, append_path=True)
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.add_tool_substitutions(
-    ["kiln-opt", "kilnc", "kiln-run", "split-file"],
+    ["kiln-opt", "kilnc", "kiln-run", "kiln-corpus", "split-file"],
     [config.kiln_tools_dir, config.llvm_tools_dir])
