@@ -32,6 +32,9 @@ const FlagInfo kFlags[] = {
     {"--checkpoint-dir", "D", Kind::Path, "directory for checkpoints (created if missing)"},
     {"--checkpoint-every", "N", Kind::Count, "save a checkpoint every N steps (needs --checkpoint-dir)"},
     {"--resume", "", Kind::Switch, "continue from <checkpoint-dir>/latest"},
+    {"--rollouts", "FILE.json", Kind::Path,
+     "GRPO: train every step on these fixed rollouts instead of sampling (to check a step "
+     "against a reference)"},
     {"--init-from", "D", Kind::Path,
      "start from the parameters of D/latest (any stage's run of this model), fresh optimizer"},
     {"--log", "FILE.jsonl", Kind::Path, "append one JSON object of metrics per step to FILE"},
@@ -270,6 +273,8 @@ bool parseInto(const std::vector<std::string> &args, TrainOptions &options, std:
         options.loadCheckpoint = value;
       else if (name == "--init-from")
         options.initFrom = value;
+      else if (name == "--rollouts")
+        options.rolloutsPath = value;
       else if (name == "--corpus-format") {
         data::AnswerFormat format;
         std::string why;

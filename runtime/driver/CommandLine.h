@@ -56,6 +56,7 @@ struct TrainOptions {
   uint64_t checkpointEvery = 0;///< --checkpoint-every; 0: only at the end.
   bool resume = false;         ///< --resume from <checkpointDir>/latest.
   std::string corpusFormat = "plain"; ///< --corpus-format: the built-in corpus' answers
+  std::string rolloutsPath;    ///< --rollouts: GRPO's fixed rollouts (GrpoRollout.h)
   std::string initFrom;        ///< --init-from D: parameters of D/latest, by name
                                ///< (warm start: step 0, fresh optimizer).
   std::string logPath;         ///< --log; empty: no metrics file.

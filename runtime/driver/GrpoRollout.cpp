@@ -7,11 +7,74 @@
 #include "runtime/driver/Timer.h"
 #include "runtime/kernels/GrpoMath.h"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 namespace kiln::driver {
+
+bool readRollouts(const std::string &path, const ModelDesc &model, const GrpoBatch &batch,
+                  std::string &error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = "--rollouts " + path + ": cannot read";
+    return false;
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string body = text.str();
+  nlohmann::json doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    error = "--rollouts " + path + ": not a JSON object";
+    return false;
+  }
+  const int64_t rows = model.batch, T = model.seqLen;
+  // Each field: `rows` values, or `rows` rows of T, each checked by `valid`.
+  auto read = [&](const char *field, bool perToken, auto store, auto valid) {
+    const std::string where = "--rollouts " + path + ": " + field;
+    if (!doc.contains(field) || !doc[field].is_array() || int64_t(doc[field].size()) != rows) {
+      error = where + ": expected " + std::to_string(rows) + (perToken ? " rows" : " numbers") +
+              " (the step's rows)";
+      return false;
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      const nlohmann::json &row = doc[field][size_t(r)];
+      if (perToken && (!row.is_array() || int64_t(row.size()) != T)) {
+        error = where + ": row " + std::to_string(r) + ": expected " + std::to_string(T) +
+                " values (train.seq_len)";
+        return false;
+      }
+      for (int64_t t = 0; t < (perToken ? T : 1); ++t) {
+        const nlohmann::json &v = perToken ? row[size_t(t)] : row;
+        if (!v.is_number() || !std::isfinite(v.get<double>()) || !valid(v.get<double>())) {
+          error = where + ": row " + std::to_string(r) + ", position " + std::to_string(t) +
+                  ": " + v.dump() + " is not a valid value";
+          return false;
+        }
+        store(r * (perToken ? T : 1) + t, v.get<double>());
+      }
+    }
+    return true;
+  };
+  auto anyNumber = [](double) { return true; };
+  auto tokenId = [&](double v) { return v == std::floor(v) && v >= 0 && v < model.vocabSize; };
+  return read("tokens", true, [&](int64_t i, double v) { batch.tokens[i] = int32_t(v); },
+              tokenId) &&
+         read("targets", true, [&](int64_t i, double v) { batch.targets[i] = int32_t(v); },
+              tokenId) &&
+         read("loss_mask", true, [&](int64_t i, double v) { batch.lossMask[i] = float(v); },
+              [](double v) { return v == 0 || v == 1; }) &&
+         read("old_logprobs", true, [&](int64_t i, double v) { batch.oldLogprobs[i] = float(v); },
+              anyNumber) &&
+         read("ref_logprobs", true, [&](int64_t i, double v) { batch.refLogprobs[i] = float(v); },
+              anyNumber) &&
+         read("advantages", false, [&](int64_t i, double v) { batch.advantages[i] = float(v); },
+              anyNumber);
+}
 
 std::optional<GrpoRollout> GrpoRollout::create(const ModelDesc &model, const DecodeDesc &decode,
                                                const GrpoDesc &grpo,

@@ -45,6 +45,14 @@ struct GrpoBatch {
   float *lossMask, *advantages, *oldLogprobs, *refLogprobs;
 };
 
+/// Reads fixed rollouts into `batch` (`train --rollouts FILE.json`, to
+/// check a GRPO step against a reference): one JSON object with "tokens",
+/// "targets", "loss_mask", "old_logprobs", "ref_logprobs" ([rows][seqLen])
+/// and "advantages" ([rows]) of the step's shape; ids in [0, vocab), mask
+/// values 0 or 1, every number finite. Errors name the file and field.
+bool readRollouts(const std::string &path, const ModelDesc &model, const GrpoBatch &batch,
+                  std::string &error);
+
 class GrpoRollout {
 public:
   /// Binds the decode and score programs' parameters by name to the

@@ -321,6 +321,9 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
   if (grpo && !decode)
     return failJob("this GRPO executable has no decode program to sample rollouts with; "
                    "rebuild it with kilnc");
+  if (!grpo && !options.rolloutsPath.empty())
+    return failJob("--rollouts: this executable's step is not GRPO (train.stage \"" +
+                   std::string(stageZero.sft ? "sft" : "pretrain") + "\")");
   if (grpo && !options.dataPath.empty())
     return failJob("--data: a GRPO run samples its rollouts from the built-in arithmetic "
                    "corpus; run without --data");
@@ -603,6 +606,9 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
            : std::nullopt;
   if (grpo && !rollout)
     return failJob(error);
+  const bool fixedRollouts = grpo && !options.rolloutsPath.empty();
+  if (fixedRollouts && !readRollouts(options.rolloutsPath, model, grpoBatch, error))
+    return failJob(error);
   if (grpo) {
     // The reference model is checkpointed with the rank's state, and a
     // resumed run continues with the one the checkpoint holds.
@@ -645,7 +651,9 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
   for (uint64_t s = startStep + 1; s <= options.steps; ++s) {
     timer.lap(); // Starts this step's lap; saving the previous one is not step time.
     StepMetrics metrics;
-    if (grpo) {
+    if (fixedRollouts) {
+      // --rollouts: the same given batch every step.
+    } else if (grpo) {
       // GRPO: the batch is this step's rollouts of the current policy.
       if (!rollout->prepare(seed, s, grpoBatch, metrics, error))
         return stop(error);

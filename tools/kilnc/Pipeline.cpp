@@ -362,10 +362,6 @@ bool checkHostTarget(const frontend::Spec &spec, std::string &error) {
                       std::to_string(t.grpo.samplesPerPrompt) + " samples is not the step's " +
                       std::to_string(rows) + " rows (micro_batch x microbatches); expected " +
                       "prompts_per_step x samples_per_prompt = " + std::to_string(rows));
-    if (t.generate.maxLen < t.seqLen + 1)
-      return fail("train.generate.max_len",
-                  std::to_string(t.generate.maxLen) + " cannot hold a rollout the step trains " +
-                      "on: expected at least seq_len + 1 = " + std::to_string(t.seqLen + 1));
   }
   return true;
 }
