@@ -359,6 +359,9 @@ LogicalResult Emitter::emitModelDesc() {
       << "    /*bf16Moments=*/" << (bf16MomentArgs ? "true" : "false") << ",\n"
       << "    /*pp=*/" << pp << ",\n"
       << "    /*stage=*/" << stage << ",\n";
+  if (!info.curriculum.empty())
+    *os << "    /*curriculum=*/kCurriculum,\n"
+        << "    /*numCurriculum=*/" << info.curriculum.size() << ",\n";
   *os << "};\n\n";
   return success();
 }
@@ -691,6 +694,18 @@ FailureOr<SmallVector<func::FuncOp>> programsOf(ModuleOp module, StringRef entry
 
 using namespace detail;
 
+/// train.curriculum's stages for the ModelDescs to point at.
+static std::string curriculumTable(const HostProgramInfo &info) {
+  if (info.curriculum.empty())
+    return "";
+  std::string table = "// train.curriculum: the corpus' difficulty by steps.\n"
+                      "const kiln::driver::CurriculumStage kCurriculum[] = {\n";
+  for (const auto &[until, digits, ops] : info.curriculum)
+    table += "    {/*untilStep=*/" + std::to_string(until) + "u, /*maxDigits=*/" +
+             std::to_string(digits) + ", /*maxOps=*/" + std::to_string(ops) + "},\n";
+  return table + "};\n\n";
+}
+
 LogicalResult emitHostProgram(ModuleOp module, StringRef entry, const HostProgramInfo &info,
                               raw_ostream &os, const DecodeModules *decode,
                               const GrpoProgram *grpo) {
@@ -756,6 +771,7 @@ LogicalResult emitHostProgram(ModuleOp module, StringRef entry, const HostProgra
      << "#include \"runtime/kernels/Sparsity24.h\"\n\n"
      << "#include <cmath>\n#include <cstdint>\n#include <string>\n\n"
      << "namespace {\n\n"
+     << curriculumTable(info)
      << code << decodeCode << grpoCode << "} // namespace\n\n"
      << "int main(int argc, char **argv) {\n";
   if (stages == 1) {

@@ -14,7 +14,9 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <array>
 #include <cstdint>
+#include <vector>
 #include <string>
 
 namespace kiln::codegen {
@@ -28,6 +30,8 @@ struct HostProgramInfo {
   bool sft = false;
   uint64_t defaultSteps = 1;
   uint64_t defaultSeed = 0;
+  /// train.curriculum: (until_step, max_digits, max_ops) per stage.
+  std::vector<std::array<int64_t, 3>> curriculum;
 };
 
 /// The decode program emitted next to the step (frontend/DecodeGen.cpp),

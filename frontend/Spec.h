@@ -133,6 +133,14 @@ struct GenerateConfig {
 /// train.grpo (stage "grpo"): GRPO as DeepSeekMath and R1 train, with the
 /// knobs of TRL's GRPOTrainer / verl. See kiln.grpo_loss (KilnLossOps.td)
 /// for the loss terms.
+/// One stage of train.curriculum: the built-in arithmetic corpus' (and
+/// GRPO's problems') difficulty up to and including step `untilStep` (0: to
+/// the end of training; only the last stage).
+struct CurriculumStage {
+  int64_t untilStep = 0;
+  int64_t maxDigits = 2, maxOps = 3;
+};
+
 struct GrpoConfig {
   int64_t promptsPerStep = 0;     ///< P; default: micro_batch x dp / samples
   int64_t samplesPerPrompt = 4;   ///< G, the group size
@@ -186,6 +194,10 @@ struct TrainConfig {
   SparsityConfig sparsity;
   GenerateConfig generate;
   GrpoConfig grpo;
+  /// train.curriculum: [{"until_step": 200, "max_digits": 1, "max_ops": 1},
+  /// ..., {"max_digits": 2, "max_ops": 3}]; empty: the corpus defaults
+  /// (2 digits, 3 operations) throughout.
+  std::vector<CurriculumStage> curriculum;
   double biasUpdateSpeed = 0.001;
   double auxLossAlpha = 0.0;
   double mtpLossWeight = 0.3;

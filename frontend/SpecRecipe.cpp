@@ -28,7 +28,7 @@ const std::vector<std::string> kTrainKeys = {
     "schedule",        "grad_clip",       "label_smoothing",
     "precision",       "high_precision",  "low_precision",
     "loss_scale",      "checkpointing",   "sparsity",
-    "generate",        "grpo",            "bias_update_speed", "aux_loss_alpha", "mtp_loss_weight"};
+    "generate",        "grpo",            "curriculum",      "bias_update_speed", "aux_loss_alpha", "mtp_loss_weight"};
 const std::vector<std::string> kOptimizerKeys = {"lr", "betas", "eps",
                                                  "weight_decay", "state_dtype"};
 const std::vector<std::string> kScheduleKeys = {"warmup_steps", "min_lr"};
@@ -271,6 +271,41 @@ void parseGrpo(const Fields &t, TrainConfig &c) {
   }
 }
 
+void parseCurriculum(const Fields &t, TrainConfig &c) {
+  if (!t.hasNonNull("curriculum"))
+    return;
+  const Json &list = *t.at("curriculum").value;
+  if (!list.is_array() || list.empty())
+    t.failAt("curriculum", "found " + describe(list) +
+                               "; expected a non-empty array of stages, e.g. [{\"until_step\": "
+                               "200, \"max_digits\": 1, \"max_ops\": 1}, {\"max_digits\": 2}]");
+  int64_t previous = 0;
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (!list[i].is_object())
+      t.failAt("curriculum", "stage " + std::to_string(i) + " is " + describe(list[i]) +
+                                 "; expected an object");
+    Fields f(list[i], t.file(), "train.curriculum[" + std::to_string(i) + "]");
+    f.rejectUnknown({"until_step", "max_digits", "max_ops"});
+    CurriculumStage stage;
+    const bool last = i + 1 == list.size();
+    if (!last && !f.has("until_step"))
+      f.failAt("until_step", "missing; every stage but the last ends at a step");
+    if (last && f.has("until_step"))
+      f.failAt("until_step", "the last stage runs to the end of training; leave until_step out");
+    if (!last) {
+      stage.untilStep = f.intAtLeast("until_step", 1, previous + 1);
+      previous = stage.untilStep;
+    }
+    stage.maxDigits = f.intAtLeast("max_digits", stage.maxDigits, 1);
+    if (stage.maxDigits > 9)
+      f.failAt("max_digits", std::to_string(stage.maxDigits) + " is out of range; expected 1..9");
+    stage.maxOps = f.intAtLeast("max_ops", stage.maxOps, 1);
+    if (stage.maxOps > 8)
+      f.failAt("max_ops", std::to_string(stage.maxOps) + " is out of range; expected 1..8");
+    c.curriculum.push_back(stage);
+  }
+}
+
 } // namespace
 
 TrainConfig parseTrain(const Json &train, const std::string &file) {
@@ -324,6 +359,7 @@ TrainConfig parseTrain(const Json &train, const std::string &file) {
   parseSparsity(t, c);
   parseGenerate(t, c);
   parseGrpo(t, c);
+  parseCurriculum(t, c);
   c.biasUpdateSpeed =
       t.doubleAtLeast("bias_update_speed", c.biasUpdateSpeed, 0.0, false);
   c.auxLossAlpha = t.doubleAtLeast("aux_loss_alpha", c.auxLossAlpha, 0.0, false);

@@ -1,6 +1,7 @@
 //===- GrpoRollout.cpp - One GRPO step's rollouts, rewards and batch ------===//
 
 #include "runtime/driver/GrpoRollout.h"
+#include "runtime/driver/Curriculum.h"
 #include "runtime/driver/Generate.h"
 #include "runtime/driver/GrpoAdvantages.h"
 #include "runtime/driver/GrpoRewards.h"
@@ -147,7 +148,9 @@ bool GrpoRollout::prepare(uint64_t seed, uint64_t step, const GrpoBatch &batch,
   const int64_t P = grpo->promptsPerStep, G = grpo->samplesPerPrompt;
   const int64_t rows = model->batch, T = model->seqLen;
   std::vector<data::ArithmeticProblem> problems;
-  if (!drawStepProblems(seed, step, P, data::CorpusOptions{}, problems, error))
+  if (!drawStepProblems(seed, step, P,
+                        curriculumOptions(*model, step, data::AnswerFormat::Plain), problems,
+                        error))
     return false;
   std::vector<std::vector<int32_t>> prompts;
   std::vector<std::string> promptTexts;

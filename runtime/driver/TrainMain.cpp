@@ -16,6 +16,7 @@
 #include "runtime/driver/ActionTrace.h"
 #include "runtime/driver/CommandLine.h"
 #include "runtime/driver/Generate.h"
+#include "runtime/driver/Curriculum.h"
 #include "runtime/driver/GrpoRollout.h"
 #include "runtime/driver/KernelProfile.h"
 #include "runtime/driver/MemoryCheck.h"
@@ -128,14 +129,17 @@ std::optional<data::TokenLoader> openData(const TrainOptions &options, const Mod
     return std::nullopt;
   }
   data::CorpusTokens corpus;
-  data::CorpusOptions corpusOptions;
-  if (!data::parseAnswerFormat(options.corpusFormat, corpusOptions.format, error))
-    return std::nullopt;
-  if (!data::generateCorpus(seed, corpusOptions, kSyntheticTokens, corpus, error))
+  data::AnswerFormat format;
+  if (!data::parseAnswerFormat(options.corpusFormat, format, error) ||
+      !curriculumCorpus(model, seed, rows * seqLen, kSyntheticTokens, format, corpus, error))
     return std::nullopt;
   return data::TokenLoader::fromMemory(
       "synthetic arithmetic corpus (seed " + std::to_string(seed) + ", " +
-          options.corpusFormat + " answers)",
+          options.corpusFormat + " answers" +
+          (model.numCurriculum ? ", a curriculum of " + std::to_string(model.numCurriculum) +
+                                     " stages"
+                               : std::string()) +
+          ")",
       std::move(corpus.tokens),
       std::move(corpus.answerMask), rows, seqLen, error, vocab);
 }

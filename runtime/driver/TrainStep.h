@@ -53,6 +53,13 @@ struct ParamDesc {
   bool sparse = false;
 };
 
+/// One stage of train.curriculum (frontend/Spec.h): the built-in corpus'
+/// and GRPO's problems' difficulty up to step `untilStep` (0: to the end).
+struct CurriculumStage {
+  uint64_t untilStep;
+  int maxDigits, maxOps;
+};
+
 /// What the generated file describes.
 struct ModelDesc {
   const char *specName;        ///< e.g. "r1-tiny" (the spec file's stem)
@@ -114,6 +121,9 @@ struct ModelDesc {
   /// same update to it. 1: one program holds the whole model.
   int64_t pp = 1;
   int64_t stage = 0;
+  /// train.curriculum's stages, in order; none: the corpus defaults.
+  const CurriculumStage *curriculum = nullptr;
+  int64_t numCurriculum = 0;
 };
 
 /// Called inside the step with every trainable parameter's gradient (in

@@ -354,6 +354,8 @@ int main(int argc, char **argv) {
       info.sft = spec->train.stage == "sft";
       info.defaultSteps = spec->train.steps;
       info.defaultSeed = spec->train.seed;
+      for (const kiln::frontend::CurriculumStage &stage : spec->train.curriculum)
+        info.curriculum.push_back({stage.untilStep, stage.maxDigits, stage.maxOps});
       // The decode program `train --generate` runs: prefill and one-token
       // steps, each lowered like the step.
       OwningOpRef<ModuleOp> prefill, decodeStep;
