@@ -442,11 +442,26 @@ TEST_F(TrainMainTest, SftMasksAllButAnswerTargets) {
     }
   EXPECT_GT(answers, 0);
   EXPECT_LT(answers, kBatch * kSeq);
-  // Token files carry no answer masks.
+  // A token file for SFT needs its answer mask beside it (FILE.mask), of
+  // one 0/1 byte per token.
   std::vector<uint16_t> tokens(100, 7);
   ASSERT_TRUE(kiln::data::writeLlmcShard(path("d.bin"), tokens, error)) << error;
   EXPECT_EQ(train({"--steps", "2", "--data", path("d.bin")}, sft), 1);
-  EXPECT_TRUE(stderrHas("no answer masks")) << stderr_;
+  EXPECT_TRUE(stderrHas("needs the answer mask in")) << stderr_;
+  auto writeBytes = [](const std::string &file, const std::string &bytes) {
+    std::ofstream(file, std::ios::binary) << bytes;
+  };
+  writeBytes(path("d.bin.mask"), std::string(99, '\1'));
+  EXPECT_EQ(train({"--steps", "2", "--data", path("d.bin")}, sft), 1);
+  EXPECT_TRUE(stderrHas("expected 100 bytes of 0 or 1")) << stderr_;
+  std::string mask(100, '\0');
+  for (size_t i = 1; i < 100; i += 2)
+    mask[i] = 1;
+  writeBytes(path("d.bin.mask"), mask);
+  EXPECT_EQ(train({"--steps", "2", "--data", path("d.bin")}, sft), 0) << stderr_;
+  // The step saw the file's mask: odd targets are masked in.
+  for (int64_t i = 0; i < kSeq; ++i)
+    EXPECT_EQ(gHooks.firstMask[i], (i + 1) % 2 == 1 ? 1.0f : 0.0f) << "position " << i;
 }
 
 TEST_F(TrainMainTest, NonFiniteLossStopsWithoutCheckpoint) {

@@ -6,7 +6,9 @@
 // ", "answer": "85"}; a seed the training runs do not use keeps them
 // held out), and `kiln-corpus --score C.jsonl` judges `train --generate`'s
 // completions with GRPO's reward rules (runtime/driver/GrpoRewards.h):
-// the fraction with a correct answer and the fraction in R1's format.
+// the fraction with a correct answer and the fraction in R1's format;
+// `kiln-corpus --distill C.jsonl -o D.bin` keeps the correct completions
+// as SFT data for a student model.
 //
 //===----------------------------------------------------------------------===//
 
@@ -30,6 +32,15 @@ struct CompletionScores {
 
 /// Scores every line of `train --generate`'s output at `path`.
 bool scoreCompletions(const std::string &path, CompletionScores &scores, std::string &error);
+
+/// Rejection sampling for distillation (R1 §2.4): the completions of
+/// `train --generate`'s output at `completionsPath` with a correct answer,
+/// as SFT data — prompt + completion bytes per kept completion, written as
+/// an llm.c shard at `outPath` with its answer mask (1 on the completion's
+/// bytes) at `outPath`.mask, which `train --data` reads for an SFT spec.
+/// `scores` counts what was read and kept (correct).
+bool writeDistillationData(const std::string &completionsPath, const std::string &outPath,
+                           CompletionScores &scores, std::string &error);
 
 } // namespace kiln::tools
 

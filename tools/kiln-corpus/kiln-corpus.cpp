@@ -4,6 +4,7 @@
 //               [--format plain|reasoning] -o FILE.bin
 //   kiln-corpus --seed S --prompts N [--max-digits D] [--max-ops K] -o P.jsonl
 //   kiln-corpus --score COMPLETIONS.jsonl
+//   kiln-corpus --distill COMPLETIONS.jsonl -o D.bin   (D.bin + D.bin.mask)
 //
 // Writes the first N byte tokens of the seeded arithmetic corpus
 // (runtime/data/SyntheticCorpus.h) as an llm.c shard, atomically. This is
@@ -40,10 +41,11 @@ int main(int argc, char **argv) {
                       "                   [--format plain|reasoning] -o FILE.bin\n"
                       "       kiln-corpus --seed S --prompts N [--max-digits D] [--max-ops K] "
                       "-o P.jsonl\n"
-                      "       kiln-corpus --score COMPLETIONS.jsonl\n";
+                      "       kiln-corpus --score COMPLETIONS.jsonl\n"
+                      "       kiln-corpus --distill COMPLETIONS.jsonl -o D.bin\n";
   uint64_t seed = 0, tokens = 0, digits = 2, ops = 3, prompts = 0;
   bool haveSeed = false, haveTokens = false, havePrompts = false;
-  std::string scorePath;
+  std::string scorePath, distillPath;
   kiln::data::AnswerFormat format = kiln::data::AnswerFormat::Plain;
   std::string out, error;
   for (int i = 1; i < argc; ++i) {
@@ -59,6 +61,10 @@ int main(int argc, char **argv) {
     const char *value = argv[++i];
     if (flag == "--score") {
       scorePath = value;
+      continue;
+    }
+    if (flag == "--distill") {
+      distillPath = value;
       continue;
     }
     uint64_t *target = flag == "--seed"         ? &seed
@@ -101,6 +107,21 @@ int main(int argc, char **argv) {
     std::printf("{\"completions\": %llu, \"accuracy\": %.4f, \"format_rate\": %.4f}\n",
                 (unsigned long long)scores.completions, double(scores.correct) / n,
                 double(scores.formatted) / n);
+    return 0;
+  }
+  if (!distillPath.empty()) {
+    if (out.empty()) {
+      std::fprintf(stderr, "kiln-corpus: --distill needs -o D.bin\n%s", usage);
+      return 2;
+    }
+    kiln::tools::CompletionScores scores;
+    if (!kiln::tools::writeDistillationData(distillPath, out, scores, error)) {
+      std::fprintf(stderr, "kiln-corpus: %s\n", error.c_str());
+      return 1;
+    }
+    std::printf("kept %llu of %llu completions (correct) in %s and %s.mask\n",
+                (unsigned long long)scores.correct, (unsigned long long)scores.completions,
+                out.c_str(), out.c_str());
     return 0;
   }
   if (havePrompts && haveTokens) {
