@@ -14,6 +14,15 @@ using namespace mlir;
 
 namespace kiln::codegen::detail {
 
+/// `kParamNames[]`: the HF names of the parameters a program reads, in its
+/// argument order, which the driver binds to its buffers by name.
+static std::string paramNamesTable(ArrayRef<std::string> names) {
+  std::string table = "const char *const kParamNames[] = {\n";
+  for (const std::string &name : names)
+    table += "    \"" + name + "\",\n";
+  return table + "};\n\n";
+}
+
 LogicalResult Emitter::classifyNamedParamArguments() {
   auto argError = [&](unsigned i) {
     return step.emitError() << "argument #" << i << " of @" << step.getSymName() << " ";
@@ -23,17 +32,17 @@ LogicalResult Emitter::classifyNamedParamArguments() {
     unsigned i = arg.getArgNumber();
     auto type = cast<MemRefType>(arg.getType());
     if (auto name = step.getArgAttrOfType<StringAttr>(i, "kiln.param")) {
-      names[arg] = "const_cast<float *>(io.params[" + std::to_string(decodeParamNames.size()) + "])";
-      decodeParamNames.push_back(name.getValue().str());
+      names[arg] = "const_cast<float *>(io.params[" + std::to_string(paramNames.size()) + "])";
+      paramNames.push_back(name.getValue().str());
       argDecls.push_back({identifierFor("p_", name.getValue()), names[arg], name.getValue().str(),
                           type});
     } else if (auto cache = step.getArgAttrOfType<StringAttr>(i, "kiln.cache")) {
       if (type.getRank() < 3 || type.getRank() > 4 || !type.getElementType().isF32())
         return argError(i) << "(cache '" << cache.getValue() << "') is " << type
                            << "; the driver holds f32 caches of rank 3 or 4";
-      names[arg] = "io.caches[" + std::to_string(decodeCacheNames.size()) + "]";
-      decodeCacheNames.push_back(cache.getValue().str());
-      decodeCacheTypes.push_back(type);
+      names[arg] = "io.caches[" + std::to_string(cacheNames.size()) + "]";
+      cacheNames.push_back(cache.getValue().str());
+      cacheTypes.push_back(type);
       argDecls.push_back({identifierFor("cache_", cache.getValue()), names[arg],
                           cache.getValue().str(), type});
     } else if (auto input = step.getArgAttrOfType<StringAttr>(i, "kiln.input")) {
@@ -100,9 +109,9 @@ LogicalResult emitDecodeProgram(const DecodeModules &decode, const HostProgramIn
                                            prefillCode)) ||
       failed(step.emitNamedParamProgram("decodeStep", "kiln::driver::DecodeBuffers", stepCode)))
     return failure();
-  if (prefill.decodeParamNames != step.decodeParamNames ||
-      prefill.decodeCacheNames != step.decodeCacheNames ||
-      prefill.decodeCacheTypes != step.decodeCacheTypes || prefill.batchRows() != step.batchRows())
+  if (prefill.paramNames != step.paramNames ||
+      prefill.cacheNames != step.cacheNames ||
+      prefill.cacheTypes != step.cacheTypes || prefill.batchRows() != step.batchRows())
     return stepFn.emitError() << "the prefill and step decode programs disagree on their "
                                  "parameters, caches or rows";
   if (prefill.sequenceLength() != decode.promptLen || step.sequenceLength() != 1)
@@ -111,11 +120,8 @@ LogicalResult emitDecodeProgram(const DecodeModules &decode, const HostProgramIn
                               << "; expected " << decode.promptLen << " and 1";
   llvm::raw_string_ostream out(code);
   out << "namespace decode {\n\n" << prefillCode << stepCode;
-  out << "const char *const kParamNames[] = {\n";
-  for (const std::string &name : step.decodeParamNames)
-    out << "    \"" << name << "\",\n";
-  out << "};\n\nconst kiln::driver::CacheDesc kCaches[] = {\n";
-  for (auto [name, type] : llvm::zip(step.decodeCacheNames, step.decodeCacheTypes)) {
+  out << paramNamesTable(step.paramNames) << "const kiln::driver::CacheDesc kCaches[] = {\n";
+  for (auto [name, type] : llvm::zip(step.cacheNames, step.cacheTypes)) {
     out << "    {\"" << name << "\", " << type.getRank() << ", {";
     for (auto [k, d] : llvm::enumerate(type.getShape()))
       out << (k ? ", " : "") << d;
@@ -126,9 +132,9 @@ LogicalResult emitDecodeProgram(const DecodeModules &decode, const HostProgramIn
   };
   out << "};\n\nconst kiln::driver::DecodeDesc kDecode = {\n"
       << "    kParamNames,\n"
-      << "    /*numParams=*/" << step.decodeParamNames.size() << ",\n"
+      << "    /*numParams=*/" << step.paramNames.size() << ",\n"
       << "    kCaches,\n"
-      << "    /*numCaches=*/" << step.decodeCacheNames.size() << ",\n"
+      << "    /*numCaches=*/" << step.cacheNames.size() << ",\n"
       << "    /*rows=*/" << step.batchRows() << ",\n"
       << "    /*promptLen=*/" << decode.promptLen << ",\n"
       << "    /*maxLen=*/" << decode.maxLen << ",\n"
@@ -154,12 +160,10 @@ LogicalResult emitGrpoProgram(const GrpoProgram &grpo, const HostProgramInfo &in
   if (failed(emitter.emitNamedParamProgram("score", "kiln::driver::ScoreBuffers", scoreCode)))
     return failure();
   llvm::raw_string_ostream out(code);
-  out << "namespace grpo {\n\n" << scoreCode << "const char *const kParamNames[] = {\n";
-  for (const std::string &name : emitter.decodeParamNames)
-    out << "    \"" << name << "\",\n";
-  out << "};\n\nconst kiln::driver::ScoreDesc kScore = {\n"
+  out << "namespace grpo {\n\n" << scoreCode << paramNamesTable(emitter.paramNames)
+      << "const kiln::driver::ScoreDesc kScore = {\n"
       << "    kParamNames,\n"
-      << "    /*numParams=*/" << emitter.decodeParamNames.size() << ",\n"
+      << "    /*numParams=*/" << emitter.paramNames.size() << ",\n"
       << "    /*rows=*/" << emitter.batchRows() << ",\n"
       << "    /*seqLen=*/" << emitter.sequenceLength() << ",\n"
       << "    /*arenaBytes=*/"

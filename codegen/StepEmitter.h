@@ -63,8 +63,8 @@ public:
   /// parameter names and caches are recorded for the program's descriptor.
   LogicalResult emitNamedParamProgram(StringRef function, StringRef buffersType,
                                       std::string &code);
-  SmallVector<std::string> decodeParamNames, decodeCacheNames;
-  SmallVector<MemRefType> decodeCacheTypes;
+  SmallVector<std::string> paramNames, cacheNames;
+  SmallVector<MemRefType> cacheTypes;
   int64_t kernels() const { return numKernels; }
   int64_t batchRows() const { return batch; }
   int64_t sequenceLength() const { return seqLen; }

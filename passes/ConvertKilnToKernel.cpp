@@ -138,6 +138,10 @@ private:
   }
   /// New allocs for `op`'s results, recorded as their buffers.
   SmallVector<Value> allocResults(OpBuilder &b, Operation *op);
+  /// The buffer of `result`, the update of state `state`: the state's own
+  /// argument buffer (updated in place; checkInput proved it legal), or a
+  /// new alloc when the state is a temporary. Recorded as its buffer.
+  Value updateBuffer(OpBuilder &b, Location loc, Value state, Value result);
   void launch(OpBuilder &b, Operation *op, StringRef kernel, ValueRange ins, ValueRange outs,
               DictionaryAttr params);
 
@@ -215,6 +219,14 @@ SmallVector<Value> StepLowering::allocResults(OpBuilder &b, Operation *op) {
     outs.push_back(alloc);
   }
   return outs;
+}
+
+Value StepLowering::updateBuffer(OpBuilder &b, Location loc, Value state, Value result) {
+  Value buffer = isa<BlockArgument>(state)
+                     ? bufferOf(state)
+                     : AllocOp::create(b, loc, bufferTypeOf(result.getType())).getResult();
+  buffers.map(result, buffer);
+  return buffer;
 }
 
 void StepLowering::launch(OpBuilder &b, Operation *op, StringRef kernel, ValueRange ins,
@@ -308,23 +320,15 @@ LogicalResult StepLowering::lowerOp(Operation *op) {
         // argument); without it the residual is zeros and the new one a
         // temporary nothing reads.
         Value message = AllocOp::create(b, op->getLoc(), bufferTypeOf(compress.getMessage().getType()));
-        Value residual = isa<BlockArgument>(compress.getResidual())
-                             ? bufferOf(compress.getResidual())
-                             : AllocOp::create(b, op->getLoc(),
-                                               bufferTypeOf(compress.getNewResidual().getType()))
-                                   .getResult();
+        Value residual = updateBuffer(b, loc, compress.getResidual(), compress.getNewResidual());
         buffers.map(compress.getMessage(), message);
-        buffers.map(compress.getNewResidual(), residual);
         launch(b, op, "topk_compress", buffersOf(op->getOperands()), {message, residual},
                op->getAttrDictionary());
         return success();
       })
       .Case([&](SparsityMask24Op update) {
         // The mask state is updated in place (the kernel allows out == mask).
-        Value out = isa<BlockArgument>(update.getMask())
-                        ? bufferOf(update.getMask())
-                        : AllocOp::create(b, loc, bufferTypeOf(update.getType())).getResult();
-        buffers.map(update.getResult(), out);
+        Value out = updateBuffer(b, loc, update.getMask(), update.getResult());
         launch(b, op, "sparsity_mask_2_4", buffersOf(op->getOperands()), {out},
                op->getAttrDictionary());
         return success();
@@ -348,10 +352,7 @@ LogicalResult StepLowering::lowerOp(Operation *op) {
       .Case([&](CacheWriteOp write) {
         // A decode program's KV cache is updated in place (the kernel allows
         // out == cache); a cache that is a temporary gets a new buffer.
-        Value out = isa<BlockArgument>(write.getCache())
-                        ? bufferOf(write.getCache())
-                        : AllocOp::create(b, loc, bufferTypeOf(write.getType())).getResult();
-        buffers.map(write.getResult(), out);
+        Value out = updateBuffer(b, loc, write.getCache(), write.getResult());
         launch(b, op, "cache_write", buffersOf(op->getOperands()), {out},
                op->getAttrDictionary());
         return success();

@@ -21,7 +21,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <map>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -568,17 +567,15 @@ int runGenerate(const TrainOptions &options, const ModelDesc &model, const Decod
     state.expAvgSq.clear();
     source = ckptDir + "/" + checkpoint::stepDirName(ckpt.step);
   }
-  std::map<std::string, size_t> byName;
-  for (size_t i = 0; i < layouts.size(); ++i)
-    byName[layouts[i].desc->name] = i;
+  std::vector<size_t> indices;
+  std::string missing;
+  if (!detail::layoutIndicesByName(decode.paramNames, decode.numParams, layouts, indices,
+                                   missing))
+    return fail("decode program: parameter '" + missing +
+                "' is not one of the training program's; regenerate both with kilnc");
   std::vector<const float *> params;
-  for (int64_t i = 0; i < decode.numParams; ++i) {
-    auto it = byName.find(decode.paramNames[i]);
-    if (it == byName.end())
-      return fail(std::string("decode program: parameter '") + decode.paramNames[i] +
-                  "' is not one of the training program's; regenerate both with kilnc");
-    params.push_back(state.params[it->second].data());
-  }
+  for (size_t i : indices)
+    params.push_back(state.params[i].data());
 
   // 5. Generate.
   std::vector<Completion> completions;

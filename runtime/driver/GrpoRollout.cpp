@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 namespace kiln::driver {
@@ -97,33 +98,29 @@ std::optional<GrpoRollout> GrpoRollout::create(const ModelDesc &model, const Dec
     return std::nullopt;
   }
   GrpoRollout r(model, decode, grpo);
-  for (size_t i = 0; i < layouts.size(); ++i)
-    r.byName[layouts[i].desc->name] = {params[i], layouts[i].numElements};
-  auto bind = [&](const char *const *names, int64_t count, std::vector<const float *> &out) {
-    for (int64_t i = 0; i < count; ++i) {
-      auto it = r.byName.find(names[i]);
-      if (it == r.byName.end()) {
-        error = std::string("the GRPO programs read parameter '") + names[i] +
-                "', which the training step does not hold; rebuild the executable with kilnc";
-        return false;
-      }
-      out.push_back(it->second.first);
-    }
-    return true;
-  };
-  if (!bind(decode.paramNames, decode.numParams, r.decodeParams) ||
-      !bind(score.paramNames, score.numParams, r.scoreParams))
+  std::vector<size_t> decodeIndices, scoreIndices;
+  std::string missing;
+  if (!detail::layoutIndicesByName(decode.paramNames, decode.numParams, layouts, decodeIndices,
+                                   missing) ||
+      !detail::layoutIndicesByName(score.paramNames, score.numParams, layouts, scoreIndices,
+                                   missing)) {
+    error = "the GRPO programs read parameter '" + missing +
+            "', which the training step does not hold; rebuild the executable with kilnc";
     return std::nullopt;
+  }
+  for (size_t i : decodeIndices)
+    r.decodeParams.push_back(params[i]);
   // The reference model: a copy of what the score program reads.
-  r.reference.resize(size_t(score.numParams));
-  for (int64_t i = 0; i < score.numParams; ++i) {
-    const uint64_t n = r.byName[score.paramNames[i]].second;
-    if (!r.reference[size_t(i)].allocate(n)) {
+  r.reference.resize(scoreIndices.size());
+  for (size_t k = 0; k < scoreIndices.size(); ++k) {
+    const size_t i = scoreIndices[k];
+    r.scoreParams.push_back(params[i]);
+    if (!r.reference[k].allocate(layouts[i].numElements)) {
       error = "out of memory for the GRPO reference model";
       return std::nullopt;
     }
-    std::memcpy(r.reference[size_t(i)].data(), r.scoreParams[size_t(i)], n * sizeof(float));
-    r.scoreRefParams.push_back(r.reference[size_t(i)].data());
+    std::memcpy(r.reference[k].data(), params[i], layouts[i].numElements * sizeof(float));
+    r.scoreRefParams.push_back(r.reference[k].data());
   }
   if (!r.scoreArena.allocate(score.arenaBytes)) {
     error = "out of memory for the GRPO score program's arena";

@@ -31,7 +31,6 @@
 #include "runtime/driver/Metrics.h"
 #include "runtime/driver/TrainState.h"
 
-#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -94,7 +93,6 @@ private:
   const ModelDesc *model;
   const DecodeDesc *decode;
   const GrpoDesc *grpo;
-  std::map<std::string, std::pair<float *, uint64_t>> byName; ///< name -> (buffer, size)
   std::vector<const float *> decodeParams, scoreParams, scoreRefParams;
   std::vector<detail::AlignedArray<float>> reference; ///< like grpo->score->paramNames
   detail::AlignedArray<unsigned char> scoreArena;

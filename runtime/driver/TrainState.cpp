@@ -87,6 +87,24 @@ bool describeParams(const ModelDesc &model, const Placement &placement,
   return true;
 }
 
+bool layoutIndicesByName(const char *const *names, int64_t count,
+                         const std::vector<ParamLayout> &layouts, std::vector<size_t> &indices,
+                         std::string &missing) {
+  std::map<std::string, size_t> byName;
+  for (size_t i = 0; i < layouts.size(); ++i)
+    byName[layouts[i].desc->name] = i;
+  indices.clear();
+  for (int64_t i = 0; i < count; ++i) {
+    auto it = byName.find(names[i]);
+    if (it == byName.end()) {
+      missing = names[i];
+      return false;
+    }
+    indices.push_back(it->second);
+  }
+  return true;
+}
+
 bool describeStages(const StageProgram *stages, int64_t count, const Placement &placement,
                     std::vector<std::vector<ParamLayout>> &stageLayouts,
                     std::vector<ParamLayout> &wholeModel, std::string &error) {

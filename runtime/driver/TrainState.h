@@ -126,6 +126,13 @@ bool describeStages(const StageProgram *stages, int64_t count, const Placement &
                     std::vector<std::vector<ParamLayout>> &stageLayouts,
                     std::vector<ParamLayout> &wholeModel, std::string &error);
 
+/// The index in `layouts` of each of `names` (a decode or score program's
+/// parameters, ParamDesc names), into `indices`. Fails, with the first name
+/// `layouts` lacks in `missing`, if any.
+bool layoutIndicesByName(const char *const *names, int64_t count,
+                         const std::vector<ParamLayout> &layouts, std::vector<size_t> &indices,
+                         std::string &missing);
+
 /// Checkpoint names of the 2:4 sparsity masks (optimizer state).
 inline const std::string kSparsityMaskPrefix = "optimizer.sparsity_mask.";
 
