@@ -359,9 +359,11 @@ LogicalResult Emitter::emitModelDesc() {
       << "    /*bf16Moments=*/" << (bf16MomentArgs ? "true" : "false") << ",\n"
       << "    /*pp=*/" << pp << ",\n"
       << "    /*stage=*/" << stage << ",\n";
-  if (!info.curriculum.empty())
-    *os << "    /*curriculum=*/kCurriculum,\n"
+  if (!info.curriculum.empty() || pointsAtRampup)
+    *os << "    /*curriculum=*/" << (info.curriculum.empty() ? "nullptr" : "kCurriculum") << ",\n"
         << "    /*numCurriculum=*/" << info.curriculum.size() << ",\n";
+  if (pointsAtRampup)
+    *os << "    /*rampup=*/&kRampup,\n";
   *os << "};\n\n";
   return success();
 }
@@ -706,19 +708,59 @@ static std::string curriculumTable(const HostProgramInfo &info) {
   return table + "};\n\n";
 }
 
+/// train.batch_rampup: `namespace rampupN { kModel, trainStep }` per
+/// smaller global batch, and `kRampup`, the schedule over them.
+static LogicalResult emitRampupPrograms(const RampupPrograms &rampup, StringRef entry,
+                                        const HostProgramInfo &info, std::string &code,
+                                        std::string &summary) {
+  std::string table = "const kiln::driver::RampupProgram kRampupPrograms[] = {\n";
+  for (auto [i, sized] : llvm::enumerate(rampup.programs)) {
+    auto [rows, module] = sized;
+    FailureOr<SmallVector<func::FuncOp>> programs = programsOf(module, entry);
+    if (failed(programs))
+      return failure();
+    if (programs->size() != 1)
+      return module.emitError() << "a batch rampup's program of " << rows << " rows has "
+                                << programs->size() << " pipeline stages; expected one";
+    Emitter emitter(programs->front(), info, 0, 1, {0, 0});
+    std::string sizedCode;
+    if (failed(emitter.emit(sizedCode)))
+      return failure();
+    const std::string ns = "rampup" + std::to_string(i);
+    code += "// train.batch_rampup: the step of a global batch of " + std::to_string(rows) +
+            " rows.\nnamespace " + ns + " {\n\n" + sizedCode + "} // namespace " + ns + "\n\n";
+    table += "    {&" + ns + "::kModel, " + ns + "::trainStep},\n";
+    summary += "; " + std::to_string(emitter.kernels()) + " kernels for " + std::to_string(rows) +
+               " rows";
+  }
+  code += table + "};\n\nconst kiln::driver::BatchRampup kRampup = {\n" +
+          "    /*startRows=*/" + std::to_string(rampup.startRows) + ",\n" +
+          "    /*incrementRows=*/" + std::to_string(rampup.incrementRows) + ",\n" +
+          "    /*samples=*/" + std::to_string(rampup.samples) + "u,\n" +
+          "    kRampupPrograms,\n" +
+          "    /*numPrograms=*/" + std::to_string(rampup.programs.size()) + ",\n};\n\n";
+  return success();
+}
+
 LogicalResult emitHostProgram(ModuleOp module, StringRef entry, const HostProgramInfo &info,
                               raw_ostream &os, const DecodeModules *decode,
-                              const GrpoProgram *grpo) {
+                              const GrpoProgram *grpo, const RampupPrograms *rampup) {
   FailureOr<SmallVector<func::FuncOp>> programs = programsOf(module, entry);
   if (failed(programs))
     return failure();
   const int64_t stages = int64_t(programs->size());
+  if (rampup && stages > 1)
+    return module.emitError() << "a batch rampup over " << stages
+                              << " pipeline stages is not built yet";
+  std::string code, summary, rampupSummary;
+  if (rampup && failed(emitRampupPrograms(*rampup, entry, info, code, rampupSummary)))
+    return failure();
   // Each stage's description and step, rendered first so the header can
   // give the kernel counts; with pipeline stages each in its namespace.
-  std::string code, summary;
   int64_t batch = 0, seqLen = 0;
   for (auto [s, step] : llvm::enumerate(*programs)) {
     Emitter emitter(step, info, int64_t(s), stages, {batch, seqLen});
+    emitter.pointsAtRampup = rampup != nullptr;
     std::string stageCode;
     if (failed(emitter.emit(stageCode)))
       return failure();
@@ -746,8 +788,8 @@ LogicalResult emitHostProgram(ModuleOp module, StringRef entry, const HostProgra
      << "//\n"
      << "// The training step of " << info.specName << " for the host target"
      << (stages > 1 ? ", in " + std::to_string(stages) + " pipeline stages" : std::string())
-     << ": " << summary << ", batch " << batch << " x " << seqLen
-     << " tokens. build.sh next to this file rebuilds it.\n\n"
+     << ": " << summary << ", batch " << batch << " x " << seqLen << " tokens"
+     << rampupSummary << ". build.sh next to this file rebuilds it.\n\n"
      << (decode ? "// With its decode program (prefill and one-token steps over KV caches) for "
                   "`train --generate`.\n\n"
                 : "")

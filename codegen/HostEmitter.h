@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <vector>
 #include <string>
+#include <utility>
 
 namespace kiln::codegen {
 
@@ -50,15 +51,25 @@ struct GrpoProgram {
   mlir::ModuleOp score;
 };
 
+/// train.batch_rampup: the schedule (global rows) and the planned
+/// kernel-level module of each smaller global batch, ascending, each with
+/// the step function of the same name as the main program's.
+struct RampupPrograms {
+  int64_t startRows = 0, incrementRows = 0, samples = 0;
+  std::vector<std::pair<int64_t, mlir::ModuleOp>> programs; ///< (global rows, module)
+};
+
 /// Writes the C++ program for the step function `entry` of `module`, with
 /// `decode` its decode program (runtime/driver/DecodeProgram.h), which
 /// `train --generate` runs, and with `grpo` the score program and GRPO
-/// options of a GRPO step. Fails with an error on the offending op or
+/// options of a GRPO step, and with `rampup` the programs of a batch-size
+/// rampup's smaller batches. Fails with an error on the offending op or
 /// argument if a module is not a planned kernel-level step.
 mlir::LogicalResult emitHostProgram(mlir::ModuleOp module, llvm::StringRef entry,
                                     const HostProgramInfo &info, llvm::raw_ostream &os,
                                     const DecodeModules *decode = nullptr,
-                                    const GrpoProgram *grpo = nullptr);
+                                    const GrpoProgram *grpo = nullptr,
+                                    const RampupPrograms *rampup = nullptr);
 
 } // namespace kiln::codegen
 

@@ -64,6 +64,9 @@ public:
   LogicalResult emitNamedParamProgram(StringRef function, StringRef buffersType,
                                       std::string &code);
   SmallVector<std::string> paramNames, cacheNames;
+  /// The ModelDesc points at `kRampup` (train.batch_rampup's schedule and
+  /// smaller programs, emitted before it).
+  bool pointsAtRampup = false;
   SmallVector<MemRefType> cacheTypes;
   int64_t kernels() const { return numKernels; }
   int64_t batchRows() const { return batch; }

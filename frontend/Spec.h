@@ -141,6 +141,17 @@ struct CurriculumStage {
   int64_t maxDigits = 2, maxOps = 3;
 };
 
+/// train.batch_rampup: Megatron's `--rampup-batch-size START INCREMENT
+/// SAMPLES`. The global batch (in rows) starts at `start` and grows by
+/// `increment` every samples / ((global - start) / increment) consumed
+/// samples until it is dp x microbatches x micro_batch, the spec's global
+/// batch, after `samples` samples. Each size is a number of accumulated
+/// micro-batches, and kilnc builds one step program per size. start 0: no
+/// rampup.
+struct BatchRampupConfig {
+  int64_t start = 0, increment = 0, samples = 0;
+};
+
 struct GrpoConfig {
   int64_t promptsPerStep = 0;     ///< P; default: micro_batch x dp / samples
   int64_t samplesPerPrompt = 4;   ///< G, the group size
@@ -198,6 +209,7 @@ struct TrainConfig {
   /// ..., {"max_digits": 2, "max_ops": 3}]; empty: the corpus defaults
   /// (2 digits, 3 operations) throughout.
   std::vector<CurriculumStage> curriculum;
+  BatchRampupConfig batchRampup;
   double biasUpdateSpeed = 0.001;
   double auxLossAlpha = 0.0;
   double mtpLossWeight = 0.3;

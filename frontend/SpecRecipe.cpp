@@ -28,7 +28,7 @@ const std::vector<std::string> kTrainKeys = {
     "schedule",        "grad_clip",       "label_smoothing",
     "precision",       "high_precision",  "low_precision",
     "loss_scale",      "checkpointing",   "sparsity",
-    "generate",        "grpo",            "curriculum",      "bias_update_speed", "aux_loss_alpha", "mtp_loss_weight"};
+    "generate",        "grpo",            "curriculum",      "batch_rampup",    "bias_update_speed", "aux_loss_alpha", "mtp_loss_weight"};
 const std::vector<std::string> kOptimizerKeys = {"lr", "betas", "eps",
                                                  "weight_decay", "state_dtype"};
 const std::vector<std::string> kScheduleKeys = {"warmup_steps", "min_lr"};
@@ -306,6 +306,28 @@ void parseCurriculum(const Fields &t, TrainConfig &c) {
   }
 }
 
+void parseBatchRampup(const Fields &t, TrainConfig &c) {
+  if (!t.hasNonNull("batch_rampup"))
+    return;
+  if (c.stage == "grpo")
+    t.failAt("batch_rampup", "does not apply to GRPO, whose batch is each step's rollouts "
+                             "(train.grpo.prompts_per_step x samples_per_prompt)");
+  Fields f(*t.at("batch_rampup").value, t.file(), "train.batch_rampup");
+  f.rejectUnknown({"start", "increment", "samples"});
+  BatchRampupConfig &r = c.batchRampup;
+  r.start = f.requireInt("start", "the global batch (rows) the rampup starts from");
+  r.increment = f.requireInt("increment", "the rows the global batch grows by at a time");
+  r.samples = f.requireInt("samples", "the samples (rows) over which the batch grows");
+  if (r.start < 1)
+    f.failAt("start", std::to_string(r.start) + " is out of range; expected at least 1 row");
+  if (r.increment < 1)
+    f.failAt("increment",
+             std::to_string(r.increment) + " is out of range; expected at least 1 row");
+  if (r.samples < 1)
+    f.failAt("samples",
+             std::to_string(r.samples) + " is out of range; expected at least 1 sample");
+}
+
 } // namespace
 
 TrainConfig parseTrain(const Json &train, const std::string &file) {
@@ -360,6 +382,7 @@ TrainConfig parseTrain(const Json &train, const std::string &file) {
   parseGenerate(t, c);
   parseGrpo(t, c);
   parseCurriculum(t, c);
+  parseBatchRampup(t, c);
   c.biasUpdateSpeed =
       t.doubleAtLeast("bias_update_speed", c.biasUpdateSpeed, 0.0, false);
   c.auxLossAlpha = t.doubleAtLeast("aux_loss_alpha", c.auxLossAlpha, 0.0, false);
@@ -573,6 +596,51 @@ void checkSequence(const std::string &file, const ModelConfig &m, const TrainCon
              std::to_string(m.maxPositionEmbeddings));
 }
 
+/// train.batch_rampup against the layout: every size a whole number of
+/// micro-batches on every data-parallel rank (Megatron's consistency check),
+/// the sizes stepping evenly to the global batch.
+static void checkBatchRampup(const std::string &file, const TrainConfig &t, const ParallelConfig &p) {
+  const BatchRampupConfig &r = t.batchRampup;
+  if (r.start == 0)
+    return;
+  const int64_t unit = p.dp * t.microBatch, global = p.globalBatchRows(t.microBatch);
+  const std::string layout = "dp " + std::to_string(p.dp) + " x micro_batch " +
+                             std::to_string(t.microBatch) + " = " + std::to_string(unit);
+  if (p.pp > 1)
+    fail(file, "train.batch_rampup",
+         "is not built for pipeline parallelism yet (pp " + std::to_string(p.pp) +
+             " would need a pipeline schedule per batch size); expected pp 1");
+  if (r.start % unit != 0)
+    fail(file, "train.batch_rampup.start",
+         std::to_string(r.start) + " rows is not a whole number of micro-batches of " + layout +
+             " rows; expected a multiple of " + std::to_string(unit));
+  if (r.increment % unit != 0)
+    fail(file, "train.batch_rampup.increment",
+         std::to_string(r.increment) + " rows is not a whole number of micro-batches of " +
+             layout + " rows; expected a multiple of " + std::to_string(unit));
+  if (r.start >= global)
+    fail(file, "train.batch_rampup.start",
+         std::to_string(r.start) + " rows is not below the global batch " +
+             std::to_string(global) + " (" + layout + " x microbatches " +
+             std::to_string(p.microbatches) + "); expected a smaller start, or no rampup");
+  if ((global - r.start) % r.increment != 0)
+    fail(file, "train.batch_rampup.increment",
+         std::to_string(r.increment) + " rows does not step from start " +
+             std::to_string(r.start) + " to the global batch " + std::to_string(global) +
+             "; expected a divisor of " + std::to_string(global - r.start));
+  // One compiled step per size: a long ramp is a long build.
+  constexpr int64_t kMaxSizes = 16;
+  const int64_t sizes = (global - r.start) / r.increment + 1;
+  if (sizes > kMaxSizes)
+    fail(file, "train.batch_rampup.increment",
+         std::to_string(r.increment) + " rows makes " + std::to_string(sizes) +
+             " batch sizes, each its own compiled step program; expected at most " +
+             std::to_string(kMaxSizes) + " (an increment of at least " +
+             std::to_string(((global - r.start + kMaxSizes - 2) / (kMaxSizes - 1) + unit - 1) /
+                            unit * unit) +
+             ")");
+}
+
 void checkRecipe(const Spec &spec, const Fields &model) {
   const ModelConfig &m = spec.model;
   const TrainConfig &t = spec.train;
@@ -610,6 +678,7 @@ void checkRecipe(const Spec &spec, const Fields &model) {
              " is beyond any machine; expected dp x pp and microbatches at "
              "most " + std::to_string(kMaxWorld));
   checkSizes(file, m, t);
+  checkBatchRampup(file, t, p);
   // Expert parallelism is carved out of data parallelism (Megatron's and
   // TorchTitan's convention): the dp ranks of a stage form dp/ep groups of
   // ep ranks, each group holding every expert once.

@@ -92,7 +92,7 @@ std::optional<TokenLoader> TokenLoader::open(const std::string &path, uint64_t r
     TokenLoader loader(std::move(*source));
     loader.name_ = path;
     loader.format_ = format;
-    loader.rows_ = rows;
+    loader.rows_ = loader.maxRows_ = rows;
     loader.seqLen_ = seqLen;
     loader.numTokens_ = numTokens;
     return std::optional<TokenLoader>(std::move(loader));
@@ -134,7 +134,7 @@ std::optional<TokenLoader> TokenLoader::fromMemory(std::string name, std::vector
     TokenLoader loader(MemoryTokens{std::move(tokens), std::move(mask)});
     loader.name_ = std::move(name);
     loader.format_ = TokenFileFormat::InMemory;
-    loader.rows_ = rows;
+    loader.rows_ = loader.maxRows_ = rows;
     loader.seqLen_ = seqLen;
     loader.numTokens_ = numTokens;
     return std::optional<TokenLoader>(std::move(loader));

@@ -100,6 +100,15 @@ public:
   /// is taken mod numTokens() when reading).
   void seek(uint64_t position) { position_ = position; }
 
+  /// Makes the next batches `rows` rows, at most the rows the loader was
+  /// opened for (a batch-size rampup's smaller steps); false otherwise.
+  bool setRows(uint64_t rows) {
+    if (rows == 0 || rows > maxRows_)
+      return false;
+    rows_ = rows;
+    return true;
+  }
+
   /// Writes the next batch (batchTokens() ids, row-major) to `out` and
   /// advances position() by rows() x seqLen(). Fails only if the position
   /// would pass 2^64.
@@ -138,7 +147,7 @@ private:
   Source source_;
   std::string name_;
   TokenFileFormat format_ = TokenFileFormat::LlmcShard;
-  uint64_t rows_ = 0, seqLen_ = 0, numTokens_ = 0, position_ = 0;
+  uint64_t rows_ = 0, maxRows_ = 0, seqLen_ = 0, numTokens_ = 0, position_ = 0;
 };
 
 } // namespace kiln::data

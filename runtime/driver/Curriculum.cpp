@@ -19,7 +19,8 @@ data::CorpusOptions curriculumOptions(const ModelDesc &model, uint64_t step,
   return options;
 }
 
-bool curriculumCorpus(const ModelDesc &model, uint64_t seed, uint64_t tokensPerStep,
+bool curriculumCorpus(const ModelDesc &model, uint64_t seed,
+                      const std::function<uint64_t(uint64_t)> &tokensBefore,
                       uint64_t lastTokens, data::AnswerFormat format, data::CorpusTokens &out,
                       std::string &error) {
   out = {};
@@ -30,7 +31,8 @@ bool curriculumCorpus(const ModelDesc &model, uint64_t seed, uint64_t tokensPerS
   for (int64_t i = 0; i < model.numCurriculum; ++i) {
     const CurriculumStage &stage = model.curriculum[i];
     const bool last = i + 1 == model.numCurriculum;
-    const uint64_t tokens = last ? lastTokens : (stage.untilStep + 1 - firstStep) * tokensPerStep;
+    const uint64_t tokens = last ? lastTokens
+                                 : tokensBefore(stage.untilStep + 1) - tokensBefore(firstStep);
     // Stage 0 is the run's own corpus; the others get streams of their own.
     const uint64_t stageSeed = i == 0 ? seed : seed ^ (0x9e3779b97f4a7c15ull * uint64_t(i));
     data::CorpusTokens part;

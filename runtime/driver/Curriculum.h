@@ -5,7 +5,7 @@
 // digits and operations of the problems of steps (until[i-1], until[i]].
 //
 // Pretraining and SFT read the corpus as one token stream (TokenLoader.h:
-// each step advances it by rows x seqLen tokens), so the stream is the
+// each step advances it by its rows x seqLen tokens), so the stream is the
 // concatenation of one corpus per stage, each exactly as long as its steps
 // read, the last kSyntheticTokens long; stage 0's is generated from the
 // run's seed (a one-stage curriculum of the defaults is the plain corpus),
@@ -23,6 +23,7 @@
 #include "runtime/data/SyntheticCorpus.h"
 #include "runtime/driver/TrainStep.h"
 
+#include <functional>
 #include <string>
 
 namespace kiln::driver {
@@ -32,10 +33,12 @@ namespace kiln::driver {
 data::CorpusOptions curriculumOptions(const ModelDesc &model, uint64_t step,
                                       data::AnswerFormat format);
 
-/// The built-in corpus stream of a run with `seed` whose steps each read
-/// `tokensPerStep` tokens, as the file comment describes; `lastTokens` is
-/// the length of the last stage's corpus.
-bool curriculumCorpus(const ModelDesc &model, uint64_t seed, uint64_t tokensPerStep,
+/// The built-in corpus stream of a run with `seed` that reads
+/// `tokensBefore(s)` tokens before its 1-based step s (steps x rows x
+/// seqLen, or less under train.batch_rampup), as the file comment
+/// describes; `lastTokens` is the length of the last stage's corpus.
+bool curriculumCorpus(const ModelDesc &model, uint64_t seed,
+                      const std::function<uint64_t(uint64_t)> &tokensBefore,
                       uint64_t lastTokens, data::AnswerFormat format, data::CorpusTokens &out,
                       std::string &error);
 

@@ -25,6 +25,10 @@ std::string formatMetricsLine(const StepMetrics &m) {
   line += ",\"grad_norm\":" + formatJsonNumber(m.gradNorm);
   line += ",\"tokens_per_s\":" + formatJsonNumber(m.tokensPerSec);
   line += ",\"elapsed_s\":" + formatJsonNumber(m.elapsedSec);
+  if (m.globalBatch > 0) {
+    line += ",\"global_batch\":" + std::to_string(m.globalBatch);
+    line += ",\"consumed_samples\":" + std::to_string(m.consumedSamples);
+  }
   if (m.multiRank) {
     line += ",\"comm_s\":" + formatJsonNumber(m.commSec);
     line += ",\"comm_bytes\":" + std::to_string(m.commBytes);

@@ -45,6 +45,11 @@ struct StepMetrics {
   /// CommStats::inputBytes).
   bool multiRank = false;
   double commSec = 0;
+  /// train.batch_rampup only (globalBatch > 0): this step's global batch in
+  /// rows and the samples consumed before it (Megatron's
+  /// consumed_train_samples).
+  uint64_t globalBatch = 0;
+  uint64_t consumedSamples = 0;
   uint64_t commBytes = 0;
   /// parallel.expert_capacity only: the (token, expert) rows routed to
   /// routed experts this step, over all MoE layers, micro-batches and ranks,

@@ -14,6 +14,7 @@
 #include "runtime/data/SyntheticCorpus.h"
 #include "runtime/data/TokenLoader.h"
 #include "runtime/driver/ActionTrace.h"
+#include "runtime/driver/BatchRampup.h"
 #include "runtime/driver/CommandLine.h"
 #include "runtime/driver/Generate.h"
 #include "runtime/data/LlmcShard.h"
@@ -108,10 +109,12 @@ int fail(const std::string &message) {
 // Data
 //===----------------------------------------------------------------------===//
 
-/// The loader of global batches: `ranks` x model.batch rows per step, of which
-/// each rank trains its own (rank r: rows [r * batch, (r + 1) * batch)).
+/// The loader of global batches: `ranks` x model.batch rows per step (fewer
+/// while a batch rampup grows, `schedule`), of which each rank trains its
+/// own (rank r: rows [r * batch, (r + 1) * batch)).
 std::optional<data::TokenLoader> openData(const TrainOptions &options, const ModelDesc &model,
-                                          uint64_t seed, int ranks, std::string &error) {
+                                          const BatchSchedule &schedule, uint64_t seed, int ranks,
+                                          std::string &error) {
   const uint64_t rows = uint64_t(model.batch) * uint64_t(ranks),
                  seqLen = uint64_t(model.seqLen);
   const uint64_t vocab = uint64_t(model.vocabSize);
@@ -159,7 +162,9 @@ std::optional<data::TokenLoader> openData(const TrainOptions &options, const Mod
   data::CorpusTokens corpus;
   data::AnswerFormat format;
   if (!data::parseAnswerFormat(options.corpusFormat, format, error) ||
-      !curriculumCorpus(model, seed, rows * seqLen, kSyntheticTokens, format, corpus, error))
+      !curriculumCorpus(
+          model, seed, [&](uint64_t step) { return schedule.consumedBefore(step) * seqLen; },
+          kSyntheticTokens, format, corpus, error))
     return std::nullopt;
   return data::TokenLoader::fromMemory(
       "synthetic arithmetic corpus (seed " + std::to_string(seed) +
@@ -335,6 +340,11 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
             stage = ranks.rank / dpRanks;
   const ModelDesc &model = *stages[stage].model;
   const TrainStepFn step = stages[stage].step;
+  // train.batch_rampup: each step's global batch, and the program of that
+  // many micro-batches.
+  const BatchSchedule schedule(model, step);
+  if (!checkRampupPrograms(model, step, error))
+    return fail(error);
   // From here on a failure on one rank ends the whole job, so that no rank
   // waits for it in a collective.
   auto failJob = [&](const std::string &message) {
@@ -490,7 +500,8 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
   }
 
   // 5. Data.
-  std::optional<data::TokenLoader> loader = openData(options, model, seed, dpRanks, error);
+  std::optional<data::TokenLoader> loader =
+      openData(options, model, schedule, seed, dpRanks, error);
   if (!loader)
     return failJob(error);
   loader->seek(dataPosition);
@@ -520,22 +531,33 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
       : ranks.size > 1 ? " on each of dp " + std::to_string(ranks.size) + " ranks" +
                              (model.shardedState ? " (ZeRO-1)" : "")
                        : "";
+  const std::string rampup =
+      model.rampup ? " (rampup from " + std::to_string(model.rampup->startRows) + " global rows by " +
+                         std::to_string(model.rampup->incrementRows) + " over " +
+                         std::to_string(model.rampup->samples) + " samples)"
+                   : "";
   if (ranks.lead())
     std::fprintf(stderr,
-                 "%s: %s parameters in %llu tensors, batch %lld x %lld tokens%s, arena %.1f MB, "
+                 "%s: %s parameters in %llu tensors, batch %lld x %lld tokens%s%s, arena %.1f MB, "
                  "%d thread%s; data: %s; %s step %llu\n",
                  model.specName, formatRate(double(numParams)).c_str(),
                  (unsigned long long)hfTensors, (long long)model.batch, (long long)model.seqLen,
-                 layout.c_str(), double(model.arenaBytes) / 1e6, threads,
+                 layout.c_str(), rampup.c_str(), double(model.arenaBytes) / 1e6, threads,
                  threads == 1 ? "" : "s", dataName.c_str(),
                  options.resume ? "resuming after" : "starting at", (unsigned long long)startStep);
 
   // 6. Step buffers.
+  // The buffers hold the largest batch; a rampup step uses its first rows.
   const uint64_t B = uint64_t(model.batch), T = uint64_t(model.seqLen);
-  // Throughput is the whole job's: every data-parallel rank trains B rows
-  // (and each of its pipeline stages passes them on).
-  const uint64_t tokensPerStep = B * T * uint64_t(dpRanks);
-  const uint64_t rankTokens = B * T, firstRow = B * uint64_t(dpRank);
+  const uint64_t rankTokens = B * T;
+  uint64_t arenaBytes = model.arenaBytes;
+  if (model.rampup)
+    for (int64_t i = 0; i < model.rampup->numPrograms; ++i)
+      arenaBytes = std::max<uint64_t>(arenaBytes, model.rampup->programs[i].model->arenaBytes);
+  // Samples the steps before this run's first consumed (Megatron's
+  // consumed_train_samples), from the step number alone.
+  uint64_t consumedSamples = schedule.consumedBefore(startStep + 1);
+  uint64_t trainedTokens = 0;
   std::vector<int64_t> batch(loader->batchTokens());
   std::vector<uint8_t> batchMask(loader->batchTokens());
   AlignedArray<int32_t> tokens, targets;
@@ -544,7 +566,7 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
   std::vector<AlignedArray<float>> loads(size_t(model.numExpertLoads)),
       kept(size_t(model.numExpertKept));
   bool allocated = tokens.allocate(rankTokens) && targets.allocate(rankTokens) &&
-                   lossMask.allocate(rankTokens) && arena.allocate(model.arenaBytes);
+                   lossMask.allocate(rankTokens) && arena.allocate(arenaBytes);
   for (AlignedArray<float> &l : loads)
     allocated = allocated && l.allocate(uint64_t(model.numExperts));
   for (AlignedArray<float> &l : kept)
@@ -555,7 +577,7 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
     allocated = allocated && advantages.allocate(B) && oldLogprobs.allocate(rankTokens) &&
                 refLogprobs.allocate(rankTokens);
   if (!allocated)
-    return failJob("out of memory for the step buffers (arena of " + std::to_string(model.arenaBytes) +
+    return failJob("out of memory for the step buffers (arena of " + std::to_string(arenaBytes) +
                 " bytes)");
   std::vector<float *> paramPtrs, expAvgPtrs, expAvgSqPtrs, loadPtrs, keptPtrs, residualPtrs;
   if (model.gradResiduals)
@@ -684,6 +706,17 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
   for (uint64_t s = startStep + 1; s <= options.steps; ++s) {
     timer.lap(); // Starts this step's lap; saving the previous one is not step time.
     StepMetrics metrics;
+    // This step's global batch and its program (one size without a rampup).
+    const int64_t globalRows = schedule.globalRowsAfter(consumedSamples);
+    const RampupProgram &program = schedule.programFor(globalRows);
+    const uint64_t stepRows = uint64_t(program.model->batch),
+                   firstRow = stepRows * uint64_t(dpRank);
+    // Throughput is the whole job's: every data-parallel rank trains its
+    // rows (and each of its pipeline stages passes them on).
+    const uint64_t tokensPerStep = stepRows * T * uint64_t(dpRanks);
+    if (!loader->setRows(stepRows * uint64_t(dpRanks)))
+      return stop("step " + std::to_string(s) + ": a global batch of " +
+                  std::to_string(globalRows) + " rows is larger than the program's");
     if (fixedRollouts) {
       // --rollouts: the same given batch every step.
     } else if (grpo) {
@@ -694,9 +727,10 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
       if (!loader->next(batch.data(), batchMask.data(), error))
         return stop(error);
       // Row b holds T + 1 tokens: inputs are [0, T), targets [1, T + 1). This
-      // rank trains rows [firstRow, firstRow + B) of the global batch (every
-      // stage of a pipeline gets them; each reads what its program needs).
-      for (uint64_t b = 0; b < B; ++b)
+      // rank trains rows [firstRow, firstRow + stepRows) of the global batch
+      // (every stage of a pipeline gets them; each reads what its program
+      // needs).
+      for (uint64_t b = 0; b < stepRows; ++b)
         for (uint64_t t = 0; t < T; ++t) {
           const uint64_t in = (firstRow + b) * (T + 1) + t, out = b * T + t;
           tokens.data()[out] = int32_t(batch[in]);
@@ -750,7 +784,7 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
     if (trace)
       trace->beginStep(s);
     std::string stepError;
-    if (!step(buffers, stepError))
+    if (!program.step(buffers, stepError))
       return stop("step " + std::to_string(s) + ": " + stepError);
     // GRPO's further updates on the same rollouts (train.grpo.
     // updates_per_batch); the metrics keep the first, on-policy, update's
@@ -805,23 +839,29 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
     metrics.lr = lr;
     metrics.gradNorm = gradNorm;
     metrics.tokensPerSec = stepSec > 0 ? double(tokensPerStep) / stepSec : 0;
+    trainedTokens += tokensPerStep;
+    if (schedule.ramps()) {
+      metrics.globalBatch = uint64_t(globalRows);
+      metrics.consumedSamples = consumedSamples;
+    }
+    consumedSamples += uint64_t(globalRows);
     metrics.elapsedSec = timer.seconds();
     metrics.multiRank = ranks.size > 1;
     metrics.commSec = ranks.stepComm ? ranks.stepComm->commSeconds() : 0.0;
     metrics.commBytes = ranks.stepComm ? ranks.stepComm->commBytes() : 0;
-    if (model.allToAllBytesPerStep > 0 && ranks.stepComm) {
+    if (program.model->allToAllBytesPerStep > 0 && ranks.stepComm) {
       // The prediction is for all ranks together: sum what each passed.
       int64_t bytes = int64_t(ranks.stepComm->allToAllBytes);
       if (!ranks.world->allReduce(&bytes, 1, comm::DType::I64, comm::ReduceOp::Sum))
         return stop(ranks.world->error());
       metrics.allToAllBytes = uint64_t(bytes);
-      metrics.allToAllBytesPredicted = model.allToAllBytesPerStep;
+      metrics.allToAllBytesPredicted = program.model->allToAllBytesPerStep;
     }
     metrics.lossScaling = lossScaling;
     metrics.lossScale = stepLossScale;
     metrics.skipped = skipped;
-    metrics.gradBytesSent = model.gradBytesSent;
-    metrics.gradBytesUncompressed = model.gradBytesUncompressed;
+    metrics.gradBytesSent = program.model->gradBytesSent;
+    metrics.gradBytesUncompressed = program.model->gradBytesUncompressed;
     if (model.numExpertKept > 0) {
       metrics.expertCapacity = true;
       metrics.routedRows = countRows(loads);
@@ -895,7 +935,7 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
   char buffer[64];
   std::snprintf(buffer, sizeof(buffer), "%.4f | %.2f s | ", double(lastLoss), seconds);
   summary += buffer;
-  summary += formatRate(seconds > 0 ? double(stepsRun * tokensPerStep) / seconds : 0) + " tok/s";
+  summary += formatRate(seconds > 0 ? double(trainedTokens) / seconds : 0) + " tok/s";
   if (model.numExpertKept > 0) {
     std::snprintf(buffer, sizeof(buffer), " | dropped %.3g%% of routed rows",
                   routedTotal ? 100.0 * double(droppedTotal) / double(routedTotal) : 0.0);

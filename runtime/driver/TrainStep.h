@@ -29,6 +29,8 @@ class ActionTrace;
 class KernelProfile;
 class StepComm;
 
+struct BatchRampup;
+
 enum class InitKind { Normal, Ones, Zeros };
 
 /// One parameter tensor of the step, in the step's argument order.
@@ -124,6 +126,10 @@ struct ModelDesc {
   /// train.curriculum's stages, in order; none: the corpus defaults.
   const CurriculumStage *curriculum = nullptr;
   int64_t numCurriculum = 0;
+  /// train.batch_rampup: the step programs of the smaller global batches
+  /// and the schedule (BatchRampup.h); null: every step trains `batch` rows
+  /// on each rank.
+  const BatchRampup *rampup = nullptr;
 };
 
 /// Called inside the step with every trainable parameter's gradient (in
@@ -188,6 +194,23 @@ struct StepBuffers {
 };
 
 using TrainStepFn = bool (*)(const StepBuffers &buffers, std::string &error);
+
+/// train.batch_rampup (Megatron's --rampup-batch-size): the global batch
+/// starts at `startRows` and grows by `incrementRows` every
+/// samples / ((global - start) / increment) consumed samples, up to the
+/// global batch of the ModelDesc that points here, reached after `samples`
+/// samples. `programs` are the steps of the smaller sizes, ascending: each a
+/// ModelDesc whose `batch` is its rows per rank, with the same parameters.
+struct RampupProgram {
+  const ModelDesc *model;
+  TrainStepFn step;
+};
+struct BatchRampup {
+  int64_t startRows, incrementRows;
+  uint64_t samples;
+  const RampupProgram *programs;
+  int64_t numPrograms;
+};
 
 /// The program of one pipeline stage: a generated file built with pp > 1
 /// hands trainMain one per stage, in stage order.

@@ -77,7 +77,7 @@ TEST(Curriculum, CorpusStagesMeetTheLoadersSteps) {
   const uint64_t rows = 4, seqLen = 32, perStep = rows * seqLen;
   data::CorpusTokens corpus;
   std::string error;
-  ASSERT_TRUE(curriculumCorpus(m, 7, perStep, 4096, data::AnswerFormat::Plain, corpus, error))
+  ASSERT_TRUE(curriculumCorpus(m, 7, [&](uint64_t s) { return (s - 1) * perStep; }, 4096, data::AnswerFormat::Plain, corpus, error))
       << error;
   ASSERT_EQ(corpus.tokens.size(), 3 * perStep + 4096);
   std::optional<data::TokenLoader> loader = data::TokenLoader::fromMemory(
@@ -108,7 +108,7 @@ TEST(Curriculum, OneDefaultStageIsThePlainCorpus) {
   const CurriculumStage stages[] = {{0, 2, 3}};
   data::CorpusTokens staged, plain;
   std::string error;
-  ASSERT_TRUE(curriculumCorpus(model(stages, 1), 11, 128, 2048, data::AnswerFormat::Plain, staged,
+  ASSERT_TRUE(curriculumCorpus(model(stages, 1), 11, [](uint64_t s) { return (s - 1) * 128; }, 2048, data::AnswerFormat::Plain, staged,
                                error));
   ASSERT_TRUE(data::generateCorpus(11, data::CorpusOptions{}, 2048, plain, error));
   EXPECT_EQ(staged.tokens, plain.tokens);

@@ -190,6 +190,32 @@ LogicalResult lowerToKernels(ModuleOp module, const frontend::Spec &spec,
   return pm.run(module);
 }
 
+FailureOr<std::vector<std::pair<int64_t, OwningOpRef<ModuleOp>>>>
+buildRampupKernels(ModuleOp forward, const frontend::Spec &spec,
+                   const KernelLoweringOptions &options) {
+  std::vector<std::pair<int64_t, OwningOpRef<ModuleOp>>> sized;
+  const frontend::BatchRampupConfig &r = spec.train.batchRampup;
+  if (r.start == 0)
+    return sized;
+  const int64_t unit = spec.parallel.dp * spec.train.microBatch,
+                global = spec.parallel.globalBatchRows(spec.train.microBatch);
+  for (int64_t rows = r.start; rows < global; rows += r.increment) {
+    // The spec's checks made every size a whole number of micro-batches.
+    frontend::Spec smaller = spec;
+    smaller.parallel.microbatches = rows / unit;
+    OwningOpRef<ModuleOp> module = forward.clone();
+    KernelLoweringOptions quiet = options;
+    quiet.report = false; // the main program's report stands for all sizes
+    if (failed(lowerToKernels(*module, smaller, quiet))) {
+      forward.emitError() << "train.batch_rampup: the step of a global batch of " << rows
+                          << " rows (" << rows / unit << " micro-batches) does not build";
+      return failure();
+    }
+    sized.emplace_back(rows, std::move(module));
+  }
+  return sized;
+}
+
 /// Lowers a single-rank program @`entry` of `module` (decode, score) to the
 /// planned kernel level as the step is; null on failure.
 static OwningOpRef<ModuleOp> lowerProgram(OwningOpRef<ModuleOp> module, StringRef entry,

@@ -52,6 +52,15 @@ struct KernelLoweringOptions {
 mlir::LogicalResult lowerToKernels(mlir::ModuleOp module, const frontend::Spec &spec,
                                    const KernelLoweringOptions &options);
 
+/// train.batch_rampup: each smaller global batch (start, start + increment,
+/// ... below the spec's) as its global rows and `forward` (the forward
+/// module from MLIRGen, not modified) lowered like lowerToKernels with that
+/// many micro-batches. Empty without a rampup; failure with the
+/// diagnostics emitted.
+mlir::FailureOr<std::vector<std::pair<int64_t, mlir::OwningOpRef<mlir::ModuleOp>>>>
+buildRampupKernels(mlir::ModuleOp forward, const frontend::Spec &spec,
+                   const KernelLoweringOptions &options);
+
 /// Prices train.checkpointing for the summary: builds the spec's step with
 /// each policy (none, selective, full, and the spec's own budget) down to
 /// the planned kernel level and fills summary.checkpointing, or

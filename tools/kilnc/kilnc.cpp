@@ -378,11 +378,23 @@ int main(int argc, char **argv) {
           return 1;
         grpo = {kiln::grpoDescFields(spec->train.grpo), *score};
       }
+      // train.batch_rampup: a step program per smaller global batch.
+      auto sized = kiln::buildRampupKernels(*module, *spec, lowering);
+      if (failed(sized))
+        return 1;
+      kiln::codegen::RampupPrograms rampup;
+      const kiln::frontend::BatchRampupConfig &ramp = spec->train.batchRampup;
+      rampup.startRows = ramp.start;
+      rampup.incrementRows = ramp.increment;
+      rampup.samples = ramp.samples;
+      for (auto &[rows, sizedModule] : *sized)
+        rampup.programs.emplace_back(rows, *sizedModule);
       std::string program;
       llvm::raw_string_ostream programStream(program);
       if (failed(kiln::codegen::emitHostProgram(*kernels, "train_step", info, programStream,
                                                 prefill ? &decode : nullptr,
-                                                score ? &grpo : nullptr)))
+                                                score ? &grpo : nullptr,
+                                                sized->empty() ? nullptr : &rampup)))
         return 1;
       if (emit == Emit::Cpp)
         llvm::outs() << program;
