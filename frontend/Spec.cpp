@@ -525,6 +525,11 @@ Spec parseSpecOrThrow(const std::string &text, const std::string &path) {
     spec.parallel = parseParallel(docs.spec["parallel"], path);
   if (top.has("target"))
     spec.target = parseTarget(docs.spec["target"], path);
+  // GRPO's default prompts fill the global batch, over every dp rank.
+  GrpoConfig &grpo = spec.train.grpo;
+  if (spec.train.stage == "grpo" && !grpo.promptsPerStepGiven)
+    grpo.promptsPerStep = std::max<int64_t>(
+        1, spec.parallel.globalBatchRows(spec.train.microBatch) / grpo.samplesPerPrompt);
   checkRecipe(spec, model);
   return spec;
 }

@@ -154,6 +154,7 @@ struct BatchRampupConfig {
 
 struct GrpoConfig {
   int64_t promptsPerStep = 0;     ///< P; default: micro_batch x dp / samples
+  bool promptsPerStepGiven = false; ///< P written in the spec (not the default)
   int64_t samplesPerPrompt = 4;   ///< G, the group size
   int64_t maxNewTokens = 0;       ///< completion budget; default seq_len / 2
   double temperature = 1.0;       ///< sampling, and the loss's log-probs

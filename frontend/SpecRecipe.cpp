@@ -240,6 +240,7 @@ void parseGrpo(const Fields &t, TrainConfig &c) {
   g.samplesPerPrompt = f.intAtLeast("samples_per_prompt", g.samplesPerPrompt, 2);
   g.promptsPerStep = std::max<int64_t>(1, c.microBatch / g.samplesPerPrompt);
   g.promptsPerStep = f.intAtLeast("prompts_per_step", g.promptsPerStep, 1);
+  g.promptsPerStepGiven = f.has("prompts_per_step");
   g.maxNewTokens = f.intAtLeast("max_new_tokens", g.maxNewTokens, 1);
   if (g.maxNewTokens >= c.seqLen)
     f.failAt("max_new_tokens", std::to_string(g.maxNewTokens) + " leaves no room for a prompt "

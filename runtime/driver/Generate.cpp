@@ -253,7 +253,8 @@ bool generate(const DecodeDesc &decode, const float *const *params,
       r.length = int64_t(c.promptTokens.size());
       r.active = true;
       r.rng = data::SplitMix64(
-          sampleSeed(options.seed, options.step, uint64_t(c.prompt), uint64_t(c.sample)));
+          sampleSeed(options.seed, options.step, options.firstPrompt + uint64_t(c.prompt),
+                     uint64_t(c.sample)));
     }
     std::string callError;
     if (!decode.prefill(buffers, callError)) {

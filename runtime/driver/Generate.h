@@ -50,6 +50,10 @@ struct GenerateOptions {
   uint64_t seed = 0;
   /// Which draw of the run this is (an RL step); part of every stream's seed.
   uint64_t step = 0;
+  /// The index of prompts[0] among the step's prompts, for the streams'
+  /// seeds: a data-parallel rank decoding prompts [first, first + n) of a
+  /// GRPO step draws what one rank decoding them all would.
+  uint64_t firstPrompt = 0;
 };
 
 struct Completion {

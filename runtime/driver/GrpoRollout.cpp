@@ -19,8 +19,8 @@
 
 namespace kiln::driver {
 
-bool readRollouts(const std::string &path, const ModelDesc &model, const GrpoBatch &batch,
-                  std::string &error) {
+bool readRollouts(const std::string &path, const ModelDesc &model, int dpRank,
+                  const GrpoBatch &batch, std::string &error) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     error = "--rollouts " + path + ": cannot read";
@@ -34,13 +34,19 @@ bool readRollouts(const std::string &path, const ModelDesc &model, const GrpoBat
     error = "--rollouts " + path + ": not a JSON object";
     return false;
   }
-  const int64_t rows = model.batch, T = model.seqLen;
+  // The file holds the global batch; this rank keeps rows
+  // [firstRow, firstRow + model.batch).
+  const int64_t rows = model.batch * model.dp, T = model.seqLen,
+                firstRow = model.batch * int64_t(dpRank);
   // Each field: `rows` values, or `rows` rows of T, each checked by `valid`.
   auto read = [&](const char *field, bool perToken, auto store, auto valid) {
     const std::string where = "--rollouts " + path + ": " + field;
     if (!doc.contains(field) || !doc[field].is_array() || int64_t(doc[field].size()) != rows) {
       error = where + ": expected " + std::to_string(rows) + (perToken ? " rows" : " numbers") +
-              " (the step's rows)";
+              " (the step's rows" +
+              (model.dp > 1 ? " on all " + std::to_string(model.dp) + " data-parallel ranks"
+                            : std::string()) +
+              ")";
       return false;
     }
     for (int64_t r = 0; r < rows; ++r) {
@@ -57,7 +63,8 @@ bool readRollouts(const std::string &path, const ModelDesc &model, const GrpoBat
                   ": " + v.dump() + " is not a valid value";
           return false;
         }
-        store(r * (perToken ? T : 1) + t, v.get<double>());
+        if (r >= firstRow && r < firstRow + model.batch)
+          store((r - firstRow) * (perToken ? T : 1) + t, v.get<double>());
       }
     }
     return true;
@@ -81,7 +88,8 @@ bool readRollouts(const std::string &path, const ModelDesc &model, const GrpoBat
 std::optional<GrpoRollout> GrpoRollout::create(const ModelDesc &model, const DecodeDesc &decode,
                                                const GrpoDesc &grpo,
                                                const std::vector<detail::ParamLayout> &layouts,
-                                               float *const *params, std::string &error) {
+                                               float *const *params, comm::Communicator *dp,
+                                               std::string &error) {
   const ScoreDesc &score = *grpo.score;
   if (score.rows != model.batch || score.seqLen != model.seqLen ||
       decode.vocabSize != model.vocabSize) {
@@ -91,13 +99,16 @@ std::optional<GrpoRollout> GrpoRollout::create(const ModelDesc &model, const Dec
             "; rebuild the executable with kilnc";
     return std::nullopt;
   }
-  if (grpo.promptsPerStep * grpo.samplesPerPrompt != model.batch) {
+  const int ranks = dp ? dp->size() : 1;
+  if (ranks != model.dp || grpo.promptsPerStep % ranks != 0 ||
+      grpo.promptsPerStep * grpo.samplesPerPrompt != model.batch * ranks) {
     error = "train.grpo: " + std::to_string(grpo.promptsPerStep) + " prompts x " +
-            std::to_string(grpo.samplesPerPrompt) + " samples is not the step's " +
-            std::to_string(model.batch) + " rows";
+            std::to_string(grpo.samplesPerPrompt) + " samples on " + std::to_string(ranks) +
+            " data-parallel ranks is not the step's " + std::to_string(model.batch) +
+            " rows on each of " + std::to_string(model.dp) + "; rebuild the executable with kilnc";
     return std::nullopt;
   }
-  GrpoRollout r(model, decode, grpo);
+  GrpoRollout r(model, decode, grpo, dp);
   std::vector<size_t> decodeIndices, scoreIndices;
   std::string missing;
   if (!detail::layoutIndicesByName(decode.paramNames, decode.numParams, layouts, decodeIndices,
@@ -140,15 +151,28 @@ bool GrpoRollout::score(const std::vector<const float *> &params, const GrpoBatc
   return true;
 }
 
+bool GrpoRollout::sumOverRanks(double *values, size_t count, comm::ReduceOp op,
+                               std::string &error) {
+  if (!dp || dp->size() == 1 || dp->allReduce(values, count, comm::DType::F64, op))
+    return true;
+  error = dp->error();
+  return false;
+}
+
 bool GrpoRollout::prepare(uint64_t seed, uint64_t step, const GrpoBatch &batch,
                           StepMetrics &metrics, std::string &error) {
-  const int64_t P = grpo->promptsPerStep, G = grpo->samplesPerPrompt;
+  // This rank's prompts of the step's draw: P / ranks whole groups.
+  const int64_t ranks = dp ? dp->size() : 1, rank = dp ? dp->rank() : 0;
+  const int64_t allPrompts = grpo->promptsPerStep, P = allPrompts / ranks,
+                G = grpo->samplesPerPrompt;
   const int64_t rows = model->batch, T = model->seqLen;
   std::vector<data::ArithmeticProblem> problems;
-  if (!drawStepProblems(seed, step, P,
+  if (!drawStepProblems(seed, step, allPrompts,
                         curriculumOptions(*model, step, data::AnswerFormat::Plain), problems,
                         error))
     return false;
+  problems = std::vector<data::ArithmeticProblem>(problems.begin() + rank * P,
+                                                  problems.begin() + (rank + 1) * P);
   std::vector<std::vector<int32_t>> prompts;
   std::vector<std::string> promptTexts;
   size_t longest = 0;
@@ -170,6 +194,7 @@ bool GrpoRollout::prepare(uint64_t seed, uint64_t step, const GrpoBatch &batch,
   options.stopToken = model->vocabSize >= 256 ? '\n' : -1;
   options.seed = seed;
   options.step = step;
+  options.firstPrompt = uint64_t(rank * P);
   Timer timer;
   std::vector<Completion> completions;
   if (!generate(*decode, decodeParams.data(), prompts, options, completions, error)) {
@@ -230,28 +255,40 @@ bool GrpoRollout::prepare(uint64_t seed, uint64_t step, const GrpoBatch &batch,
     std::copy_n(batch.oldLogprobs, rows * T, batch.refLogprobs);
   }
 
-  double mean = 0, var = 0, kl = 0, tokens = 0;
+  // The metrics of the global batch: sums over the ranks, then the mean
+  // first, so the standard deviation is two-pass as on one rank.
+  double sums[7] = {0, 0, double(correct), double(formatted), double(generated), double(tied),
+                    0};
   for (double r : rewards)
-    mean += r;
-  mean /= double(rows);
-  for (double r : rewards)
-    var += (r - mean) * (r - mean);
+    sums[0] += r;
   for (int64_t i = 0; i < rows * T; ++i)
     if (batch.lossMask[i] != 0) {
       const double d = double(batch.refLogprobs[i]) - double(batch.oldLogprobs[i]);
-      kl += std::exp(d) - d - 1;
-      tokens += 1;
+      sums[1] += std::exp(d) - d - 1;
+      sums[6] += 1;
     }
+  double slowest = generationSec;
+  if (!sumOverRanks(sums, 7, comm::ReduceOp::Sum, error) ||
+      !sumOverRanks(&slowest, 1, comm::ReduceOp::Max, error))
+    return false;
+  const double allRows = double(rows * ranks);
+  const double mean = sums[0] / allRows;
+  double var = 0;
+  for (double r : rewards)
+    var += (r - mean) * (r - mean);
+  if (!sumOverRanks(&var, 1, comm::ReduceOp::Sum, error))
+    return false;
   metrics.grpo = true;
   metrics.rewardMean = mean;
-  metrics.rewardStd = std::sqrt(var / double(rows));
-  metrics.accuracy = double(correct) / double(rows);
-  metrics.formatRate = double(formatted) / double(rows);
-  metrics.responseLength = double(generated) / double(rows);
-  metrics.kl = tokens > 0 ? kl / tokens : 0;
+  metrics.rewardStd = std::sqrt(var / allRows);
+  metrics.accuracy = sums[2] / allRows;
+  metrics.formatRate = sums[3] / allRows;
+  metrics.responseLength = sums[4] / allRows;
+  metrics.kl = sums[6] > 0 ? sums[1] / sums[6] : 0;
   metrics.clipFraction = 0;
-  metrics.tiedGroups = double(tied) / double(P);
-  metrics.generationTokensPerSec = generationSec > 0 ? double(generated) / generationSec : 0;
+  metrics.tiedGroups = sums[5] / double(allPrompts);
+  // Every rank generates at once: the job's tokens over the slowest rank's time.
+  metrics.generationTokensPerSec = slowest > 0 ? sums[4] / slowest : 0;
   clippedTokens = clipCountedTokens = 0;
   return true;
 }
@@ -262,15 +299,20 @@ bool GrpoRollout::measureClipping(const GrpoBatch &batch, StepMetrics &metrics,
   std::vector<float> current(size_t(rows * T));
   if (!score(scoreParams, batch, current.data(), error))
     return false;
+  double counts[2] = {0, 0}; // clipped, counted: on every rank
   for (int64_t i = 0; i < rows * T; ++i) {
     if (batch.lossMask[i] == 0)
       continue;
     kernels::GrpoTerm<double> term = kernels::grpoToken<double>(
         current[size_t(i)], batch.oldLogprobs[i], batch.refLogprobs[i],
         batch.advantages[i / T], grpo->clipLow, grpo->clipHigh, grpo->beta);
-    clippedTokens += term.clipped;
-    ++clipCountedTokens;
+    counts[0] += term.clipped;
+    counts[1] += 1;
   }
+  if (!sumOverRanks(counts, 2, comm::ReduceOp::Sum, error))
+    return false;
+  clippedTokens += uint64_t(counts[0]);
+  clipCountedTokens += uint64_t(counts[1]);
   metrics.clipFraction =
       clipCountedTokens ? double(clippedTokens) / double(clipCountedTokens) : 0.0;
   return true;

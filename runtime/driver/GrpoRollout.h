@@ -26,6 +26,7 @@
 #ifndef KILN_RUNTIME_DRIVER_GRPOROLLOUT_H
 #define KILN_RUNTIME_DRIVER_GRPOROLLOUT_H
 
+#include "runtime/comm/Communicator.h"
 #include "runtime/driver/DecodeProgram.h"
 #include "runtime/driver/GrpoProgram.h"
 #include "runtime/driver/Metrics.h"
@@ -47,21 +48,28 @@ struct GrpoBatch {
 /// Reads fixed rollouts into `batch` (`train --rollouts FILE.json`, to
 /// check a GRPO step against a reference): one JSON object with "tokens",
 /// "targets", "loss_mask", "old_logprobs", "ref_logprobs" ([rows][seqLen])
-/// and "advantages" ([rows]) of the step's shape; ids in [0, vocab), mask
-/// values 0 or 1, every number finite. Errors name the file and field.
-bool readRollouts(const std::string &path, const ModelDesc &model, const GrpoBatch &batch,
-                  std::string &error);
+/// and "advantages" ([rows]) of the global batch (model.batch x model.dp
+/// rows), of which data-parallel rank `dpRank` keeps its own; ids in
+/// [0, vocab), mask values 0 or 1, every number finite. Errors name the
+/// file and field.
+bool readRollouts(const std::string &path, const ModelDesc &model, int dpRank,
+                  const GrpoBatch &batch, std::string &error);
 
 class GrpoRollout {
 public:
   /// Binds the decode and score programs' parameters by name to the
   /// training parameters (`layouts[i]` is `params[i]`, the whole model) and
-  /// copies them as the reference model. Fails if a name is missing or the
-  /// programs disagree with the step's batch (rows, seqLen, vocab).
+  /// copies them as the reference model. With `dp` (data parallelism, the
+  /// ranks of model.dp), rank r samples prompts [r P / dp, (r + 1) P / dp)
+  /// of each step, whole groups, into its rows of the global batch, with
+  /// the streams one rank sampling every prompt would use, and the metrics
+  /// are the global batch's. Fails if a name is missing or the programs
+  /// disagree with the step's batch (rows, seqLen, vocab, prompts per rank).
   static std::optional<GrpoRollout> create(const ModelDesc &model, const DecodeDesc &decode,
                                            const GrpoDesc &grpo,
                                            const std::vector<detail::ParamLayout> &layouts,
-                                           float *const *params, std::string &error);
+                                           float *const *params, comm::Communicator *dp,
+                                           std::string &error);
 
   /// Samples step `step`'s rollouts from the current parameters and fills
   /// `batch`, and the GRPO fields of `metrics`.
@@ -85,14 +93,18 @@ public:
   bool restoreReference(const std::vector<checkpoint::Tensor> &rankState, std::string &error);
 
 private:
-  GrpoRollout(const ModelDesc &model, const DecodeDesc &decode, const GrpoDesc &grpo)
-      : model(&model), decode(&decode), grpo(&grpo) {}
+  GrpoRollout(const ModelDesc &model, const DecodeDesc &decode, const GrpoDesc &grpo,
+              comm::Communicator *dp)
+      : model(&model), decode(&decode), grpo(&grpo), dp(dp) {}
+  /// Sums `values` over the data-parallel ranks (nothing on one rank).
+  bool sumOverRanks(double *values, size_t count, comm::ReduceOp op, std::string &error);
   bool score(const std::vector<const float *> &params, const GrpoBatch &batch, float *out,
              std::string &error);
 
   const ModelDesc *model;
   const DecodeDesc *decode;
   const GrpoDesc *grpo;
+  comm::Communicator *dp;
   std::vector<const float *> decodeParams, scoreParams, scoreRefParams;
   std::vector<detail::AlignedArray<float>> reference; ///< like grpo->score->paramNames
   detail::AlignedArray<unsigned char> scoreArena;

@@ -657,12 +657,13 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
   const GrpoBatch grpoBatch{tokens.data(), targets.data(), lossMask.data(), advantages.data(),
                             oldLogprobs.data(), refLogprobs.data()};
   std::optional<GrpoRollout> rollout =
-      grpo ? GrpoRollout::create(model, *decode, *grpo, layouts, paramPtrs.data(), error)
+      grpo ? GrpoRollout::create(model, *decode, *grpo, layouts, paramPtrs.data(),
+                                 ranks.size > 1 ? ranks.world.get() : nullptr, error)
            : std::nullopt;
   if (grpo && !rollout)
     return failJob(error);
   const bool fixedRollouts = grpo && !options.rolloutsPath.empty();
-  if (fixedRollouts && !readRollouts(options.rolloutsPath, model, grpoBatch, error))
+  if (fixedRollouts && !readRollouts(options.rolloutsPath, model, dpRank, grpoBatch, error))
     return failJob(error);
   if (grpo) {
     // The reference model is checkpointed with the rank's state, and a

@@ -13,7 +13,9 @@
 //     is checkpointed; problems and sampling are seeded by step);
 //   - --init-from starts GRPO from another stage's checkpoint of the model
 //     (its MTP tensors left out), which also becomes the reference model;
-//   - --data is refused, saying so.
+//   - --data is refused, saying so;
+//   - on dp 2 (mpirun) the rollouts are the one-rank run's, and the step on
+//     fixed rollouts matches the PyTorch goldens.
 //
 //===----------------------------------------------------------------------===//
 
@@ -146,6 +148,74 @@ TEST_P(GrpoExecutable, ResumeIsBitExact) {
               GetParam().c_str(), number(split[2], "kl"), number(split[3], "kl"),
               number(split[2], "loss"), number(split[3], "loss"), a.size());
 
+}
+
+// dp 2 (mpirun): each rank samples half the prompts, whole groups, with the
+// streams one rank sampling all of them uses (seeded by the global prompt
+// index), so the rollouts and their metrics are the one-rank run's; the
+// updates match to float rounding (the gradient sums over ranks).
+TEST(GrpoExecutableDataParallel, RolloutsAreTheOneRankRuns) {
+  if (std::system("command -v mpirun > /dev/null 2>&1") != 0)
+    GTEST_SKIP() << "mpirun is not installed; the data-parallel GRPO run is not run";
+  const std::string root = KILN_SOURCE_DIR, binDir = std::string(KILN_BINARY_DIR) + "/bin";
+  Sandbox sandbox = Sandbox::make("kiln-grpo-dp-run");
+  ASSERT_FALSE(sandbox.dir.empty());
+  const std::string tmp = sandbox.dir;
+  std::ifstream in(root + "/test/Reference/specs/grpo-dense-exe.json");
+  json spec = json::parse(in);
+  spec["parallel"] = {{"dp", 2}};
+  spec["train"]["micro_batch"] = spec["train"]["micro_batch"].get<int64_t>() / 2;
+  writeFile(tmp + "/dp.json", spec.dump());
+  for (const auto &[source, dir] : {std::pair{root + "/test/Reference/specs/grpo-dense-exe.json",
+                                              tmp + "/one"},
+                                    std::pair{tmp + "/dp.json", tmp + "/two"}}) {
+    std::vector<std::string> args = {binDir + "/kilnc", source, "-o", dir};
+    RunResult r = sandbox.run(args);
+    ASSERT_EQ(r.exitCode, 0) << describe(args, r);
+  }
+  std::vector<std::string> one = {tmp + "/one/train", "--steps", "3", "--threads", "1",
+                                  "--log", tmp + "/one.jsonl"};
+  std::vector<std::string> two = {"/usr/bin/timeout", "120", "/usr/bin/mpirun",
+                                  "--allow-run-as-root", "--oversubscribe", "-np", "2",
+                                  tmp + "/two/train", "--steps", "3", "--threads", "1", "--log",
+                                  tmp + "/two.jsonl"};
+  for (const auto &args : {one, two}) {
+    RunResult r = sandbox.run(args);
+    ASSERT_EQ(r.exitCode, 0) << describe(args, r);
+  }
+  const std::vector<LogLine> a = readLog(tmp + "/one.jsonl"), b = readLog(tmp + "/two.jsonl");
+  ASSERT_EQ(a.size(), 3u);
+  ASSERT_EQ(b.size(), 3u);
+  for (size_t s = 0; s < 3; ++s) {
+    for (const char *key : {"reward_mean", "reward_std", "accuracy", "format_rate",
+                            "response_length", "tied_groups"})
+      EXPECT_EQ(number(a[s], key), number(b[s], key)) << key << " of step " << s + 1;
+    const double norm = number(a[s], "grad_norm");
+    EXPECT_LE(std::fabs(number(b[s], "grad_norm") - norm), 1e-3 * norm + 1e-12)
+        << "grad_norm of step " << s + 1;
+  }
+  // Resumed after step 2 on both ranks (each rank's reference model is in
+  // the checkpoint): step 3 as the straight run's, bit for bit.
+  std::vector<std::string> split = two;
+  split[split.size() - 1] = tmp + "/split.jsonl";
+  split[9] = "2";
+  split.insert(split.end(), {"--checkpoint-dir", tmp + "/ck"});
+  std::vector<std::string> resumed = split;
+  resumed[9] = "3";
+  resumed.push_back("--resume");
+  for (const auto &args : {split, resumed}) {
+    RunResult r = sandbox.run(args);
+    ASSERT_EQ(r.exitCode, 0) << describe(args, r);
+  }
+  const std::vector<LogLine> c = readLog(tmp + "/split.jsonl");
+  ASSERT_EQ(c.size(), 3u);
+  EXPECT_EQ(compareLines(c[2], b[2]), "") << "step 3 after resuming on dp 2";
+  EXPECT_EQ(number(b[0], "loss"), 0.0) << "the first update is on-policy on every rank";
+  EXPECT_EQ(number(b[0], "kl"), 0.0);
+  std::printf("dp 2 vs 1: step 3 grad norm %.9g vs %.9g, kl %.6g vs %.6g\n",
+              number(b[2], "grad_norm"), number(a[2], "grad_norm"), number(b[2], "kl"),
+              number(a[2], "kl"));
+  sandbox.remove();
 }
 
 TEST_P(GrpoExecutable, InitFromAnotherStage) {
@@ -313,6 +383,62 @@ TEST_P(GrpoGoldenExecutable, StepMatchesPyTorch) {
   EXPECT_LE(firsts.error, kTolerance) << firsts.where;
   sandbox.remove();
 }
+
+// The same goldens' step on dp 2 (mpirun): each rank reads its rows of the
+// rollouts, the loss is normalised over the global batch (kiln-data-
+// parallel), so the loss and the gradient norm (sqrt of the golden's summed
+// squares) are the one-rank step's, within 1e-4 of PyTorch.
+class GrpoGoldenDataParallel : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GrpoGoldenDataParallel, StepMatchesPyTorch) {
+  if (std::system("command -v mpirun > /dev/null 2>&1") != 0)
+    GTEST_SKIP() << "mpirun is not installed; the data-parallel GRPO step is not run";
+  const std::string root = KILN_SOURCE_DIR, binDir = std::string(KILN_BINARY_DIR) + "/bin";
+  Sandbox sandbox = Sandbox::make("kiln-grpo-dp");
+  ASSERT_FALSE(sandbox.dir.empty());
+  const std::string tmp = sandbox.dir;
+  std::ifstream in(root + "/test/Reference/goldens/" + GetParam() + ".json");
+  ASSERT_TRUE(in) << GetParam();
+  const json golden = json::parse(in);
+  json spec = golden["spec"];
+  spec["parallel"] = {{"dp", 2}};
+  spec["train"]["micro_batch"] = spec["train"]["micro_batch"].get<int64_t>() / 2;
+  writeFile(tmp + "/spec.json", spec.dump());
+  writeFile(tmp + "/rollouts.json", golden["inputs"].dump());
+  std::vector<std::string> args = {binDir + "/kilnc", tmp + "/spec.json", "-o", tmp + "/exe"};
+  RunResult r = sandbox.run(args);
+  ASSERT_EQ(r.exitCode, 0) << describe(args, r);
+  args = {"/usr/bin/timeout", "120",      "mpirun",      "--allow-run-as-root",
+          "--oversubscribe",  "-np",      "2",           tmp + "/exe/train",
+          "--steps",          "1",        "--threads",   "1",
+          "--rollouts",       tmp + "/rollouts.json",    "--log",
+          tmp + "/log.jsonl"};
+  args[2] = "/usr/bin/mpirun";
+  r = sandbox.run(args);
+  ASSERT_EQ(r.exitCode, 0) << describe(args, r);
+  const LogLine line = readLog(tmp + "/log.jsonl").at(0);
+  double squares = 0;
+  for (const auto &[name, stats] : golden["grads"].items())
+    squares += stats["sq_sum"].get<double>();
+  const double loss = number(line, "loss"), want = golden["loss"].get<double>();
+  const double norm = number(line, "grad_norm"), wantNorm = std::sqrt(squares);
+  std::printf("[%s, dp 2] loss kiln %.9g pytorch %.9g; grad norm kiln %.9g pytorch %.9g\n",
+              GetParam().c_str(), loss, want, norm, wantNorm);
+  EXPECT_LE(std::fabs(loss - want) / std::fabs(want), kTolerance);
+  EXPECT_LE(std::fabs(norm - wantNorm) / wantNorm, kTolerance);
+  sandbox.remove();
+}
+
+INSTANTIATE_TEST_SUITE_P(Goldens, GrpoGoldenDataParallel,
+                         ::testing::Values("dense-tiny.grpo-token-mean",
+                                           "r1-tiny.grpo-seq-mean-token-mean"),
+                         [](const auto &info) {
+                           std::string name = info.param;
+                           for (char &c : name)
+                             if (c == '-' || c == '.')
+                               c = '_';
+                           return name;
+                         });
 
 INSTANTIATE_TEST_SUITE_P(
     Goldens, GrpoGoldenExecutable,

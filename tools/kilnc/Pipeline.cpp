@@ -378,16 +378,28 @@ bool checkHostTarget(const frontend::Spec &spec, std::string &error) {
 
   if (t.stage == "grpo") {
     const frontend::ParallelConfig &p = spec.parallel;
-    if (p.dp != 1 || p.pp != 1 || p.ep != 1)
-      return fail("parallel", "GRPO executables run on one rank so far (dp 1, pp 1, ep 1); its "
-                              "step, decode and score programs are built for one");
-    const int64_t rows = t.microBatch * p.microbatches;
+    // Each rank samples with the whole model (its decode and score
+    // programs): data parallelism only.
+    if (p.pp != 1 || p.ep != 1)
+      return fail("parallel", "GRPO executables run data-parallel (pp 1, ep 1) so far: every "
+                              "rank samples its rollouts with the whole model");
+    if (p.microbatches != 1)
+      return fail("parallel.microbatches",
+                  std::to_string(p.microbatches) +
+                      ": a GRPO step scores and trains its rollouts in one micro-batch per "
+                      "rank; expected 1 (raise micro_batch or dp instead)");
+    const int64_t rows = p.globalBatchRows(t.microBatch);
     if (t.grpo.promptsPerStep * t.grpo.samplesPerPrompt != rows)
       return fail("train.grpo.prompts_per_step",
                   std::to_string(t.grpo.promptsPerStep) + " prompts x " +
                       std::to_string(t.grpo.samplesPerPrompt) + " samples is not the step's " +
-                      std::to_string(rows) + " rows (micro_batch x microbatches); expected " +
+                      std::to_string(rows) + " rows (dp x micro_batch); expected " +
                       "prompts_per_step x samples_per_prompt = " + std::to_string(rows));
+    if (t.grpo.promptsPerStep % p.dp != 0)
+      return fail("train.grpo.prompts_per_step",
+                  std::to_string(t.grpo.promptsPerStep) + " prompts do not split over dp " +
+                      std::to_string(p.dp) + " ranks; each rank samples whole groups, so "
+                      "expected a multiple of " + std::to_string(p.dp));
   }
   return true;
 }
