@@ -499,12 +499,14 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
     }
   }
 
-  // 5. Data.
-  std::optional<data::TokenLoader> loader =
-      openData(options, model, schedule, seed, dpRanks, error);
-  if (!loader)
-    return failJob(error);
-  loader->seek(dataPosition);
+  // 5. Data: a token stream, except for GRPO, which samples its own.
+  std::optional<data::TokenLoader> loader;
+  if (!grpo) {
+    loader = openData(options, model, schedule, seed, dpRanks, error);
+    if (!loader)
+      return failJob(error);
+    loader->seek(dataPosition);
+  }
 
   std::optional<MetricsLog> log;
   if (!options.logPath.empty() && ranks.lead()) {
@@ -520,8 +522,11 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
     numParams += l.numElements;
     hfTensors += l.hfNames.size();
   }
-  std::string dataName = loader->name();
-  if (loader->format() != data::TokenFileFormat::InMemory)
+  std::string dataName = !loader ? std::string(options.rolloutsPath.empty()
+                                                    ? "GRPO rollouts sampled each step"
+                                                    : "GRPO rollouts from " + options.rolloutsPath)
+                                : loader->name();
+  if (loader && loader->format() != data::TokenFileFormat::InMemory)
     dataName += std::string(" (") + data::tokenFileFormatName(loader->format()) + ")";
   const int threads = omp_get_max_threads();
   const std::string layout =
@@ -558,8 +563,8 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
   // consumed_train_samples), from the step number alone.
   uint64_t consumedSamples = schedule.consumedBefore(startStep + 1);
   uint64_t trainedTokens = 0;
-  std::vector<int64_t> batch(loader->batchTokens());
-  std::vector<uint8_t> batchMask(loader->batchTokens());
+  std::vector<int64_t> batch(loader ? loader->batchTokens() : 0);
+  std::vector<uint8_t> batchMask(loader ? loader->batchTokens() : 0);
   AlignedArray<int32_t> tokens, targets;
   AlignedArray<float> lossMask;
   AlignedArray<unsigned char> arena;
@@ -715,7 +720,7 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
     // Throughput is the whole job's: every data-parallel rank trains its
     // rows (and each of its pipeline stages passes them on).
     const uint64_t tokensPerStep = stepRows * T * uint64_t(dpRanks);
-    if (!loader->setRows(stepRows * uint64_t(dpRanks)))
+    if (loader && !loader->setRows(stepRows * uint64_t(dpRanks)))
       return stop("step " + std::to_string(s) + ": a global batch of " +
                   std::to_string(globalRows) + " rows is larger than the program's");
     if (fixedRollouts) {
@@ -906,7 +911,7 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
     }
     if (!ckptDir.empty() && (every || s == options.steps || signal)) {
       if (!saveCheckpointOfRanks(ranks, ckptDir, model, placement, layouts, state, s, seed,
-                                 loader->position(), error))
+                                 loader ? loader->position() : 0, error))
         return stop(error);
       lastCheckpoint = ckptDir + "/" + checkpoint::stepDirName(s);
     }
