@@ -62,9 +62,10 @@ inline int64_t product(ArrayRef<int64_t> dims) {
 /// then fails without writing anything.
 class LaunchEmitter {
 public:
-  LaunchEmitter(kernel::LaunchOp launch, const LaunchArgs &args, StringRef indent)
+  LaunchEmitter(kernel::LaunchOp launch, const LaunchArgs &args, StringRef indent,
+                LaunchTarget target)
       : launch(launch), args(args), params(launch.getParams()), indent(indent.str()),
-        stream(text) {}
+        target(target), stream(text) {}
 
   LogicalResult run(raw_ostream &os);
 
@@ -172,8 +173,10 @@ private:
   int64_t outCount(unsigned i) { return outType(i).getNumElements(); }
   const std::string &in(unsigned i) { return args.ins[i]; }
   const std::string &out(unsigned i) { return args.outs[i]; }
-  /// `*p`: the value of a scalar buffer.
-  std::string deref(const std::string &p) { return "*" + p; }
+  bool cuda() const { return target == LaunchTarget::Cuda; }
+  /// A scalar buffer's value as a kernel argument: `*p` on the host; on
+  /// CUDA the device pointer `p`, which the launcher's kernel reads.
+  std::string deref(const std::string &p) { return cuda() ? p : "*" + p; }
 
   /// Checks element types: one letter per in and per out, 'f' f32, 'w' f32
   /// or bf16 or f16, 'q' f8E4M3FN, 'i' i32, 'b' i8, 'l' i64. A single letter
@@ -216,14 +219,33 @@ private:
     indent.resize(indent.size() - 2);
     line("}");
   }
-  /// `kiln::kernels::fn(args);`
-  void call(StringRef fn, ArrayRef<std::string> callArgs) {
-    line("kiln::kernels::" + fn + "(" + llvm::join(callArgs, ", ") + ");");
+  /// `kiln::kernels::fn(` on the host, `kiln::cuda::fn(stream, ` on CUDA:
+  /// the start of a call whose arguments follow.
+  std::string callee(StringRef fn, bool hasArgs = true) {
+    return cuda() ? "kiln::cuda::" + fn.str() + (hasArgs ? "(stream, " : "(stream")
+                  : "kiln::kernels::" + fn.str() + "(";
   }
-  /// `if (!kiln::kernels::fn(args, &error)) return false;`
+  /// `kiln::kernels::fn(args);` (CUDA: `kiln::cuda::fn(stream, args);`).
+  void call(StringRef fn, ArrayRef<std::string> callArgs) {
+    line(callee(fn, !callArgs.empty()) + llvm::join(callArgs, ", ") + ");");
+  }
+  /// `if (!kiln::kernels::fn(args, &error)) return false;` on the host; on
+  /// CUDA a plain call, whose kernel records bad data as a device error.
   void checkedCall(StringRef fn, ArrayRef<std::string> callArgs) {
+    if (cuda())
+      return call(fn, callArgs);
     line("if (!kiln::kernels::" + fn + "(" + llvm::join(callArgs, ", ") +
          ", &error)) return false;");
+  }
+  /// `*result = kiln::kernels::fn(args);` on the host; on CUDA
+  /// `kiln::cuda::fn(stream, result, args);`, written on the device.
+  void callInto(const std::string &result, StringRef fn, ArrayRef<std::string> callArgs) {
+    if (cuda()) {
+      SmallVector<std::string> all = {result};
+      all.append(callArgs.begin(), callArgs.end());
+      return call(fn, all);
+    }
+    line("*" + result + " = kiln::kernels::" + fn + "(" + llvm::join(callArgs, ", ") + ");");
   }
   /// Copies in `i` to out `o` unless they are the same buffer (for kernels
   /// that update in place).
@@ -236,6 +258,7 @@ private:
   const LaunchArgs &args;
   DictionaryAttr params;
   std::string indent;
+  LaunchTarget target;
   std::string text;
   llvm::raw_string_ostream stream;
   bool failed = false;

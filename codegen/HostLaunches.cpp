@@ -276,6 +276,15 @@ LogicalResult LaunchEmitter::run(raw_ostream &os) {
     return launch.emitOpError() << "kernel '" << name
                                 << "' has no host code (runtime/kernels/ has no "
                                    "launcher for it)";
+  static const StringRef kCollectives[] = {"all_reduce", "all_gather", "reduce_scatter",
+                                          "local_shard", "all_to_all", "send",
+                                          "recv", "send_start", "recv_start", "p2p_wait"};
+  if (cuda() && llvm::is_contained(kCollectives, name))
+    return launch.emitOpError()
+           << "kernel '" << name
+           << "': the CUDA target runs single-rank steps so far; its collectives (NCCL behind "
+              "the communicator) are not built yet (build the spec with dp, ep and pp 1, or "
+              "for the host target)";
   (this->*entry->second)();
   if (failed)
     return failure();
@@ -286,8 +295,9 @@ LogicalResult LaunchEmitter::run(raw_ostream &os) {
 } // namespace detail
 
 mlir::LogicalResult emitHostLaunch(kernel::LaunchOp launch, const LaunchArgs &args,
-                                   llvm::StringRef indent, llvm::raw_ostream &os) {
-  return detail::LaunchEmitter(launch, args, indent).run(os);
+                                   llvm::StringRef indent, llvm::raw_ostream &os,
+                                   LaunchTarget target) {
+  return detail::LaunchEmitter(launch, args, indent, target).run(os);
 }
 
 } // namespace kiln::codegen

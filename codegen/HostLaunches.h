@@ -20,6 +20,19 @@
 
 namespace kiln::codegen {
 
+/// Which kernel library a launch calls: the host's (runtime/kernels/*.h,
+/// `kiln::kernels::fn(args)`) or the CUDA target's (runtime/kernels/cuda/
+/// *.cuh, `kiln::cuda::fn(stream, args)`, the same arguments on device
+/// buffers). One description per kernel, two spellings; where the host
+/// reads a scalar buffer on the CPU (`*p`), the CUDA spelling passes the
+/// device pointer `p`; where the host assigns a kernel's returned value
+/// (`*out = fn(args)`), the CUDA launcher writes it through `out`, its first
+/// argument after the stream; a step kiln.grad_scaler may skip hands its
+/// flag to the CUDA launcher as a trailing pointer instead of the host's
+/// `if (!*skip)`; and kernels that return false with a message on bad data
+/// on the host record a device error on CUDA (read after the step).
+enum class LaunchTarget { Host, Cuda };
+
 /// C++ expressions for the data pointers of a launch's buffers, already of
 /// the element's pointer type (`float *`, `int32_t *`, `int64_t *`), in the
 /// order of the launch's ins and outs.
@@ -34,8 +47,12 @@ struct LaunchArgs {
 /// kernel's message. Fails with an error on `launch` for a kernel of the
 /// catalog it has no host code for, an element type other than f32 (i32 for
 /// ids/indices/offsets, i64 for the step), or a missing or bad attribute.
+/// With LaunchTarget::Cuda, the same launch for the CUDA target; the code
+/// runs where `stream` names the step's compute stream, and collectives
+/// are refused (NCCL is not wired to the generated CUDA step yet).
 mlir::LogicalResult emitHostLaunch(kernel::LaunchOp launch, const LaunchArgs &args,
-                                   llvm::StringRef indent, llvm::raw_ostream &os);
+                                   llvm::StringRef indent, llvm::raw_ostream &os,
+                                   LaunchTarget target = LaunchTarget::Host);
 
 } // namespace kiln::codegen
 

@@ -167,8 +167,7 @@ void LaunchEmitter::crossEntropy() {
                                        intLiteral(vocab), floatLiteral(smoothing)};
   if (launch.getIns().size() == 4)
     callArgs.push_back(in(3));
-  line(deref(out(0)) + " = kiln::kernels::crossEntropyForward(" + llvm::join(callArgs, ", ") +
-       ");");
+  callInto(out(0), "crossEntropyForward", callArgs);
 }
 
 // cross_entropy_grad(logits, targets, mask, dloss) -> dlogits

@@ -100,8 +100,7 @@ void LaunchEmitter::grpoLoss() {
   llvm::append_range(callArgs, attributes);
   if (hasCount)
     callArgs.push_back(in(6));
-  line(deref(out(0)) + " = kiln::kernels::grpoLossForward(" + llvm::join(callArgs, ", ") +
-       ");");
+  callInto(out(0), "grpoLossForward", callArgs);
 }
 
 // grpo_loss_grad(logits, targets, mask, advantages, old_logprobs,

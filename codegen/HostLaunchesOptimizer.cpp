@@ -66,8 +66,7 @@ void LaunchEmitter::clipScale() {
   double maxNorm = f64("max_norm");
   if (failed)
     return;
-  line(deref(out(0)) + " = kiln::kernels::clipScale(" + deref(in(0)) + ", " +
-       floatLiteral(maxNorm) + ");");
+  callInto(out(0), "clipScale", {deref(in(0)), floatLiteral(maxNorm)});
 }
 
 // grad_scaler(norm, scale, tracker, updates) -> (skip, inv_scale, scale,
@@ -127,15 +126,20 @@ void LaunchEmitter::adamw() {
   SmallVector<std::string> state = {out(0), in(1), out(1), out(2)};
   if (masked)
     state.push_back(in(ins - 1));
-  std::string update = std::string("if (!kiln::kernels::") + (masked ? "maskedAdamw(" : "adamw(") +
-                       llvm::join(ArrayRef<std::string>{llvm::join(state, ", "),
-                                                        intLiteral(size), deref(in(4)),
-                                                        deref(in(5)), deref(in(6)),
-                                                        floatLiteral(beta1), floatLiteral(beta2),
-                                                        floatLiteral(eps),
-                                                        floatLiteral(weightDecay), "&error"},
-                                  ", ") +
-                       ")) return false;";
+  SmallVector<std::string> callArgs = {llvm::join(state, ", "), intLiteral(size),
+                                       deref(in(4)),          deref(in(5)),
+                                       deref(in(6)),          floatLiteral(beta1),
+                                       floatLiteral(beta2),   floatLiteral(eps),
+                                       floatLiteral(weightDecay)};
+  StringRef fn = masked ? "maskedAdamw" : "adamw";
+  if (cuda()) {
+    // The skip flag is read on the device: the kernel leaves the state be.
+    callArgs.push_back(skippable ? in(7) : "nullptr");
+    return call(fn, callArgs);
+  }
+  callArgs.push_back("&error");
+  const std::string update =
+      "if (!kiln::kernels::" + fn.str() + "(" + llvm::join(callArgs, ", ") + ")) return false;";
   line(skippable ? "if (!" + deref(in(7)) + ") " + update : update);
 }
 
@@ -153,8 +157,15 @@ void LaunchEmitter::biasUpdate() {
   sameCount(inCount(0), outCount(0), "the sizes of bias and the new bias");
   if (failed)
     return;
-  if (skippable) {
+  if (skippable)
     copyInPlace(0, 0);
+  if (cuda()) {
+    // The skip flag is read on the device: the kernel leaves the bias be.
+    call("biasUpdate", {in(0), in(1), intLiteral(inCount(0)), floatLiteral(speed), out(0),
+                        skippable ? in(2) : "nullptr"});
+    return;
+  }
+  if (skippable) {
     line("if (!" + deref(in(2)) + ")");
     indent += "  ";
   }
