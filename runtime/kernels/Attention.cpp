@@ -59,11 +59,9 @@ void detail::ropeAtPositions(float *y, const float *x, const int32_t *start, int
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < tableRows; ++r) {
     int64_t position = start ? int64_t(start[r / seq]) + r % seq : r;
-    for (int64_t i = 0; i < half; ++i) {
-      double angle = double(position) * inv[i];
-      cosT[r * half + i] = float(std::cos(angle) * magnitude);
-      sinT[r * half + i] = float(direction * std::sin(angle) * magnitude);
-    }
+    for (int64_t i = 0; i < half; ++i)
+      ropeCosSin(position, inv[i], magnitude, direction, &cosT[r * half + i],
+                 &sinT[r * half + i]);
   }
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t b = 0; b < batch; ++b)

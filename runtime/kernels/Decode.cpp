@@ -5,10 +5,10 @@
 // another buffer (Copy.h), then the chunk's rows at their positions.
 // cached_attention and head_matmul: plain loops, one task per (batch, head)
 // or (head, token) with a static schedule; every sum runs in one thread in a
-// fixed order (dot() below, then the softmax pieces of DenseMath.h), so the
-// bits do not depend on the thread count, and a query's output does not
-// depend on the chunk it came in: decoding position p one token at a time
-// gives the bits of row p of a prefill over the same cache.
+// fixed order (AttentionMath.h's laneDot, then the softmax pieces of
+// DenseMath.h), so the bits do not depend on the thread count, and a query's
+// output does not depend on the chunk it came in: decoding position p one
+// token at a time gives the bits of row p of a prefill over the same cache.
 //
 // The loops suit the decode shapes (a chunk of one query against a cache,
 // head matmuls over a few tokens), where a GEMM call per (batch, head) would
@@ -21,6 +21,7 @@
 
 #include "runtime/kernels/Decode.h"
 #include "runtime/kernels/Attention.h"
+#include "runtime/kernels/AttentionMath.h"
 #include "runtime/kernels/Copy.h"
 #include "runtime/kernels/DenseMath.h"
 #include "runtime/kernels/KernelCheck.h"
@@ -32,30 +33,8 @@ namespace kiln::kernels {
 
 namespace {
 
-/// Partial sums of dot(): lanes a compiler keeps in vector registers without
-/// reassociating (no -ffast-math needed).
-constexpr int64_t kDotLanes = 8;
-
 /// Elements below which cache_write's row copies stay on one thread.
 constexpr int64_t kParallelElements = 1 << 15;
-
-/// sum_i a[i] b[i], i in [0, n), in a fixed order: partial sums over
-/// i = l (mod kDotLanes), added pairwise (lane l + w into lane l, w = 4, 2,
-/// 1), then the tail.
-inline float dot(const float *a, const float *b, int64_t n) {
-  float lanes[kDotLanes] = {};
-  int64_t i = 0;
-  for (; i + kDotLanes <= n; i += kDotLanes)
-    for (int64_t l = 0; l < kDotLanes; ++l)
-      lanes[l] += a[i + l] * b[i + l];
-  for (int64_t w = kDotLanes / 2; w > 0; w /= 2)
-    for (int64_t l = 0; l < w; ++l)
-      lanes[l] += lanes[l + w];
-  float sum = lanes[0];
-  for (; i < n; ++i)
-    sum += a[i] * b[i];
-  return sum;
-}
 
 /// y[0..n) += alpha x[0..n).
 inline void axpy(float *y, float alpha, const float *x, int64_t n) {
@@ -135,7 +114,7 @@ void cachedAttention(float *out, const float *q, const float *k, const float *v,
           float *oc = out + ((b * chunk + c) * heads + h) * dv;
           int64_t keys = int64_t(start[b]) + c + 1;
           for (int64_t j = 0; j < keys; ++j)
-            p[j] = scale * dot(qc, kg + j * ldk, dqk);
+            p[j] = scale * laneDot(qc, kg + j * ldk, dqk);
           softmaxRowInPlace(p.data(), keys);
           std::fill_n(oc, dv, 0.0f);
           for (int64_t j = 0; j < keys; ++j)
@@ -161,7 +140,7 @@ void headMatmul(float *out, const float *x, const float *weight, int64_t batch, 
       float *ot = out + (t * heads + h) * n;
       if (!transposeWeight) { // w [n, k]: one dot per output
         for (int64_t j = 0; j < n; ++j)
-          ot[j] = dot(xt, w + j * k, k);
+          ot[j] = laneDot(xt, w + j * k, k);
         continue;
       }
       std::fill_n(ot, n, 0.0f); // w [k, n]: rows of w, scaled and added in order

@@ -124,16 +124,9 @@ void rmsNormBackward(float *dx, float *dgamma, const float *dy, const float *x,
   std::vector<float> inv(rows);
   // dx row by row: r (g - n mean(g n)), g = dy gamma, n = x r.
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < rows; ++i) {
-    const float *px = x + i * hidden, *pdy = dy + i * hidden;
-    float *pdx = dx + i * hidden;
-    float r = inv[i] = rmsInverseRow(px, hidden, epsilon), meanGN = 0.0f;
-    for (int64_t j = 0; j < hidden; ++j)
-      meanGN += pdy[j] * gamma[j] * (px[j] * r);
-    meanGN /= float(hidden);
-    for (int64_t j = 0; j < hidden; ++j)
-      pdx[j] = r * (pdy[j] * gamma[j] - px[j] * r * meanGN);
-  }
+  for (int64_t i = 0; i < rows; ++i)
+    inv[i] = rmsNormGradRow(dx + i * hidden, dy + i * hidden, x + i * hidden, gamma, hidden,
+                            epsilon);
   // dgamma[j] = sum_i dy[i, j] n[i, j], over rows in order, columns in
   // parallel: the same bits for any thread count.
   int64_t blocks = (hidden + kColumnBlock - 1) / kColumnBlock;

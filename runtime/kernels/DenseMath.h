@@ -43,6 +43,19 @@ KILN_HD float rmsInverseRow(const float *x, int64_t h, float epsilon) {
   return 1.0f / sqrtf(ss / float(h) + epsilon);
 }
 
+/// One row of rms_norm_grad's dx: r (g - n mean(g n)), g = dy gamma,
+/// n = x r, r = rmsInverseRow(x); returns r (dgamma's column sums use it).
+KILN_HD float rmsNormGradRow(float *dx, const float *dy, const float *x, const float *gamma,
+                             int64_t h, float epsilon) {
+  float r = rmsInverseRow(x, h, epsilon), meanGN = 0.0f;
+  for (int64_t j = 0; j < h; ++j)
+    meanGN += dy[j] * gamma[j] * (x[j] * r);
+  meanGN /= float(h);
+  for (int64_t j = 0; j < h; ++j)
+    dx[j] = r * (dy[j] * gamma[j] - x[j] * r * meanGN);
+  return r;
+}
+
 /// max(x[0..n)), n >= 1.
 KILN_HD float rowMax(const float *x, int64_t n) {
   float m = x[0];
@@ -61,6 +74,17 @@ KILN_HD void softmaxRowInPlace(float *x, int64_t n) {
     x[i] *= inv;
 }
 
+/// cross_entropy of one position from its row's sums: m = max_c l[c],
+/// sum = sum_c exp(l[c] - m), total = sum_c l[c] (the CUDA kernels reduce
+/// these across a block, then finish here).
+KILN_HD float crossEntropyFromSums(float m, float sum, float total, float targetLogit,
+                                   int64_t vocab, float labelSmoothing) {
+  float logSum = logf(sum);
+  float nll = (m - targetLogit) + logSum;
+  float smooth = (m - total / float(vocab)) + logSum;
+  return (1.0f - labelSmoothing) * nll + labelSmoothing * smooth;
+}
+
 /// One position of cross_entropy: (1 - eps) * -log p[target]
 /// + eps * mean_c(-log p[c]), with -log p[c] = (m - l[c]) + log(sum) so large
 /// logits do not cancel.
@@ -71,10 +95,13 @@ KILN_HD float crossEntropyRow(const float *logits, int64_t vocab, int64_t target
     sum += expf(logits[c] - m);
     mean += logits[c];
   }
-  float logSum = logf(sum);
-  float nll = (m - logits[target]) + logSum;
-  float smooth = (m - mean / float(vocab)) + logSum;
-  return (1.0f - labelSmoothing) * nll + labelSmoothing * smooth;
+  return crossEntropyFromSums(m, sum, mean, logits[target], vocab, labelSmoothing);
+}
+
+/// One element of cross_entropy_grad from its softmax probability p.
+KILN_HD float crossEntropyGradValue(float p, bool isTarget, float labelSmoothing,
+                                    float uniform, float factor) {
+  return factor * (p - (isTarget ? 1.0f - labelSmoothing : 0.0f) - uniform);
 }
 
 /// One position of cross_entropy_grad: d[c] = factor * (softmax(l)[c]
@@ -86,7 +113,24 @@ KILN_HD void crossEntropyGradRow(const float *logits, int64_t vocab, int64_t tar
   softmaxRowInPlace(d, vocab);
   float uniform = labelSmoothing / float(vocab);
   for (int64_t c = 0; c < vocab; ++c)
-    d[c] = factor * (d[c] - (c == target ? 1.0f - labelSmoothing : 0.0f) - uniform);
+    d[c] = crossEntropyGradValue(d[c], c == target, labelSmoothing, uniform, factor);
+}
+
+/// The loss of kiln.cross_entropy from the per-position losses: the
+/// mask-weighted sum over the positions in order, in f64, over `*count`
+/// (data parallelism's global token count) or the mask's sum; 0 for no
+/// weight.
+KILN_HD float maskedMeanLoss(const float *ce, const float *mask, const float *count,
+                             int64_t positions) {
+  double total = 0, weight = 0;
+  for (int64_t i = 0; i < positions; ++i)
+    if (mask[i] != 0) {
+      total += double(mask[i]) * ce[i];
+      weight += mask[i];
+    }
+  if (count)
+    weight = *count;
+  return weight == 0 ? 0.0f : float(total / weight);
 }
 
 } // namespace kiln::kernels

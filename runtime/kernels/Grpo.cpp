@@ -1,11 +1,11 @@
 //===- Grpo.cpp - host kernels of token_logprobs and the GRPO loss --------===//
 //
-// One task per position (row of logits), statically scheduled: the row is
-// scaled by 1 / temperature into a scratch row (the gradient's own row of
-// dlogits), cross_entropy's row helpers take its log-softmax and softmax,
-// and GrpoMath.h gives the token's loss and dl/dlp. The row weights and the
-// loss are then summed serially in position order, in f64, so the results
-// do not depend on the thread count.
+// One task per position (row of logits), statically scheduled: GrpoMath.h's
+// temperedLogprob takes the row's log-softmax at its target (cross_entropy's
+// row on logits / temperature), grpoToken the token's loss and dl/dlp, and
+// grpoGradRow the gradient row (in the row of dlogits, its scratch). The row
+// weights and the loss are then summed serially in position order, in f64,
+// so the results do not depend on the thread count.
 //
 //===----------------------------------------------------------------------===//
 
@@ -19,15 +19,6 @@
 namespace kiln::kernels {
 
 namespace {
-
-/// log softmax(logits / temperature)[target] of one row; leaves
-/// logits / temperature in z.
-float rowLogprob(const float *logits, int64_t vocab, int32_t target, float temperature,
-                 float *z) {
-  for (int64_t c = 0; c < vocab; ++c)
-    z[c] = logits[c] / temperature;
-  return -crossEntropyRow(z, vocab, target, 0.0f);
-}
 
 void checkTargets(const int32_t *targets, const float *mask, int64_t positions,
                   int64_t vocab) {
@@ -86,13 +77,9 @@ void tokenLogprobs(float *out, const float *logits, const int32_t *targets, int6
                     (long long)positions, (long long)vocab);
   KILN_KERNEL_CHECK(temperature > 0, "expects temperature > 0, got %g", temperature);
   checkTargets(targets, nullptr, positions, vocab);
-#pragma omp parallel
-  {
-    std::vector<float> z(vocab);
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < positions; ++i)
-      out[i] = rowLogprob(logits + i * vocab, vocab, targets[i], temperature, z.data());
-  }
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < positions; ++i)
+    out[i] = temperedLogprob(logits + i * vocab, vocab, targets[i], temperature);
 }
 
 float grpoLossForward(const float *logits, const int32_t *targets, const float *mask,
@@ -104,18 +91,14 @@ float grpoLossForward(const float *logits, const int32_t *targets, const float *
             maxTokens);
   const int64_t positions = rows * seq;
   std::vector<float> loss(positions, 0.0f);
-#pragma omp parallel
-  {
-    std::vector<float> z(vocab);
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < positions; ++i) {
-      if (mask[i] == 0)
-        continue;
-      float lp = rowLogprob(logits + i * vocab, vocab, targets[i], temperature, z.data());
-      loss[i] = grpoToken(lp, oldLogprobs[i], refLogprobs[i], advantages[i / seq], clipLow,
-                          clipHigh, beta)
-                    .loss;
-    }
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < positions; ++i) {
+    if (mask[i] == 0)
+      continue;
+    float lp = temperedLogprob(logits + i * vocab, vocab, targets[i], temperature);
+    loss[i] = grpoToken(lp, oldLogprobs[i], refLogprobs[i], advantages[i / seq], clipLow,
+                        clipHigh, beta)
+                  .loss;
   }
   std::vector<double> weights = rowWeights(mask, rows, seq, aggregation, maxTokens, count);
   double total = 0;
@@ -142,13 +125,8 @@ void grpoLossBackward(float *dlogits, const float *logits, const int32_t *target
       std::fill_n(d, vocab, 0.0f);
       continue;
     }
-    // d holds logits / T until crossEntropyGradRow replaces it by
-    // factor (softmax - onehot), factor = -dloss w dl/dlp / T.
-    float lp = rowLogprob(logits + i * vocab, vocab, targets[i], temperature, d);
-    GrpoTerm<float> term = grpoToken(lp, oldLogprobs[i], refLogprobs[i], advantages[i / seq],
-                                     clipLow, clipHigh, beta);
-    float factor = float(-double(dloss) * weight * term.dLossDlp / temperature);
-    crossEntropyGradRow(d, vocab, targets[i], 0.0f, factor, d);
+    grpoGradRow(d, logits + i * vocab, vocab, targets[i], temperature, oldLogprobs[i],
+                refLogprobs[i], advantages[i / seq], clipLow, clipHigh, beta, dloss, weight);
   }
 }
 

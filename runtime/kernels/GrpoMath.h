@@ -4,13 +4,17 @@
 // policy, and the loss's derivative with respect to that log-probability
 // (KilnLossOps.td, KilnGradOps.td). Templated on the scalar so that the
 // reference evaluator (double) and the kernels (float) run the same
-// expressions; KILN_HD so a CUDA kernel can too.
+// expressions; KILN_HD so a CUDA kernel can too. Below them, the f32 rows
+// the host kernels (Grpo.cpp) and the CUDA kernels (cuda/Grpo.cuh) share:
+// a position's tempered log-probability and its gradient row, on
+// cross_entropy's row math (DenseMath.h).
 //
 //===----------------------------------------------------------------------===//
 
 #ifndef KILN_RUNTIME_GRPOMATH_H
 #define KILN_RUNTIME_GRPOMATH_H
 
+#include "runtime/kernels/DenseMath.h"
 #include "runtime/kernels/KernelMath.h"
 
 #include <cmath>
@@ -86,6 +90,42 @@ KILN_HD T grpoRowWeight(GrpoAggregation aggregation, T rowTokens, T rows, T batc
   }
   }
   return T(0);
+}
+
+/// log softmax(logits / temperature)[target] of one row of `vocab` logits
+/// (kiln.token_logprobs, grpo_loss's lp) without a scratch row: cross_entropy's
+/// row (DenseMath.h) on z[c] = logits[c] / temperature, each quotient
+/// recomputed where it is used: the same f32 operations in the same order as
+/// writing z out first and calling crossEntropyRow, so the same bits.
+KILN_HD float temperedLogprob(const float *logits, int64_t vocab, int64_t target,
+                              float temperature) {
+  float m = logits[0] / temperature;
+  for (int64_t c = 1; c < vocab; ++c) {
+    const float z = logits[c] / temperature;
+    m = z > m ? z : m;
+  }
+  float sum = 0.0f, total = 0.0f;
+  for (int64_t c = 0; c < vocab; ++c) {
+    const float z = logits[c] / temperature;
+    sum += expf(z - m);
+    total += z;
+  }
+  return -crossEntropyFromSums(m, sum, total, logits[target] / temperature, vocab, 0.0f);
+}
+
+/// One position of kiln.grpo_loss_grad whose weight (mask x its row's
+/// grpoRowWeight) is nonzero: d[c] = dloss weight dl/dlp (onehot[c] -
+/// softmax(logits / T)[c]) / T, d holding logits / T first (the row's
+/// scratch).
+KILN_HD void grpoGradRow(float *d, const float *logits, int64_t vocab, int64_t target,
+                         float temperature, float old, float ref, float adv, float clipLow,
+                         float clipHigh, float beta, float dloss, double weight) {
+  for (int64_t c = 0; c < vocab; ++c)
+    d[c] = logits[c] / temperature;
+  const float lp = -crossEntropyRow(d, vocab, target, 0.0f);
+  const GrpoTerm<float> term = grpoToken(lp, old, ref, adv, clipLow, clipHigh, beta);
+  const float factor = float(-double(dloss) * weight * term.dLossDlp / temperature);
+  crossEntropyGradRow(d, vocab, target, 0.0f, factor, d);
 }
 
 } // namespace kiln::kernels

@@ -41,15 +41,7 @@ float crossEntropyForward(const float *logits, const int32_t *targets, const flo
   for (int64_t i = 0; i < positions; ++i)
     if (mask[i] != 0)
       ce[i] = crossEntropyRow(logits + i * vocab, vocab, targets[i], labelSmoothing);
-  double total = 0, weight = 0;
-  for (int64_t i = 0; i < positions; ++i)
-    if (mask[i] != 0) {
-      total += double(mask[i]) * ce[i];
-      weight += mask[i];
-    }
-  if (count)
-    weight = *count;
-  return weight == 0 ? 0.0f : float(total / weight);
+  return maskedMeanLoss(ce.data(), mask, count, positions);
 }
 
 void crossEntropyBackward(float *dlogits, const float *logits, const int32_t *targets,

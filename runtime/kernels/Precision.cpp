@@ -22,15 +22,6 @@ namespace {
 
 int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-void checkTiles(const Fp8Tiles &t) {
-  KILN_KERNEL_CHECK(t.rows >= 0 && t.cols >= 0 && t.tileRows > 0 && t.tileCols > 0 &&
-                        t.matrices > 0 && t.rows % t.matrices == 0,
-                    "expects %lld matrices of [%lld / %lld, %lld] in tiles of [%lld, %lld], "
-                    "sizes >= 0, tiles and matrices > 0",
-                    (long long)t.matrices, (long long)t.rows, (long long)t.matrices,
-                    (long long)t.cols, (long long)t.tileRows, (long long)t.tileCols);
-}
-
 int64_t tileRowsPerMatrix(const Fp8Tiles &t) { return ceilDiv(t.rows / t.matrices, t.tileRows); }
 
 int64_t scaleIndex(const Fp8Tiles &t, int64_t r, int64_t c) {
@@ -47,11 +38,8 @@ float quantizeTile(E4m3 *values, const In *x, int64_t cols, int64_t r0, int64_t 
                    int64_t c1) {
   float amax = 0.0f;
   for (int64_t r = r0; r < r1; ++r)
-    for (int64_t c = c0; c < c1; ++c) {
-      float a = std::fabs(widen(x[r * cols + c]));
-      if (a != a || a > amax) // NaN propagates: once amax is NaN no a > amax
-        amax = amax != amax ? amax : a;
-    }
+    for (int64_t c = c0; c < c1; ++c)
+      amax = fp8AmaxOf(amax, std::fabs(widen(x[r * cols + c])));
   float factor = fp8QuantizeFactor(amax);
   for (int64_t r = r0; r < r1; ++r)
     for (int64_t c = c0; c < c1; ++c)
@@ -76,7 +64,7 @@ const E4m3Table &e4m3Table() {
 
 template <typename In>
 void quantizeFp8(E4m3 *values, float *scales, const In *x, Fp8Tiles t) {
-  checkTiles(t);
+  checkFp8Tiles(t);
   int64_t perMatrix = tileRowsPerMatrix(t), matrixRows = t.rows / t.matrices;
   int64_t tileRowCount = t.matrices * perMatrix, tileColCount = ceilDiv(t.cols, t.tileCols);
 #pragma omp parallel for schedule(static)
@@ -92,7 +80,7 @@ void quantizeFp8(E4m3 *values, float *scales, const In *x, Fp8Tiles t) {
 
 template <typename Out>
 void dequantizeFp8(Out *out, const E4m3 *values, const float *scales, Fp8Tiles t) {
-  checkTiles(t);
+  checkFp8Tiles(t);
   const float *decode = e4m3Table().value;
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < t.rows; ++r)
@@ -127,8 +115,8 @@ float blockScale(const ScaledOperand &op, int64_t i, int64_t k0) {
 template <typename Out>
 void scaledMatmul(Out *out, ScaledOperand lhs, ScaledOperand rhs, int64_t m, int64_t n,
                   int64_t k) {
-  checkTiles(lhs.tiles);
-  checkTiles(rhs.tiles);
+  checkFp8Tiles(lhs.tiles);
+  checkFp8Tiles(rhs.tiles);
   KILN_KERNEL_CHECK(m >= 0 && n >= 0 && k >= 0, "expects m, n, k >= 0, got %lld, %lld, %lld",
                     (long long)m, (long long)n, (long long)k);
   std::vector<float> a(m * std::min<int64_t>(k, kFp8BlockSize));
@@ -157,7 +145,7 @@ template <typename In>
 bool quantizeFp8Grouped(E4m3 *values, float *scales, const In *x, const int32_t *offsets,
                         int64_t rows, int64_t cols, int64_t experts, int64_t tileRows,
                         int64_t tileCols, std::string *error) {
-  checkTiles({rows, cols, tileRows, tileCols});
+  checkFp8Tiles({rows, cols, tileRows, tileCols});
   if (!checkExpertOffsets(error, "quantize_fp8_grouped", offsets, experts, rows))
     return false;
   int64_t scaleCols = ceilDiv(cols, tileCols);

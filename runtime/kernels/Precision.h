@@ -26,6 +26,7 @@
 #ifndef KILN_RUNTIME_PRECISION_H
 #define KILN_RUNTIME_PRECISION_H
 
+#include "runtime/kernels/KernelCheck.h"
 #include "runtime/kernels/PrecisionMath.h"
 
 #include <cstdint>
@@ -39,6 +40,17 @@ struct Fp8Tiles {
   int64_t rows, cols, tileRows, tileCols;
   int64_t matrices = 1;
 };
+
+/// Stops with a message unless `t` is a tiling (the host and CUDA
+/// launchers' shape check).
+inline void checkFp8Tiles(const Fp8Tiles &t) {
+  KILN_KERNEL_CHECK(t.rows >= 0 && t.cols >= 0 && t.tileRows > 0 && t.tileCols > 0 &&
+                        t.matrices > 0 && t.rows % t.matrices == 0,
+                    "expects %lld matrices of [%lld / %lld, %lld] in tiles of [%lld, %lld], "
+                    "sizes >= 0, tiles and matrices > 0",
+                    (long long)t.matrices, (long long)t.rows, (long long)t.matrices,
+                    (long long)t.cols, (long long)t.tileRows, (long long)t.tileCols);
+}
 
 /// kiln.quantize_fp8: `values` [rows, cols] and `scales` [ceil(rows /
 /// tileRows), ceil(cols / tileCols)] from `x`. In is float, Bf16 or F16.

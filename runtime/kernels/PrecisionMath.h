@@ -217,6 +217,17 @@ template <> struct NarrowTo<E4m3> {
 /// `x` stored as a T (rounded as the file comment says).
 template <typename T> KILN_HD T narrowTo(float x) { return NarrowTo<T>::from(x); }
 
+/// The running amax of a tile after one more |x| (or one more partial
+/// amax): the larger, and NaN once either is NaN (the first NaN kept). Every
+/// operand is >= 0 or NaN, so any grouping of a tile's values (the host's
+/// row-major loop, a GPU warp's shuffle tree) gives the same amax, NaN
+/// payloads aside.
+KILN_HD float fp8AmaxOf(float amax, float a) {
+  if (a != a || a > amax) // NaN propagates: once amax is NaN no a > amax
+    return amax != amax ? amax : a;
+  return amax;
+}
+
 /// A tile's amax floored at kFp8AmaxFloor (NaN stays NaN).
 KILN_HD float fp8FlooredAmax(float amax) {
   return amax > kFp8AmaxFloor ? amax : (amax != amax ? amax : kFp8AmaxFloor);

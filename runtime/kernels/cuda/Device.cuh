@@ -157,4 +157,64 @@ using cudaStream_t = struct CUstream_st *;
   } while (0)
 #endif
 
+namespace kiln::cuda {
+#if KILN_CUDA_DEVICE
+/// Sum of `v` over the block, in every thread (blockDim.x a multiple of 32,
+/// at most 1024): a shuffle tree per warp, then one over the warps' sums in
+/// `shared` (32 values). A fixed tree: the same bits every run. The block's
+/// threads must all call it; `shared` is free again when it returns.
+template <typename T> __device__ __forceinline__ T blockSum(T v, T *shared) {
+  for (int offset = 16; offset > 0; offset /= 2)
+    v += __shfl_xor_sync(0xffffffffu, v, offset);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (lane == 0)
+    shared[warp] = v;
+  __syncthreads();
+  v = threadIdx.x < blockDim.x / 32 ? shared[lane] : T(0);
+  if (warp == 0)
+    for (int offset = 16; offset > 0; offset /= 2)
+      v += __shfl_xor_sync(0xffffffffu, v, offset);
+  if (threadIdx.x == 0)
+    shared[0] = v;
+  __syncthreads();
+  v = shared[0];
+  __syncthreads();
+  return v;
+}
+#endif
+
+/// Device memory one launcher's kernels share, allocated and freed in
+/// stream order (cudaMallocAsync / cudaFreeAsync: no sync, served from the
+/// stream's pool after the first step); host memory on the CPU shim.
+class StreamScratch {
+public:
+  StreamScratch(cudaStream_t stream, size_t bytes) : stream(stream) {
+#if KILN_CUDA_DEVICE
+    if (bytes > 0)
+      KILN_CUDA_CHECK(cudaMallocAsync(&data, bytes, stream));
+#else
+    data = bytes > 0 ? ::operator new(bytes) : nullptr;
+#endif
+  }
+  ~StreamScratch() {
+#if KILN_CUDA_DEVICE
+    if (data)
+      KILN_CUDA_CHECK(cudaFreeAsync(data, stream));
+#else
+    ::operator delete(data);
+#endif
+  }
+  StreamScratch(const StreamScratch &) = delete;
+  StreamScratch &operator=(const StreamScratch &) = delete;
+  /// The scratch from byte `offset` on, as T (offset a multiple of 8).
+  template <typename T> T *at(size_t offset = 0) const {
+    return reinterpret_cast<T *>(static_cast<char *>(data) + offset);
+  }
+
+private:
+  cudaStream_t stream;
+  void *data = nullptr;
+};
+} // namespace kiln::cuda
+
 #endif // KILN_RUNTIME_KERNELS_CUDA_DEVICE_CUH
