@@ -396,14 +396,11 @@ FailureOr<std::string> scalarExpr(Operation &op, llvm::DenseMap<Value, std::stri
       });
 }
 
-LogicalResult Emitter::emitLoop(ElementwiseOp loop) {
+FailureOr<std::string> Emitter::loopBody(ElementwiseOp loop, StringRef indent) {
   Block &body = loop.getBody().front();
-  int64_t n = cast<MemRefType>(loop.getOuts()[0].getType()).getNumElements();
   llvm::DenseMap<Value, std::string> vars;
-  // Loops under ~32k elements finish faster than an OpenMP fork/join.
-  if (n >= 32768)
-    *os << "  #pragma omp parallel for schedule(static)\n";
-  *os << "  for (int64_t i = 0; i < " << n << "; ++i) {\n";
+  std::string text;
+  llvm::raw_string_ostream out(text);
   // bf16 / f16 / e4m3 values are f32 variables holding exactly what their
   // type can store: loaded with widen(), every result of a narrow type
   // rounded to it (the as-typed evaluator's semantics), stored with narrowTo.
@@ -414,9 +411,9 @@ LogicalResult Emitter::emitLoop(ElementwiseOp loop) {
     vars[arg] = "a" + std::to_string(k);
     std::string load = nameOf(loop.getIns()[k]) + "[i]";
     if (isNarrowFloat(arg.getType()))
-      *os << "    const float a" << k << " = kiln::kernels::widen(" << load << ");\n";
+      out << indent << "const float a" << k << " = kiln::kernels::widen(" << load << ");\n";
     else
-      *os << "    const " << *elem << " a" << k << " = " << load << ";\n";
+      out << indent << "const " << *elem << " a" << k << " = " << load << ";\n";
   }
   int64_t next = 0;
   for (Operation &op : body.without_terminator()) {
@@ -430,34 +427,89 @@ LogicalResult Emitter::emitLoop(ElementwiseOp loop) {
     std::string var = "v" + std::to_string(next++);
     vars[op.getResult(0)] = var;
     if (isNarrowFloat(type))
-      *os << "    const float " << var << " = kiln::kernels::widen(kiln::kernels::narrowTo<"
+      out << indent << "const float " << var << " = kiln::kernels::widen(kiln::kernels::narrowTo<"
           << *elem << ">(" << *expr << "));\n";
     else
-      *os << "    const " << *elem << " " << var << " = " << *expr << ";\n";
+      out << indent << "const " << *elem << " " << var << " = " << *expr << ";\n";
   }
   auto yield = cast<YieldOp>(body.getTerminator());
-  for (auto [value, out] : llvm::zip(yield.getValues(), loop.getOuts())) {
-    Type type = cast<MemRefType>(out.getType()).getElementType();
+  for (auto [value, result] : llvm::zip(yield.getValues(), loop.getOuts())) {
+    Type type = cast<MemRefType>(result.getType()).getElementType();
     std::string v = vars.lookup(value);
     if (isNarrowFloat(type))
       v = "kiln::kernels::narrowTo<" + cppElementType(loop.getLoc(), type)->str() + ">(" + v + ")";
-    *os << "    " << nameOf(out) << "[i] = " << v << ";\n";
+    out << indent << nameOf(result) << "[i] = " << v << ";\n";
   }
-  *os << "  }\n";
+  return text;
+}
+
+LogicalResult Emitter::emitLoop(ElementwiseOp loop) {
+  int64_t n = cast<MemRefType>(loop.getOuts()[0].getType()).getNumElements();
+  if (target == LaunchTarget::Cuda) {
+    // A generated kernel over the loop's buffers (an out may be an in:
+    // no __restrict__), one element per thread, grid-stride.
+    FailureOr<std::string> body = loopBody(loop, "    ");
+    if (failed(body))
+      return failure();
+    const std::string kernel = "fused" + std::to_string(numFused++);
+    SmallVector<std::string> params, args;
+    llvm::StringSet<> seen;
+    for (Value buffer : llvm::concat<Value>(loop.getOuts(), loop.getIns())) {
+      const std::string name = nameOf(buffer);
+      if (!seen.insert(name).second)
+        continue;
+      FailureOr<StringRef> elem =
+          cppElementType(loop.getLoc(), cast<MemRefType>(buffer.getType()).getElementType());
+      if (failed(elem))
+        return failure();
+      const bool written = llvm::is_contained(loop.getOuts(), buffer);
+      params.push_back((written ? "" : "const ") + elem->str() + " *" + name);
+      args.push_back(name);
+    }
+    deviceKernels += "__global__ void " + kernel + "(" + llvm::join(params, ", ") +
+                     ", int64_t n) {\n  for (int64_t i = kiln::cuda::globalThread(); i < n; "
+                     "i += kiln::cuda::gridThreads()) {\n" +
+                     *body + "  }\n}\n\n";
+    *os << "    KILN_LAUNCH(" << kernel << ", kiln::cuda::blocksFor(" << n
+        << "), kiln::cuda::kBlock, 0, stream, " << llvm::join(args, ", ") << ", int64_t(" << n
+        << "));\n";
+    return success();
+  }
+  FailureOr<std::string> body = loopBody(loop, "    ");
+  if (failed(body))
+    return failure();
+  // Loops under ~32k elements finish faster than an OpenMP fork/join.
+  if (n >= 32768)
+    *os << "  #pragma omp parallel for schedule(static)\n";
+  *os << "  for (int64_t i = 0; i < " << n << "; ++i) {\n" << *body << "  }\n";
   return success();
 }
 
 LogicalResult Emitter::emitGradSink(Location loc) {
-  *os << "  if (io.gradSink) {\n    const float *grads[] = {\n";
+  SmallVector<Value> grads;
   for (unsigned i : roles.trainable) {
     Value grad = gradOf.lookup(i);
     if (!grad)
       return emitError(loc) << "trainable parameter '"
                             << step.getArgAttrOfType<StringAttr>(i, "kiln.param").getValue()
                             << "' has no adamw update to take its gradient from";
-    *os << "        " << nameOf(grad) << ",\n";
+    grads.push_back(grad);
   }
-  *os << "    };\n    io.gradSink(io.gradSinkContext, grads);\n  }\n";
+  *os << (target == LaunchTarget::Cuda ? "  {\n" : "  if (io.gradSink) {\n")
+      << "    const float *grads[] = {\n";
+  for (Value grad : grads)
+    *os << "        " << nameOf(grad) << ",\n";
+  *os << "    };\n";
+  if (target == LaunchTarget::Host) {
+    *os << "    io.gradSink(io.gradSinkContext, grads);\n  }\n";
+    return success();
+  }
+  // The gradients are on the device: DeviceStep.cuh copies them over.
+  *os << "    const int64_t counts[] = {";
+  for (auto [k, grad] : llvm::enumerate(grads))
+    *os << (k ? ", " : "") << cast<MemRefType>(grad.getType()).getNumElements();
+  *os << "};\n    if (!kiln::cuda::sinkGradients(io, grads, counts, " << grads.size()
+      << ", error)) return false;\n  }\n";
   return success();
 }
 
@@ -592,7 +644,9 @@ LogicalResult Emitter::emitStep() {
           *os << (k ? " + " : "") << cast<StringAttr>(origin).getValue();
         *os << "\n";
         declareUsed(loop->getOperands(), declared);
-        *os << "  {\n    kiln::driver::KernelTimer timer(io.profile, \"fused_elementwise\");\n";
+        *os << "  {\n";
+        if (target == LaunchTarget::Host)
+          *os << "    kiln::driver::KernelTimer timer(io.profile, \"fused_elementwise\");\n";
         if (failed(emitLoop(loop)))
           return failure();
         *os << "  }\n";
@@ -620,9 +674,11 @@ LogicalResult Emitter::emitStep() {
         args.ins.push_back(nameOf(in));
       for (Value out : launch.getOuts())
         args.outs.push_back(nameOf(out));
-      *os << "  {\n    kiln::driver::KernelTimer timer(io.profile, \"" << launch.getKernel()
-          << "\");\n";
-      if (failed(emitHostLaunch(launch, args, "    ", *os)))
+      *os << "  {\n";
+      if (target == LaunchTarget::Host)
+        *os << "    kiln::driver::KernelTimer timer(io.profile, \"" << launch.getKernel()
+            << "\");\n";
+      if (failed(emitHostLaunch(launch, args, "    ", *os, target)))
         return failure();
       *os << "  }\n";
       trackPosted(op);
@@ -630,8 +686,10 @@ LogicalResult Emitter::emitStep() {
     }
     os = file;
     *os << "bool " << partPrefix << index << "(const " << buffersType << " &io, std::string &"
-        << (StringRef(body).contains("error") ? "error" : "/*error*/") << ") {\n"
-        << body << "  return true;\n}\n\n";
+        << (StringRef(body).contains("error") ? "error" : "/*error*/") << ") {\n";
+    if (target == LaunchTarget::Cuda)
+      *os << "  cudaStream_t stream = kiln::cuda::stepStream();\n  (void)stream;\n";
+    *os << body << "  return true;\n}\n\n";
   }
 
   *os << "bool " << function << "(const " << buffersType << " &io, std::string &error) {\n";
@@ -647,10 +705,21 @@ LogicalResult Emitter::emit(std::string &code) {
                             << " has no planned arena; run kiln-plan-arena first";
   if (failed(classifyArguments()))
     return failure();
+  if (target == LaunchTarget::Cuda) { // wrapped by the driver's trainStep
+    function = "deviceStep";
+    partPrefix = "deviceStepPart";
+  }
   llvm::raw_string_ostream stream(code);
   os = &stream;
-  if (failed(emitModelDesc()) || failed(emitStep()))
+  if (failed(emitModelDesc()))
     return failure();
+  // The step's fused loops become kernels the step launches: they go first.
+  std::string stepCode;
+  llvm::raw_string_ostream stepStream(stepCode);
+  os = &stepStream;
+  if (failed(emitStep()))
+    return failure();
+  code += deviceKernels + stepCode;
   return success();
 }
 
@@ -696,8 +765,7 @@ FailureOr<SmallVector<func::FuncOp>> programsOf(ModuleOp module, StringRef entry
 
 using namespace detail;
 
-/// train.curriculum's stages for the ModelDescs to point at.
-static std::string curriculumTable(const HostProgramInfo &info) {
+std::string detail::curriculumTable(const HostProgramInfo &info) {
   if (info.curriculum.empty())
     return "";
   std::string table = "// train.curriculum: the corpus' difficulty by steps.\n"

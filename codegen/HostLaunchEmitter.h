@@ -229,13 +229,12 @@ private:
   void call(StringRef fn, ArrayRef<std::string> callArgs) {
     line(callee(fn, !callArgs.empty()) + llvm::join(callArgs, ", ") + ");");
   }
-  /// `if (!kiln::kernels::fn(args, &error)) return false;` on the host; on
-  /// CUDA a plain call, whose kernel records bad data as a device error.
-  void checkedCall(StringRef fn, ArrayRef<std::string> callArgs) {
-    if (cuda())
-      return call(fn, callArgs);
-    line("if (!kiln::kernels::" + fn + "(" + llvm::join(callArgs, ", ") +
-         ", &error)) return false;");
+  /// `if (!kiln::kernels::fn(args, &error)) return false;` (CUDA: the
+  /// launcher checks what it knows on the host the same way; what a kernel
+  /// finds in the data it records as a device error).
+  void checkedCall(StringRef fn, ArrayRef<std::string> callArgs, StringRef trailing = "") {
+    line("if (!" + callee(fn) + llvm::join(callArgs, ", ") + ", &error" +
+         (trailing.empty() ? "" : ", " + trailing.str()) + ")) return false;");
   }
   /// `*result = kiln::kernels::fn(args);` on the host; on CUDA
   /// `kiln::cuda::fn(stream, result, args);`, written on the device.

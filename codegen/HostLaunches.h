@@ -28,9 +28,10 @@ namespace kiln::codegen {
 /// device pointer `p`; where the host assigns a kernel's returned value
 /// (`*out = fn(args)`), the CUDA launcher writes it through `out`, its first
 /// argument after the stream; a step kiln.grad_scaler may skip hands its
-/// flag to the CUDA launcher as a trailing pointer instead of the host's
-/// `if (!*skip)`; and kernels that return false with a message on bad data
-/// on the host record a device error on CUDA (read after the step).
+/// flag to the CUDA launcher as a trailing pointer (after `&error`) instead
+/// of the host's `if (!*skip)`. A CUDA launcher fails like the host's on what
+/// it can check on the host (sizes, attributes); bad data its kernels find
+/// is a device error, read after the step.
 enum class LaunchTarget { Host, Cuda };
 
 /// C++ expressions for the data pointers of a launch's buffers, already of

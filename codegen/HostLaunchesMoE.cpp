@@ -193,13 +193,7 @@ void LaunchEmitter::globalSequences(std::vector<std::string> callArgs) {
     checkedCall(fn, callArgs);
     return;
   }
-  // On CUDA the total follows the arguments (there is no error pointer).
-  if (cuda()) {
-    callArgs.push_back(intLiteral(total.getInt()));
-    return call(fn, callArgs);
-  }
-  line("if (!kiln::kernels::" + fn + "(" + llvm::join(callArgs, ", ") + ", &error, " +
-       intLiteral(total.getInt()) + ")) return false;");
+  checkedCall(fn, callArgs, intLiteral(total.getInt()));
 }
 
 void LaunchEmitter::balanceLoss() {

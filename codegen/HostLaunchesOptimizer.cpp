@@ -132,11 +132,8 @@ void LaunchEmitter::adamw() {
                                        floatLiteral(beta2),   floatLiteral(eps),
                                        floatLiteral(weightDecay)};
   StringRef fn = masked ? "maskedAdamw" : "adamw";
-  if (cuda()) {
-    // The skip flag is read on the device: the kernel leaves the state be.
-    callArgs.push_back(skippable ? in(7) : "nullptr");
-    return call(fn, callArgs);
-  }
+  if (cuda()) // The skip flag is read on the device: the kernel leaves the state be.
+    return checkedCall(fn, callArgs, skippable ? in(7) : "nullptr");
   callArgs.push_back("&error");
   const std::string update =
       "if (!kiln::kernels::" + fn.str() + "(" + llvm::join(callArgs, ", ") + ")) return false;";
@@ -159,12 +156,10 @@ void LaunchEmitter::biasUpdate() {
     return;
   if (skippable)
     copyInPlace(0, 0);
-  if (cuda()) {
-    // The skip flag is read on the device: the kernel leaves the bias be.
-    call("biasUpdate", {in(0), in(1), intLiteral(inCount(0)), floatLiteral(speed), out(0),
-                        skippable ? in(2) : "nullptr"});
-    return;
-  }
+  if (cuda()) // The skip flag is read on the device: the kernel leaves the bias be.
+    return checkedCall("biasUpdate",
+                       {in(0), in(1), intLiteral(inCount(0)), floatLiteral(speed), out(0)},
+                       skippable ? in(2) : "nullptr");
   if (skippable) {
     line("if (!" + deref(in(2)) + ")");
     indent += "  ";

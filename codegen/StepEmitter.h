@@ -12,6 +12,7 @@
 #define KILN_CODEGEN_STEPEMITTER_H
 
 #include "codegen/HostEmitter.h"
+#include "codegen/HostLaunches.h"
 #include "dialects/kernel/KernelDialect.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -67,6 +68,13 @@ public:
   /// The ModelDesc points at `kRampup` (train.batch_rampup's schedule and
   /// smaller programs, emitted before it).
   bool pointsAtRampup = false;
+  /// Which kernel library the launches call (HostLaunches.h). For CUDA the
+  /// step's parts run their launches on kiln::cuda::stepStream(), fused
+  /// elementwise loops become `__global__` kernels (collected in
+  /// `deviceKernels`, to be emitted before the step), and nothing is timed
+  /// (launches return before their kernels run).
+  LaunchTarget target = LaunchTarget::Host;
+  std::string deviceKernels;
   SmallVector<MemRefType> cacheTypes;
   int64_t kernels() const { return numKernels; }
   int64_t batchRows() const { return batch; }
@@ -81,6 +89,9 @@ private:
   void declareUsed(mlir::ValueRange values, llvm::StringSet<> &declared);
   LogicalResult emitStep();
   LogicalResult emitLoop(ElementwiseOp loop);
+  /// The statements computing element `i` of `loop`'s outs, each line
+  /// starting with `indent`.
+  FailureOr<std::string> loopBody(ElementwiseOp loop, StringRef indent);
   LogicalResult emitGradSink(Location loc);
   std::string nameOf(Value v) { return names.lookup(v); }
 
@@ -108,12 +119,20 @@ private:
   int64_t scalerStateArgs = 0;
   int64_t bf16MomentArgs = 0, f32MomentArgs = 0;
   double initialLossScale = 0; ///< 0: no loss scaling
-  int64_t numKernels = 0;
+  int64_t numKernels = 0, numFused = 0;
   /// The emitted functions: `<function>Part<i>` and `<function>`, over
   /// `buffersType` (StepBuffers for a training step).
   std::string function = "trainStep", partPrefix = "stepPart",
               buffersType = "kiln::driver::StepBuffers";
 };
+
+/// The programs `entry` names: @entry itself, or the per-rank programs of
+/// kiln-pipeline (`kiln.program = entry`), in stage order.
+FailureOr<SmallVector<func::FuncOp>> programsOf(ModuleOp module, StringRef entry);
+
+/// train.curriculum's stage table `kCurriculum` for the ModelDescs to point
+/// at ("" without a curriculum).
+std::string curriculumTable(const HostProgramInfo &info);
 
 /// `namespace decode { prefill, decodeStep, kDecode }`: the decode program's
 /// two functions and its DecodeDesc.

@@ -910,6 +910,8 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
       signal = int(anySignal);
     }
     if (!ckptDir.empty() && (every || s == options.steps || signal)) {
+      if (model.syncStateToHost && !model.syncStateToHost(error))
+        return stop(error);
       if (!saveCheckpointOfRanks(ranks, ckptDir, model, placement, layouts, state, s, seed,
                                  loader ? loader->position() : 0, error))
         return stop(error);

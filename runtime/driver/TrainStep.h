@@ -130,6 +130,11 @@ struct ModelDesc {
   /// and the schedule (BatchRampup.h); null: every step trains `batch` rows
   /// on each rank.
   const BatchRampup *rampup = nullptr;
+  /// The CUDA target (runtime/cuda/DeviceStep.cuh): the step keeps the
+  /// state on the GPU, and this copies it into the driver's buffers, which
+  /// the driver calls before it reads them (a checkpoint). Null on the host,
+  /// where the step updates the driver's buffers themselves.
+  bool (*syncStateToHost)(std::string &error) = nullptr;
 };
 
 /// Called inside the step with every trainable parameter's gradient (in

@@ -26,8 +26,34 @@ static const char kSanitizeFlags[] = KILN_SANITIZE_FLAGS;
 // Debian's libopenblas0-openmp (scripts/install-deps.sh installs it).
 static const char kOpenBlasOpenMPDir[] = "/usr/lib/x86_64-linux-gnu/openblas-openmp";
 
+/// The CUDA toolkit kilnc builds GPU programs with.
+static const char kCudaDir[] = "/usr/local/cuda";
+
+/// nvcc's -arch for `sm` (the arch-specific `a` targets where Kiln's kernels
+/// use them: wgmma and the block-scaled FP8 GEMMs on 90 and 100).
+static std::string cudaArch(int64_t sm) {
+  return "sm_" + std::to_string(sm) + (sm >= 90 ? "a" : "");
+}
+
 static std::vector<std::string> compileCommand(const std::string &cxx, const std::string &src,
-                                               const std::string &out) {
+                                               const std::string &out, int64_t cudaSm) {
+  if (cudaSm) {
+    // --fmad=false: every arith op of the IR is one rounding on the GPU too
+    // (as -ffp-contract=off on the host); cuBLASLt's GEMMs are not affected.
+    std::vector<std::string> args = {cxx, "-arch=" + cudaArch(cudaSm), "-std=c++17", "-O3",
+                                     "--fmad=false", "-Xcompiler", "-fopenmp",
+                                     "-I" + std::string(kSourceDir), src, "-o", out};
+    SmallVector<StringRef> libs;
+    StringRef(kRuntimeLibs).split(libs, ':', -1, false);
+    for (StringRef lib : libs)
+      args.push_back(lib.str());
+    for (const char *lib : {"-lcublasLt", "-lcudart", "-lopenblas", "-lpthread"})
+      args.push_back(lib);
+    args.push_back("-L" + std::string(kCudaDir) + "/lib");
+    args.push_back("-Xlinker");
+    args.push_back("-rpath," + std::string(kCudaDir) + "/lib");
+    return args;
+  }
   // -ffp-contract=off: every arith op of the IR is one rounding, as the
   // reference semantics say; a fused multiply-add would round once for two,
   // and differently in a fused loop than in two separate ones.
@@ -65,16 +91,17 @@ static std::string shellQuote(const std::string &s) {
 }
 
 bool buildHostExecutable(const std::string &dir, const std::string &source,
-                         std::string &error) {
+                         std::string &error, int64_t cudaSm) {
+  const std::string sourceName = cudaSm ? "train.cu" : "train.cpp";
   if (std::error_code ec = sys::fs::create_directories(dir)) {
     error = "cannot create output directory '" + dir + "': " + ec.message();
     return false;
   }
   SmallString<256> absDir(dir);
   sys::fs::make_absolute(absDir);
-  std::string srcPath = (absDir + "/train.cpp").str();
+  std::string srcPath = (absDir + "/" + sourceName).str();
   std::string exePath = (absDir + "/train").str();
-  std::string tmpSrc = srcPath + ".tmp." + std::to_string(getpid()) + ".cpp";
+  std::string tmpSrc = srcPath + ".tmp." + std::to_string(getpid()) + (cudaSm ? ".cu" : ".cpp");
   std::string tmpExe = exePath + ".tmp." + std::to_string(getpid());
   auto cleanup = [&] {
     sys::fs::remove(tmpSrc);
@@ -83,15 +110,19 @@ bool buildHostExecutable(const std::string &dir, const std::string &source,
   if (!io::writeFileAtomic(tmpSrc, {{source.data(), source.size()}}, error))
     return false;
 
-  const char *cxxEnv = std::getenv("CXX");
-  std::string cxx = cxxEnv && *cxxEnv ? cxxEnv : "c++";
-  ErrorOr<std::string> cxxPath = sys::findProgramByName(cxx);
+  const char *cxxEnv = std::getenv(cudaSm ? "NVCC" : "CXX");
+  std::string cxx = cxxEnv && *cxxEnv ? cxxEnv : cudaSm ? "nvcc" : "c++";
+  ErrorOr<std::string> cxxPath =
+      cudaSm ? sys::findProgramByName(cxx, {std::string(kCudaDir) + "/bin"})
+             : sys::findProgramByName(cxx);
   if (!cxxPath) {
     cleanup();
-    error = "no C++ compiler '" + cxx + "' on PATH (set CXX to one)";
+    error = cudaSm ? "no CUDA compiler '" + cxx + "' on PATH or in " + std::string(kCudaDir) +
+                         "/bin (set NVCC to one; the CUDA target needs the CUDA toolkit)"
+                   : "no C++ compiler '" + cxx + "' on PATH (set CXX to one)";
     return false;
   }
-  std::vector<std::string> args = compileCommand(*cxxPath, tmpSrc, tmpExe);
+  std::vector<std::string> args = compileCommand(*cxxPath, tmpSrc, tmpExe, cudaSm);
   SmallVector<StringRef> argRefs(args.begin(), args.end());
   std::string message;
   int rc = sys::ExecuteAndWait(*cxxPath, argRefs, std::nullopt, {}, 0, 0, &message);
@@ -104,8 +135,10 @@ bool buildHostExecutable(const std::string &dir, const std::string &source,
   }
 
   // build.sh: the same command on the final names.
-  std::vector<std::string> final = compileCommand(cxx, "train.cpp", "train");
-  std::string script = "#!/bin/sh\n# Rebuilds ./train from train.cpp (written by kilnc).\n"
+  std::vector<std::string> final = compileCommand(cudaSm ? *cxxPath : cxx, sourceName, "train",
+                                                  cudaSm);
+  std::string script = "#!/bin/sh\n# Rebuilds ./train from " + sourceName +
+                       " (written by kilnc).\n"
                        "set -e\ncd \"$(dirname \"$0\")\"\n";
   for (size_t i = 0; i < final.size(); ++i)
     script += (i ? " " : "") + shellQuote(final[i]);

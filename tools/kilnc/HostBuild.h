@@ -20,8 +20,11 @@ namespace frontend {
 struct Spec;
 } // namespace frontend
 
+/// With `cudaSm` (the CUDA target, `target.sm`), DIR/train.cu built with
+/// nvcc for that GPU generation (--fmad=false), linked with cuBLASLt and the
+/// CUDA runtime.
 bool buildHostExecutable(const std::string &dir, const std::string &source,
-                         std::string &error);
+                         std::string &error, int64_t cudaSm = 0);
 
 /// Warns on stderr when the built program will not fit this machine: every
 /// rank of the spec's layout runs here (mpirun on one host), each holding

@@ -303,7 +303,8 @@ std::string grpoDescFields(const frontend::GrpoConfig &g) {
 }
 
 bool buildsDecodeProgram(const frontend::Spec &spec) {
-  return spec.parallel.pp == 1 && spec.parallel.ep == 1;
+  // The decode program is host code: the CUDA target's executable trains.
+  return spec.parallel.pp == 1 && spec.parallel.ep == 1 && spec.target.kind != "cuda";
 }
 
 void priceCheckpointing(const frontend::Spec &spec, frontend::ModelSummary &summary) {
@@ -366,12 +367,34 @@ void priceCheckpointing(const frontend::Spec &spec, frontend::ModelSummary &summ
   }
 }
 
+bool checkCudaTarget(const frontend::Spec &spec, std::string &error) {
+  auto fail = [&](const std::string &field, const std::string &what) {
+    error = spec.path + ": " + field + ": " + what;
+    return false;
+  };
+  const frontend::ParallelConfig &p = spec.parallel;
+  if (p.dp != 1 || p.ep != 1 || p.pp != 1)
+    return fail("parallel", "the CUDA target builds single-GPU steps so far (dp, ep and pp 1): "
+                            "NCCL behind the communicator is not built yet; use \"target\": "
+                            "\"host\" for dp " + std::to_string(p.dp) + ", ep " +
+                            std::to_string(p.ep) + ", pp " + std::to_string(p.pp));
+  if (spec.train.stage == "grpo")
+    return fail("train.stage", "GRPO samples with the host decode program; the CUDA target "
+                               "does not build it yet (use \"target\": \"host\")");
+  if (spec.train.batchRampup.start != 0)
+    return fail("train.batch_rampup", "the CUDA target builds one step program so far; use "
+                                      "\"target\": \"host\" for a batch rampup");
+  return true;
+}
+
 bool checkHostTarget(const frontend::Spec &spec, std::string &error) {
   auto fail = [&](const std::string &field, const std::string &what) {
     error = spec.path + ": " + field + ": " + what;
     return false;
   };
   const frontend::TrainConfig &t = spec.train;
+  if (spec.target.kind == "cuda")
+    return checkCudaTarget(spec, error);
   if (spec.target.kind != "host")
     return fail("target", "'" + spec.target.kind +
                               "' cannot be built yet; the host target (\"target\": \"host\") can");

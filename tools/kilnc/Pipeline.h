@@ -106,6 +106,11 @@ void priceCheckpointing(const frontend::Spec &spec, frontend::ModelSummary &summ
 /// (mpirun for dp > 1).
 bool checkHostTarget(const frontend::Spec &spec, std::string &error);
 
+/// Whether the CUDA target can build `spec` (target.kind "cuda"; what
+/// checkHostTarget calls for it): one GPU so far, no GRPO, no batch rampup;
+/// errors name the spec field.
+bool checkCudaTarget(const frontend::Spec &spec, std::string &error);
+
 /// Hex FNV-1a of the printed forward module built for one row: a checkpoint
 /// records it and a resumed run must match it (same architecture, same
 /// loss), whatever the layout (dp, micro-batches, micro_batch) of either run.

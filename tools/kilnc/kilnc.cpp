@@ -29,6 +29,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "codegen/CudaEmitter.h"
 #include "codegen/HostEmitter.h"
 #include "frontend/DecodeGen.h"
 #include "frontend/MLIRGen.h"
@@ -82,7 +83,7 @@ static cl::opt<Emit>
                                "the per-rank training step of the spec's "
                                "parallel layout (kiln-expert-parallel, kiln-data-parallel)"),
                     clEnumValN(Emit::Kernels, "kernels", "the planned kernel-level step"),
-                    clEnumValN(Emit::Cpp, "cpp", "the host C++ training program"),
+                    clEnumValN(Emit::Cpp, "cpp", "the training program: host C++, or CUDA for target cuda"),
                     clEnumValN(Emit::Schedule, "schedule",
                                "the pipeline schedule: actions per rank (CSV), bubble, "
                                "in-flight peak"),
@@ -391,15 +392,20 @@ int main(int argc, char **argv) {
         rampup.programs.emplace_back(rows, *sizedModule);
       std::string program;
       llvm::raw_string_ostream programStream(program);
-      if (failed(kiln::codegen::emitHostProgram(*kernels, "train_step", info, programStream,
-                                                prefill ? &decode : nullptr,
-                                                score ? &grpo : nullptr,
-                                                sized->empty() ? nullptr : &rampup)))
+      const bool cuda = spec->target.kind == "cuda";
+      if (cuda ? failed(kiln::codegen::emitCudaProgram(*kernels, "train_step", info,
+                                                       programStream))
+               : failed(kiln::codegen::emitHostProgram(*kernels, "train_step", info,
+                                                       programStream,
+                                                       prefill ? &decode : nullptr,
+                                                       score ? &grpo : nullptr,
+                                                       sized->empty() ? nullptr : &rampup)))
         return 1;
       if (emit == Emit::Cpp)
         llvm::outs() << program;
       if (!outputDir.empty()) {
-        if (!kiln::buildHostExecutable(outputDir, program, error)) {
+        if (!kiln::buildHostExecutable(outputDir, program, error,
+                                       cuda ? spec->target.sm : 0)) {
           llvm::errs() << "kilnc: error: " << error << "\n";
           return 1;
         }
@@ -417,7 +423,8 @@ int main(int argc, char **argv) {
             numKernels += isa<kiln::kernel::LaunchOp, kiln::kernel::ElementwiseOp>(op);
           });
         }
-        llvm::errs() << "kilnc: wrote " << outputDir << "/train (and train.cpp, build.sh): "
+        llvm::errs() << "kilnc: wrote " << outputDir << "/train (and "
+                     << (cuda ? "train.cu" : "train.cpp") << ", build.sh): "
                      << numKernels << " kernels per step"
                      << (programs > 1 ? " in " + std::to_string(programs) + " stage programs"
                                       : std::string())

@@ -1,0 +1,29 @@
+//===- CudaEmitter.h - Kernel-level module -> one CUDA training program ---===//
+//
+// The CUDA target's twin of HostEmitter.h: the same planned kernel-level
+// step as one `.cu` file, the same ModelDesc and straight-line step, its
+// launches spelled for the CUDA kernel library (runtime/kernels/cuda/, see
+// HostLaunches.h's LaunchTarget) on device buffers, its fused elementwise
+// loops as generated `__global__` kernels, and a main() that hands the step
+// to the host driver through runtime/cuda/DeviceStep.cuh (device state,
+// the static arena, the step captured as a CUDA graph).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_CODEGEN_CUDAEMITTER_H
+#define KILN_CODEGEN_CUDAEMITTER_H
+
+#include "codegen/HostEmitter.h"
+
+namespace kiln::codegen {
+
+/// Writes the CUDA program for the step function `entry` of `module`. Fails
+/// with an error on the offending op for what the CUDA target does not run
+/// yet (several ranks, pipeline stages, collectives) and wherever the host
+/// emitter would.
+mlir::LogicalResult emitCudaProgram(mlir::ModuleOp module, llvm::StringRef entry,
+                                    const HostProgramInfo &info, llvm::raw_ostream &os);
+
+} // namespace kiln::codegen
+
+#endif // KILN_CODEGEN_CUDAEMITTER_H
