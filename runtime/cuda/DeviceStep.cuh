@@ -51,7 +51,9 @@ inline cudaStream_t &stepStream() {
   return stream;
 }
 
-/// A device allocation of `bytes`, freed with the DeviceStep.
+/// One program's step on the GPU behind the driver (see the file comment).
+/// The device memory it allocates lives as long as the process (the
+/// executable's one DeviceStep is static).
 class DeviceStep {
 public:
   DeviceStep(const driver::ModelDesc &model, driver::TrainStepFn deviceStep)
@@ -96,6 +98,8 @@ public:
     download(host.lr, device.lr, sizeof(float));
     for (int64_t i = 0; i < model.numExpertLoads; ++i)
       download(host.expertLoads[i], loads[size_t(i)], uint64_t(model.numExperts) * 4);
+    for (int64_t i = 0; host.expertKept && i < model.numExpertKept; ++i)
+      download(host.expertKept[i], kept[size_t(i)], uint64_t(model.numExperts) * 4);
     if (host.lossScale) {
       download(host.lossScale, device.lossScale, sizeof(float));
       download(host.growthTracker, device.growthTracker, sizeof(int64_t));
