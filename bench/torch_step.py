@@ -52,6 +52,8 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--foreach", type=int, default=1, help="AdamW foreach (1) or per-tensor (0)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--autocast", choices=["none", "bf16"], default="none",
+                    help="bf16: the forward under torch.autocast('cpu', dtype=torch.bfloat16)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -94,8 +96,9 @@ def main():
         t0 = time.perf_counter()
         for p in tparams:
             p.grad = None
-        res = compute(model_cfg, tr, Params(params), tok, tgt, msk)
-        res["total_loss"].backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.autocast == "bf16"):
+            res = compute(model_cfg, tr, Params(params), tok, tgt, msk)
+        res["total_loss"].float().backward()
         for p in tparams:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
@@ -114,6 +117,7 @@ def main():
 
     out = {"spec": args.spec, "batch": B, "seq_len": S, "threads": args.threads,
            "torch_threads": torch.get_num_threads(), "foreach": args.foreach,
+           "autocast": args.autocast,
            "torch_version": torch.__version__, "trainable_params": nparams,
            "step_s": step_s, "loss_first_last": [losses[0], losses[-1]],
            "blas": blas_info()}

@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(cmake ninja-build ccache g++ libmlir-22-dev mlir-22-tools llvm-22-dev llvm-22-tools
-          libgtest-dev nlohmann-json3-dev libopenblas-dev libopenblas0-openmp openmpi-bin libopenmpi-dev
+          libgtest-dev nlohmann-json3-dev libopenblas-dev libopenblas0-openmp libdnnl-dev openmpi-bin libopenmpi-dev
           clang-22 libclang-rt-22-dev)
 [[ "${1:-}" == "--with-torch" ]] && packages+=(python3-torch)
 

@@ -252,7 +252,7 @@ def moe(d, P, pre, x, rec=None):
         if tok.numel() == 0:
             continue
         y = silu_mlp(x2[tok], wg, wu, wd) * w[tok, slot][:, None]
-        out = out.index_add(0, tok, y)
+        out = out.index_add(0, tok, y.to(out.dtype))
     if d.n_shared > 0:
         Is = I * d.n_shared
         sp = pre + "shared_experts."

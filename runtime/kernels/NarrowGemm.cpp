@@ -3,6 +3,8 @@
 #include "runtime/kernels/NarrowGemm.h"
 #include "runtime/kernels/Dense.h"
 #include "runtime/kernels/MoE.h"
+#include "runtime/kernels/OneDnnMatmul.h"
+
 
 #include <vector>
 
@@ -36,22 +38,43 @@ auto throughF32(T *result, int64_t resultCount, const T *a, int64_t aCount, cons
   return status;
 }
 
+/// c [m, n] = a [m, k] x b [k, n] (strided views) through oneDNN: for bf16
+/// where Kiln has it (OneDnnMatmul.h), true; f16, and bf16 without oneDNN,
+/// false: the caller widens to the f32 kernels.
+bool oneDnnMatmul(Bf16 *c, const Bf16 *a, const Bf16 *b, int64_t m, int64_t k, int64_t n,
+                  int64_t aRow, int64_t aCol, int64_t bRow, int64_t bCol) {
+  if (!onednn::available())
+    return false;
+  onednn::matmulBf16(c, a, b, m, k, n, aRow, aCol, bRow, bCol);
+  return true;
+}
+bool oneDnnMatmul(F16 *, const F16 *, const F16 *, int64_t, int64_t, int64_t, int64_t, int64_t,
+                  int64_t, int64_t) {
+  return false;
+}
+
 } // namespace
 
 #define KILN_NARROW_GEMMS(T)                                                                 \
   void linearForward(T *y, const T *x, const T *w, int64_t rows, int64_t in, int64_t out) {  \
+    if (oneDnnMatmul(y, x, w, rows, in, out, in, 1, 1, in)) /* x [rows, in] w^T [in, out] */ \
+      return;                                                                                \
     throughF32(y, rows * out, x, rows * in, w, out * in, [&](float *r, float *a, float *b) { \
       linearForward(r, a, b, rows, in, out);                                                 \
       return 0;                                                                              \
     });                                                                                      \
   }                                                                                          \
   void linearDgrad(T *dx, const T *dy, const T *w, int64_t rows, int64_t in, int64_t out) {  \
+    if (oneDnnMatmul(dx, dy, w, rows, out, in, out, 1, in, 1)) /* dy [rows, out] w [out, in] */ \
+      return;                                                                                \
     throughF32(dx, rows * in, dy, rows * out, w, out * in, [&](float *r, float *a, float *b) { \
       linearDgrad(r, a, b, rows, in, out);                                                   \
       return 0;                                                                              \
     });                                                                                      \
   }                                                                                          \
   void linearWgrad(T *dw, const T *dy, const T *x, int64_t rows, int64_t in, int64_t out) {  \
+    if (oneDnnMatmul(dw, dy, x, out, rows, in, 1, out, in, 1)) /* dy^T [out, rows] x [rows, in] */ \
+      return;                                                                                \
     throughF32(dw, out * in, dy, rows * out, x, rows * in, [&](float *r, float *a, float *b) { \
       linearWgrad(r, a, b, rows, in, out);                                                   \
       return 0;                                                                              \
