@@ -100,7 +100,9 @@ def main():
     gemm = os.path.join(work, "gemm_check")
     r = run([nvcc, "-arch=sm_90a", "-std=c++17", "-O3", "-I" + root,
              os.path.join(root, "test", "cuda", "gemm_check.cu"),
-             os.path.join(build_dir, "runtime", "kernels", "libKilnKernels.a"), "-lcublasLt",
+             os.path.join(build_dir, "runtime", "kernels", "libKilnKernels.a")] +
+            (["-ldnnl"] if os.path.exists("/usr/lib/x86_64-linux-gnu/libdnnl.so") else []) +
+            ["-lcublasLt",
              "-lcudart", "-Xcompiler", "-fopenmp", "-lopenblas", "-o", gemm])
     if r.returncode != 0:
         lines += ["GEMM check: did not build:", "```", r.stderr[-3000:], "```"]

@@ -45,8 +45,13 @@ static std::vector<std::string> compileCommand(const std::string &cxx, const std
                                      "-I" + std::string(kSourceDir), src, "-o", out};
     SmallVector<StringRef> libs;
     StringRef(kRuntimeLibs).split(libs, ':', -1, false);
-    for (StringRef lib : libs)
+    for (StringRef lib : libs) {
+      // nvcc takes .a and .so inputs by their suffix; a versioned shared
+      // library (libdnnl.so.2.6) goes to the linker directly.
+      if (!lib.ends_with(".a") && !lib.ends_with(".so") && !lib.starts_with("-"))
+        args.push_back("-Xlinker");
       args.push_back(lib.str());
+    }
     for (const char *lib : {"-lcublasLt", "-lcudart", "-lopenblas", "-lpthread"})
       args.push_back(lib);
     args.push_back("-L" + std::string(kCudaDir) + "/lib");
