@@ -150,22 +150,39 @@ TEST_P(GrpoExecutable, ResumeIsBitExact) {
 
 }
 
+/// Whether mpirun is installed (the data-parallel tests skip, saying so,
+/// where it is not).
+bool haveMpirun() { return std::system("command -v mpirun > /dev/null 2>&1") == 0; }
+
+/// `spec` on dp 2 with the same global batch (micro_batch halved).
+json specOnTwoRanks(json spec) {
+  spec["parallel"] = {{"dp", 2}};
+  spec["train"]["micro_batch"] = spec["train"]["micro_batch"].get<int64_t>() / 2;
+  return spec;
+}
+
+/// `args` (a program and its arguments) on 2 ranks under mpirun, ended by
+/// `timeout` if it hangs.
+std::vector<std::string> onTwoRanks(const std::vector<std::string> &args) {
+  std::vector<std::string> all = {"/usr/bin/timeout", "120",  "/usr/bin/mpirun",
+                                  "--allow-run-as-root", "--oversubscribe", "-np", "2"};
+  all.insert(all.end(), args.begin(), args.end());
+  return all;
+}
+
 // dp 2 (mpirun): each rank samples half the prompts, whole groups, with the
 // streams one rank sampling all of them uses (seeded by the global prompt
 // index), so the rollouts and their metrics are the one-rank run's; the
 // updates match to float rounding (the gradient sums over ranks).
 TEST(GrpoExecutableDataParallel, RolloutsAreTheOneRankRuns) {
-  if (std::system("command -v mpirun > /dev/null 2>&1") != 0)
+  if (!haveMpirun())
     GTEST_SKIP() << "mpirun is not installed; the data-parallel GRPO run is not run";
   const std::string root = KILN_SOURCE_DIR, binDir = std::string(KILN_BINARY_DIR) + "/bin";
   Sandbox sandbox = Sandbox::make("kiln-grpo-dp-run");
   ASSERT_FALSE(sandbox.dir.empty());
   const std::string tmp = sandbox.dir;
   std::ifstream in(root + "/test/Reference/specs/grpo-dense-exe.json");
-  json spec = json::parse(in);
-  spec["parallel"] = {{"dp", 2}};
-  spec["train"]["micro_batch"] = spec["train"]["micro_batch"].get<int64_t>() / 2;
-  writeFile(tmp + "/dp.json", spec.dump());
+  writeFile(tmp + "/dp.json", specOnTwoRanks(json::parse(in)).dump());
   for (const auto &[source, dir] : {std::pair{root + "/test/Reference/specs/grpo-dense-exe.json",
                                               tmp + "/one"},
                                     std::pair{tmp + "/dp.json", tmp + "/two"}}) {
@@ -175,10 +192,8 @@ TEST(GrpoExecutableDataParallel, RolloutsAreTheOneRankRuns) {
   }
   std::vector<std::string> one = {tmp + "/one/train", "--steps", "3", "--threads", "1",
                                   "--log", tmp + "/one.jsonl"};
-  std::vector<std::string> two = {"/usr/bin/timeout", "120", "/usr/bin/mpirun",
-                                  "--allow-run-as-root", "--oversubscribe", "-np", "2",
-                                  tmp + "/two/train", "--steps", "3", "--threads", "1", "--log",
-                                  tmp + "/two.jsonl"};
+  std::vector<std::string> two = onTwoRanks({tmp + "/two/train", "--steps", "3", "--threads",
+                                            "1", "--log", tmp + "/two.jsonl"});
   for (const auto &args : {one, two}) {
     RunResult r = sandbox.run(args);
     ASSERT_EQ(r.exitCode, 0) << describe(args, r);
@@ -391,7 +406,7 @@ TEST_P(GrpoGoldenExecutable, StepMatchesPyTorch) {
 class GrpoGoldenDataParallel : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(GrpoGoldenDataParallel, StepMatchesPyTorch) {
-  if (std::system("command -v mpirun > /dev/null 2>&1") != 0)
+  if (!haveMpirun())
     GTEST_SKIP() << "mpirun is not installed; the data-parallel GRPO step is not run";
   const std::string root = KILN_SOURCE_DIR, binDir = std::string(KILN_BINARY_DIR) + "/bin";
   Sandbox sandbox = Sandbox::make("kiln-grpo-dp");
@@ -400,20 +415,13 @@ TEST_P(GrpoGoldenDataParallel, StepMatchesPyTorch) {
   std::ifstream in(root + "/test/Reference/goldens/" + GetParam() + ".json");
   ASSERT_TRUE(in) << GetParam();
   const json golden = json::parse(in);
-  json spec = golden["spec"];
-  spec["parallel"] = {{"dp", 2}};
-  spec["train"]["micro_batch"] = spec["train"]["micro_batch"].get<int64_t>() / 2;
-  writeFile(tmp + "/spec.json", spec.dump());
+  writeFile(tmp + "/spec.json", specOnTwoRanks(golden["spec"]).dump());
   writeFile(tmp + "/rollouts.json", golden["inputs"].dump());
   std::vector<std::string> args = {binDir + "/kilnc", tmp + "/spec.json", "-o", tmp + "/exe"};
   RunResult r = sandbox.run(args);
   ASSERT_EQ(r.exitCode, 0) << describe(args, r);
-  args = {"/usr/bin/timeout", "120",      "mpirun",      "--allow-run-as-root",
-          "--oversubscribe",  "-np",      "2",           tmp + "/exe/train",
-          "--steps",          "1",        "--threads",   "1",
-          "--rollouts",       tmp + "/rollouts.json",    "--log",
-          tmp + "/log.jsonl"};
-  args[2] = "/usr/bin/mpirun";
+  args = onTwoRanks({tmp + "/exe/train", "--steps", "1", "--threads", "1", "--rollouts",
+                     tmp + "/rollouts.json", "--log", tmp + "/log.jsonl"});
   r = sandbox.run(args);
   ASSERT_EQ(r.exitCode, 0) << describe(args, r);
   const LogLine line = readLog(tmp + "/log.jsonl").at(0);
