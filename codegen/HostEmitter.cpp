@@ -415,6 +415,11 @@ FailureOr<std::string> Emitter::loopBody(ElementwiseOp loop, StringRef indent) {
     else
       out << indent << "const " << *elem << " a" << k << " = " << load << ";\n";
   }
+  // A narrow result keeps its bits too (n<k>), so that storing it to an out
+  // of its own type is a copy, not a second rounding: the compiler then
+  // drops the widened copy where only the store reads it, and the loop
+  // vectorizes as one rounding per element.
+  llvm::DenseMap<Value, std::pair<Type, std::string>> narrowBits;
   int64_t next = 0;
   for (Operation &op : body.without_terminator()) {
     FailureOr<std::string> expr = scalarExpr(op, vars);
@@ -426,17 +431,23 @@ FailureOr<std::string> Emitter::loopBody(ElementwiseOp loop, StringRef indent) {
       return failure();
     std::string var = "v" + std::to_string(next++);
     vars[op.getResult(0)] = var;
-    if (isNarrowFloat(type))
-      out << indent << "const float " << var << " = kiln::kernels::widen(kiln::kernels::narrowTo<"
-          << *elem << ">(" << *expr << "));\n";
-    else
+    if (isNarrowFloat(type)) {
+      std::string bits = "n" + std::to_string(next - 1);
+      narrowBits[op.getResult(0)] = {type, bits};
+      out << indent << "const " << *elem << " " << bits << " = kiln::kernels::narrowTo<" << *elem
+          << ">(" << *expr << ");\n"
+          << indent << "const float " << var << " = kiln::kernels::widen(" << bits << ");\n";
+    } else
       out << indent << "const " << *elem << " " << var << " = " << *expr << ";\n";
   }
   auto yield = cast<YieldOp>(body.getTerminator());
   for (auto [value, result] : llvm::zip(yield.getValues(), loop.getOuts())) {
     Type type = cast<MemRefType>(result.getType()).getElementType();
     std::string v = vars.lookup(value);
-    if (isNarrowFloat(type))
+    auto bits = narrowBits.find(value);
+    if (bits != narrowBits.end() && bits->second.first == type)
+      v = bits->second.second;
+    else if (isNarrowFloat(type))
       v = "kiln::kernels::narrowTo<" + cppElementType(loop.getLoc(), type)->str() + ">(" + v + ")";
     out << indent << nameOf(result) << "[i] = " << v << ";\n";
   }

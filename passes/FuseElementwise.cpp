@@ -6,6 +6,13 @@
 // and the intermediate buffer (and its memory traffic) disappears. This is
 // XLA's loop fusion restricted to the case that never recomputes anything.
 //
+// A loop that only widens a buffer (mixed precision's arith.extf of a bf16
+// GEMM result, say) is instead redone inside every loop that reads its out:
+// they read the narrow buffer and widen it themselves, exactly, moving half
+// the bytes, and the wide copy stays only for library kernels that read it.
+// This is the one recomputation the pass allows: a conversion costs less
+// than the load it replaces.
+//
 // Splat fills read only by loops become scalar constants in those loops.
 //
 //===----------------------------------------------------------------------===//
@@ -65,10 +72,23 @@ class Fuser {
 public:
   /// Tries to fold `producer` into the one loop that reads its out `index`.
   bool tryFuse(ElementwiseOp producer, unsigned index);
+  /// Tries to move a widening-only loop into the loops that read its out.
+  bool tryForwardWidening(ElementwiseOp producer);
   /// Tries to turn a fill read only by loops into constants in them.
   bool tryInlineFill(LaunchOp fill);
 
   int64_t buffersRemoved = 0;
+
+private:
+  /// Erases an intermediate buffer nothing reads any more: its one writer,
+  /// its reshapes and its alloc.
+  void eraseBuffer(Operation *writer, ArrayRef<ReshapeOp> reshapes, AllocOp alloc) {
+    writer->erase();
+    for (ReshapeOp reshape : llvm::reverse(reshapes))
+      reshape.erase();
+    alloc.erase();
+    ++buffersRemoved;
+  }
 };
 
 bool Fuser::tryFuse(ElementwiseOp producer, unsigned index) {
@@ -172,11 +192,72 @@ bool Fuser::tryFuse(ElementwiseOp producer, unsigned index) {
   YieldOp::create(b, consumer.getLoc(), yields);
 
   consumer.erase();
-  producer.erase();
+  eraseBuffer(producer, reshapes, alloc);
+  return true;
+}
+
+/// Whether some op strictly between `from` and `to` (same block) writes
+/// the buffer `root`.
+bool writtenBetween(Operation *from, Operation *to, Value root) {
+  for (Operation *op = from->getNextNode(); op != to; op = op->getNextNode())
+    if (llvm::is_contained(writtenRoots(op), root))
+      return true;
+  return false;
+}
+
+bool Fuser::tryForwardWidening(ElementwiseOp producer) {
+  if (producer.getIns().size() != 1 || producer.getOuts().size() != 1)
+    return false;
+  Block &pBody = producer.getBody().front();
+  auto widen = dyn_cast<arith::ExtFOp>(&pBody.front());
+  if (!widen || widen.getIn() != pBody.getArgument(0) ||
+      &pBody.back() != widen->getNextNode() ||
+      cast<YieldOp>(pBody.getTerminator()).getValues()[0] != widen.getResult())
+    return false;
+  auto alloc = producer.getOuts()[0].getDefiningOp<AllocOp>();
+  if (!alloc)
+    return false;
+  Value narrow = producer.getIns()[0];
+  Value narrowRoot = kernel::viewedBuffer(narrow);
+  SmallVector<Operation *> users;
+  SmallVector<ReshapeOp> reshapes;
+  collectUsers(alloc.getResult(), users, reshapes);
+  bool changed = false;
+  for (Operation *user : users) {
+    auto loop = dyn_cast<ElementwiseOp>(user);
+    if (!loop || loop == producer || loop->getBlock() != producer->getBlock() ||
+        !producer->isBeforeInBlock(loop) ||
+        llvm::any_of(loop.getOuts(),
+                     [&](Value o) {
+                       Value root = kernel::viewedBuffer(o);
+                       return root == alloc.getResult() || root == narrowRoot;
+                     }) ||
+        writtenBetween(producer, loop, narrowRoot))
+      continue;
+    Block &body = loop.getBody().front();
+    OpBuilder b = OpBuilder::atBlockBegin(&body);
+    for (auto [i, in] : llvm::enumerate(loop.getIns())) {
+      if (kernel::viewedBuffer(in) != alloc.getResult())
+        continue;
+      BlockArgument arg = body.getArgument(i);
+      Type wide = arg.getType();
+      loop.getInsMutable()[i].assign(narrow);
+      arg.setType(pBody.getArgument(0).getType());
+      auto widened = arith::ExtFOp::create(b, loop.getLoc(), wide, arg);
+      arg.replaceAllUsesExcept(widened.getResult(), widened);
+    }
+    changed = true;
+  }
+  if (!changed)
+    return false;
   for (ReshapeOp reshape : llvm::reverse(reshapes))
-    reshape.erase();
-  alloc.erase();
-  ++buffersRemoved;
+    if (reshape->use_empty())
+      reshape.erase();
+  users.clear();
+  reshapes.clear();
+  collectUsers(alloc.getResult(), users, reshapes);
+  if (llvm::all_of(users, [&](Operation *user) { return user == producer; }))
+    eraseBuffer(producer, reshapes, alloc);
   return true;
 }
 
@@ -222,11 +303,7 @@ bool Fuser::tryInlineFill(LaunchOp fill) {
     body.eraseArguments(dropped);
     loop.getInsMutable().assign(keptIns);
   }
-  fill.erase();
-  for (ReshapeOp reshape : llvm::reverse(reshapes))
-    reshape.erase();
-  alloc.erase();
-  ++buffersRemoved;
+  eraseBuffer(fill, reshapes, alloc);
   return true;
 }
 
@@ -253,6 +330,7 @@ struct FuseElementwisePass : impl::KilnFuseElementwiseBase<FuseElementwisePass> 
       SmallVector<ElementwiseOp> loops;
       func.walk([&](ElementwiseOp loop) { loops.push_back(loop); });
       for (ElementwiseOp loop : loops) {
+        changed = fuser.tryForwardWidening(loop);
         for (unsigned i = 0, e = loop.getOuts().size(); i < e && !changed; ++i)
           changed = fuser.tryFuse(loop, i);
         if (changed)

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
 namespace kiln::kernels {
 
@@ -32,6 +33,21 @@ inline bool checkExpertOffsets(std::string *error, const char *op, const int32_t
              std::to_string(rows) + "; got first " + std::to_string(offsets[0]) + ", last " +
              std::to_string(offsets[experts]);
   return false;
+}
+
+/// The entry check of the grouped expert GEMMs (grouped_matmul and its
+/// gradients, in every element type): K, N and the expert count are >= 1 and
+/// the offsets are as checkExpertOffsets asks.
+inline bool checkGroupedGemm(std::string *error, const char *op, int64_t k, int64_t n,
+                             int64_t experts, const int32_t *offsets, int64_t rows) {
+  for (auto [name, value] : {std::pair<const char *, int64_t>{"K", k}, {"N", n},
+                             {"experts", experts}})
+    if (value < 1) {
+      if (error)
+        *error = std::string(op) + ": " + name + " must be >= 1, got " + std::to_string(value);
+      return false;
+    }
+  return checkExpertOffsets(error, op, offsets, experts, rows);
 }
 
 } // namespace kiln::kernels

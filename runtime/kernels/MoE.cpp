@@ -283,8 +283,7 @@ bool combineGrad(const float *rows, const float *weights, const int32_t *source,
 bool groupedMatmul(const float *x, const float *weight, const int32_t *offsets,
                    int64_t rows, int64_t k, int64_t experts, int64_t n, float *out,
                    std::string *error) {
-  if (!checkPositive(error, "grouped_matmul", {{"K", k}, {"N", n}, {"experts", experts}}) ||
-      !checkExpertOffsets(error, "grouped_matmul", offsets, experts, rows))
+  if (!checkGroupedGemm(error, "grouped_matmul", k, n, experts, offsets, rows))
     return false;
   for (int64_t e = 0; e < experts; ++e) {
     int64_t m = offsets[e + 1] - offsets[e];
@@ -301,9 +300,7 @@ bool groupedMatmul(const float *x, const float *weight, const int32_t *offsets,
 bool groupedMatmulDgrad(const float *dy, const float *weight, const int32_t *offsets,
                         int64_t rows, int64_t n, int64_t experts, int64_t k, float *dx,
                         std::string *error) {
-  if (!checkPositive(error, "grouped_matmul_dgrad",
-                     {{"K", k}, {"N", n}, {"experts", experts}}) ||
-      !checkExpertOffsets(error, "grouped_matmul_dgrad", offsets, experts, rows))
+  if (!checkGroupedGemm(error, "grouped_matmul_dgrad", k, n, experts, offsets, rows))
     return false;
   for (int64_t e = 0; e < experts; ++e) {
     int64_t m = offsets[e + 1] - offsets[e];
@@ -320,9 +317,7 @@ bool groupedMatmulDgrad(const float *dy, const float *weight, const int32_t *off
 bool groupedMatmulWgrad(const float *dy, const float *x, const int32_t *offsets,
                         int64_t rows, int64_t n, int64_t k, int64_t experts,
                         float *dweight, std::string *error) {
-  if (!checkPositive(error, "grouped_matmul_wgrad",
-                     {{"K", k}, {"N", n}, {"experts", experts}}) ||
-      !checkExpertOffsets(error, "grouped_matmul_wgrad", offsets, experts, rows))
+  if (!checkGroupedGemm(error, "grouped_matmul_wgrad", k, n, experts, offsets, rows))
     return false;
   for (int64_t e = 0; e < experts; ++e) {
     int64_t m = offsets[e + 1] - offsets[e];

@@ -176,6 +176,22 @@ KILN_HD float lrAtStep(int64_t t, float lr, float minLr, int64_t warmup, int64_t
   return minLr + (lr - minLr) / 2.0f * (1.0f + cosf(3.14159265358979323846f * progress));
 }
 
+/// kiln.global_norm's sum of squares of x[begin, end) (one chunk), in f64,
+/// in a fixed order: eight running sums over the elements j = begin + 8q + l
+/// (l = 0..7; the tail adds to sum 0), added as a fixed tree. Eight
+/// independent sums let the host vectorize a reduction that a single f64
+/// chain would bind to the add latency; the order never depends on threads.
+KILN_HD double sumOfSquaresChunk(const float *x, int64_t begin, int64_t end) {
+  double lane[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+  int64_t j = begin;
+  for (; j + 8 <= end; j += 8)
+    for (int l = 0; l < 8; ++l)
+      lane[l] += double(x[j + l]) * double(x[j + l]);
+  for (; j < end; ++j)
+    lane[0] += double(x[j]) * double(x[j]);
+  return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
 /// kiln.clip_scale: min(1, maxNorm / (norm + 1e-6)); maxNorm = 0 disables.
 KILN_HD float clipScaleOf(float norm, float maxNorm) {
   if (maxNorm == 0.0f)

@@ -2,10 +2,12 @@
 
 #include "runtime/kernels/NarrowGemm.h"
 #include "runtime/kernels/Dense.h"
+#include "runtime/kernels/ExpertOffsets.h"
 #include "runtime/kernels/MoE.h"
 #include "runtime/kernels/OneDnnMatmul.h"
 
-
+#include <algorithm>
+#include <optional>
 #include <vector>
 
 namespace kiln::kernels {
@@ -53,6 +55,79 @@ bool oneDnnMatmul(F16 *, const F16 *, const F16 *, int64_t, int64_t, int64_t, in
   return false;
 }
 
+// The grouped expert GEMMs through oneDNN: one bf16 matmul per non-empty
+// expert over its contiguous rows, all experts of a GEMM sharing one cached
+// primitive (the row count is oneDNN's runtime dimension). Each returns the
+// kernel's status, or std::nullopt where oneDNN cannot run it (f16, a build
+// without oneDNN): the caller then widens to the f32 kernel.
+
+/// out_e [m_e, outCols] = in_e [m_e, inCols] x B_e over each expert's rows,
+/// B_e the expert's [inCols, outCols] block of `weight` seen with strides
+/// (bRow, bCol); rows past the last offset (capacity) are zero.
+void rowsPerExpert(Bf16 *out, const Bf16 *in, const Bf16 *weight, const int32_t *offsets,
+                   int64_t experts, int64_t rows, int64_t inCols, int64_t outCols, int64_t bRow,
+                   int64_t bCol) {
+  for (int64_t e = 0; e < experts; ++e)
+    onednn::matmulBf16(out + int64_t(offsets[e]) * outCols, in + int64_t(offsets[e]) * inCols,
+                       weight + e * inCols * outCols, offsets[e + 1] - offsets[e], inCols,
+                       outCols, inCols, 1, bRow, bCol);
+  std::fill(out + int64_t(offsets[experts]) * outCols, out + rows * outCols,
+            narrowTo<Bf16>(0.0f));
+}
+
+std::optional<bool> oneDnnGroupedMatmul(const Bf16 *x, const Bf16 *weight,
+                                        const int32_t *offsets, int64_t rows, int64_t k,
+                                        int64_t experts, int64_t n, Bf16 *out,
+                                        std::string *error) {
+  if (!onednn::available())
+    return std::nullopt;
+  if (!checkGroupedGemm(error, "grouped_matmul", k, n, experts, offsets, rows))
+    return false;
+  rowsPerExpert(out, x, weight, offsets, experts, rows, k, n, 1, k); // x_e weight_e^T
+  return true;
+}
+
+std::optional<bool> oneDnnGroupedMatmulDgrad(const Bf16 *dy, const Bf16 *weight,
+                                             const int32_t *offsets, int64_t rows, int64_t n,
+                                             int64_t experts, int64_t k, Bf16 *dx,
+                                             std::string *error) {
+  if (!onednn::available())
+    return std::nullopt;
+  if (!checkGroupedGemm(error, "grouped_matmul_dgrad", k, n, experts, offsets, rows))
+    return false;
+  rowsPerExpert(dx, dy, weight, offsets, experts, rows, n, k, k, 1); // dy_e weight_e
+  return true;
+}
+
+std::optional<bool> oneDnnGroupedMatmulWgrad(const Bf16 *dy, const Bf16 *x,
+                                             const int32_t *offsets, int64_t rows, int64_t n,
+                                             int64_t k, int64_t experts, Bf16 *dweight,
+                                             std::string *error) {
+  if (!onednn::available())
+    return std::nullopt;
+  if (!checkGroupedGemm(error, "grouped_matmul_wgrad", k, n, experts, offsets, rows))
+    return false;
+  // dy_e^T [n, m] x_e [m, k]; an empty expert's is an empty sum: zero.
+  for (int64_t e = 0; e < experts; ++e)
+    onednn::matmulBf16(dweight + e * n * k, dy + int64_t(offsets[e]) * n,
+                       x + int64_t(offsets[e]) * k, n, offsets[e + 1] - offsets[e], k, 1, n,
+                       k, 1);
+  return true;
+}
+
+std::optional<bool> oneDnnGroupedMatmul(const F16 *, const F16 *, const int32_t *, int64_t,
+                                        int64_t, int64_t, int64_t, F16 *, std::string *) {
+  return std::nullopt;
+}
+std::optional<bool> oneDnnGroupedMatmulDgrad(const F16 *, const F16 *, const int32_t *, int64_t,
+                                             int64_t, int64_t, int64_t, F16 *, std::string *) {
+  return std::nullopt;
+}
+std::optional<bool> oneDnnGroupedMatmulWgrad(const F16 *, const F16 *, const int32_t *, int64_t,
+                                             int64_t, int64_t, int64_t, F16 *, std::string *) {
+  return std::nullopt;
+}
+
 } // namespace
 
 #define KILN_NARROW_GEMMS(T)                                                                 \
@@ -82,6 +157,8 @@ bool oneDnnMatmul(F16 *, const F16 *, const F16 *, int64_t, int64_t, int64_t, in
   }                                                                                          \
   bool groupedMatmul(const T *x, const T *weight, const int32_t *offsets, int64_t rows,      \
                      int64_t k, int64_t experts, int64_t n, T *out, std::string *error) {    \
+    if (auto status = oneDnnGroupedMatmul(x, weight, offsets, rows, k, experts, n, out, error)) \
+      return *status;                                                                        \
     return throughF32(out, rows * n, x, rows * k, weight, experts * n * k,                   \
                       [&](float *r, float *a, float *b) {                                    \
                         return groupedMatmul(a, b, offsets, rows, k, experts, n, r, error);  \
@@ -89,6 +166,9 @@ bool oneDnnMatmul(F16 *, const F16 *, const F16 *, int64_t, int64_t, int64_t, in
   }                                                                                          \
   bool groupedMatmulDgrad(const T *dy, const T *weight, const int32_t *offsets, int64_t rows, \
                           int64_t n, int64_t experts, int64_t k, T *dx, std::string *error) { \
+    if (auto status =                                                                        \
+            oneDnnGroupedMatmulDgrad(dy, weight, offsets, rows, n, experts, k, dx, error))   \
+      return *status;                                                                        \
     return throughF32(dx, rows * k, dy, rows * n, weight, experts * n * k,                   \
                       [&](float *r, float *a, float *b) {                                    \
                         return groupedMatmulDgrad(a, b, offsets, rows, n, experts, k, r,     \
@@ -98,6 +178,9 @@ bool oneDnnMatmul(F16 *, const F16 *, const F16 *, int64_t, int64_t, int64_t, in
   bool groupedMatmulWgrad(const T *dy, const T *x, const int32_t *offsets, int64_t rows,     \
                           int64_t n, int64_t k, int64_t experts, T *dweight,                 \
                           std::string *error) {                                              \
+    if (auto status =                                                                        \
+            oneDnnGroupedMatmulWgrad(dy, x, offsets, rows, n, k, experts, dweight, error))   \
+      return *status;                                                                        \
     return throughF32(dweight, experts * n * k, dy, rows * n, x, rows * k,                   \
                       [&](float *r, float *a, float *b) {                                    \
                         return groupedMatmulWgrad(a, b, offsets, rows, n, k, experts, r,     \

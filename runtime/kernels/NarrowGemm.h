@@ -2,12 +2,13 @@
 //
 // The linear and grouped-matmul kernels of Dense.h and MoE.h for operands
 // and results that kiln-mixed-precision lowered to bf16 or f16 (all of one
-// type). Each widens its operands to f32, runs the f32 kernel, and stores
-// the result rounded to the narrow type: the products of two bf16 (8-bit
-// significands) or two f16 (11-bit) values are exact in f32, so this is a
-// narrow GEMM with f32 accumulation, as tensor cores and oneDNN compute it;
-// only the summation order is the f32 kernel's. Exact up to that order, then
-// one rounding per result.
+// type). bf16 runs through oneDNN where Kiln has it (OneDnnMatmul.h; the
+// grouped GEMMs one matmul per expert). f16, and bf16 without oneDNN, widen
+// the operands to f32, run the f32 kernel, and store the result rounded to
+// the narrow type: the products of two bf16 (8-bit significands) or two f16
+// (11-bit) values are exact in f32, so either way this is a narrow GEMM with
+// f32 accumulation, as tensor cores compute it; only the summation order
+// differs. Exact up to that order, then one rounding per result.
 //
 //===----------------------------------------------------------------------===//
 

@@ -49,11 +49,7 @@ bool globalNorm(const float *const *tensors, const int64_t *sizes, int64_t count
     std::vector<double> partial(chunks);
 #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < chunks; ++c) {
-      int64_t end = std::min(sizes[i], (c + 1) * kChunk);
-      double acc = 0.0;
-      for (int64_t j = c * kChunk; j < end; ++j)
-        acc += double(x[j]) * double(x[j]);
-      partial[c] = acc;
+      partial[c] = sumOfSquaresChunk(x, c * kChunk, std::min(sizes[i], (c + 1) * kChunk));
     }
     for (double p : partial) // chunk order: independent of the thread count
       total += p;

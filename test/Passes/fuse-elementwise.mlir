@@ -133,3 +133,104 @@ func.func @reads_other_out(%a: memref<16xf32>, %keep: memref<16xf32>, %out: memr
   }
   return
 }
+
+// -----
+
+// A loop that only widens (mixed precision's extf of a bf16 GEMM result) is
+// redone in each loop that reads it: they read the bf16 buffer and widen it
+// themselves. The wide copy stays for the GEMM that reads it (@widen_kept)
+// and disappears when only loops read it (@widen_gone). A loop after a
+// write to the bf16 buffer keeps reading the copy (@widen_overwritten).
+
+// REPORT: remark: kiln-fuse-elementwise: @widen_kept: 4 kernels before, 4 after; 0 intermediate buffers removed
+// CHECK-LABEL: func.func @widen_kept(
+// CHECK-SAME: %[[H:arg0]]: memref<4x8xbf16>, %[[W:arg1]]: memref<2x8xf32>
+// CHECK: %[[WIDE:.*]] = kiln_kernel.alloc : memref<4x8xf32>
+// CHECK: kiln_kernel.elementwise(%[[H]] : memref<4x8xbf16>) -> (%[[WIDE]] : memref<4x8xf32>) origin ["arith.extf"]
+// CHECK: kiln_kernel.launch "linear"(%[[WIDE]], %[[W]]
+// CHECK: kiln_kernel.elementwise(%[[H]] : memref<4x8xbf16>) -> ({{.*}}) origin ["arith.negf"] {
+// CHECK-NEXT: ^bb0(%[[A:.*]]: bf16):
+// CHECK-NEXT: %[[E:.*]] = arith.extf %[[A]] : bf16 to f32
+// CHECK-NEXT: arith.negf %[[E]] : f32
+// CHECK-NOT: kiln_kernel.reshape
+// CHECK: kiln_kernel.elementwise(%{{.*}}, %[[H]] : memref<32xf32>, memref<4x8xbf16>) -> ({{.*}}) origin ["arith.mulf"] {
+// CHECK-NEXT: ^bb0(%[[P:.*]]: f32, %[[Q:.*]]: bf16):
+// CHECK-NEXT: %[[EQ:.*]] = arith.extf %[[Q]] : bf16 to f32
+// CHECK-NEXT: arith.mulf %[[P]], %[[EQ]] : f32
+func.func @widen_kept(%h: memref<4x8xbf16>, %w: memref<2x8xf32>, %y: memref<4x2xf32>, %o1: memref<4x8xf32>, %s: memref<32xf32>, %o2: memref<32xf32>) {
+  %wide = kiln_kernel.alloc : memref<4x8xf32>
+  kiln_kernel.elementwise (%h : memref<4x8xbf16>) -> (%wide : memref<4x8xf32>) origin ["arith.extf"] {
+  ^bb0(%v: bf16):
+    %r = arith.extf %v : bf16 to f32
+    kiln_kernel.yield %r : f32
+  }
+  kiln_kernel.launch "linear"(%wide, %w : memref<4x8xf32>, memref<2x8xf32>) -> (%y : memref<4x2xf32>) {}
+  kiln_kernel.elementwise (%wide : memref<4x8xf32>) -> (%o1 : memref<4x8xf32>) origin ["arith.negf"] {
+  ^bb0(%v: f32):
+    %r = arith.negf %v : f32
+    kiln_kernel.yield %r : f32
+  }
+  %flat = kiln_kernel.reshape %wide : memref<4x8xf32> to memref<32xf32>
+  kiln_kernel.elementwise (%s, %flat : memref<32xf32>, memref<32xf32>) -> (%o2 : memref<32xf32>) origin ["arith.mulf"] {
+  ^bb0(%p: f32, %q: f32):
+    %r = arith.mulf %p, %q : f32
+    kiln_kernel.yield %r : f32
+  }
+  return
+}
+
+// REPORT: remark: kiln-fuse-elementwise: @widen_gone: 3 kernels before, 2 after; 1 intermediate buffers removed
+// CHECK-LABEL: func.func @widen_gone(
+// CHECK-SAME: %[[H:arg0]]: memref<16xbf16>
+// CHECK-NOT: kiln_kernel.alloc
+// CHECK: kiln_kernel.elementwise(%[[H]] : memref<16xbf16>) -> ({{.*}}) origin ["arith.negf"]
+// CHECK: kiln_kernel.elementwise(%[[H]] : memref<16xbf16>) -> ({{.*}}) origin ["math.exp"]
+// CHECK-NOT: kiln_kernel.elementwise
+func.func @widen_gone(%h: memref<16xbf16>, %o1: memref<16xf32>, %o2: memref<16xf32>) {
+  %wide = kiln_kernel.alloc : memref<16xf32>
+  kiln_kernel.elementwise (%h : memref<16xbf16>) -> (%wide : memref<16xf32>) origin ["arith.extf"] {
+  ^bb0(%v: bf16):
+    %r = arith.extf %v : bf16 to f32
+    kiln_kernel.yield %r : f32
+  }
+  kiln_kernel.elementwise (%wide : memref<16xf32>) -> (%o1 : memref<16xf32>) origin ["arith.negf"] {
+  ^bb0(%v: f32):
+    %r = arith.negf %v : f32
+    kiln_kernel.yield %r : f32
+  }
+  kiln_kernel.elementwise (%wide : memref<16xf32>) -> (%o2 : memref<16xf32>) origin ["math.exp"] {
+  ^bb0(%v: f32):
+    %r = math.exp %v : f32
+    kiln_kernel.yield %r : f32
+  }
+  return
+}
+
+// REPORT: remark: kiln-fuse-elementwise: @widen_overwritten: 4 kernels before, 4 after; 0 intermediate buffers removed
+// CHECK-LABEL: func.func @widen_overwritten(
+// CHECK-SAME: %[[H:arg0]]: memref<16xbf16>
+// CHECK: %[[WIDE:.*]] = kiln_kernel.alloc : memref<16xf32>
+// CHECK: kiln_kernel.elementwise(%[[H]] : memref<16xbf16>) -> (%[[WIDE]] : memref<16xf32>) origin ["arith.extf"]
+// CHECK: kiln_kernel.elementwise(%[[H]] : memref<16xbf16>) -> ({{.*}}) origin ["arith.negf"]
+// CHECK: kiln_kernel.launch "fill"() -> (%[[H]] : memref<16xbf16>)
+// CHECK: kiln_kernel.elementwise(%[[WIDE]] : memref<16xf32>) -> ({{.*}}) origin ["math.exp"]
+func.func @widen_overwritten(%h: memref<16xbf16>, %o1: memref<16xf32>, %o2: memref<16xf32>) {
+  %wide = kiln_kernel.alloc : memref<16xf32>
+  kiln_kernel.elementwise (%h : memref<16xbf16>) -> (%wide : memref<16xf32>) origin ["arith.extf"] {
+  ^bb0(%v: bf16):
+    %r = arith.extf %v : bf16 to f32
+    kiln_kernel.yield %r : f32
+  }
+  kiln_kernel.elementwise (%wide : memref<16xf32>) -> (%o1 : memref<16xf32>) origin ["arith.negf"] {
+  ^bb0(%v: f32):
+    %r = arith.negf %v : f32
+    kiln_kernel.yield %r : f32
+  }
+  kiln_kernel.launch "fill"() -> (%h : memref<16xbf16>) {value = 0.0 : f64}
+  kiln_kernel.elementwise (%wide : memref<16xf32>) -> (%o2 : memref<16xf32>) origin ["math.exp"] {
+  ^bb0(%v: f32):
+    %r = math.exp %v : f32
+    kiln_kernel.yield %r : f32
+  }
+  return
+}

@@ -31,7 +31,8 @@
 //     The bias corrections 1 - beta^t are the host's f64 expression, once
 //     per thread.
 //   - global_norm: the reference kernel is one thread summing the squares in
-//     the host's order (f64 per 4096-element chunk, chunks added in order).
+//     the host's order (sumOfSquaresChunk per 4096-element chunk, chunks
+//     added in order).
 //     On the GPU a deterministic two-pass reduction: a fixed grid of
 //     kNormBlocks blocks, each thread summing a fixed strided set of
 //     elements in f64, a fixed shuffle tree per block into one partial per
@@ -110,10 +111,7 @@ __global__ void globalNormSerialKernel(NormBatch batch, double *total, bool firs
     const float *x = batch.tensors[i];
     for (int64_t c0 = 0; c0 < batch.sizes[i]; c0 += kNormChunk) {
       const int64_t end = c0 + kNormChunk < batch.sizes[i] ? c0 + kNormChunk : batch.sizes[i];
-      double acc = 0.0;
-      for (int64_t j = c0; j < end; ++j)
-        acc += double(x[j]) * double(x[j]);
-      sum += acc;
+      sum += kernels::sumOfSquaresChunk(x, c0, end);
     }
   }
   *total = sum;
