@@ -380,7 +380,8 @@ FailureOr<std::string> scalarExpr(Operation &op, llvm::DenseMap<Value, std::stri
       // The loop rounds a narrow result to its type; widening is exact.
       .Case<arith::TruncFOp, arith::ExtFOp>([&](Operation *) { return v(0); })
       .Case([&](arith::MaximumFOp) { return "std::fmax(" + v(0) + ", " + v(1) + ")"; })
-      .Case([&](math::ExpOp) { return "std::exp(" + v(0) + ")"; })
+      // KernelMath.h's exp: vectorizes on the host, CUDA's expf on the GPU.
+      .Case([&](math::ExpOp) { return "kiln::kernels::expFaithful(" + v(0) + ")"; })
       .Case([&](math::LogOp) { return "std::log(" + v(0) + ")"; })
       .Case([&](math::SqrtOp) { return "std::sqrt(" + v(0) + ")"; })
       .Case([&](arith::ConstantOp c) -> FailureOr<std::string> {

@@ -58,17 +58,16 @@ KILN_HD float rmsNormGradRow(float *dx, const float *dy, const float *x, const f
 
 /// max(x[0..n)), n >= 1.
 KILN_HD float rowMax(const float *x, int64_t n) {
-  float m = x[0];
-  for (int64_t i = 1; i < n; ++i)
-    m = x[i] > m ? x[i] : m;
-  return m;
+  return laneMax(n, [&](int64_t i) { return x[i]; });
 }
 
-/// Replaces x[0..n), n >= 1, by softmax(x) = exp(x - max) / sum.
+/// Replaces x[0..n), n >= 1, by softmax(x) = exp(x - max) / sum (the sum
+/// in laneSum's order).
 KILN_HD void softmaxRowInPlace(float *x, int64_t n) {
-  float m = rowMax(x, n), sum = 0.0f;
+  const float m = rowMax(x, n);
   for (int64_t i = 0; i < n; ++i)
-    sum += (x[i] = expf(x[i] - m));
+    x[i] = expFaithful(x[i] - m);
+  const float sum = laneSum(n, [&](int64_t i) { return x[i]; });
   float inv = 1.0f / sum;
   for (int64_t i = 0; i < n; ++i)
     x[i] *= inv;
@@ -90,12 +89,10 @@ KILN_HD float crossEntropyFromSums(float m, float sum, float total, float target
 /// logits do not cancel.
 KILN_HD float crossEntropyRow(const float *logits, int64_t vocab, int64_t target,
                               float labelSmoothing) {
-  float m = rowMax(logits, vocab), sum = 0.0f, mean = 0.0f;
-  for (int64_t c = 0; c < vocab; ++c) {
-    sum += expf(logits[c] - m);
-    mean += logits[c];
-  }
-  return crossEntropyFromSums(m, sum, mean, logits[target], vocab, labelSmoothing);
+  const float m = rowMax(logits, vocab);
+  const float sum = laneSum(vocab, [&](int64_t c) { return expFaithful(logits[c] - m); });
+  const float total = laneSum(vocab, [&](int64_t c) { return logits[c]; });
+  return crossEntropyFromSums(m, sum, total, logits[target], vocab, labelSmoothing);
 }
 
 /// One element of cross_entropy_grad from its softmax probability p.

@@ -99,17 +99,10 @@ KILN_HD T grpoRowWeight(GrpoAggregation aggregation, T rowTokens, T rows, T batc
 /// writing z out first and calling crossEntropyRow, so the same bits.
 KILN_HD float temperedLogprob(const float *logits, int64_t vocab, int64_t target,
                               float temperature) {
-  float m = logits[0] / temperature;
-  for (int64_t c = 1; c < vocab; ++c) {
-    const float z = logits[c] / temperature;
-    m = z > m ? z : m;
-  }
-  float sum = 0.0f, total = 0.0f;
-  for (int64_t c = 0; c < vocab; ++c) {
-    const float z = logits[c] / temperature;
-    sum += expf(z - m);
-    total += z;
-  }
+  const float m = laneMax(vocab, [&](int64_t c) { return logits[c] / temperature; });
+  const float sum =
+      laneSum(vocab, [&](int64_t c) { return expFaithful(logits[c] / temperature - m); });
+  const float total = laneSum(vocab, [&](int64_t c) { return logits[c] / temperature; });
   return -crossEntropyFromSums(m, sum, total, logits[target] / temperature, vocab, 0.0f);
 }
 

@@ -30,7 +30,7 @@ KILN_HD void routerScoresRow(const float *logits, int64_t experts, bool softmax,
     m = logits[e] > m ? logits[e] : m;
   float sum = 0.0f;
   for (int64_t e = 0; e < experts; ++e)
-    sum += (scores[e] = expf(logits[e] - m));
+    sum += (scores[e] = expFaithful(logits[e] - m));
   for (int64_t e = 0; e < experts; ++e)
     scores[e] /= sum;
 }

@@ -15,6 +15,8 @@
 #include "runtime/checkpoint/Checkpoint.h"
 #include "runtime/safetensors/Safetensors.h"
 
+#include "test/unit/ProgramCache.h"
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -175,15 +177,8 @@ protected:
     runDir = dir + "/run-" + test.substr(0, test.find('/'));
     fs::create_directories(runDir);
     // ctest runs each case in its own process: the builds are shared
-    // between them, and redone when kilnc or a runtime library it links
-    // into them is newer than a build.
+    // between them (ProgramCache.h).
     const std::string kilnc = std::string(KILN_BINARY_DIR) + "/bin/kilnc";
-    std::error_code ec;
-    fs::file_time_type newestInput = fs::last_write_time(kilnc, ec);
-    for (const auto &entry :
-         fs::recursive_directory_iterator(std::string(KILN_BINARY_DIR) + "/runtime", ec))
-      if (entry.path().extension() == ".a")
-        newestInput = std::max(newestInput, fs::last_write_time(entry.path(), ec));
     json spec = json::parse(readFile(std::string(KILN_SOURCE_DIR) + "/models/" + model + ".json"));
     std::vector<Layout> layouts = kLayouts;
     layouts.push_back(kCompressionLayout);
@@ -204,19 +199,8 @@ protected:
         s["train"].update(l.train);
       if (!l.model.is_null())
         s["model"].update(l.model);
-      std::string path = dir + "/" + l.name + ".json", exe = dir + "/" + l.name + "/train";
-      std::string text = s.dump(2);
-      if (readFile(path) == text && fs::exists(exe) &&
-          fs::last_write_time(exe, ec) > newestInput)
-        continue;
-      // ctest may build the same layout from two processes at once: the
-      // spec appears whole (rename), and kilnc -o replaces `train` atomically.
-      std::string tmp = path + ".tmp." + std::to_string(::getpid());
-      std::ofstream(tmp) << text;
-      fs::rename(tmp, path);
-      ASSERT_EQ(run(kilnc + " " + path + " -o " + dir + "/" + l.name, dir + "/" + l.name + ".kilnc"),
-                0)
-          << readFile(dir + "/" + l.name + ".kilnc");
+      const std::string error = buildOnce(kilnc, s.dump(2), dir + "/" + l.name);
+      ASSERT_TRUE(error.empty()) << error;
     }
   }
 

@@ -210,8 +210,8 @@ TEST_P(MultiRankExecutable, PipelineTraceHoldsEveryRanksActions) {
   const Layout &l = layoutNamed("pp2zbh1");
   const std::string trace = runDir + "/trace.json", rows = runDir + "/schedule.csv";
   fs::remove(trace);
-  ASSERT_EQ(run(std::string(KILN_BINARY_DIR) + "/bin/kilnc " + dir + "/" + l.name +
-                    ".json --emit=schedule",
+  ASSERT_EQ(run(std::string(KILN_BINARY_DIR) + "/bin/kilnc " + dir + "/" + l.name + "/" +
+                    l.name + ".json --emit=schedule",
                 rows),
             0)
       << readFile(rows);

@@ -37,9 +37,9 @@ protected:
 
   static void checkRecomputationIsBitIdentical(const std::string &model) {
     const int64_t none = arenaBytesOf(root + "/models/" + model + ".json"),
-                  selective = arenaBytesOf(tmp + "/" + model + "-selective.json"),
-                  full = arenaBytesOf(tmp + "/" + model + "-full.json"),
-                  budget = arenaBytesOf(tmp + "/" + model + "-budget.json");
+                  selective = arenaBytesOf(specOf(model + "-selective")),
+                  full = arenaBytesOf(specOf(model + "-full")),
+                  budget = arenaBytesOf(specOf(model + "-budget"));
     std::printf("[%s] arena: %lld bytes without checkpointing, %lld with selective (%.1f%%), "
                 "%lld with full (%.1f%%), %lld with the budget (%.1f%%)\n",
                 model.c_str(), (long long)none, (long long)selective, 100.0 * selective / none,

@@ -14,6 +14,7 @@
 #include "runtime/safetensors/Safetensors.h"
 
 #include "test/unit/GradientStats.h"
+#include "test/unit/ProgramCache.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -260,7 +261,8 @@ protected:
   /// train.checkpointing "full", "selective" and a budget (r1-tiny-full, ...,
   /// r1-tiny-budget), with `sparsity` r1-tiny-sparse (2:4 magnitude pruning
   /// from step 3, the mask recomputed every 4 steps). Each ctest
-  /// case runs in its own process and builds what its suite needs.
+  /// case runs in its own process; the programs are built by the first and
+  /// reused by the others (ProgramCache.h).
   static void buildModels(bool precisions, bool checkpointing, bool sparsity = false) {
     setupError.clear();
     exe.clear();
@@ -290,11 +292,8 @@ protected:
         setupError += "setup failed: " + describe(args, r) + "\n";
     };
     runTool({binDir + "/kiln-corpus", "--seed", "1", "--tokens", "4096", "-o", corpus});
-    for (const char *model : {"r1-tiny", "dense-tiny"}) {
-      const std::string dir = tmp + "/" + model;
-      runTool({binDir + "/kilnc", root + "/models/" + model + ".json", "-o", dir});
-      exe[model] = dir + "/train";
-    }
+    for (const char *model : {"r1-tiny", "dense-tiny"})
+      addProgram(model, readFile(root + "/models/" + model + ".json"));
     // r1-tiny with train.precision bf16, fp8 and fp16 (kiln-mixed-precision),
     // and fp16 from a loss scale of 2^26 that overflows for the first steps,
     // growing after every 3 finite steps (GradScaler's state machine, fast).
@@ -313,18 +312,13 @@ protected:
         if (std::string(policy) == "budget")
           spec["train"]["checkpointing"] = {
               {"budget_bytes", std::string(model) == "r1-tiny" ? 2'000'000 : 1'100'000}};
-        const std::string name = std::string(model) + "-" + policy;
-        writeFile(tmp + "/" + name + ".json", spec.dump(2));
-        runTool({binDir + "/kilnc", tmp + "/" + name + ".json", "-o", tmp + "/" + name});
-        exe[name] = tmp + "/" + name + "/train";
+        addProgram(std::string(model) + "-" + policy, spec.dump(2));
       }
     if (sparsity) {
       std::ifstream in(root + "/models/r1-tiny.json");
       json spec = json::parse(in);
       spec["train"]["sparsity"] = {{"pattern", "2:4"}, {"start_step", 3}, {"mask_every", 4}};
-      writeFile(tmp + "/r1-tiny-sparse.json", spec.dump(2));
-      runTool({binDir + "/kilnc", tmp + "/r1-tiny-sparse.json", "-o", tmp + "/r1-tiny-sparse"});
-      exe["r1-tiny-sparse"] = tmp + "/r1-tiny-sparse/train";
+      addProgram("r1-tiny-sparse", spec.dump(2));
     }
     for (const char *precision : {"bf16", "fp8", "fp16", "fp16-overflow", "bf16-moments"}) {
       if (!precisions)
@@ -336,11 +330,22 @@ protected:
         spec["train"]["loss_scale"] = {{"init", std::ldexp(1.0, 26)}, {"growth_interval", 3}};
       if (std::string(precision) == "bf16-moments")
         spec["train"]["optimizer"]["state_dtype"] = "bf16";
-      const std::string name = std::string("r1-tiny-") + precision;
-      writeFile(tmp + "/" + name + ".json", spec.dump(2));
-      runTool({binDir + "/kilnc", tmp + "/" + name + ".json", "-o", tmp + "/" + name});
-      exe[name] = tmp + "/" + name + "/train";
+      addProgram(std::string("r1-tiny-") + precision, spec.dump(2));
     }
+  }
+
+  /// exe[name]: the program of the spec `text`, built once for all the
+  /// suite's cases (ProgramCache.h) under the build's test/train-exe.
+  static void addProgram(const std::string &name, const std::string &text) {
+    const std::string dir = std::string(KILN_BINARY_DIR) + "/test/train-exe/" + name;
+    if (std::string error = buildOnce(binDir + "/kilnc", text, dir); !error.empty())
+      setupError += "setup failed: " + error + "\n";
+    exe[name] = dir + "/train";
+  }
+
+  /// The spec file exe[name] was built from.
+  static std::string specOf(const std::string &name) {
+    return fs::path(exe[name]).parent_path().string() + "/" + name + ".json";
   }
 
   static void TearDownTestSuite() {

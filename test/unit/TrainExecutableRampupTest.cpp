@@ -27,15 +27,7 @@ protected:
       spec["parallel"] = {{"microbatches", 2}};
       if (ramp)
         spec["train"]["batch_rampup"] = {{"start", 4}, {"increment", 4}, {"samples", 8}};
-      const std::string name = ramp ? "dense-tiny-rampup" : "dense-tiny-mb2";
-      writeFile(tmp + "/" + name + ".json", spec.dump(2));
-      const std::vector<std::string> args = {binDir + "/kilnc", tmp + "/" + name + ".json", "-o",
-                                             tmp + "/" + name};
-      RunResult r = waitFor(spawn(args, tmp + "/setup.out", tmp + "/setup.err"),
-                            tmp + "/setup.out", tmp + "/setup.err");
-      if (r.exitCode != 0)
-        setupError += "setup failed: " + describe(args, r) + "\n";
-      exe[name] = tmp + "/" + name + "/train";
+      addProgram(ramp ? "dense-tiny-rampup" : "dense-tiny-mb2", spec.dump(2));
     }
   }
 };

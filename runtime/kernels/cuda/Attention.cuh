@@ -134,14 +134,11 @@ struct RowSoftmax {
 };
 __device__ __forceinline__ RowSoftmax rowSoftmax(const float *qi, const float *kg, int64_t ldk,
                                                  int64_t keys, int64_t dqk, float scale) {
-  float m = scaledDot(qi, kg, dqk, scale), sum = 0.0f;
-  for (int64_t j = 1; j < keys; ++j) {
-    const float s = scaledDot(qi, kg + j * ldk, dqk, scale);
-    m = s > m ? s : m;
-  }
-  for (int64_t j = 0; j < keys; ++j)
-    sum += expf(scaledDot(qi, kg + j * ldk, dqk, scale) - m);
-  return {m, 1.0f / sum};
+  auto score = [&](int64_t j) { return scaledDot(qi, kg + j * ldk, dqk, scale); };
+  const float m = kernels::laneMax(keys, score);
+  return {m, 1.0f / kernels::laneSum(keys, [&](int64_t j) {
+            return kernels::expFaithful(score(j) - m);
+          })};
 }
 
 /// The pieces of row (b, i, h)'s softmax backward: its softmax and
@@ -156,7 +153,7 @@ __device__ __forceinline__ RowGrad rowGrad(const float *qi, const float *doi, co
   const RowSoftmax sm = rowSoftmax(qi, kg, ldk, keys, dqk, scale);
   float sumPdp = 0.0f;
   for (int64_t j = 0; j < keys; ++j) {
-    const float p = expf(scaledDot(qi, kg + j * ldk, dqk, scale) - sm.max) * sm.inv;
+    const float p = kernels::expFaithful(scaledDot(qi, kg + j * ldk, dqk, scale) - sm.max) * sm.inv;
     sumPdp += p * scaledDot(doi, vg + j * ldv, dv, 1.0f);
   }
   return {sm, sumPdp};
@@ -178,7 +175,7 @@ __global__ void attentionForwardRowKernel(float *out, const float *q, const floa
     for (int64_t d = 0; d < dv; ++d)
       o[d] = 0.0f;
     for (int64_t j = 0; j < keys; ++j) {
-      const float p = expf(scaledDot(qi, kg + j * ldk, dqk, scale) - sm.max) * sm.inv;
+      const float p = kernels::expFaithful(scaledDot(qi, kg + j * ldk, dqk, scale) - sm.max) * sm.inv;
       for (int64_t d = 0; d < dv; ++d)
         o[d] += p * vg[j * ldv + d];
     }
@@ -202,7 +199,8 @@ __global__ void attentionBackwardQueryRowKernel(float *dq, const float *q, const
     for (int64_t d = 0; d < dqk; ++d)
       dqi[d] = 0.0f;
     for (int64_t j = 0; j < keys; ++j) {
-      const float p = expf(scaledDot(qi, kg + j * ldk, dqk, scale) - g.softmax.max) * g.softmax.inv;
+      const float p = kernels::expFaithful(scaledDot(qi, kg + j * ldk, dqk, scale) - g.softmax.max) *
+                      g.softmax.inv;
       const float ds =
           kernels::attentionScoreGrad(p, scaledDot(doi, vg + j * ldv, dv, 1.0f), g.sumPdp, scale);
       for (int64_t d = 0; d < dqk; ++d)
@@ -236,7 +234,8 @@ __global__ void attentionBackwardKeyRowKernel(float *dk, float *dv, const float 
         const int64_t keys = causal ? i + 1 : seq;
         const RowGrad rg = rowGrad(qi, doi, kg, vg, ldk, ldv, keys, dqk, dvDim, scale);
         const float p =
-            expf(scaledDot(qi, kg + j * ldk, dqk, scale) - rg.softmax.max) * rg.softmax.inv;
+            kernels::expFaithful(scaledDot(qi, kg + j * ldk, dqk, scale) - rg.softmax.max) *
+            rg.softmax.inv;
         const float ds = kernels::attentionScoreGrad(p, scaledDot(doi, vg + j * ldv, dvDim, 1.0f),
                                                      rg.sumPdp, scale);
         for (int64_t d = 0; d < dqk; ++d)

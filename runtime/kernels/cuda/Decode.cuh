@@ -108,19 +108,15 @@ __global__ void cachedAttentionRowKernel(float *out, const float *q, const float
                 *vg = v + (b * maxLen * kvHeads + h / group) * dv;
     const int64_t keys = int64_t(start[b]) + c + 1;
     // softmaxRowInPlace over p[j] = scale * laneDot(q, k_j), in its order.
-    float m = scale * kernels::laneDot(qc, kg, dqk), sum = 0.0f;
-    for (int64_t j = 1; j < keys; ++j) {
-      const float s = scale * kernels::laneDot(qc, kg + j * ldk, dqk);
-      m = s > m ? s : m;
-    }
-    for (int64_t j = 0; j < keys; ++j)
-      sum += expf(scale * kernels::laneDot(qc, kg + j * ldk, dqk) - m);
-    const float inv = 1.0f / sum;
+    auto score = [&](int64_t j) { return scale * kernels::laneDot(qc, kg + j * ldk, dqk); };
+    const float m = kernels::laneMax(keys, score);
+    const float inv =
+        1.0f / kernels::laneSum(keys, [&](int64_t j) { return kernels::expFaithful(score(j) - m); });
     float *oc = out + r * dv;
     for (int64_t d = 0; d < dv; ++d)
       oc[d] = 0.0f;
     for (int64_t j = 0; j < keys; ++j) {
-      const float p = expf(scale * kernels::laneDot(qc, kg + j * ldk, dqk) - m) * inv;
+      const float p = kernels::expFaithful(score(j) - m) * inv;
       for (int64_t d = 0; d < dv; ++d)
         oc[d] += p * vg[j * ldv + d];
     }

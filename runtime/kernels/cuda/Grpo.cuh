@@ -207,7 +207,7 @@ __device__ __forceinline__ GrpoRowSums grpoBlockRowSums(const float *row, int64_
   float sum = 0.0f, total = 0.0f;
   for (int64_t c = threadIdx.x; c < vocab; c += blockDim.x) {
     const float z = row[c] / temperature;
-    sum += expf(z - m);
+    sum += kernels::expFaithful(z - m);
     total += z;
   }
   sum = grpoBlockReduce(sum, shared, GrpoAdd());
@@ -318,8 +318,9 @@ __global__ void __launch_bounds__(kGrpoRowThreads)
     const float factor = float(-double(*dloss) * weight * term.dLossDlp / s.temperature);
     const float inv = 1.0f / r.sum, uniform = 0.0f / float(s.vocab);
     for (int64_t c = threadIdx.x; c < s.vocab; c += blockDim.x)
-      d[c] = kernels::crossEntropyGradValue(expf(row[c] / s.temperature - r.m) * inv, c == target,
-                                            0.0f, uniform, factor);
+      d[c] = kernels::crossEntropyGradValue(
+          kernels::expFaithful(row[c] / s.temperature - r.m) * inv, c == target, 0.0f, uniform,
+          factor);
   }
 }
 #endif

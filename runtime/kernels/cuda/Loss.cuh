@@ -128,8 +128,8 @@ struct SoftmaxStats {
 /// max keeps its sum as is (also when both are -inf: no inf - inf).
 __device__ __forceinline__ SoftmaxStats combineStats(SoftmaxStats a, SoftmaxStats b) {
   const float m = fmaxf(a.max, b.max);
-  const float sa = a.max == m ? a.sum : a.sum * expf(a.max - m);
-  const float sb = b.max == m ? b.sum : b.sum * expf(b.max - m);
+  const float sa = a.max == m ? a.sum : a.sum * kernels::expFaithful(a.max - m);
+  const float sb = b.max == m ? b.sum : b.sum * kernels::expFaithful(b.max - m);
   return {m, sa + sb, a.total + b.total};
 }
 
@@ -144,10 +144,10 @@ __device__ __forceinline__ SoftmaxStats blockSoftmaxStats(const float *row, int6
     const float l = row[c];
     s.total += l;
     if (l > s.max) {
-      s.sum = s.sum * expf(s.max - l) + 1.0f;
+      s.sum = s.sum * kernels::expFaithful(s.max - l) + 1.0f;
       s.max = l;
     } else {
-      s.sum += expf(l - s.max);
+      s.sum += kernels::expFaithful(l - s.max);
     }
   }
   for (int offset = 16; offset > 0; offset /= 2)
@@ -278,8 +278,8 @@ __global__ void crossEntropyBackwardBlockKernel(float *dlogits, const float *log
   const float inv = 1.0f / s.sum, uniform = labelSmoothing / float(vocab);
   const float factor = crossEntropyFactor(mask, i, weight, dloss, dlossDevice);
   for (int64_t c = threadIdx.x; c < vocab; c += blockDim.x)
-    d[c] = kernels::crossEntropyGradValue(expf(row[c] - s.max) * inv, c == target,
-                                          labelSmoothing, uniform, factor);
+    d[c] = kernels::crossEntropyGradValue(kernels::expFaithful(row[c] - s.max) * inv,
+                                          c == target, labelSmoothing, uniform, factor);
 }
 #endif
 

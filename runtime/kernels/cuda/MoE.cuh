@@ -82,10 +82,10 @@ struct ScoreRow {
     for (int64_t e = 1; e < experts; ++e)
       m = row[e] > m ? row[e] : m;
     for (int64_t e = 0; e < experts; ++e)
-      sum += expf(row[e] - m);
+      sum += kernels::expFaithful(row[e] - m);
   }
   __device__ float operator()(int64_t e) const {
-    return softmax ? expf(logits[e] - m) / sum : kernels::sigmoidf(logits[e]);
+    return softmax ? kernels::expFaithful(logits[e] - m) / sum : kernels::sigmoidf(logits[e]);
   }
 };
 
