@@ -4,7 +4,8 @@
 For MODEL (default r1-tiny): kilnc builds it with train.precision fp32, bf16, fp16 and fp8 (and
 bf16 with bf16 AdamW moments), each trains STEPS steps on the same kiln-corpus shard with the
 same seed and threads, and the script prints, per precision, the signed relative loss gap to
-fp32 at the last step and of the mean loss over windows of 50 steps (start, middle, end); for
+fp32 at the last step and of the mean loss over windows of 50 steps (a fifth of a shorter run;
+start, middle, end); for
 fp16 also the steps its loss scaler skipped and the final scale. DeepSeek-V3 reports < 0.25% for its FP8
 recipe against BF16 at scale; these are tiny models, so read the gaps as "the precisions train
 the same model", not as a statement about scale.
@@ -40,6 +41,9 @@ def main():
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="/tmp/kiln-precision")
+    ap.add_argument("--warmup", type=int, default=None,
+                    help="train.schedule.warmup_steps (default: the spec's, or steps / 5 where "
+                         "the spec's is longer than the run)")
     ap.add_argument("--reuse", action="store_true",
                     help="report the logs already in --out instead of training again")
     a = ap.parse_args()
@@ -58,6 +62,12 @@ def main():
             else:
                 spec["train"][key] = value
         spec["train"]["steps"] = a.steps
+        schedule = spec["train"].setdefault("schedule", {})
+        if a.warmup is not None:
+            schedule["warmup_steps"] = a.warmup
+        elif schedule.get("warmup_steps", 0) > a.steps:
+            schedule["warmup_steps"] = a.steps // 5
+        warmup = schedule.get("warmup_steps")
         path = os.path.join(a.out, name + ".json")
         with open(path, "w") as f:
             json.dump(spec, f, indent=2)
@@ -74,11 +84,11 @@ def main():
 
     head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], text=True,
                           capture_output=True).stdout.strip()
-    print(f"# {a.model}, {a.steps} steps, {a.threads} threads, {platform.processor() or 'cpu'}, "
-          f"git {head}, {datetime.date.today()}")
+    print(f"# {a.model}, {a.steps} steps (warmup {warmup}), {a.threads} threads, "
+          f"{platform.processor() or 'cpu'}, git {head}, {datetime.date.today()}")
     # Single steps are noisy (one batch each, and the trajectories part ways
     # chaotically); means over windows of 50 steps say more.
-    window = min(50, a.steps)
+    window = min(50, max(1, a.steps // 5))
     starts = sorted({0, (a.steps // 2 - window // 2) // 1, a.steps - window})
     print("| precision | loss at step %d | gap at %d | %s |" % (
         a.steps, a.steps,

@@ -11,6 +11,7 @@
 #define KILN_RUNTIME_COMM_REDUCE_H
 
 #include "runtime/comm/Communicator.h"
+#include "runtime/kernels/KernelMath.h"
 
 #include <cmath>
 #include <cstring>
@@ -18,30 +19,39 @@
 
 namespace kiln::comm::reduction {
 
-template <typename T> void combineTyped(T *acc, const T *in, size_t count, ReduceOp op) {
+/// acc op in for one element: Sum in the element type (integers wrap around
+/// in unsigned arithmetic, since signed overflow is undefined), Max with NaN
+/// winning. KILN_HD: the CUDA communicator's reduction kernel
+/// (runtime/cuda/NcclCommunicator.cuh) calls it too, so the GPU combines
+/// exactly as the host backends do.
+template <typename T> KILN_HD T combineElement(T acc, T in, ReduceOp op) {
   if (op == ReduceOp::Sum) {
     if constexpr (std::is_integral_v<T>) {
-      // Signed overflow is undefined; wrap around in unsigned arithmetic.
       using U = std::make_unsigned_t<T>;
-      for (size_t i = 0; i < count; ++i)
-        acc[i] = static_cast<T>(static_cast<U>(acc[i]) + static_cast<U>(in[i]));
+      return static_cast<T>(static_cast<U>(acc) + static_cast<U>(in));
     } else {
-      for (size_t i = 0; i < count; ++i)
-        acc[i] += in[i];
+      return acc + in;
     }
+  }
+  if constexpr (std::is_floating_point_v<T>) {
+    // NaN wins: a diverged rank must not be hidden by a max.
+    if (std::isnan(acc))
+      return acc;
+    return std::isnan(in) || in > acc ? in : acc;
+  } else {
+    return in > acc ? in : acc;
+  }
+}
+
+template <typename T> void combineTyped(T *acc, const T *in, size_t count, ReduceOp op) {
+  // One loop per reduction, so that each inlines a constant op and vectorizes.
+  if (op == ReduceOp::Sum) {
+    for (size_t i = 0; i < count; ++i)
+      acc[i] = combineElement(acc[i], in[i], ReduceOp::Sum);
     return;
   }
-  for (size_t i = 0; i < count; ++i) {
-    if constexpr (std::is_floating_point_v<T>) {
-      // NaN wins: a diverged rank must not be hidden by a max.
-      if (std::isnan(acc[i]))
-        continue;
-      if (std::isnan(in[i]) || in[i] > acc[i])
-        acc[i] = in[i];
-    } else if (in[i] > acc[i]) {
-      acc[i] = in[i];
-    }
-  }
+  for (size_t i = 0; i < count; ++i)
+    acc[i] = combineElement(acc[i], in[i], ReduceOp::Max);
 }
 
 /// acc[i] = acc[i] op in[i] for i < count.
