@@ -5,6 +5,8 @@
 
 #include "dialects/kiln/KilnDialect.h"
 
+#include "llvm/ADT/StringSwitch.h"
+
 #include <set>
 #include <string>
 
@@ -59,6 +61,15 @@ static std::set<std::string> familiesOf(func::FuncOp step) {
   return families;
 }
 
+/// runtime/driver/PeakFlops.h's GemmPrecision of a train.precision.
+static StringRef gemmPrecision(StringRef precision) {
+  return llvm::StringSwitch<StringRef>(precision)
+      .Case("bf16", "Bf16")
+      .Case("fp16", "F16")
+      .Case("fp8", "Fp8")
+      .Default("F32");
+}
+
 LogicalResult emitCudaProgram(ModuleOp module, StringRef entry, const HostProgramInfo &info,
                               raw_ostream &os) {
   FailureOr<SmallVector<func::FuncOp>> programs = programsOf(module, entry);
@@ -103,6 +114,8 @@ LogicalResult emitCudaProgram(ModuleOp module, StringRef entry, const HostProgra
      << "  device = &step;\n"
      << "  static kiln::driver::ModelDesc model = kModel;\n"
      << "  model.syncStateToHost = syncStateToHost;\n"
+     << "  model.peakFlops = kiln::cuda::devicePeakFlops<kiln::driver::GemmPrecision::"
+     << gemmPrecision(info.precision) << ">;\n"
      << "  return kiln::driver::trainMain(argc, argv, model, trainStep);\n}\n";
   return success();
 }

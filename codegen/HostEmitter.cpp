@@ -358,7 +358,8 @@ LogicalResult Emitter::emitModelDesc() {
       << "    /*initialLossScale=*/" << doubleLiteral(initialLossScale) << ",\n"
       << "    /*bf16Moments=*/" << (bf16MomentArgs ? "true" : "false") << ",\n"
       << "    /*pp=*/" << pp << ",\n"
-      << "    /*stage=*/" << stage << ",\n";
+      << "    /*stage=*/" << stage << ",\n"
+      << "    /*modelFlopsPerToken=*/" << doubleLiteral(info.modelFlopsPerToken) << ",\n";
   if (!info.curriculum.empty() || pointsAtRampup)
     *os << "    /*curriculum=*/" << (info.curriculum.empty() ? "nullptr" : "kCurriculum") << ",\n"
         << "    /*numCurriculum=*/" << info.curriculum.size() << ",\n";

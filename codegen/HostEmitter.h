@@ -31,6 +31,12 @@ struct HostProgramInfo {
   bool sft = false;
   uint64_t defaultSteps = 1;
   uint64_t defaultSeed = 0;
+  /// ModelDesc::modelFlopsPerToken: 3x the forward FLOPs per token
+  /// (frontend/Summary.h), main model and MTP modules.
+  double modelFlopsPerToken = 0;
+  /// train.precision ("fp32", "bf16", "fp16", "fp8"): the CUDA program's
+  /// peak for MFU.
+  std::string precision = "fp32";
   /// train.curriculum: (until_step, max_digits, max_ops) per stage.
   std::vector<std::array<int64_t, 3>> curriculum;
 };

@@ -33,6 +33,7 @@
 #ifndef KILN_RUNTIME_CUDA_DEVICESTEP_CUH
 #define KILN_RUNTIME_CUDA_DEVICESTEP_CUH
 
+#include "runtime/driver/PeakFlops.h"
 #include "runtime/driver/TrainStep.h"
 #include "runtime/kernels/PrecisionMath.h"
 #include "runtime/kernels/cuda/Device.cuh"
@@ -272,6 +273,29 @@ inline bool sinkGradients(const driver::StepBuffers &io, const float *const *gra
   io.gradSink(io.gradSinkContext, pointers.data());
   (void)error;
   return true;
+}
+
+/// ModelDesc::peakFlops for a step whose GEMMs run in `P`: this GPU's dense
+/// peak (runtime/driver/PeakFlops.h, at the clock the device reports as its
+/// peak), read once; 0 for a GPU the table has no entry for, or where the
+/// device cannot be queried (no GPU: the step itself then says so), and
+/// then no MFU is shown.
+template <driver::GemmPrecision P> double devicePeakFlops() {
+  static const double peak = [] {
+    int device = 0, major = 0, minor = 0, sms = 0, clockKHz = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) !=
+            cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) !=
+            cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&clockKHz, cudaDevAttrClockRate, device) != cudaSuccess) {
+      (void)cudaGetLastError(); // not sticky: the step's own check reports it
+      return 0.0;
+    }
+    return driver::densePeakFlops(major, minor, sms, 1e3 * clockKHz, P);
+  }();
+  return peak;
 }
 
 } // namespace kiln::cuda

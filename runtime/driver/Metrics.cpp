@@ -24,6 +24,8 @@ std::string formatMetricsLine(const StepMetrics &m) {
   line += ",\"lr\":" + formatJsonNumber(m.lr);
   line += ",\"grad_norm\":" + formatJsonNumber(m.gradNorm);
   line += ",\"tokens_per_s\":" + formatJsonNumber(m.tokensPerSec);
+  if (std::isfinite(m.mfu))
+    line += ",\"mfu\":" + formatJsonNumber(m.mfu);
   line += ",\"elapsed_s\":" + formatJsonNumber(m.elapsedSec);
   if (m.globalBatch > 0) {
     line += ",\"global_batch\":" + std::to_string(m.globalBatch);
@@ -157,7 +159,13 @@ std::string formatProgressLine(const Progress &p) {
   std::snprintf(buffer, sizeof(buffer), "step %llu/%llu | loss %.4f | lr %.2e | grad %.2f | ",
                 (unsigned long long)p.step, (unsigned long long)p.totalSteps, p.loss, p.lr,
                 p.gradNorm);
-  return buffer + formatRate(p.tokensPerSec) + " tok/s | ETA " + formatEta(p.etaSec);
+  std::string mfu;
+  if (std::isfinite(p.mfu)) {
+    char percent[32];
+    std::snprintf(percent, sizeof(percent), " | MFU %.1f%%", 100.0 * p.mfu);
+    mfu = percent;
+  }
+  return buffer + formatRate(p.tokensPerSec) + " tok/s" + mfu + " | ETA " + formatEta(p.etaSec);
 }
 
 double estimateEta(uint64_t step, uint64_t totalSteps, double elapsedSec) {

@@ -24,6 +24,7 @@
 #ifndef KILN_RUNTIME_DRIVER_METRICS_H
 #define KILN_RUNTIME_DRIVER_METRICS_H
 
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <optional>
@@ -82,6 +83,10 @@ struct StepMetrics {
   bool grpo = false;
   double rewardMean = 0, rewardStd = 0, accuracy = 0, formatRate = 0, responseLength = 0;
   double kl = 0, clipFraction = 0, tiedGroups = 0, generationTokensPerSec = 0;
+  /// Model FLOPs utilization (PeakFlops.h) where the device's peak is known
+  /// (the CUDA target); NaN on the host, and then not written. Written
+  /// after tokens_per_s.
+  double mfu = std::nan("");
 };
 
 /// `value` as a JSON number in its shortest round-tripping form, or "null"
@@ -134,6 +139,8 @@ struct Progress {
   double gradNorm = 0;
   double tokensPerSec = 0;
   double etaSec = 0;
+  /// Shown as "MFU 41.2%" after the rate where finite.
+  double mfu = std::nan("");
 };
 
 /// A time left: "42s" under a minute, "1m02s" under an hour, "2h05m" from
@@ -145,7 +152,8 @@ std::string formatEta(double seconds);
 /// "12.3k", "1.5M", "2.0G". Negative or non-finite: "--".
 std::string formatRate(double perSecond);
 
-/// `step 12/300 | loss 5.4321 | lr 3.00e-03 | grad 1.23 | 12.3k tok/s | ETA 1m02s`
+/// `step 12/300 | loss 5.4321 | lr 3.00e-03 | grad 1.23 | 12.3k tok/s | ETA 1m02s`, with
+/// `| MFU 41.2% ` before the ETA where the MFU is known.
 std::string formatProgressLine(const Progress &p);
 
 /// Seconds left after `step` of `totalSteps`, from the elapsed time, by the

@@ -23,6 +23,7 @@
 #include "runtime/driver/KernelProfile.h"
 #include "runtime/driver/MemoryCheck.h"
 #include "runtime/driver/Metrics.h"
+#include "runtime/driver/PeakFlops.h"
 #include "runtime/driver/Ranks.h"
 #include "runtime/driver/Timer.h"
 #include "runtime/driver/TrainData.h"
@@ -268,6 +269,8 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
             stage = ranks.rank / dpRanks;
   const ModelDesc &model = *stages[stage].model;
   const TrainStepFn step = stages[stage].step;
+  // MFU's denominator: the device's peak (the CUDA target); 0 on the host.
+  const double peakFlops = model.peakFlops ? model.peakFlops() : 0;
   // train.batch_rampup: each step's global batch, and the program of that
   // many micro-batches.
   const BatchSchedule schedule(model, step);
@@ -773,6 +776,8 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
     metrics.lr = lr;
     metrics.gradNorm = gradNorm;
     metrics.tokensPerSec = stepSec > 0 ? double(tokensPerStep) / stepSec : 0;
+    metrics.mfu = modelFlopsUtilization(model.modelFlopsPerToken, metrics.tokensPerSec,
+                                        ranks.size, peakFlops);
     trainedTokens += tokensPerStep;
     if (schedule.ramps()) {
       metrics.globalBatch = uint64_t(globalRows);
@@ -821,7 +826,8 @@ int run(int argc, char **argv, const StageProgram *stages, int64_t numStages,
                       lr,
                       gradNorm,
                       metrics.tokensPerSec,
-                      estimateEta(s - startStep, options.steps - startStep, metrics.elapsedSec)};
+                      estimateEta(s - startStep, options.steps - startStep, metrics.elapsedSec),
+                      metrics.mfu};
     if (printer)
       printer->update(progress);
     else if (ranks.lead() && (s % printEvery == 0 || s == options.steps))

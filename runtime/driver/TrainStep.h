@@ -123,6 +123,10 @@ struct ModelDesc {
   /// same update to it. 1: one program holds the whole model.
   int64_t pp = 1;
   int64_t stage = 0;
+  /// The whole model's training FLOPs per token, 3x its forward as
+  /// frontend/Summary.h counts it (main model and MTP modules; no
+  /// recomputation): MFU's numerator (PeakFlops.h). 0: not counted.
+  double modelFlopsPerToken = 0;
   /// train.curriculum's stages, in order; none: the corpus defaults.
   const CurriculumStage *curriculum = nullptr;
   int64_t numCurriculum = 0;
@@ -135,6 +139,10 @@ struct ModelDesc {
   /// the driver calls before it reads them (a checkpoint). Null on the host,
   /// where the step updates the driver's buffers themselves.
   bool (*syncStateToHost)(std::string &error) = nullptr;
+  /// The device's dense peak FLOP/s for the step's precision (PeakFlops.h),
+  /// which the CUDA target reads from the GPU; null on the host, whose
+  /// progress line then shows no MFU.
+  double (*peakFlops)() = nullptr;
 };
 
 /// Called inside the step with every trainable parameter's gradient (in

@@ -106,10 +106,11 @@ class Checker {
 public:
   explicit Checker(Communicator &world) : world(world) {}
 
-  /// got (NCCL's) and want (MPI's) of this rank, element by element; every
-  /// rank of the world calls it, in the same order.
+  /// got (NCCL's) and want (the reference's: MPI's) of this rank, element
+  /// by element; every rank of the world calls it, in the same order.
   template <typename T>
-  void same(const std::string &what, const std::vector<T> &got, const std::vector<T> &want) {
+  void same(const std::string &what, const std::vector<T> &got, const std::vector<T> &want,
+            const char *reference = "MPI") {
     int64_t first = got.size() == want.size() ? -1 : 0;
     for (size_t i = 0; first < 0 && i < got.size(); ++i)
       if (std::memcmp(&got[i], &want[i], sizeof(T)) != 0)
@@ -125,10 +126,11 @@ public:
     if (world.rank() != 0)
       return;
     if (bad < 0)
-      std::printf("nccl_check: %s: same bits as MPI on %d rank(s)\n", what.c_str(), world.size());
+      std::printf("nccl_check: %s: same bits as %s on %d rank(s)\n", what.c_str(), reference,
+                  world.size());
     else
-      std::printf("nccl_check: %s: DIFFERS from MPI (rank %d, element %lld first)\n",
-                  what.c_str(), bad, (long long)all[size_t(bad)]);
+      std::printf("nccl_check: %s: DIFFERS from %s (rank %d, element %lld first)\n",
+                  what.c_str(), reference, bad, (long long)all[size_t(bad)]);
     std::fflush(stdout);
   }
 
@@ -170,8 +172,8 @@ template <typename T> void checkKernel(Checker &check, ReduceOp op, uint64_t see
   T *dIn = toDevice(in), *dOut = toDevice(std::vector<T>(count));
   cuda::orderedReduce(nullptr, dOut, dIn, int64_t(count), int64_t(count), n, dtypeOf<T>(), op);
   check.same(std::string("orderedReduce kernel ") + comm::reduceOpName(op) + " " +
-                 comm::dtypeName(dtypeOf<T>()) + ", 5 x 1001 on this GPU vs inRankOrder",
-             toHost(dOut, count), want);
+                 comm::dtypeName(dtypeOf<T>()) + ", 5 chunks of 1001 on each rank's GPU",
+             toHost(dOut, count), want, "inRankOrder");
   KILN_CUDA_CHECK(cudaFree(dIn));
   KILN_CUDA_CHECK(cudaFree(dOut));
 }

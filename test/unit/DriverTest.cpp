@@ -378,6 +378,14 @@ TEST(Metrics, LineKeysInOrder) {
             "\"tokens_per_s\":1000,\"elapsed_s\":7.5}");
 }
 
+TEST(Metrics, MfuOnlyWhereKnown) {
+  StepMetrics m{12, 5.5, 5.25, 0.003, 1.5, 1000, 7.5};
+  m.mfu = 0.25;
+  EXPECT_EQ(formatMetricsLine(m),
+            "{\"step\":12,\"loss\":5.5,\"main_loss\":5.25,\"lr\":0.003,\"grad_norm\":1.5,"
+            "\"tokens_per_s\":1000,\"mfu\":0.25,\"elapsed_s\":7.5}");
+}
+
 TEST(Metrics, UnwritablePathIsAnError) {
   std::string error;
   auto log = MetricsLog::open("/nonexistent-kiln-dir/m.jsonl", false, error);
@@ -430,6 +438,9 @@ TEST(Progress, Line) {
             "step 12/300 | loss 5.4321 | lr 3.00e-03 | grad 1.23 | 12.3k tok/s | ETA 1m02s");
   Progress q{300, 300, std::nan(""), 0, 0, 0, 0};
   EXPECT_EQ(formatProgressLine(q), "step 300/300 | loss nan | lr 0.00e+00 | grad 0.00 | 0 tok/s | ETA 0s");
+  Progress gpu{12, 300, 5.4321, 3e-3, 1.23, 12345, 62, 0.41234};
+  EXPECT_EQ(formatProgressLine(gpu), "step 12/300 | loss 5.4321 | lr 3.00e-03 | grad 1.23 | "
+                                     "12.3k tok/s | MFU 41.2% | ETA 1m02s");
 }
 
 TEST(Progress, EstimateEta) {

@@ -375,7 +375,8 @@ bool checkCudaTarget(const frontend::Spec &spec, std::string &error) {
   const frontend::ParallelConfig &p = spec.parallel;
   if (p.dp != 1 || p.ep != 1 || p.pp != 1)
     return fail("parallel", "the CUDA target builds single-GPU steps so far (dp, ep and pp 1): "
-                            "NCCL behind the communicator is not built yet; use \"target\": "
+                            "its steps do not call the NCCL communicator "
+                            "(runtime/cuda/NcclCommunicator.cuh) yet; use \"target\": "
                             "\"host\" for dp " + std::to_string(p.dp) + ", ep " +
                             std::to_string(p.ep) + ", pp " + std::to_string(p.pp));
   if (spec.train.stage == "grpo")

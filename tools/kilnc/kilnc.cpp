@@ -355,6 +355,9 @@ int main(int argc, char **argv) {
       info.sft = spec->train.stage == "sft";
       info.defaultSteps = spec->train.steps;
       info.defaultSeed = spec->train.seed;
+      const kiln::frontend::ModelSummary summary = kiln::frontend::summarize(*spec);
+      info.modelFlopsPerToken = 3 * (summary.flopsPerToken + summary.flopsPerTokenMtp);
+      info.precision = spec->train.precision;
       for (const kiln::frontend::CurriculumStage &stage : spec->train.curriculum)
         info.curriculum.push_back({stage.untilStep, stage.maxDigits, stage.maxOps});
       // The decode program `train --generate` runs: prefill and one-token
