@@ -9,6 +9,7 @@
 
 #include "runtime/comm/Communicator.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -170,6 +171,44 @@ std::string Communicator::describe(OpKind kind, DType dtype, ReduceOp op, uint64
   // An all_to_allv's counts differ per rank; only its type must agree.
   std::string args = kind == OpKind::AllToAllV ? dtypeName(dtype) : opArgs(kind, dtype, count);
   return opHead(kind, op, peer) + (args.empty() ? "" : " (" + args + ")");
+}
+
+Communicator::CallSignature Communicator::signatureOf(OpKind kind, DType dtype, ReduceOp op,
+                                                  uint64_t count, uint64_t sequence) {
+  return {int64_t(kind), int64_t(dtype), int64_t(op), int64_t(count), int64_t(sequence)};
+}
+
+bool Communicator::signaturesAgree(const int64_t *all, const CallSignature &mine,
+                                   std::string &detail) const {
+  enum Field { Kind, Type, Op, Count, Sequence };
+  for (int r = 0; r < size(); ++r) {
+    const int64_t *theirs = all + kSignatureFields * size_t(r);
+    if (std::equal(mine.begin(), mine.end(), theirs))
+      continue;
+    detail = "mismatch: " + rankName(r) + " called " +
+             describe(OpKind(theirs[Kind]), DType(theirs[Type]), ReduceOp(theirs[Op]),
+                      uint64_t(theirs[Count]), -1) +
+             " as collective #" + std::to_string(theirs[Sequence]) + " of " + name();
+    if (theirs[Sequence] != mine[Sequence])
+      detail += " (this rank's #" + std::to_string(mine[Sequence]) + ")";
+    return false;
+  }
+  return true;
+}
+
+bool Communicator::countsAgree(const int64_t *all, DType dtype, std::string &detail) const {
+  const size_t n = size_t(size());
+  for (size_t from = 0; from < n; ++from)
+    for (size_t to = 0; to < n; ++to) {
+      const int64_t sent = all[2 * n * from + to], expected = all[2 * n * to + n + from];
+      if (sent == expected)
+        continue;
+      detail = "count mismatch: " + rankName(int(from)) + " sends " + std::to_string(sent) +
+               " x " + dtypeName(dtype) + " to " + rankName(int(to)) + ", which expects " +
+               std::to_string(expected) + " from it";
+      return false;
+    }
+  return true;
 }
 
 std::string Communicator::messageFor(const std::string &detail) const {

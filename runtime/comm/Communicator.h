@@ -37,16 +37,34 @@
 #ifndef KILN_RUNTIME_COMM_COMMUNICATOR_H
 #define KILN_RUNTIME_COMM_COMMUNICATOR_H
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace kiln::comm {
 
 enum class DType { F32, F64, I32, I64, I8 };
 enum class ReduceOp { Sum, Max };
+
+/// The DType of a C++ element type: float, double, int32_t, int64_t, int8_t.
+template <typename T> constexpr DType dtypeOf() {
+  if constexpr (std::is_same_v<T, float>)
+    return DType::F32;
+  else if constexpr (std::is_same_v<T, double>)
+    return DType::F64;
+  else if constexpr (std::is_same_v<T, int32_t>)
+    return DType::I32;
+  else if constexpr (std::is_same_v<T, int64_t>)
+    return DType::I64;
+  else {
+    static_assert(std::is_same_v<T, int8_t>, "no DType for this element type");
+    return DType::I8;
+  }
+}
 
 /// Bytes of one element (1, 4 or 8); 0 for a value outside the enum.
 size_t dtypeBytes(DType dtype);
@@ -181,6 +199,24 @@ protected:
   /// dp (4096 x f32)". count is per rank for all_gather and reduce_scatter.
   enum class OpKind { AllReduce, AllGather, ReduceScatter, AllToAllV, Send, Recv, Barrier, Split };
   std::string describe(OpKind kind, DType dtype, ReduceOp op, uint64_t count, int peer) const;
+
+  /// The call check of backends whose transport would hang, truncate or
+  /// read garbage on a mismatch (MPI, NCCL): before a collective the ranks
+  /// all-gather its signature (kind, type, reduction, count, the group's
+  /// sequence number), and each compares every rank's with its own; for
+  /// all_to_allv also every rank's send and receive counts. The backend
+  /// moves the values; these build and compare them.
+  static constexpr size_t kSignatureFields = 5;
+  using CallSignature = std::array<int64_t, kSignatureFields>;
+  static CallSignature signatureOf(OpKind kind, DType dtype, ReduceOp op, uint64_t count,
+                               uint64_t sequence);
+  /// `all`: size() signatures in rank order. True when every one is
+  /// `mine`, else false with the first mismatch, naming both calls.
+  bool signaturesAgree(const int64_t *all, const CallSignature &mine, std::string &detail) const;
+  /// `all`: each rank's sendCounts then recvCounts (2 size() values per
+  /// rank, in rank order). True when every rank receives from each peer
+  /// what the peer sends it, else false naming the pair.
+  bool countsAgree(const int64_t *all, DType dtype, std::string &detail) const;
 
   /// The backends. Arguments are checked (non-null buffers for non-zero
   /// counts, no overlap, peer in range and not this rank, counts >= 0) and

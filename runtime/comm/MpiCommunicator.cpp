@@ -1,6 +1,7 @@
 //===- MpiCommunicator.cpp - Open MPI backend for multi-rank host programs ===//
 
 #include "runtime/comm/MpiCommunicator.h"
+#include "runtime/comm/PollBackoff.h"
 
 #include "runtime/comm/Reduce.h"
 
@@ -17,8 +18,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <sched.h>
-#include <thread>
 
 namespace kiln::comm {
 
@@ -92,9 +91,6 @@ bool toMpiCounts(const std::vector<uint64_t> &counts, std::vector<int> &mpiCount
   }
   return true;
 }
-
-/// Values of a collective that every rank must agree on, sent by the call check.
-enum SignatureField { Kind, Type, Op, Count, Sequence, kSignatureFields };
 
 class MpiComm final : public Communicator {
 public:
@@ -378,18 +374,16 @@ private:
     return "not every rank of " + name() + " arrived (MPI does not say which)";
   }
 
-  /// Polls the request until it completes or the timeout passes. Spins at
-  /// first (most waits are microseconds), then yields, then sleeps up to a
-  /// millisecond, so that with more ranks than cores a waiting rank does not
-  /// take the CPU from the rank it waits for.
+  /// Polls the request until it completes or the timeout passes, backing
+  /// off between polls as PollBackoff.h says.
   bool wait(MPI_Request &request, MPI_Status *status, const std::string &late,
             std::string &detail) {
     using Clock = std::chrono::steady_clock;
     auto start = Clock::now();
     double timeout = timeoutSeconds();
-    auto pause = std::chrono::microseconds(10);
+    PollBackoff backoff;
     truncated_ = false;
-    for (long polls = 0;; ++polls) {
+    for (;;) {
       int done = 0;
       int code = MPI_Test(&request, &done, status ? status : MPI_STATUS_IGNORE);
       if (code != MPI_SUCCESS) {
@@ -405,14 +399,7 @@ private:
         detail = late + " within " + secondsText(timeout);
         return false;
       }
-      if (polls < 200) {
-        continue;
-      } else if (waited < 0.01) {
-        sched_yield();
-      } else {
-        std::this_thread::sleep_for(pause);
-        pause = std::min(pause * 2, std::chrono::microseconds(1000));
-      }
+      backoff.pause(waited);
     }
   }
 
@@ -420,28 +407,14 @@ private:
   bool verify(OpKind kind, DType dtype, ReduceOp op, uint64_t count, std::string &detail) {
     if (!verifyCalls_)
       return true;
-    int64_t mine[kSignatureFields] = {int64_t(kind), int64_t(dtype), int64_t(op), int64_t(count),
-                                      int64_t(nextCollective_++)};
+    const CallSignature mine = signatureOf(kind, dtype, op, count, nextCollective_++);
     std::vector<int64_t> all(kSignatureFields * size_t(size()));
     MPI_Request request;
-    if (!check(MPI_Iallgather(mine, kSignatureFields, MPI_INT64_T, all.data(), kSignatureFields,
-                              MPI_INT64_T, comm_, &request),
-               "MPI_Iallgather", detail) ||
-        !wait(request, nullptr, everyRankLate(), detail))
-      return false;
-    for (int r = 0; r < size(); ++r) {
-      const int64_t *theirs = &all[kSignatureFields * size_t(r)];
-      if (std::equal(theirs, theirs + kSignatureFields, mine))
-        continue;
-      detail = "mismatch: " + rankName(r) + " called " +
-               describe(OpKind(theirs[Kind]), DType(theirs[Type]), ReduceOp(theirs[Op]),
-                        uint64_t(theirs[Count]), -1) +
-               " as collective #" + std::to_string(theirs[Sequence]) + " of " + name();
-      if (theirs[Sequence] != mine[Sequence])
-        detail += " (this rank's #" + std::to_string(mine[Sequence]) + ")";
-      return false;
-    }
-    return true;
+    return check(MPI_Iallgather(mine.data(), int(kSignatureFields), MPI_INT64_T, all.data(),
+                                int(kSignatureFields), MPI_INT64_T, comm_, &request),
+                 "MPI_Iallgather", detail) &&
+           wait(request, nullptr, everyRankLate(), detail) &&
+           signaturesAgree(all.data(), mine, detail);
   }
 
   /// all_to_allv: every rank checks the whole count matrix, so that all of
@@ -452,22 +425,11 @@ private:
     std::vector<int64_t> mine(sendCounts, sendCounts + n), all(2 * n * n);
     mine.insert(mine.end(), recvCounts, recvCounts + n);
     MPI_Request request;
-    if (!check(MPI_Iallgather(mine.data(), int(2 * n), MPI_INT64_T, all.data(), int(2 * n),
-                              MPI_INT64_T, comm_, &request),
-               "MPI_Iallgather", detail) ||
-        !wait(request, nullptr, everyRankLate(), detail))
-      return false;
-    for (size_t from = 0; from < n; ++from)
-      for (size_t to = 0; to < n; ++to) {
-        int64_t sent = all[2 * n * from + to], expected = all[2 * n * to + n + from];
-        if (sent == expected)
-          continue;
-        detail = "count mismatch: " + rankName(int(from)) + " sends " + std::to_string(sent) +
-                 " x " + dtypeName(dtype) + " to " + rankName(int(to)) + ", which expects " +
-                 std::to_string(expected) + " from it";
-        return false;
-      }
-    return true;
+    return check(MPI_Iallgather(mine.data(), int(2 * n), MPI_INT64_T, all.data(), int(2 * n),
+                                MPI_INT64_T, comm_, &request),
+                 "MPI_Iallgather", detail) &&
+           wait(request, nullptr, everyRankLate(), detail) &&
+           countsAgree(all.data(), dtype, detail);
   }
 
   std::shared_ptr<MpiSession> session_;

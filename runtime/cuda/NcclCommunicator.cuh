@@ -82,6 +82,7 @@
 #define KILN_RUNTIME_CUDA_NCCLCOMMUNICATOR_CUH
 
 #include "runtime/comm/Communicator.h"
+#include "runtime/comm/PollBackoff.h"
 #include "runtime/comm/Reduce.h"
 #include "runtime/kernels/cuda/Device.cuh"
 
@@ -99,8 +100,6 @@
 #include <chrono>
 #include <cstring>
 #include <memory>
-#include <sched.h>
-#include <thread>
 #include <vector>
 #endif
 
@@ -619,14 +618,14 @@ private:
 
   /// Polls NCCL's state (and, with `stream`, the communication stream) until
   /// NCCL is idle (and the stream's work is done) or the timeout passes;
-  /// aborts the communicator on a timeout or an error. Spins at first, then
-  /// yields, then sleeps up to a millisecond, as MpiCommunicator's wait.
+  /// aborts the communicator on a timeout or an error. Backs off between
+  /// polls as PollBackoff.h says.
   bool await(bool stream, const char *what, std::string &detail) {
     using Clock = std::chrono::steady_clock;
     const auto start = Clock::now();
     const double timeout = timeoutSeconds();
-    auto pause = std::chrono::microseconds(10);
-    for (long polls = 0;; ++polls) {
+    comm::PollBackoff backoff;
+    for (;;) {
       if (comm_ == nullptr) {
         detail = "the NCCL communicator was aborted after an earlier failure";
         return false;
@@ -661,14 +660,7 @@ private:
         abortNccl();
         return false;
       }
-      if (polls < 200) {
-        continue;
-      } else if (waited < 0.01) {
-        sched_yield();
-      } else {
-        std::this_thread::sleep_for(pause);
-        pause = std::min(pause * 2, std::chrono::microseconds(1000));
-      }
+      backoff.pause(waited);
     }
   }
 
@@ -696,34 +688,18 @@ private:
     return ok;
   }
 
-  /// Values of a collective that every rank must agree on.
-  enum SignatureField { Kind, Type, Op, Count, Sequence, kSignatureFields };
-
   /// The call check: every rank learns every rank's next collective.
   bool verify(OpKind kind, comm::DType dtype, comm::ReduceOp op, uint64_t count,
               std::string &detail) {
     if (!verifyCalls_)
       return true;
-    const int64_t mine[kSignatureFields] = {int64_t(kind), int64_t(dtype), int64_t(op),
-                                            int64_t(count), int64_t(nextCollective_++)};
+    const CallSignature mine = signatureOf(kind, dtype, op, count, nextCollective_++);
     std::vector<int64_t> all(kSignatureFields * size_t(size()));
     syncBootstrap();
-    if (!bootstrapOk(bootstrap_.allGather(mine, all.data(), kSignatureFields, comm::DType::I64),
-                     detail))
-      return false;
-    for (int r = 0; r < size(); ++r) {
-      const int64_t *theirs = &all[kSignatureFields * size_t(r)];
-      if (std::equal(theirs, theirs + kSignatureFields, mine))
-        continue;
-      detail = "mismatch: " + rankName(r) + " called " +
-               describe(OpKind(theirs[Kind]), comm::DType(theirs[Type]),
-                        comm::ReduceOp(theirs[Op]), uint64_t(theirs[Count]), -1) +
-               " as collective #" + std::to_string(theirs[Sequence]) + " of " + name();
-      if (theirs[Sequence] != mine[Sequence])
-        detail += " (this rank's #" + std::to_string(mine[Sequence]) + ")";
-      return false;
-    }
-    return true;
+    return bootstrapOk(
+               bootstrap_.allGather(mine.data(), all.data(), kSignatureFields, comm::DType::I64),
+               detail) &&
+           signaturesAgree(all.data(), mine, detail);
   }
 
   /// all_to_allv: every rank checks the whole count matrix, so that all of
@@ -734,20 +710,9 @@ private:
     std::vector<int64_t> mine(sendCounts, sendCounts + n), all(2 * n * n);
     mine.insert(mine.end(), recvCounts, recvCounts + n);
     syncBootstrap();
-    if (!bootstrapOk(bootstrap_.allGather(mine.data(), all.data(), 2 * n, comm::DType::I64),
-                     detail))
-      return false;
-    for (size_t from = 0; from < n; ++from)
-      for (size_t to = 0; to < n; ++to) {
-        const int64_t sent = all[2 * n * from + to], expected = all[2 * n * to + n + from];
-        if (sent == expected)
-          continue;
-        detail = "count mismatch: " + rankName(int(from)) + " sends " + std::to_string(sent) +
-                 " x " + comm::dtypeName(dtype) + " to " + rankName(int(to)) +
-                 ", which expects " + std::to_string(expected) + " from it";
-        return false;
-      }
-    return true;
+    return bootstrapOk(bootstrap_.allGather(mine.data(), all.data(), 2 * n, comm::DType::I64),
+                       detail) &&
+           countsAgree(all.data(), dtype, detail);
   }
 
   /// send / recv: the two ends swap (type, count) over the bootstrap (the

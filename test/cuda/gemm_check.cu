@@ -46,6 +46,8 @@
 #include "runtime/kernels/cuda/GemmFp8.cuh"
 #include "runtime/kernels/cuda/GroupedGemm.cuh"
 
+#include "test/cuda/DeviceCopies.cuh"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -62,24 +64,15 @@ using kernels::Bf16;
 using kernels::E4m3;
 using kernels::F16;
 
+using test::toDevice;
+using test::toHost;
+
 namespace {
 
 cudaStream_t stream;
 int failures = 0;
 std::vector<std::string> accuracyRows, perfRows;
 
-template <typename T> T *toDevice(const std::vector<T> &host) {
-  T *p = nullptr;
-  KILN_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(host.size(), 1) * sizeof(T)));
-  KILN_CUDA_CHECK(cudaMemcpy(p, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
-  return p;
-}
-template <typename T> std::vector<T> toHost(const T *p, size_t n) {
-  std::vector<T> host(n);
-  KILN_CUDA_CHECK(cudaStreamSynchronize(stream));
-  KILN_CUDA_CHECK(cudaMemcpy(host.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
-  return host;
-}
 template <typename T> T *deviceZeros(size_t n) {
   T *p = nullptr;
   KILN_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(T)));

@@ -34,6 +34,7 @@
 #include "runtime/init/SeededRng.h"
 
 #include "runtime/cuda/NcclCommunicator.cuh"
+#include "test/cuda/DeviceCopies.cuh"
 
 #include <algorithm>
 #include <chrono>
@@ -49,22 +50,13 @@
 using namespace kiln;
 using comm::Communicator;
 using comm::DType;
+using comm::dtypeOf;
 using comm::ReduceOp;
 
-namespace {
+using test::toDevice;
+using test::toHost;
 
-template <typename T> DType dtypeOf() {
-  if constexpr (std::is_same_v<T, float>)
-    return DType::F32;
-  else if constexpr (std::is_same_v<T, double>)
-    return DType::F64;
-  else if constexpr (std::is_same_v<T, int32_t>)
-    return DType::I32;
-  else if constexpr (std::is_same_v<T, int64_t>)
-    return DType::I64;
-  else
-    return DType::I8;
-}
+namespace {
 
 /// Rank `rank`'s `n` inputs: floats over twenty binades (so that the order
 /// of a sum shows), integers of any bits (so that sums wrap). With
@@ -88,18 +80,6 @@ std::vector<T> inputs(uint64_t seed, int rank, size_t n, bool nans = false, int 
   return v;
 }
 
-template <typename T> T *toDevice(const std::vector<T> &host) {
-  T *p = nullptr;
-  KILN_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(host.size(), 1) * sizeof(T)));
-  KILN_CUDA_CHECK(cudaMemcpy(p, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
-  return p;
-}
-template <typename T> std::vector<T> toHost(const T *p, size_t n) {
-  std::vector<T> host(n);
-  KILN_CUDA_CHECK(cudaDeviceSynchronize());
-  KILN_CUDA_CHECK(cudaMemcpy(host.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
-  return host;
-}
 
 /// Compares one operation's results on every rank and prints its line.
 class Checker {

@@ -61,17 +61,6 @@ void orAbort(Communicator &c, bool ok) {
   c.abortJob(2);
 }
 
-template <typename T> DType dtypeOf() {
-  if constexpr (std::is_same_v<T, float>)
-    return DType::F32;
-  else if constexpr (std::is_same_v<T, double>)
-    return DType::F64;
-  else if constexpr (std::is_same_v<T, int32_t>)
-    return DType::I32;
-  else
-    return DType::I64;
-}
-
 template <typename T> T rankOrderedSum(int n, size_t i) {
   T acc = sample<T>(0, i);
   for (int r = 1; r < n; ++r) {

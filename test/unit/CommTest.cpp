@@ -33,11 +33,6 @@ void onRanks(int n, const std::function<void(Communicator &)> &body, double time
   });
 }
 
-template <typename T> DType dtypeOf();
-template <> DType dtypeOf<float>() { return DType::F32; }
-template <> DType dtypeOf<double>() { return DType::F64; }
-template <> DType dtypeOf<int32_t>() { return DType::I32; }
-template <> DType dtypeOf<int64_t>() { return DType::I64; }
 
 /// The reference reduction, written without the library's Reduce.h.
 template <typename T> T combine(T acc, T in, ReduceOp op) {

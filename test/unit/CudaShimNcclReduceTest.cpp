@@ -24,22 +24,10 @@
 using namespace kiln;
 using namespace kiln::test;
 using comm::DType;
+using comm::dtypeOf;
 using comm::ReduceOp;
 
 namespace {
-
-template <typename T> DType dtypeOf() {
-  if constexpr (std::is_same_v<T, float>)
-    return DType::F32;
-  else if constexpr (std::is_same_v<T, double>)
-    return DType::F64;
-  else if constexpr (std::is_same_v<T, int32_t>)
-    return DType::I32;
-  else if constexpr (std::is_same_v<T, int64_t>)
-    return DType::I64;
-  else
-    return DType::I8;
-}
 
 /// `n` seeded values: normals for floats (doubles with bits below f32's),
 /// any bit pattern for integers, so that sums wrap around often.
