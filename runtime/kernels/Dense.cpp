@@ -121,25 +121,30 @@ void rmsNormBackward(float *dx, float *dgamma, const float *dy, const float *x,
   KILN_KERNEL_CHECK(rows >= 0 && hidden > 0 && epsilon >= 0,
                     "expects rows >= 0, hidden > 0, epsilon >= 0, got %lld, %lld, %g",
                     (long long)rows, (long long)hidden, epsilon);
-  std::vector<float> inv(rows);
-  // dx row by row: r (g - n mean(g n)), g = dy gamma, n = x r.
+  // One task per chunk of kDgammaChunkRows rows: each row's dx, r (g - n
+  // mean(g n)) with g = dy gamma and n = x r, and the chunk's partial dgamma
+  // sum_i dy[i, j] n[i, j] over its rows in order, while the rows are in
+  // cache; then dgamma sums the partials in chunk order, columns in parallel.
+  // The order is fixed by the chunking alone: the same bits for any thread
+  // count, and the GPU's (cuda/Dense.cuh).
+  const int64_t chunks = (rows + kDgammaChunkRows - 1) / kDgammaChunkRows;
+  std::vector<float> partial(chunks * hidden, 0.0f);
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < rows; ++i)
-    inv[i] = rmsNormGradRow(dx + i * hidden, dy + i * hidden, x + i * hidden, gamma, hidden,
-                            epsilon);
-  // dgamma[j] = sum_i dy[i, j] n[i, j], over rows in order, columns in
-  // parallel: the same bits for any thread count.
-  int64_t blocks = (hidden + kColumnBlock - 1) / kColumnBlock;
-#pragma omp parallel for schedule(static)
-  for (int64_t blk = 0; blk < blocks; ++blk) {
-    int64_t c0 = blk * kColumnBlock, c1 = std::min(hidden, c0 + kColumnBlock);
-    for (int64_t j = c0; j < c1; ++j)
-      dgamma[j] = 0.0f;
-    for (int64_t i = 0; i < rows; ++i) {
+  for (int64_t k = 0; k < chunks; ++k) {
+    float *sum = partial.data() + k * hidden;
+    for (int64_t i = k * kDgammaChunkRows; i < std::min(rows, (k + 1) * kDgammaChunkRows); ++i) {
       const float *px = x + i * hidden, *pdy = dy + i * hidden;
-      for (int64_t j = c0; j < c1; ++j)
-        dgamma[j] += pdy[j] * (px[j] * inv[i]);
+      const float inv = rmsNormGradRow(dx + i * hidden, pdy, px, gamma, hidden, epsilon);
+      for (int64_t j = 0; j < hidden; ++j)
+        sum[j] += pdy[j] * (px[j] * inv);
     }
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t j = 0; j < hidden; ++j) {
+    float total = 0.0f;
+    for (int64_t k = 0; k < chunks; ++k)
+      total += partial[k * hidden + j];
+    dgamma[j] = total;
   }
 }
 

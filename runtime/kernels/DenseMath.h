@@ -35,22 +35,25 @@ KILN_HD void swigluGradient(float dy, float gate, float up, float *dgate, float 
   *dup = dy * gate * s;
 }
 
-/// 1 / sqrt(mean(x[0..h)^2) + epsilon), summed in index order.
+/// 1 / sqrt(mean(x[0..h)^2) + epsilon), summed in laneSum's order.
 KILN_HD float rmsInverseRow(const float *x, int64_t h, float epsilon) {
-  float ss = 0.0f;
-  for (int64_t j = 0; j < h; ++j)
-    ss += x[j] * x[j];
+  const float ss = laneSum(h, [&](int64_t j) { return x[j] * x[j]; });
   return 1.0f / sqrtf(ss / float(h) + epsilon);
 }
+
+/// Rows per chunk of rms_norm_grad's dgamma: each column is summed over the
+/// rows of a chunk in order (from 0), then over the chunks in order, on the
+/// host and on the GPU alike. A chunk's rows are one host task (dx and the
+/// partial sums in one pass over x and dy) and one GPU thread per column.
+constexpr int64_t kDgammaChunkRows = 128;
 
 /// One row of rms_norm_grad's dx: r (g - n mean(g n)), g = dy gamma,
 /// n = x r, r = rmsInverseRow(x); returns r (dgamma's column sums use it).
 KILN_HD float rmsNormGradRow(float *dx, const float *dy, const float *x, const float *gamma,
                              int64_t h, float epsilon) {
-  float r = rmsInverseRow(x, h, epsilon), meanGN = 0.0f;
-  for (int64_t j = 0; j < h; ++j)
-    meanGN += dy[j] * gamma[j] * (x[j] * r);
-  meanGN /= float(h);
+  const float r = rmsInverseRow(x, h, epsilon);
+  const float meanGN =
+      laneSum(h, [&](int64_t j) { return dy[j] * gamma[j] * (x[j] * r); }) / float(h);
   for (int64_t j = 0; j < h; ++j)
     dx[j] = r * (dy[j] * gamma[j] - x[j] * r * meanGN);
   return r;

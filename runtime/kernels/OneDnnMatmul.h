@@ -7,12 +7,11 @@
 // once (to nearest even, as narrowTo<Bf16>). Only the summation order
 // differs from the widen-to-f32 path, as it does between any two GEMMs.
 //
-// One primitive per (K or M fixed, N, operand layouts): the row count (or,
-// for a weight gradient, the contraction length) is a runtime dimension, so
-// the grouped expert GEMMs, whose rows per expert change every step, reuse
-// the primitives of their first step. Primitives are created under a lock
-// and cached for the process; oneDNN runs them on the program's OpenMP
-// threads.
+// One primitive per exact shape and operand layouts (oneDNN's AMX kernels
+// need static sizes); the grouped expert GEMMs, whose rows per expert change
+// every step, split the rows so that few shapes recur (OneDnnMatmul.cpp).
+// Primitives are created under a lock and cached for the process; oneDNN
+// runs them on the program's OpenMP threads.
 //
 //===----------------------------------------------------------------------===//
 
@@ -29,9 +28,12 @@ namespace kiln::kernels::onednn {
 bool available();
 
 /// c [m, n] = a [m, k] x b [k, n], every operand bf16 and addressed by
-/// strides (row, column) in elements, so transposes are views.
+/// strides (row, column) in elements, so transposes are views. `depthVaries`
+/// says that k changes from call to call (an expert's rows, in its weight
+/// gradient): one primitive then takes every k.
 void matmulBf16(Bf16 *c, const Bf16 *a, const Bf16 *b, int64_t m, int64_t k, int64_t n,
-                int64_t aRowStride, int64_t aColStride, int64_t bRowStride, int64_t bColStride);
+                int64_t aRowStride, int64_t aColStride, int64_t bRowStride, int64_t bColStride,
+                bool depthVaries = false);
 
 } // namespace kiln::kernels::onednn
 

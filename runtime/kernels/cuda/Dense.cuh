@@ -12,15 +12,13 @@
 //     summation order, run on the CPU shim in the tests), and on the GPU a
 //     block per row reducing in shared memory (a different summation order:
 //     within float rounding of the host, which scripts/gpu-check.sh bounds);
-//   - column sums over rows (dgamma, the embedding gradient): one thread per
-//     column, rows in order, as the host's column blocks are, so no atomics
-//     and the same bits for any launch. On the GPU, rmsNormBackward's dgamma
-//     instead sums fixed chunks of kDgammaChunkRows rows per (chunk, column)
-//     thread, then the chunks in order (thousands of columns alone would
-//     leave most of the GPU idle): deterministic, within rounding of the
-//     host. The embedding gradient keeps the one-thread-per-column pass on
-//     the GPU too (a token's row is data-dependent: chunk partials would
-//     need vocab x hidden floats per chunk).
+//   - column sums over rows: rmsNormBackward's dgamma sums fixed chunks of
+//     kernels::kDgammaChunkRows rows per (chunk, column) thread, then the
+//     chunks in order, the host's order (DenseMath.h), so the same bits on
+//     the GPU too and no atomics; the embedding gradient has one thread per
+//     column, tokens in order, as the host's column blocks (a token's row is
+//     data-dependent: chunk partials would need vocab x hidden floats per
+//     chunk).
 //
 // Token ids outside [0, vocab), which the host kernels refuse, are
 // KILN_DEVICE_ERROR(kIdOutOfRange, position): embeddingForward writes zeros
@@ -39,9 +37,6 @@
 #include "runtime/kernels/cuda/Device.cuh"
 
 namespace kiln::cuda {
-
-/// Rows per chunk of the GPU's dgamma partial sums (see the file comment).
-constexpr int64_t kDgammaChunkRows = 128;
 
 //===----------------------------------------------------------------------===//
 // Kernels
@@ -130,27 +125,16 @@ __global__ void rmsNormBackwardRowKernel(float *dx, float *inv, const float *dy,
                                      hidden, epsilon);
 }
 
-/// Reference order: dgamma[j] = sum_i dy[i, j] (x[i, j] inv[i]), one thread
-/// per column, rows in order.
-__global__ void rmsNormDgammaColumnKernel(float *dgamma, const float *dy, const float *x,
-                                          const float *inv, int64_t rows, int64_t hidden) {
-  for (int64_t j = globalThread(); j < hidden; j += gridThreads()) {
-    float sum = 0.0f;
-    for (int64_t i = 0; i < rows; ++i)
-      sum += dy[i * hidden + j] * (x[i * hidden + j] * inv[i]);
-    dgamma[j] = sum;
-  }
-}
-
-/// GPU order, first pass: partial[k, j] = the same sum over rows
-/// [k kDgammaChunkRows, (k + 1) kDgammaChunkRows), one thread per (chunk,
+/// dgamma's first pass (the host's order, DenseMath.h's kDgammaChunkRows):
+/// partial[k, j] = sum_i dy[i, j] (x[i, j] inv[i]) over rows
+/// [k kernels::kDgammaChunkRows, (k + 1) kernels::kDgammaChunkRows), one thread per (chunk,
 /// column). No shared memory: the shim runs it too.
 __global__ void rmsNormDgammaChunkKernel(float *partial, const float *dy, const float *x,
                                          const float *inv, int64_t rows, int64_t hidden) {
-  const int64_t chunks = (rows + kDgammaChunkRows - 1) / kDgammaChunkRows;
+  const int64_t chunks = (rows + kernels::kDgammaChunkRows - 1) / kernels::kDgammaChunkRows;
   for (int64_t e = globalThread(); e < chunks * hidden; e += gridThreads()) {
-    const int64_t k = e / hidden, j = e % hidden, i0 = k * kDgammaChunkRows,
-                  i1 = i0 + kDgammaChunkRows < rows ? i0 + kDgammaChunkRows : rows;
+    const int64_t k = e / hidden, j = e % hidden, i0 = k * kernels::kDgammaChunkRows,
+                  i1 = i0 + kernels::kDgammaChunkRows < rows ? i0 + kernels::kDgammaChunkRows : rows;
     float sum = 0.0f;
     for (int64_t i = i0; i < i1; ++i)
       sum += dy[i * hidden + j] * (x[i * hidden + j] * inv[i]);
@@ -158,7 +142,7 @@ __global__ void rmsNormDgammaChunkKernel(float *partial, const float *dy, const 
   }
 }
 
-/// GPU order, second pass: out[j] = sum_k partial[k, j], chunks in order.
+/// dgamma's second pass: out[j] = sum_k partial[k, j], chunks in order.
 __global__ void columnSumKernel(float *out, const float *partial, int64_t parts,
                                 int64_t columns) {
   for (int64_t j = globalThread(); j < columns; j += gridThreads()) {
@@ -279,7 +263,12 @@ inline void rmsNormBackward(cudaStream_t stream, float *dx, float *dgamma, const
   if (rows > 0)
     KILN_LAUNCH(rmsNormBackwardBlockKernel, unsigned(rows), kBlock, 0, stream, dx, inv, dy, x,
                 gamma, hidden, epsilon);
-  const int64_t chunks = (rows + kDgammaChunkRows - 1) / kDgammaChunkRows;
+#else
+  if (rows > 0)
+    KILN_LAUNCH(rmsNormBackwardRowKernel, blocksFor(rows), kBlock, 0, stream, dx, inv, dy, x,
+                gamma, rows, hidden, epsilon);
+#endif
+  const int64_t chunks = (rows + kernels::kDgammaChunkRows - 1) / kernels::kDgammaChunkRows;
   StreamScratch partialScratch(stream, sizeof(float) * size_t(chunks * hidden));
   float *partial = partialScratch.at<float>();
   if (chunks > 0)
@@ -287,13 +276,6 @@ inline void rmsNormBackward(cudaStream_t stream, float *dx, float *dgamma, const
                 dy, x, inv, rows, hidden);
   KILN_LAUNCH(columnSumKernel, blocksFor(hidden), kBlock, 0, stream, dgamma, partial, chunks,
               hidden);
-#else
-  if (rows > 0)
-    KILN_LAUNCH(rmsNormBackwardRowKernel, blocksFor(rows), kBlock, 0, stream, dx, inv, dy, x,
-                gamma, rows, hidden, epsilon);
-  KILN_LAUNCH(rmsNormDgammaColumnKernel, blocksFor(hidden), kBlock, 0, stream, dgamma, dy, x,
-              inv, rows, hidden);
-#endif
 }
 
 inline void swigluForward(cudaStream_t stream, float *y, const float *gate, const float *up,
