@@ -76,10 +76,16 @@ LogicalResult emitCudaProgram(ModuleOp module, StringRef entry, const HostProgra
   if (failed(programs))
     return failure();
   func::FuncOp step = programs->front();
-  if (programs->size() != 1 || kiln::GridAttr::lookup(step))
-    return step.emitError() << "the CUDA target runs single-rank steps so far (one GPU; NCCL "
-                               "behind the communicator is not built yet); build the spec with "
-                               "dp, ep and pp 1, or for the host target";
+  // One program for every rank: a single GPU, or kiln-data-parallel's grid
+  // ["dp"] over NCCL (runtime/cuda/StepCollectives.cuh). Pipeline stages and
+  // expert parallelism's grid need send/recv and all_to_all on the GPU.
+  kiln::GridAttr grid = kiln::GridAttr::lookup(step);
+  const bool dataParallel =
+      grid && grid.getShape().size() == 1 && grid.axisIndex("dp") == 0;
+  if (programs->size() != 1 || (grid && !dataParallel))
+    return step.emitError() << "the CUDA target runs one GPU or data-parallel ranks (the grid "
+                               "[\"dp\"] over NCCL) so far; build the spec with ep and pp 1, "
+                               "or for the host target";
   Emitter emitter(step, info, 0, 1, {0, 0});
   emitter.target = LaunchTarget::Cuda;
   std::string code;
@@ -93,8 +99,16 @@ LogicalResult emitCudaProgram(ModuleOp module, StringRef entry, const HostProgra
      << emitter.batchRows() << " x " << emitter.sequenceLength()
      << " tokens, the launches on one stream (runtime/kernels/cuda/), the state on the GPU\n"
      << "// behind the host driver (runtime/cuda/DeviceStep.cuh). build.sh next to this file "
-        "rebuilds it.\n\n"
+        "rebuilds it.\n";
+  if (dataParallel)
+    os << "//\n// Data-parallel over " << grid.getShape()[0]
+       << " ranks, one GPU each (mpirun -np " << grid.getShape()[0]
+       << " train): the collectives run over NCCL on a communication stream\n"
+       << "// (runtime/cuda/StepCollectives.cuh), overlapping the compute between each one "
+          "and its stream_wait (kiln-overlap-collectives).\n";
+  os << "\n"
      << "#include \"runtime/cuda/DeviceStep.cuh\"\n"
+     << (dataParallel ? "#include \"runtime/cuda/StepCollectives.cuh\"\n" : "")
      << "#include \"runtime/driver/KernelProfile.h\"\n"
      << "#include \"runtime/driver/TrainMain.h\"\n";
   for (const std::string &family : familiesOf(step))

@@ -6,7 +6,9 @@
 // HostLaunches.h's LaunchTarget) on device buffers, its fused elementwise
 // loops as generated `__global__` kernels, and a main() that hands the step
 // to the host driver through runtime/cuda/DeviceStep.cuh (device state,
-// the static arena, the step captured as a CUDA graph).
+// the static arena, the step captured as a CUDA graph). A data-parallel
+// step (kiln-data-parallel's grid ["dp"]) calls its collectives over NCCL
+// (runtime/cuda/StepCollectives.cuh) and runs as `mpirun -np <dp> train`.
 //
 //===----------------------------------------------------------------------===//
 
@@ -19,8 +21,8 @@ namespace kiln::codegen {
 
 /// Writes the CUDA program for the step function `entry` of `module`. Fails
 /// with an error on the offending op for what the CUDA target does not run
-/// yet (several ranks, pipeline stages, collectives) and wherever the host
-/// emitter would.
+/// yet (pipeline stages, expert parallelism's grid, all_to_all and
+/// send/recv) and wherever the host emitter would.
 mlir::LogicalResult emitCudaProgram(mlir::ModuleOp module, llvm::StringRef entry,
                                     const HostProgramInfo &info, llvm::raw_ostream &os);
 

@@ -132,6 +132,7 @@ private:
   void sendStart();
   void recvStart();
   void p2pWait();
+  void streamWait();
   void quantizeFp8();
   void dequantizeFp8();
   void scaledMatmul();
@@ -141,6 +142,10 @@ private:
   void pointToPoint(bool isSend);
   void postPointToPoint(bool isSend);
   void resizingCollective(StringRef fn, bool gather);
+  /// The start of a collective's call (HostLaunchesCollectives.cpp).
+  std::string collectiveCallee(StringRef fn);
+  /// kiln-overlap-collectives' event as the CUDA call's last argument.
+  std::string eventArgument();
   void globalSequences(std::vector<std::string> callArgs);
   /// grpo_loss's and grpo_loss_grad's ins 0-5 checked; their sizes
   /// {rows, seq, vocab}.

@@ -49,8 +49,9 @@ struct LaunchArgs {
 /// catalog it has no host code for, an element type other than f32 (i32 for
 /// ids/indices/offsets, i64 for the step), or a missing or bad attribute.
 /// With LaunchTarget::Cuda, the same launch for the CUDA target; the code
-/// runs where `stream` names the step's compute stream, and collectives
-/// are refused (NCCL is not wired to the generated CUDA step yet).
+/// runs where `stream` names the step's compute stream; the data-parallel
+/// collectives call runtime/cuda/StepCollectives.cuh, while all_to_all and
+/// send/recv are refused (not built for the CUDA target yet).
 mlir::LogicalResult emitHostLaunch(kernel::LaunchOp launch, const LaunchArgs &args,
                                    llvm::StringRef indent, llvm::raw_ostream &os,
                                    LaunchTarget target = LaunchTarget::Host);

@@ -1,8 +1,21 @@
-//===- HostLaunchesCollectives.cpp - host spellings of the collectives ----===//
+//===- HostLaunchesCollectives.cpp - spellings of the collectives ---------===//
 //
-// A collective becomes a call into runtime/driver/StepComm.h on the group
-// the step's driver set up for its axes ("dp"); a tensor's `dim` is passed
-// as the [outer][inner] split StepComm.h describes.
+// Host: a collective becomes a call into runtime/driver/StepComm.h on the
+// group the step's driver set up for its axes ("dp"); a tensor's `dim` is
+// passed as the [outer][inner] split StepComm.h describes. The host's
+// collectives block where they are issued, so kiln-overlap-collectives'
+// streams change nothing there: a collective's `stream` and `event` params
+// are not read and its `stream_wait` is a comment.
+//
+// CUDA: all_reduce, all_gather, reduce_scatter and local_shard become the
+// same calls in kiln::cuda (runtime/cuda/StepCollectives.cuh) with the
+// compute stream first, over device buffers and the NCCL communicator's
+// groups, and the `event` of kiln-overlap-collectives last (-1 for a
+// collective the pass did not place: it then runs where it is issued); a
+// `stream_wait` is `kiln::cuda::streamWait` with the collective's buffers,
+// which it checks. all_to_all and the
+// point-to-point transfers have no CUDA spelling yet (expert and pipeline
+// parallelism are refused for the CUDA target).
 //
 //===----------------------------------------------------------------------===//
 
@@ -35,9 +48,51 @@ void LaunchEmitter::allReduce() {
     fail("kind '", kind, "' is not sum or max");
   if (failed)
     return;
-  line("if (!kiln::driver::allReduce(io.comm, " + groupLiteral(axes) + ", " + in(0) + ", " +
+  line("if (!" + collectiveCallee("allReduce") + groupLiteral(axes) + ", " + in(0) + ", " +
        out(0) + ", " + intLiteral(inCount(0)) + ", " + boolLiteral(kind == "max") +
-       ", &error)) return false;");
+       eventArgument() + ", &error)) return false;");
+}
+
+/// `kiln::driver::fn(io.comm, ` on the host; on CUDA
+/// `kiln::cuda::fn(stream, io.comm, `.
+std::string LaunchEmitter::collectiveCallee(StringRef fn) {
+  return cuda() ? "kiln::cuda::" + fn.str() + "(stream, io.comm, "
+                : "kiln::driver::" + fn.str() + "(io.comm, ";
+}
+
+/// CUDA: `, <event>` of kiln-overlap-collectives (-1: none, the collective
+/// runs where it is issued); nothing on the host.
+std::string LaunchEmitter::eventArgument() {
+  if (!cuda())
+    return "";
+  auto stream = params.getAs<StringAttr>("stream");
+  if (stream && stream.getValue() != "comm")
+    fail("stream '", stream.getValue(), "' is not \"comm\" (kiln-overlap-collectives)");
+  if (!stream)
+    return ", -1";
+  return ", " + intLiteral(i64("event"));
+}
+
+// stream_wait(in, out): the compute stream waits for the collective of
+// `event` (kiln-overlap-collectives); out is left out when it is in.
+void LaunchEmitter::streamWait() {
+  int64_t event = i64("event");
+  if (launch.getIns().size() > 2)
+    fail("takes the collective's in and out, got ", launch.getIns().size(), " buffers");
+  if (failed)
+    return;
+  if (!cuda()) {
+    line("// stream_wait: the collective of event " + intLiteral(event) +
+         " blocked where it was issued");
+    std::string buffers;
+    for (unsigned i = 0; i < launch.getIns().size(); ++i)
+      buffers += (i ? " " : "") + ("(void)" + in(i) + ";");
+    line(buffers);
+    return;
+  }
+  // The buffers: the runtime checks that they are the posted collective's.
+  line("if (!kiln::cuda::streamWait(stream, io.comm, " + intLiteral(event) + ", " + in(0) + ", " +
+       in(launch.getIns().size() > 1 ? 1 : 0) + ", &error)) return false;");
 }
 
 /// all_gather, reduce_scatter and local_shard: `fn(io.comm, group, in, out,
@@ -58,8 +113,10 @@ void LaunchEmitter::resizingCollective(StringRef fn, bool gather) {
     return;
   }
   auto [outer, inner] = splitAt(piece, dim);
-  line("if (!kiln::driver::" + fn + "(io.comm, " + groupLiteral(axes) + ", " + in(0) + ", " +
-       out(0) + ", " + intLiteral(outer) + ", " + intLiteral(inner) + ", &error)) return false;");
+  // local_shard moves no data between ranks: no stream of its own.
+  line("if (!" + collectiveCallee(fn) + groupLiteral(axes) + ", " + in(0) + ", " + out(0) +
+       ", " + intLiteral(outer) + ", " + intLiteral(inner) +
+       (fn == "localShard" ? std::string() : eventArgument()) + ", &error)) return false;");
 }
 
 // all_to_all(x, send_counts) -> (rows, recv_counts), rows of x's trailing dims

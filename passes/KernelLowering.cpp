@@ -16,7 +16,7 @@ using namespace mlir;
 namespace kiln {
 
 void addKernelLowering(OpPassManager &pm, bool fuseElementwise, bool arenaReuse, bool report,
-                       bool overlapSendRecv, StringRef entry) {
+                       bool overlapSendRecv, StringRef entry, bool overlapCollectives) {
   // Block functions are inlined into the step: the kernel level is one
   // straight-line function, which is what liveness planning wants. No
   // cleanup pipeline: canonicalization could refold arithmetic.
@@ -33,6 +33,11 @@ void addKernelLowering(OpPassManager &pm, bool fuseElementwise, bool arenaReuse,
     KilnOverlapSendRecvOptions overlap;
     overlap.report = report;
     pm.addNestedPass<func::FuncOp>(createKilnOverlapSendRecv(overlap));
+  }
+  if (overlapCollectives) {
+    KilnOverlapCollectivesOptions collectives;
+    collectives.report = report;
+    pm.addNestedPass<func::FuncOp>(createKilnOverlapCollectives(collectives));
   }
   KilnPlanArenaOptions plan;
   plan.reuse = arenaReuse;

@@ -43,10 +43,11 @@ createKilnActivationCheckpointing(const KilnActivationCheckpointingOptions &opti
 /// Adds the lowering of a kiln training step (`@train_step`, or `entry`: a
 /// decode program's `@decode`) to the planned kernel level: inline,
 /// convert-kiln-to-kernel, kiln-fuse-elementwise and kiln-overlap-send-recv
-/// (unless disabled) and kiln-plan-arena.
+/// (unless disabled), kiln-overlap-collectives (when asked: kilnc asks for
+/// the CUDA target's data-parallel steps) and kiln-plan-arena.
 void addKernelLowering(mlir::OpPassManager &pm, bool fuseElementwise, bool arenaReuse,
                        bool report, bool overlapSendRecv = true,
-                       llvm::StringRef entry = "train_step");
+                       llvm::StringRef entry = "train_step", bool overlapCollectives = false);
 
 /// Registers `kiln-kernel-lowering`, addKernelLowering's pipeline with fusion
 /// and reuse on, for kiln-opt.

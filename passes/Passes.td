@@ -673,6 +673,54 @@ def KilnOverlapSendRecv : Pass<"kiln-overlap-send-recv", "mlir::func::FuncOp"> {
   let dependentDialects = ["::kiln::kernel::KernelDialect"];
 }
 
+def KilnOverlapCollectives : Pass<"kiln-overlap-collectives", "mlir::func::FuncOp"> {
+  let summary = "Puts all_reduce, all_gather and reduce_scatter on a communication stream that overlaps compute";
+  let description = [{
+    On the kernel level of one straight-line program (before kiln-plan-arena),
+    makes the streams explicit: each `all_reduce`, `all_gather` and
+    `reduce_scatter` launch gets `stream = "comm"` and a unique `event` in its
+    params and moves up to right after the last kernel that writes its input
+    (never past the communication launch before it: every rank issues its
+    collectives in the same order, nor past a kernel that reads or writes its
+    output, nor above the ops defining its operands; the `kiln_kernel.alloc`
+    of its output moves up with it). The communication
+    stream starts it once the compute stream's work issued before it is done.
+    A `stream_wait` launch with the same `event`, taking the collective's
+    buffers, is inserted right before the first later op that reads or
+    writes the collective's output, writes its input (or reads it, when the
+    collective is in place), any other communication (`all_to_all`, `send`,
+    `recv` and their posted forms), or the end of the step: there the
+    compute stream waits for the communication stream. The kernels between
+    a collective and its wait overlap it. The wait keeps the buffers live in
+    kiln-plan-arena's plan, so no other buffer shares their bytes while the
+    communication stream uses them.
+
+    ```mlir
+    kiln_kernel.launch "linear_wgrad"(...) -> (%g : memref<64x64xf32>) {}
+    kiln_kernel.launch "all_reduce"(%g : memref<64x64xf32>) -> (%r : memref<64x64xf32>)
+        {axes = ["dp"], event = 0 : i64, kind = "sum", stream = "comm"}
+    kiln_kernel.launch "rms_norm_grad"(...) -> (...) {}      // overlaps the all_reduce
+    kiln_kernel.launch "stream_wait"(%g, %r : memref<64x64xf32>, memref<64x64xf32>) -> () {event = 0 : i64}
+    kiln_kernel.launch "global_norm"(%r, ...) -> (...) {}
+    ```
+
+    `local_shard` (no data moves between ranks) and everything else stay on
+    the compute stream. The IR stays target-neutral: the host target's
+    collectives block where they are issued and its `stream_wait` is empty,
+    so the host computes the same numbers with or without the pass (kilnc
+    runs it for the CUDA target). A function already carrying streams (a
+    `stream_wait`, a launch with a `stream` param) or whose collectives are
+    not in its single block is an error. With `report=true`, a remark counts
+    the collectives, those moved up and the kernels issued between a
+    collective and its wait.
+  }];
+  let options = [
+    Option<"report", "report", "bool", "false",
+           "Emit a remark: collectives on the communication stream, moved up, kernels overlapped">
+  ];
+  let dependentDialects = ["::kiln::kernel::KernelDialect"];
+}
+
 def KilnPlanArena : Pass<"kiln-plan-arena", "mlir::func::FuncOp"> {
   let summary = "Places every temporary buffer in one arena, reusing memory by liveness";
   let description = [{

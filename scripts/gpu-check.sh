@@ -5,9 +5,12 @@
 # fp8), r1-mini tokens/s and MFU. Appends its numbers, the date, the device
 # and this command to bench/RESULTS-gpu.md. Without a GPU it says so and
 # exits 0. Builds Kiln first if build/ has no kilnc.
-# Where the machine has two or more GPUs it then runs the NCCL communicator
-# check (test/cuda/nccl_check.cu: every operation on NCCL against the MPI
-# backend, bit for bit) under `mpirun -np <gpus>` and appends its lines too.
+# Where the machine has two or more GPUs, gpu_check.py also trains r1-tiny
+# dp 2 over NCCL (`mpirun -np 2`, one GPU per rank) 20 steps against the host
+# dp 2 program (fp32 within 1e-4; with fewer GPUs it records "not run: needs
+# 2 GPUs"), and this script then runs the NCCL communicator check
+# (test/cuda/nccl_check.cu: every operation on NCCL against the MPI backend,
+# bit for bit) under `mpirun -np <gpus>` and appends its lines too.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 source "$root/scripts/build-dir.sh"

@@ -91,6 +91,10 @@ static const KernelInfo kCatalog[] = {
     {"send_start", 1, 0},
     {"recv_start", 0, 1},
     {"p2p_wait", 1, 0},
+    // kiln-overlap-collectives: the compute stream waits for the collective
+    // of the same `event` param (on the communication stream); the wait
+    // takes the collective's buffers (its in, and its out if another).
+    {"stream_wait", kVariadic, 0},
     // FP8 (KilnPrecisionOps.td): quantize to e4m3 + block scales, back, and
     // the block-scaled GEMM; the grouped forms for the experts take the
     // expert offsets last.

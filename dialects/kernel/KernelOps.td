@@ -80,7 +80,10 @@ def Kernel_LaunchOp : Kernel_Op<"launch", [AttrSizedOperandSegments]> {
     no outs, `recv` with no ins) exchange data with other ranks through the
     runtime's communicator; `send_start` and `recv_start` post a transfer
     that the `p2p_wait` with the same `ticket` param completes
-    (kiln-overlap-send-recv). The verifier checks the name and the number of
+    (kiln-overlap-send-recv). A collective whose params say
+    `stream = "comm"` runs on the communication stream, and the compute
+    stream waits for it at the `stream_wait` with the same `event` param,
+    which takes the collective's buffers (kiln-overlap-collectives). The verifier checks the name and the number of
     ins and outs against the kernel catalog.
 
     ```mlir

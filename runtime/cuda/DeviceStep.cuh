@@ -24,23 +24,68 @@
 //   - bad data a kernel found (an id out of range...) is read after every
 //     step (Device.cuh's record) and fails the step with its code and index.
 //
-// One rank per process, on device 0 of what CUDA_VISIBLE_DEVICES shows;
-// multi-rank steps (NCCL behind the communicator) are not built yet, and
-// kilnc refuses to emit them for this target.
+// One rank per process. A single-rank program runs on device 0 of what
+// CUDA_VISIBLE_DEVICES shows, and its whole step is one CUDA graph, as
+// above.
+//
+// Data parallelism (`mpirun -np <dp> train`, built with KILN_HAVE_NCCL): the
+// driver runs as on the host (MPI world, data shards, rank 0's checkpoints,
+// metrics; its StepComm over MPI stays the driver's, for host buffers). The
+// DeviceStep takes the GPU localRankDevice() names (one per rank on a node),
+// and builds the step's own StepComm over device buffers:
+// StepCollectives.cuh's DeviceStepComm, the NCCL world bootstrapped over the
+// driver's MPI world, its operations on NCCL's own communication stream.
+// A failing step aborts the NCCL communicator (ncclCommAbort: peers blocked
+// in a collective with this rank return) before the driver ends the job
+// (MPI_Abort), as the host program does.
+//
+// CUDA graphs with collectives (why segments): the NCCL communicator's
+// operations wait on the host, polling the communication stream and NCCL's
+// async error until the collective timeout, so that a dead or stuck peer is
+// an error naming the operation and the step instead of a hang, and that
+// the call check (every rank's collective signatures compared over MPI)
+// runs before NCCL could hang or corrupt memory. A stream capture can hold
+// neither a host poll nor the host exchange of the call check. The other
+// design - capture the NCCL kernels into the graph and move the timeout to
+// a watchdog thread polling the step's end - gives up both: the watchdog
+// can only say that the step is late, not which collective of which group
+// did not arrive, the call check could run only once at capture time, and
+// NCCL's graph-captured kernels would run with the whole step's
+// parameters fixed at capture (no ncclCommAbort from inside a graph launch
+// short of tearing the context down). So a multi-rank step is recorded as
+// graph segments with the collectives run eagerly between them
+// (StepSegments.h): the segments are the compute between the
+// `stream_wait`s of kiln-overlap-collectives, each collective waits only for
+// its ready event recorded inside the segment, so the compute queued after
+// it overlaps the transfer, and the host work per step is one graph launch
+// per segment plus the collectives' own polls. A data-parallel step has few
+// segments: its gradient collectives wait together before the optimizer.
+// The first step runs eagerly (GEMM plans), the second is recorded, the
+// rest replay the record; --save-grads' steps run eagerly.
+//
+// Status: the multi-rank path compiles with nvcc in CI (the generated dp
+// programs of CudaProgramsBuildWithNvcc) and its segmenting is tested on
+// the CPU (CudaShimStepSegmentsTest); it has never run on a GPU.
 //
 //===----------------------------------------------------------------------===//
 
 #ifndef KILN_RUNTIME_CUDA_DEVICESTEP_CUH
 #define KILN_RUNTIME_CUDA_DEVICESTEP_CUH
 
+#include "runtime/cuda/StepSegments.h"
 #include "runtime/driver/PeakFlops.h"
+#include "runtime/driver/Ranks.h"
 #include "runtime/driver/TrainStep.h"
 #include "runtime/kernels/PrecisionMath.h"
 #include "runtime/kernels/cuda/Device.cuh"
+#if defined(KILN_HAVE_NCCL)
+#include "runtime/cuda/StepCollectives.cuh"
+#endif
 
 #include <cuda_runtime.h>
 
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -60,6 +105,15 @@ public:
   DeviceStep(const driver::ModelDesc &model, driver::TrainStepFn deviceStep)
       : model(model), deviceStep(deviceStep) {}
 
+#if defined(KILN_HAVE_NCCL)
+  ~DeviceStep() {
+    // At exit the driver has ended MPI and the CUDA runtime may be going
+    // down: the NCCL communicator is left to the process' end (every
+    // collective of the run is complete by then).
+    (void)comm.release();
+  }
+#endif
+
   /// Runs one step on `host`'s buffers (the driver's): see the file comment.
   bool run(const driver::StepBuffers &host, std::string &error) {
     if (!ready && !setUp(host, error))
@@ -73,6 +127,23 @@ public:
     device.gradSink = host.gradSink;
     device.gradSinkContext = host.gradSinkContext;
     bool ok = true;
+#if defined(KILN_HAVE_NCCL)
+    if (comm) {
+      // Graph segments with the collectives between them (file comment).
+      StepSegments &segments = comm->segments();
+      const StepSegments::Action whole = [this](std::string &e) { return deviceStep(device, e); };
+      if (host.gradSink || steps == 0)
+        ok = segments.runEager(whole, error);
+      else if (!segments.recorded())
+        ok = segments.record(capture, whole, error);
+      else
+        ok = segments.replay(capture, error);
+      if (!ok) {
+        comm->abortCommunication();
+        return false;
+      }
+    } else
+#endif
     if (host.gradSink || steps == 0) {
       // Eager: the sink copies gradients to the host mid-step, and the first
       // step creates the GEMM plans and scratch a graph would capture.
@@ -108,6 +179,10 @@ public:
     }
     const DeviceErrorRecord bad = takeDeviceError(stream); // synchronises the stream
     if (bad.code != kNoError) {
+#if defined(KILN_HAVE_NCCL)
+      if (comm)
+        comm->abortCommunication();
+#endif
       error = "a kernel found bad data on the GPU (error " + std::to_string(bad.code) +
               " at index " + std::to_string(bad.index) +
               ": see runtime/kernels/cuda/Device.cuh and the family headers for the codes)";
@@ -159,12 +234,22 @@ private:
   }
 
   bool setUp(const driver::StepBuffers &host, std::string &error) {
-    if (model.dp != 1 || model.pp != 1 || model.ep != 1 || host.comm) {
-      error = "the CUDA step runs on one rank; this program describes dp " +
+    const bool multiRank = model.dp > 1;
+    if (model.pp != 1 || model.ep != 1 || multiRank != (host.comm != nullptr)) {
+      error = "the CUDA step runs one rank or data-parallel ranks (ep and pp 1); this program "
+              "describes dp " +
               std::to_string(model.dp) + ", ep " + std::to_string(model.ep) + ", pp " +
-              std::to_string(model.pp);
+              std::to_string(model.pp) +
+              (multiRank && !host.comm ? ", and the driver set up no ranks for it" : "");
       return false;
     }
+#if !defined(KILN_HAVE_NCCL)
+    if (multiRank) {
+      error = "this data-parallel CUDA program was built without NCCL (KILN_HAVE_NCCL); rebuild "
+              "it with kilnc where /usr/local/cuda has nccl.h and libnccl";
+      return false;
+    }
+#endif
     if (host.advantages || host.gradResidual) {
       error = "the CUDA step does not run GRPO or compressed gradients yet";
       return false;
@@ -175,12 +260,30 @@ private:
               "with \"target\": \"host\" to train on the CPU)";
       return false;
     }
+#if defined(KILN_HAVE_NCCL)
+    // This rank's GPU first: the stream, the state and NCCL live on it.
+    const int deviceIndex = multiRank ? localRankDevice() : 0;
+    if (multiRank)
+      KILN_CUDA_CHECK(cudaSetDevice(deviceIndex));
+#endif
     KILN_CUDA_CHECK(cudaStreamCreateWithFlags(&stepStream(), cudaStreamNonBlocking));
+#if defined(KILN_HAVE_NCCL)
+    if (multiRank) {
+      comm = DeviceStepComm::create(host.comm->world(), deviceIndex, stepStream(), error);
+      if (!comm)
+        return false;
+    }
+#endif
     auto numel = [](const driver::ParamDesc &p) {
       uint64_t n = 1;
       for (int64_t k = 0; k < p.rank; ++k)
         n *= uint64_t(p.shape[k]);
       return n;
+    };
+    // ZeRO-1 (ModelDesc::shardedState): this rank's moments are its shard,
+    // ceil(numel / dp) elements, as the driver holds them.
+    auto momentElements = [&](const driver::ParamDesc &p) {
+      return model.shardedState ? driver::shardElements(numel(p), int(model.dp)) : numel(p);
     };
     for (int64_t i = 0; i < model.numParams; ++i) {
       const driver::ParamDesc &p = model.params[i];
@@ -190,17 +293,17 @@ private:
         continue;
       const size_t k = expAvg.size();
       if (model.bf16Moments) {
-        const uint64_t bytes = numel(p) * sizeof(kernels::Bf16);
+        const uint64_t bytes = momentElements(p) * sizeof(kernels::Bf16);
         expAvgBf16.push_back(static_cast<kernels::Bf16 *>(mirror(host.expAvgBf16[k], bytes, true)));
         expAvgSqBf16.push_back(
             static_cast<kernels::Bf16 *>(mirror(host.expAvgSqBf16[k], bytes, true)));
         expAvg.push_back(nullptr);
         expAvgSq.push_back(nullptr);
       } else {
-        expAvg.push_back(
-            static_cast<float *>(mirror(host.expAvg[k], numel(p) * sizeof(float), true)));
-        expAvgSq.push_back(
-            static_cast<float *>(mirror(host.expAvgSq[k], numel(p) * sizeof(float), true)));
+        expAvg.push_back(static_cast<float *>(
+            mirror(host.expAvg[k], momentElements(p) * sizeof(float), true)));
+        expAvgSq.push_back(static_cast<float *>(
+            mirror(host.expAvgSq[k], momentElements(p) * sizeof(float), true)));
       }
       const bool masked = host.sparsityMask && host.sparsityMask[k];
       masks.push_back(masked ? static_cast<float *>(
@@ -238,6 +341,9 @@ private:
           static_cast<int64_t *>(mirror(host.optimizerUpdates, sizeof(int64_t), true));
     }
     device.arena = static_cast<unsigned char *>(mirror(nullptr, model.arenaBytes, false));
+#if defined(KILN_HAVE_NCCL)
+    device.comm = comm.get();
+#endif
     ready = true;
     return true;
   }
@@ -252,6 +358,53 @@ private:
   cudaGraphExec_t graph = nullptr;
   uint64_t steps = 0;
   bool ready = false;
+#if defined(KILN_HAVE_NCCL)
+  /// StepSegments' capture: the step stream's captures as graphs.
+  class GraphCapture final : public StepSegments::Capture {
+  public:
+    bool begin(std::string &error) override {
+      return DeviceStepComm::cuda(
+          cudaStreamBeginCapture(stepStream(), cudaStreamCaptureModeThreadLocal),
+          "cudaStreamBeginCapture", error);
+    }
+    bool end(int64_t &graph, std::string &error) override {
+      cudaGraph_t captured = nullptr;
+      graph = -1;
+      if (!DeviceStepComm::cuda(cudaStreamEndCapture(stepStream(), &captured),
+                                "cudaStreamEndCapture", error))
+        return false;
+      size_t nodes = 0;
+      bool ok = DeviceStepComm::cuda(cudaGraphGetNodes(captured, nullptr, &nodes),
+                                     "cudaGraphGetNodes", error);
+      if (ok && nodes > 0) {
+        cudaGraphExec_t exec = nullptr;
+        ok = DeviceStepComm::cuda(cudaGraphInstantiate(&exec, captured, 0),
+                                  "cudaGraphInstantiate", error);
+        if (ok) {
+          graph = int64_t(execs.size());
+          execs.push_back(exec);
+        }
+      }
+      cudaGraphDestroy(captured);
+      return ok;
+    }
+    bool launch(int64_t graph, std::string &error) override {
+      return DeviceStepComm::cuda(cudaGraphLaunch(execs[size_t(graph)], stepStream()),
+                                  "cudaGraphLaunch", error);
+    }
+    void discard() override {
+      cudaGraph_t captured = nullptr;
+      if (cudaStreamEndCapture(stepStream(), &captured) == cudaSuccess && captured != nullptr)
+        cudaGraphDestroy(captured);
+      (void)cudaGetLastError(); // the recording's own error is the one reported
+    }
+
+  private:
+    std::vector<cudaGraphExec_t> execs;
+  };
+  std::unique_ptr<DeviceStepComm> comm;
+  GraphCapture capture;
+#endif
 };
 
 /// `--save-grads` on the GPU: copies the step's gradients (device buffers of

@@ -51,9 +51,12 @@
 // step's kernels' work: each operation first makes the communication stream
 // wait for the compute stream (NcclOptions::computeStream or
 // setComputeStream: the step's stream), or for the whole device where none
-// was set; since the host blocks, work enqueued after an operation sees its
-// result. So a step that calls these cannot be captured in a CUDA graph, as
-// DeviceStep captures single-rank steps. postSend / postRecv / complete
+// was set, or, while setReadyEvent holds one, for that event only (so that
+// compute issued after it overlaps the operation); since the host blocks,
+// work enqueued after an operation sees its result. So a step that calls
+// these cannot be captured in one CUDA graph: DeviceStep records a
+// multi-rank step as graph segments with these run between them
+// (StepSegments.h). postSend / postRecv / complete
 // refuse (the base class's default: "use send"); progress has nothing to do.
 //
 // A failure is final, as the contract says: this communicator and those
@@ -241,6 +244,22 @@ public:
     abortNccl();
     bootstrap_.abortJob(exitCode);
   }
+
+  /// The communication stream every operation runs on.
+  cudaStream_t communicationStream() const { return stream_; }
+
+  /// While set, each operation waits for `ready` (an event recorded on the
+  /// compute stream where its buffers were done) instead of the compute
+  /// stream's work so far, so that compute issued after `ready` overlaps it
+  /// (runtime/cuda/StepCollectives.cuh: kiln-overlap-collectives' ready
+  /// events). Null: back to the compute stream (or the whole device).
+  void setReadyEvent(cudaEvent_t ready) { readyEvent_ = ready; }
+
+  /// Ends this rank's part in the NCCL communicator now (a step failed for
+  /// a reason of its own: peers blocked in a collective with this rank
+  /// return), without ending the job: the driver then does, over the
+  /// bootstrap. Later operations fail.
+  void abortCommunication() { abortNccl(); }
 
 protected:
   bool allReduceImpl(void *buf, size_t count, comm::DType dtype, comm::ReduceOp op,
@@ -590,6 +609,8 @@ private:
   /// The communication stream waits for the buffers' producer (see
   /// setComputeStream).
   bool computeDone(std::string &detail) {
+    if (readyEvent_ != nullptr)
+      return cuda(cudaStreamWaitEvent(stream_, readyEvent_, 0), "cudaStreamWaitEvent", detail);
     if (computeStream_ == nullptr)
       return cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize", detail);
     return cuda(cudaEventRecord(computeReady_, computeStream_), "cudaEventRecord", detail) &&
@@ -751,6 +772,7 @@ private:
   cudaStream_t stream_ = nullptr;
   cudaStream_t computeStream_ = nullptr;
   cudaEvent_t computeReady_ = nullptr;
+  cudaEvent_t readyEvent_ = nullptr; ///< setReadyEvent's, not owned
   void *scratch_ = nullptr;
   size_t scratchBytes_ = 0;
 };

@@ -52,8 +52,15 @@ static std::vector<std::string> compileCommand(const std::string &cxx, const std
         args.push_back("-Xlinker");
       args.push_back(lib.str());
     }
+    // Data-parallel programs call NCCL (runtime/cuda/StepCollectives.cuh);
+    // where the toolkit has it, every CUDA program is built with it.
+    const bool nccl = sys::fs::exists(std::string(kCudaDir) + "/include/nccl.h");
+    if (nccl)
+      args.insert(args.begin() + 1, "-DKILN_HAVE_NCCL");
     for (const char *lib : {"-lcublasLt", "-lcudart", "-lopenblas", "-lpthread"})
       args.push_back(lib);
+    if (nccl)
+      args.push_back("-lnccl");
     args.push_back("-L" + std::string(kCudaDir) + "/lib");
     args.push_back("-Xlinker");
     args.push_back("-rpath," + std::string(kCudaDir) + "/lib");

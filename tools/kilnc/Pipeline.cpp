@@ -64,6 +64,14 @@ void addFp8Lowering(OpPassManager &pm, const frontend::Spec &spec, bool report) 
   pm.addPass(createKilnLowerFp8(options));
 }
 
+/// Whether the build puts the step's collectives on a communication stream
+/// (kiln-overlap-collectives): the CUDA target's multi-rank steps, whose
+/// NCCL collectives then overlap the compute stream. The host's block
+/// where they are issued, so its programs do not run the pass.
+static bool overlapsCollectives(const frontend::Spec &spec) {
+  return spec.target.kind == "cuda" && spec.parallel.dp > 1;
+}
+
 /// The passes between kiln-activation-checkpointing and the partitioned step:
 /// kiln-data-parallel (dp or micro-batches > 1), gradient compression, and
 /// kiln-verify-collectives.
@@ -114,7 +122,8 @@ void addActivationCheckpointing(OpPassManager &pm, const frontend::Spec &spec, b
     return plannedArenaBytes(candidate, [&](OpPassManager &lowering) {
       addDataParallel(lowering, spec, /*report=*/false);
       addKernelLowering(lowering, /*fuseElementwise=*/true, /*arenaReuse=*/true,
-                        /*report=*/false);
+                        /*report=*/false, /*overlapSendRecv=*/true, "train_step",
+                        overlapsCollectives(spec));
     });
   };
   pm.addPass(createKilnActivationCheckpointing(options, std::move(pricer)));
@@ -186,7 +195,7 @@ LogicalResult lowerToKernels(ModuleOp module, const frontend::Spec &spec,
   if (failed(applyPassManagerCLOptions(pm)))
     return failure();
   addKernelLowering(pm, options.fuseElementwise, options.arenaReuse, options.report,
-                    options.overlapSendRecv);
+                    options.overlapSendRecv, "train_step", overlapsCollectives(spec));
   return pm.run(module);
 }
 
@@ -373,12 +382,19 @@ bool checkCudaTarget(const frontend::Spec &spec, std::string &error) {
     return false;
   };
   const frontend::ParallelConfig &p = spec.parallel;
-  if (p.dp != 1 || p.ep != 1 || p.pp != 1)
-    return fail("parallel", "the CUDA target builds single-GPU steps so far (dp, ep and pp 1): "
-                            "its steps do not call the NCCL communicator "
-                            "(runtime/cuda/NcclCommunicator.cuh) yet; use \"target\": "
-                            "\"host\" for dp " + std::to_string(p.dp) + ", ep " +
+  // Data parallelism runs over NCCL (runtime/cuda/StepCollectives.cuh: the
+  // step's all_reduce, all_gather and reduce_scatter); expert parallelism
+  // needs all_to_all and pipelines send/recv, which have no CUDA spelling.
+  if (p.ep != 1 || p.pp != 1)
+    return fail("parallel", "the CUDA target builds data-parallel steps (dp over NCCL, ep and "
+                            "pp 1) so far: expert parallelism's all_to_all and pipeline "
+                            "stages' send/recv have no CUDA spelling over the NCCL "
+                            "communicator yet; use \"target\": \"host\" for ep " +
                             std::to_string(p.ep) + ", pp " + std::to_string(p.pp));
+  if (p.gradCompression.enabled)
+    return fail("parallel.grad_compression", "the CUDA step does not keep the compressed "
+                                             "gradients' error-feedback residuals yet; use "
+                                             "\"target\": \"host\" for gradient compression");
   if (spec.train.stage == "grpo")
     return fail("train.stage", "GRPO samples with the host decode program; the CUDA target "
                                "does not build it yet (use \"target\": \"host\")");
