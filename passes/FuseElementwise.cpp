@@ -13,6 +13,13 @@
 // This is the one recomputation the pass allows: a conversion costs less
 // than the load it replaces.
 //
+// A loop that computes what an earlier loop already computed (the same
+// ins, an equivalent body, nothing written to either in between: mixed
+// precision's truncf of one activation for each GEMM that reads it, q, k
+// and v) is dropped, and its readers read the earlier loop's out, where
+// that out is live until the later one's last reader anyway (so no buffer
+// lives longer: a recomputation stays one).
+//
 // Splat fills read only by loops become scalar constants in those loops.
 //
 //===----------------------------------------------------------------------===//
@@ -76,6 +83,8 @@ public:
   bool tryForwardWidening(ElementwiseOp producer);
   /// Tries to turn a fill read only by loops into constants in them.
   bool tryInlineFill(LaunchOp fill);
+  /// Tries to replace `loop` by an earlier loop that computed the same.
+  bool tryReuseEarlierLoop(ElementwiseOp loop);
 
   int64_t buffersRemoved = 0;
 
@@ -261,6 +270,81 @@ bool Fuser::tryForwardWidening(ElementwiseOp producer) {
   return true;
 }
 
+/// The ops other than `except` that write the buffer `root`.
+bool writtenElsewhere(Value root, Operation *except) {
+  SmallVector<Operation *> users;
+  SmallVector<ReshapeOp> reshapes;
+  collectUsers(root, users, reshapes);
+  return llvm::any_of(users, [&](Operation *user) {
+    return user != except && llvm::is_contained(writtenRoots(user), root);
+  });
+}
+
+/// The last op of `block` that reads or writes `buffer` (or a reshape of
+/// it), or null when some user is in another block.
+Operation *lastUser(Value buffer, Block *block) {
+  SmallVector<Operation *> users;
+  SmallVector<ReshapeOp> reshapes;
+  collectUsers(buffer, users, reshapes);
+  Operation *last = nullptr;
+  for (Operation *user : users) {
+    if (user->getBlock() != block)
+      return nullptr;
+    if (!last || last->isBeforeInBlock(user))
+      last = user;
+  }
+  return last;
+}
+
+/// Whether two loops' bodies compute the same from the same arguments
+/// (block arguments matched by position; locations aside).
+bool sameBody(ElementwiseOp a, ElementwiseOp b) {
+  DenseMap<Value, Value> matched;
+  return OperationEquivalence::isRegionEquivalentTo(
+      &a.getBody(), &b.getBody(),
+      [&](Value l, Value r) { return success(l == r || matched.lookup(l) == r); },
+      [&](Value l, Value r) { matched[l] = r; }, OperationEquivalence::IgnoreLocations);
+}
+
+bool Fuser::tryReuseEarlierLoop(ElementwiseOp loop) {
+  if (loop.getOuts().size() != 1)
+    return false;
+  auto alloc = loop.getOuts()[0].getDefiningOp<AllocOp>();
+  if (!alloc || writtenElsewhere(alloc.getResult(), loop))
+    return false; // Outputs and state are observable, and one writer only.
+  SmallVector<Value> inRoots;
+  for (Value in : loop.getIns())
+    inRoots.push_back(kernel::viewedBuffer(in));
+  for (Operation *op = loop->getPrevNode(); op; op = op->getPrevNode()) {
+    // Walking back from `loop`: once an op writes an input, no earlier
+    // loop read what `loop` reads.
+    if (llvm::any_of(writtenRoots(op),
+                     [&](Value root) { return llvm::is_contained(inRoots, root); }))
+      return false;
+    auto earlier = dyn_cast<ElementwiseOp>(op);
+    if (!earlier || earlier.getIns() != loop.getIns() || earlier.getOuts().size() != 1 ||
+        earlier.getOuts()[0].getType() != loop.getOuts()[0].getType())
+      continue;
+    auto earlierAlloc = earlier.getOuts()[0].getDefiningOp<AllocOp>();
+    if (!earlierAlloc || writtenElsewhere(earlierAlloc.getResult(), earlier) ||
+        !sameBody(earlier, loop))
+      continue;
+    // Only where the earlier out lives at least as long anyway: a loop that
+    // kiln-activation-checkpointing recomputed in the backward, after the
+    // forward's buffer died, stays recomputed.
+    Operation *earlierLast = lastUser(earlierAlloc.getResult(), loop->getBlock());
+    Operation *laterLast = lastUser(alloc.getResult(), loop->getBlock());
+    if (!earlierLast || !laterLast || earlierLast->isBeforeInBlock(laterLast))
+      return false;
+    alloc.getResult().replaceAllUsesWith(earlierAlloc.getResult());
+    loop.erase();
+    alloc.erase();
+    ++buffersRemoved;
+    return true;
+  }
+  return false;
+}
+
 bool Fuser::tryInlineFill(LaunchOp fill) {
   auto alloc = fill.getOuts()[0].getDefiningOp<AllocOp>();
   auto value = fill.getParams().getAs<FloatAttr>("value");
@@ -330,6 +414,9 @@ struct FuseElementwisePass : impl::KilnFuseElementwiseBase<FuseElementwisePass> 
       SmallVector<ElementwiseOp> loops;
       func.walk([&](ElementwiseOp loop) { loops.push_back(loop); });
       for (ElementwiseOp loop : loops) {
+        changed = fuser.tryReuseEarlierLoop(loop);
+        if (changed)
+          break;
         changed = fuser.tryForwardWidening(loop);
         for (unsigned i = 0, e = loop.getOuts().size(); i < e && !changed; ++i)
           changed = fuser.tryFuse(loop, i);

@@ -5,7 +5,6 @@
 
 #if defined(KILN_HAVE_DNNL)
 #include <oneapi/dnnl/dnnl.hpp>
-#include <omp.h>
 
 #include <map>
 #include <memory>
@@ -27,24 +26,20 @@ dnnl::engine &engine() {
   return e;
 }
 
-/// The calling thread's stream: the grouped GEMMs run matmuls from several
-/// threads at once, and a oneDNN stream is not for concurrent use.
-dnnl::stream &threadStream() {
-  thread_local dnnl::stream stream{engine()};
-  return stream;
+/// The stream every matmul runs on: one at a time, from the program's
+/// thread (primitives share oneDNN's scratchpad).
+dnnl::stream &stream() {
+  static dnnl::stream s{engine()};
+  return s;
 }
 
-/// A matmul of bf16 operands: its sizes (k possibly DNNL_RUNTIME_DIM_VAL),
-/// its operands' strides, and whether it runs inside a parallel region.
-/// oneDNN plans a primitive's threads when it creates it: one created inside
-/// a parallel region (a grouped GEMM's expert) runs on one thread, one
-/// created outside on the whole team, so the two are different primitives.
+/// A matmul of bf16 operands: its sizes (k possibly DNNL_RUNTIME_DIM_VAL)
+/// and its operands' strides.
 struct Key {
   int64_t m, k, n, aRow, aCol, bRow, bCol;
-  bool nested;
   bool operator<(const Key &o) const {
-    return std::tie(m, k, n, aRow, aCol, bRow, bCol, nested) <
-           std::tie(o.m, o.k, o.n, o.aRow, o.aCol, o.bRow, o.bCol, o.nested);
+    return std::tie(m, k, n, aRow, aCol, bRow, bCol) <
+           std::tie(o.m, o.k, o.n, o.aRow, o.aCol, o.bRow, o.bCol);
   }
 };
 
@@ -75,16 +70,15 @@ void matmulOne(Bf16 *c, const Bf16 *a, const Bf16 *b, int64_t m, int64_t k, int6
                int64_t aRowStride, int64_t aColStride, int64_t bRowStride, int64_t bColStride,
                bool depthVaries) {
   const int64_t keyK = depthVaries ? DNNL_RUNTIME_DIM_VAL : k;
-  const dnnl::matmul &mm = primitive(
-      {m, keyK, n, aRowStride, aColStride, bRowStride, bColStride, omp_in_parallel() != 0});
+  const dnnl::matmul &mm =
+      primitive({m, keyK, n, aRowStride, aColStride, bRowStride, bColStride});
   const auto bf16 = memory::data_type::bf16;
   dnnl::engine &e = engine();
-  dnnl::stream &stream = threadStream();
   memory am({{m, k}, bf16, Dims{aRowStride, aColStride}}, e, const_cast<Bf16 *>(a));
   memory bm({{k, n}, bf16, Dims{bRowStride, bColStride}}, e, const_cast<Bf16 *>(b));
   memory cm({{m, n}, bf16, Dims{n, 1}}, e, c);
-  mm.execute(stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
-  stream.wait();
+  mm.execute(stream(), {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+  stream().wait();
 }
 
 /// Rows per block of a row count that changes from call to call (see

@@ -60,6 +60,31 @@ bool globalNorm(const float *const *tensors, const int64_t *sizes, int64_t count
 
 float clipScale(float norm, float maxNorm) { return clipScaleOf(norm, maxNorm); }
 
+/// adamwOf's element loop, one instance with the 2:4 mask and one without:
+/// a branch on the mask inside the loop kept it from vectorizing (2x slower
+/// on r1-mini's step). Without a mask the factor 1 is left out, which is the
+/// same bits (x * 1 = x, signed zeros and NaNs included).
+template <bool Masked, typename Moment>
+static void adamwLoop(float *param, const float *grad, Moment *m, Moment *v, const float *mask,
+                      int64_t size, float lr, float gradScale, float beta1, float beta2,
+                      float eps, float decay, float correction1, float correction2) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < size; ++i) {
+    float mi = widen(m[i]), vi = widen(v[i]), gi = grad[i];
+    if constexpr (Masked) {
+      const float keep = mask[i];
+      mi *= keep;
+      vi *= keep;
+      gi *= keep;
+      param[i] *= keep;
+    }
+    adamwElement(param[i], mi, vi, gi, gradScale, lr, beta1, beta2, eps, decay, correction1,
+                 correction2);
+    m[i] = narrowTo<Moment>(mi);
+    v[i] = narrowTo<Moment>(vi);
+  }
+}
+
 /// AdamW over moments stored as `Moment` (float, or Bf16: widened to f32
 /// for the update, stored rounded to nearest even).
 /// With a `mask` (maskedAdamw), param, grad and the moments are multiplied
@@ -76,16 +101,12 @@ static bool adamwOf(float *param, const float *grad, Moment *m, Moment *v, const
   float correction1 = float(1.0 - std::pow(double(beta1), double(step)));
   float correction2 = float(1.0 - std::pow(double(beta2), double(step)));
   float decay = 1.0f - lr * weightDecay;
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < size; ++i) {
-    const float keep = mask ? mask[i] : 1.0f;
-    float mi = widen(m[i]) * keep, vi = widen(v[i]) * keep;
-    param[i] *= keep;
-    adamwElement(param[i], mi, vi, grad[i] * keep, gradScale, lr, beta1, beta2, eps, decay,
-                 correction1, correction2);
-    m[i] = narrowTo<Moment>(mi);
-    v[i] = narrowTo<Moment>(vi);
-  }
+  if (mask)
+    adamwLoop<true>(param, grad, m, v, mask, size, lr, gradScale, beta1, beta2, eps, decay,
+                    correction1, correction2);
+  else
+    adamwLoop<false>(param, grad, m, v, nullptr, size, lr, gradScale, beta1, beta2, eps, decay,
+                     correction1, correction2);
   return true;
 }
 

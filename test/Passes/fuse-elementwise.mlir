@@ -67,9 +67,9 @@ func.func @kept(%x: memref<4x8xf32>, %w: memref<2x8xf32>, %out: memref<4x8xf32>,
     kiln_kernel.yield %r : f32
   }
   %u = kiln_kernel.alloc : memref<4x8xf32>
-  kiln_kernel.elementwise (%x : memref<4x8xf32>) -> (%u : memref<4x8xf32>) origin ["arith.negf"] {
+  kiln_kernel.elementwise (%x : memref<4x8xf32>) -> (%u : memref<4x8xf32>) origin ["math.exp"] {
   ^bb0(%v: f32):
-    %r = arith.negf %v : f32
+    %r = math.exp %v : f32
     kiln_kernel.yield %r : f32
   }
   // Overwrites %x, which the loop producing %u read.
@@ -232,5 +232,109 @@ func.func @widen_overwritten(%h: memref<16xbf16>, %o1: memref<16xf32>, %o2: memr
     %r = math.exp %v : f32
     kiln_kernel.yield %r : f32
   }
+  return
+}
+
+// A loop that recomputes an earlier loop (the same ins, an equivalent body,
+// neither written in between) is dropped and its readers read the earlier
+// out, if that lives as long anyway: mixed precision's truncf of one
+// activation for q and k, read again by their weight gradients in reverse
+// order (@reuse_truncf). Kept when the earlier out would live longer (a
+// recomputation, @reuse_recomputed), past a write to an input
+// (@reuse_input_written), and when the bodies differ (@reuse_other_body).
+
+// REPORT: remark: kiln-fuse-elementwise: @reuse_truncf: 6 kernels before, 5 after; 1 intermediate buffers removed
+// CHECK-LABEL: func.func @reuse_truncf(
+// CHECK-SAME: %[[X:arg0]]: memref<4x8xf32>, %[[WQ:arg1]]: memref<2x8xbf16>, %[[WK:arg2]]: memref<2x8xbf16>
+// CHECK: %[[N:.*]] = kiln_kernel.alloc : memref<4x8xbf16>
+// CHECK-NEXT: kiln_kernel.elementwise(%[[X]] : memref<4x8xf32>) -> (%[[N]] : memref<4x8xbf16>) origin ["arith.truncf"]
+// CHECK: kiln_kernel.launch "linear"(%[[N]], %[[WQ]]
+// CHECK-NOT: arith.truncf
+// CHECK: kiln_kernel.launch "linear"(%[[N]], %[[WK]]
+// CHECK: kiln_kernel.launch "linear_wgrad"(%{{.*}}, %[[N]]
+// CHECK: kiln_kernel.launch "linear_wgrad"(%{{.*}}, %[[N]]
+func.func @reuse_truncf(%x: memref<4x8xf32>, %wq: memref<2x8xbf16>, %wk: memref<2x8xbf16>, %q: memref<4x2xbf16>, %k: memref<4x2xbf16>, %dy: memref<4x2xbf16>, %dwk: memref<2x8xbf16>, %dwq: memref<2x8xbf16>) {
+  %n1 = kiln_kernel.alloc : memref<4x8xbf16>
+  kiln_kernel.elementwise (%x : memref<4x8xf32>) -> (%n1 : memref<4x8xbf16>) origin ["arith.truncf"] {
+  ^bb0(%v: f32):
+    %r = arith.truncf %v : f32 to bf16
+    kiln_kernel.yield %r : bf16
+  }
+  kiln_kernel.launch "linear"(%n1, %wq : memref<4x8xbf16>, memref<2x8xbf16>) -> (%q : memref<4x2xbf16>) {}
+  %n2 = kiln_kernel.alloc : memref<4x8xbf16>
+  kiln_kernel.elementwise (%x : memref<4x8xf32>) -> (%n2 : memref<4x8xbf16>) origin ["arith.truncf"] {
+  ^bb0(%v: f32):
+    %r = arith.truncf %v : f32 to bf16
+    kiln_kernel.yield %r : bf16
+  }
+  kiln_kernel.launch "linear"(%n2, %wk : memref<4x8xbf16>, memref<2x8xbf16>) -> (%k : memref<4x2xbf16>) {}
+  kiln_kernel.launch "linear_wgrad"(%dy, %n2 : memref<4x2xbf16>, memref<4x8xbf16>) -> (%dwk : memref<2x8xbf16>) {}
+  kiln_kernel.launch "linear_wgrad"(%dy, %n1 : memref<4x2xbf16>, memref<4x8xbf16>) -> (%dwq : memref<2x8xbf16>) {}
+  return
+}
+
+// REPORT: remark: kiln-fuse-elementwise: @reuse_recomputed: 5 kernels before, 5 after; 0 intermediate buffers removed
+// CHECK-LABEL: func.func @reuse_recomputed(
+// CHECK-COUNT-2: origin ["arith.truncf"]
+func.func @reuse_recomputed(%x: memref<4x8xf32>, %w: memref<2x8xbf16>, %q: memref<4x2xbf16>, %k: memref<4x2xbf16>, %dy: memref<4x2xbf16>, %dw: memref<2x8xbf16>) {
+  %n1 = kiln_kernel.alloc : memref<4x8xbf16>
+  kiln_kernel.elementwise (%x : memref<4x8xf32>) -> (%n1 : memref<4x8xbf16>) origin ["arith.truncf"] {
+  ^bb0(%v: f32):
+    %r = arith.truncf %v : f32 to bf16
+    kiln_kernel.yield %r : bf16
+  }
+  kiln_kernel.launch "linear"(%n1, %w : memref<4x8xbf16>, memref<2x8xbf16>) -> (%q : memref<4x2xbf16>) {}
+  %n2 = kiln_kernel.alloc : memref<4x8xbf16>
+  kiln_kernel.elementwise (%x : memref<4x8xf32>) -> (%n2 : memref<4x8xbf16>) origin ["arith.truncf"] {
+  ^bb0(%v: f32):
+    %r = arith.truncf %v : f32 to bf16
+    kiln_kernel.yield %r : bf16
+  }
+  kiln_kernel.launch "linear"(%n2, %w : memref<4x8xbf16>, memref<2x8xbf16>) -> (%k : memref<4x2xbf16>) {}
+  kiln_kernel.launch "linear_wgrad"(%dy, %n2 : memref<4x2xbf16>, memref<4x8xbf16>) -> (%dw : memref<2x8xbf16>) {}
+  return
+}
+
+// REPORT: remark: kiln-fuse-elementwise: @reuse_input_written: 5 kernels before, 5 after; 0 intermediate buffers removed
+// CHECK-LABEL: func.func @reuse_input_written(
+// CHECK-COUNT-2: origin ["arith.truncf"]
+func.func @reuse_input_written(%x: memref<4x8xf32>, %w: memref<2x8xbf16>, %o1: memref<4x2xbf16>, %o2: memref<4x2xbf16>) {
+  %n1 = kiln_kernel.alloc : memref<4x8xbf16>
+  kiln_kernel.elementwise (%x : memref<4x8xf32>) -> (%n1 : memref<4x8xbf16>) origin ["arith.truncf"] {
+  ^bb0(%v: f32):
+    %r = arith.truncf %v : f32 to bf16
+    kiln_kernel.yield %r : bf16
+  }
+  kiln_kernel.launch "linear"(%n1, %w : memref<4x8xbf16>, memref<2x8xbf16>) -> (%o1 : memref<4x2xbf16>) {}
+  kiln_kernel.launch "fill"() -> (%x : memref<4x8xf32>) {value = 1.0 : f64}
+  %n2 = kiln_kernel.alloc : memref<4x8xbf16>
+  kiln_kernel.elementwise (%x : memref<4x8xf32>) -> (%n2 : memref<4x8xbf16>) origin ["arith.truncf"] {
+  ^bb0(%v: f32):
+    %r = arith.truncf %v : f32 to bf16
+    kiln_kernel.yield %r : bf16
+  }
+  kiln_kernel.launch "linear"(%n2, %w : memref<4x8xbf16>, memref<2x8xbf16>) -> (%o2 : memref<4x2xbf16>) {}
+  return
+}
+
+// REPORT: remark: kiln-fuse-elementwise: @reuse_other_body: 4 kernels before, 4 after; 0 intermediate buffers removed
+// CHECK-LABEL: func.func @reuse_other_body(
+// CHECK: origin ["arith.negf"]
+// CHECK: origin ["math.exp"]
+func.func @reuse_other_body(%x: memref<4x8xf32>, %w: memref<2x8xf32>, %o1: memref<4x2xf32>, %o2: memref<4x2xf32>) {
+  %n1 = kiln_kernel.alloc : memref<4x8xf32>
+  kiln_kernel.elementwise (%x : memref<4x8xf32>) -> (%n1 : memref<4x8xf32>) origin ["arith.negf"] {
+  ^bb0(%v: f32):
+    %r = arith.negf %v : f32
+    kiln_kernel.yield %r : f32
+  }
+  kiln_kernel.launch "linear"(%n1, %w : memref<4x8xf32>, memref<2x8xf32>) -> (%o1 : memref<4x2xf32>) {}
+  %n2 = kiln_kernel.alloc : memref<4x8xf32>
+  kiln_kernel.elementwise (%x : memref<4x8xf32>) -> (%n2 : memref<4x8xf32>) origin ["math.exp"] {
+  ^bb0(%v: f32):
+    %r = math.exp %v : f32
+    kiln_kernel.yield %r : f32
+  }
+  kiln_kernel.launch "linear"(%n2, %w : memref<4x8xf32>, memref<2x8xf32>) -> (%o2 : memref<4x2xf32>) {}
   return
 }
