@@ -9,7 +9,8 @@
    precision differ only in summation order and cuBLASLt's accumulation).
 3. r1-mini on the GPU, fp32 and bf16, 30 steps: tokens/s (median of steps
    11-30) and MFU = tokens/s x 3 x forward FLOPs per token (kilnc
-   --summary=json, MTP included) / the card's dense peak for the precision.
+   --summary=json, MTP included) / the card's dense peak for the precision;
+   and bf16's `train --profile` table (time per kernel, event pairs).
 4. Data parallelism over NCCL, where the machine has two or more GPUs:
    r1-tiny dp 2 (`mpirun -np 2`, one GPU per rank) trained 20 steps on the
    GPUs against the host dp 2 program (same spec, seed and data shards):
@@ -73,13 +74,14 @@ def build(kilnc, spec, out):
     return os.path.join(out, "train")
 
 
-def train(exe, steps, log, threads="16", ranks=1):
+def train(exe, steps, log, threads="16", ranks=1, extra=()):
     launch = (["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", str(ranks)]
               if ranks > 1 else [])
-    r = run(launch + [exe, "--steps", str(steps), "--threads", threads, "--log", log],
-            timeout=600)
+    r = run(launch + [exe, "--steps", str(steps), "--threads", threads, "--log", log] +
+            list(extra), timeout=600)
     if r.returncode != 0:
         raise RuntimeError("%s failed:\n%s" % (exe, r.stderr))
+    train.stderr = r.stderr
     with open(log) as f:
         return [json.loads(line) for line in f if line.strip()]
 
@@ -165,6 +167,18 @@ def main():
             lines.append("| %s | FAIL: %s | |" % (precision, str(e).splitlines()[0][:200]))
             failed = True
     lines.append("")
+    # Where r1-mini's bf16 step goes on the GPU: `train --profile` (an event
+    # pair per launch, eager steps: runtime/cuda/KernelEvents.cuh).
+    try:
+        exe = os.path.join(work, "r1-mini-bf16", "train")
+        train(exe, 10, os.path.join(work, "r1-mini-bf16-profile.jsonl"), extra=["--profile"])
+        table = [l for l in train.stderr.splitlines() if l.startswith("kernel profile") or
+                 l.startswith("  ")]
+        lines += ["r1-mini bf16, `train --steps 10 --profile` (eager steps):", "", "```"] + \
+            table[:16] + ["```", ""]
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        lines += ["r1-mini bf16 --profile: FAIL: %s" % str(e).splitlines()[0][:200], ""]
+        failed = True
 
     # 4. Data parallelism over NCCL: r1-tiny dp 2 on two GPUs against the
     # host dp 2 program.

@@ -456,6 +456,12 @@ FailureOr<std::string> Emitter::loopBody(ElementwiseOp loop, StringRef indent) {
   return text;
 }
 
+std::string Emitter::kernelTimer(StringRef kernel) const {
+  if (target == LaunchTarget::Host)
+    return ("    kiln::driver::KernelTimer timer(io.profile, \"" + kernel + "\");\n").str();
+  return ("    kiln::cuda::KernelTimer timer(\"" + kernel + "\", stream);\n").str();
+}
+
 LogicalResult Emitter::emitLoop(ElementwiseOp loop) {
   int64_t n = cast<MemRefType>(loop.getOuts()[0].getType()).getNumElements();
   if (target == LaunchTarget::Cuda) {
@@ -658,8 +664,7 @@ LogicalResult Emitter::emitStep() {
         *os << "\n";
         declareUsed(loop->getOperands(), declared);
         *os << "  {\n";
-        if (target == LaunchTarget::Host)
-          *os << "    kiln::driver::KernelTimer timer(io.profile, \"fused_elementwise\");\n";
+        *os << kernelTimer("fused_elementwise");
         if (failed(emitLoop(loop)))
           return failure();
         *os << "  }\n";
@@ -688,9 +693,7 @@ LogicalResult Emitter::emitStep() {
       for (Value out : launch.getOuts())
         args.outs.push_back(nameOf(out));
       *os << "  {\n";
-      if (target == LaunchTarget::Host)
-        *os << "    kiln::driver::KernelTimer timer(io.profile, \"" << launch.getKernel()
-            << "\");\n";
+      *os << kernelTimer(launch.getKernel());
       if (failed(emitHostLaunch(launch, args, "    ", *os, target)))
         return failure();
       *os << "  }\n";

@@ -89,6 +89,10 @@ private:
   void declareUsed(mlir::ValueRange values, llvm::StringSet<> &declared);
   LogicalResult emitStep();
   LogicalResult emitLoop(ElementwiseOp loop);
+  /// The line that times a launch of `kernel` for --profile: the host's
+  /// wall-clock KernelTimer, or the CUDA step's event pair on its stream
+  /// (runtime/cuda/KernelEvents.cuh).
+  std::string kernelTimer(StringRef kernel) const;
   /// The statements computing element `i` of `loop`'s outs, each line
   /// starting with `indent`.
   FailureOr<std::string> loopBody(ElementwiseOp loop, StringRef indent);

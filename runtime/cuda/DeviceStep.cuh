@@ -72,6 +72,7 @@
 #ifndef KILN_RUNTIME_CUDA_DEVICESTEP_CUH
 #define KILN_RUNTIME_CUDA_DEVICESTEP_CUH
 
+#include "runtime/cuda/KernelEvents.cuh"
 #include "runtime/cuda/StepSegments.h"
 #include "runtime/driver/PeakFlops.h"
 #include "runtime/driver/Ranks.h"
@@ -126,27 +127,33 @@ public:
     upload(device.step, host.step, sizeof(int64_t));
     device.gradSink = host.gradSink;
     device.gradSinkContext = host.gradSinkContext;
+    // --profile: this step's launches between event pairs (KernelEvents.cuh),
+    // eagerly, as the gradient sink's steps.
+    const bool eager = host.gradSink || host.profile || steps == 0;
+    profiledStep() = host.profile ? &kernelEvents : nullptr;
     bool ok = true;
 #if defined(KILN_HAVE_NCCL)
     if (comm) {
       // Graph segments with the collectives between them (file comment).
       StepSegments &segments = comm->segments();
       const StepSegments::Action whole = [this](std::string &e) { return deviceStep(device, e); };
-      if (host.gradSink || steps == 0)
+      if (eager)
         ok = segments.runEager(whole, error);
       else if (!segments.recorded())
         ok = segments.record(capture, whole, error);
       else
         ok = segments.replay(capture, error);
       if (!ok) {
+        profiledStep() = nullptr;
         comm->abortCommunication();
         return false;
       }
     } else
 #endif
-    if (host.gradSink || steps == 0) {
-      // Eager: the sink copies gradients to the host mid-step, and the first
-      // step creates the GEMM plans and scratch a graph would capture.
+    if (eager) {
+      // Eager: the sink copies gradients to the host mid-step, a profiled
+      // step times each launch, and the first step creates the GEMM plans
+      // and scratch a graph would capture.
       ok = deviceStep(device, error);
     } else {
       if (!graph) {
@@ -161,6 +168,7 @@ public:
       if (ok)
         KILN_CUDA_CHECK(cudaGraphLaunch(graph, stream));
     }
+    profiledStep() = nullptr;
     if (!ok)
       return false;
     ++steps;
@@ -188,6 +196,8 @@ public:
               ": see runtime/kernels/cuda/Device.cuh and the family headers for the codes)";
       return false;
     }
+    if (host.profile)
+      kernelEvents.collect(*host.profile);
     return true;
   }
 
@@ -356,6 +366,7 @@ private:
   std::vector<Mirror> state;
   std::vector<void *> allocations;
   cudaGraphExec_t graph = nullptr;
+  KernelEvents kernelEvents; // --profile's event pairs
   uint64_t steps = 0;
   bool ready = false;
 #if defined(KILN_HAVE_NCCL)
