@@ -71,7 +71,7 @@ static StringRef gemmPrecision(StringRef precision) {
 }
 
 LogicalResult emitCudaProgram(ModuleOp module, StringRef entry, const HostProgramInfo &info,
-                              raw_ostream &os) {
+                              raw_ostream &os, const RampupPrograms *rampup) {
   FailureOr<SmallVector<func::FuncOp>> programs = programsOf(module, entry);
   if (failed(programs))
     return failure();
@@ -86,9 +86,15 @@ LogicalResult emitCudaProgram(ModuleOp module, StringRef entry, const HostProgra
     return step.emitError() << "the CUDA target runs one GPU or data-parallel ranks (the grid "
                                "[\"dp\"] over NCCL) so far; build the spec with ep and pp 1, "
                                "or for the host target";
+  // train.batch_rampup: each smaller batch's step in its namespace, with
+  // its own DeviceStep (arena, graph) over the one device copy of the state.
+  std::string code, rampupSummary;
+  if (rampup && failed(emitRampupPrograms(*rampup, entry, info, LaunchTarget::Cuda, code,
+                                          rampupSummary)))
+    return failure();
   Emitter emitter(step, info, 0, 1, {0, 0});
   emitter.target = LaunchTarget::Cuda;
-  std::string code;
+  emitter.pointsAtRampup = rampup != nullptr;
   if (failed(emitter.emit(code)))
     return failure();
   const int64_t arena = step->getAttrOfType<IntegerAttr>(kernel::kArenaBytesAttr).getInt();
@@ -106,6 +112,9 @@ LogicalResult emitCudaProgram(ModuleOp module, StringRef entry, const HostProgra
        << " train): the collectives run over NCCL on a communication stream\n"
        << "// (runtime/cuda/StepCollectives.cuh), overlapping the compute between each one "
           "and its stream_wait (kiln-overlap-collectives).\n";
+  if (rampup)
+    os << "//\n// train.batch_rampup:" << StringRef(rampupSummary).drop_front(1)
+       << ": each its own DeviceStep over the one device copy of the state.\n";
   os << "\n"
      << "#include \"runtime/cuda/DeviceStep.cuh\"\n"
      << (dataParallel ? "#include \"runtime/cuda/StepCollectives.cuh\"\n" : "")
@@ -125,7 +134,12 @@ LogicalResult emitCudaProgram(ModuleOp module, StringRef entry, const HostProgra
      << "} // namespace\n\n"
      << "int main(int argc, char **argv) {\n"
      << "  static kiln::cuda::DeviceStep step(kModel, deviceStep);\n"
-     << "  device = &step;\n"
+     << "  device = &step;\n";
+  for (size_t i = 0; rampup && i < rampup->programs.size(); ++i)
+    os << "  static kiln::cuda::DeviceStep rampupStep" << i << "(rampup" << i
+       << "::kModel, rampup" << i << "::deviceStep);\n"
+       << "  rampup" << i << "::device = &rampupStep" << i << ";\n";
+  os
      << "  static kiln::driver::ModelDesc model = kModel;\n"
      << "  model.syncStateToHost = syncStateToHost;\n"
      << "  model.peakFlops = kiln::cuda::devicePeakFlops<kiln::driver::GemmPrecision::"

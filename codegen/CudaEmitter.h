@@ -19,12 +19,14 @@
 
 namespace kiln::codegen {
 
-/// Writes the CUDA program for the step function `entry` of `module`. Fails
+/// Writes the CUDA program for the step function `entry` of `module`, with
+/// `rampup` the programs of a batch-size rampup's smaller batches. Fails
 /// with an error on the offending op for what the CUDA target does not run
 /// yet (pipeline stages, expert parallelism's grid, all_to_all and
 /// send/recv) and wherever the host emitter would.
 mlir::LogicalResult emitCudaProgram(mlir::ModuleOp module, llvm::StringRef entry,
-                                    const HostProgramInfo &info, llvm::raw_ostream &os);
+                                    const HostProgramInfo &info, llvm::raw_ostream &os,
+                                    const RampupPrograms *rampup = nullptr);
 
 } // namespace kiln::codegen
 

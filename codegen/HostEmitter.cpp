@@ -792,11 +792,9 @@ std::string detail::curriculumTable(const HostProgramInfo &info) {
   return table + "};\n\n";
 }
 
-/// train.batch_rampup: `namespace rampupN { kModel, trainStep }` per
-/// smaller global batch, and `kRampup`, the schedule over them.
-static LogicalResult emitRampupPrograms(const RampupPrograms &rampup, StringRef entry,
-                                        const HostProgramInfo &info, std::string &code,
-                                        std::string &summary) {
+LogicalResult detail::emitRampupPrograms(const RampupPrograms &rampup, StringRef entry,
+                                         const HostProgramInfo &info, LaunchTarget target,
+                                         std::string &code, std::string &summary) {
   std::string table = "const kiln::driver::RampupProgram kRampupPrograms[] = {\n";
   for (auto [i, sized] : llvm::enumerate(rampup.programs)) {
     auto [rows, module] = sized;
@@ -807,9 +805,14 @@ static LogicalResult emitRampupPrograms(const RampupPrograms &rampup, StringRef 
       return module.emitError() << "a batch rampup's program of " << rows << " rows has "
                                 << programs->size() << " pipeline stages; expected one";
     Emitter emitter(programs->front(), info, 0, 1, {0, 0});
+    emitter.target = target;
     std::string sizedCode;
     if (failed(emitter.emit(sizedCode)))
       return failure();
+    if (target == LaunchTarget::Cuda)
+      sizedCode += "kiln::cuda::DeviceStep *device = nullptr;\n\n"
+                   "bool trainStep(const kiln::driver::StepBuffers &io, std::string &error) {\n"
+                   "  return device->run(io, error);\n}\n\n";
     const std::string ns = "rampup" + std::to_string(i);
     code += "// train.batch_rampup: the step of a global batch of " + std::to_string(rows) +
             " rows.\nnamespace " + ns + " {\n\n" + sizedCode + "} // namespace " + ns + "\n\n";
@@ -837,7 +840,8 @@ LogicalResult emitHostProgram(ModuleOp module, StringRef entry, const HostProgra
     return module.emitError() << "a batch rampup over " << stages
                               << " pipeline stages is not built yet";
   std::string code, summary, rampupSummary;
-  if (rampup && failed(emitRampupPrograms(*rampup, entry, info, code, rampupSummary)))
+  if (rampup && failed(detail::emitRampupPrograms(*rampup, entry, info, LaunchTarget::Host, code,
+                                                  rampupSummary)))
     return failure();
   // Each stage's description and step, rendered first so the header can
   // give the kernel counts; with pipeline stages each in its namespace.

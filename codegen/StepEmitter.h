@@ -138,6 +138,16 @@ FailureOr<SmallVector<func::FuncOp>> programsOf(ModuleOp module, StringRef entry
 /// at ("" without a curriculum).
 std::string curriculumTable(const HostProgramInfo &info);
 
+/// train.batch_rampup: `namespace rampupN { kModel, trainStep }` per smaller
+/// global batch, and `kRampup`, the schedule over them, appended to `code`;
+/// a summary of their kernel counts appended to `summary`. For the CUDA
+/// target each namespace also has its step's `deviceStep` and a `device`
+/// (kiln::cuda::DeviceStep *) that main() points at the program's
+/// DeviceStep, which `trainStep` runs.
+LogicalResult emitRampupPrograms(const RampupPrograms &rampup, StringRef entry,
+                                 const HostProgramInfo &info, LaunchTarget target,
+                                 std::string &code, std::string &summary);
+
 /// `namespace decode { prefill, decodeStep, kDecode }`: the decode program's
 /// two functions and its DecodeDesc.
 LogicalResult emitDecodeProgram(const DecodeModules &decode, const HostProgramInfo &info,

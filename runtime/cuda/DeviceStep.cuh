@@ -21,6 +21,9 @@
 //   - steps run eagerly until the second, which is captured as a CUDA graph
 //     (shapes are static; the first warms the GEMM plans) and replayed after;
 //     a step that reports gradients (--save-grads' sink) runs eagerly;
+//   - a batch rampup's programs (train.batch_rampup) are a DeviceStep each,
+//     with its own arena and graph, over one device copy of the state
+//     (SharedState: the driver holds the state once for all of them);
 //   - bad data a kernel found (an id out of range...) is read after every
 //     step (Device.cuh's record) and fails the step with its code and index.
 //
@@ -202,11 +205,11 @@ public:
   }
 
   /// Copies the device's state (parameters, moments, masks, loss scaler)
-  /// into the driver's buffers.
+  /// into the driver's buffers: every DeviceStep's, as they share it.
   bool syncStateToHost(std::string &error) {
-    if (!ready)
+    if (sharedState().mirrors.empty())
       return true; // no step ran: the host's state is the state
-    for (const Mirror &m : state)
+    for (const Mirror &m : sharedState().mirrors)
       KILN_CUDA_CHECK(cudaMemcpyAsync(m.host, m.device, m.bytes, cudaMemcpyDeviceToHost,
                                       stepStream()));
     KILN_CUDA_CHECK(cudaStreamSynchronize(stepStream()));
@@ -220,17 +223,40 @@ private:
     uint64_t bytes;
   };
 
-  /// A device buffer of `bytes` holding (when `from` is set) a copy of it;
-  /// recorded as state when `persistent`, so syncStateToHost() copies it
+  /// The device copies of the driver's state, one per host buffer, shared
+  /// by every DeviceStep of the process: a batch rampup's programs (one
+  /// DeviceStep each, with its own arena and graph) train the same
+  /// parameters, moments and loss scaler, which the driver holds once.
+  struct SharedState {
+    std::vector<Mirror> mirrors;
+  };
+  static SharedState &sharedState() {
+    static SharedState shared;
+    return shared;
+  }
+
+  /// A device buffer of `bytes` holding (when `from` is set) a copy of it.
+  /// When `persistent` it is state: the device copy of `from` that an
+  /// earlier DeviceStep made if there is one (the device's copy is the state
+  /// from the first step on), else a new one that syncStateToHost() copies
   /// back.
   void *mirror(const void *from, uint64_t bytes, bool persistent) {
+    if (persistent)
+      for (const Mirror &m : sharedState().mirrors)
+        if (m.host == from) {
+          KILN_LAUNCH_CHECK(m.bytes == bytes,
+                            "a rampup program's state buffer has %llu bytes where the first "
+                            "program's has %llu",
+                            (unsigned long long)bytes, (unsigned long long)m.bytes);
+          return m.device;
+        }
     void *d = nullptr;
     KILN_CUDA_CHECK(cudaMalloc(&d, bytes ? bytes : 1));
     allocations.push_back(d);
     if (from)
       KILN_CUDA_CHECK(cudaMemcpy(d, from, bytes, cudaMemcpyHostToDevice));
     if (persistent)
-      state.push_back({const_cast<void *>(from), d, bytes});
+      sharedState().mirrors.push_back({const_cast<void *>(from), d, bytes});
     return d;
   }
   /// Host -> device (the device buffers the batch fields point at are the
@@ -276,7 +302,8 @@ private:
     if (multiRank)
       KILN_CUDA_CHECK(cudaSetDevice(deviceIndex));
 #endif
-    KILN_CUDA_CHECK(cudaStreamCreateWithFlags(&stepStream(), cudaStreamNonBlocking));
+    if (!stepStream()) // the first DeviceStep's (a rampup has several)
+      KILN_CUDA_CHECK(cudaStreamCreateWithFlags(&stepStream(), cudaStreamNonBlocking));
 #if defined(KILN_HAVE_NCCL)
     if (multiRank) {
       comm = DeviceStepComm::create(host.comm->world(), deviceIndex, stepStream(), error);
@@ -363,7 +390,6 @@ private:
   driver::StepBuffers device{};
   std::vector<float *> params, expAvg, expAvgSq, masks, loads, kept;
   std::vector<kernels::Bf16 *> expAvgBf16, expAvgSqBf16;
-  std::vector<Mirror> state;
   std::vector<void *> allocations;
   cudaGraphExec_t graph = nullptr;
   KernelEvents kernelEvents; // --profile's event pairs

@@ -12,8 +12,13 @@ step's collectives; --zero 1 for ZeRO-1 sharding) and run under
 "no CUDA device" where it has none, and are only built where it has fewer
 (or no mpirun).
 
+With --rampup the programs have a batch rampup (train.batch_rampup from one
+micro-batch to two): a step program per global batch, each its own
+DeviceStep over the one device copy of the state.
+
   programs_check.py --kilnc build/bin/kilnc --source-dir SRC --work DIR
   programs_check.py ... --dp 2 --models dense-tiny r1-tiny
+  programs_check.py ... --rampup --models dense-tiny
 """
 import argparse
 import json
@@ -42,6 +47,8 @@ def main():
     parser.add_argument("--sm", type=int, default=90)
     parser.add_argument("--dp", type=int, default=1, help="parallel.dp of the programs")
     parser.add_argument("--zero", type=int, default=0, help="parallel.zero (with --dp)")
+    parser.add_argument("--rampup", action="store_true",
+                        help="train.batch_rampup from one micro-batch to two")
     parser.add_argument("--models", nargs="+", default=MODELS)
     args = parser.parse_args()
     os.makedirs(args.work, exist_ok=True)
@@ -56,6 +63,11 @@ def main():
         if args.dp > 1:
             spec["parallel"] = {"dp": args.dp, "zero": args.zero}
             name = "%s-dp%d%s" % (model, args.dp, "-zero1" if args.zero else "")
+        if args.rampup:
+            rows = spec["train"]["micro_batch"]
+            spec.setdefault("parallel", {})["microbatches"] = 2
+            spec["train"]["batch_rampup"] = {"start": rows, "increment": rows, "samples": 2 * rows}
+            name += "-rampup"
         spec_path = os.path.join(args.work, name + ".json")
         with open(spec_path, "w") as f:
             json.dump(spec, f)

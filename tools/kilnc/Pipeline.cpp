@@ -398,9 +398,6 @@ bool checkCudaTarget(const frontend::Spec &spec, std::string &error) {
   if (spec.train.stage == "grpo")
     return fail("train.stage", "GRPO samples with the host decode program; the CUDA target "
                                "does not build it yet (use \"target\": \"host\")");
-  if (spec.train.batchRampup.start != 0)
-    return fail("train.batch_rampup", "the CUDA target builds one step program so far; use "
-                                      "\"target\": \"host\" for a batch rampup");
   return true;
 }
 

@@ -397,7 +397,8 @@ int main(int argc, char **argv) {
       llvm::raw_string_ostream programStream(program);
       const bool cuda = spec->target.kind == "cuda";
       if (cuda ? failed(kiln::codegen::emitCudaProgram(*kernels, "train_step", info,
-                                                       programStream))
+                                                       programStream,
+                                                       sized->empty() ? nullptr : &rampup))
                : failed(kiln::codegen::emitHostProgram(*kernels, "train_step", info,
                                                        programStream,
                                                        prefill ? &decode : nullptr,
