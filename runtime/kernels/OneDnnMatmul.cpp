@@ -5,11 +5,13 @@
 
 #if defined(KILN_HAVE_DNNL)
 #include <oneapi/dnnl/dnnl.hpp>
+#include <omp.h>
 
 #include <map>
 #include <memory>
 #include <mutex>
 #include <tuple>
+#include <vector>
 #endif
 
 namespace kiln::kernels::onednn {
@@ -26,21 +28,36 @@ dnnl::engine &engine() {
   return e;
 }
 
-/// The stream every matmul runs on: one at a time, from the program's
-/// thread (primitives share oneDNN's scratchpad).
-dnnl::stream &stream() {
-  static dnnl::stream s{engine()};
-  return s;
+/// The calling thread's stream and scratchpad. The grouped GEMMs run their
+/// experts on several threads at once, and oneDNN's own scratchpad is one
+/// per process (two experts at once raced in it: r1-tiny bf16 differed run
+/// to run), so every primitive takes a user scratchpad, this thread's.
+struct ThreadContext {
+  dnnl::stream stream{engine()};
+  std::vector<unsigned char> scratchpad;
+};
+ThreadContext &threadContext() {
+  thread_local ThreadContext context;
+  return context;
 }
 
-/// A matmul of bf16 operands: its sizes (k possibly DNNL_RUNTIME_DIM_VAL)
-/// and its operands' strides.
+/// A matmul of bf16 operands: its sizes (k possibly DNNL_RUNTIME_DIM_VAL),
+/// its operands' strides, and whether it runs inside a parallel region.
+/// oneDNN plans a primitive's threads when it creates it: one created
+/// inside a parallel region (a grouped GEMM's expert) runs on its one
+/// thread, one created outside on the whole team.
 struct Key {
   int64_t m, k, n, aRow, aCol, bRow, bCol;
+  bool nested;
   bool operator<(const Key &o) const {
-    return std::tie(m, k, n, aRow, aCol, bRow, bCol) <
-           std::tie(o.m, o.k, o.n, o.aRow, o.aCol, o.bRow, o.bCol);
+    return std::tie(m, k, n, aRow, aCol, bRow, bCol, nested) <
+           std::tie(o.m, o.k, o.n, o.aRow, o.aCol, o.bRow, o.bCol, o.nested);
   }
+};
+
+struct Primitive {
+  dnnl::matmul matmul;
+  size_t scratchpadBytes;
 };
 
 /// The primitive of one shape, created on first use and kept for the
@@ -48,18 +65,20 @@ struct Key {
 /// with a runtime dimension oneDNN 2.6 falls back from its AMX brgemm
 /// kernels to gemm:jit, measured here at about half the speed (2048x512x512:
 /// 815 against 2,269 GFLOP/s on 2 cores).
-const dnnl::matmul &primitive(const Key &key) {
+const Primitive &primitive(const Key &key) {
   static std::mutex lock;
-  static std::map<Key, std::unique_ptr<dnnl::matmul>> cache;
+  static std::map<Key, std::unique_ptr<Primitive>> cache;
   std::lock_guard<std::mutex> guard(lock);
-  std::unique_ptr<dnnl::matmul> &slot = cache[key];
+  std::unique_ptr<Primitive> &slot = cache[key];
   if (!slot) {
     const auto bf16 = memory::data_type::bf16;
     memory::desc a({key.m, key.k}, bf16, Dims{key.aRow, key.aCol});
     memory::desc b({key.k, key.n}, bf16, Dims{key.bRow, key.bCol});
     memory::desc c({key.m, key.n}, bf16, Dims{key.n, 1});
-    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, b, c), engine());
-    slot = std::make_unique<dnnl::matmul>(pd);
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, b, c), attr, engine());
+    slot = std::make_unique<Primitive>(Primitive{dnnl::matmul(pd), pd.scratchpad_desc().get_size()});
   }
   return *slot;
 }
@@ -70,15 +89,23 @@ void matmulOne(Bf16 *c, const Bf16 *a, const Bf16 *b, int64_t m, int64_t k, int6
                int64_t aRowStride, int64_t aColStride, int64_t bRowStride, int64_t bColStride,
                bool depthVaries) {
   const int64_t keyK = depthVaries ? DNNL_RUNTIME_DIM_VAL : k;
-  const dnnl::matmul &mm =
-      primitive({m, keyK, n, aRowStride, aColStride, bRowStride, bColStride});
+  const Primitive &p = primitive(
+      {m, keyK, n, aRowStride, aColStride, bRowStride, bColStride, omp_in_parallel() != 0});
+  ThreadContext &context = threadContext();
+  if (context.scratchpad.size() < p.scratchpadBytes)
+    context.scratchpad.resize(p.scratchpadBytes);
   const auto bf16 = memory::data_type::bf16;
   dnnl::engine &e = engine();
   memory am({{m, k}, bf16, Dims{aRowStride, aColStride}}, e, const_cast<Bf16 *>(a));
   memory bm({{k, n}, bf16, Dims{bRowStride, bColStride}}, e, const_cast<Bf16 *>(b));
   memory cm({{m, n}, bf16, Dims{n, 1}}, e, c);
-  mm.execute(stream(), {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
-  stream().wait();
+  memory sm({{int64_t(p.scratchpadBytes)}, memory::data_type::u8, Dims{1}}, e,
+            context.scratchpad.data());
+  p.matmul.execute(context.stream, {{DNNL_ARG_SRC, am},
+                                    {DNNL_ARG_WEIGHTS, bm},
+                                    {DNNL_ARG_DST, cm},
+                                    {DNNL_ARG_SCRATCHPAD, sm}});
+  context.stream.wait();
 }
 
 /// Rows per block of a row count that changes from call to call (see
