@@ -125,12 +125,9 @@ LogicalResult emitCudaProgram(ModuleOp module, StringRef entry, const HostProgra
   os << "\n#include <cmath>\n#include <cstdint>\n#include <string>\n\n"
      << "namespace {\n\n"
      << curriculumTable(info) << code
-     << "kiln::cuda::DeviceStep *device = nullptr;\n\n"
      << "// The driver's step and state hook: the device step on device copies\n"
      << "// of the driver's buffers.\n"
-     << "bool trainStep(const kiln::driver::StepBuffers &io, std::string &error) {\n"
-     << "  return device->run(io, error);\n}\n\n"
-     << "bool syncStateToHost(std::string &error) { return device->syncStateToHost(error); }\n\n"
+     << deviceTrainStep() << "bool syncStateToHost(std::string &error) { return device->syncStateToHost(error); }\n\n"
      << "} // namespace\n\n"
      << "int main(int argc, char **argv) {\n"
      << "  static kiln::cuda::DeviceStep step(kModel, deviceStep);\n"
@@ -139,8 +136,7 @@ LogicalResult emitCudaProgram(ModuleOp module, StringRef entry, const HostProgra
     os << "  static kiln::cuda::DeviceStep rampupStep" << i << "(rampup" << i
        << "::kModel, rampup" << i << "::deviceStep);\n"
        << "  rampup" << i << "::device = &rampupStep" << i << ";\n";
-  os
-     << "  static kiln::driver::ModelDesc model = kModel;\n"
+  os << "  static kiln::driver::ModelDesc model = kModel;\n"
      << "  model.syncStateToHost = syncStateToHost;\n"
      << "  model.peakFlops = kiln::cuda::devicePeakFlops<kiln::driver::GemmPrecision::"
      << gemmPrecision(info.precision) << ">;\n"

@@ -792,6 +792,12 @@ std::string detail::curriculumTable(const HostProgramInfo &info) {
   return table + "};\n\n";
 }
 
+std::string detail::deviceTrainStep() {
+  return "kiln::cuda::DeviceStep *device = nullptr;\n\n"
+         "bool trainStep(const kiln::driver::StepBuffers &io, std::string &error) {\n"
+         "  return device->run(io, error);\n}\n\n";
+}
+
 LogicalResult detail::emitRampupPrograms(const RampupPrograms &rampup, StringRef entry,
                                          const HostProgramInfo &info, LaunchTarget target,
                                          std::string &code, std::string &summary) {
@@ -810,9 +816,7 @@ LogicalResult detail::emitRampupPrograms(const RampupPrograms &rampup, StringRef
     if (failed(emitter.emit(sizedCode)))
       return failure();
     if (target == LaunchTarget::Cuda)
-      sizedCode += "kiln::cuda::DeviceStep *device = nullptr;\n\n"
-                   "bool trainStep(const kiln::driver::StepBuffers &io, std::string &error) {\n"
-                   "  return device->run(io, error);\n}\n\n";
+      sizedCode += deviceTrainStep();
     const std::string ns = "rampup" + std::to_string(i);
     code += "// train.batch_rampup: the step of a global batch of " + std::to_string(rows) +
             " rows.\nnamespace " + ns + " {\n\n" + sizedCode + "} // namespace " + ns + "\n\n";

@@ -13,9 +13,9 @@
 // groups, and the `event` of kiln-overlap-collectives last (-1 for a
 // collective the pass did not place: it then runs where it is issued); a
 // `stream_wait` is `kiln::cuda::streamWait` with the collective's buffers,
-// which it checks. all_to_all and the
-// point-to-point transfers have no CUDA spelling yet (expert and pipeline
-// parallelism are refused for the CUDA target).
+// which it checks. all_to_all and the point-to-point transfers have no CUDA
+// spelling yet (expert and pipeline parallelism are refused for the CUDA
+// target).
 //
 //===----------------------------------------------------------------------===//
 

@@ -138,6 +138,10 @@ FailureOr<SmallVector<func::FuncOp>> programsOf(ModuleOp module, StringRef entry
 /// at ("" without a curriculum).
 std::string curriculumTable(const HostProgramInfo &info);
 
+/// The CUDA program's `device` (the kiln::cuda::DeviceStep main() points it
+/// at) and `trainStep`, the driver's step, which runs it.
+std::string deviceTrainStep();
+
 /// train.batch_rampup: `namespace rampupN { kModel, trainStep }` per smaller
 /// global batch, and `kRampup`, the schedule over them, appended to `code`;
 /// a summary of their kernel counts appended to `summary`. For the CUDA

@@ -270,7 +270,7 @@ bool Fuser::tryForwardWidening(ElementwiseOp producer) {
   return true;
 }
 
-/// The ops other than `except` that write the buffer `root`.
+/// Whether an op other than `except` writes the buffer `root`.
 bool writtenElsewhere(Value root, Operation *except) {
   SmallVector<Operation *> users;
   SmallVector<ReshapeOp> reshapes;
@@ -333,7 +333,7 @@ bool Fuser::tryReuseEarlierLoop(ElementwiseOp loop) {
     // kiln-activation-checkpointing recomputed in the backward, after the
     // forward's buffer died, stays recomputed.
     Operation *earlierLast = lastUser(earlierAlloc.getResult(), loop->getBlock());
-    Operation *laterLast = lastUser(alloc.getResult(), loop->getBlock());
+    Operation *laterLast = lastUser(alloc.getResult(), loop->getBlock()); // `loop` at least
     if (!earlierLast || !laterLast || earlierLast->isBeforeInBlock(laterLast))
       return false;
     alloc.getResult().replaceAllUsesWith(earlierAlloc.getResult());

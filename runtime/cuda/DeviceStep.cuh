@@ -23,7 +23,7 @@
 //     a step that reports gradients (--save-grads' sink) runs eagerly;
 //   - a batch rampup's programs (train.batch_rampup) are a DeviceStep each,
 //     with its own arena and graph, over one device copy of the state
-//     (SharedState: the driver holds the state once for all of them);
+//     (sharedState(): the driver holds the state once for all of them);
 //   - bad data a kernel found (an id out of range...) is read after every
 //     step (Device.cuh's record) and fails the step with its code and index.
 //
@@ -207,9 +207,9 @@ public:
   /// Copies the device's state (parameters, moments, masks, loss scaler)
   /// into the driver's buffers: every DeviceStep's, as they share it.
   bool syncStateToHost(std::string &error) {
-    if (sharedState().mirrors.empty())
+    if (sharedState().empty())
       return true; // no step ran: the host's state is the state
-    for (const Mirror &m : sharedState().mirrors)
+    for (const Mirror &m : sharedState())
       KILN_CUDA_CHECK(cudaMemcpyAsync(m.host, m.device, m.bytes, cudaMemcpyDeviceToHost,
                                       stepStream()));
     KILN_CUDA_CHECK(cudaStreamSynchronize(stepStream()));
@@ -227,12 +227,9 @@ private:
   /// by every DeviceStep of the process: a batch rampup's programs (one
   /// DeviceStep each, with its own arena and graph) train the same
   /// parameters, moments and loss scaler, which the driver holds once.
-  struct SharedState {
-    std::vector<Mirror> mirrors;
-  };
-  static SharedState &sharedState() {
-    static SharedState shared;
-    return shared;
+  static std::vector<Mirror> &sharedState() {
+    static std::vector<Mirror> mirrors;
+    return mirrors;
   }
 
   /// A device buffer of `bytes` holding (when `from` is set) a copy of it.
@@ -242,7 +239,7 @@ private:
   /// back.
   void *mirror(const void *from, uint64_t bytes, bool persistent) {
     if (persistent)
-      for (const Mirror &m : sharedState().mirrors)
+      for (const Mirror &m : sharedState())
         if (m.host == from) {
           KILN_LAUNCH_CHECK(m.bytes == bytes,
                             "a rampup program's state buffer has %llu bytes where the first "
@@ -256,7 +253,7 @@ private:
     if (from)
       KILN_CUDA_CHECK(cudaMemcpy(d, from, bytes, cudaMemcpyHostToDevice));
     if (persistent)
-      sharedState().mirrors.push_back({const_cast<void *>(from), d, bytes});
+      sharedState().push_back({const_cast<void *>(from), d, bytes});
     return d;
   }
   /// Host -> device (the device buffers the batch fields point at are the
@@ -400,23 +397,19 @@ private:
   class GraphCapture final : public StepSegments::Capture {
   public:
     bool begin(std::string &error) override {
-      return DeviceStepComm::cuda(
-          cudaStreamBeginCapture(stepStream(), cudaStreamCaptureModeThreadLocal),
-          "cudaStreamBeginCapture", error);
+      return checkCuda(cudaStreamBeginCapture(stepStream(), cudaStreamCaptureModeThreadLocal),
+                       "cudaStreamBeginCapture", error);
     }
     bool end(int64_t &graph, std::string &error) override {
       cudaGraph_t captured = nullptr;
       graph = -1;
-      if (!DeviceStepComm::cuda(cudaStreamEndCapture(stepStream(), &captured),
-                                "cudaStreamEndCapture", error))
+      if (!checkCuda(cudaStreamEndCapture(stepStream(), &captured), "cudaStreamEndCapture", error))
         return false;
       size_t nodes = 0;
-      bool ok = DeviceStepComm::cuda(cudaGraphGetNodes(captured, nullptr, &nodes),
-                                     "cudaGraphGetNodes", error);
+      bool ok = checkCuda(cudaGraphGetNodes(captured, nullptr, &nodes), "cudaGraphGetNodes", error);
       if (ok && nodes > 0) {
         cudaGraphExec_t exec = nullptr;
-        ok = DeviceStepComm::cuda(cudaGraphInstantiate(&exec, captured, 0),
-                                  "cudaGraphInstantiate", error);
+        ok = checkCuda(cudaGraphInstantiate(&exec, captured, 0), "cudaGraphInstantiate", error);
         if (ok) {
           graph = int64_t(execs.size());
           execs.push_back(exec);
@@ -426,8 +419,8 @@ private:
       return ok;
     }
     bool launch(int64_t graph, std::string &error) override {
-      return DeviceStepComm::cuda(cudaGraphLaunch(execs[size_t(graph)], stepStream()),
-                                  "cudaGraphLaunch", error);
+      return checkCuda(cudaGraphLaunch(execs[size_t(graph)], stepStream()), "cudaGraphLaunch",
+                       error);
     }
     void discard() override {
       cudaGraph_t captured = nullptr;

@@ -14,8 +14,7 @@
 // the events time the launches as issued one by one, so a graph's saving in
 // launch overhead is not in the table. Events are created once and reused
 // from step to step. Without --profile the timers cost a pointer test.
-//
-// On the CPU shim there are no events: the timer does nothing there.
+// CUDA only, as DeviceStep.cuh.
 //
 //===----------------------------------------------------------------------===//
 
@@ -29,8 +28,6 @@
 #include <vector>
 
 namespace kiln::cuda {
-
-#if KILN_CUDA_DEVICE
 
 /// The event pairs of one profiled step, in launch order.
 class KernelEvents {
@@ -104,15 +101,6 @@ private:
   KernelEvents *events;
   cudaStream_t stream;
 };
-
-#else
-
-class KernelTimer {
-public:
-  KernelTimer(const char *, cudaStream_t) {}
-};
-
-#endif
 
 } // namespace kiln::cuda
 

@@ -64,9 +64,10 @@
 // step and timeout follow this communicator's before each use). A failing
 // communicator aborts its NCCL communicator at once (the others of the rank
 // in their destructors), and the program then calls abortJob:
-// ncclCommAbort, then the bootstrap's abortJob (MPI_Abort). The bootstrap's own send / recv between a pair are
-// used by the call check of send / recv: a program should not interleave
-// its own host point-to-point on the same bootstrap.
+// ncclCommAbort, then the bootstrap's abortJob (MPI_Abort). The bootstrap's
+// own send / recv between a pair are used by the call check of send / recv:
+// a program should not interleave its own host point-to-point on the same
+// bootstrap.
 //
 // Bits the GPU may not share with the host: a float Sum over a NaN gives
 // the GPU's canonical NaN where the host keeps the first NaN's payload
@@ -194,6 +195,18 @@ struct NcclOptions {
   cudaStream_t computeStream = nullptr;
 };
 
+/// Whether a CUDA runtime call succeeded; if not, `detail` says which call
+/// failed and CUDA's error ("cudaMalloc failed: CUDA error
+/// cudaErrorMemoryAllocation: out of memory"). For the communicator and the
+/// step's collectives, which report errors instead of exiting.
+inline bool checkCuda(cudaError_t code, const char *call, std::string &detail) {
+  if (code == cudaSuccess)
+    return true;
+  detail = std::string(call) + " failed: CUDA error " + cudaGetErrorName(code) + ": " +
+           cudaGetErrorString(code);
+  return false;
+}
+
 class NcclCommunicator final : public comm::Communicator {
 public:
   /// Makes `device` current, creates this rank's NCCL communicator over
@@ -206,12 +219,12 @@ public:
                                                        const NcclOptions &options = {}) {
     std::string detail;
     std::unique_ptr<comm::Communicator> world;
-    if (check(cudaSetDevice(device), "cudaSetDevice", detail))
+    if (checkCuda(cudaSetDevice(device), "cudaSetDevice", detail))
       world = create(bootstrap, nullptr, device, options.verifyCalls, bootstrap.timeoutSeconds(),
                      options.computeStream, newRankContext(), detail);
     if (!world)
-      error = "NCCL communicator over " + bootstrap.name() + " (device " +
-              std::to_string(device) + "): " + detail;
+      error = "NCCL communicator over " + bootstrap.name() + " (device " + std::to_string(device) +
+              "): " + detail;
     return world;
   }
 
@@ -516,10 +529,10 @@ private:
     result->setTimeoutSeconds(timeout);
     result->computeStream_ = computeStream;
     if (!result->awaitNccl("ncclCommInitRankConfig", detail) ||
-        !check(cudaStreamCreateWithFlags(&result->stream_, cudaStreamNonBlocking),
-               "cudaStreamCreateWithFlags", detail) ||
-        !check(cudaEventCreateWithFlags(&result->computeReady_, cudaEventDisableTiming),
-               "cudaEventCreateWithFlags", detail)) {
+        !checkCuda(cudaStreamCreateWithFlags(&result->stream_, cudaStreamNonBlocking),
+                   "cudaStreamCreateWithFlags", detail) ||
+        !checkCuda(cudaEventCreateWithFlags(&result->computeReady_, cudaEventDisableTiming),
+                   "cudaEventCreateWithFlags", detail)) {
       result->abortNccl();
       return nullptr;
     }
@@ -527,14 +540,6 @@ private:
   }
 
   //--- Errors and waits ---------------------------------------------------
-
-  static bool check(cudaError_t code, const char *call, std::string &detail) {
-    if (code == cudaSuccess)
-      return true;
-    detail = std::string(call) + " failed: CUDA error " + cudaGetErrorName(code) + ": " +
-             cudaGetErrorString(code);
-    return false;
-  }
 
   /// "ncclSend failed: NCCL error 3 (internal error): <NCCL's last error>".
   static std::string ncclMessage(ncclComm_t comm, const char *call, ncclResult_t code) {
@@ -549,7 +554,7 @@ private:
   /// A CUDA call of an operation: on failure the communicator is aborted
   /// (the peers may already wait for this rank's part).
   bool cuda(cudaError_t code, const char *call, std::string &detail) {
-    if (check(code, call, detail))
+    if (checkCuda(code, call, detail))
       return true;
     abortNccl();
     return false;
@@ -666,7 +671,7 @@ private:
         if (queried == cudaSuccess)
           return true;
         if (queried != cudaErrorNotReady) {
-          check(queried, "cudaStreamQuery", detail);
+          checkCuda(queried, "cudaStreamQuery", detail);
           detail = std::string(what) + ": " + detail;
           abortNccl();
           return false;

@@ -74,8 +74,8 @@ public:
     if (!world)
       return nullptr;
     std::unique_ptr<DeviceStepComm> result(new DeviceStepComm(std::move(world), compute));
-    if (!result->cuda(cudaEventCreateWithFlags(&result->joined_, cudaEventDisableTiming),
-                      "cudaEventCreateWithFlags", error))
+    if (!checkCuda(cudaEventCreateWithFlags(&result->joined_, cudaEventDisableTiming),
+                   "cudaEventCreateWithFlags", error))
       return nullptr;
     DeviceStepComm *self = result.get();
     result->segments_.setJoin([self](std::string &e) { return self->join(e); });
@@ -129,7 +129,7 @@ public:
       cudaStream_t stream = nccl.communicationStream();
       // The copies a body makes before the communicator's call are on the
       // communication stream too: after the ready event.
-      if (!cuda(cudaStreamWaitEvent(stream, ready, 0), "cudaStreamWaitEvent", e))
+      if (!checkCuda(cudaStreamWaitEvent(stream, ready, 0), "cudaStreamWaitEvent", e))
         return false;
       nccl.setReadyEvent(ready);
       const bool ok = body(*group, stream, e);
@@ -162,25 +162,17 @@ public:
   void *scratch(size_t bytes, std::string &error) {
     if (bytes <= scratchBytes_)
       return scratch_;
-    if (scratch_ != nullptr &&
-        !cuda(cudaStreamSynchronize(nccl().communicationStream()), "cudaStreamSynchronize", error))
+    if (scratch_ != nullptr && !checkCuda(cudaStreamSynchronize(nccl().communicationStream()),
+                                          "cudaStreamSynchronize", error))
       return nullptr;
     if (scratch_ != nullptr)
       cudaFree(scratch_);
     scratch_ = nullptr;
     scratchBytes_ = 0;
-    if (!cuda(cudaMalloc(&scratch_, bytes), "cudaMalloc", error))
+    if (!checkCuda(cudaMalloc(&scratch_, bytes), "cudaMalloc", error))
       return nullptr;
     scratchBytes_ = bytes;
     return scratch_;
-  }
-
-  static bool cuda(cudaError_t code, const char *call, std::string &error) {
-    if (code == cudaSuccess)
-      return true;
-    error = std::string(call) + " failed: CUDA error " + cudaGetErrorName(code) + ": " +
-            cudaGetErrorString(code);
-    return false;
   }
 
 private:
@@ -196,8 +188,8 @@ private:
     if (it != ready_.end())
       return it->second;
     cudaEvent_t made = nullptr;
-    if (!cuda(cudaEventCreateWithFlags(&made, cudaEventDisableTiming), "cudaEventCreateWithFlags",
-              error))
+    if (!checkCuda(cudaEventCreateWithFlags(&made, cudaEventDisableTiming),
+                   "cudaEventCreateWithFlags", error))
       return nullptr;
     ready_[event] = made;
     return made;
@@ -208,19 +200,20 @@ private:
   /// launch can wait for it.
   static bool record(cudaEvent_t ready, cudaStream_t compute, std::string &error) {
     cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
-    if (!cuda(cudaStreamIsCapturing(compute, &status), "cudaStreamIsCapturing", error))
+    if (!checkCuda(cudaStreamIsCapturing(compute, &status), "cudaStreamIsCapturing", error))
       return false;
     if (status == cudaStreamCaptureStatusActive)
-      return cuda(cudaEventRecordWithFlags(ready, compute, cudaEventRecordExternal),
-                  "cudaEventRecordWithFlags", error);
-    return cuda(cudaEventRecord(ready, compute), "cudaEventRecord", error);
+      return checkCuda(cudaEventRecordWithFlags(ready, compute, cudaEventRecordExternal),
+                       "cudaEventRecordWithFlags", error);
+    return checkCuda(cudaEventRecord(ready, compute), "cudaEventRecord", error);
   }
 
   /// The compute stream waits for the communication stream (the
   /// collectives' trailing copies included).
   bool join(std::string &error) {
-    return cuda(cudaEventRecord(joined_, nccl().communicationStream()), "cudaEventRecord", error) &&
-           cuda(cudaStreamWaitEvent(compute_, joined_, 0), "cudaStreamWaitEvent", error);
+    return checkCuda(cudaEventRecord(joined_, nccl().communicationStream()), "cudaEventRecord",
+                     error) &&
+           checkCuda(cudaStreamWaitEvent(compute_, joined_, 0), "cudaStreamWaitEvent", error);
   }
 
   std::unique_ptr<comm::Communicator> world_;
@@ -264,9 +257,9 @@ inline bool allReduce(cudaStream_t stream, driver::StepComm *comm, const char *a
              stream, "all_reduce", axes, event, in, out,
              [=](comm::Communicator &group, cudaStream_t s, std::string &e) {
                if (in != out && n > 0 &&
-                   !DeviceStepComm::cuda(cudaMemcpyAsync(out, in, size_t(n) * sizeof(float),
-                                                         cudaMemcpyDeviceToDevice, s),
-                                         "cudaMemcpyAsync", e))
+                   !checkCuda(cudaMemcpyAsync(out, in, size_t(n) * sizeof(float),
+                                              cudaMemcpyDeviceToDevice, s),
+                              "cudaMemcpyAsync", e))
                  return false;
                return group.allReduce(out, size_t(n), comm::DType::F32,
                                       max ? comm::ReduceOp::Max : comm::ReduceOp::Sum) ||
@@ -295,12 +288,12 @@ inline bool allGatherOf(cudaStream_t stream, driver::StepComm *comm, const char 
                if (!group.allGather(in, byRank, piece, dtype))
                  return failedIn(group, e);
                for (size_t r = 0; r < size && inner > 0; ++r)
-                 if (!DeviceStepComm::cuda(
-                         cudaMemcpy2DAsync(out + r * size_t(inner),
-                                           size * size_t(inner) * sizeof(T), byRank + r * piece,
-                                           size_t(inner) * sizeof(T), size_t(inner) * sizeof(T),
-                                           size_t(outer), cudaMemcpyDeviceToDevice, s),
-                         "cudaMemcpy2DAsync", e))
+                 if (!checkCuda(cudaMemcpy2DAsync(out + r * size_t(inner),
+                                                  size * size_t(inner) * sizeof(T),
+                                                  byRank + r * piece, size_t(inner) * sizeof(T),
+                                                  size_t(inner) * sizeof(T), size_t(outer),
+                                                  cudaMemcpyDeviceToDevice, s),
+                                "cudaMemcpy2DAsync", e))
                    return false;
                return true;
              },
@@ -338,12 +331,11 @@ inline bool reduceScatter(cudaStream_t stream, driver::StepComm *comm, const cha
                  if (byRank == nullptr)
                    return false;
                  for (size_t r = 0; r < size && inner > 0; ++r)
-                   if (!DeviceStepComm::cuda(
-                           cudaMemcpy2DAsync(byRank + r * piece, size_t(inner) * 4,
-                                             in + r * size_t(inner), size * size_t(inner) * 4,
-                                             size_t(inner) * 4, size_t(outer),
-                                             cudaMemcpyDeviceToDevice, s),
-                           "cudaMemcpy2DAsync", e))
+                   if (!checkCuda(cudaMemcpy2DAsync(byRank + r * piece, size_t(inner) * 4,
+                                                    in + r * size_t(inner),
+                                                    size * size_t(inner) * 4, size_t(inner) * 4,
+                                                    size_t(outer), cudaMemcpyDeviceToDevice, s),
+                                  "cudaMemcpy2DAsync", e))
                      return false;
                  send = byRank;
                }
@@ -369,10 +361,10 @@ inline bool localShard(cudaStream_t stream, driver::StepComm *comm, const char *
   const size_t size = size_t(group->size()), rank = size_t(group->rank());
   if (outer == 0 || inner == 0)
     return true;
-  return DeviceStepComm::cuda(cudaMemcpy2DAsync(out, size_t(inner) * 4, in + rank * size_t(inner),
-                                                size * size_t(inner) * 4, size_t(inner) * 4,
-                                                size_t(outer), cudaMemcpyDeviceToDevice, stream),
-                              "cudaMemcpy2DAsync", *error);
+  return checkCuda(cudaMemcpy2DAsync(out, size_t(inner) * 4, in + rank * size_t(inner),
+                                     size * size_t(inner) * 4, size_t(inner) * 4, size_t(outer),
+                                     cudaMemcpyDeviceToDevice, stream),
+                   "cudaMemcpy2DAsync", *error);
 }
 
 /// kiln-overlap-collectives' stream_wait: the posted collectives up to

@@ -62,9 +62,9 @@ bool oneDnnMatmul(F16 *, const F16 *, const F16 *, int64_t, int64_t, int64_t, in
 // as much as it computes; 0.587 against 0.725 ms per grouped GEMM measured
 // here). Each thread has its own oneDNN scratchpad (OneDnnMatmul.cpp), and
 // an expert's result does not depend on which thread or how many run it.
-// Each returns the
-// kernel's status, or std::nullopt where oneDNN cannot run it (f16, a build
-// without oneDNN): the caller then widens to the f32 kernel.
+// Each returns the kernel's status, or std::nullopt where oneDNN cannot run
+// it (f16, a build without oneDNN): the caller then widens to the f32
+// kernel.
 
 /// out_e [m_e, outCols] = in_e [m_e, inCols] x B_e over each expert's rows,
 /// B_e the expert's [inCols, outCols] block of `weight` seen with strides

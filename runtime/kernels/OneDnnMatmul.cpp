@@ -78,7 +78,8 @@ const Primitive &primitive(const Key &key) {
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, b, c), attr, engine());
-    slot = std::make_unique<Primitive>(Primitive{dnnl::matmul(pd), pd.scratchpad_desc().get_size()});
+    slot = std::make_unique<Primitive>(
+        Primitive{dnnl::matmul(pd), pd.scratchpad_desc().get_size()});
   }
   return *slot;
 }
